@@ -1,0 +1,495 @@
+package dsl
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
+)
+
+// LeafPrefix starts the synthetic metric name that stands for a leaf in the
+// rewritten query. User expressions may not use names with this prefix.
+const LeafPrefix = "__leaf_"
+
+// Options configure Parse.
+type Options struct {
+	// Schema maps the events table; the zero value means DefaultSchema().
+	Schema Schema
+	// Series reports whether name is an instant series that exists apart from
+	// the events (a recording rule's output, ALERTS); nil means none does.
+	Series func(name string) bool
+}
+
+// Expr is a checked and planned expression.
+type Expr struct {
+	// Input is the expression as written.
+	Input string
+	// Query is the PromQL query in which every leaf is replaced by an
+	// instant selector named Leaf.Name.
+	Query string
+	// Leaves are the pooled range functions the query needs, deduplicated.
+	Leaves []*Leaf
+	// Series are the names of instant series the query reads (see Options.Series).
+	Series []string
+	// Type is the result type: vector or scalar.
+	Type parser.ValueType
+}
+
+// Selector selects events: a field (or events) and label matchers.
+type Selector struct {
+	// Field is the selected field, or EventsSelector.
+	Field string
+	// Columns are the numeric columns whose sum is the field's value; nil for events.
+	Columns []string
+	// Matchers are the label matchers, sorted, never on __name__.
+	Matchers []*labels.Matcher
+}
+
+// Leaf is a range function over pooled events: the unit a backend computes.
+type Leaf struct {
+	// Name is the synthetic series name standing for the leaf in Expr.Query.
+	Name string
+	// Func is the function as written (p95, rate, ...), for messages.
+	Func string
+	// Agg is the aggregate; Quantile is φ for AggQuantile.
+	Agg      Agg
+	Quantile float64
+	Selector Selector
+	// Range is the window width w; Offset shifts the window into the past.
+	Range, Offset time.Duration
+	// By are the grouping labels (sorted); nil pools every event into one group.
+	By []string
+	// Grouped is true when the leaf sits under an aggregation; its groups are
+	// then labelled by By only. Otherwise the single group is labelled by the
+	// selector's equality matchers.
+	Grouped bool
+	// Pos is the leaf's position in Expr.Input.
+	Pos posrange.PositionRange
+}
+
+// Window returns the leaf's window at evaluation time ts: events with
+// from < time <= to are pooled.
+func (l *Leaf) Window(ts time.Time) (from, to time.Time) {
+	to = ts.Add(-l.Offset)
+	return to.Add(-l.Range), to
+}
+
+// Labels returns the label set of the single group of an ungrouped leaf:
+// its non-empty equality matchers. It returns nil for grouped leaves.
+func (l *Leaf) Labels() labels.Labels {
+	if l.Grouped {
+		return labels.EmptyLabels()
+	}
+	b := labels.NewScratchBuilder(len(l.Selector.Matchers))
+	seen := map[string]bool{}
+	for _, m := range l.Selector.Matchers {
+		if m.Type == labels.MatchEqual && m.Value != "" && !seen[m.Name] {
+			seen[m.Name] = true
+			b.Add(m.Name, m.Value)
+		}
+	}
+	b.Sort()
+	return b.Labels()
+}
+
+// GroupLabels builds the label set of one group of a grouped leaf from the
+// values of its By labels (same order as By); empty values are left out, as
+// PromQL does.
+func (l *Leaf) GroupLabels(values []string) labels.Labels {
+	if !l.Grouped {
+		return l.Labels()
+	}
+	b := labels.NewScratchBuilder(len(l.By))
+	for i, name := range l.By {
+		if values[i] != "" {
+			b.Add(name, values[i])
+		}
+	}
+	return b.Labels()
+}
+
+// Value turns the primitive aggregate of a group (computed by a backend)
+// into the leaf's value. count is the number of pooled events.
+func (l *Leaf) Value(count, sum, agg float64) float64 {
+	switch l.Agg {
+	case AggCount:
+		return count
+	case AggRate:
+		if l.Selector.Field == EventsSelector {
+			return count / l.Range.Seconds()
+		}
+		return sum / l.Range.Seconds()
+	case AggIncrease:
+		if l.Selector.Field == EventsSelector {
+			return count
+		}
+		return sum
+	case AggSum:
+		return sum
+	case AggAbsent, AggPresent:
+		return 1
+	default:
+		return agg
+	}
+}
+
+// Primitive is the aggregate a backend computes besides count and sum:
+// AggAvg, AggMin, AggMax, AggQuantile, AggStddev, or AggCount when count and
+// sum suffice.
+func (l *Leaf) Primitive() Agg {
+	switch l.Agg {
+	case AggAvg, AggMin, AggMax, AggQuantile, AggStddev:
+		return l.Agg
+	}
+	return AggCount
+}
+
+func (l *Leaf) key() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d|%v|%s|", l.Agg, l.Quantile, l.Selector.Field)
+	for _, m := range l.Selector.Matchers {
+		sb.WriteString(m.String())
+		sb.WriteByte(',')
+	}
+	fmt.Fprintf(&sb, "|%d|%d|%v|%s", l.Range, l.Offset, l.Grouped, strings.Join(l.By, ","))
+	return sb.String()
+}
+
+// Error is a load-time error in an expression: where (line and column,
+// 1-based, within the expression), what is wrong, and what to write instead.
+type Error struct {
+	Line, Col int
+	Msg       string
+	Hint      string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%d:%d: %s", e.Line, e.Col, e.Msg)
+	if e.Hint != "" {
+		s += "; " + e.Hint
+	}
+	return s
+}
+
+func newError(input string, pos posrange.Pos, hint, format string, args ...any) *Error {
+	line, col := LineCol(input, int(pos))
+	return &Error{Line: line, Col: col, Msg: fmt.Sprintf(format, args...), Hint: hint}
+}
+
+// LineCol converts a byte offset in s into a 1-based line and column.
+func LineCol(s string, off int) (line, col int) {
+	if off > len(s) {
+		off = len(s)
+	}
+	if off < 0 {
+		off = 0
+	}
+	line = 1 + strings.Count(s[:off], "\n")
+	col = off - strings.LastIndexByte(s[:off], '\n')
+	return line, col
+}
+
+// Parse parses, checks and plans an expression. Every problem is reported
+// here, at load time, as an *Error with a position and a hint.
+func Parse(input string, opts Options) (*Expr, error) {
+	if opts.Schema.Time == "" {
+		opts.Schema = DefaultSchema()
+	}
+	if strings.TrimSpace(input) == "" {
+		return nil, &Error{Line: 1, Col: 1, Msg: "empty expression", Hint: `write e.g. p95(latency_ms[5m]) > 5000`}
+	}
+	ast, err := newParser().ParseExpr(input)
+	if err != nil {
+		return nil, convertParseError(input, err)
+	}
+	c := &checker{input: input, opts: opts, byKey: map[string]*Leaf{}}
+	ast, err = c.visit(ast, nil)
+	if err != nil {
+		return nil, err
+	}
+	switch ast.Type() {
+	case parser.ValueTypeVector, parser.ValueTypeScalar:
+	default:
+		return nil, newError(input, ast.PositionRange().Start, "a rule's expression must give a number or a vector",
+			"expression of type %s", ast.Type())
+	}
+	sort.Strings(c.series)
+	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type()}, nil
+}
+
+func convertParseError(input string, err error) error {
+	var perrs parser.ParseErrors
+	if !errors.As(err, &perrs) || len(perrs) == 0 {
+		return &Error{Line: 1, Col: 1, Msg: err.Error()}
+	}
+	pe := perrs[0]
+	msg := pe.Err.Error()
+	hint := ""
+	switch {
+	case strings.Contains(msg, "expected type range vector"):
+		hint = "range functions take a window: write e.g. p95(latency_ms[5m]) or count_over_time(events[5m])"
+	case strings.Contains(msg, "unknown function"):
+		name := msg[strings.Index(msg, `"`)+1:]
+		name = strings.TrimSuffix(strings.TrimSpace(name), `"`)
+		if i := strings.IndexByte(name, '"'); i >= 0 {
+			name = name[:i]
+		}
+		hint = hintForFunction(name)
+	case strings.Contains(msg, "unexpected end of input"):
+		hint = "the expression is incomplete; check brackets and quotes"
+	}
+	line, col := LineCol(input, int(pe.PositionRange.Start))
+	return &Error{Line: line, Col: col, Msg: msg, Hint: hint}
+}
+
+// grouping is the by/without of the nearest aggregation enclosing a node.
+type grouping struct {
+	by  []string
+	pos posrange.Pos
+}
+
+type checker struct {
+	input  string
+	opts   Options
+	leaves []*Leaf
+	byKey  map[string]*Leaf
+	series []string
+}
+
+func (c *checker) errf(pos posrange.Pos, hint, format string, args ...any) error {
+	return newError(c.input, pos, hint, format, args...)
+}
+
+func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
+	var err error
+	switch n := node.(type) {
+	case *parser.NumberLiteral:
+		return n, nil
+	case *parser.StringLiteral:
+		return n, nil
+	case *parser.ParenExpr:
+		n.Expr, err = c.visit(n.Expr, g)
+		return n, err
+	case *parser.UnaryExpr:
+		n.Expr, err = c.visit(n.Expr, g)
+		return n, err
+	case *parser.BinaryExpr:
+		if n.LHS, err = c.visit(n.LHS, g); err != nil {
+			return nil, err
+		}
+		n.RHS, err = c.visit(n.RHS, g)
+		return n, err
+	case *parser.AggregateExpr:
+		if n.Param != nil {
+			if n.Param, err = c.visit(n.Param, nil); err != nil {
+				return nil, err
+			}
+		}
+		inner := &grouping{pos: n.PosRange.Start}
+		if n.Without {
+			for _, l := range c.opts.Schema.Labels {
+				if !slices.Contains(n.Grouping, l) {
+					inner.by = append(inner.by, l)
+				}
+			}
+		} else {
+			inner.by = slices.Clone(n.Grouping)
+		}
+		sort.Strings(inner.by)
+		n.Expr, err = c.visit(n.Expr, inner)
+		return n, err
+	case *parser.Call:
+		if rf, ok := rangeFuncs[n.Func.Name]; ok {
+			return c.leaf(n, rf, g)
+		}
+		if !instantFuncs[n.Func.Name] {
+			return nil, c.errf(n.PosRange.Start, hintForFunction(n.Func.Name), "function %q is not supported", n.Func.Name)
+		}
+		for i, a := range n.Args {
+			if n.Args[i], err = c.visit(a, g); err != nil {
+				return nil, err
+			}
+		}
+		return n, nil
+	case *parser.VectorSelector:
+		return n, c.instantSelector(n)
+	case *parser.MatrixSelector:
+		return nil, c.errf(n.PositionRange().Start,
+			"put it inside a range function, e.g. count_over_time(events[5m]) or p95(latency_ms[5m])",
+			"a range selector is not a result by itself")
+	case *parser.SubqueryExpr:
+		return nil, c.errf(n.PositionRange().Start,
+			"range functions pool raw events directly: write e.g. max_over_time(latency_ms[1h]) instead of a [1h:1m] subquery",
+			"subqueries are not supported")
+	default:
+		return nil, c.errf(node.PositionRange().Start, "", "%T is not supported here", node)
+	}
+}
+
+// instantSelector checks a selector used as an instant vector: only names of
+// series that exist apart from the events (recording rules) are allowed.
+func (c *checker) instantSelector(vs *parser.VectorSelector) error {
+	pos := vs.PosRange.Start
+	if err := c.noAtNoOffset(vs); err != nil {
+		return err
+	}
+	switch {
+	case strings.HasPrefix(vs.Name, "__"):
+		return c.errf(pos, "names starting with __ are reserved", "selector %q is not allowed", vs.Name)
+	case vs.Name == EventsSelector || c.opts.Schema.Fields[vs.Name] != nil:
+		return c.errf(pos, fmt.Sprintf("wrap it in a range function over a window, e.g. count_over_time(%s[5m]) or avg_over_time(latency_ms[5m])", vs.Name),
+			"%q selects raw call events, which have no value at an instant", vs.Name)
+	case vs.Name == "":
+		return c.errf(pos, `name a field or events, e.g. count_over_time(events{tenant_id="acme"}[5m])`, "a selector needs a name")
+	case c.opts.Series != nil && c.opts.Series(vs.Name):
+		c.series = append(c.series, vs.Name)
+		return nil
+	}
+	return c.errf(pos, c.selectorHint(), "unknown selector %q", vs.Name)
+}
+
+func (c *checker) selectorHint() string {
+	return "select one of the fields " + strings.Join(c.opts.Schema.FieldNames(), ", ") +
+		" or events (for counting), inside a range function: p95(latency_ms[5m])"
+}
+
+func (c *checker) noAtNoOffset(vs *parser.VectorSelector) error {
+	if vs.Timestamp != nil || vs.StartOrEnd != 0 {
+		return c.errf(vs.PosRange.Start, "write offset 1h to look into the past", "the @ modifier is not supported")
+	}
+	return nil
+}
+
+// leaf checks a range function call and replaces it by a leaf selector.
+func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Expr, error) {
+	pos := call.PosRange.Start
+	name := call.Func.Name
+	leaf := &Leaf{Func: name, Agg: rf.agg, Quantile: rf.quantile, Pos: call.PosRange}
+	args := call.Args
+	if rf.param {
+		if len(args) != 2 {
+			return nil, c.errf(pos, "write quantile_over_time(0.95, latency_ms[5m])", "%s takes φ and a range selector", name)
+		}
+		num, ok := unparen(args[0]).(*parser.NumberLiteral)
+		if !ok {
+			return nil, c.errf(args[0].PositionRange().Start, "write a number between 0 and 1, e.g. 0.95", "φ of %s must be a number literal", name)
+		}
+		if num.Val < 0 || num.Val > 1 || math.IsNaN(num.Val) {
+			return nil, c.errf(args[0].PositionRange().Start, "write a number between 0 and 1, e.g. 0.95", "φ %v is out of range", num.Val)
+		}
+		leaf.Quantile = num.Val
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		return nil, c.errf(pos, "", "%s takes one range selector", name)
+	}
+	ms, ok := unparen(args[0]).(*parser.MatrixSelector)
+	if !ok {
+		if _, sub := unparen(args[0]).(*parser.SubqueryExpr); sub {
+			return nil, c.errf(args[0].PositionRange().Start,
+				"range functions pool raw events directly: write e.g. max_over_time(latency_ms[1h]) instead of a [1h:1m] subquery",
+				"subqueries are not supported")
+		}
+		return nil, c.errf(args[0].PositionRange().Start, "write e.g. "+name+"(latency_ms[5m])", "%s takes a range selector over a field or events", name)
+	}
+	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+	if !ok {
+		return nil, c.errf(pos, "", "unsupported range selector")
+	}
+	if err := c.noAtNoOffset(vs); err != nil {
+		return nil, err
+	}
+	if ms.RangeExpr != nil || vs.OriginalOffsetExpr != nil {
+		return nil, c.errf(pos, "write a plain duration such as [5m] or offset 1d", "duration expressions are not supported")
+	}
+	leaf.Range, leaf.Offset = ms.Range, vs.OriginalOffset
+	if leaf.Range <= 0 {
+		return nil, c.errf(pos, "write a window such as [5m]", "the window must be longer than zero")
+	}
+	if leaf.Offset < 0 {
+		return nil, c.errf(pos, "write a positive offset such as offset 1d", "negative offsets look into the future")
+	}
+	if leaf.Range%time.Second != 0 || leaf.Offset%time.Second != 0 {
+		return nil, c.errf(pos, "event times have second resolution: write whole seconds, e.g. [5m] or [90s]", "window and offset must be whole seconds")
+	}
+	sel := Selector{Field: vs.Name}
+	switch {
+	case vs.Name == EventsSelector:
+		if !rf.events {
+			return nil, c.errf(vs.PosRange.Start, fmt.Sprintf("events have no value to aggregate: write count_over_time(events[...]) or %s(latency_ms[...])", name),
+				"%s needs a field, not events", name)
+		}
+	case c.opts.Schema.Fields[vs.Name] != nil:
+		sel.Columns = slices.Clone(c.opts.Schema.Fields[vs.Name])
+	case vs.Name == "":
+		return nil, c.errf(vs.PosRange.Start, `name a field or events, e.g. count_over_time(events{tenant_id="acme"}[5m])`, "a selector needs a name")
+	case c.opts.Series != nil && c.opts.Series(vs.Name):
+		return nil, c.errf(vs.PosRange.Start, "range functions apply to call events only; use the recorded series directly or recompute it from events",
+			"%q is a recorded series, which keeps no history", vs.Name)
+	default:
+		return nil, c.errf(vs.PosRange.Start, c.selectorHint(), "unknown selector %q", vs.Name)
+	}
+	for _, m := range vs.LabelMatchers {
+		if m.Name == labels.MetricName {
+			if m.Type == labels.MatchEqual && m.Value == vs.Name {
+				continue
+			}
+			return nil, c.errf(vs.PosRange.Start, "write the field name before the braces, e.g. latency_ms{...}", "matchers on __name__ are not supported")
+		}
+		if !c.opts.Schema.IsLabel(m.Name) {
+			return nil, c.errf(vs.PosRange.Start, "labels are "+strings.Join(c.opts.Schema.Labels, ", ")+" (map more in schema.labels)",
+				"%q is not a label of call events", m.Name)
+		}
+		sel.Matchers = append(sel.Matchers, m)
+	}
+	sort.SliceStable(sel.Matchers, func(i, j int) bool {
+		a, b := sel.Matchers[i], sel.Matchers[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		if a.Type != b.Type {
+			return a.Type < b.Type
+		}
+		return a.Value < b.Value
+	})
+	leaf.Selector = sel
+	if g != nil {
+		for _, l := range g.by {
+			if !c.opts.Schema.IsLabel(l) {
+				return nil, c.errf(g.pos, "group by labels of call events: "+strings.Join(c.opts.Schema.Labels, ", "),
+					"%q is not a label of call events", l)
+			}
+		}
+		leaf.Grouped, leaf.By = true, g.by
+	}
+	if prev, ok := c.byKey[leaf.key()]; ok {
+		leaf = prev
+	} else {
+		leaf.Name = LeafPrefix + strconv.Itoa(len(c.leaves))
+		c.byKey[leaf.key()] = leaf
+		c.leaves = append(c.leaves, leaf)
+	}
+	return &parser.VectorSelector{
+		Name:          leaf.Name,
+		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, leaf.Name)},
+		PosRange:      call.PosRange,
+	}, nil
+}
+
+func unparen(e parser.Expr) parser.Expr {
+	for {
+		p, ok := e.(*parser.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
+}

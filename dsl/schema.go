@@ -1,0 +1,145 @@
+package dsl
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// EventsSelector is the pseudo-selector that selects events without a value,
+// for counting: count_over_time(events{status="error"}[5m]).
+const EventsSelector = "events"
+
+// Schema maps the columns of the events table to the language: one time
+// column, label columns usable in matchers and by (...), and numeric fields
+// usable as selectors. A field is the sum of one or more columns.
+type Schema struct {
+	// Time is the DateTime column holding the event's time.
+	Time string `yaml:"time"`
+	// Labels are the string columns usable in matchers and groupings.
+	Labels []string `yaml:"labels"`
+	// Fields maps a selector name to the numeric columns whose sum it is.
+	Fields map[string]Columns `yaml:"fields"`
+}
+
+// Columns is one column name or a list of columns to add up. In YAML it is
+// either a scalar (`cost: cost`) or a sequence (`total_tokens: [input_tokens, output_tokens]`).
+type Columns []string
+
+// UnmarshalYAML accepts a scalar or a sequence of column names.
+func (c *Columns) UnmarshalYAML(unmarshal func(any) error) error {
+	var one string
+	if err := unmarshal(&one); err == nil {
+		*c = Columns{one}
+		return nil
+	}
+	var many []string
+	if err := unmarshal(&many); err != nil {
+		return fmt.Errorf("a field is a column name or a list of column names to add up")
+	}
+	*c = many
+	return nil
+}
+
+// DefaultSchema is the baseline service's events table (ai_call_events).
+func DefaultSchema() Schema {
+	return Schema{
+		Time:   "created_at",
+		Labels: []string{"tenant_id", "app_code", "model", "provider", "status", "error_code"},
+		Fields: map[string]Columns{
+			"latency_ms":    {"latency_ms"},
+			"input_tokens":  {"input_tokens"},
+			"output_tokens": {"output_tokens"},
+			"total_tokens":  {"input_tokens", "output_tokens"},
+			"cost":          {"cost"},
+		},
+	}
+}
+
+// Validate checks that every name is a plain identifier (they are written
+// into SQL as identifiers) and that names do not collide.
+func (s Schema) Validate() error {
+	if err := checkIdent("schema.time", s.Time); err != nil {
+		return err
+	}
+	seen := map[string]string{s.Time: "the time column"}
+	if len(s.Labels) == 0 {
+		return fmt.Errorf("schema.labels: list at least one label column")
+	}
+	for _, l := range s.Labels {
+		if err := checkIdent("schema.labels", l); err != nil {
+			return err
+		}
+		if what, dup := seen[l]; dup {
+			return fmt.Errorf("schema.labels: %q is already %s", l, what)
+		}
+		seen[l] = "a label"
+	}
+	if len(s.Fields) == 0 {
+		return fmt.Errorf("schema.fields: map at least one field to a column, e.g. latency_ms: latency_ms")
+	}
+	for _, name := range s.FieldNames() {
+		if err := checkIdent("schema.fields", name); err != nil {
+			return err
+		}
+		if name == EventsSelector {
+			return fmt.Errorf("schema.fields: %q is reserved for counting events; rename the field", name)
+		}
+		if what, dup := seen[name]; dup && what != "a column" {
+			return fmt.Errorf("schema.fields: %q is already %s", name, what)
+		}
+		cols := s.Fields[name]
+		if len(cols) == 0 {
+			return fmt.Errorf("schema.fields.%s: name the column(s) it adds up", name)
+		}
+		for _, c := range cols {
+			if err := checkIdent("schema.fields."+name, c); err != nil {
+				return err
+			}
+			if seen[c] == "a label" || c == s.Time {
+				return fmt.Errorf("schema.fields.%s: column %q is not numeric (it is %s)", name, c, seen[c])
+			}
+		}
+	}
+	return nil
+}
+
+// FieldNames returns the field names, sorted.
+func (s Schema) FieldNames() []string {
+	names := make([]string, 0, len(s.Fields))
+	for n := range s.Fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NumericColumns returns every column used by a field, sorted, without duplicates.
+func (s Schema) NumericColumns() []string {
+	var cols []string
+	for _, c := range s.Fields {
+		cols = append(cols, c...)
+	}
+	sort.Strings(cols)
+	return slices.Compact(cols)
+}
+
+// IsLabel reports whether name is a mapped label column.
+func (s Schema) IsLabel(name string) bool { return slices.Contains(s.Labels, name) }
+
+func checkIdent(where, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s: empty name", where)
+	}
+	for i, r := range name {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("%s: %q is not a plain column name (letters, digits and _ only, not starting with a digit)", where, name)
+		}
+	}
+	if strings.HasPrefix(name, "__") {
+		return fmt.Errorf("%s: %q: names starting with __ are reserved", where, name)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// Sample is one group's value of a leaf, or one sample of a series.
+type Sample struct {
+	Labels labels.Labels
+	Value  float64
+}
+
+// LeafResult is what a LeafSource computed for a list of leaves.
+type LeafResult struct {
+	// Vectors holds one result per leaf, in the order of the request.
+	Vectors [][]Sample
+	// Statements are the queries that ran (SQL for ClickHouse), for
+	// debugging; empty for the memory evaluator.
+	Statements []string
+}
+
+// LeafSource computes the pooled range functions (leaves) of expressions at
+// one evaluation time. The ClickHouse querier and the memory evaluator
+// implement it and must give identical answers.
+type LeafSource interface {
+	EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (LeafResult, error)
+}
+
+// SeriesSource provides instant series that exist apart from the events,
+// such as recording-rule outputs. It may be nil.
+type SeriesSource interface {
+	// Series returns the samples of the named series at ts.
+	Series(name string, ts time.Time) []Sample
+}
+
+// Result is an evaluated expression: a vector, or a scalar when IsScalar.
+type Result struct {
+	Vector   []Sample
+	Scalar   float64
+	IsScalar bool
+	// Statements are the backend queries that ran.
+	Statements []string
+}
+
+// QuerierOptions configure a Querier.
+type QuerierOptions struct {
+	Source LeafSource
+	Series SeriesSource
+	// Timeout bounds one PromQL evaluation above the leaves (default 30s).
+	Timeout time.Duration
+	// MaxSamples bounds the samples one evaluation may hold (default 5e6).
+	MaxSamples int
+	Logger     *slog.Logger
+}
+
+// Querier evaluates planned expressions: its LeafSource computes the leaves,
+// and Prometheus' own PromQL engine evaluates everything above them, so
+// operators, vector matching and aggregations keep PromQL's exact semantics.
+type Querier struct {
+	opts QuerierOptions
+	ng   *promql.Engine
+}
+
+// NewQuerier returns a Querier.
+func NewQuerier(opts QuerierOptions) *Querier {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.MaxSamples <= 0 {
+		opts.MaxSamples = 5_000_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ng := promql.NewEngine(promql.EngineOpts{
+		Logger:        opts.Logger,
+		MaxSamples:    opts.MaxSamples,
+		Timeout:       opts.Timeout,
+		LookbackDelta: time.Minute,
+		Parser:        parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
+	})
+	return &Querier{opts: opts, ng: ng}
+}
+
+// Query evaluates e at ts.
+func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result, error) {
+	ts = ts.Truncate(time.Millisecond)
+	lr := LeafResult{}
+	if len(e.Leaves) > 0 {
+		var err error
+		lr, err = q.opts.Source.EvalLeaves(ctx, ts, e.Leaves)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(lr.Vectors) != len(e.Leaves) {
+			return Result{}, fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(e.Leaves))
+		}
+	}
+	series := make(map[string][]Sample, len(e.Leaves)+len(e.Series))
+	for i, l := range e.Leaves {
+		series[l.Name] = lr.Vectors[i]
+	}
+	if q.opts.Series != nil {
+		for _, name := range e.Series {
+			series[name] = q.opts.Series.Series(name, ts)
+		}
+	}
+	qry, err := q.ng.NewInstantQuery(ctx, &snapshot{series: series, ts: ts.UnixMilli()}, nil, e.Query, ts)
+	if err != nil {
+		return Result{}, fmt.Errorf("prepare query: %w", err)
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return Result{Statements: lr.Statements}, res.Err
+	}
+	out := Result{Statements: lr.Statements}
+	switch v := res.Value.(type) {
+	case promql.Vector:
+		out.Vector = make([]Sample, 0, len(v))
+		for _, s := range v {
+			out.Vector = append(out.Vector, Sample{Labels: s.Metric.DropMetricName(), Value: s.F})
+		}
+		sort.Slice(out.Vector, func(i, j int) bool { return labels.Compare(out.Vector[i].Labels, out.Vector[j].Labels) < 0 })
+	case promql.Scalar:
+		out.Scalar, out.IsScalar = v.V, true
+	default:
+		return out, fmt.Errorf("unexpected result type %s", res.Value.Type())
+	}
+	return out, nil
+}
+
+// snapshot serves the leaves' results (and recorded series) as one-sample
+// series at the evaluation time, for the PromQL engine.
+type snapshot struct {
+	series map[string][]Sample
+	ts     int64
+}
+
+func (s *snapshot) Querier(_, _ int64) (storage.Querier, error) { return s, nil }
+
+func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	var name string
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			name = m.Value
+		}
+	}
+	var out []storage.Series
+	for _, smp := range s.series[name] {
+		lb := labels.NewBuilder(smp.Labels)
+		lb.Set(labels.MetricName, name)
+		lset := lb.Labels()
+		match := true
+		for _, m := range ms {
+			if !m.Matches(lset.Get(m.Name)) {
+				match = false
+				break
+			}
+		}
+		if match {
+			out = append(out, promql.NewStorageSeries(promql.Series{Metric: lset, Floats: []promql.FPoint{{T: s.ts, F: smp.Value}}}))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
+	return &seriesSet{series: out, i: -1}
+}
+
+func (s *snapshot) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return nil, nil, errors.New("not supported")
+}
+
+func (s *snapshot) LabelNames(context.Context, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return nil, nil, errors.New("not supported")
+}
+
+func (s *snapshot) Close() error { return nil }
+
+type seriesSet struct {
+	series []storage.Series
+	i      int
+}
+
+func (s *seriesSet) Next() bool                        { s.i++; return s.i < len(s.series) }
+func (s *seriesSet) At() storage.Series                { return s.series[s.i] }
+func (s *seriesSet) Err() error                        { return nil }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+var (
+	_ storage.Queryable = (*snapshot)(nil)
+	_ storage.Querier   = (*snapshot)(nil)
+	_ storage.SeriesSet = (*seriesSet)(nil)
+)
+
+// LeafSourceFunc adapts a function to LeafSource.
+type LeafSourceFunc func(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (LeafResult, error)
+
+// EvalLeaves calls f.
+func (f LeafSourceFunc) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (LeafResult, error) {
+	return f(ctx, ts, leaves)
+}
+
+var _ LeafSource = LeafSourceFunc(nil)

@@ -1,0 +1,84 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// fixedLeaves answers every leaf with the same groups: one per tenant.
+func fixedLeaves(values map[string]float64) LeafSource {
+	return LeafSourceFunc(func(_ context.Context, _ time.Time, leaves []*dsl.Leaf) (LeafResult, error) {
+		var r LeafResult
+		for _, l := range leaves {
+			var v []Sample
+			for tenant, x := range values {
+				lbls := l.Labels()
+				if l.Grouped {
+					lbls = l.GroupLabels([]string{tenant})
+				}
+				v = append(v, Sample{Labels: lbls, Value: x})
+				if !l.Grouped {
+					break
+				}
+			}
+			r.Vectors = append(r.Vectors, v)
+		}
+		return r, nil
+	})
+}
+
+func TestQuerierRunsPromQLAboveLeaves(t *testing.T) {
+	q := NewQuerier(QuerierOptions{Source: fixedLeaves(map[string]float64{"acme": 6000, "beta": 100})})
+	ts := time.Unix(1764000000, 0)
+	cases := []struct {
+		name, expr string
+		want       map[string]float64 // tenant -> value ("" for no label)
+		scalar     bool
+	}{
+		{"a comparison filters the grouped vector", `max by (tenant_id) (p95(latency_ms[5m])) > 5000`, map[string]float64{"acme": 6000}, false},
+		{"a ratio of two grouped leaves matches on the group labels", `sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m]))`, map[string]float64{"acme": 1, "beta": 1}, false},
+		{"scalar arithmetic stays scalar", `1 + 2`, nil, true},
+		{"bool comparison returns 0 or 1", `sum by (tenant_id) (count_over_time(events[5m])) > bool 1000`, map[string]float64{"acme": 1, "beta": 0}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := dsl.Parse(tc.expr, dsl.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := q.Query(context.Background(), e, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.IsScalar != tc.scalar {
+				t.Fatalf("scalar = %v, want %v", res.IsScalar, tc.scalar)
+			}
+			if tc.scalar {
+				if res.Scalar != 3 {
+					t.Fatalf("scalar = %v, want 3", res.Scalar)
+				}
+				return
+			}
+			got := map[string]float64{}
+			for _, s := range res.Vector {
+				if s.Labels.Has(labels.MetricName) {
+					t.Errorf("result keeps __name__: %v", s.Labels)
+				}
+				got[s.Labels.Get("tenant_id")] = s.Value
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
