@@ -16,31 +16,15 @@ const EventsSelector = "events"
 // usable as selectors. A field is the sum of one or more columns.
 type Schema struct {
 	// Time is the DateTime column holding the event's time.
-	Time string `yaml:"time"`
+	Time string
 	// Labels are the string columns usable in matchers and groupings.
-	Labels []string `yaml:"labels"`
+	Labels []string
 	// Fields maps a selector name to the numeric columns whose sum it is.
-	Fields map[string]Columns `yaml:"fields"`
+	Fields map[string]Columns
 }
 
-// Columns is one column name or a list of columns to add up. In YAML it is
-// either a scalar (`cost: cost`) or a sequence (`total_tokens: [input_tokens, output_tokens]`).
+// Columns are the columns whose sum is a field's value.
 type Columns []string
-
-// UnmarshalYAML accepts a scalar or a sequence of column names.
-func (c *Columns) UnmarshalYAML(unmarshal func(any) error) error {
-	var one string
-	if err := unmarshal(&one); err == nil {
-		*c = Columns{one}
-		return nil
-	}
-	var many []string
-	if err := unmarshal(&many); err != nil {
-		return fmt.Errorf("a field is a column name or a list of column names to add up")
-	}
-	*c = many
-	return nil
-}
 
 // DefaultSchema is the baseline service's events table (ai_call_events).
 func DefaultSchema() Schema {

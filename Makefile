@@ -1,0 +1,51 @@
+# callwatch — make targets read like a menu.
+GO        ?= go
+BIN       := bin/callwatch
+# Debian packages the tests need: real servers, started by the tests themselves.
+TEST_DEBS := clickhouse-server clickhouse-client
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+GOTEST_FLAGS ?= -timeout 20m
+
+.PHONY: run build test deps lint fmt fuzz clean
+
+## run: build callwatch and evaluate an expression over the bundled sample events
+run: build
+	@echo "callwatch query over testdata/sample_events.jsonl:"
+	$(BIN) query --events testdata/sample_events.jsonl --time 2025-11-24T16:10:00Z \
+		'max by (tenant_id) (p95(latency_ms[5m])) > 5000'
+
+## build: compile bin/callwatch
+build:
+	$(GO) build -o $(BIN) ./cmd/callwatch
+
+## test: install what the tests need when missing, then run every test
+test: deps
+	$(GO) vet ./...
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+## deps: install the Debian packages the tests need (only when missing)
+deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fmt: format the code
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## fuzz: run the fuzz targets longer than the seeded runs in make test (FUZZTIME=1m each)
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test ./dsl -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/clickhouse -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
+
+## clean: remove build outputs
+clean:
+	rm -rf bin

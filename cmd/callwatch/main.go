@@ -1,0 +1,62 @@
+// Command callwatch turns AI/LLM call events in ClickHouse into Prometheus
+// metrics, alert rules, notifications and an audit trail.
+//
+// This file is the composition root: flags, configuration and wiring only.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: callwatch <command> [flags] [args]
+
+commands:
+  query   evaluate an expression once, over ClickHouse or a JSON Lines events file
+
+Run 'callwatch <command> -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "query":
+		err = runQuery(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "callwatch: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if ue, ok := err.(usageError); ok {
+			fmt.Fprintf(stderr, "callwatch %s: %s\n", args[0], ue.msg)
+			return 2
+		}
+		fmt.Fprintf(stderr, "callwatch %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a command-line mistake (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }

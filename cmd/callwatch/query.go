@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/callwatch/callwatch/config"
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/memory"
+)
+
+func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("query", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	eventsFile := fs.String("events", "", "evaluate in memory over this JSON Lines events file instead of ClickHouse")
+	at := fs.String("time", "", "evaluation time, RFC 3339 or unix seconds (default now)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: callwatch query [--config.file F] [--events F.jsonl] [--time T] 'EXPR'")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		return usageError{"give exactly one expression, quoted, e.g. 'p95(latency_ms[5m]) > 5000'"}
+	}
+	input := fs.Arg(0)
+	cfg, err := loadConfig(*configFile)
+	if err != nil {
+		return err
+	}
+	ts := time.Now()
+	if *at != "" {
+		if ts, err = memory.ParseTime(*at); err != nil {
+			return usageError{"--time: " + err.Error()}
+		}
+	}
+	expr, err := dsl.Parse(input, dsl.Options{Schema: cfg.Schema.DSL()})
+	if err != nil {
+		return exprError(input, err)
+	}
+	var src engine.LeafSource
+	if *eventsFile != "" {
+		f, err := os.Open(*eventsFile)
+		if err != nil {
+			return err
+		}
+		events, err := memory.ReadJSONL(f, cfg.Schema.DSL())
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s:%w", *eventsFile, err)
+		}
+		store := memory.New(cfg.Schema.DSL())
+		store.Add(events...)
+		src = store
+	} else {
+		s, closeFn, err := openClickHouseSource(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		src = s
+	}
+	res, err := engine.NewQuerier(engine.QuerierOptions{Source: src}).Query(ctx, expr, ts)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	return enc.Encode(engine.NewQueryData(res, ts))
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// exprError shows where an expression is wrong: the message with line:col,
+// the offending line and a caret under the column.
+func exprError(input string, err error) error {
+	var de *dsl.Error
+	if !errors.As(err, &de) {
+		return err
+	}
+	lines := strings.Split(input, "\n")
+	if de.Line < 1 || de.Line > len(lines) {
+		return err
+	}
+	return fmt.Errorf("%w\n  %s\n  %s^", err, lines[de.Line-1], strings.Repeat(" ", max(de.Col-1, 0)))
+}

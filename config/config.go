@@ -1,0 +1,151 @@
+// Package config reads callwatch's configuration file: strict YAML (unknown
+// keys are errors), defaults applied in one place, Validate without I/O, and
+// secrets redacted whenever the configuration is printed or served.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// ClickHouse names the database holding the events.
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	// Schema maps the events table's columns; omitted means the baseline table.
+	Schema Schema `yaml:"schema"`
+	// RuleFiles are globs of rule files, relative to the config file's directory.
+	RuleFiles []string `yaml:"rule_files"`
+}
+
+// ClickHouse configures the connection and the tables.
+type ClickHouse struct {
+	// DSN is clickhouse://user:password@host:9000/database.
+	DSN string `yaml:"dsn"`
+	// EventsTable is the table of call events, optionally database.table.
+	EventsTable string `yaml:"events_table"`
+	// QueryTimeout bounds each query (default 30s).
+	QueryTimeout Duration `yaml:"query_timeout"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.ClickHouse.DSN == "" {
+		c.ClickHouse.DSN = "clickhouse://127.0.0.1:9000/default"
+	}
+	if c.ClickHouse.EventsTable == "" {
+		c.ClickHouse.EventsTable = "ai_call_events"
+	}
+	if c.ClickHouse.QueryTimeout == 0 {
+		c.ClickHouse.QueryTimeout = Duration(30 * time.Second)
+	}
+	if c.Schema.Time == "" && c.Schema.Labels == nil && c.Schema.Fields == nil {
+		d := dsl.DefaultSchema()
+		c.Schema = Schema{Time: d.Time, Labels: d.Labels, Fields: map[string]Columns{}}
+		for k, v := range d.Fields {
+			c.Schema.Fields[k] = Columns(v)
+		}
+	}
+	if c.RuleFiles == nil {
+		c.RuleFiles = []string{"rules.d/*.yaml"}
+	}
+}
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a configuration strictly, applies defaults and validates it.
+// Errors start with the line number where known ("12: ...").
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf(" %w", err)
+	}
+	return c, nil
+}
+
+var (
+	yamlLineRe   = regexp.MustCompile(`line (\d+): (.*)`)
+	unknownKeyRe = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+)
+
+// yamlError turns yaml.v3's errors into "LINE: message" with a hint for
+// unknown keys.
+func yamlError(err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		text := m[2]
+		if k := unknownKeyRe.FindStringSubmatch(text); k != nil {
+			text = fmt.Sprintf("unknown key %q; check its spelling against the README's config reference", k[1])
+		}
+		return fmt.Errorf("%s: %s", m[1], text)
+	}
+	return fmt.Errorf(" %s", msg)
+}
+
+var tableRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// Validate checks the configuration without I/O.
+func (c *Config) Validate() error {
+	if !tableRe.MatchString(c.ClickHouse.EventsTable) {
+		return fmt.Errorf("clickhouse.events_table: %q is not a table name; write table or database.table (letters, digits, _)", c.ClickHouse.EventsTable)
+	}
+	u, err := url.Parse(c.ClickHouse.DSN)
+	if err != nil || (u.Scheme != "clickhouse" && u.Scheme != "tcp") || u.Host == "" {
+		return fmt.Errorf("clickhouse.dsn: %q is not a DSN; write clickhouse://user:password@host:9000/database", RedactDSN(c.ClickHouse.DSN))
+	}
+	if c.ClickHouse.QueryTimeout <= 0 {
+		return fmt.Errorf("clickhouse.query_timeout: must be positive, e.g. 30s")
+	}
+	if err := c.Schema.DSL().Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RedactDSN hides the password of a DSN.
+func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "<unparsable dsn>"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

@@ -1,0 +1,186 @@
+package memory
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+)
+
+// Store holds events sorted by time and evaluates leaves over them.
+type Store struct {
+	schema   dsl.Schema
+	labelIdx map[string]int
+
+	mu     sync.RWMutex
+	events []Event // sorted by Time
+}
+
+var _ engine.LeafSource = (*Store)(nil)
+
+// New returns an empty Store for schema (the zero Schema means the default).
+func New(schema dsl.Schema) *Store {
+	if schema.Time == "" {
+		schema = dsl.DefaultSchema()
+	}
+	idx := map[string]int{}
+	for i, l := range schema.Labels {
+		idx[l] = i
+	}
+	return &Store{schema: schema, labelIdx: idx}
+}
+
+// Add inserts events, keeping them sorted by time.
+func (s *Store) Add(events ...Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, events...)
+	slices.SortStableFunc(s.events, func(a, b Event) int { return a.Time.Compare(b.Time) })
+}
+
+// Len returns the number of events held.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.events)
+}
+
+// EvalLeaves computes every leaf at ts.
+func (s *Store) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (engine.LeafResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
+	for i, l := range leaves {
+		if err := ctx.Err(); err != nil {
+			return engine.LeafResult{}, err
+		}
+		res.Vectors[i] = s.evalLeaf(ts, l)
+	}
+	return res, nil
+}
+
+// group accumulates the pooled values of one group.
+type group struct {
+	values []string // By label values
+	count  float64
+	sum    float64
+	// Welford's running mean and sum of squared deviations.
+	mean, m2 float64
+	min, max float64
+	all      []float64 // kept for quantiles only
+}
+
+func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
+	from, to := l.Window(ts)
+	// Event times have second resolution in ClickHouse: x > a ⇔ x > floor(a).
+	fromSec, toSec := floorSec(from), floorSec(to)
+	lo := sort.Search(len(s.events), func(i int) bool { return s.events[i].Time.Unix() > fromSec })
+	hi := sort.Search(len(s.events), func(i int) bool { return s.events[i].Time.Unix() > toSec })
+	groups := map[string]*group{}
+	var order []string
+	byIdx := make([]int, len(l.By))
+	for i, b := range l.By {
+		byIdx[i] = s.labelIdx[b]
+	}
+	matchIdx := make([]int, len(l.Selector.Matchers))
+	for i, m := range l.Selector.Matchers {
+		matchIdx[i] = s.labelIdx[m.Name]
+	}
+	prim := l.Primitive()
+	for _, ev := range s.events[lo:hi] {
+		if !matches(ev, l.Selector.Matchers, matchIdx) {
+			continue
+		}
+		values := make([]string, len(byIdx))
+		for i, bi := range byIdx {
+			values[i] = ev.Labels[bi]
+		}
+		key := strings.Join(values, "\xff")
+		g := groups[key]
+		if g == nil {
+			g = &group{values: values, min: math.Inf(1), max: math.Inf(-1)}
+			groups[key] = g
+			order = append(order, key)
+		}
+		v := 0.0
+		for _, c := range l.Selector.Columns {
+			v += ev.Nums[c]
+		}
+		g.count++
+		g.sum += v
+		delta := v - g.mean
+		g.mean += delta / g.count
+		g.m2 += delta * (v - g.mean)
+		g.min = math.Min(g.min, v)
+		g.max = math.Max(g.max, v)
+		if prim == dsl.AggQuantile {
+			g.all = append(g.all, v)
+		}
+	}
+	if l.Agg == dsl.AggAbsent {
+		if len(groups) > 0 {
+			return nil
+		}
+		return []engine.Sample{{Labels: l.Labels(), Value: 1}}
+	}
+	out := make([]engine.Sample, 0, len(groups))
+	for _, key := range order {
+		g := groups[key]
+		var agg float64
+		switch prim {
+		case dsl.AggAvg:
+			agg = g.sum / g.count
+		case dsl.AggMin:
+			agg = g.min
+		case dsl.AggMax:
+			agg = g.max
+		case dsl.AggStddev:
+			agg = math.Sqrt(g.m2 / g.count)
+		case dsl.AggQuantile:
+			agg = QuantileExact(l.Quantile, g.all)
+		}
+		out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Value(g.count, g.sum, agg)})
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// QuantileExact is ClickHouse's quantileExact: the value at index floor(φ·n)
+// of the sorted values, clamped to n−1. It sorts values in place.
+func QuantileExact(phi float64, values []float64) float64 {
+	n := len(values)
+	if n == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(values)
+	i := int(phi * float64(n))
+	if i >= n {
+		i = n - 1
+	}
+	if i < 0 {
+		i = 0
+	}
+	return values[i]
+}
+
+func matches(ev Event, ms []*labels.Matcher, idx []int) bool {
+	for i, m := range ms {
+		if !m.Matches(ev.Labels[idx[i]]) {
+			return false
+		}
+	}
+	return true
+}
+
+func floorSec(t time.Time) int64 {
+	sec := t.Unix() // Unix rounds toward negative infinity for times before 1970 too.
+	return sec
+}
