@@ -53,6 +53,9 @@ type Result struct {
 	IsScalar bool
 	// Statements are the backend queries that ran.
 	Statements []string
+	// NoData is true when the expression has leaves and none of them
+	// matched any event: there was nothing to judge.
+	NoData bool
 }
 
 // QuerierOptions configure a Querier.
@@ -95,8 +98,14 @@ func NewQuerier(opts QuerierOptions) *Querier {
 	return &Querier{opts: opts, ng: ng}
 }
 
-// Query evaluates e at ts.
+// Query evaluates e at ts, with the querier's own SeriesSource.
 func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result, error) {
+	return q.QueryWith(ctx, e, ts, q.opts.Series)
+}
+
+// QueryWith evaluates e at ts, reading instant series (recording-rule
+// outputs) from series, which may be nil.
+func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seriesSrc SeriesSource) (Result, error) {
 	ts = ts.Truncate(time.Millisecond)
 	lr := LeafResult{}
 	if len(e.Leaves) > 0 {
@@ -113,9 +122,15 @@ func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result,
 	for i, l := range e.Leaves {
 		series[l.Name] = lr.Vectors[i]
 	}
-	if q.opts.Series != nil {
+	noData := len(e.Leaves) > 0
+	for _, v := range lr.Vectors {
+		if len(v) > 0 {
+			noData = false
+		}
+	}
+	if seriesSrc != nil {
 		for _, name := range e.Series {
-			series[name] = q.opts.Series.Series(name, ts)
+			series[name] = seriesSrc.Series(name, ts)
 		}
 	}
 	qry, err := q.ng.NewInstantQuery(ctx, &snapshot{series: series, ts: ts.UnixMilli()}, nil, e.Query, ts)
@@ -127,7 +142,7 @@ func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result,
 	if res.Err != nil {
 		return Result{Statements: lr.Statements}, res.Err
 	}
-	out := Result{Statements: lr.Statements}
+	out := Result{Statements: lr.Statements, NoData: noData}
 	switch v := res.Value.(type) {
 	case promql.Vector:
 		out.Vector = make([]Sample, 0, len(v))

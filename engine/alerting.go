@@ -1,0 +1,472 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/template"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// resolvedRetention is how long a resolved alert is kept, and re-sent, so a
+// lost resolve notification is repeated (Prometheus' value).
+const resolvedRetention = 15 * time.Minute
+
+// AlertState is the state of one alert.
+type AlertState int
+
+// The alert states, ordered.
+const (
+	StateInactive AlertState = iota
+	StatePending
+	StateFiring
+)
+
+func (s AlertState) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateFiring:
+		return "firing"
+	}
+	return "inactive"
+}
+
+// ReasonLabel marks the alert an alerting rule raises for no data or a
+// failed query when its no_data_state or error_state is "alerting".
+const ReasonLabel = "callwatch_reason"
+
+// Alert is one instance of an alerting rule: one label set.
+type Alert struct {
+	State       AlertState
+	Labels      labels.Labels
+	Annotations labels.Labels
+	// Value is the expression's value at the last evaluation.
+	Value float64
+	// sample are the labels of the query result the alert came from,
+	// before the rule's labels were added.
+	sample labels.Labels
+
+	ActiveAt, FiredAt, ResolvedAt time.Time
+	LastSentAt, ValidUntil        time.Time
+	KeepFiringSince               time.Time
+
+	// Suppressed says why notifications of this alert are held back
+	// (cooldown, max_alerts_per_day); empty when they are not.
+	Suppressed string
+}
+
+// Fingerprint identifies the alert by its labels.
+func (a *Alert) Fingerprint() uint64 { return a.Labels.Hash() }
+
+func (a *Alert) needsSending(ts time.Time, resendDelay time.Duration) bool {
+	if a.State == StatePending || a.Suppressed != "" {
+		return false
+	}
+	if a.ResolvedAt.After(a.LastSentAt) {
+		return true
+	}
+	return a.LastSentAt.Add(resendDelay).Before(ts)
+}
+
+// RuleHealth is the outcome of a rule's last evaluation.
+type RuleHealth string
+
+// Rule health values, as Prometheus names them.
+const (
+	HealthUnknown RuleHealth = "unknown"
+	HealthGood    RuleHealth = "ok"
+	HealthBad     RuleHealth = "err"
+)
+
+// EvalRecord is one evaluation of a rule, kept for the debug API.
+type EvalRecord struct {
+	Time       time.Time     `json:"time"`
+	Duration   time.Duration `json:"duration"`
+	Samples    int           `json:"samples"`
+	NoData     bool          `json:"noData,omitempty"`
+	Err        string        `json:"error,omitempty"`
+	Statements []string      `json:"statements,omitempty"`
+}
+
+// ruleState is what alerting and recording rules share: health and the
+// ring of last evaluations.
+type ruleState struct {
+	mu         sync.Mutex
+	health     RuleHealth
+	lastErr    error
+	lastEval   time.Time
+	evalDur    time.Duration
+	history    []EvalRecord
+	historyLen int
+}
+
+func (s *ruleState) record(rec EvalRecord, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastEval, s.evalDur, s.lastErr = rec.Time, rec.Duration, err
+	s.health = HealthGood
+	if err != nil {
+		s.health = HealthBad
+		rec.Err = err.Error()
+	}
+	if s.historyLen <= 0 {
+		s.historyLen = 20
+	}
+	s.history = append(s.history, rec)
+	if len(s.history) > s.historyLen {
+		s.history = s.history[len(s.history)-s.historyLen:]
+	}
+}
+
+// Status returns the rule's health, last error, last evaluation time and duration.
+func (s *ruleState) Status() (RuleHealth, error, time.Time, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.health
+	if h == "" {
+		h = HealthUnknown
+	}
+	return h, s.lastErr, s.lastEval, s.evalDur
+}
+
+// History returns the last evaluations, oldest first.
+func (s *ruleState) History() []EvalRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]EvalRecord(nil), s.history...)
+}
+
+// QueryFunc evaluates an expression at ts, reading earlier recording rules'
+// outputs from series. *Querier.QueryWith is one.
+type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time, series SeriesSource) (Result, error)
+
+// evalEnv is what a group passes to its rules for one evaluation.
+type evalEnv struct {
+	ts, queryTS    time.Time
+	query          QueryFunc
+	series         SeriesSource
+	limit          int
+	groupLabels    map[string]string
+	externalLabels map[string]string
+	externalURL    *url.URL
+	logger         *slog.Logger
+	schema         dsl.Schema
+}
+
+// AlertingRule turns the result of its expression into alerts, with
+// Prometheus' semantics (pending → firing after for, keep_firing_for,
+// resolved alerts kept 15 minutes) and callwatch's controls.
+type AlertingRule struct {
+	ruleState
+	spec *RuleSpec
+
+	mu     sync.Mutex
+	active map[uint64]*Alert
+	// firings are the times alerts of this rule started firing, for
+	// cooldown and max_alerts_per_day.
+	firings []time.Time
+}
+
+// NewAlertingRule returns an alerting rule for spec.
+func NewAlertingRule(spec *RuleSpec) *AlertingRule {
+	return &AlertingRule{spec: spec, active: map[uint64]*Alert{}}
+}
+
+// Spec returns the rule as written.
+func (r *AlertingRule) Spec() *RuleSpec { return r.spec }
+
+// Name returns the alert name.
+func (r *AlertingRule) Name() string { return r.spec.Alert }
+
+// Alerts returns copies of the rule's alerts (pending, firing, and resolved
+// ones still retained), sorted by labels.
+func (r *AlertingRule) Alerts() []Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Alert, 0, len(r.active))
+	for _, a := range r.active {
+		out = append(out, *a)
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// State returns the highest state of the rule's active alerts.
+func (r *AlertingRule) State() AlertState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := StateInactive
+	for _, a := range r.active {
+		if a.State > s {
+			s = a.State
+		}
+	}
+	return s
+}
+
+// eval evaluates the rule at env.ts and updates its alerts. It returns the
+// ALERTS and ALERTS_FOR_STATE samples.
+func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
+	start := time.Now()
+	res, err := env.query(ctx, r.spec.Expr, env.queryTS, env.series)
+	rec := EvalRecord{Time: env.ts, Statements: res.Statements, NoData: err == nil && res.NoData}
+	defer func() {
+		rec.Duration = time.Since(start)
+		r.record(rec, err)
+	}()
+	vec := res.Vector
+	switch {
+	case err != nil:
+		if r.spec.Debug {
+			env.logger.Info("rule evaluation failed", "rule", r.Name(), "err", err)
+		}
+		switch r.spec.ErrorState {
+		case KeepLast:
+			return r.alertSamples(env.ts), err
+		case OK:
+			vec = nil
+		case Alerting:
+			vec = r.keptWith("error")
+		}
+	case res.NoData:
+		switch r.spec.NoDataState {
+		case KeepLast:
+			return r.alertSamples(env.ts), nil
+		case Alerting:
+			vec = r.keptWith("no_data")
+		}
+	}
+	rec.Samples = len(vec)
+	if r.spec.Debug {
+		env.logger.Info("rule evaluated", "rule", r.Name(), "time", env.ts, "samples", len(vec), "no_data", res.NoData)
+	}
+	if aerr := r.apply(ctx, env, vec); aerr != nil {
+		err = aerr
+		return nil, err
+	}
+	return r.alertSamples(env.ts), err
+}
+
+// keptWith returns samples that keep every active alert as it is and add
+// one alert marked with reason.
+func (r *AlertingRule) keptWith(reason string) []Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Sample
+	for _, a := range r.active {
+		if a.State != StateInactive && a.sample.Get(ReasonLabel) == "" {
+			out = append(out, Sample{Labels: a.sample, Value: a.Value})
+		}
+	}
+	return append(out, Sample{Labels: labels.FromStrings(ReasonLabel, reason), Value: math.NaN()})
+}
+
+// apply runs Prometheus' alert state machine on the query result.
+func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) error {
+	ts := env.ts
+	fresh := make(map[uint64]*Alert, len(vec))
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for _, s := range vec {
+		tmplData := template.AlertTemplateData(s.Labels.Map(), env.externalLabels, urlString(env.externalURL), promql.Sample{F: s.Value})
+		expand := func(text string) string { return r.expand(ctx, env, tmplData, text) }
+		lb.Reset(s.Labels)
+		lb.Del(labels.MetricName)
+		for k, v := range env.groupLabels {
+			lb.Set(k, v)
+		}
+		if r.spec.Severity != "" {
+			lb.Set("severity", r.spec.Severity)
+		}
+		for k, v := range r.spec.Labels {
+			lb.Set(k, expand(v))
+		}
+		lb.Set(labels.AlertName, r.Name())
+		sb := labels.NewScratchBuilder(len(r.spec.Annotations))
+		for k, v := range r.spec.Annotations {
+			sb.Add(k, expand(v))
+		}
+		sb.Sort()
+		lset := lb.Labels()
+		h := lset.Hash()
+		if _, dup := fresh[h]; dup {
+			return fmt.Errorf("vector contains metrics with the same labelset after applying alert labels: %s", lset)
+		}
+		fresh[h] = &Alert{Labels: lset, Annotations: sb.Labels(), ActiveAt: ts, State: StatePending, Value: s.Value, sample: s.Labels}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for h, a := range fresh {
+		if old, ok := r.active[h]; ok && old.State != StateInactive {
+			old.Value, old.Annotations, old.sample = a.Value, a.Annotations, a.sample
+			continue
+		}
+		r.active[h] = a
+	}
+	numActive := 0
+	for h, a := range r.active {
+		if _, ok := fresh[h]; !ok {
+			keepFiring := false
+			if a.State == StateFiring && r.spec.KeepFiringFor > 0 {
+				if a.KeepFiringSince.IsZero() {
+					a.KeepFiringSince = ts
+				}
+				keepFiring = ts.Sub(a.KeepFiringSince) < r.spec.KeepFiringFor
+			}
+			if a.State == StatePending || (!a.ResolvedAt.IsZero() && ts.Sub(a.ResolvedAt) > resolvedRetention) {
+				delete(r.active, h)
+			}
+			if a.State != StateInactive && !keepFiring {
+				a.State = StateInactive
+				a.ResolvedAt = ts
+			}
+			if !keepFiring {
+				continue
+			}
+		} else {
+			a.KeepFiringSince = time.Time{}
+		}
+		numActive++
+		if a.State == StatePending && ts.Sub(a.ActiveAt) >= r.spec.For {
+			a.State = StateFiring
+			a.FiredAt = ts
+			a.Suppressed = r.admitFiring(ts)
+		}
+	}
+	if env.limit > 0 && numActive > env.limit {
+		r.active = map[uint64]*Alert{}
+		return fmt.Errorf("exceeded limit of %d with %d alerts", env.limit, numActive)
+	}
+	return nil
+}
+
+// admitFiring applies cooldown and max_alerts_per_day to an alert that
+// starts firing at ts: it returns why its notifications are held back, or
+// "" and counts the firing.
+func (r *AlertingRule) admitFiring(ts time.Time) string {
+	if n := len(r.firings); n > 0 && r.spec.Cooldown > 0 && ts.Sub(r.firings[n-1]) < r.spec.Cooldown {
+		return fmt.Sprintf("cooldown: an alert of this rule fired at %s, less than %s ago", r.firings[n-1].UTC().Format(time.RFC3339), model.Duration(r.spec.Cooldown))
+	}
+	day := ts.UTC().Truncate(24 * time.Hour)
+	today := 0
+	for _, f := range r.firings {
+		if !f.Before(day) {
+			today++
+		}
+	}
+	if r.spec.MaxAlertsPerDay > 0 && today >= r.spec.MaxAlertsPerDay {
+		return fmt.Sprintf("max_alerts_per_day: %d alerts already fired today (UTC)", today)
+	}
+	r.firings = append(r.firings, ts)
+	// Keep what cooldown and the daily count can still need.
+	keep := r.firings[:0]
+	for _, f := range r.firings {
+		if !f.Before(day) || ts.Sub(f) < r.spec.Cooldown {
+			keep = append(keep, f)
+		}
+	}
+	r.firings = keep
+	return ""
+}
+
+func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text string) string {
+	if !strings.Contains(text, "{{") {
+		return text
+	}
+	qf := func(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
+		e, err := dsl.Parse(q, dsl.Options{Schema: env.schema})
+		if err != nil {
+			return nil, err
+		}
+		res, err := env.query(ctx, e, ts, env.series)
+		if err != nil {
+			return nil, err
+		}
+		out := make(promql.Vector, 0, len(res.Vector))
+		for _, s := range res.Vector {
+			out = append(out, promql.Sample{Metric: s.Labels, F: s.Value, T: ts.UnixMilli()})
+		}
+		return out, nil
+	}
+	tmpl := template.NewTemplateExpander(ctx, templateDefs+text, "__alert_"+r.Name(), data,
+		model.TimeFromUnixNano(env.ts.UnixNano()), qf, env.externalURL, nil)
+	out, err := tmpl.Expand()
+	if err != nil {
+		env.logger.Warn("expanding alert template failed", "rule", r.Name(), "err", err)
+		return fmt.Sprintf("<error expanding template: %s>", err)
+	}
+	return out
+}
+
+// alertSamples returns ALERTS and ALERTS_FOR_STATE for the active alerts.
+func (r *AlertingRule) alertSamples(ts time.Time) []promql.Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []promql.Sample
+	for _, a := range r.active {
+		if a.State == StateInactive {
+			continue
+		}
+		lb := labels.NewBuilder(a.Labels)
+		lb.Set(labels.MetricName, "ALERTS")
+		lb.Set("alertstate", a.State.String())
+		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: 1})
+		lb = labels.NewBuilder(a.Labels)
+		lb.Set(labels.MetricName, "ALERTS_FOR_STATE")
+		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: float64(a.ActiveAt.Unix())})
+	}
+	return out
+}
+
+// due returns copies of the alerts that need sending at ts and marks them
+// sent: firing alerts every resendDelay, resolved ones until retention ends.
+func (r *AlertingRule) due(ts time.Time, resendDelay, interval time.Duration) []Alert {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Alert
+	for _, a := range r.active {
+		if a.needsSending(ts, resendDelay) {
+			a.LastSentAt = ts
+			a.ValidUntil = ts.Add(4 * max(interval, resendDelay))
+			out = append(out, *a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// copyStateFrom takes over the alerts of an equivalent rule (on reload).
+func (r *AlertingRule) copyStateFrom(old *AlertingRule) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for h, a := range old.active {
+		c := *a
+		r.active[h] = &c
+	}
+	r.firings = append([]time.Time(nil), old.firings...)
+	old.ruleState.mu.Lock()
+	r.ruleState.history = append([]EvalRecord(nil), old.ruleState.history...)
+	r.ruleState.health, r.ruleState.lastErr, r.ruleState.lastEval, r.ruleState.evalDur = old.health, old.lastErr, old.lastEval, old.evalDur
+	old.ruleState.mu.Unlock()
+}
+
+func urlString(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
+}

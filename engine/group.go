@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// Notification is what an alerting rule has to say at one evaluation: the
+// alerts due for sending (firing ones, resent every resend delay, and
+// resolved ones during their retention).
+type Notification struct {
+	Group  string
+	Rule   *RuleSpec
+	Time   time.Time
+	Alerts []Alert
+}
+
+// Notifier receives notifications. It must not block evaluation: queue and
+// return.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification)
+}
+
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, n Notification)
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, n Notification) { f(ctx, n) }
+
+var _ Notifier = NotifierFunc(nil)
+
+// GroupOptions are shared by every group of a manager.
+type GroupOptions struct {
+	Query    QueryFunc
+	Notifier Notifier
+	Schema   dsl.Schema
+	// DefaultInterval applies to groups without an interval (default 1m).
+	DefaultInterval time.Duration
+	// ResendDelay is the minimum time between resends of a firing alert (default 1m).
+	ResendDelay    time.Duration
+	ExternalLabels map[string]string
+	ExternalURL    *url.URL
+	Logger         *slog.Logger
+	Metrics        *Metrics
+}
+
+func (o *GroupOptions) applyDefaults() {
+	if o.DefaultInterval <= 0 {
+		o.DefaultInterval = time.Minute
+	}
+	if o.ResendDelay <= 0 {
+		o.ResendDelay = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Schema.Time == "" {
+		o.Schema = dsl.DefaultSchema()
+	}
+}
+
+// Rule is an alerting or recording rule.
+type Rule interface {
+	Name() string
+	Spec() *RuleSpec
+	Status() (RuleHealth, error, time.Time, time.Duration)
+	History() []EvalRecord
+}
+
+var (
+	_ Rule = (*AlertingRule)(nil)
+	_ Rule = (*RecordingRule)(nil)
+)
+
+// Group is a rule group: its rules are evaluated in order at each aligned
+// timestamp. Eval is deterministic for a timestamp; the loop around it is thin.
+type Group struct {
+	spec     *GroupSpec
+	rules    []Rule
+	interval time.Duration
+	opts     GroupOptions
+
+	mu       sync.Mutex
+	lastEval time.Time
+	lastDur  time.Duration
+	alerts   []promql.Sample
+}
+
+// NewGroup builds a group from its spec.
+func NewGroup(spec *GroupSpec, opts GroupOptions) *Group {
+	opts.applyDefaults()
+	g := &Group{spec: spec, interval: spec.Interval, opts: opts}
+	if g.interval <= 0 {
+		g.interval = opts.DefaultInterval
+	}
+	for _, r := range spec.Rules {
+		if r.Alert != "" {
+			g.rules = append(g.rules, NewAlertingRule(r))
+		} else {
+			g.rules = append(g.rules, NewRecordingRule(r))
+		}
+	}
+	return g
+}
+
+// Name returns the group name; File its rule file.
+func (g *Group) Name() string { return g.spec.Name }
+
+// File returns the rule file the group comes from.
+func (g *Group) File() string { return g.spec.File }
+
+// Spec returns the group as written.
+func (g *Group) Spec() *GroupSpec { return g.spec }
+
+// Interval returns the evaluation interval.
+func (g *Group) Interval() time.Duration { return g.interval }
+
+// Rules returns the group's rules in order.
+func (g *Group) Rules() []Rule { return g.rules }
+
+// LastEval returns the last evaluation's timestamp and duration.
+func (g *Group) LastEval() (time.Time, time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastEval, g.lastDur
+}
+
+// AlertSamples returns the ALERTS and ALERTS_FOR_STATE samples of the last evaluation.
+func (g *Group) AlertSamples() []promql.Sample {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]promql.Sample(nil), g.alerts...)
+}
+
+// EvalTimestamp returns the evaluation time at or before now, aligned to the interval.
+func (g *Group) EvalTimestamp(now time.Time) time.Time { return now.Truncate(g.interval) }
+
+// recorded serves the outputs of the recording rules evaluated so far at
+// this timestamp to the rules after them.
+type recorded map[string][]Sample
+
+func (r recorded) Series(name string, _ time.Time) []Sample { return r[name] }
+
+// Eval evaluates every rule at ts and sends what is due.
+func (g *Group) Eval(ctx context.Context, ts time.Time) { g.eval(ctx, ts, true) }
+
+func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
+	start := time.Now()
+	series := recorded{}
+	env := evalEnv{
+		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: g.opts.Query, series: series,
+		limit: g.spec.Limit, groupLabels: g.spec.Labels, externalLabels: g.opts.ExternalLabels,
+		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema,
+	}
+	var alertSamples []promql.Sample
+	m := g.opts.Metrics
+	for _, rule := range g.rules {
+		if ctx.Err() != nil {
+			return
+		}
+		m.evalStarted(g)
+		switch r := rule.(type) {
+		case *AlertingRule:
+			samples, err := r.eval(ctx, env)
+			if err != nil {
+				m.evalFailed(g)
+				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
+			}
+			alertSamples = append(alertSamples, samples...)
+			due := r.due(ts, g.opts.ResendDelay, g.interval)
+			if notify && len(due) > 0 && g.opts.Notifier != nil {
+				g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: ts, Alerts: due})
+			}
+		case *RecordingRule:
+			if err := r.eval(ctx, env); err != nil {
+				m.evalFailed(g)
+				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
+				continue
+			}
+			out, _ := r.Samples()
+			series[r.Name()] = append(series[r.Name()], out...)
+		}
+	}
+	dur := time.Since(start)
+	g.mu.Lock()
+	g.lastEval, g.lastDur, g.alerts = ts, dur, alertSamples
+	g.mu.Unlock()
+	m.groupEvaluated(g, ts, dur)
+}
+
+// copyState takes over alert state from an old version of the group for
+// every rule that did not change.
+func (g *Group) copyState(old *Group) {
+	oldRules := map[string]*AlertingRule{}
+	for _, r := range old.rules {
+		if ar, ok := r.(*AlertingRule); ok {
+			oldRules[ruleKey(ar.spec)] = ar
+		}
+	}
+	for _, r := range g.rules {
+		if ar, ok := r.(*AlertingRule); ok {
+			if o := oldRules[ruleKey(ar.spec)]; o != nil {
+				ar.copyStateFrom(o)
+			}
+		}
+	}
+	old.mu.Lock()
+	g.lastEval, g.lastDur, g.alerts = old.lastEval, old.lastDur, old.alerts
+	old.mu.Unlock()
+}
+
+// ruleKey identifies a rule across reloads: the same name, labels,
+// expression and hold durations keep their alerts.
+func ruleKey(r *RuleSpec) string {
+	return r.Name() + "\x00" + r.ExprText + "\x00" + r.For.String() + "\x00" + r.KeepFiringFor.String() + "\x00" +
+		r.Severity + "\x00" + joinPairs(sortedPairs(r.Labels))
+}
+
+func joinPairs(p []string) string {
+	out := ""
+	for _, s := range p {
+		out += s + "\x01"
+	}
+	return out
+}
+
+// run evaluates the group at every aligned timestamp until ctx ends.
+func (g *Group) run(ctx context.Context, now func() time.Time) {
+	next := g.EvalTimestamp(now()).Add(g.interval)
+	for {
+		wait := next.Sub(now())
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		g.Eval(ctx, next)
+		// Skip the timestamps an evaluation overran, and count them.
+		missed := int64(now().Sub(next)/g.interval) - 0
+		if missed > 0 {
+			g.opts.Metrics.missed(g, missed)
+		}
+		next = next.Add(g.interval * time.Duration(missed+1))
+	}
+}
+
+// replay evaluates the group at past timestamps without notifying, to
+// restore for and keep_firing_for state after a restart.
+func (g *Group) replay(ctx context.Context, from, to time.Time) int {
+	n := 0
+	for ts := g.EvalTimestamp(from); !ts.After(to) && ctx.Err() == nil; ts = ts.Add(g.interval) {
+		g.eval(ctx, ts, false)
+		n++
+	}
+	return n
+}
