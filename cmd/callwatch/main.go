@@ -16,7 +16,11 @@ import (
 const usage = `usage: callwatch <command> [flags] [args]
 
 commands:
-  query   evaluate an expression once, over ClickHouse or a JSON Lines events file
+  serve         evaluate rules.d against ClickHouse, serve the API and /metrics
+  query         evaluate an expression once, over ClickHouse or a JSON Lines events file
+  check rules   check rule files: YAML, expressions, templates, durations, duplicates
+  test rules    run promtool-style unit tests of rules, in memory (or --clickhouse)
+  backtest      evaluate rules over history and print when alerts would have fired
 
 Run 'callwatch <command> -h' for the flags of a command.
 `
@@ -38,6 +42,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "query":
 		err = runQuery(ctx, args[1:], stdout, stderr)
+	case "serve":
+		err = runServe(ctx, args[1:], stdout, stderr)
+	case "backtest":
+		err = runBacktest(ctx, args[1:], stdout, stderr)
+	case "check", "test":
+		if len(args) < 2 || args[1] != "rules" {
+			fmt.Fprintf(stderr, "callwatch: did you mean '%s rules'?\n", args[0])
+			return 2
+		}
+		if args[0] == "check" {
+			return runCheckRules(ctx, args[2:], stdout, stderr)
+		}
+		return runTestRules(ctx, args[2:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
