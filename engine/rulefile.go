@@ -228,6 +228,13 @@ func ParseRuleFile(file string, data []byte, opts LoadOptions) ([]*GroupSpec, er
 		}
 	}
 	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(i, j int) bool {
+			a, b := p.errs[i].(*FileError), p.errs[j].(*FileError)
+			if a.Pos.Line != b.Pos.Line {
+				return a.Pos.Line < b.Pos.Line
+			}
+			return a.Pos.Col < b.Pos.Col
+		})
 		return nil, p.errs
 	}
 	return groups, nil

@@ -1,0 +1,302 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/memory"
+)
+
+// Rules gives the running rule groups.
+type Rules interface {
+	Groups() []*engine.Group
+}
+
+// QueryFunc evaluates an expression at ts.
+type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error)
+
+// Options configure the handler.
+type Options struct {
+	Rules  Rules
+	Query  QueryFunc
+	Schema dsl.Schema
+	// Reload reloads the rule files; nil disables POST /-/reload.
+	Reload func(ctx context.Context) error
+	// Ready reports whether start-up (rule loading and state restore) is done.
+	Ready func() bool
+	// Gatherer serves /metrics; nil leaves it out.
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	// Now is the clock for /api/v1/query without a time (default time.Now).
+	Now func() time.Time
+}
+
+// Handler returns the HTTP handler.
+func Handler(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Schema.Time == "" {
+		opts.Schema = dsl.DefaultSchema()
+	}
+	a := &api{opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/rules", a.rules)
+	mux.HandleFunc("GET /api/v1/alerts", a.alerts)
+	mux.HandleFunc("GET /api/v1/query", a.query)
+	mux.HandleFunc("POST /api/v1/query", a.query)
+	mux.HandleFunc("GET /api/v1/rules/evaluations", a.evaluations)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("callwatch is Healthy.\n"))
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if opts.Ready != nil && !opts.Ready() {
+			http.Error(w, "callwatch is not ready: restoring rule state.", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("callwatch is Ready.\n"))
+	})
+	mux.HandleFunc("POST /-/reload", a.reload)
+	mux.HandleFunc("PUT /-/reload", a.reload)
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	}
+	return mux
+}
+
+type api struct{ opts Options }
+
+type response struct {
+	Status    string `json:"status"`
+	Data      any    `json:"data,omitempty"`
+	ErrorType string `json:"errorType,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func ok(w http.ResponseWriter, data any) { writeJSON(w, http.StatusOK, response{Status: "success", Data: data}) }
+
+func fail(w http.ResponseWriter, code int, typ string, err error) {
+	writeJSON(w, code, response{Status: "error", ErrorType: typ, Error: err.Error()})
+}
+
+func (a *api) reload(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Reload == nil {
+		http.Error(w, "reload is not enabled", http.StatusNotFound)
+		return
+	}
+	if err := a.opts.Reload(r.Context()); err != nil {
+		http.Error(w, "failed to reload rules, the previous rules keep running:\n"+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Write([]byte("rules reloaded\n"))
+}
+
+func (a *api) query(w http.ResponseWriter, r *http.Request) {
+	q := r.FormValue("query")
+	if q == "" {
+		fail(w, http.StatusBadRequest, "bad_data", errors.New(`missing parameter "query"`))
+		return
+	}
+	ts := a.opts.Now()
+	if t := r.FormValue("time"); t != "" {
+		var err error
+		if ts, err = memory.ParseTime(t); err != nil {
+			fail(w, http.StatusBadRequest, "bad_data", err)
+			return
+		}
+	}
+	e, err := dsl.Parse(q, dsl.Options{Schema: a.opts.Schema})
+	if err != nil {
+		fail(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	res, err := a.opts.Query(r.Context(), e, ts)
+	if err != nil {
+		fail(w, http.StatusUnprocessableEntity, "execution", err)
+		return
+	}
+	ok(w, engine.NewQueryData(res, ts))
+}
+
+// alertJSON is an alert in Prometheus' /api/v1/alerts shape.
+type alertJSON struct {
+	Labels          map[string]string `json:"labels"`
+	Annotations     map[string]string `json:"annotations"`
+	State           string            `json:"state"`
+	ActiveAt        *time.Time        `json:"activeAt,omitempty"`
+	KeepFiringSince *time.Time        `json:"keepFiringSince,omitempty"`
+	Value           string            `json:"value"`
+	Fingerprint     string            `json:"fingerprint"`
+	Suppressed      string            `json:"suppressed,omitempty"`
+}
+
+func toAlertJSON(a engine.Alert) alertJSON {
+	out := alertJSON{
+		Labels: a.Labels.Map(), Annotations: a.Annotations.Map(), State: a.State.String(),
+		Value: strconv.FormatFloat(a.Value, 'e', -1, 64), Fingerprint: strconv.FormatUint(a.Fingerprint(), 16),
+		Suppressed: a.Suppressed,
+	}
+	if !a.ActiveAt.IsZero() {
+		t := a.ActiveAt.UTC()
+		out.ActiveAt = &t
+	}
+	if !a.KeepFiringSince.IsZero() {
+		t := a.KeepFiringSince.UTC()
+		out.KeepFiringSince = &t
+	}
+	return out
+}
+
+func (a *api) alerts(w http.ResponseWriter, _ *http.Request) {
+	out := []alertJSON{}
+	for _, g := range a.opts.Rules.Groups() {
+		for _, r := range g.Rules() {
+			if ar, isAlert := r.(*engine.AlertingRule); isAlert {
+				for _, al := range ar.Alerts() {
+					if al.State != engine.StateInactive {
+						out = append(out, toAlertJSON(al))
+					}
+				}
+			}
+		}
+	}
+	ok(w, map[string]any{"alerts": out})
+}
+
+type ruleJSON struct {
+	State          string            `json:"state,omitempty"`
+	Name           string            `json:"name"`
+	Query          string            `json:"query"`
+	Duration       float64           `json:"duration,omitempty"`
+	KeepFiringFor  float64           `json:"keepFiringFor,omitempty"`
+	Labels         map[string]string `json:"labels"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	Alerts         []alertJSON       `json:"alerts,omitempty"`
+	Health         string            `json:"health"`
+	LastError      string            `json:"lastError,omitempty"`
+	Type           string            `json:"type"`
+	LastEvaluation time.Time         `json:"lastEvaluation"`
+	EvaluationTime float64           `json:"evaluationTime"`
+	// callwatch extensions.
+	Severity string   `json:"severity,omitempty"`
+	Notify   []string `json:"notify,omitempty"`
+	SQL      []string `json:"sql,omitempty"`
+}
+
+type groupJSON struct {
+	Name           string     `json:"name"`
+	File           string     `json:"file"`
+	Rules          []ruleJSON `json:"rules"`
+	Interval       float64    `json:"interval"`
+	Limit          int        `json:"limit"`
+	LastEvaluation time.Time  `json:"lastEvaluation"`
+	EvaluationTime float64    `json:"evaluationTime"`
+}
+
+func (a *api) rules(w http.ResponseWriter, r *http.Request) {
+	typ := strings.ToLower(r.FormValue("type"))
+	if typ != "" && typ != "alert" && typ != "record" {
+		fail(w, http.StatusBadRequest, "bad_data", errors.New(`type must be "alert" or "record"`))
+		return
+	}
+	groups := []groupJSON{}
+	for _, g := range a.opts.Rules.Groups() {
+		last, dur := g.LastEval()
+		gj := groupJSON{Name: g.Name(), File: g.File(), Rules: []ruleJSON{}, Interval: g.Interval().Seconds(),
+			Limit: g.Spec().Limit, LastEvaluation: last.UTC(), EvaluationTime: dur.Seconds()}
+		for _, rule := range g.Rules() {
+			spec := rule.Spec()
+			health, lastErr, lastEval, evalDur := rule.Status()
+			rj := ruleJSON{Name: rule.Name(), Query: spec.ExprText, Labels: spec.Labels, Health: string(health),
+				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: spec.Severity, Notify: spec.Notify}
+			if rj.Labels == nil {
+				rj.Labels = map[string]string{}
+			}
+			if lastErr != nil {
+				rj.LastError = lastErr.Error()
+			}
+			if h := rule.History(); len(h) > 0 {
+				rj.SQL = h[len(h)-1].Statements
+			}
+			switch rr := rule.(type) {
+			case *engine.AlertingRule:
+				if typ == "record" {
+					continue
+				}
+				rj.Type, rj.State = "alerting", rr.State().String()
+				rj.Duration, rj.KeepFiringFor = spec.For.Seconds(), spec.KeepFiringFor.Seconds()
+				rj.Annotations = spec.Annotations
+				rj.Alerts = []alertJSON{}
+				for _, al := range rr.Alerts() {
+					if al.State != engine.StateInactive {
+						rj.Alerts = append(rj.Alerts, toAlertJSON(al))
+					}
+				}
+			case *engine.RecordingRule:
+				if typ == "alert" {
+					continue
+				}
+				rj.Type = "recording"
+			}
+			gj.Rules = append(gj.Rules, rj)
+		}
+		groups = append(groups, gj)
+	}
+	ok(w, map[string]any{"groups": groups})
+}
+
+// evaluations serves a rule's last evaluations: time, duration, result
+// size, error and the SQL that ran.
+func (a *api) evaluations(w http.ResponseWriter, r *http.Request) {
+	group, name := r.FormValue("group"), r.FormValue("rule")
+	if name == "" {
+		fail(w, http.StatusBadRequest, "bad_data", errors.New(`missing parameter "rule" (and optionally "group")`))
+		return
+	}
+	type evalJSON struct {
+		Group       string              `json:"group"`
+		Rule        string              `json:"rule"`
+		Evaluations []engine.EvalRecord `json:"evaluations"`
+	}
+	out := []evalJSON{}
+	for _, g := range a.opts.Rules.Groups() {
+		if group != "" && g.Name() != group {
+			continue
+		}
+		for _, rule := range g.Rules() {
+			if rule.Name() == name {
+				h := rule.History()
+				if h == nil {
+					h = []engine.EvalRecord{}
+				}
+				out = append(out, evalJSON{Group: g.Name(), Rule: name, Evaluations: h})
+			}
+		}
+	}
+	if len(out) == 0 {
+		fail(w, http.StatusNotFound, "not_found", errors.New("no rule "+strconv.Quote(name)))
+		return
+	}
+	ok(w, out)
+}
+

@@ -1,0 +1,5 @@
+// Package web serves callwatch's HTTP API in Prometheus' shapes
+// (/api/v1/rules, /api/v1/alerts, /api/v1/query), the per-rule evaluation
+// log, the lifecycle endpoints (/-/healthy, /-/ready, /-/reload) and
+// /metrics. It reads the engine through the small interfaces it declares.
+package web
