@@ -2,10 +2,150 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/memory"
 )
 
 func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := flag.NewFlagSet("backtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	eventsFile := fs.String("events", "", "backtest over this JSON Lines events file in memory instead of ClickHouse")
+	fromFlag := fs.String("from", "", "start, RFC 3339 or unix seconds (required)")
+	toFlag := fs.String("to", "", "end, RFC 3339 or unix seconds (default now)")
+	stepFlag := fs.String("step", "", "evaluation step (default: each group's interval)")
+	format := fs.String("format", "table", "output: table or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: callwatch backtest --from T [--to T] [--step D] [--format table|json] [--events F.jsonl] [--config.file F] [RULE_FILE...]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err.Error()}
+	}
+	if *format != "table" && *format != "json" {
+		return usageError{"--format: write table or json"}
+	}
+	if *fromFlag == "" {
+		return usageError{"--from is required, e.g. --from 2025-11-24T00:00:00Z"}
+	}
+	from, err := memory.ParseTime(*fromFlag)
+	if err != nil {
+		return usageError{"--from: " + err.Error()}
+	}
+	to := time.Now()
+	if *toFlag != "" {
+		if to, err = memory.ParseTime(*toFlag); err != nil {
+			return usageError{"--to: " + err.Error()}
+		}
+	}
+	var step time.Duration
+	if *stepFlag != "" {
+		d, err := model.ParseDuration(*stepFlag)
+		if err != nil || d <= 0 {
+			return usageError{"--step: write a duration such as 1m"}
+		}
+		step = time.Duration(d)
+	}
+	cfg, err := loadConfig(*configFile)
+	if err != nil {
+		return err
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		files = ruleGlobs(*configFile, cfg)
+	}
+	specs, err := engine.LoadFiles(files, engine.LoadOptions{Schema: cfg.Schema.DSL()})
+	if err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		return fmt.Errorf("no rule groups in %s", strings.Join(files, ", "))
+	}
+	var src engine.LeafSource
+	if *eventsFile != "" {
+		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())
+		if err != nil {
+			return err
+		}
+		src = store
+	} else {
+		s, closeFn, err := openClickHouseSource(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		src = s
+	}
+	q := engine.NewQuerier(engine.QuerierOptions{Source: src})
+	progress := progressBar(stderr)
+	res, err := engine.Backtest(ctx, specs, engine.BacktestOptions{
+		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Schema: cfg.Schema.DSL()},
+		From:         from, To: to, Step: step, Progress: progress,
+	})
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tGROUP\tRULE\tLABELS\tFROM\tTO\tVALUE")
+	for _, t := range res.Transitions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Time.UTC().Format(time.RFC3339), t.Group, t.Rule, t.Labels, t.From, t.To, engine.FormatValue(t.Value))
+	}
+	tw.Flush()
+	names := make([]string, 0, len(res.Notifications))
+	for n := range res.Notifications {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(stdout, "\n%d evaluations, %d failed; notifications that would have been sent:\n", res.Evaluations, res.Errors)
+	for _, n := range names {
+		fmt.Fprintf(stdout, "  %s: %d\n", n, res.Notifications[n])
+	}
+	return nil
+}
+
+// progressBar returns a progress callback drawing on w when the run is long
+// enough to need one.
+func progressBar(w io.Writer) func(done, total int) {
+	f, isFile := w.(*os.File)
+	tty := false
+	if isFile {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return func(done, total int) {
+		if total < 200 || !tty {
+			return
+		}
+		if done%max(total/100, 1) != 0 && done != total {
+			return
+		}
+		const width = 40
+		n := width * done / total
+		fmt.Fprintf(w, "\r[%s%s] %3d%%", strings.Repeat("#", n), strings.Repeat(".", width-n), 100*done/total)
+		if done >= total {
+			fmt.Fprintln(w)
+		}
+	}
 }

@@ -53,17 +53,10 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var src engine.LeafSource
 	if *eventsFile != "" {
-		f, err := os.Open(*eventsFile)
+		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())
 		if err != nil {
 			return err
 		}
-		events, err := memory.ReadJSONL(f, cfg.Schema.DSL())
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s:%w", *eventsFile, err)
-		}
-		store := memory.New(cfg.Schema.DSL())
-		store.Add(events...)
 		src = store
 	} else {
 		s, closeFn, err := openClickHouseSource(ctx, cfg)
@@ -100,4 +93,20 @@ func exprError(input string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w\n  %s\n  %s^", err, lines[de.Line-1], strings.Repeat(" ", max(de.Col-1, 0)))
+}
+
+// loadEvents reads a JSON Lines events file into a memory store.
+func loadEvents(path string, schema dsl.Schema) (*memory.Store, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	events, err := memory.ReadJSONL(f, schema)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	store := memory.New(schema)
+	store.Add(events...)
+	return store, nil
 }
