@@ -93,7 +93,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func ok(w http.ResponseWriter, data any) { writeJSON(w, http.StatusOK, response{Status: "success", Data: data}) }
+func ok(w http.ResponseWriter, data any) {
+	writeJSON(w, http.StatusOK, response{Status: "success", Data: data})
+}
 
 func fail(w http.ResponseWriter, code int, typ string, err error) {
 	writeJSON(w, code, response{Status: "error", ErrorType: typ, Error: err.Error()})
@@ -299,4 +301,3 @@ func (a *api) evaluations(w http.ResponseWriter, r *http.Request) {
 	}
 	ok(w, out)
 }
-

@@ -1,0 +1,144 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/memory"
+)
+
+type staticRules []*engine.Group
+
+func (s staticRules) Groups() []*engine.Group { return s }
+
+// setup evaluates one group over a few events and serves it.
+func setup(t *testing.T) (*httptest.Server, *int) {
+	t.Helper()
+	store := memory.New(dsl.Schema{})
+	base := time.Unix(1764000000, 0)
+	for i := range 5 {
+		store.Add(memory.Event{Time: base.Add(time.Duration(i) * time.Second), Labels: []string{"acme", "chat", "gpt-4o", "openai", "error", ""}, Nums: map[string]float64{"latency_ms": 6000}})
+	}
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
+	file := t.TempDir() + "/rules.yaml"
+	data := `groups:
+- name: g
+  rules:
+  - record: tenant:errors:5m
+    expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m]))
+  - alert: TenantErrors
+    expr: tenant:errors:5m > 3
+    annotations:
+      summary: "{{ $labels.tenant_id }} has {{ $value }} errors"
+`
+	specs, err := engine.ParseRuleFile(file, []byte(data), engine.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
+	g.Eval(context.Background(), base.Add(time.Minute))
+	reloads := 0
+	srv := httptest.NewServer(Handler(Options{
+		Rules: staticRules{g},
+		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) { return q.Query(ctx, e, ts) },
+		Reload: func(context.Context) error {
+			reloads++
+			return nil
+		},
+		Now: func() time.Time { return base.Add(time.Minute) },
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &reloads
+}
+
+func get(t *testing.T, u string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("%s: not JSON: %s", u, body)
+	}
+	return resp.StatusCode, out
+}
+
+func TestAPI(t *testing.T) {
+	srv, reloads := setup(t)
+	t.Run("alerts lists the firing alert in Prometheus' shape", func(t *testing.T) {
+		code, out := get(t, srv.URL+"/api/v1/alerts")
+		alerts := out["data"].(map[string]any)["alerts"].([]any)
+		if code != 200 || len(alerts) != 1 {
+			t.Fatalf("code %d, alerts %v", code, alerts)
+		}
+		a := alerts[0].(map[string]any)
+		if a["state"] != "firing" || a["labels"].(map[string]any)["tenant_id"] != "acme" || a["value"] != "5e+00" {
+			t.Fatalf("alert = %v", a)
+		}
+		if a["annotations"].(map[string]any)["summary"] != "acme has 5 errors" {
+			t.Fatalf("annotations = %v", a["annotations"])
+		}
+	})
+	t.Run("rules lists both rules with health and type", func(t *testing.T) {
+		_, out := get(t, srv.URL+"/api/v1/rules")
+		groups := out["data"].(map[string]any)["groups"].([]any)
+		rules := groups[0].(map[string]any)["rules"].([]any)
+		if len(rules) != 2 || rules[0].(map[string]any)["type"] != "recording" || rules[1].(map[string]any)["type"] != "alerting" {
+			t.Fatalf("rules = %v", rules)
+		}
+		if rules[1].(map[string]any)["health"] != "ok" || rules[1].(map[string]any)["state"] != "firing" {
+			t.Fatalf("alerting rule = %v", rules[1])
+		}
+		_, out = get(t, srv.URL+"/api/v1/rules?type=record")
+		rules = out["data"].(map[string]any)["groups"].([]any)[0].(map[string]any)["rules"].([]any)
+		if len(rules) != 1 {
+			t.Fatalf("type=record gave %d rules", len(rules))
+		}
+	})
+	t.Run("query returns the data object of /api/v1/query", func(t *testing.T) {
+		_, out := get(t, srv.URL+"/api/v1/query?query="+url.QueryEscape(`count_over_time(events[5m])`)+"&time=1764000060")
+		data, _ := json.Marshal(out["data"])
+		if want := `{"result":[{"metric":{},"value":[1764000060,"5"]}],"resultType":"vector"}`; string(data) != want {
+			t.Fatalf("data = %s, want %s", data, want)
+		}
+	})
+	t.Run("a bad query is a 400 with a position", func(t *testing.T) {
+		code, out := get(t, srv.URL+"/api/v1/query?query="+url.QueryEscape(`irate(latency_ms[5m])`))
+		if code != 400 || out["errorType"] != "bad_data" || !strings.HasPrefix(out["error"].(string), "1:1:") {
+			t.Fatalf("code %d, out %v", code, out)
+		}
+	})
+	t.Run("evaluations show the last evaluation of a rule", func(t *testing.T) {
+		_, out := get(t, srv.URL+"/api/v1/rules/evaluations?rule=TenantErrors")
+		evals := out["data"].([]any)[0].(map[string]any)["evaluations"].([]any)
+		if len(evals) != 1 || evals[0].(map[string]any)["samples"].(float64) != 1 {
+			t.Fatalf("evaluations = %v", evals)
+		}
+		code, _ := get(t, srv.URL+"/api/v1/rules/evaluations?rule=Nope")
+		if code != 404 {
+			t.Fatalf("unknown rule: code %d", code)
+		}
+	})
+	t.Run("reload calls the reload function on POST only", func(t *testing.T) {
+		resp, err := http.Post(srv.URL+"/-/reload", "", nil)
+		if err != nil || resp.StatusCode != 200 || *reloads != 1 {
+			t.Fatalf("POST: %v %v reloads=%d", err, resp.StatusCode, *reloads)
+		}
+		resp, _ = http.Get(srv.URL + "/-/reload")
+		if resp.StatusCode != http.StatusMethodNotAllowed || *reloads != 1 {
+			t.Fatalf("GET: %v reloads=%d", resp.StatusCode, *reloads)
+		}
+	})
+}
