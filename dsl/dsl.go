@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -184,7 +185,9 @@ func newError(input string, pos posrange.Pos, hint, format string, args ...any) 
 	return &Error{Line: line, Col: col, Msg: fmt.Sprintf(format, args...), Hint: hint}
 }
 
-// LineCol converts a byte offset in s into a 1-based line and column.
+// LineCol converts a byte offset in s into a 1-based line and column. The
+// column counts characters, not bytes, as editors and YAML positions do, so a
+// label value such as "租户" before the error does not shift it.
 func LineCol(s string, off int) (line, col int) {
 	if off > len(s) {
 		off = len(s)
@@ -193,7 +196,7 @@ func LineCol(s string, off int) (line, col int) {
 		off = 0
 	}
 	line = 1 + strings.Count(s[:off], "\n")
-	col = off - strings.LastIndexByte(s[:off], '\n')
+	col = 1 + utf8.RuneCountInString(s[strings.LastIndexByte(s[:off], '\n')+1:off])
 	return line, col
 }
 
@@ -228,22 +231,36 @@ func Parse(input string, opts Options) (*Expr, error) {
 func convertParseError(input string, err error) error {
 	var perrs parser.ParseErrors
 	if !errors.As(err, &perrs) || len(perrs) == 0 {
-		return &Error{Line: 1, Col: 1, Msg: err.Error()}
+		return &Error{Line: 1, Col: 1, Msg: err.Error(), Hint: "check the expression against the README's DSL reference"}
 	}
 	pe := perrs[0]
 	msg := pe.Err.Error()
-	hint := ""
+	// Every parse error gets a hint: the specific ones below, else a pointer
+	// to the shape of a valid expression.
+	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see the README's DSL reference)"
 	switch {
 	case strings.Contains(msg, "expected type range vector"):
 		hint = "range functions take a window: write e.g. p95(latency_ms[5m]) or count_over_time(events[5m])"
-	case strings.Contains(msg, "unknown function"):
+	case strings.Contains(msg, "@ modifier"):
+		hint = "the @ modifier is not supported: write offset 1h inside the range function to look into the past"
+	case strings.Contains(msg, "offset modifier"):
+		hint = "put offset inside the range function, after the window: count_over_time(events[5m] offset 1h)"
+	case strings.Contains(msg, "error parsing regexp"):
+		hint = `regex matchers use RE2 syntax and are fully anchored, e.g. model=~"gpt-4o.*"`
+	case strings.Contains(msg, "experimental"):
+		// Prometheus suggests its own --enable-feature flag, which callwatch does not have.
+		if i := strings.Index(msg, " and must be enabled"); i >= 0 {
+			msg = msg[:i] + " in Prometheus and not enabled in callwatch"
+		}
+		hint = "callwatch does not enable Prometheus' experimental features; " + hintForFunction("")
+	case strings.Contains(msg, "unknown function"), strings.Contains(msg, "is not enabled"):
 		name := msg[strings.Index(msg, `"`)+1:]
 		name = strings.TrimSuffix(strings.TrimSpace(name), `"`)
 		if i := strings.IndexByte(name, '"'); i >= 0 {
 			name = name[:i]
 		}
 		hint = hintForFunction(name)
-	case strings.Contains(msg, "unexpected end of input"):
+	case strings.Contains(msg, "unexpected end of input"), strings.Contains(msg, "unclosed"):
 		hint = "the expression is incomplete; check brackets and quotes"
 	}
 	line, col := LineCol(input, int(pe.PositionRange.Start))
@@ -252,8 +269,11 @@ func convertParseError(input string, err error) error {
 
 // grouping is the by/without of the nearest aggregation enclosing a node.
 type grouping struct {
-	by  []string
-	pos posrange.Pos
+	by []string
+	// without are the labels a without (...) names, kept to check them:
+	// by already leaves them out.
+	without []string
+	pos     posrange.Pos
 }
 
 type checker struct {
@@ -295,6 +315,7 @@ func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
 		}
 		inner := &grouping{pos: n.PosRange.Start}
 		if n.Without {
+			inner.without = n.Grouping
 			for _, l := range c.opts.Schema.Labels {
 				if !slices.Contains(n.Grouping, l) {
 					inner.by = append(inner.by, l)
@@ -364,6 +385,10 @@ func (c *checker) selectorHint() string {
 func (c *checker) noAtNoOffset(vs *parser.VectorSelector) error {
 	if vs.Timestamp != nil || vs.StartOrEnd != 0 {
 		return c.errf(vs.PosRange.Start, "write offset 1h to look into the past", "the @ modifier is not supported")
+	}
+	if vs.Anchored || vs.Smoothed {
+		return c.errf(vs.PosRange.Start, "remove the modifier: range functions pool the raw events of (t−w, t] exactly",
+			"the anchored and smoothed modifiers are not supported")
 	}
 	return nil
 }
@@ -462,7 +487,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	})
 	leaf.Selector = sel
 	if g != nil {
-		for _, l := range g.by {
+		for _, l := range slices.Concat(g.by, g.without) {
 			if !c.opts.Schema.IsLabel(l) {
 				return nil, c.errf(g.pos, "group by labels of call events: "+strings.Join(c.opts.Schema.Labels, ", "),
 					"%q is not a label of call events", l)

@@ -114,8 +114,7 @@ func ParserFunctions() map[string]*parser.Function {
 
 // hintForFunction explains what to write instead of an unsupported function.
 func hintForFunction(name string) string {
-	supported := "count_over_time, sum_over_time, avg_over_time, min_over_time, max_over_time, " +
-		"quantile_over_time, p50, p90, p95, p99, stddev_over_time, rate, increase, absent_over_time, present_over_time"
+	supported := strings.Join(RangeFunctionNames(), ", ")
 	switch {
 	case strings.HasPrefix(name, "histogram_"):
 		return "callwatch computes exact quantiles from events: write p95(latency_ms[5m]) or quantile_over_time(0.95, latency_ms[5m])"
