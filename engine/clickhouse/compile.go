@@ -1,0 +1,319 @@
+package clickhouse
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// CompileOptions configure Compile.
+type CompileOptions struct {
+	// Table is the events table, optionally qualified by its database
+	// (calls or analytics.calls).
+	Table string
+	// Schema maps the table's columns; the zero value means dsl.DefaultSchema().
+	Schema dsl.Schema
+}
+
+// Statement is one compiled query and the map from its result columns back
+// to the leaves it computes.
+//
+// A result row holds len(By) String columns (the group's label values, in
+// the order of By) followed by Float64 columns (the leaves' aggregates); an
+// ungrouped statement returns exactly one row.
+type Statement struct {
+	// SQL is the query; every value in it is a ? placeholder.
+	SQL string
+	// Args are the values of the placeholders, in order: int64 unix seconds
+	// for the window bounds and strings for label values and regexps.
+	Args []any
+	// Leaves are the indexes, into the leaves given to Compile, of the
+	// leaves this statement computes.
+	Leaves []int
+	// By are the grouping label columns.
+	By []string
+	// Columns locate, for each entry of Leaves, that leaf's aggregates.
+	Columns []LeafColumns
+	// Width is the number of result columns.
+	Width int
+}
+
+// LeafColumns locate one leaf's aggregates in a result row, as 0-based
+// column indexes. Count (the number of the leaf's events in the group) is
+// always computed; Sum and Agg (the leaf's Primitive aggregate) are -1 when
+// the leaf does not need them.
+type LeafColumns struct {
+	Count, Sum, Agg int
+}
+
+// Compile turns the leaves, evaluated at ts, into SQL statements: one GROUP
+// BY query per distinct (window, offset, grouping). Leaves of the same
+// shape are fused into one query in which each leaf's selector becomes the
+// condition of -If aggregates, and the WHERE clause keeps only the window
+// and, when every fused leaf has matchers, the union of their selectors.
+// Leaves grouped by no label and ungrouped leaves have the same shape (a
+// single group) and share a query.
+func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement {
+	if opts.Schema.Time == "" {
+		opts.Schema = dsl.DefaultSchema()
+	}
+	type shape struct {
+		rng, offset time.Duration
+		by          string
+	}
+	var builders []*builder
+	byShape := map[shape]*builder{}
+	for i, l := range leaves {
+		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
+		b, ok := byShape[k]
+		if !ok {
+			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}}
+			byShape[k] = b
+			builders = append(builders, b)
+		}
+		b.add(i, l)
+	}
+	stmts := make([]Statement, len(builders))
+	for i, b := range builders {
+		stmts[i] = b.build(opts, ts)
+	}
+	return stmts
+}
+
+// fragment is a piece of SQL and the values of its placeholders.
+type fragment struct {
+	sql  string
+	args []any
+}
+
+func (f fragment) key() string { return fmt.Sprintf("%s\x00%#v", f.sql, f.args) }
+
+// builder collects the leaves of one statement.
+type builder struct {
+	by    []string
+	first *dsl.Leaf // any leaf of the statement, for the window
+	stmt  Statement
+	// exprs are the aggregate columns after the By columns, deduplicated.
+	exprs     []fragment
+	exprIndex map[string]int
+	// conds are the distinct selector conditions, for the WHERE clause;
+	// unfiltered is set when a leaf has no matchers, so the WHERE clause
+	// cannot be narrowed by selectors.
+	conds      []fragment
+	condIndex  map[string]bool
+	unfiltered bool
+}
+
+func (b *builder) add(i int, l *dsl.Leaf) {
+	cond := condition(l.Selector.Matchers)
+	if cond.sql == "" {
+		b.unfiltered = true
+	} else if !b.condIndex[cond.key()] {
+		b.condIndex[cond.key()] = true
+		b.conds = append(b.conds, cond)
+	}
+	cols := LeafColumns{Count: b.column(aggregate("count", "", "", cond)), Sum: -1, Agg: -1}
+	value := valueExpr(l.Selector.Columns)
+	if l.Selector.Field != dsl.EventsSelector {
+		switch l.Agg {
+		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease:
+			cols.Sum = b.column(aggregate("sum", "", value, cond))
+		}
+	}
+	switch l.Primitive() {
+	case dsl.AggAvg:
+		cols.Agg = b.column(aggregate("avg", "", value, cond))
+	case dsl.AggMin:
+		cols.Agg = b.column(aggregate("min", "", value, cond))
+	case dsl.AggMax:
+		cols.Agg = b.column(aggregate("max", "", value, cond))
+	case dsl.AggQuantile:
+		// quantileExact is the baseline's definition: the sorted values'
+		// element at index floor(φ·n), clamped to n−1. φ is an aggregate
+		// function parameter, which must be a literal: clickhouse-go binds a
+		// float64 as cast(φ, 'Float64'), which ClickHouse rejects there, so
+		// φ is formatted here. It is a float64 checked by dsl (0 ≤ φ ≤ 1),
+		// never user text.
+		cols.Agg = b.column(aggregate("quantileExact", strconv.FormatFloat(l.Quantile, 'g', -1, 64), value, cond))
+	case dsl.AggStddev:
+		// Population standard deviation, computed with the numerically
+		// stable (Welford) algorithm, like the memory evaluator.
+		cols.Agg = b.column(aggregate("stddevPopStable", "", value, cond))
+	}
+	b.stmt.Leaves = append(b.stmt.Leaves, i)
+	b.stmt.Columns = append(b.stmt.Columns, cols)
+}
+
+// column adds an aggregate column unless an identical one exists, and
+// returns its index in the result row.
+func (b *builder) column(f fragment) int {
+	k := f.key()
+	if i, ok := b.exprIndex[k]; ok {
+		return len(b.by) + i
+	}
+	b.exprs = append(b.exprs, f)
+	b.exprIndex[k] = len(b.exprs) - 1
+	return len(b.by) + len(b.exprs) - 1
+}
+
+func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
+	st := b.stmt
+	st.By = b.by
+	st.Width = len(b.by) + len(b.exprs)
+	var sql strings.Builder
+	sql.WriteString("SELECT")
+	sep := "\n    "
+	for _, l := range b.by {
+		sql.WriteString(sep + quoteIdent(l))
+		sep = ",\n    "
+	}
+	for _, e := range b.exprs {
+		sql.WriteString(sep + e.sql)
+		st.Args = append(st.Args, e.args...)
+		sep = ",\n    "
+	}
+	// DateTime has second resolution and event times are whole seconds, so
+	// from < time ⇔ floor(from) < time, and time <= to ⇔ time <= floor(to);
+	// Unix() floors.
+	from, to := b.first.Window(ts)
+	tcol := quoteIdent(opts.Schema.Time)
+	fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(opts.Table), tcol, tcol)
+	st.Args = append(st.Args, from.Unix(), to.Unix())
+	if !b.unfiltered {
+		parts := make([]string, len(b.conds))
+		for i, c := range b.conds {
+			parts[i] = c.sql
+			if len(b.conds) > 1 {
+				parts[i] = "(" + c.sql + ")"
+			}
+			st.Args = append(st.Args, c.args...)
+		}
+		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
+	}
+	if len(b.by) > 0 {
+		quoted := make([]string, len(b.by))
+		for i, l := range b.by {
+			quoted[i] = quoteIdent(l)
+		}
+		sql.WriteString("\nGROUP BY " + strings.Join(quoted, ", "))
+	}
+	st.SQL = sql.String()
+	return st
+}
+
+// aggregate builds toFloat64(fn(value)) or, with a condition,
+// toFloat64(fnIf(value, cond)); param is the aggregate function's parameter
+// (φ of quantileExact). Every column is Float64 so rows scan uniformly.
+func aggregate(fn, param, value string, cond fragment) fragment {
+	var args []string
+	if value != "" {
+		args = append(args, value)
+	}
+	if cond.sql != "" {
+		fn += "If"
+		args = append(args, cond.sql)
+	}
+	if param != "" {
+		fn += "(" + param + ")"
+	}
+	return fragment{sql: "toFloat64(" + fn + "(" + strings.Join(args, ", ") + "))", args: cond.args}
+}
+
+// condition compiles label matchers into a boolean SQL expression; it is
+// empty when there are none. Regexps are anchored like PromQL's: ^(?s:re)$.
+func condition(ms []*labels.Matcher) fragment {
+	var f fragment
+	parts := make([]string, 0, len(ms))
+	for _, m := range ms {
+		col := quoteIdent(m.Name)
+		switch m.Type {
+		case labels.MatchEqual:
+			parts = append(parts, col+" = ?")
+			f.args = append(f.args, m.Value)
+		case labels.MatchNotEqual:
+			parts = append(parts, col+" != ?")
+			f.args = append(f.args, m.Value)
+		case labels.MatchRegexp:
+			parts = append(parts, "match("+col+", ?)")
+			f.args = append(f.args, anchor(m.Value))
+		case labels.MatchNotRegexp:
+			parts = append(parts, "NOT match("+col+", ?)")
+			f.args = append(f.args, anchor(m.Value))
+		}
+	}
+	f.sql = strings.Join(parts, " AND ")
+	return f
+}
+
+// anchor anchors a regexp at both ends, as PromQL does
+// (model/labels/regexp.go): the whole value must match. The s flag makes .
+// match a newline, which is PromQL's behaviour and also ClickHouse's default
+// for match(), so both agree whatever the server's default.
+func anchor(re string) string { return "^(?s:" + re + ")$" }
+
+// valueExpr is the SQL value of a field: its column, or the sum of its
+// columns. ClickHouse widens integer sums (UInt32 + UInt32 is UInt64), so
+// they do not overflow.
+func valueExpr(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = quoteIdent(c)
+	}
+	if len(quoted) == 1 {
+		return quoted[0]
+	}
+	return "(" + strings.Join(quoted, " + ") + ")"
+}
+
+// quoteIdent quotes an identifier with backticks. Schema.Validate already
+// restricts names to letters, digits and _; the escaping is a second fence.
+func quoteIdent(name string) string {
+	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(name) + "`"
+}
+
+// quoteTable quotes a table name that may be qualified by its database.
+func quoteTable(table string) string {
+	parts := strings.Split(table, ".")
+	for i, p := range parts {
+		parts[i] = quoteIdent(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+// EventsDDL returns the CREATE TABLE IF NOT EXISTS statement of an events
+// table for schema: the time column as DateTime, label columns as String,
+// latency_ms and *_tokens columns as UInt32 and every other numeric column
+// as Float64, in a MergeTree partitioned by day and ordered by time. It
+// runs on ClickHouse 18.16 and on current releases.
+func EventsDDL(table string, schema dsl.Schema) string {
+	if schema.Time == "" {
+		schema = dsl.DefaultSchema()
+	}
+	var cols []string
+	cols = append(cols, quoteIdent(schema.Time)+" DateTime")
+	for _, l := range schema.Labels {
+		cols = append(cols, quoteIdent(l)+" String")
+	}
+	for _, c := range schema.NumericColumns() {
+		cols = append(cols, quoteIdent(c)+" "+numericType(c))
+	}
+	t := quoteIdent(schema.Time)
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    %s\n) ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(%s)\nORDER BY %s",
+		quoteTable(table), strings.Join(cols, ",\n    "), t, t)
+}
+
+// numericType is the ClickHouse type of a numeric column in EventsDDL.
+func numericType(col string) string {
+	if col == "latency_ms" || strings.HasSuffix(col, "_tokens") {
+		return "UInt32"
+	}
+	return "Float64"
+}

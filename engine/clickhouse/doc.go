@@ -1,0 +1,15 @@
+// Package clickhouse computes the leaves of callwatch expressions inside
+// ClickHouse.
+//
+// Compile turns leaves into SQL: one GROUP BY query per distinct window,
+// offset and grouping, in which every leaf of that shape becomes a set of
+// -If aggregates (countIf, sumIf, quantileExactIf, …) over the leaf's own
+// selector, so no event row ever leaves the database. Every value in the SQL
+// (window bounds, label values, regular expressions) is a bound parameter;
+// identifiers come only from the configured dsl.Schema. The SQL runs on
+// ClickHouse 18.16 (the oldest server tested) and on current releases.
+//
+// Source runs those statements through a minimal Conn and implements
+// engine.LeafSource. NativeConn adapts clickhouse-go's native protocol to
+// Conn; an embedded engine can implement the same interface.
+package clickhouse

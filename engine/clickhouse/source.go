@@ -1,0 +1,167 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+)
+
+// Conn runs a read-only query with bound ? arguments. NativeConn implements
+// it over clickhouse-go; an embedded engine can implement it too.
+type Conn interface {
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+}
+
+// Rows iterates over a query's result, like database/sql.Rows. Source scans
+// every row into *string (group label columns) and *float64 (aggregates).
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// ConnFunc adapts a function to Conn.
+type ConnFunc func(ctx context.Context, sql string, args ...any) (Rows, error)
+
+// Query calls f.
+func (f ConnFunc) Query(ctx context.Context, sql string, args ...any) (Rows, error) {
+	return f(ctx, sql, args...)
+}
+
+// Options configure a Source.
+type Options struct {
+	// Conn runs the queries.
+	Conn Conn
+	// Table is the events table, optionally qualified by its database.
+	Table string
+	// Schema maps the table's columns; the zero value means dsl.DefaultSchema().
+	Schema dsl.Schema
+	// QueryTimeout bounds each query (default 30s).
+	QueryTimeout time.Duration
+}
+
+// Source computes leaves in ClickHouse: it compiles them with Compile, runs
+// one query per statement and turns the aggregates into samples.
+type Source struct {
+	opts Options
+}
+
+var _ engine.LeafSource = (*Source)(nil)
+
+// New returns a Source, or an error when the options are incomplete or the
+// schema is invalid.
+func New(opts Options) (*Source, error) {
+	if opts.Conn == nil {
+		return nil, errors.New("clickhouse source: no connection")
+	}
+	if opts.Table == "" {
+		return nil, errors.New("clickhouse source: no events table")
+	}
+	if opts.Schema.Time == "" {
+		opts.Schema = dsl.DefaultSchema()
+	}
+	if err := opts.Schema.Validate(); err != nil {
+		return nil, fmt.Errorf("clickhouse source: %w", err)
+	}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 30 * time.Second
+	}
+	return &Source{opts: opts}, nil
+}
+
+// EvalLeaves computes the leaves at ts. Each statement runs with its own
+// timeout; the first failure aborts the evaluation. The SQL of the
+// statements that ran (or failed) is returned in LeafResult.Statements.
+func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (engine.LeafResult, error) {
+	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
+	stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema}, ts, leaves)
+	for _, st := range stmts {
+		res.Statements = append(res.Statements, st.SQL)
+		if err := s.run(ctx, st, leaves, res.Vectors); err != nil {
+			return res, fmt.Errorf("compute %s: %w", leafNames(st, leaves), err)
+		}
+	}
+	for _, v := range res.Vectors {
+		sort.Slice(v, func(i, j int) bool { return labels.Compare(v[i].Labels, v[j].Labels) < 0 })
+	}
+	return res, nil
+}
+
+// run executes one statement and appends its leaves' samples to vectors.
+func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+
+	groupValues := make([]string, len(st.By))
+	values := make([]float64, st.Width)
+	dest := make([]any, st.Width)
+	for i := range dest {
+		if i < len(st.By) {
+			dest[i] = &groupValues[i]
+		} else {
+			dest[i] = &values[i]
+		}
+	}
+	// absentSeen records, per absent_over_time leaf, whether any group had
+	// an event; such a leaf has a sample only when none had.
+	absentSeen := make([]bool, len(st.Leaves))
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		for j, li := range st.Leaves {
+			l, cols := leaves[li], st.Columns[j]
+			count := values[cols.Count]
+			if count == 0 {
+				// No event of this leaf in the group: PromQL has no series.
+				continue
+			}
+			if l.Agg == dsl.AggAbsent {
+				absentSeen[j] = true
+				continue
+			}
+			var sum, agg float64
+			if cols.Sum >= 0 {
+				sum = values[cols.Sum]
+			}
+			if cols.Agg >= 0 {
+				agg = values[cols.Agg]
+			}
+			vectors[li] = append(vectors[li], engine.Sample{
+				Labels: l.GroupLabels(groupValues),
+				Value:  l.Value(count, sum, agg),
+			})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for j, li := range st.Leaves {
+		if l := leaves[li]; l.Agg == dsl.AggAbsent && !absentSeen[j] {
+			vectors[li] = append(vectors[li], engine.Sample{Labels: l.Labels(), Value: 1})
+		}
+	}
+	return nil
+}
+
+func leafNames(st Statement, leaves []*dsl.Leaf) string {
+	names := make([]string, len(st.Leaves))
+	for i, li := range st.Leaves {
+		names[i] = leaves[li].Func
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,459 @@
+// Package chtest starts private ClickHouse servers for tests.
+//
+// A server runs from a configuration written into a temporary directory
+// (its own data, tmp and log paths), listens on 127.0.0.1 only, on free
+// ports, and is killed when the test (or the test package) ends. It needs the
+// clickhouse-server binary (Debian: apt-get install clickhouse-server
+// clickhouse-client, which `make test` does); without it the tests that need
+// a server are skipped, or fail when CI=true.
+//
+// A test package usually shares one server among all its tests:
+//
+//	var server = chtest.NewShared()
+//
+//	func TestMain(m *testing.M) { os.Exit(server.Run(m)) }
+//
+//	func TestSomething(t *testing.T) {
+//		s := server.Get(t)   // started on first use
+//		db := s.NewDatabase(t)
+//		...
+//	}
+package chtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// InstallHint tells what to do when the ClickHouse binaries are missing.
+const InstallHint = "ClickHouse is not installed: `make test` installs it " +
+	"(apt-get install clickhouse-server clickhouse-client)"
+
+// ErrNotInstalled is returned by StartServer when no ClickHouse server binary
+// is found.
+var ErrNotInstalled = errors.New(InstallHint)
+
+// StartTimeout bounds how long a server may take to answer SELECT 1.
+const StartTimeout = 30 * time.Second
+
+// Server is a running private ClickHouse server.
+type Server struct {
+	// Addr is the native protocol address, 127.0.0.1:PORT.
+	Addr string
+	// Port and HTTPPort are the native and HTTP ports.
+	Port, HTTPPort int
+	// Dir holds the configuration, data and logs.
+	Dir string
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	client  []string // clickhouse-client command, nil when not installed
+	ownDir  bool
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// Start starts a server for one test and kills it when the test ends. When
+// ClickHouse is not installed it skips the test, or fails it when the
+// environment variable CI is "true".
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := StartServer(t.TempDir())
+	if err != nil {
+		skipOrFatal(t, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func skipOrFatal(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	t.Fatal(err)
+}
+
+// StartServer starts a server whose files live under dir; an empty dir means
+// a new temporary directory, removed by Close. The caller must Close the
+// server. It returns ErrNotInstalled when no server binary is found.
+func StartServer(dir string) (*Server, error) {
+	bin, err := serverCommand()
+	if err != nil {
+		return nil, err
+	}
+	ownDir := false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "chtest-"); err != nil {
+			return nil, fmt.Errorf("start clickhouse: %w", err)
+		}
+		ownDir = true
+	}
+	// A free port found by listening may be taken again before the server
+	// binds it; try a few times.
+	for attempt := 1; ; attempt++ {
+		s, err := start(bin, dir)
+		if err == nil {
+			s.ownDir = ownDir
+			return s, nil
+		}
+		if attempt == 3 {
+			if ownDir {
+				os.RemoveAll(dir)
+			}
+			return nil, err
+		}
+	}
+}
+
+// serverCommand finds the server binary: clickhouse-server, or the
+// single-binary `clickhouse server`.
+func serverCommand() ([]string, error) {
+	for _, name := range []string{"clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return []string{p}, nil
+		}
+	}
+	if p, err := exec.LookPath("clickhouse"); err == nil {
+		return []string{p, "server"}, nil
+	}
+	return nil, ErrNotInstalled
+}
+
+// clientCommand finds clickhouse-client, or the single-binary `clickhouse client`.
+func clientCommand() []string {
+	if p, err := exec.LookPath("clickhouse-client"); err == nil {
+		return []string{p}
+	}
+	if p, err := exec.LookPath("clickhouse"); err == nil {
+		return []string{p, "client"}
+	}
+	return nil
+}
+
+func start(bin []string, base string) (*Server, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	dir, err := os.MkdirTemp(base, "server-")
+	if err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	for _, sub := range []string{"data", "tmp", "log", "user_files", "format_schemas"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("start clickhouse: %w", err)
+		}
+	}
+	config := filepath.Join(dir, "config.xml")
+	if err := os.WriteFile(config, []byte(configXML(dir, ports[0], ports[1])), 0o644); err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
+	if err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	defer out.Close()
+	args := append(bin[1:len(bin):len(bin)], "--config-file="+config)
+	cmd := exec.Command(bin[0], args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start clickhouse: %w", err)
+	}
+	s := &Server{
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
+		Port:     ports[0],
+		HTTPPort: ports[1],
+		Dir:      dir,
+		cmd:      cmd,
+		exited:   make(chan struct{}),
+		client:   clientCommand(),
+	}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(StartTimeout); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start clickhouse (%s): %w\n%s", strings.Join(bin, " "), err, s.logTail())
+	}
+	return s, nil
+}
+
+// waitReady polls SELECT 1 over the native protocol until it answers.
+func (s *Server) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("server exited: %v", s.waitErr)
+		default:
+		}
+		if last = s.ping(); last == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no answer to SELECT 1 within %s: %w", timeout, last)
+}
+
+func (s *Server) ping() error {
+	conn, err := s.open("default")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var one uint8
+	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// logTail returns the end of the server's output and error log, for messages.
+func (s *Server) logTail() string {
+	var b strings.Builder
+	for _, name := range []string{"stdout.log", "err.log"} {
+		data, err := os.ReadFile(filepath.Join(s.Dir, "log", name))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		if len(data) > 4000 {
+			data = data[len(data)-4000:]
+		}
+		fmt.Fprintf(&b, "--- %s ---\n%s\n", name, data)
+	}
+	return b.String()
+}
+
+// Close kills the server and removes its files when StartServer created the
+// directory. It is safe to call more than once.
+func (s *Server) Close() {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	// The data is thrown away, so there is nothing to shut down gracefully.
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	if s.ownDir {
+		os.RemoveAll(filepath.Dir(s.Dir))
+	}
+}
+
+// DSN returns the clickhouse:// address of database db, for clickhouse-go's
+// ParseDSN and for callwatch's configuration.
+func (s *Server) DSN(db string) string {
+	return "clickhouse://" + s.Addr + "/" + db
+}
+
+func (s *Server) open(db string) (driver.Conn, error) {
+	return chgo.Open(&chgo.Options{
+		Addr:        []string{s.Addr},
+		Auth:        chgo.Auth{Database: db, Username: "default"},
+		DialTimeout: 5 * time.Second,
+	})
+}
+
+// Conn opens a native clickhouse-go connection to database db, closed when
+// the test ends.
+func (s *Server) Conn(t testing.TB, db string) driver.Conn {
+	t.Helper()
+	conn, err := s.open(db)
+	if err != nil {
+		t.Fatalf("connect to clickhouse: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Exec runs one statement (DDL, or INSERT ... SELECT) and fails the test on
+// error.
+func (s *Server) Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	if err := s.exec(sql, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) exec(sql string, args ...any) error {
+	conn, err := s.open("default")
+	if err != nil {
+		return fmt.Errorf("connect to clickhouse: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := conn.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("exec %q: %w", sql, err)
+	}
+	return nil
+}
+
+// NewDatabase creates a database with a fresh name (test_<random>), dropped
+// when the test ends, and returns its name.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	name := "test_" + hex.EncodeToString(b[:])
+	s.Exec(t, "CREATE DATABASE "+name)
+	t.Cleanup(func() { _ = s.exec("DROP DATABASE IF EXISTS " + name) })
+	return name
+}
+
+// InsertJSONEachRow loads rows into db.table by piping them, as JSONEachRow,
+// into clickhouse-client: the fast and robust path on every server version
+// (clickhouse-go's batch insert does not work against 18.16). Keys are
+// column names; missing columns get their default. A time.Time value is
+// written as unix seconds, which a DateTime column accepts.
+func (s *Server) InsertJSONEachRow(t testing.TB, db, table string, rows []map[string]any) {
+	t.Helper()
+	if err := s.insertJSONEachRow(db, table, rows); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) insertJSONEachRow(db, table string, rows []map[string]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if s.client == nil {
+		return fmt.Errorf("insert into %s.%s: clickhouse-client not found: %w", db, table, ErrNotInstalled)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, row := range rows {
+		r := make(map[string]any, len(row))
+		for k, v := range row {
+			switch v := v.(type) {
+			case time.Time:
+				r[k] = v.Unix()
+			case *time.Time:
+				r[k] = v.Unix()
+			default:
+				r[k] = v
+			}
+		}
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("insert into %s.%s: encode row: %w", db, table, err)
+		}
+	}
+	query := fmt.Sprintf("INSERT INTO %s.%s FORMAT JSONEachRow", quoteIdent(db), quoteIdent(table))
+	args := append(s.client[1:len(s.client):len(s.client)],
+		"--host", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--query", query)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.client[0], args...)
+	cmd.Stdin = &buf
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("insert into %s.%s: %w: %s", db, table, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func quoteIdent(name string) string {
+	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+}
+
+// freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// configXML is the smallest server configuration that keeps every file in
+// dir and opens nothing but the native and HTTP ports on 127.0.0.1. The root
+// element is <yandex>, which 18.16 requires and current releases still accept.
+func configXML(dir string, tcpPort, httpPort int) string {
+	return fmt.Sprintf(`<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>%[1]s/log/server.log</log>
+        <errorlog>%[1]s/log/err.log</errorlog>
+        <console>0</console>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>%[2]d</tcp_port>
+    <http_port>%[3]d</http_port>
+    <path>%[1]s/data/</path>
+    <tmp_path>%[1]s/tmp/</tmp_path>
+    <user_files_path>%[1]s/user_files/</user_files_path>
+    <format_schema_path>%[1]s/format_schemas/</format_schema_path>
+    <users_config>users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>67108864</mark_cache_size>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+`, dir, tcpPort, httpPort)
+}
+
+const usersXML = `<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default></default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default></default>
+    </quotas>
+</yandex>
+`
