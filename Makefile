@@ -6,7 +6,7 @@ TEST_DEBS := clickhouse-server clickhouse-client
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 20m
 
-.PHONY: run build test deps lint fmt fuzz clean
+.PHONY: run build test deps lint fmt fuzz clean check-rules test-rules
 
 ## run: build callwatch and evaluate an expression over the bundled sample events
 run: build
@@ -19,9 +19,17 @@ build:
 	$(GO) build -o $(BIN) ./cmd/callwatch
 
 ## test: install what the tests need when missing, then run every test
-test: deps
+test: deps check-rules test-rules
 	$(GO) vet ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+## check-rules: check rules.d (YAML, expressions, templates, durations)
+check-rules: build
+	$(BIN) check rules rules.d/*.yaml
+
+## test-rules: run the unit tests of rules.d in alerts_test/ (in memory)
+test-rules: build
+	$(BIN) test rules alerts_test/*.yaml
 
 ## deps: install the Debian packages the tests need (only when missing)
 deps:
