@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
+)
+
+var server = chtest.NewShared()
+
+func TestMain(m *testing.M) { os.Exit(server.Run(m)) }
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServe runs `callwatch serve` on a real ClickHouse with the given rule
+// file and returns its base URL.
+func startServe(t *testing.T, rules string) (base, dir string, out *syncBuffer) {
+	t.Helper()
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	now := time.Now().UTC()
+	var rows []map[string]any
+	for i := range 5 {
+		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error", "latency_ms": 100})
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+
+	dir = t.TempDir()
+	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: ai_call_events\nrule_files: [rules/*.yaml]\n", s.DSN(db))
+	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
+	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
+	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(rules), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0"}, out, errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exited %d: %s", code, errOut.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop within 10s of cancellation")
+		}
+	})
+	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(errOut.String()); m != nil {
+			return m[1], dir, out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("serve did not start: %s", errOut.String())
+	return "", "", nil
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitFor polls cond (against a real server and real time) until it holds.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+const serveRules = `groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - alert: Errors
+        expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m])) > 2
+        annotations:
+          summary: "{{ $labels.tenant_id }}: {{ $value }} errors"
+`
+
+func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
+	base, dir, out := startServe(t, serveRules)
+
+	type alerts struct {
+		Data struct {
+			Alerts []struct {
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+				State       string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	waitFor(t, "the alert to fire", 15*time.Second, func() bool {
+		var a alerts
+		getJSON(t, base+"/api/v1/alerts", &a)
+		return len(a.Data.Alerts) == 1 && a.Data.Alerts[0].State == "firing" && a.Data.Alerts[0].Annotations["summary"] == "acme: 5 errors"
+	})
+	waitFor(t, "the console notification", 5*time.Second, func() bool {
+		return strings.Contains(out.String(), `[firing] Errors {alertname="Errors", tenant_id="acme"} value=5`)
+	})
+
+	t.Run("the rule shows its health and the SQL that ran", func(t *testing.T) {
+		var ev struct {
+			Data []struct {
+				Evaluations []struct {
+					Samples    int      `json:"samples"`
+					Statements []string `json:"statements"`
+					Err        string   `json:"error"`
+				} `json:"evaluations"`
+			} `json:"data"`
+		}
+		getJSON(t, base+"/api/v1/rules/evaluations?rule=Errors", &ev)
+		e := ev.Data[0].Evaluations
+		last := e[len(e)-1]
+		if last.Err != "" || last.Samples != 1 || len(last.Statements) != 1 || !strings.Contains(last.Statements[0], "countIf") {
+			t.Fatalf("last evaluation = %+v", last)
+		}
+	})
+
+	t.Run("a broken rule file is refused and the running rules stay", func(t *testing.T) {
+		os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte("groups:\n  - name: e2e\n    rules:\n      - alert: Errors\n        expr: p95(latency_ms)\n"), 0o644)
+		resp, err := http.Post(base+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 500 || !strings.Contains(string(body), "r.yaml:5:") {
+			t.Fatalf("reload: %d %s", resp.StatusCode, body)
+		}
+		var a alerts
+		getJSON(t, base+"/api/v1/alerts", &a)
+		if len(a.Data.Alerts) != 1 || a.Data.Alerts[0].State != "firing" {
+			t.Fatalf("alerts after a failed reload: %+v", a)
+		}
+		resp, _ = http.Get(base + "/metrics")
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(metrics), "callwatch_config_last_reload_successful 0") {
+			t.Fatalf("reload metric not 0")
+		}
+	})
+
+	t.Run("a fixed rule file is picked up and the alert keeps its state", func(t *testing.T) {
+		os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(serveRules+"      - record: tenant:errors:5m\n        expr: sum by (tenant_id) (count_over_time(events{status=\"error\"}[5m]))\n"), 0o644)
+		resp, err := http.Post(base+"/-/reload", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("reload: %v %v", err, resp.StatusCode)
+		}
+		var a alerts
+		getJSON(t, base+"/api/v1/alerts", &a)
+		if len(a.Data.Alerts) != 1 || a.Data.Alerts[0].State != "firing" {
+			t.Fatalf("alerts after reload: %+v", a)
+		}
+	})
+}
