@@ -61,3 +61,11 @@ func (c *NativeConn) Query(ctx context.Context, sql string, args ...any) (Rows, 
 
 // Close closes the connection pool.
 func (c *NativeConn) Close() error { return c.conn.Close() }
+
+// Exec runs a statement that returns no rows (DDL, INSERT … SELECT).
+func (c *NativeConn) Exec(ctx context.Context, sql string, args ...any) error {
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	ctx = chgo.Context(ctx, chgo.WithQueryID("callwatch-"+hex.EncodeToString(id[:])))
+	return c.conn.Exec(ctx, sql, args...)
+}

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AuditKind is what an audit record is about.
+type AuditKind string
+
+// The audit record kinds: alert transitions, notification attempts and
+// operator actions.
+const (
+	AuditPending       AuditKind = "pending"
+	AuditFiring        AuditKind = "firing"
+	AuditResolved      AuditKind = "resolved"
+	AuditNotification  AuditKind = "notification"
+	AuditAcknowledged  AuditKind = "acknowledged"
+	AuditManualResolve AuditKind = "manual_resolve"
+	AuditSilence       AuditKind = "silence"
+	AuditUnsilence     AuditKind = "unsilence"
+)
+
+// Notification statuses, the replaced service's values.
+const (
+	NotifyPending = "pending"
+	NotifySent    = "sent"
+	NotifyFailed  = "failed"
+	NotifySkipped = "skipped"
+)
+
+// AuditRecord is one row of the audit trail. It carries every field of the
+// replaced service's alert record.
+type AuditRecord struct {
+	Time        time.Time         `json:"time"`
+	Kind        AuditKind         `json:"kind"`
+	Fingerprint string            `json:"fingerprint,omitempty"`
+	Group       string            `json:"group,omitempty"`
+	Rule        string            `json:"rule,omitempty"`
+	AlertType   string            `json:"alert_type,omitempty"`
+	Severity    string            `json:"severity,omitempty"`
+	Title       string            `json:"title,omitempty"`
+	Message     string            `json:"message,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	TenantID    string            `json:"tenant_id,omitempty"`
+	AppCode     string            `json:"app_code,omitempty"`
+	Value       float64           `json:"metric_value"`
+	Threshold   string            `json:"threshold_value,omitempty"`
+	ActiveAt    time.Time         `json:"active_at,omitzero"`
+	FiredAt     time.Time         `json:"fired_at,omitzero"`
+	ResolvedAt  time.Time         `json:"resolved_at,omitzero"`
+	// Channel, NotifyStatus, NotifyState (the alert state the notification
+	// was about: firing or resolved), Result (error or answer), Attempt and
+	// LatencyMs describe a notification attempt.
+	Channel      string `json:"channel,omitempty"`
+	NotifyStatus string `json:"notification_status,omitempty"`
+	NotifyState  string `json:"notification_state,omitempty"`
+	Result       string `json:"notification_result,omitempty"`
+	Attempt      int    `json:"attempt,omitempty"`
+	LatencyMs    int64  `json:"latency_ms,omitempty"`
+	// By and Comment are who acknowledged, resolved or silenced, and why.
+	By      string `json:"by,omitempty"`
+	Comment string `json:"comment,omitempty"`
+	// Reason explains a suppression or a state kept (cooldown, no data, ...).
+	Reason    string `json:"reason,omitempty"`
+	SilenceID string `json:"silence_id,omitempty"`
+	// Replica names the callwatch instance that wrote the row.
+	Replica string `json:"replica,omitempty"`
+}
+
+// Auditor appends records to the audit trail.
+type Auditor interface {
+	Record(ctx context.Context, recs ...AuditRecord) error
+}
+
+// AuditorFunc adapts a function to Auditor.
+type AuditorFunc func(ctx context.Context, recs ...AuditRecord) error
+
+// Record calls f.
+func (f AuditorFunc) Record(ctx context.Context, recs ...AuditRecord) error { return f(ctx, recs...) }
+
+var _ Auditor = AuditorFunc(nil)
+
+// FingerprintString formats an alert fingerprint as the API and the audit
+// trail show it.
+func FingerprintString(fp uint64) string { return fmt.Sprintf("%016x", fp) }
+
+// ParseFingerprint reads a fingerprint written by FingerprintString.
+func ParseFingerprint(s string) (uint64, error) {
+	fp, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("fingerprint %q: want 16 hex digits", s)
+	}
+	return fp, nil
+}
+
+// NewAuditRecord describes alert a of rule at ts.
+func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *RuleSpec, a Alert) AuditRecord {
+	l := a.Labels.Map()
+	ann := a.Annotations.Map()
+	sev := l["severity"]
+	if sev == "" {
+		sev = rule.Severity
+	}
+	title := ann["title"]
+	if title == "" {
+		title = fmt.Sprintf("[%s] %s", strings.ToUpper(orDefault(sev, "warning")), rule.Name())
+	}
+	msg := ann["message"]
+	if msg == "" {
+		msg = ann["summary"]
+	}
+	if msg == "" {
+		msg = ann["description"]
+	}
+	return AuditRecord{
+		Time: ts, Kind: kind, Fingerprint: FingerprintString(a.Fingerprint()), Group: group, Rule: rule.Name(),
+		AlertType: l["alert_type"], Severity: sev, Title: title, Message: msg, Labels: l, Annotations: ann,
+		TenantID: l["tenant_id"], AppCode: l["app_code"], Value: a.Value, Threshold: ann["threshold"],
+		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, Reason: a.Suppressed,
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
