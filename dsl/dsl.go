@@ -324,7 +324,10 @@ func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
 		} else {
 			inner.by = slices.Clone(n.Grouping)
 		}
+		// by (a, a) groups by a: without Compact, leaves would label their
+		// groups with a duplicated name, which is not a valid label set.
 		sort.Strings(inner.by)
+		inner.by = slices.Compact(inner.by)
 		n.Expr, err = c.visit(n.Expr, inner)
 		return n, err
 	case *parser.Call:

@@ -316,6 +316,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		r.active[h] = a
 	}
 	numActive := 0
+	var fired []*Alert
 	for h, a := range r.active {
 		if _, ok := fresh[h]; !ok {
 			keepFiring := false
@@ -342,12 +343,19 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		if a.State == StatePending && ts.Sub(a.ActiveAt) >= r.spec.For {
 			a.State = StateFiring
 			a.FiredAt = ts
-			a.Suppressed = r.admitFiring(ts)
+			fired = append(fired, a)
 		}
 	}
 	if env.limit > 0 && numActive > env.limit {
 		r.active = map[uint64]*Alert{}
 		return fmt.Errorf("exceeded limit of %d with %d alerts", env.limit, numActive)
+	}
+	// Admit new firings in label order: which of several alerts that start
+	// firing together cooldown or max_alerts_per_day holds back must not
+	// depend on map order.
+	sort.Slice(fired, func(i, j int) bool { return labels.Compare(fired[i].Labels, fired[j].Labels) < 0 })
+	for _, a := range fired {
+		a.Suppressed = r.admitFiring(ts)
 	}
 	return nil
 }

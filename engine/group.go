@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"sync"
@@ -154,8 +155,20 @@ func (g *Group) Eval(ctx context.Context, ts time.Time) { g.eval(ctx, ts, true) 
 func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	start := time.Now()
 	series := recorded{}
+	// A rule reading the output of a recording rule that failed at this
+	// timestamp fails too, so its error_state applies: an empty input must
+	// not resolve its alerts.
+	failed := map[string]error{}
+	query := func(ctx context.Context, e *dsl.Expr, ts time.Time, s SeriesSource) (Result, error) {
+		for _, name := range e.Series {
+			if err := failed[name]; err != nil {
+				return Result{}, fmt.Errorf("recording rule %q failed: %w", name, err)
+			}
+		}
+		return g.opts.Query(ctx, e, ts, s)
+	}
 	env := evalEnv{
-		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: g.opts.Query, series: series,
+		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: query, series: series,
 		limit: g.spec.Limit, groupLabels: g.spec.Labels, externalLabels: g.opts.ExternalLabels,
 		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema,
 	}
@@ -174,12 +187,18 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
 			}
 			alertSamples = append(alertSamples, samples...)
+			// A replay sends nothing, so it must not mark alerts as sent
+			// either: what is due goes out at the first live evaluation.
+			if !notify {
+				continue
+			}
 			due := r.due(ts, g.opts.ResendDelay, g.interval)
-			if notify && len(due) > 0 && g.opts.Notifier != nil {
+			if len(due) > 0 && g.opts.Notifier != nil {
 				g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: ts, Alerts: due})
 			}
 		case *RecordingRule:
 			if err := r.eval(ctx, env); err != nil {
+				failed[r.Name()] = err
 				m.evalFailed(g)
 				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
 				continue

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/template"
@@ -304,8 +305,9 @@ func (p *fileParser) group(n *yaml.Node) *GroupSpec {
 	g.Name = nameNode.Value
 	p.checkKeys(n, groupKeys, g.Name, "")
 	if v := mapValue(n, "interval"); v != nil {
+		before := len(p.errs)
 		g.Interval = p.duration(v, g.Name, "", "interval")
-		if g.Interval == 0 {
+		if g.Interval == 0 && len(p.errs) == before {
 			p.add(p.errAt(v, g.Name, "", "interval must be positive, e.g. 1m"))
 		}
 	}
@@ -371,9 +373,10 @@ func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates b
 			continue
 		}
 		if templates {
-			tmpl := template.NewTemplateExpander(nil, templateDefs+val.Value, "__check", nil, 0, nil, nil, nil)
+			// Named after the key, so the error reads "template: annotations.summary:1: ...".
+			tmpl := template.NewTemplateExpander(nil, templateDefs+val.Value, key+"."+k.Value, nil, 0, nil, nil, nil)
 			if err := tmpl.ParseTest(); err != nil {
-				p.add(p.errAt(val, group, rule, "%s.%s: template: %v", key, k.Value, err))
+				p.add(p.errAt(val, group, rule, "%v", err))
 			}
 		}
 		m[k.Value] = val.Value
@@ -530,37 +533,167 @@ func (p *fileParser) exprErr(n *yaml.Node, group, rule string, err error) error 
 	if !errors.As(err, &de) {
 		return p.errAt(n, group, rule, "expr: %v", err)
 	}
-	pos := Position{File: p.file, Line: n.Line, Col: n.Column}
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		// The text starts on the next line, at that line's indentation.
-		pos.Line = n.Line + de.Line
-		indent := 0
-		if pos.Line-1 < len(p.lines) {
-			l := p.lines[pos.Line-1]
-			indent = len(l) - len(strings.TrimLeft(l, " "))
-		}
-		pos.Col = indent + de.Col
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		pos.Line += de.Line - 1
-		if de.Line == 1 {
-			pos.Col += de.Col // the opening quote
-		} else {
-			pos.Col = de.Col
-		}
-	default:
-		pos.Line += de.Line - 1
-		if de.Line == 1 {
-			pos.Col += de.Col - 1
-		} else {
-			pos.Col = de.Col
-		}
-	}
+	pos := p.valuePos(n, runeOffset(n.Value, de.Line, de.Col))
 	msg := de.Msg
 	if de.Hint != "" {
 		msg += "; " + de.Hint
 	}
 	return &FileError{Pos: pos, Group: group, Rule: rule, Err: errors.New("expr: " + msg)}
+}
+
+// runeOffset converts a 1-based line and rune column in s into a rune offset.
+func runeOffset(s string, line, col int) int {
+	off := 0
+	for i, l := range strings.SplitAfter(s, "\n") {
+		if i == line-1 {
+			return off + col - 1
+		}
+		off += utf8.RuneCountInString(l)
+	}
+	return off
+}
+
+// srcLine returns line (1-based) of the file as runes, without its line
+// ending; nil past the end.
+func (p *fileParser) srcLine(line int) []rune {
+	if line < 1 || line > len(p.lines) {
+		return nil
+	}
+	return []rune(strings.TrimSuffix(p.lines[line-1], "\r"))
+}
+
+func isBlank(r rune) bool { return r == ' ' || r == '\t' }
+
+func blankLine(l []rune) bool {
+	for _, r := range l {
+		if !isBlank(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func leadingBlanks(l []rune) int {
+	i := 0
+	for i < len(l) && isBlank(l[i]) {
+		i++
+	}
+	return i
+}
+
+// valuePos maps a rune offset in the value of scalar n to its position in
+// the file, undoing what YAML did to the source: escapes and doubled quotes
+// in quoted scalars, line folding in flow scalars, indentation and folding
+// in block scalars.
+func (p *fileParser) valuePos(n *yaml.Node, off int) Position {
+	if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return p.blockPos(n, off)
+	}
+	double, single := n.Style&yaml.DoubleQuotedStyle != 0, n.Style&yaml.SingleQuotedStyle != 0
+	line, src := n.Line, p.srcLine(n.Line)
+	i := n.Column - 1
+	if double || single {
+		i++ // the opening quote
+	}
+	// nextLine folds a line break: the following blank lines become one
+	// newline each, or the break becomes one space; leading blanks go.
+	nextLine := func(escaped bool) {
+		blanks := 0
+		for line++; line <= len(p.lines) && blankLine(p.srcLine(line)); line++ {
+			blanks++
+		}
+		src = p.srcLine(line)
+		i = leadingBlanks(src)
+		switch {
+		case escaped:
+		case blanks > 0:
+			off -= blanks
+		default:
+			off-- // the space
+		}
+	}
+	for off > 0 && line <= len(p.lines) {
+		if i >= len(src) {
+			nextLine(false)
+			continue
+		}
+		switch c := src[i]; {
+		case double && c == '\\':
+			if i+1 >= len(src) {
+				nextLine(true) // an escaped line break adds nothing
+				continue
+			}
+			switch src[i+1] {
+			case 'x':
+				i += 4
+			case 'u':
+				i += 6
+			case 'U':
+				i += 10
+			default:
+				i += 2
+			}
+			off--
+		case single && c == '\'' && i+1 < len(src) && src[i+1] == '\'':
+			i += 2
+			off--
+		case isBlank(c) && blankLine(src[i:]):
+			i = len(src) // blanks before a line break are not in the value
+		default:
+			i++
+			off--
+		}
+	}
+	return Position{File: p.file, Line: line, Col: i + 1}
+}
+
+// blockPos maps a rune offset in the value of a literal (|) or folded (>)
+// block scalar to its position in the file. The content starts on the line
+// after the header, indented as its first non-blank line.
+func (p *fileParser) blockPos(n *yaml.Node, off int) Position {
+	first := n.Line + 1
+	indent := 0
+	for l := first; l <= len(p.lines); l++ {
+		if src := p.srcLine(l); !blankLine(src) {
+			indent = leadingBlanks(src)
+			break
+		}
+	}
+	content := func(l int) []rune {
+		src := p.srcLine(l)
+		if len(src) <= indent {
+			return nil
+		}
+		return src[indent:]
+	}
+	folded := n.Style&yaml.FoldedStyle != 0
+	line := first
+	for line <= len(p.lines) {
+		c := content(line)
+		if off <= len(c) {
+			break
+		}
+		off -= len(c)
+		// The line break, and the blank lines after it.
+		blanks := 0
+		next := line + 1
+		for next <= len(p.lines) && blankLine(p.srcLine(next)) {
+			blanks++
+			next++
+		}
+		nc := content(next)
+		moreIndented := func(r []rune) bool { return len(r) > 0 && isBlank(r[0]) }
+		if folded && !moreIndented(c) && !moreIndented(nc) {
+			off -= max(blanks, 1) // a single break folds into a space; blank lines stay newlines
+		} else {
+			off -= blanks + 1
+		}
+		if off < 0 {
+			off = 0
+		}
+		line = next
+	}
+	return Position{File: p.file, Line: line, Col: indent + off + 1}
 }
 
 func sortedPairs(m map[string]string) []string {
