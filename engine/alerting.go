@@ -234,7 +234,7 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 		}
 		switch r.spec.ErrorState {
 		case KeepLast:
-			return r.alertSamples(env.ts), err
+			return r.alertSamples(env.queryTS), err
 		case OK:
 			vec = nil
 		case Alerting:
@@ -243,7 +243,7 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 	case res.NoData:
 		switch r.spec.NoDataState {
 		case KeepLast:
-			return r.alertSamples(env.ts), nil
+			return r.alertSamples(env.queryTS), nil
 		case Alerting:
 			vec = r.keptWith("no_data")
 		}
@@ -256,7 +256,7 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 		err = aerr
 		return nil, err
 	}
-	return r.alertSamples(env.ts), err
+	return r.alertSamples(env.queryTS), err
 }
 
 // keptWith returns samples that keep every active alert as it is and add
@@ -344,6 +344,11 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 			a.State = StateFiring
 			a.FiredAt = ts
 			fired = append(fired, a)
+		}
+		// A reload that lengthened for moves a firing alert back to pending.
+		if a.State == StateFiring && ts.Sub(a.ActiveAt) < r.spec.For {
+			a.State = StatePending
+			a.FiredAt, a.LastSentAt, a.KeepFiringSince = time.Time{}, time.Time{}, time.Time{}
 		}
 	}
 	if env.limit > 0 && numActive > env.limit {

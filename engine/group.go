@@ -235,11 +235,12 @@ func (g *Group) copyState(old *Group) {
 	old.mu.Unlock()
 }
 
-// ruleKey identifies a rule across reloads: the same name, labels,
-// expression and hold durations keep their alerts.
+// ruleKey identifies a rule across reloads as Prometheus does: by name
+// and labels. An edited threshold keeps the rule's alerts (they resolve,
+// and are sent resolved, at the next evaluation if the new expression no
+// longer returns them); a longer for moves firing alerts back to pending.
 func ruleKey(r *RuleSpec) string {
-	return r.Name() + "\x00" + r.ExprText + "\x00" + r.For.String() + "\x00" + r.KeepFiringFor.String() + "\x00" +
-		r.Severity + "\x00" + joinPairs(sortedPairs(r.Labels))
+	return r.Name() + "\x00" + r.Severity + "\x00" + joinPairs(sortedPairs(r.Labels))
 }
 
 func joinPairs(p []string) string {

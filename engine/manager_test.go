@@ -138,7 +138,7 @@ func TestManagerReload(t *testing.T) {
 		}
 	})
 
-	t.Run("a reload keeps the state of unchanged rules and resets changed ones", func(t *testing.T) {
+	t.Run("a reload keeps the state of rules with the same name and labels and resets the others", func(t *testing.T) {
 		dir := t.TempDir()
 		f := filepath.Join(dir, "rules.yaml")
 		writeFile(t, f, ruleFile("", twoRules+"\n- alert: C\n  expr: count_over_time(events[1m]) > 2\n  annotations:\n    summary: old"))
@@ -156,8 +156,9 @@ func TestManagerReload(t *testing.T) {
 		evalAll(m, t0.Add(time.Minute))
 		n.take()
 
-		// B's expression changes; C's annotation changes; A stays.
-		changed := strings.Replace(twoRules, "> 1", "> 5", 1) + "\n- alert: C\n  expr: count_over_time(events[1m]) > 2\n  annotations:\n    summary: new"
+		// B's labels change (a new identity); C's expression and annotation
+		// change (same identity, as in Prometheus); A stays.
+		changed := twoRules + "\n  labels:\n    team: x" + "\n- alert: C\n  expr: count_over_time(events[1m]) > 1\n  annotations:\n    summary: new"
 		writeFile(t, f, ruleFile("", changed))
 		if err := m.Load(context.Background()); err != nil {
 			t.Fatal(err)
@@ -169,7 +170,7 @@ func TestManagerReload(t *testing.T) {
 			}
 		}
 		if a := groupRule(t, m, "g", "B").Alerts(); len(a) != 0 {
-			t.Errorf("B after reload: %+v, want no alerts (its expression changed)", a)
+			t.Errorf("B after reload: %+v, want no alerts (its labels changed)", a)
 		}
 		if h := groupRule(t, m, "g", "A").History(); len(h) != 2 {
 			t.Errorf("A's history after reload has %d records, want 2", len(h))

@@ -524,7 +524,7 @@ func (p *fileParser) recordedBefore(g *GroupSpec) func(string) bool {
 			names[r.Record] = true
 		}
 	}
-	return func(name string) bool { return names[name] || name == "ALERTS" || name == "ALERTS_FOR_STATE" }
+	return func(name string) bool { return names[name] }
 }
 
 // exprErr maps a position inside the expression to a position in the file.
