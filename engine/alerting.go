@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -65,6 +66,12 @@ type Alert struct {
 	// Suppressed says why notifications of this alert are held back
 	// (cooldown, max_alerts_per_day); empty when they are not.
 	Suppressed string
+
+	// AckedBy, AckedAt and AckComment record an acknowledgement: direct
+	// channels stop repeating the alert until it changes state.
+	AckedBy    string
+	AckedAt    time.Time
+	AckComment string
 }
 
 // Fingerprint identifies the alert by its labels.
@@ -177,6 +184,9 @@ type AlertingRule struct {
 	// firings are the times alerts of this rule started firing, for
 	// cooldown and max_alerts_per_day.
 	firings []time.Time
+	// transitions are the state changes of the last evaluation, for the
+	// audit trail.
+	transitions []Transition
 }
 
 // NewAlertingRule returns an alerting rule for spec.
@@ -308,12 +318,16 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.transitions = r.transitions[:0]
 	for h, a := range fresh {
 		if old, ok := r.active[h]; ok && old.State != StateInactive {
 			old.Value, old.Annotations, old.sample = a.Value, a.Annotations, a.sample
 			continue
 		}
 		r.active[h] = a
+		if r.spec.For > 0 {
+			r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "inactive", To: "pending", Value: a.Value, alert: *a})
+		}
 	}
 	numActive := 0
 	var fired []*Alert
@@ -330,6 +344,9 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 				delete(r.active, h)
 			}
 			if a.State != StateInactive && !keepFiring {
+				if a.State == StateFiring {
+					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "firing", To: "resolved", Value: a.Value, alert: *a})
+				}
 				a.State = StateInactive
 				a.ResolvedAt = ts
 			}
@@ -361,8 +378,79 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 	sort.Slice(fired, func(i, j int) bool { return labels.Compare(fired[i].Labels, fired[j].Labels) < 0 })
 	for _, a := range fired {
 		a.Suppressed = r.admitFiring(ts)
+		from := "pending"
+		if r.spec.For == 0 {
+			from = "inactive"
+		}
+		r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: from, To: "firing", Value: a.Value, alert: *a})
 	}
 	return nil
+}
+
+// takeTransitions returns the state changes of the last evaluation.
+func (r *AlertingRule) takeTransitions() []Transition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.transitions
+	r.transitions = nil
+	return out
+}
+
+// Alert returns a copy of the alert with fingerprint fp.
+func (r *AlertingRule) Alert(fp uint64) (Alert, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.active[fp]
+	if !ok {
+		return Alert{}, false
+	}
+	return *a, true
+}
+
+// ErrAlertNotFound is returned for a fingerprint no rule has.
+var ErrAlertNotFound = errors.New("no active alert has this fingerprint")
+
+// ErrNotFiring is returned when acknowledging or resolving an alert that
+// is not firing.
+var ErrNotFiring = errors.New("the alert is not firing")
+
+// acknowledge marks a firing alert acknowledged.
+func (r *AlertingRule) acknowledge(fp uint64, by, comment string, ts time.Time) (Alert, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.active[fp]
+	if !ok {
+		return Alert{}, ErrAlertNotFound
+	}
+	if a.State != StateFiring {
+		return *a, ErrNotFiring
+	}
+	a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment
+	return *a, nil
+}
+
+// resolveManually resolves a firing alert now; it is sent resolved, and
+// fires again (after for) if its condition still holds.
+func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.active[fp]
+	if !ok {
+		return Alert{}, ErrAlertNotFound
+	}
+	if a.State != StateFiring {
+		return *a, ErrNotFiring
+	}
+	a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{}
+	return *a, nil
+}
+
+// setFirings replaces the firing times cooldown and max_alerts_per_day
+// count (restored from the audit trail).
+func (r *AlertingRule) setFirings(ts []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.firings = append([]time.Time(nil), ts...)
 }
 
 // admitFiring applies cooldown and max_alerts_per_day to an alert that

@@ -131,3 +131,22 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// AuditQuery selects audit records.
+type AuditQuery struct {
+	// From and To bound the time (inclusive); zero means unbounded.
+	From, To time.Time
+	Rule     string
+	// Kinds selects record kinds; empty means all.
+	Kinds       []AuditKind
+	Fingerprint string
+	// Labels must all equal the alert's labels of those names.
+	Labels map[string]string
+	// Limit caps the records returned, newest first (default 1000).
+	Limit int
+}
+
+// AuditReader reads the audit trail back.
+type AuditReader interface {
+	History(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
+}

@@ -18,6 +18,8 @@ type Transition struct {
 	From   string        `json:"from"`
 	To     string        `json:"to"`
 	Value  float64       `json:"value"`
+
+	alert Alert
 }
 
 // BacktestOptions configure Backtest.

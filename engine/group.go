@@ -50,6 +50,9 @@ type GroupOptions struct {
 	ExternalURL    *url.URL
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// Audit receives alert transitions (pending, firing, resolved); nil
+	// records nothing.
+	Audit Auditor
 }
 
 func (o *GroupOptions) applyDefaults() {
@@ -187,11 +190,13 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
 			}
 			alertSamples = append(alertSamples, samples...)
+			trans := r.takeTransitions()
 			// A replay sends nothing, so it must not mark alerts as sent
 			// either: what is due goes out at the first live evaluation.
 			if !notify {
 				continue
 			}
+			g.audit(ctx, r, trans)
 			due := r.due(ts, g.opts.ResendDelay, g.interval)
 			if len(due) > 0 && g.opts.Notifier != nil {
 				g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: ts, Alerts: due})
@@ -212,6 +217,20 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	g.lastEval, g.lastDur, g.alerts = ts, dur, alertSamples
 	g.mu.Unlock()
 	m.groupEvaluated(g, ts, dur)
+}
+
+// audit writes the transitions of an evaluation to the audit trail.
+func (g *Group) audit(ctx context.Context, r *AlertingRule, trans []Transition) {
+	if g.opts.Audit == nil || len(trans) == 0 {
+		return
+	}
+	recs := make([]AuditRecord, 0, len(trans))
+	for _, t := range trans {
+		recs = append(recs, NewAuditRecord(AuditKind(t.To), t.Time, g.Name(), r.spec, t.alert))
+	}
+	if err := g.opts.Audit.Record(ctx, recs...); err != nil {
+		g.opts.Logger.Error("writing alert transitions to the audit trail failed", "group", g.Name(), "rule", r.Name(), "err", err)
+	}
 }
 
 // copyState takes over alert state from an old version of the group for

@@ -25,6 +25,8 @@ type ManagerOptions struct {
 	WatchInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AuditReader, when set, restores cooldowns and acknowledgements at start.
+	AuditReader AuditReader
 }
 
 // Manager loads rule files, runs their groups and reloads them, all or
@@ -96,6 +98,7 @@ func (m *Manager) Load(ctx context.Context) error {
 	}
 	if !m.restored {
 		m.restore(ctx, groups)
+		m.restoreFromAudit(ctx, groups)
 		m.restored = true
 	}
 	if m.cancel != nil {

@@ -79,7 +79,10 @@ type AuditStore struct {
 	timeout time.Duration
 }
 
-var _ engine.Auditor = (*AuditStore)(nil)
+var (
+	_ engine.Auditor     = (*AuditStore)(nil)
+	_ engine.AuditReader = (*AuditStore)(nil)
+)
 
 // NewAuditStore returns the store; call Migrate once to create the table.
 func NewAuditStore(conn ExecQuerier, table string) (*AuditStore, error) {
@@ -203,22 +206,8 @@ func auditArgs(r engine.AuditRecord) []any {
 	}
 }
 
-// HistoryFilter selects audit records.
-type HistoryFilter struct {
-	// From and To bound the time (inclusive); zero means unbounded.
-	From, To time.Time
-	Rule     string
-	// Kinds selects record kinds (pending, firing, resolved, notification, ...).
-	Kinds       []engine.AuditKind
-	Fingerprint string
-	// Labels must all equal the alert's labels of those names.
-	Labels map[string]string
-	// Limit caps the records returned, newest first (default 1000).
-	Limit int
-}
-
 // History returns the records matching f, newest first.
-func (s *AuditStore) History(ctx context.Context, f HistoryFilter) ([]engine.AuditRecord, error) {
+func (s *AuditStore) History(ctx context.Context, f engine.AuditQuery) ([]engine.AuditRecord, error) {
 	var where []string
 	var args []any
 	if !f.From.IsZero() {

@@ -40,7 +40,7 @@ func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 	if err := store.Record(ctx, firing, sent, ack); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.History(ctx, HistoryFilter{Rule: "TenantCost"})
+	got, err := store.History(ctx, engine.AuditQuery{Rule: "TenantCost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +56,11 @@ func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 		t.Errorf("notification = %+v", g)
 	}
 	t.Run("filters by label, kind and time", func(t *testing.T) {
-		got, err := store.History(ctx, HistoryFilter{Labels: map[string]string{"tenant_id": `it's "quoted"`}, Kinds: []engine.AuditKind{engine.AuditNotification}, From: at, To: at.Add(time.Hour)})
+		got, err := store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": `it's "quoted"`}, Kinds: []engine.AuditKind{engine.AuditNotification}, From: at, To: at.Add(time.Hour)})
 		if err != nil || len(got) != 1 || got[0].Channel != "ops-wecom" {
 			t.Fatalf("got %+v, %v", got, err)
 		}
-		got, _ = store.History(ctx, HistoryFilter{Labels: map[string]string{"tenant_id": "other"}})
+		got, _ = store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": "other"}})
 		if len(got) != 0 {
 			t.Fatalf("label filter matched %d", len(got))
 		}

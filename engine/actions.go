@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// findAlert returns the group and rule holding the alert with fingerprint fp.
+func (m *Manager) findAlert(fp uint64) (*Group, *AlertingRule) {
+	for _, g := range m.Groups() {
+		for _, r := range g.rules {
+			if ar, ok := r.(*AlertingRule); ok {
+				if _, found := ar.Alert(fp); found {
+					return g, ar
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Acknowledge marks a firing alert acknowledged by someone: direct channels
+// stop repeating it until it changes state. It is audited.
+func (m *Manager) Acknowledge(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
+	if by == "" {
+		return Alert{}, fmt.Errorf("say who acknowledges: by is required")
+	}
+	g, r := m.findAlert(fp)
+	if r == nil {
+		return Alert{}, ErrAlertNotFound
+	}
+	now := m.opts.Now()
+	a, err := r.acknowledge(fp, by, comment, now)
+	if err != nil {
+		return a, err
+	}
+	rec := NewAuditRecord(AuditAcknowledged, now, g.Name(), r.spec, a)
+	rec.By, rec.Comment = by, comment
+	return a, m.record(ctx, rec)
+}
+
+// Resolve resolves a firing alert by hand: it is sent resolved and fires
+// again (after for) if its condition still holds. It is audited.
+func (m *Manager) Resolve(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
+	if by == "" {
+		return Alert{}, fmt.Errorf("say who resolves: by is required")
+	}
+	g, r := m.findAlert(fp)
+	if r == nil {
+		return Alert{}, ErrAlertNotFound
+	}
+	now := m.opts.Now()
+	a, err := r.resolveManually(fp, now)
+	if err != nil {
+		return a, err
+	}
+	rec := NewAuditRecord(AuditManualResolve, now, g.Name(), r.spec, a)
+	rec.By, rec.Comment = by, comment
+	if err := m.record(ctx, rec); err != nil {
+		return a, err
+	}
+	// Send the resolve now rather than at the next evaluation.
+	if due := r.due(now, m.opts.ResendDelay, g.interval); len(due) > 0 && m.opts.Notifier != nil {
+		m.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: now, Alerts: due})
+	}
+	return a, nil
+}
+
+func (m *Manager) record(ctx context.Context, rec AuditRecord) error {
+	if m.opts.Audit == nil {
+		return nil
+	}
+	return m.opts.Audit.Record(ctx, rec)
+}
+
+// restoreFromAudit brings back what the events cannot tell: the firing
+// times cooldown and max_alerts_per_day count, and acknowledgements of
+// alerts still firing.
+func (m *Manager) restoreFromAudit(ctx context.Context, groups []*Group) {
+	if m.opts.AuditReader == nil {
+		return
+	}
+	now := m.opts.Now()
+	var maxCooldown time.Duration
+	for _, g := range groups {
+		for _, r := range g.spec.Rules {
+			maxCooldown = max(maxCooldown, r.Cooldown)
+		}
+	}
+	since := now.UTC().Truncate(24 * time.Hour)
+	if c := now.Add(-maxCooldown); c.Before(since) {
+		since = c
+	}
+	firings, err := m.opts.AuditReader.History(ctx, AuditQuery{From: since, Kinds: []AuditKind{AuditFiring}, Limit: 100000})
+	if err != nil {
+		m.opts.Logger.Error("restoring cooldowns from the audit trail failed", "err", err)
+		return
+	}
+	byRule := map[string][]time.Time{}
+	for _, f := range firings {
+		if f.Reason == "" { // suppressed firings do not count
+			byRule[f.Group+"\x00"+f.Rule] = append(byRule[f.Group+"\x00"+f.Rule], f.Time)
+		}
+	}
+	acks, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-max(m.opts.RestoreWindow, 24*time.Hour)),
+		Kinds: []AuditKind{AuditFiring, AuditResolved, AuditAcknowledged, AuditManualResolve}, Limit: 100000})
+	if err != nil {
+		m.opts.Logger.Error("restoring acknowledgements from the audit trail failed", "err", err)
+		return
+	}
+	sort.Slice(acks, func(i, j int) bool { return acks[i].Time.Before(acks[j].Time) })
+	lastAck := map[string]AuditRecord{}
+	for _, r := range acks {
+		switch r.Kind {
+		case AuditAcknowledged:
+			lastAck[r.Fingerprint] = r
+		default:
+			delete(lastAck, r.Fingerprint)
+		}
+	}
+	for _, g := range groups {
+		for _, rule := range g.rules {
+			ar, ok := rule.(*AlertingRule)
+			if !ok {
+				continue
+			}
+			ts := byRule[g.Name()+"\x00"+ar.Name()]
+			sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+			ar.setFirings(ts)
+			for _, a := range ar.Alerts() {
+				if ack, ok := lastAck[FingerprintString(a.Fingerprint())]; ok && a.State == StateFiring {
+					ar.acknowledge(a.Fingerprint(), ack.By, ack.Comment, ack.Time)
+				}
+			}
+		}
+	}
+}
