@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/notify"
 )
 
 // Config is the whole configuration file.
@@ -27,6 +28,38 @@ type Config struct {
 	Schema Schema `yaml:"schema"`
 	// RuleFiles are globs of rule files, relative to the config file's directory.
 	RuleFiles []string `yaml:"rule_files"`
+	// Notifiers are the notification channels rules route to by name.
+	Notifiers []Notifier `yaml:"notifiers"`
+	// DefaultNotify are the channels of rules without notify: (default: all
+	// log channels, or none).
+	DefaultNotify []string `yaml:"default_notify"`
+	// Notification tunes delivery.
+	Notification Notification `yaml:"notification"`
+	// ExternalLabels are added to every alert (e.g. the cluster), as in Prometheus.
+	ExternalLabels map[string]string `yaml:"external_labels"`
+}
+
+// Notifier is one notification channel.
+type Notifier struct {
+	notify.ChannelConfig `yaml:",inline"`
+	// Timeout bounds one delivery attempt (default 10s).
+	Timeout Duration `yaml:"timeout"`
+	// RepeatInterval re-sends a firing alert to a direct channel at this
+	// interval (default: never; Alertmanager gets Prometheus' resends).
+	RepeatInterval Duration `yaml:"repeat_interval"`
+}
+
+// Notification tunes delivery for every channel.
+type Notification struct {
+	// QueueSize bounds each channel's queue (default 1000).
+	QueueSize int `yaml:"queue_size"`
+	// MaxAttempts bounds the attempts per message (default 5).
+	MaxAttempts int `yaml:"max_attempts"`
+	// ResendDelay is the minimum time between resends of a firing alert to
+	// Alertmanager (default 1m).
+	ResendDelay Duration `yaml:"resend_delay"`
+	// DrainTimeout bounds how long shutdown waits for queues to drain (default 10s).
+	DrainTimeout Duration `yaml:"drain_timeout"`
 }
 
 // ClickHouse configures the connection and the tables.
@@ -37,6 +70,9 @@ type ClickHouse struct {
 	EventsTable string `yaml:"events_table"`
 	// QueryTimeout bounds each query (default 30s).
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// AuditTable records alert transitions, notifications and operator
+	// actions (default callwatch_alert_log); created at start when missing.
+	AuditTable string `yaml:"audit_table"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -65,6 +101,38 @@ func (c *Config) applyDefaults() {
 	}
 	if c.RuleFiles == nil {
 		c.RuleFiles = []string{"rules.d/*.yaml"}
+	}
+	if c.ClickHouse.AuditTable == "" {
+		c.ClickHouse.AuditTable = "callwatch_alert_log"
+	}
+	for i := range c.Notifiers {
+		n := &c.Notifiers[i]
+		if n.Timeout == 0 {
+			n.Timeout = Duration(10 * time.Second)
+		}
+		n.ChannelConfig.Timeout = n.Timeout.D()
+		if n.Type == "wecom" && n.RatePerMinute == 0 {
+			n.RatePerMinute = 20 // the WeCom bot limit
+		}
+	}
+	if c.DefaultNotify == nil {
+		for _, n := range c.Notifiers {
+			if n.Type == "log" {
+				c.DefaultNotify = append(c.DefaultNotify, n.Name)
+			}
+		}
+	}
+	if c.Notification.QueueSize == 0 {
+		c.Notification.QueueSize = 1000
+	}
+	if c.Notification.MaxAttempts == 0 {
+		c.Notification.MaxAttempts = 5
+	}
+	if c.Notification.ResendDelay == 0 {
+		c.Notification.ResendDelay = Duration(time.Minute)
+	}
+	if c.Notification.DrainTimeout == 0 {
+		c.Notification.DrainTimeout = Duration(10 * time.Second)
 	}
 }
 
@@ -132,8 +200,33 @@ func (c *Config) Validate() error {
 	if c.ClickHouse.QueryTimeout <= 0 {
 		return fmt.Errorf("clickhouse.query_timeout: must be positive, e.g. 30s")
 	}
+	if !tableRe.MatchString(c.ClickHouse.AuditTable) {
+		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)
+	}
 	if err := c.Schema.DSL().Validate(); err != nil {
 		return err
+	}
+	names := map[string]bool{}
+	for i := range c.Notifiers {
+		n := &c.Notifiers[i]
+		if err := n.ChannelConfig.Validate(); err != nil {
+			return fmt.Errorf("notifiers[%d]: %w", i, err)
+		}
+		if names[n.Name] {
+			return fmt.Errorf("notifiers[%d]: the name %q is used twice", i, n.Name)
+		}
+		names[n.Name] = true
+		if n.Timeout <= 0 || n.RepeatInterval < 0 {
+			return fmt.Errorf("notifiers[%d] (%s): timeout must be positive and repeat_interval not negative", i, n.Name)
+		}
+	}
+	for _, d := range c.DefaultNotify {
+		if !names[d] {
+			return fmt.Errorf("default_notify: no notifier named %q; configured: %s", d, strings.Join(c.ChannelNames(), ", "))
+		}
+	}
+	if c.Notification.QueueSize < 1 || c.Notification.MaxAttempts < 1 {
+		return fmt.Errorf("notification: queue_size and max_attempts must be at least 1")
 	}
 	return nil
 }
@@ -151,4 +244,10 @@ func RedactDSN(dsn string) string {
 }
 
 // ChannelNames returns the names of the configured notification channels.
-func (c *Config) ChannelNames() []string { return []string{} }
+func (c *Config) ChannelNames() []string {
+	out := make([]string, 0, len(c.Notifiers))
+	for _, n := range c.Notifiers {
+		out = append(out, n.Name)
+	}
+	return out
+}

@@ -150,3 +150,11 @@ type AuditQuery struct {
 type AuditReader interface {
 	History(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
 }
+
+// SentState is what a channel was last told about an alert.
+type SentState struct {
+	Channel, Fingerprint string
+	// State is "firing" or "resolved".
+	State string
+	At    time.Time
+}

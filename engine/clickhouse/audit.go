@@ -290,3 +290,29 @@ func fromUnix(s int64) time.Time {
 	}
 	return time.Unix(s, 0).UTC()
 }
+
+// LastSent returns, per channel and alert fingerprint, the alert state
+// ("firing" or "resolved") the channel was last told about successfully
+// since the given time, and when.
+func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
+	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), max(`nanos`) FROM " + quoteTable(s.table) +
+		" WHERE `kind` = ? AND `notification_status` = ? AND `time` >= toDateTime(?) GROUP BY `channel`, `fingerprint`"
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	rows, err := s.conn.Query(ctx, sql, string(engine.AuditNotification), engine.NotifySent, since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("read last notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.SentState
+	for rows.Next() {
+		var st engine.SentState
+		var nanos int64
+		if err := rows.Scan(&st.Channel, &st.Fingerprint, &st.State, &nanos); err != nil {
+			return nil, fmt.Errorf("read last notifications: %w", err)
+		}
+		st.At = time.Unix(0, nanos).UTC()
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}

@@ -60,6 +60,9 @@ type dingTalkMessage struct {
 
 // Send posts b as one markdown message.
 func (d *DingTalk) Send(ctx context.Context, b Batch) error {
+	if isEmpty(b) {
+		return nil
+	}
 	msg, err := d.tmpl.Render(b)
 	if err != nil {
 		return err

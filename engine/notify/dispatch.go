@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
 )
@@ -25,6 +26,14 @@ type Channel struct {
 	// RatePerMinute caps messages per minute; 0 means no cap. The excess is
 	// folded into one digest when the next slot opens.
 	RatePerMinute int
+	// RepeatInterval re-sends a firing alert to a direct channel at this
+	// interval (0: never; the alert is announced once and its resolve once).
+	RepeatInterval time.Duration
+}
+
+// Silencer finds the silence holding back an alert.
+type Silencer interface {
+	Match(lset labels.Labels, ts time.Time) (engine.Silence, bool)
 }
 
 // Filter decides whether an alert is held back from a channel at ts
@@ -61,6 +70,8 @@ type DispatcherOptions struct {
 	Logger              *slog.Logger
 	// Replica names this instance in audit rows.
 	Replica string
+	// Silences hold back matching alerts on every channel; may be nil.
+	Silences Silencer
 }
 
 // Dispatcher routes notifications to channels. Notify never blocks: each
@@ -71,7 +82,15 @@ type Dispatcher struct {
 	channels map[string]*queue
 	metrics  *dispatchMetrics
 	wg       sync.WaitGroup
+
+	// told remembers, per direct channel and alert fingerprint, the state
+	// the channel was last told about (queued or sent), so each state is
+	// announced once — across restarts too, seeded from the audit trail.
+	mu   sync.Mutex
+	told map[toldKey]engine.SentState
 }
+
+type toldKey struct{ channel, fingerprint string }
 
 var _ engine.Notifier = (*Dispatcher)(nil)
 
@@ -127,7 +146,7 @@ func NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(m.sent, m.failed, m.dropped, m.skipped, m.queueLen, m.latency)
 	}
-	d := &Dispatcher{opts: opts, channels: map[string]*queue{}, metrics: m}
+	d := &Dispatcher{opts: opts, channels: map[string]*queue{}, metrics: m, told: map[toldKey]engine.SentState{}}
 	for _, c := range opts.Channels {
 		d.channels[c.Name] = &queue{ch: c, items: make(chan item, opts.QueueSize), limiter: newLimiter(c.RatePerMinute)}
 		for _, v := range []*prometheus.CounterVec{m.sent, m.failed, m.dropped, m.skipped} {
@@ -136,6 +155,70 @@ func NewDispatcher(opts DispatcherOptions) *Dispatcher {
 		m.queueLen.WithLabelValues(c.Name)
 	}
 	return d
+}
+
+// Seed tells the dispatcher what each channel was last told about each
+// alert (read from the audit trail at start), so a restart neither repeats
+// an announcement nor loses one that was due and not confirmed.
+func (d *Dispatcher) Seed(states []engine.SentState) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, st := range states {
+		k := toldKey{st.Channel, st.Fingerprint}
+		if prev, ok := d.told[k]; !ok || st.At.After(prev.At) {
+			d.told[k] = st
+		}
+	}
+}
+
+// hold decides whether alert a goes to channel ch at ts. It returns a
+// reason to audit a skip, or quiet=true for a resend the channel does not
+// need (not worth an audit row). Sending is remembered.
+func (d *Dispatcher) hold(ch *Channel, a engine.Alert, ts time.Time) (reason string, quiet bool) {
+	if d.opts.Silences != nil {
+		if sil, ok := d.opts.Silences.Match(a.Labels, ts); ok {
+			return "silenced by " + sil.ID, false
+		}
+	}
+	if !ch.Direct {
+		return "", false
+	}
+	state := "firing"
+	if !a.ResolvedAt.IsZero() {
+		state = "resolved"
+	}
+	k := toldKey{ch.Name, engine.FingerprintString(a.Fingerprint())}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last, told := d.told[k]
+	switch {
+	case state == "resolved" && (!told || last.State != "firing"):
+		return "", true // never announced firing: nothing to resolve
+	case state == "firing" && told && last.State == "firing":
+		if !a.AckedAt.IsZero() {
+			return "", true
+		}
+		if ch.RepeatInterval <= 0 || ts.Sub(last.At) < ch.RepeatInterval {
+			return "", true
+		}
+	}
+	d.told[k] = engine.SentState{Channel: ch.Name, Fingerprint: k.fingerprint, State: state, At: ts}
+	return "", false
+}
+
+// forget drops what a channel was told about alerts whose delivery failed
+// for good, so the next resend tries again.
+func (d *Dispatcher) forget(ch *Channel, b Batch) {
+	if !ch.Direct {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, bb := range append([]Batch{b}, b.Digest...) {
+		for _, a := range bb.Alerts {
+			delete(d.told, toldKey{ch.Name, engine.FingerprintString(a.Fingerprint())})
+		}
+	}
 }
 
 // Notify routes n to the rule's channels (or the default ones) and queues
@@ -154,8 +237,11 @@ func (d *Dispatcher) Notify(ctx context.Context, n engine.Notification) {
 		var alerts []engine.Alert
 		var skipped []engine.AuditRecord
 		for _, a := range n.Alerts {
-			reason := ""
-			if d.opts.Filter != nil {
+			reason, quiet := d.hold(q.ch, a, n.Time)
+			if quiet {
+				continue
+			}
+			if reason == "" && d.opts.Filter != nil {
 				reason = d.opts.Filter.Hold(q.ch, a, n.Time)
 			}
 			if reason != "" {
@@ -298,6 +384,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 			return
 		}
 		if !IsRetryable(err) || attempt >= d.opts.MaxAttempts || ctx.Err() != nil {
+			d.forget(ch, b)
 			d.metrics.failed.WithLabelValues(ch.Name).Add(float64(len(intents)))
 			d.opts.Logger.Error("notification failed", "channel", ch.Name, "rule", b.Rule.Name(), "attempts", attempt, "err", err)
 			return

@@ -80,6 +80,9 @@ type feishuAnswer struct {
 
 // Send posts b as one card.
 func (f *Feishu) Send(ctx context.Context, b Batch) error {
+	if isEmpty(b) {
+		return nil
+	}
 	msg, err := f.tmpl.Render(b)
 	if err != nil {
 		return err

@@ -125,8 +125,10 @@ type request struct {
 	Method string
 	Path   string
 	Query  url.Values
-	Header http.Header
-	Body   []byte
+	// RawQuery is the query string as sent.
+	RawQuery string
+	Header   http.Header
+	Body     []byte
 }
 
 // service is a fake HTTP service: handle answers each request, and every
@@ -142,7 +144,7 @@ func newService(t *testing.T, handle func(w http.ResponseWriter, r request)) *se
 	s := &service{handle: handle}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		req := request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body}
+		req := request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
 		s.mu.Lock()
 		s.reqs = append(s.reqs, req)
 		handle := s.handle

@@ -77,7 +77,8 @@ type ChannelConfig struct {
 	URLs []string `yaml:"urls"`
 	// Method is POST (default) or GET for webhook.
 	Method string `yaml:"method"`
-	// Headers are added to every request (webhook, alertmanager).
+	// Headers are added to every HTTP request of the channel (webhook and
+	// alertmanager mostly; also a proxy's headers for the bots).
 	Headers map[string]string `yaml:"headers"`
 	// Secret signs requests: HMAC-SHA256 signature header for webhook, the
 	// signing secret of dingtalk and feishu bots.

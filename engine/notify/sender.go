@@ -169,10 +169,7 @@ func (h *httpClient) checkStatus(a *answer) error {
 		return nil
 	}
 	err := fmt.Errorf("%s: HTTP %d: %s", h.cfg.Type, a.status, snippet(a.body))
-	switch {
-	case a.status == http.StatusTooManyRequests:
-		return &RetryableError{Err: err, After: retryAfter(a.header, h.now())}
-	case a.status == http.StatusRequestTimeout, a.status >= 500:
+	if a.status == http.StatusTooManyRequests || a.status == http.StatusRequestTimeout || a.status >= 500 {
 		return &RetryableError{Err: err, After: retryAfter(a.header, h.now())}
 	}
 	return err
@@ -286,4 +283,15 @@ func externalURL(b Batch, fallback *url.URL) *url.URL {
 		return b.ExternalURL
 	}
 	return fallback
+}
+
+// isEmpty reports whether b has nothing to deliver; senders send nothing
+// then.
+func isEmpty(b Batch) bool {
+	for _, bb := range batchesOf(b) {
+		if len(bb.Alerts) > 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -33,6 +33,9 @@ type slackMessage struct {
 
 // Send posts b as one message.
 func (s *Slack) Send(ctx context.Context, b Batch) error {
+	if isEmpty(b) {
+		return nil
+	}
 	msg, err := s.tmpl.Render(b)
 	if err != nil {
 		return err

@@ -2,7 +2,9 @@ package notify
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +246,20 @@ func TestNewChecksTheConfig(t *testing.T) {
 		if _, err := New(cfg, Options{}); err != nil {
 			t.Errorf("type %s: %v", typ, err)
 		}
+	}
+}
+
+func TestEmptyBatchesSendNothing(t *testing.T) {
+	srv := newService(t, func(w http.ResponseWriter, _ request) { w.Write([]byte(`{"errcode":0,"code":0}`)) })
+	for _, typ := range Types {
+		s := newSender(t, ChannelConfig{Name: typ, Type: typ, URL: srv.URL, URLs: []string{srv.URL}}, Options{Out: io.Discard})
+		for _, b := range []Batch{{Rule: costRule(), Time: evalTime}, {Digest: []Batch{{Rule: costRule()}}}} {
+			if err := send(t, s, b); err != nil {
+				t.Errorf("%s: %v", typ, err)
+			}
+		}
+	}
+	if n := len(srv.requests()); n != 0 {
+		t.Errorf("%d requests for empty batches", n)
 	}
 }

@@ -138,6 +138,9 @@ const legacyTimeFormat = "2006-01-02T15:04:05-07:00"
 
 // Send delivers b.
 func (w *Webhook) Send(ctx context.Context, b Batch) error {
+	if isEmpty(b) {
+		return nil
+	}
 	ext := externalURL(b, w.opts.ExternalURL)
 	legacy := w.http.cfg.Payload == "legacy"
 	if !legacy && w.http.cfg.Method != http.MethodGet {

@@ -27,7 +27,7 @@ func webhookReceiver(t *testing.T, secret string) *service {
 			}
 			payload := r.Body
 			if r.Method == http.MethodGet {
-				payload = []byte(r.Query.Encode())
+				payload = []byte(r.RawQuery)
 			}
 			want := "sha256=" + WebhookSignature(secret, ts, payload)
 			if !hmac.Equal([]byte(r.Header.Get(SignatureHeader)), []byte(want)) {

@@ -1,0 +1,268 @@
+// Package amtest starts private Prometheus Alertmanagers for tests, and
+// queries them with amtool.
+//
+// An Alertmanager runs Debian's prometheus-alertmanager (0.25) with a
+// minimal configuration (one receiver that notifies nobody), its storage in
+// a temporary directory, its API on 127.0.0.1 on a free port and clustering
+// disabled; it is killed when the test ends. Without the binary the test is
+// skipped, or fails when the environment variable CI is "true".
+//
+//	am := amtest.Start(t)
+//	// POST alerts to am.URL + "/api/v2/alerts" ...
+//	alerts := am.Query(t)          // amtool alert query -o json
+package amtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// InstallHint tells what to do when the binaries are missing.
+const InstallHint = "Prometheus Alertmanager is not installed: `make test` installs it " +
+	"(apt-get install prometheus-alertmanager, which brings amtool)"
+
+// ErrNotInstalled is returned by StartAlertmanager when no
+// prometheus-alertmanager binary is found.
+var ErrNotInstalled = errors.New(InstallHint)
+
+// StartTimeout bounds how long an Alertmanager may take to become ready.
+const StartTimeout = 30 * time.Second
+
+// Config is the configuration an Alertmanager starts with: every alert goes
+// to a receiver without integrations, so nothing leaves the machine.
+const Config = `route:
+  receiver: "null"
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: "null"
+`
+
+// Alertmanager is a running private Alertmanager.
+type Alertmanager struct {
+	// URL is its base URL, http://127.0.0.1:PORT.
+	URL  string
+	Port int
+	// Dir holds its configuration, storage and log.
+	Dir string
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	amtool  string // "" when amtool is not installed
+	once    sync.Once
+}
+
+// Start starts an Alertmanager for one test and kills it when the test
+// ends. When it is not installed it skips the test, or fails it when CI is
+// "true".
+func Start(t testing.TB) *Alertmanager {
+	t.Helper()
+	am, err := StartAlertmanager(t.TempDir())
+	if err != nil {
+		if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(am.Close)
+	return am
+}
+
+// StartAlertmanager starts an Alertmanager whose files live in dir. The
+// caller must Close it.
+func StartAlertmanager(dir string) (*Alertmanager, error) {
+	bin, err := binary("prometheus-alertmanager", "alertmanager")
+	if err != nil {
+		return nil, err
+	}
+	amtool, _ := binary("amtool")
+	// A free port found by listening may be taken before Alertmanager binds
+	// it; try a few times.
+	for attempt := 1; ; attempt++ {
+		am, err := start(bin, amtool, dir)
+		if err == nil || attempt == 3 {
+			return am, err
+		}
+	}
+}
+
+func binary(names ...string) (string, error) {
+	for _, name := range names {
+		for _, p := range []string{name, "/usr/bin/" + name} {
+			if path, err := exec.LookPath(p); err == nil {
+				return path, nil
+			}
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+func start(bin, amtool, base string) (*Alertmanager, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start alertmanager: %w", err)
+	}
+	dir, err := os.MkdirTemp(base, "alertmanager-")
+	if err != nil {
+		return nil, fmt.Errorf("start alertmanager: %w", err)
+	}
+	config := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(config, []byte(Config), 0o644); err != nil {
+		return nil, fmt.Errorf("start alertmanager: %w", err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "alertmanager.log"))
+	if err != nil {
+		return nil, fmt.Errorf("start alertmanager: %w", err)
+	}
+	defer logFile.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cmd := exec.Command(bin,
+		"--config.file="+config,
+		"--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--cluster.listen-address=", // no clustering: no gossip port, no peers
+		"--log.level=info",
+	)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start alertmanager: %w", err)
+	}
+	am := &Alertmanager{URL: "http://" + addr, Port: port, Dir: dir, cmd: cmd, exited: make(chan struct{}), amtool: amtool}
+	go func() {
+		am.waitErr = cmd.Wait()
+		close(am.exited)
+	}()
+	if err := am.waitReady(StartTimeout); err != nil {
+		am.Close()
+		return nil, fmt.Errorf("start alertmanager (%s): %w\n%s", bin, err, am.logTail())
+	}
+	return am, nil
+}
+
+// waitReady polls /-/ready until it answers 200.
+func (am *Alertmanager) waitReady(timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	last := errors.New("not polled")
+	for time.Now().Before(deadline) {
+		select {
+		case <-am.exited:
+			return fmt.Errorf("alertmanager exited: %v", am.waitErr)
+		default:
+		}
+		resp, err := client.Get(am.URL + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("/-/ready answered %s", resp.Status)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready within %s: %w", timeout, last)
+}
+
+// Close kills the Alertmanager. It is safe to call more than once.
+func (am *Alertmanager) Close() {
+	am.once.Do(func() {
+		// Its state is thrown away, so there is nothing to shut down gracefully.
+		_ = am.cmd.Process.Kill()
+		<-am.exited
+	})
+}
+
+// logTail returns the end of the Alertmanager's log, for messages.
+func (am *Alertmanager) logTail() string {
+	data, err := os.ReadFile(filepath.Join(am.Dir, "alertmanager.log"))
+	if err != nil {
+		return ""
+	}
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return "--- alertmanager.log ---\n" + string(data)
+}
+
+// Alert is an alert as `amtool alert query -o json` prints it (API v2
+// GettableAlert).
+type Alert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	UpdatedAt    time.Time         `json:"updatedAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+	Status       struct {
+		State       string   `json:"state"`
+		SilencedBy  []string `json:"silencedBy"`
+		InhibitedBy []string `json:"inhibitedBy"`
+	} `json:"status"`
+	Receivers []struct {
+		Name string `json:"name"`
+	} `json:"receivers"`
+}
+
+// Amtool runs amtool against this Alertmanager with args and returns its
+// standard output; it fails the test when amtool fails or is not installed.
+func (am *Alertmanager) Amtool(t testing.TB, args ...string) []byte {
+	t.Helper()
+	if am.amtool == "" {
+		t.Fatal("amtool not found: " + InstallHint)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full := append([]string{"--alertmanager.url=" + am.URL}, args...)
+	cmd := exec.CommandContext(ctx, am.amtool, full...)
+	// amtool reads a config file from $HOME; an empty HOME keeps the
+	// developer's own settings out of the test.
+	cmd.Env = append(os.Environ(), "HOME="+am.Dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("amtool %s: %v: %s", strings.Join(full, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes()
+}
+
+// Query returns the alerts `amtool alert query -o json` lists (active ones,
+// by amtool's defaults), with extra arguments such as matchers
+// ("alertname=TenantCost") or flags ("--silenced").
+func (am *Alertmanager) Query(t testing.TB, args ...string) []Alert {
+	t.Helper()
+	out := am.Amtool(t, append([]string{"alert", "query", "-o", "json"}, args...)...)
+	var alerts []Alert
+	if err := json.Unmarshal(out, &alerts); err != nil {
+		t.Fatalf("amtool alert query: decode %q: %v", out, err)
+	}
+	return alerts
+}
+
+// freePort returns a TCP port free on 127.0.0.1 right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
