@@ -40,6 +40,15 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the clock for /api/v1/query without a time (default time.Now).
 	Now func() time.Time
+	// Actions acknowledge and resolve alerts; nil disables them.
+	Actions Actions
+	// Silences are managed through /api/v1/silences; nil disables them.
+	Silences *engine.Silences
+	// History serves /api/v1/alerts/history; nil disables it.
+	History engine.AuditReader
+	// AdminToken, when set, is required (Authorization: Bearer) by the
+	// endpoints that change state: reload, ack, resolve, silences.
+	AdminToken string
 }
 
 // Handler returns the HTTP handler.
@@ -70,8 +79,13 @@ func Handler(opts Options) http.Handler {
 		}
 		w.Write([]byte("callwatch is Ready.\n"))
 	})
-	mux.HandleFunc("POST /-/reload", a.reload)
-	mux.HandleFunc("PUT /-/reload", a.reload)
+	mux.HandleFunc("POST /-/reload", a.admin(a.reload))
+	mux.HandleFunc("PUT /-/reload", a.admin(a.reload))
+	mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/{action}", a.admin(a.alertAction))
+	mux.HandleFunc("GET /api/v1/alerts/history", a.history)
+	mux.HandleFunc("GET /api/v1/silences", a.silences)
+	mux.HandleFunc("POST /api/v1/silences", a.admin(a.silences))
+	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.admin(a.deleteSilence))
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	}
@@ -150,13 +164,20 @@ type alertJSON struct {
 	Value           string            `json:"value"`
 	Fingerprint     string            `json:"fingerprint"`
 	Suppressed      string            `json:"suppressed,omitempty"`
+	AckedBy         string            `json:"ackedBy,omitempty"`
+	AckedAt         *time.Time        `json:"ackedAt,omitempty"`
+	AckComment      string            `json:"ackComment,omitempty"`
 }
 
 func toAlertJSON(a engine.Alert) alertJSON {
 	out := alertJSON{
 		Labels: a.Labels.Map(), Annotations: a.Annotations.Map(), State: a.State.String(),
-		Value: strconv.FormatFloat(a.Value, 'e', -1, 64), Fingerprint: strconv.FormatUint(a.Fingerprint(), 16),
-		Suppressed: a.Suppressed,
+		Value: strconv.FormatFloat(a.Value, 'e', -1, 64), Fingerprint: engine.FingerprintString(a.Fingerprint()),
+		Suppressed: a.Suppressed, AckedBy: a.AckedBy, AckComment: a.AckComment,
+	}
+	if !a.AckedAt.IsZero() {
+		t := a.AckedAt.UTC()
+		out.AckedAt = &t
 	}
 	if !a.ActiveAt.IsZero() {
 		t := a.ActiveAt.UTC()

@@ -23,6 +23,8 @@ import (
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/engine/notify"
 	"github.com/callwatch/callwatch/web"
 )
 
@@ -55,27 +57,70 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	src, closeSrc, err := openClickHouseSource(ctx, cfg)
+	conn, err := clickhouse.Open(ctx, cfg.ClickHouse.DSN)
 	if err != nil {
 		return err
 	}
-	defer closeSrc()
+	defer conn.Close()
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D()})
+	if err != nil {
+		return err
+	}
+	audit, err := clickhouse.NewAuditStore(conn, cfg.ClickHouse.AuditTable)
+	if err != nil {
+		return err
+	}
+	if err := audit.Migrate(ctx); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	querier := engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: logger})
 	schema := cfg.Schema.DSL()
+
+	silences := engine.NewSilences(audit)
+	if recs, err := audit.History(ctx, engine.AuditQuery{From: time.Now().Add(-90 * 24 * time.Hour),
+		Kinds: []engine.AuditKind{engine.AuditSilence, engine.AuditUnsilence}, Limit: 100000}); err != nil {
+		logger.Error("restoring silences from the audit trail failed", "err", err)
+	} else {
+		silences.Restore(recs, time.Now())
+	}
+	dispatcher, err := newDispatcher(cfg, stdout, logger, extURL, reg, audit, silences)
+	if err != nil {
+		return err
+	}
+	if states, err := audit.LastSent(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
+		logger.Error("reading what channels were last told from the audit trail failed; notifications may repeat", "err", err)
+	} else {
+		dispatcher.Seed(states)
+	}
+	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	dispatchDone := make(chan struct{})
+	go func() {
+		dispatcher.Run(dispatchCtx, cfg.Notification.DrainTimeout.D())
+		close(dispatchDone)
+	}()
+	defer func() {
+		stopDispatch()
+		<-dispatchDone
+	}()
+
 	mgr := engine.NewManager(engine.ManagerOptions{
 		GroupOptions: engine.GroupOptions{
-			Query:       querier.QueryWith,
-			Notifier:    consoleNotifier(stdout),
-			Schema:      schema,
-			ExternalURL: extURL,
-			Logger:      logger,
-			Metrics:     engine.NewMetrics(reg),
+			Query:          querier.QueryWith,
+			Notifier:       dispatcher,
+			Schema:         schema,
+			ExternalURL:    extURL,
+			ExternalLabels: cfg.ExternalLabels,
+			ResendDelay:    cfg.Notification.ResendDelay.D(),
+			Logger:         logger,
+			Metrics:        engine.NewMetrics(reg),
+			Audit:          audit,
 		},
-		RuleFiles: ruleGlobs(*configFile, cfg),
-		Channels:  cfg.ChannelNames(),
+		RuleFiles:   ruleGlobs(*configFile, cfg),
+		Channels:    cfg.ChannelNames(),
+		AuditReader: audit,
 	})
 
 	var ready atomic.Bool
@@ -89,6 +134,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Ready:    ready.Load,
 		Gatherer: reg,
 		Logger:   logger,
+		Actions:  mgr,
+		Silences: silences,
+		History:  audit,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -147,15 +195,28 @@ func ruleGlobs(configFile string, cfg *config.Config) []string {
 	return out
 }
 
-// consoleNotifier prints notifications, one line per alert.
-func consoleNotifier(w io.Writer) engine.Notifier {
-	return engine.NotifierFunc(func(_ context.Context, n engine.Notification) {
-		for _, a := range n.Alerts {
-			state := a.State.String()
-			if !a.ResolvedAt.IsZero() && a.State == engine.StateInactive {
-				state = "resolved"
-			}
-			fmt.Fprintf(w, "%s [%s] %s %s value=%s\n", n.Time.UTC().Format(time.RFC3339), state, n.Rule.Name(), a.Labels, engine.FormatValue(a.Value))
+// newDispatcher builds the notification channels. Without any configured
+// channel, alerts go to a console channel on stdout.
+func newDispatcher(cfg *config.Config, stdout io.Writer, logger *slog.Logger, extURL *url.URL, reg prometheus.Registerer,
+	audit engine.Auditor, silences *engine.Silences) (*notify.Dispatcher, error) {
+	notifiers, defaults := cfg.Notifiers, cfg.DefaultNotify
+	if len(notifiers) == 0 {
+		notifiers = []config.Notifier{{ChannelConfig: notify.ChannelConfig{Name: "console", Type: "log"}}}
+		defaults = []string{"console"}
+	}
+	var channels []*notify.Channel
+	for _, n := range notifiers {
+		sender, err := notify.New(n.ChannelConfig, notify.Options{Out: stdout, Logger: logger, ExternalURL: extURL})
+		if err != nil {
+			return nil, err
 		}
-	})
+		channels = append(channels, &notify.Channel{Name: n.Name, Sender: sender, Direct: n.Type != "alertmanager",
+			RatePerMinute: n.RatePerMinute, RepeatInterval: n.RepeatInterval.D()})
+	}
+	host, _ := os.Hostname()
+	return notify.NewDispatcher(notify.DispatcherOptions{
+		Channels: channels, Default: defaults, Audit: audit, Silences: silences,
+		QueueSize: cfg.Notification.QueueSize, MaxAttempts: cfg.Notification.MaxAttempts,
+		ExternalURL: extURL, Registerer: reg, Logger: logger, Replica: host,
+	}), nil
 }
