@@ -49,7 +49,9 @@ func setup(t *testing.T) (*httptest.Server, *int) {
 	reloads := 0
 	srv := httptest.NewServer(Handler(Options{
 		Rules: staticRules{g},
-		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) { return q.Query(ctx, e, ts) },
+		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
+			return q.Query(ctx, e, ts)
+		},
 		Reload: func(context.Context) error {
 			reloads++
 			return nil

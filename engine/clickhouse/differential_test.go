@@ -4,10 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -113,7 +115,12 @@ func runDifferential(t *testing.T, s *chtest.Server, seed uint64) {
 		}
 		rows[i] = r
 	}
-	s.InsertJSONEachRow(t, db, "events", rows)
+	// Shuffled, in a few inserts: several parts, read by several threads,
+	// so ClickHouse adds in another order than the memory evaluator.
+	rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	for part := range 4 {
+		s.InsertJSONEachRow(t, db, "events", rows[part*len(rows)/4:(part+1)*len(rows)/4])
+	}
 	conn := NewNativeConn(s.Conn(t, db))
 	checkStoredCosts(t, conn, data.events)
 	ch, err := New(Options{Conn: conn, Table: "events", Schema: schema})
@@ -161,7 +168,8 @@ func runDifferential(t *testing.T, s *chtest.Server, seed uint64) {
 		mu                              sync.Mutex
 		mismatches                      []diffMismatch
 		compared, exact, errored, stmts int
-		nonEmpty, samples               int
+		nonEmpty, samples, inexact      int
+		errs                            = map[string]int{}
 	)
 	var wg sync.WaitGroup
 	for range diffWorkers {
@@ -172,14 +180,21 @@ func runDifferential(t *testing.T, s *chtest.Server, seed uint64) {
 			chQ, chLeaves := recordingQuerier(ch)
 			for j := range jobs {
 				e := exprs[j.i]
-				m := diffEval{}
-				m.res, m.err = memQ.Query(context.Background(), e, j.ts)
-				m.leaves = *memLeaves
-				c := diffEval{}
-				c.res, c.err = chQ.Query(context.Background(), e, j.ts)
-				c.leaves = *chLeaves
+				var m, c diffEval
 				isExact := exprExact(e)
-				problem := compareEvals(e, isExact, m, c)
+				problem := func() (problem string) {
+					// A panic is a mismatch too, reported with the seed.
+					defer func() {
+						if r := recover(); r != nil {
+							problem = fmt.Sprintf("panic: %v\n%s", r, debug.Stack())
+						}
+					}()
+					m.res, m.err = memQ.Query(context.Background(), e, j.ts)
+					m.leaves = *memLeaves
+					c.res, c.err = chQ.Query(context.Background(), e, j.ts)
+					c.leaves = *chLeaves
+					return compareEvals(e, isExact, m, c)
+				}()
 				mu.Lock()
 				compared++
 				stmts += len(c.leaves.Statements)
@@ -188,6 +203,10 @@ func runDifferential(t *testing.T, s *chtest.Server, seed uint64) {
 				}
 				if m.err != nil && c.err != nil {
 					errored++
+					errs[m.err.Error()]++
+				}
+				if !isExact && problem == "" && compareEvals(e, true, m, c) != "" {
+					inexact++
 				}
 				if n := len(m.res.Vector); n > 0 || (m.res.IsScalar && !math.IsNaN(m.res.Scalar)) {
 					nonEmpty++
@@ -222,8 +241,42 @@ func runDifferential(t *testing.T, s *chtest.Server, seed uint64) {
 		}
 		t.Errorf("seed %d: memory and ClickHouse disagree\n%s", seed, mm.report(schema))
 	}
-	t.Logf("seed %d: %d events; %d expressions generated, %d parse; %d comparisons (%d exact, %d tolerant; %d with a result, %d samples; %d erred on both sides); %d SQL statements; %d mismatches; %v",
-		seed, len(data.events), len(inputs), len(exprs), compared, exact, compared-exact, nonEmpty, samples, errored, stmts, len(mismatches), time.Since(start).Round(time.Millisecond))
+	// Every leaf of every expression in one call: many selectors fused
+	// into each statement.
+	var all []*dsl.Leaf
+	for _, e := range exprs {
+		all = append(all, e.Leaves...)
+	}
+	fused := 0
+	for _, ts := range data.evalTimes {
+		m, merr := mem.EvalLeaves(context.Background(), ts, all)
+		c, cerr := ch.EvalLeaves(context.Background(), ts, all)
+		if merr != nil || cerr != nil {
+			t.Errorf("seed %d: all %d leaves at %s: memory error %v, ClickHouse error %v", seed, len(all), ts.Format(time.RFC3339Nano), merr, cerr)
+			continue
+		}
+		fused += len(c.Statements)
+		for i, l := range all {
+			if p := compareVectors(leafExact(l), m.Vectors[i], c.Vectors[i]); p != "" {
+				t.Errorf("seed %d: all %d leaves in one call at %s: leaf %s differs: %s", seed, len(all), ts.Format(time.RFC3339Nano), leafString(l), p)
+				break
+			}
+		}
+	}
+	msgs := slices.Sorted(maps.Keys(errs))
+	for i, msg := range msgs {
+		if i == 3 {
+			t.Logf("... and %d more errors", len(msgs)-3)
+			break
+		}
+		short := msg
+		if len(short) > 160 {
+			short = short[:160] + "…"
+		}
+		t.Logf("both sides failed %d times with: %s", errs[msg], short)
+	}
+	t.Logf("seed %d: %d events; %d expressions generated, %d parse; %d comparisons (%d exact; %d tolerant, %d of them not bit-identical; %d with a result, %d samples; %d erred on both sides); %d SQL statements; %d leaves fused into %d statements per time; %d mismatches; %v",
+		seed, len(data.events), len(inputs), len(exprs), compared, exact, compared-exact, inexact, nonEmpty, samples, errored, stmts, len(all), fused/len(data.evalTimes), len(mismatches), time.Since(start).Round(time.Millisecond))
 	if errored > compared/4 {
 		t.Errorf("%d of %d evaluations erred on both sides: the generator builds too many invalid matchings", errored, compared)
 	}
@@ -379,6 +432,16 @@ func formatEvals(exact bool, m, c diffEval, indent string) string {
 		}
 	}
 	return fmt.Sprintf("%s%d samples in memory, %d in ClickHouse, %d differ:\n%s", indent, len(m.res.Vector), len(c.res.Vector), differ, b.String())
+}
+
+// leafString describes a leaf.
+func leafString(l *dsl.Leaf) string {
+	ms := make([]string, len(l.Selector.Matchers))
+	for i, m := range l.Selector.Matchers {
+		ms[i] = m.String()
+	}
+	return fmt.Sprintf("%s φ=%v %s{%s}[%s] offset %s grouped=%v by %v", l.Func, l.Quantile, l.Selector.Field,
+		strings.Join(ms, ", "), promDuration(l.Range), promDuration(l.Offset), l.Grouped, l.By)
 }
 
 // leafExact reports whether both backends compute a leaf's value bit for
@@ -657,6 +720,8 @@ type gnode struct {
 	// unstable: an approximate value that may be a difference of nearly
 	// equal values, so only an absolute error bound holds.
 	unstable bool
+	// mayNeg: values may be negative, so adding them may cancel.
+	mayNeg bool
 	// names is a superset of the label names a vector's samples carry.
 	names []string
 }
@@ -727,12 +792,12 @@ func (g *exprGen) vector(depth int, ctx lctx) gnode {
 	case 5:
 		g.feat("vector")
 		s := g.scalar(depth-1, ctx, false)
-		return gnode{s: "vector(" + s.s + ")", exact: s.exact, unstable: s.unstable}
+		return gnode{s: "vector(" + s.s + ")", exact: s.exact, unstable: s.unstable, mayNeg: s.mayNeg}
 	default:
 		g.feat("neg")
 		v := g.vector(depth-1, ctx)
 		v.s = "-(" + v.s + ")"
-		v.unstable = !v.exact
+		v.mayNeg = true
 		return v
 	}
 }
@@ -837,9 +902,12 @@ func (g *exprGen) matcher() (string, string) {
 func (g *exprGen) regex(values []string) string {
 	v := pick(g, values)
 	w := pick(g, values)
-	prefix := v
-	if len(v) > 2 {
-		prefix = v[:1+g.rng.IntN(len(v)-1)]
+	// A prefix and a suffix of whole characters, as literal text.
+	r := []rune(v)
+	prefix, suffix := regexp.QuoteMeta(v), regexp.QuoteMeta(v)
+	if len(r) > 2 {
+		prefix = regexp.QuoteMeta(string(r[:1+g.rng.IntN(len(r)-1)]))
+		suffix = regexp.QuoteMeta(string(r[len(r)-2:]))
 	}
 	switch g.rng.IntN(19) {
 	case 0:
@@ -851,10 +919,7 @@ func (g *exprGen) regex(values []string) string {
 	case 3:
 		return prefix // a prefix matches nothing once anchored
 	case 4:
-		if len(v) > 2 {
-			return ".*" + v[len(v)-2:]
-		}
-		return ".*" + v
+		return ".*" + suffix
 	case 5:
 		return v + "|" + w
 	case 6:
@@ -927,7 +992,9 @@ func (g *exprGen) aggregation(depth int, ctx lctx) gnode {
 	case "quantile":
 		param = strconv.FormatFloat(pick(g, []float64{0, 0.5, 0.9, 1, math.Round(g.rng.Float64()*100) / 100}), 'g', -1, 64) + ", "
 	}
-	n := gnode{exact: v.exact, unstable: v.unstable}
+	n := gnode{exact: v.exact, mayNeg: v.mayNeg}
+	// Adding (or interpolating between) values of both signs may cancel.
+	n.unstable = v.unstable || (!v.exact && v.mayNeg && (op == "sum" || op == "avg" || op == "quantile"))
 	switch {
 	case op == "topk" || op == "bottomk":
 		n.names = v.names
@@ -942,7 +1009,7 @@ func (g *exprGen) aggregation(depth int, ctx lctx) gnode {
 		n.names = sortedSet(byNames)
 	}
 	if op == "count" {
-		n.exact, n.unstable = true, false
+		n.exact, n.unstable, n.mayNeg = true, false, false
 	}
 	switch {
 	case grouping == "":
@@ -970,15 +1037,15 @@ func (g *exprGen) vectorBinary(depth int, ctx lctx) gnode {
 			op += " bool"
 		}
 		n.exact = true
+		n.mayNeg = !strings.HasSuffix(op, " bool") && (l.mayNeg || r.mayNeg)
 	case p < 12:
 		op = g.arith(l, r)
-		n.exact = l.exact && r.exact
-		n.unstable = !n.exact && (op == "-" || l.unstable || r.unstable)
+		n.exact, n.unstable, n.mayNeg = arithResult(op, l, r)
 	default:
 		op = pick(g, []string{"and", "or", "unless"})
-		n.exact, n.unstable = l.exact, l.unstable
+		n.exact, n.unstable, n.mayNeg = l.exact, l.unstable, l.mayNeg
 		if op == "or" {
-			n.exact, n.unstable = l.exact && r.exact, l.unstable || r.unstable
+			n.exact, n.unstable, n.mayNeg = l.exact && r.exact, l.unstable || r.unstable, l.mayNeg || r.mayNeg
 		}
 	}
 	g.feat("op:" + strings.TrimSuffix(op, " bool"))
@@ -1003,6 +1070,15 @@ func (g *exprGen) vectorBinary(depth int, ctx lctx) gnode {
 	}
 	n.s += " (" + r.s + ")"
 	return n
+}
+
+// arithResult is what the generator knows of l op r: whether it is exact,
+// whether it may be a cancelled difference of approximate values, and
+// whether it may be negative.
+func arithResult(op string, l, r gnode) (exact, unstable, mayNeg bool) {
+	exact = l.exact && r.exact
+	unstable = !exact && (l.unstable || r.unstable || op == "-" || (op == "+" && (l.mayNeg || r.mayNeg)))
+	return exact, unstable, op == "-" || l.mayNeg || r.mayNeg
 }
 
 // arith picks an arithmetic operator; a possibly cancelled difference of
@@ -1083,17 +1159,19 @@ func (g *exprGen) vectorScalar(depth int, ctx lctx) gnode {
 			// cannot be within 1e-9 of but by a negligible chance.
 			s = g.oddLiteral()
 		}
+		n.exact = v.exact
 		if g.chance(0.5) {
 			g.feat("bool")
 			op += " bool"
+		} else {
+			// A filter keeps the vector's values.
+			n.unstable, n.mayNeg = v.unstable, v.mayNeg
 		}
-		n.exact = v.exact
 	} else {
 		s = g.scalar(depth-1, ctx, false)
 		op = g.arith(v, s)
 		g.feat("op:" + op)
-		n.exact = v.exact && s.exact
-		n.unstable = !n.exact && (op == "-" || v.unstable || s.unstable)
+		n.exact, n.unstable, n.mayNeg = arithResult(op, v, s)
 	}
 	if g.chance(0.5) {
 		n.s = "(" + v.s + ") " + op + " (" + s.s + ")"
@@ -1109,6 +1187,7 @@ func (g *exprGen) function(depth int, ctx lctx) gnode {
 	v := g.vector(depth-1, ctx)
 	if fn == "abs" {
 		v.s = "abs(" + v.s + ")"
+		v.mayNeg = false
 		return v
 	}
 	v.s = fn + "(" + v.s + ", " + g.literal().s + ")"
@@ -1141,8 +1220,8 @@ func (g *exprGen) scalar(depth int, ctx lctx, exact bool) gnode {
 		}
 		op := g.arith(l, r)
 		g.feat("op:" + op)
-		n := gnode{s: "(" + l.s + ") " + op + " (" + r.s + ")", scalar: true, exact: l.exact && r.exact}
-		n.unstable = !n.exact && (op == "-" || l.unstable || r.unstable)
+		n := gnode{s: "(" + l.s + ") " + op + " (" + r.s + ")", scalar: true}
+		n.exact, n.unstable, n.mayNeg = arithResult(op, l, r)
 		return n
 	default:
 		v := g.vector(depth-1, ctx)
@@ -1150,7 +1229,7 @@ func (g *exprGen) scalar(depth int, ctx lctx, exact bool) gnode {
 			return g.literal()
 		}
 		g.feat("scalar")
-		return gnode{s: "scalar(" + v.s + ")", scalar: true, exact: v.exact, unstable: v.unstable}
+		return gnode{s: "scalar(" + v.s + ")", scalar: true, exact: v.exact, unstable: v.unstable, mayNeg: v.mayNeg}
 	}
 }
 
