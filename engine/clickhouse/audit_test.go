@@ -2,6 +2,8 @@ package clickhouse
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,4 +67,54 @@ func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 			t.Fatalf("label filter matched %d", len(got))
 		}
 	})
+}
+
+// TestReadmeAuditQueriesRun runs the SQL the README shows for common
+// questions against the audit table, so the examples stay valid.
+func TestReadmeAuditQueriesRun(t *testing.T) {
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	conn, err := Open(context.Background(), s.DSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	store, _ := NewAuditStore(conn, "callwatch_alert_log")
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "-- What fired today")
+	if start < 0 {
+		t.Fatal("README has no audit SQL examples")
+	}
+	block := text[start:]
+	block = block[:strings.Index(block, "```")]
+	n := 0
+	for _, stmt := range strings.Split(block, ";") {
+		var lines []string
+		for _, l := range strings.Split(stmt, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		sql := strings.TrimSpace(strings.Join(lines, "\n"))
+		if sql == "" {
+			continue
+		}
+		n++
+		rows, err := conn.Query(context.Background(), sql)
+		if err != nil {
+			t.Errorf("README query fails on 18.16: %v\n%s", err, sql)
+			continue
+		}
+		rows.Close()
+	}
+	if n < 4 {
+		t.Fatalf("ran %d README queries, want at least 4", n)
+	}
 }
