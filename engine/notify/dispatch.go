@@ -36,24 +36,11 @@ type Silencer interface {
 	Match(lset labels.Labels, ts time.Time) (engine.Silence, bool)
 }
 
-// Filter decides whether an alert is held back from a channel at ts
-// (silenced, acknowledged). It returns the reason, or "" to send.
-type Filter interface {
-	Hold(ch *Channel, a engine.Alert, ts time.Time) string
-}
-
-// FilterFunc adapts a function to Filter.
-type FilterFunc func(ch *Channel, a engine.Alert, ts time.Time) string
-
-// Hold calls f.
-func (f FilterFunc) Hold(ch *Channel, a engine.Alert, ts time.Time) string { return f(ch, a, ts) }
-
 // DispatcherOptions configure a Dispatcher.
 type DispatcherOptions struct {
 	Channels []*Channel
 	// Default are the channels of rules without notify:.
 	Default []string
-	Filter  Filter
 	// Audit receives a row per notification intent and per attempt; nil
 	// records nothing.
 	Audit engine.Auditor
@@ -240,9 +227,6 @@ func (d *Dispatcher) Notify(ctx context.Context, n engine.Notification) {
 			reason, quiet := d.hold(q.ch, a, n.Time)
 			if quiet {
 				continue
-			}
-			if reason == "" && d.opts.Filter != nil {
-				reason = d.opts.Filter.Hold(q.ch, a, n.Time)
 			}
 			if reason != "" {
 				d.metrics.skipped.WithLabelValues(name).Inc()
