@@ -72,10 +72,15 @@ type Alert struct {
 	AckedBy    string
 	AckedAt    time.Time
 	AckComment string
+
+	// Reason says why the alert's state is being kept rather than judged
+	// (below min_events, no data), for rules with noise controls.
+	Reason string
 }
 
-// Fingerprint identifies the alert by its labels.
-func (a *Alert) Fingerprint() uint64 { return a.Labels.Hash() }
+// Fingerprint identifies the alert by its labels (without the severity,
+// which a rule with tiers changes as the alert moves between them).
+func (a *Alert) Fingerprint() uint64 { h, _ := a.Labels.HashWithoutLabels(nil, "severity"); return h }
 
 func (a *Alert) needsSending(ts time.Time, resendDelay time.Duration) bool {
 	if a.State == StatePending || a.Suppressed != "" {
@@ -99,12 +104,15 @@ const (
 
 // EvalRecord is one evaluation of a rule, kept for the debug API.
 type EvalRecord struct {
-	Time       time.Time     `json:"time"`
-	Duration   time.Duration `json:"duration"`
-	Samples    int           `json:"samples"`
-	NoData     bool          `json:"noData,omitempty"`
-	Err        string        `json:"error,omitempty"`
-	Statements []string      `json:"statements,omitempty"`
+	Time     time.Time     `json:"time"`
+	Duration time.Duration `json:"duration"`
+	Samples  int           `json:"samples"`
+	NoData   bool          `json:"noData,omitempty"`
+	// Held counts the groups of a rule with noise controls that were not
+	// judged, by reason (below min_events, grace, no data).
+	Held       map[string]int `json:"held,omitempty"`
+	Err        string         `json:"error,omitempty"`
+	Statements []string       `json:"statements,omitempty"`
 }
 
 // ruleState is what alerting and recording rules share: health and the
@@ -187,6 +195,8 @@ type AlertingRule struct {
 	// transitions are the state changes of the last evaluation, for the
 	// audit trail.
 	transitions []Transition
+	// groups are the groups a rule with noise controls has seen.
+	groups map[uint64]*groupState
 }
 
 // NewAlertingRule returns an alerting rule for spec.
@@ -230,8 +240,28 @@ func (r *AlertingRule) State() AlertState {
 // ALERTS and ALERTS_FOR_STATE samples.
 func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
 	start := time.Now()
-	res, err := env.query(ctx, r.spec.Expr, env.queryTS, env.series)
-	rec := EvalRecord{Time: env.ts, Statements: res.Statements, NoData: err == nil && res.NoData}
+	q := r.spec.Quality
+	judged := q != nil && q.Value != nil
+	expr := r.spec.Expr
+	if judged {
+		expr = q.Value
+	}
+	res, err := env.query(ctx, expr, env.queryTS, env.series)
+	var held map[string]int
+	if err == nil && judged {
+		var counts []Sample
+		if q.Count != nil {
+			cres, cerr := env.query(ctx, q.Count, env.queryTS, env.series)
+			res.Statements = append(res.Statements, cres.Statements...)
+			err = cerr
+			counts = cres.Vector
+		}
+		if err == nil {
+			res.Vector, held = r.judge(env.ts, res.Vector, counts)
+			res.NoData = false // judged per group
+		}
+	}
+	rec := EvalRecord{Time: env.ts, Statements: res.Statements, NoData: err == nil && res.NoData, Held: held}
 	defer func() {
 		rec.Duration = time.Since(start)
 		r.record(rec, err)
@@ -309,7 +339,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		}
 		sb.Sort()
 		lset := lb.Labels()
-		h := lset.Hash()
+		h := r.identity(lset)
 		if _, dup := fresh[h]; dup {
 			return fmt.Errorf("vector contains metrics with the same labelset after applying alert labels: %s", lset)
 		}
@@ -321,6 +351,14 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 	r.transitions = r.transitions[:0]
 	for h, a := range fresh {
 		if old, ok := r.active[h]; ok && old.State != StateInactive {
+			if from, to := old.Labels.Get("severity"), a.Labels.Get("severity"); from != to {
+				// A tier change is a transition of the same alert.
+				old.Labels = a.Labels
+				old.LastSentAt = time.Time{} // sent at once
+				if old.State == StateFiring {
+					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "firing/" + from, To: "firing/" + to, Value: a.Value, alert: *old, kind: AuditTier})
+				}
+			}
 			old.Value, old.Annotations, old.sample = a.Value, a.Annotations, a.sample
 			continue
 		}
@@ -385,6 +423,16 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: from, To: "firing", Value: a.Value, alert: *a})
 	}
 	return nil
+}
+
+// identity is the key of an alert: its labels, without the severity for a
+// rule with tiers (moving between tiers is the same alert).
+func (r *AlertingRule) identity(lset labels.Labels) uint64 {
+	if r.spec.Quality != nil && r.spec.Quality.Value != nil {
+		h, _ := lset.HashWithoutLabels(nil, "severity")
+		return h
+	}
+	return lset.Hash()
 }
 
 // takeTransitions returns the state changes of the last evaluation.

@@ -17,6 +17,7 @@ const (
 	AuditPending       AuditKind = "pending"
 	AuditFiring        AuditKind = "firing"
 	AuditResolved      AuditKind = "resolved"
+	AuditTier          AuditKind = "tier_change"
 	AuditNotification  AuditKind = "notification"
 	AuditAcknowledged  AuditKind = "acknowledged"
 	AuditManualResolve AuditKind = "manual_resolve"
@@ -154,7 +155,8 @@ type AuditReader interface {
 // SentState is what a channel was last told about an alert.
 type SentState struct {
 	Channel, Fingerprint string
-	// State is "firing" or "resolved".
-	State string
-	At    time.Time
+	// State is "firing" or "resolved"; Severity the alert's severity then.
+	State    string
+	Severity string
+	At       time.Time
 }

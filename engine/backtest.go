@@ -20,6 +20,7 @@ type Transition struct {
 	Value  float64       `json:"value"`
 
 	alert Alert
+	kind  AuditKind
 }
 
 // BacktestOptions configure Backtest.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,7 +227,15 @@ func (g *Group) audit(ctx context.Context, r *AlertingRule, trans []Transition) 
 	}
 	recs := make([]AuditRecord, 0, len(trans))
 	for _, t := range trans {
-		recs = append(recs, NewAuditRecord(AuditKind(t.To), t.Time, g.Name(), r.spec, t.alert))
+		kind := t.kind
+		if kind == "" {
+			kind = AuditKind(t.To)
+		}
+		rec := NewAuditRecord(kind, t.Time, g.Name(), r.spec, t.alert)
+		if kind == AuditTier {
+			rec.Reason = "severity " + strings.TrimPrefix(t.From, "firing/") + " → " + strings.TrimPrefix(t.To, "firing/")
+		}
+		recs = append(recs, rec)
 	}
 	if err := g.opts.Audit.Record(ctx, recs...); err != nil {
 		g.opts.Logger.Error("writing alert transitions to the audit trail failed", "group", g.Name(), "rule", r.Name(), "err", err)

@@ -50,6 +50,11 @@ type RuleSpec struct {
 	ErrorState      StatePolicy
 	Debug           bool
 
+	// Quality holds the noise controls (thresholds, hysteresis, per-group
+	// no data, min_events, new-group grace, repeat_interval); nil for a
+	// plain Prometheus rule, whose behaviour they never change.
+	Quality *Quality
+
 	// Pos is where the rule starts in its file.
 	Pos Position
 }
@@ -183,7 +188,8 @@ var (
 	fileKeys  = []string{"groups"}
 	groupKeys = []string{"name", "interval", "query_offset", "limit", "labels", "rules"}
 	ruleKeys  = []string{"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations",
-		"severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "debug"}
+		"severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "debug",
+		"thresholds", "recover_below", "recover_above", "min_events", "new_group_grace", "repeat_interval", "no_data_window"}
 )
 
 var priorityToSeverity = map[string]string{"low": "info", "medium": "warning", "high": "error", "critical": "critical"}
@@ -510,6 +516,15 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 			p.add(p.errAt(exprNode, g.Name, name, "an alerting rule's expr must give a vector; compare it, e.g. %s > 5000", r.ExprText))
 		} else {
 			r.Expr = e
+		}
+	}
+	if r.Alert != "" {
+		p.quality(n, g, r)
+	} else {
+		for _, k := range []string{"thresholds", "recover_below", "recover_above", "min_events", "new_group_grace", "repeat_interval", "no_data_window"} {
+			if v := mapValue(n, k); v != nil {
+				p.add(p.errAt(v, g.Name, name, "%s applies to alerting rules only", k))
+			}
 		}
 	}
 	return r

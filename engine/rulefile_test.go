@@ -113,7 +113,7 @@ func TestParseBadFiles(t *testing.T) {
 		{"an unknown group key suggests the closest known one", "unknown-group-key",
 			[]string{`3:5: group "g": unknown key "intervall"; did you mean "interval"?`}},
 		{"an unknown key close to none lists the known keys", "unknown-key-far",
-			[]string{`6:9: group "g", rule "r": unknown key "owner"; known keys: alert, record, expr, for, keep_firing_for, labels, annotations, severity, priority, cooldown, max_alerts_per_day, notify, no_data_state, error_state, debug`}},
+			[]string{`6:9: group "g", rule "r": unknown key "owner"; known keys: alert, record, expr, for, keep_firing_for, labels, annotations, severity, priority, cooldown, max_alerts_per_day, notify, no_data_state, error_state, debug, thresholds, recover_below, recover_above, min_events, new_group_grace, repeat_interval, no_data_window`}},
 		{"a bad duration points at the value", "bad-for",
 			[]string{`6:14: group "g", rule "r": for: "5 minutes" is not a duration; write e.g. 30s, 5m, 1h or 1d`}},
 		{"a bad interval is reported once", "bad-interval",

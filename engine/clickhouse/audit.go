@@ -295,7 +295,7 @@ func fromUnix(s int64) time.Time {
 // ("firing" or "resolved") the channel was last told about successfully
 // since the given time, and when.
 func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
-	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), max(`nanos`) FROM " + quoteTable(s.table) +
+	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + quoteTable(s.table) +
 		" WHERE `kind` = ? AND `notification_status` = ? AND `time` >= toDateTime(?) GROUP BY `channel`, `fingerprint`"
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -308,7 +308,7 @@ func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.Se
 	for rows.Next() {
 		var st engine.SentState
 		var nanos int64
-		if err := rows.Scan(&st.Channel, &st.Fingerprint, &st.State, &nanos); err != nil {
+		if err := rows.Scan(&st.Channel, &st.Fingerprint, &st.State, &st.Severity, &nanos); err != nil {
 			return nil, fmt.Errorf("read last notifications: %w", err)
 		}
 		st.At = time.Unix(0, nanos).UTC()

@@ -161,7 +161,7 @@ func (d *Dispatcher) Seed(states []engine.SentState) {
 // hold decides whether alert a goes to channel ch at ts. It returns a
 // reason to audit a skip, or quiet=true for a resend the channel does not
 // need (not worth an audit row). Sending is remembered.
-func (d *Dispatcher) hold(ch *Channel, a engine.Alert, ts time.Time) (reason string, quiet bool) {
+func (d *Dispatcher) hold(ch *Channel, rule *engine.RuleSpec, a engine.Alert, ts time.Time) (reason string, quiet bool) {
 	if d.opts.Silences != nil {
 		if sil, ok := d.opts.Silences.Match(a.Labels, ts); ok {
 			return "silenced by " + sil.ID, false
@@ -175,21 +175,28 @@ func (d *Dispatcher) hold(ch *Channel, a engine.Alert, ts time.Time) (reason str
 		state = "resolved"
 	}
 	k := toldKey{ch.Name, engine.FingerprintString(a.Fingerprint())}
+	sev := a.Labels.Get("severity")
+	repeat := ch.RepeatInterval
+	if ri := rule.RepeatInterval(); ri > 0 {
+		repeat = ri
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	last, told := d.told[k]
 	switch {
 	case state == "resolved" && (!told || last.State != "firing"):
 		return "", true // never announced firing: nothing to resolve
-	case state == "firing" && told && last.State == "firing":
+	case state == "firing" && told && last.State == "firing" && last.Severity == sev:
+		// Announced at this tier: repeat only at the repeat interval,
+		// never while acknowledged. A tier change goes out at once.
 		if !a.AckedAt.IsZero() {
 			return "", true
 		}
-		if ch.RepeatInterval <= 0 || ts.Sub(last.At) < ch.RepeatInterval {
+		if repeat <= 0 || ts.Sub(last.At) < repeat {
 			return "", true
 		}
 	}
-	d.told[k] = engine.SentState{Channel: ch.Name, Fingerprint: k.fingerprint, State: state, At: ts}
+	d.told[k] = engine.SentState{Channel: ch.Name, Fingerprint: k.fingerprint, State: state, Severity: sev, At: ts}
 	return "", false
 }
 
@@ -211,11 +218,22 @@ func (d *Dispatcher) forget(ch *Channel, b Batch) {
 // Notify routes n to the rule's channels (or the default ones) and queues
 // it. It never blocks.
 func (d *Dispatcher) Notify(ctx context.Context, n engine.Notification) {
-	names := n.Rule.Notify
-	if len(names) == 0 {
-		names = d.opts.Default
+	// Route each alert: its tier's channels, else the rule's, else the default.
+	byChannel := map[string][]engine.Alert{}
+	var order []string
+	for _, a := range n.Alerts {
+		names := n.Rule.NotifyFor(a)
+		if len(names) == 0 {
+			names = d.opts.Default
+		}
+		for _, name := range names {
+			if _, seen := byChannel[name]; !seen {
+				order = append(order, name)
+			}
+			byChannel[name] = append(byChannel[name], a)
+		}
 	}
-	for _, name := range names {
+	for _, name := range order {
 		q := d.channels[name]
 		if q == nil {
 			d.opts.Logger.Warn("notification for an unknown channel dropped", "channel", name, "rule", n.Rule.Name())
@@ -223,8 +241,8 @@ func (d *Dispatcher) Notify(ctx context.Context, n engine.Notification) {
 		}
 		var alerts []engine.Alert
 		var skipped []engine.AuditRecord
-		for _, a := range n.Alerts {
-			reason, quiet := d.hold(q.ch, a, n.Time)
+		for _, a := range byChannel[name] {
+			reason, quiet := d.hold(q.ch, n.Rule, a, n.Time)
 			if quiet {
 				continue
 			}
