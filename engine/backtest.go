@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/dsl"
 )
 
 // Transition is a change of an alert's state found by a backtest.
@@ -36,10 +38,16 @@ type BacktestOptions struct {
 // BacktestResult is what a backtest found.
 type BacktestResult struct {
 	Transitions []Transition `json:"transitions"`
-	// Notifications counts, per rule, the alerts that would have been sent.
+	// Notifications counts, per rule, the messages a direct channel (WeCom
+	// and the like) would have received: each firing, tier change and
+	// resolve, once.
 	Notifications map[string]int `json:"notifications"`
-	Evaluations   int            `json:"evaluations"`
-	Errors        int            `json:"errors"`
+	// WithoutControls counts the same for the rules with noise controls
+	// evaluated without them (plain X > N on the lowest threshold), so a
+	// team can see what the controls save.
+	WithoutControls map[string]int `json:"notifications_without_controls,omitempty"`
+	Evaluations     int            `json:"evaluations"`
+	Errors          int            `json:"errors"`
 }
 
 // Backtest evaluates the groups over [From, To] as the running engine would
@@ -49,10 +57,57 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 	if !opts.To.After(opts.From) {
 		return BacktestResult{}, fmt.Errorf("--to must be after --from")
 	}
+	res, err := backtest(ctx, specs, opts)
+	if err != nil {
+		return res, err
+	}
+	if plain, changed := withoutControls(specs, opts.Schema); changed {
+		o := opts
+		o.Progress = nil
+		without, err := backtest(ctx, plain, o)
+		if err != nil {
+			return res, err
+		}
+		res.WithoutControls = map[string]int{}
+		for _, g := range specs {
+			for _, r := range g.Rules {
+				if r.Quality != nil && r.Quality.Value != nil {
+					res.WithoutControls[r.Name()] = without.Notifications[r.Name()]
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// withoutControls returns copies of the groups whose rules with noise
+// controls are replaced by plain rules: the value compared with the lowest
+// threshold, no recovery, min_events, grace or per-group no data.
+func withoutControls(specs []*GroupSpec, schema dsl.Schema) ([]*GroupSpec, bool) {
+	changed := false
+	out := make([]*GroupSpec, len(specs))
+	for i, g := range specs {
+		gc := *g
+		gc.Rules = make([]*RuleSpec, len(g.Rules))
+		for j, r := range g.Rules {
+			rc := *r
+			if q := r.Quality; q != nil && q.Value != nil {
+				th := q.Thresholds[0]
+				e, err := dsl.Parse(fmt.Sprintf("(%s) %s %v", q.Value.Input, th.Op, th.Value), dsl.Options{Schema: schema})
+				if err == nil {
+					rc.Expr, rc.ExprText, rc.Quality, rc.Severity = e, e.Input, nil, th.Severity
+					changed = true
+				}
+			}
+			gc.Rules[j] = &rc
+		}
+		out[i] = &gc
+	}
+	return out, changed
+}
+
+func backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (BacktestResult, error) {
 	res := BacktestResult{Notifications: map[string]int{}}
-	counting := NotifierFunc(func(_ context.Context, n Notification) {
-		res.Notifications[n.Rule.Name()] += len(n.Alerts)
-	})
 	type sched struct {
 		g    *Group
 		next time.Time
@@ -66,7 +121,7 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 			gs.Interval = opts.Step
 		}
 		o := opts.GroupOptions
-		o.Notifier = counting
+		o.Notifier = nil
 		g := NewGroup(&gs, o)
 		groups = append(groups, &sched{g: g, next: g.EvalTimestamp(opts.From), last: map[string]map[uint64]Alert{}})
 		total += int(opts.To.Sub(g.EvalTimestamp(opts.From))/g.interval) + 1
@@ -108,6 +163,13 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 						from = prev.State.String()
 					}
 					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: a.Labels, From: from, To: a.State.String(), Value: a.Value})
+					if a.State == StateFiring && a.Suppressed == "" {
+						res.Notifications[ar.Name()]++
+					}
+				} else if a.State == StateFiring && prev.Labels.Get("severity") != a.Labels.Get("severity") {
+					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: a.Labels,
+						From: "firing/" + prev.Labels.Get("severity"), To: "firing/" + a.Labels.Get("severity"), Value: a.Value})
+					res.Notifications[ar.Name()]++
 				}
 			}
 			for fp, prev := range last {
@@ -117,6 +179,9 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 						to = "inactive"
 					}
 					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: prev.Labels, From: prev.State.String(), To: to, Value: prev.Value})
+					if to == "resolved" && prev.Suppressed == "" {
+						res.Notifications[ar.Name()]++
+					}
 				}
 			}
 			s.last[ar.Name()] = now

@@ -142,6 +142,11 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 		used = true
 		q.NoDataWindow = p.duration(v, g.Name, name, "no_data_window")
 	}
+	// no_data_state keep_last/alerting on a grouped X > N rule is judged per
+	// group; on anything else it applies to the whole rule.
+	if v := mapValue(n, "no_data_state"); v != nil && !used && v.Value != string(OK) {
+		_, used = dsl.SplitComparison(r.ExprText)
+	}
 	if !used {
 		return
 	}
@@ -288,7 +293,7 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		}
 		t := q.tier(s.Value)
 		if t < 0 && prev != nil && !q.recovered(s.Value) {
-			t = max(0, slices.IndexFunc(q.Thresholds, func(th Threshold) bool { return th.Severity == prev.Labels.Get("severity") }))
+			t = 0 // hysteresis keeps it firing, at the lowest tier
 		}
 		if t < 0 {
 			continue

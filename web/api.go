@@ -167,13 +167,16 @@ type alertJSON struct {
 	AckedBy         string            `json:"ackedBy,omitempty"`
 	AckedAt         *time.Time        `json:"ackedAt,omitempty"`
 	AckComment      string            `json:"ackComment,omitempty"`
+	// Reason says why the alert's state is kept rather than judged (below
+	// min_events, no data).
+	Reason string `json:"reason,omitempty"`
 }
 
 func toAlertJSON(a engine.Alert) alertJSON {
 	out := alertJSON{
 		Labels: a.Labels.Map(), Annotations: a.Annotations.Map(), State: a.State.String(),
 		Value: strconv.FormatFloat(a.Value, 'e', -1, 64), Fingerprint: engine.FingerprintString(a.Fingerprint()),
-		Suppressed: a.Suppressed, AckedBy: a.AckedBy, AckComment: a.AckComment,
+		Suppressed: a.Suppressed, AckedBy: a.AckedBy, AckComment: a.AckComment, Reason: a.Reason,
 	}
 	if !a.AckedAt.IsZero() {
 		t := a.AckedAt.UTC()

@@ -117,8 +117,12 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(stdout, "\n%d evaluations, %d failed; notifications that would have been sent:\n", res.Evaluations, res.Errors)
+	fmt.Fprintf(stdout, "\n%d evaluations, %d failed; messages a direct channel (WeCom, webhook…) would have received:\n", res.Evaluations, res.Errors)
 	for _, n := range names {
+		if w, ok := res.WithoutControls[n]; ok {
+			fmt.Fprintf(stdout, "  %s: %d (without its noise controls: %d)\n", n, res.Notifications[n], w)
+			continue
+		}
 		fmt.Fprintf(stdout, "  %s: %d\n", n, res.Notifications[n])
 	}
 	return nil
