@@ -47,7 +47,9 @@ type Quality struct {
 	RepeatInterval time.Duration
 	// NoDataWindow: a group seen within this window and now missing from
 	// the result is "no data" for that group, handled by no_data_state
-	// (default 1h).
+	// (default 1h). Giving no_data_window turns per-group no data on for a
+	// rule without other controls; otherwise no_data_state applies to the
+	// whole rule (every selector matched nothing).
 	NoDataWindow time.Duration
 }
 
@@ -141,11 +143,6 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 	if v := mapValue(n, "no_data_window"); v != nil {
 		used = true
 		q.NoDataWindow = p.duration(v, g.Name, name, "no_data_window")
-	}
-	// no_data_state keep_last/alerting on a grouped X > N rule is judged per
-	// group; on anything else it applies to the whole rule.
-	if v := mapValue(n, "no_data_state"); v != nil && !used && v.Value != string(OK) {
-		_, used = dsl.SplitComparison(r.ExprText)
 	}
 	if !used {
 		return

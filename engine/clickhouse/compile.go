@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -182,8 +183,20 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	// Unix() floors.
 	from, to := b.first.Window(ts)
 	tcol := quoteIdent(opts.Schema.Time)
-	fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(opts.Table), tcol, tcol)
-	st.Args = append(st.Args, from.Unix(), to.Unix())
+	// DateTime holds unsigned 32-bit seconds and toDateTime wraps a bound
+	// outside them around (toDateTime(-1) is in 2106), so bounds are
+	// clipped to that range, which keeps their meaning: nothing is after
+	// 2106, and a window ending before 1970 selects nothing (> 0 and <= 0).
+	// Every DateTime is after a start before 1970, including 1970-01-01
+	// 00:00:00 itself (the clock of rule unit tests starts there), so such a
+	// window has no lower bound.
+	if from.Unix() < 0 && to.Unix() >= 0 {
+		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s <= toDateTime(?)", quoteTable(opts.Table), tcol)
+		st.Args = append(st.Args, clipDateTime(to.Unix()))
+	} else {
+		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(opts.Table), tcol, tcol)
+		st.Args = append(st.Args, clipDateTime(from.Unix()), clipDateTime(to.Unix()))
+	}
 	if !b.unfiltered {
 		parts := make([]string, len(b.conds))
 		for i, c := range b.conds {
@@ -205,6 +218,9 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	st.SQL = sql.String()
 	return st
 }
+
+// clipDateTime clips unix seconds to the range of DateTime.
+func clipDateTime(sec int64) int64 { return min(max(sec, 0), math.MaxUint32) }
 
 // aggregate builds toFloat64(fn(value)) or, with a condition,
 // toFloat64(fnIf(value, cond)); param is the aggregate function's parameter
