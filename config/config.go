@@ -18,6 +18,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/notify"
+	"github.com/callwatch/callwatch/exporter"
 )
 
 // Config is the whole configuration file.
@@ -37,6 +38,8 @@ type Config struct {
 	Notification Notification `yaml:"notification"`
 	// ExternalLabels are added to every alert (e.g. the cluster), as in Prometheus.
 	ExternalLabels map[string]string `yaml:"external_labels"`
+	// Exporter configures the call-event metrics on /metrics.
+	Exporter exporter.Config `yaml:"exporter"`
 }
 
 // Notifier is one notification channel.
@@ -102,6 +105,7 @@ func (c *Config) applyDefaults() {
 	if c.RuleFiles == nil {
 		c.RuleFiles = []string{"rules.d/*.yaml"}
 	}
+	c.Exporter.SetDefaults()
 	if c.ClickHouse.AuditTable == "" {
 		c.ClickHouse.AuditTable = "callwatch_alert_log"
 	}
@@ -204,6 +208,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)
 	}
 	if err := c.Schema.DSL().Validate(); err != nil {
+		return err
+	}
+	if err := c.Exporter.Validate(c.Schema.DSL()); err != nil {
 		return err
 	}
 	names := map[string]bool{}

@@ -425,14 +425,11 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 	return nil
 }
 
-// identity is the key of an alert: its labels, without the severity for a
-// rule with tiers (moving between tiers is the same alert).
+// identity is the key of an alert, its Fingerprint: its labels without the
+// severity, so a rule moving an alert between tiers keeps one alert.
 func (r *AlertingRule) identity(lset labels.Labels) uint64 {
-	if r.spec.Quality != nil && r.spec.Quality.Value != nil {
-		h, _ := lset.HashWithoutLabels(nil, "severity")
-		return h
-	}
-	return lset.Hash()
+	h, _ := lset.HashWithoutLabels(nil, "severity")
+	return h
 }
 
 // takeTransitions returns the state changes of the last evaluation.

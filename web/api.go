@@ -87,7 +87,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("POST /api/v1/silences", a.admin(a.silences))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.admin(a.deleteSilence))
 	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError}))
 	}
 	return mux
 }

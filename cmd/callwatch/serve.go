@@ -123,6 +123,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		AuditReader: audit,
 	})
 
+	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, mgr, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopExporter()
+
 	var ready atomic.Bool
 	handler := web.Handler(web.Options{
 		Rules:  mgr,

@@ -1,0 +1,364 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// The call counters advance incrementally. Reading the whole table at every
+// update would cost as much as the table is large; reading only the rows
+// after a watermark would miss rows inserted late, behind it. So the
+// updater keeps two boundaries, both whole seconds of event time:
+//
+//   - finalized (F): the events with time ≤ F are folded into the final
+//     totals and never read again;
+//   - watermark (W ≥ F): the upper bound of the events read so far. The
+//     events in (F, W] — at most the late window — are held as a partial
+//     aggregate, pending, that the next update replaces rather than adds to.
+//
+// An update at now computes to = now − safety_lag (floored to a second) and
+// F' = max(F, to − late_window), then runs one GROUP BY query over the events
+// with F < time ≤ to, grouped by the exported labels, the histogram buckets
+// and whether time > F'. The groups with time ≤ F' are added to the final
+// totals; the groups with time > F' become the new pending aggregate,
+// replacing the old one whole; then F, W = F', to. The exported values are
+// final + pending.
+//
+// Why a late row is counted exactly once: a row with event time t > F is
+// inside every query until the update that finalizes t (the first with
+// to − late_window ≥ t). Until then it is only ever part of pending, which
+// each update recomputes from scratch, so a row that was already seen is not
+// added twice and a row that arrived since the last update is picked up.
+// The finalizing update adds it to the final totals once, and no later query
+// reads time ≤ F again. The update that finalizes t runs at
+// now ≥ t + late_window + safety_lag, so a row inserted at most
+// late_window + safety_lag after its event time is always counted, once; a
+// row inserted after the update that finalized its second is never counted.
+//
+// The exported values never decrease: each query re-reads a superset of the
+// rows the previous pending aggregate was computed from (rows are only
+// inserted), so final + pending only grows. (Deleting rows inside the late
+// window would make a counter drop, which Prometheus treats as a reset.)
+//
+// A failed query changes nothing: F, W and pending stay, the last values
+// are served, and the next successful update reads from F, so nothing is
+// lost during a ClickHouse outage shorter than the retention of the table.
+//
+// Cost: a query reads the events in (F, to], about late_window + interval of
+// events, through the table's time ordering; its result has one row per
+// (label values, bucket) present there. Neither grows with the size of the
+// table. Only two slices of event time are kept (final and pending), not one
+// per second, so memory grows with the number of series only.
+
+// The aliases of the update query's columns are prefixed so they cannot
+// shadow a column of the table (ClickHouse resolves aliases everywhere in a
+// query).
+const (
+	aliasLabel   = "cw_l"
+	aliasPending = "cw_pending"
+	aliasFailed  = "cw_failed"
+	aliasBucket  = "cw_bucket"
+	aliasNative  = "cw_native"
+)
+
+// nativeZeroKey is the native bucket index the update query gives to
+// durations in the zero bucket; real indexes are far above it.
+const nativeZeroKey = -1e9
+
+// updateQuery is the SQL of an update, built once: only its bounds change.
+type updateQuery struct {
+	sql string
+	// nLabels is the number of label columns that start each row.
+	nLabels int
+	// Which of the optional value columns exist, in this order after
+	// calls: latency sum, input tokens, output tokens, cost.
+	latency, input, output, cost bool
+	native                       bool
+	// width is the number of columns.
+	width int
+}
+
+// columns maps the metrics' values to the events table.
+type columns struct {
+	// table is the quoted table name; time the quoted time column.
+	table, time string
+	// labels are the exported label columns; status the status column.
+	labels []string
+	status string
+	// latency, input, output and cost are SQL value expressions, empty
+	// when the schema does not map the field.
+	latency, input, output, cost string
+}
+
+// buildUpdateQuery writes the update query. Its placeholders are, in order:
+// F' (the finalize bound, int64 unix seconds), the error status, F and to.
+func buildUpdateQuery(c columns, bounds []float64, native bool, schema int32) updateQuery {
+	q := updateQuery{nLabels: len(c.labels), latency: c.latency != "", input: c.input != "", output: c.output != "", cost: c.cost != ""}
+	q.native = native && q.latency
+	var sel, group []string
+	for i, l := range c.labels {
+		alias := aliasLabel + strconv.Itoa(i)
+		sel = append(sel, "toString("+quoteIdent(l)+") AS "+alias)
+		group = append(group, alias)
+	}
+	sel = append(sel, "toFloat64("+c.time+" > toDateTime(?)) AS "+aliasPending)
+	group = append(group, aliasPending)
+	sel = append(sel, "toFloat64("+quoteIdent(c.status)+" = ?) AS "+aliasFailed)
+	group = append(group, aliasFailed)
+	if q.latency {
+		seconds := "(" + c.latency + " / 1000)"
+		// The classic bucket index: the first bound ≥ the duration, or
+		// len(bounds) above them all — the le semantics of a Prometheus
+		// histogram. The bounds are float64s from the configuration,
+		// written as literals (strconv round-trips them exactly).
+		args := make([]string, 0, 2*len(bounds)+1)
+		for i, b := range bounds {
+			args = append(args, seconds+" <= "+floatLiteral(b), strconv.Itoa(i))
+		}
+		args = append(args, strconv.Itoa(len(bounds)))
+		sel = append(sel, "toFloat64(multiIf("+strings.Join(args, ", ")+")) AS "+aliasBucket)
+		group = append(group, aliasBucket)
+		if q.native {
+			// The native bucket index: bucket k holds
+			// (2^((k-1)/2^schema), 2^(k/2^schema)], so k = ceil(log2(v)·2^schema).
+			// Durations at or below the zero threshold (and invalid
+			// negative ones) go to the zero bucket.
+			scale := floatLiteral(math.Ldexp(1, int(schema)))
+			sel = append(sel, fmt.Sprintf("toFloat64(if(%s <= %s, %s, ceil(log2(%s) * %s))) AS %s",
+				seconds, floatLiteral(nativeZeroThreshold), floatLiteral(nativeZeroKey), seconds, scale, aliasNative))
+			group = append(group, aliasNative)
+		}
+	}
+	sel = append(sel, "toFloat64(count())")
+	// Sums are taken of the raw columns (integers stay exact) and scaled in
+	// Go.
+	for _, v := range []string{c.latency, c.input, c.output, c.cost} {
+		if v != "" {
+			sel = append(sel, "toFloat64(sum("+v+"))")
+		}
+	}
+	q.width = len(sel)
+	q.sql = "SELECT\n    " + strings.Join(sel, ",\n    ") +
+		"\nFROM " + c.table +
+		"\nWHERE " + c.time + " > toDateTime(?) AND " + c.time + " <= toDateTime(?)" +
+		"\nGROUP BY " + strings.Join(group, ", ")
+	return q
+}
+
+// row is one group of the update query's result.
+type row struct {
+	labels  []string
+	pending bool
+	failed  bool
+	bucket  int
+	native  int32
+	zero    bool
+	calls   float64
+	// latencySum is in the latency column's unit (milliseconds).
+	latencySum, input, output, cost float64
+}
+
+// readRows runs the update query and reads its whole result; it changes no
+// state, so a failure half-way leaves the counters as they were.
+func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets int, args ...any) ([]row, error) {
+	rows, err := conn.Query(ctx, q.sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	strs := make([]string, q.nLabels)
+	nums := make([]float64, q.width-q.nLabels)
+	dest := make([]any, q.width)
+	for i := range dest {
+		if i < q.nLabels {
+			dest[i] = &strs[i]
+		} else {
+			dest[i] = &nums[i-q.nLabels]
+		}
+	}
+	var out []row
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("scan: %w", err)
+		}
+		r := row{labels: make([]string, len(strs)), pending: nums[0] != 0, failed: nums[1] != 0}
+		for i, v := range strs {
+			// ClickHouse strings are bytes; Prometheus label values are
+			// UTF-8 (client_golang rejects anything else).
+			r.labels[i] = strings.ToValidUTF8(v, "\uFFFD")
+		}
+		i := 2
+		if q.latency {
+			b := nums[i]
+			if b < 0 || b > float64(nBuckets) || b != math.Trunc(b) {
+				return nil, fmt.Errorf("scan: bucket index %v out of range", b)
+			}
+			r.bucket = int(b)
+			i++
+			if q.native {
+				if nums[i] == nativeZeroKey {
+					r.zero = true
+				} else {
+					r.native = int32(nums[i])
+				}
+				i++
+			}
+		}
+		r.calls = nums[i]
+		i++
+		for _, f := range []struct {
+			ok  bool
+			dst *float64
+		}{{q.latency, &r.latencySum}, {q.input, &r.input}, {q.output, &r.output}, {q.cost, &r.cost}} {
+			if f.ok {
+				*f.dst = nums[i]
+				i++
+			}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// cell is the aggregate of the calls of one series (one combination of
+// exported label values, after folding).
+type cell struct {
+	labels                          []string
+	calls, errors                   float64
+	latencySum, input, output, cost float64
+	hist                            histogram
+}
+
+func newCell(labels []string, nBuckets int) *cell {
+	return &cell{labels: labels, hist: newHistogram(nBuckets)}
+}
+
+func (c *cell) addRow(r row) {
+	c.calls += r.calls
+	if r.failed {
+		c.errors += r.calls
+	}
+	c.latencySum += r.latencySum
+	c.input += r.input
+	c.output += r.output
+	c.cost += r.cost
+	n := uint64(r.calls)
+	c.hist.classic[r.bucket] += n
+	if r.zero {
+		c.hist.zero += n
+	} else {
+		c.hist.native[r.native] += n
+	}
+}
+
+func (c *cell) add(o *cell) {
+	c.calls += o.calls
+	c.errors += o.errors
+	c.latencySum += o.latencySum
+	c.input += o.input
+	c.output += o.output
+	c.cost += o.cost
+	c.hist.add(o.hist)
+}
+
+func (c *cell) clone() *cell {
+	d := *c
+	d.hist = c.hist.clone()
+	return &d
+}
+
+// cells are aggregates by series key.
+type cells map[string]*cell
+
+// seriesKey joins label values into a map key.
+func seriesKey(values []string) string { return strings.Join(values, "\xff") }
+
+// add adds a row, whose labels are already folded, to the cell of its series.
+func (cs cells) addRow(r row, nBuckets int) {
+	k := seriesKey(r.labels)
+	c := cs[k]
+	if c == nil {
+		c = newCell(r.labels, nBuckets)
+		cs[k] = c
+	}
+	c.addRow(r)
+}
+
+// sum returns a + b as new cells, sorted keys aside.
+func sumCells(a, b cells) cells {
+	out := make(cells, len(a)+len(b))
+	for k, c := range a {
+		out[k] = c.clone()
+	}
+	for k, c := range b {
+		if o := out[k]; o != nil {
+			o.add(c)
+		} else {
+			out[k] = c.clone()
+		}
+	}
+	return out
+}
+
+// sortedKeys returns the keys of cs in order, for a stable exposition.
+func (cs cells) sortedKeys() []string {
+	keys := make([]string, 0, len(cs))
+	for k := range cs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// quoteIdent quotes an identifier with backticks. Names come from the
+// validated schema (letters, digits and _); the escaping is a second fence.
+func quoteIdent(name string) string {
+	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(name) + "`"
+}
+
+// quoteTable quotes a table name that may be qualified by its database.
+func quoteTable(table string) string {
+	parts := strings.Split(table, ".")
+	for i, p := range parts {
+		parts[i] = quoteIdent(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+// valueExpr is the SQL value of a field: its column or the sum of its columns.
+func valueExpr(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = quoteIdent(c)
+	}
+	if len(quoted) == 1 {
+		return quoted[0]
+	}
+	return "(" + strings.Join(quoted, " + ") + ")"
+}
+
+// floatLiteral writes a float64 as a ClickHouse Float64 literal that reads
+// back as the same number: the shortest round-tripping decimal, with a
+// point or an exponent, negative numbers in parentheses.
+func floatLiteral(x float64) string {
+	s := strconv.FormatFloat(x, 'g', -1, 64)
+	if !strings.ContainsAny(s, ".e") {
+		s += ".0"
+	}
+	if x < 0 {
+		return "(" + s + ")"
+	}
+	return s
+}

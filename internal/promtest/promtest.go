@@ -1,0 +1,378 @@
+// Package promtest starts private Prometheus servers for tests, queries them
+// through their HTTP API, and finds promtool.
+//
+// A server runs Debian's prometheus (2.42) with a generated prometheus.yml
+// that scrapes the given targets, its TSDB in a temporary directory and its
+// web API on 127.0.0.1 on a free port; it is killed when the test ends.
+// Without the binary the test is skipped, or fails when the environment
+// variable CI is "true".
+//
+//	p := promtest.Start(t, promtest.Options{Targets: []string{srv.Listener.Addr().String()}})
+//	p.WaitFor(t, `up == 1`, func(v promtest.Vector) bool { return len(v) == 1 })
+//	v := p.Query(t, `sum(callwatch_calls_total)`)
+package promtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// InstallHint tells what to do when the binaries are missing.
+const InstallHint = "Prometheus is not installed: `make test` installs it (apt-get install prometheus, which brings promtool)"
+
+// ErrNotInstalled is returned by StartServer when no prometheus binary is
+// found.
+var ErrNotInstalled = errors.New(InstallHint)
+
+// StartTimeout bounds how long a server may take to become ready.
+const StartTimeout = 30 * time.Second
+
+// Options configure a server.
+type Options struct {
+	// Targets are the host:port addresses scraped, as job "callwatch".
+	Targets []string
+	// MetricsPath is the path scraped (default /metrics).
+	MetricsPath string
+	// ScrapeInterval is the scrape and evaluation interval (default 1s).
+	ScrapeInterval time.Duration
+	// RuleFiles are rule files loaded by the server.
+	RuleFiles []string
+	// EnableFeatures are passed as --enable-feature, e.g. native-histograms.
+	EnableFeatures []string
+}
+
+// Server is a running private Prometheus.
+type Server struct {
+	// URL is its base URL, http://127.0.0.1:PORT.
+	URL string
+	// Dir holds its configuration, TSDB and log.
+	Dir string
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	once    sync.Once
+}
+
+// Start starts a server for one test and kills it when the test ends. When
+// Prometheus is not installed it skips the test, or fails it when CI is
+// "true".
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := StartServer(t.TempDir(), opts)
+	if err != nil {
+		skipOrFatal(t, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func skipOrFatal(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	t.Fatal(err)
+}
+
+// Promtool returns the path of promtool. When it is not installed it skips
+// the test, or fails it when CI is "true".
+func Promtool(t testing.TB) string {
+	t.Helper()
+	p, err := binary("promtool")
+	if err != nil {
+		skipOrFatal(t, err)
+	}
+	return p
+}
+
+// StartServer starts a server whose files live in dir. The caller must
+// Close it.
+func StartServer(dir string, opts Options) (*Server, error) {
+	bin, err := binary("prometheus")
+	if err != nil {
+		return nil, err
+	}
+	if opts.ScrapeInterval <= 0 {
+		opts.ScrapeInterval = time.Second
+	}
+	if opts.MetricsPath == "" {
+		opts.MetricsPath = "/metrics"
+	}
+	// A free port found by listening may be taken before Prometheus binds
+	// it; try a few times.
+	for attempt := 1; ; attempt++ {
+		s, err := start(bin, dir, opts)
+		if err == nil || attempt == 3 {
+			return s, err
+		}
+	}
+}
+
+func binary(name string) (string, error) {
+	for _, p := range []string{name, "/usr/bin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path, nil
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+// Config returns the prometheus.yml of a server with opts.
+func Config(opts Options) string {
+	var b strings.Builder
+	iv := opts.ScrapeInterval.String()
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n", iv, iv, iv)
+	if len(opts.RuleFiles) > 0 {
+		b.WriteString("rule_files:\n")
+		for _, f := range opts.RuleFiles {
+			fmt.Fprintf(&b, "  - %s\n", strconv.Quote(f))
+		}
+	}
+	b.WriteString("scrape_configs:\n  - job_name: callwatch\n")
+	fmt.Fprintf(&b, "    metrics_path: %s\n    static_configs:\n      - targets:\n", strconv.Quote(opts.MetricsPath))
+	for _, t := range opts.Targets {
+		fmt.Fprintf(&b, "          - %s\n", strconv.Quote(t))
+	}
+	return b.String()
+}
+
+func start(bin, base string, opts Options) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start prometheus: %w", err)
+	}
+	dir, err := os.MkdirTemp(base, "prometheus-")
+	if err != nil {
+		return nil, fmt.Errorf("start prometheus: %w", err)
+	}
+	config := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(config, []byte(Config(opts)), 0o644); err != nil {
+		return nil, fmt.Errorf("start prometheus: %w", err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		return nil, fmt.Errorf("start prometheus: %w", err)
+	}
+	defer logFile.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{
+		"--config.file=" + config,
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr,
+		"--log.level=info",
+	}
+	for _, f := range opts.EnableFeatures {
+		args = append(args, "--enable-feature="+f)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start prometheus: %w", err)
+	}
+	s := &Server{URL: "http://" + addr, Dir: dir, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(StartTimeout); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start prometheus (%s): %w\n%s", bin, err, s.LogTail())
+	}
+	return s, nil
+}
+
+// waitReady polls /-/ready until it answers 200.
+func (s *Server) waitReady(timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	last := errors.New("not polled")
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("prometheus exited: %v", s.waitErr)
+		default:
+		}
+		resp, err := client.Get(s.URL + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("/-/ready answered %s", resp.Status)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready within %s: %w", timeout, last)
+}
+
+// Close kills the server. It is safe to call more than once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		// Its data is thrown away, so there is nothing to shut down gracefully.
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	})
+}
+
+// LogTail returns the end of the server's log, for messages.
+func (s *Server) LogTail() string {
+	data, err := os.ReadFile(filepath.Join(s.Dir, "prometheus.log"))
+	if err != nil {
+		return ""
+	}
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return "--- prometheus.log ---\n" + string(data)
+}
+
+// Sample is one element of an instant vector.
+type Sample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// Vector is the result of an instant query.
+type Vector []Sample
+
+// Query evaluates expr at the current time and returns the vector (a scalar
+// result is a one-sample vector without labels). It fails the test on
+// error.
+func (s *Server) Query(t testing.TB, expr string) Vector {
+	t.Helper()
+	v, err := s.query(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// WaitFor polls expr until ok accepts its result or the deadline (30s)
+// passes, and returns the last result; it fails the test at the deadline.
+func (s *Server) WaitFor(t testing.TB, expr string, ok func(Vector) bool) Vector {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last Vector
+	var lastErr error
+	for time.Now().Before(deadline) {
+		last, lastErr = s.query(expr)
+		if lastErr == nil && ok(last) {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: no acceptable result within 30s; last %v, error %v\n%s", expr, last, lastErr, s.LogTail())
+	return nil
+}
+
+func (s *Server) query(expr string) (Vector, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/api/v1/query",
+		strings.NewReader(url.Values{"query": {expr}}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", expr, err)
+	}
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("query %s: decode %q: %w", expr, body, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s", expr, r.Error)
+	}
+	switch r.Data.ResultType {
+	case "vector":
+		var raw []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		if err := json.Unmarshal(r.Data.Result, &raw); err != nil {
+			return nil, fmt.Errorf("query %s: decode vector: %w", expr, err)
+		}
+		v := make(Vector, 0, len(raw))
+		for _, s := range raw {
+			f, err := parseValue(s.Value[1])
+			if err != nil {
+				return nil, fmt.Errorf("query %s: %w", expr, err)
+			}
+			v = append(v, Sample{Metric: s.Metric, Value: f})
+		}
+		return v, nil
+	case "scalar":
+		var raw [2]any
+		if err := json.Unmarshal(r.Data.Result, &raw); err != nil {
+			return nil, fmt.Errorf("query %s: decode scalar: %w", expr, err)
+		}
+		f, err := parseValue(raw[1])
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", expr, err)
+		}
+		return Vector{{Metric: map[string]string{}, Value: f}}, nil
+	}
+	return nil, fmt.Errorf("query %s: result type %q is not supported", expr, r.Data.ResultType)
+}
+
+func parseValue(v any) (float64, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("sample value %v is not a string", v)
+	}
+	return strconv.ParseFloat(s, 64)
+}
+
+// Run runs promtool with args and stdin and returns its combined output and
+// error.
+func Run(t testing.TB, stdin []byte, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Promtool(t), args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	return cmd.CombinedOutput()
+}
+
+// freePort returns a TCP port free on 127.0.0.1 right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
