@@ -40,6 +40,56 @@ type Config struct {
 	ExternalLabels map[string]string `yaml:"external_labels"`
 	// Exporter configures the call-event metrics on /metrics.
 	Exporter exporter.Config `yaml:"exporter"`
+	// Web configures the HTTP API.
+	Web Web `yaml:"web"`
+	// Limits guard ClickHouse against expressions that would scan too much.
+	Limits Limits `yaml:"limits"`
+}
+
+// Web configures the HTTP API.
+type Web struct {
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// by the endpoints that change state (reload, ack, resolve, silences).
+	// Give it as ${ENV_VAR} to keep it out of the file.
+	AdminToken Secret `yaml:"admin_token"`
+}
+
+// Limits guard the data source.
+type Limits struct {
+	// MaxWindow is the longest range (plus offset) an expression may use (default 31d).
+	MaxWindow Duration `yaml:"max_window"`
+	// MaxSeriesPerRule caps the groups one range function may return (default 10000).
+	MaxSeriesPerRule int `yaml:"max_series_per_rule"`
+}
+
+// Secret is a string never printed: its String and YAML forms are redacted.
+// A value of the form ${NAME} is read from the environment.
+type Secret string
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<secret>"
+}
+
+// MarshalYAML redacts the secret.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// UnmarshalYAML reads the secret, expanding ${NAME} from the environment.
+func (s *Secret) UnmarshalYAML(node *yaml.Node) error {
+	v := node.Value
+	if strings.HasPrefix(v, "${") && strings.HasSuffix(v, "}") {
+		name := v[2 : len(v)-1]
+		env, ok := os.LookupEnv(name)
+		if !ok {
+			return fmt.Errorf("line %d: environment variable %s is not set", node.Line, name)
+		}
+		v = env
+	}
+	*s = Secret(v)
+	return nil
 }
 
 // Notifier is one notification channel.
@@ -106,6 +156,12 @@ func (c *Config) applyDefaults() {
 		c.RuleFiles = []string{"rules.d/*.yaml"}
 	}
 	c.Exporter.SetDefaults()
+	if c.Limits.MaxWindow == 0 {
+		c.Limits.MaxWindow = Duration(31 * 24 * time.Hour)
+	}
+	if c.Limits.MaxSeriesPerRule == 0 {
+		c.Limits.MaxSeriesPerRule = 10000
+	}
 	if c.ClickHouse.AuditTable == "" {
 		c.ClickHouse.AuditTable = "callwatch_alert_log"
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/parser/posrange"
@@ -27,6 +28,9 @@ type Options struct {
 	// Series reports whether name is an instant series that exists apart from
 	// the events (a recording rule's output, ALERTS); nil means none does.
 	Series func(name string) bool
+	// MaxRange, when positive, is the longest window plus offset a range
+	// function may look back: a guard against scanning too much.
+	MaxRange time.Duration
 }
 
 // Expr is a checked and planned expression.
@@ -441,6 +445,10 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	leaf.Range, leaf.Offset = ms.Range, vs.OriginalOffset
 	if leaf.Range <= 0 {
 		return nil, c.errf(pos, "write a window such as [5m]", "the window must be longer than zero")
+	}
+	if c.opts.MaxRange > 0 && leaf.Range+leaf.Offset > c.opts.MaxRange {
+		return nil, c.errf(pos, fmt.Sprintf("shorten the window, or raise limits.max_window (now %s)", model.Duration(c.opts.MaxRange)),
+			"%s looks back %s, more than the configured maximum", name, model.Duration(leaf.Range+leaf.Offset))
 	}
 	if leaf.Offset < 0 {
 		return nil, c.errf(pos, "write a positive offset such as offset 1d", "negative offsets look into the future")

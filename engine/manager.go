@@ -27,6 +27,10 @@ type ManagerOptions struct {
 	Now func() time.Time
 	// AuditReader, when set, restores cooldowns and acknowledgements at start.
 	AuditReader AuditReader
+	// MaxRange guards windows in rule expressions (0: no limit).
+	MaxRange time.Duration
+	// Builtin are groups callwatch adds to the rule files' (DatasourceDown).
+	Builtin []*Group
 }
 
 // Manager loads rule files, runs their groups and reloads them, all or
@@ -69,7 +73,7 @@ func (m *Manager) Groups() []*Group {
 // running groups; otherwise the running groups stay and the error says why.
 // Alert state is kept for rules that did not change.
 func (m *Manager) Load(ctx context.Context) error {
-	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels})
+	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, MaxRange: m.opts.MaxRange})
 	if err != nil {
 		m.opts.Metrics.reloaded(false, m.opts.Now())
 		return err
@@ -84,6 +88,7 @@ func (m *Manager) Load(ctx context.Context) error {
 		}
 		return groups[i].Name() < groups[j].Name()
 	})
+	groups = append(groups, m.opts.Builtin...)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -92,7 +97,7 @@ func (m *Manager) Load(ctx context.Context) error {
 		old[g.Name()] = g
 	}
 	for _, g := range groups {
-		if o := old[g.Name()]; o != nil {
+		if o := old[g.Name()]; o != nil && o != g {
 			g.copyState(o)
 		}
 	}

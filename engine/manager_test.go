@@ -433,3 +433,37 @@ func TestManagerRun(t *testing.T) {
 		<-done
 	})
 }
+
+func TestDatasourceDownFiresThroughTheNormalPath(t *testing.T) {
+	n := &notifications{}
+	down := true
+	ping := func(context.Context) error {
+		if down {
+			return errQuery
+		}
+		return nil
+	}
+	g := engine.DatasourceDownGroup(ping, time.Minute, time.Minute, engine.GroupOptions{Notifier: n})
+	dir := t.TempDir()
+	m := engine.NewManager(engine.ManagerOptions{GroupOptions: engine.GroupOptions{Notifier: n}, RuleFiles: []string{dir + "/*.yaml"},
+		RestoreWindow: -1, Builtin: []*engine.Group{g}, Now: func() time.Time { return t0 }})
+	for range 2 { // a reload keeps the built-in group (and does not deadlock copying it onto itself)
+		if err := m.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Eval(context.Background(), t0)
+	g.Eval(context.Background(), t0.Add(time.Minute))
+	a := alertingRule(t, g, engine.DatasourceDownName).Alerts()
+	if len(a) != 1 || a[0].State != engine.StateFiring || a[0].Labels.Get("severity") != "critical" {
+		t.Fatalf("alerts = %+v, want DatasourceDown firing", a)
+	}
+	if len(sentAlerts(n.take())) != 1 {
+		t.Fatal("DatasourceDown was not sent")
+	}
+	down = false
+	g.Eval(context.Background(), t0.Add(2*time.Minute))
+	if a := alertingRule(t, g, engine.DatasourceDownName).Alerts(); a[0].State != engine.StateInactive {
+		t.Fatalf("after ClickHouse answers again: %+v, want resolved", a)
+	}
+}

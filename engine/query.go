@@ -66,6 +66,9 @@ type QuerierOptions struct {
 	Timeout time.Duration
 	// MaxSamples bounds the samples one evaluation may hold (default 5e6).
 	MaxSamples int
+	// MaxSeries, when positive, bounds the groups one range function may
+	// return: a guard against runaway cardinality.
+	MaxSeries int
 	Logger     *slog.Logger
 }
 
@@ -116,6 +119,12 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 		}
 		if len(lr.Vectors) != len(e.Leaves) {
 			return Result{}, fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(e.Leaves))
+		}
+		for i, v := range lr.Vectors {
+			if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
+				return Result{Statements: lr.Statements}, fmt.Errorf("%s returned %d groups, more than limits.max_series_per_rule (%d): group by fewer labels",
+					e.Leaves[i].Func, len(v), q.opts.MaxSeries)
+			}
 		}
 	}
 	series := make(map[string][]Sample, len(e.Leaves)+len(e.Series))

@@ -132,6 +132,8 @@ type LoadOptions struct {
 	Schema dsl.Schema
 	// Channels are the notifier names rules may route to; nil skips the check.
 	Channels []string
+	// MaxRange guards windows (see dsl.Options.MaxRange).
+	MaxRange time.Duration
 }
 
 // LoadFiles expands the globs and loads every rule file. All problems are
@@ -509,7 +511,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 		}
 	}
 	if exprNode != nil && r.ExprText != "" {
-		e, err := dsl.Parse(r.ExprText, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g)})
+		e, err := dsl.Parse(r.ExprText, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g), MaxRange: p.opts.MaxRange})
 		if err != nil {
 			p.add(p.exprErr(exprNode, g.Name, name, err))
 		} else if e.Type != "vector" && r.Alert != "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	toolkitweb "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
@@ -35,6 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("web.listen-address", "127.0.0.1:9466", "address the HTTP API and /metrics listen on")
 	externalURL := fs.String("web.external-url", "", "URL under which callwatch is reachable, for links in alerts")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -76,7 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	querier := engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: logger})
+	querier := engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: logger, MaxSeries: cfg.Limits.MaxSeriesPerRule})
 	schema := cfg.Schema.DSL()
 
 	silences := engine.NewSilences(audit)
@@ -106,21 +108,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		<-dispatchDone
 	}()
 
+	groupOpts := engine.GroupOptions{
+		Query:          querier.QueryWith,
+		Notifier:       dispatcher,
+		Schema:         schema,
+		ExternalURL:    extURL,
+		ExternalLabels: cfg.ExternalLabels,
+		ResendDelay:    cfg.Notification.ResendDelay.D(),
+		Logger:         logger,
+		Metrics:        engine.NewMetrics(reg),
+		Audit:          audit,
+	}
+	ping := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		rows, err := conn.Query(ctx, "SELECT 1")
+		if err != nil {
+			return err
+		}
+		return rows.Close()
+	}
 	mgr := engine.NewManager(engine.ManagerOptions{
-		GroupOptions: engine.GroupOptions{
-			Query:          querier.QueryWith,
-			Notifier:       dispatcher,
-			Schema:         schema,
-			ExternalURL:    extURL,
-			ExternalLabels: cfg.ExternalLabels,
-			ResendDelay:    cfg.Notification.ResendDelay.D(),
-			Logger:         logger,
-			Metrics:        engine.NewMetrics(reg),
-			Audit:          audit,
-		},
-		RuleFiles:   ruleGlobs(*configFile, cfg),
-		Channels:    cfg.ChannelNames(),
-		AuditReader: audit,
+		GroupOptions: groupOpts,
+		RuleFiles:    ruleGlobs(*configFile, cfg),
+		Channels:     cfg.ChannelNames(),
+		AuditReader:  audit,
+		MaxRange:     cfg.Limits.MaxWindow.D(),
+		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, 15*time.Second, time.Minute, groupOpts)},
 	})
 
 	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, mgr, reg, logger)
@@ -140,9 +154,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Ready:    ready.Load,
 		Gatherer: reg,
 		Logger:   logger,
-		Actions:  mgr,
-		Silences: silences,
-		History:  audit,
+		Actions:    mgr,
+		Silences:   silences,
+		History:    audit,
+		AdminToken: string(cfg.Web.AdminToken),
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -150,7 +165,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		flags := &toolkitweb.FlagConfig{WebListenAddresses: &[]string{*listen}, WebConfigFile: webConfig}
+		if err := toolkitweb.Serve(ln, srv, flags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server stopped", "err", err)
 		}
 	}()
