@@ -69,7 +69,7 @@ type QuerierOptions struct {
 	// MaxSeries, when positive, bounds the groups one range function may
 	// return: a guard against runaway cardinality.
 	MaxSeries int
-	Logger     *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Querier evaluates planned expressions: its LeafSource computes the leaves,

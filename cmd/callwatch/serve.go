@@ -150,10 +150,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
 			return querier.Query(ctx, e, ts)
 		},
-		Reload:   mgr.Load,
-		Ready:    ready.Load,
-		Gatherer: reg,
-		Logger:   logger,
+		Reload:     mgr.Load,
+		Ready:      ready.Load,
+		Gatherer:   reg,
+		Logger:     logger,
 		Actions:    mgr,
 		Silences:   silences,
 		History:    audit,
