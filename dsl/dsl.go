@@ -157,7 +157,8 @@ func (l *Leaf) Primitive() Agg {
 	return AggCount
 }
 
-func (l *Leaf) key() string {
+// Key identifies the leaf's computation: the same key means the same result.
+func (l *Leaf) Key() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d|%v|%s|", l.Agg, l.Quantile, l.Selector.Field)
 	for _, m := range l.Selector.Matchers {
@@ -506,11 +507,11 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		}
 		leaf.Grouped, leaf.By = true, g.by
 	}
-	if prev, ok := c.byKey[leaf.key()]; ok {
+	if prev, ok := c.byKey[leaf.Key()]; ok {
 		leaf = prev
 	} else {
 		leaf.Name = LeafPrefix + strconv.Itoa(len(c.leaves))
-		c.byKey[leaf.key()] = leaf
+		c.byKey[leaf.Key()] = leaf
 		c.leaves = append(c.leaves, leaf)
 	}
 	return &parser.VectorSelector{

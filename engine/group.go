@@ -40,7 +40,11 @@ var _ Notifier = NotifierFunc(nil)
 
 // GroupOptions are shared by every group of a manager.
 type GroupOptions struct {
-	Query    QueryFunc
+	Query QueryFunc
+	// Batch, when set, computes the leaves of all the group's rules at once
+	// (see Querier.Batch): one query per window and grouping for the whole
+	// group instead of one per rule.
+	Batch    func(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc
 	Notifier Notifier
 	Schema   dsl.Schema
 	// DefaultInterval applies to groups without an interval (default 1m).
@@ -163,13 +167,17 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	// timestamp fails too, so its error_state applies: an empty input must
 	// not resolve its alerts.
 	failed := map[string]error{}
+	base := g.opts.Query
+	if g.opts.Batch != nil {
+		base = g.opts.Batch(ctx, ts.Add(-g.spec.QueryOffset), g.batchable())
+	}
 	query := func(ctx context.Context, e *dsl.Expr, ts time.Time, s SeriesSource) (Result, error) {
 		for _, name := range e.Series {
 			if err := failed[name]; err != nil {
 				return Result{}, fmt.Errorf("recording rule %q failed: %w", name, err)
 			}
 		}
-		return g.opts.Query(ctx, e, ts, s)
+		return base(ctx, e, ts, s)
 	}
 	env := evalEnv{
 		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: query, series: series,
@@ -218,6 +226,26 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	g.lastEval, g.lastDur, g.alerts = ts, dur, alertSamples
 	g.mu.Unlock()
 	m.groupEvaluated(g, ts, dur)
+}
+
+// batchable returns the expressions of the group's rules whose leaves can be
+// computed together up front.
+func (g *Group) batchable() []*dsl.Expr {
+	var out []*dsl.Expr
+	for _, r := range g.spec.Rules {
+		for _, e := range []*dsl.Expr{r.Expr} {
+			if q := r.Quality; q != nil && q.Value != nil {
+				e = q.Value
+				if q.Count != nil {
+					out = append(out, q.Count)
+				}
+			}
+			if e != nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }
 
 // audit writes the transitions of an evaluation to the audit trail.

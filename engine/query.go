@@ -238,3 +238,61 @@ func (f LeafSourceFunc) EvalLeaves(ctx context.Context, ts time.Time, leaves []*
 }
 
 var _ LeafSource = LeafSourceFunc(nil)
+
+// Batch computes the leaves of many expressions at ts in one call to the
+// source (which fuses leaves of the same window and grouping into one
+// query, across rules), and returns a QueryFunc that answers those
+// expressions at ts from the batch and anything else as QueryWith does.
+// A failed batch makes every expression of it fail with the same error.
+func (q *Querier) Batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc {
+	ts = ts.Truncate(time.Millisecond)
+	var leaves []*dsl.Leaf
+	index := map[string]int{}
+	for _, e := range exprs {
+		for _, l := range e.Leaves {
+			if _, ok := index[l.Key()]; !ok {
+				index[l.Key()] = len(leaves)
+				leaves = append(leaves, l)
+			}
+		}
+	}
+	var lr LeafResult
+	var batchErr error
+	if len(leaves) > 0 {
+		lr, batchErr = q.opts.Source.EvalLeaves(ctx, ts, leaves)
+		if batchErr == nil && len(lr.Vectors) != len(leaves) {
+			batchErr = fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(leaves))
+		}
+	}
+	src := LeafSourceFunc(func(ctx context.Context, at time.Time, ls []*dsl.Leaf) (LeafResult, error) {
+		out := LeafResult{Vectors: make([][]Sample, len(ls))}
+		var missing []*dsl.Leaf
+		var missingAt []int
+		for i, l := range ls {
+			j, ok := index[l.Key()]
+			if !ok || !at.Equal(ts) {
+				missing, missingAt = append(missing, l), append(missingAt, i)
+				continue
+			}
+			if batchErr != nil {
+				return LeafResult{Statements: lr.Statements}, batchErr
+			}
+			out.Vectors[i] = lr.Vectors[j]
+		}
+		out.Statements = lr.Statements
+		if len(missing) > 0 {
+			more, err := q.opts.Source.EvalLeaves(ctx, at, missing)
+			if err != nil {
+				return LeafResult{Statements: append(out.Statements, more.Statements...)}, err
+			}
+			for k, i := range missingAt {
+				out.Vectors[i] = more.Vectors[k]
+			}
+			out.Statements = append(out.Statements, more.Statements...)
+		}
+		return out, nil
+	})
+	bq := &Querier{opts: q.opts, ng: q.ng}
+	bq.opts.Source = src
+	return bq.QueryWith
+}

@@ -82,3 +82,52 @@ func TestQuerierRunsPromQLAboveLeaves(t *testing.T) {
 		})
 	}
 }
+
+func TestBatchComputesAGroupsLeavesInOneCall(t *testing.T) {
+	calls := 0
+	inner := fixedLeaves(map[string]float64{"acme": 6000, "beta": 100})
+	src := LeafSourceFunc(func(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (LeafResult, error) {
+		calls++
+		return inner.EvalLeaves(ctx, ts, leaves)
+	})
+	q := NewQuerier(QuerierOptions{Source: src})
+	ts := time.Unix(1764000000, 0)
+	var exprs []*dsl.Expr
+	for _, in := range []string{
+		`max by (tenant_id) (p95(latency_ms[5m])) > 5000`,
+		`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m]))`,
+		`max by (tenant_id) (p95(latency_ms[5m])) > 1000`, // the same leaf as the first
+	} {
+		e, err := dsl.Parse(in, dsl.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exprs = append(exprs, e)
+	}
+	qf := q.Batch(context.Background(), ts, exprs)
+	if calls != 1 {
+		t.Fatalf("Batch made %d calls, want 1", calls)
+	}
+	for _, e := range exprs {
+		got, err := qf(context.Background(), e, ts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := q.Query(context.Background(), e, ts)
+		if len(got.Vector) != len(want.Vector) {
+			t.Fatalf("%s: batched %v, direct %v", e.Input, got.Vector, want.Vector)
+		}
+		for i := range got.Vector {
+			if got.Vector[i].Value != want.Vector[i].Value || labels.Compare(got.Vector[i].Labels, want.Vector[i].Labels) != 0 {
+				t.Fatalf("%s: batched %v, direct %v", e.Input, got.Vector, want.Vector)
+			}
+		}
+	}
+	if calls != 1+len(exprs) {
+		t.Fatalf("%d calls after answering from the batch, want only the direct ones (%d)", calls, 1+len(exprs))
+	}
+	// Another time is not in the batch: it is computed directly.
+	if _, err := qf(context.Background(), exprs[0], ts.Add(time.Minute), nil); err != nil || calls != 2+len(exprs) {
+		t.Fatalf("err %v, calls %d", err, calls)
+	}
+}

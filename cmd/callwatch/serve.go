@@ -110,6 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	groupOpts := engine.GroupOptions{
 		Query:          querier.QueryWith,
+		Batch:          querier.Batch,
 		Notifier:       dispatcher,
 		Schema:         schema,
 		ExternalURL:    extURL,
