@@ -144,3 +144,55 @@ func TestAPI(t *testing.T) {
 		}
 	})
 }
+
+func TestAdminEndpointsNeedTheTokenWhenOneIsSet(t *testing.T) {
+	reloads := 0
+	srv := httptest.NewServer(Handler(Options{
+		Rules:      staticRules{},
+		Reload:     func(context.Context) error { reloads++; return nil },
+		Silences:   engine.NewSilences(nil),
+		AdminToken: "s3cret",
+	}))
+	defer srv.Close()
+	do := func(method, path, token, body string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	silence := `{"matchers":"{tenant_id=\"acme\"}","duration":"1h","createdBy":"bob"}`
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/-/reload", ""},
+		{"POST", "/api/v1/alerts/00000000000000ff/ack", `{"by":"x"}`},
+		{"POST", "/api/v1/alerts/00000000000000ff/resolve", `{"by":"x"}`},
+		{"POST", "/api/v1/silences", silence},
+		{"DELETE", "/api/v1/silences/nope", ""},
+	} {
+		if code := do(tc.method, tc.path, "", tc.body); code != http.StatusUnauthorized {
+			t.Errorf("%s %s without a token: %d, want 401", tc.method, tc.path, code)
+		}
+		if code := do(tc.method, tc.path, "wrong", tc.body); code != http.StatusUnauthorized {
+			t.Errorf("%s %s with a wrong token: %d, want 401", tc.method, tc.path, code)
+		}
+	}
+	if reloads != 0 {
+		t.Fatal("a request without the token reloaded")
+	}
+	if code := do("POST", "/-/reload", "s3cret", ""); code != 200 || reloads != 1 {
+		t.Fatalf("with the token: %d, reloads %d", code, reloads)
+	}
+	if code := do("POST", "/api/v1/silences", "s3cret", silence); code != 200 {
+		t.Fatalf("silence with the token: %d", code)
+	}
+	// Reading stays open.
+	if code := do("GET", "/api/v1/silences", "", ""); code != 200 {
+		t.Fatalf("GET silences: %d", code)
+	}
+}
