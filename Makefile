@@ -6,7 +6,7 @@ TEST_DEBS := clickhouse-server clickhouse-client prometheus prometheus-alertmana
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 20m
 
-.PHONY: run build test deps lint fmt fuzz clean check-rules test-rules
+.PHONY: run build test deps lint fmt fuzz clean check-rules test-rules test-faults
 
 ## run: build callwatch and evaluate an expression over the bundled sample events
 run: build
@@ -22,6 +22,10 @@ build:
 test: deps check-rules test-rules
 	$(GO) vet ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
+
+## test-faults: the fault suite (ClickHouse hangs, notifier failures, kill -9 between fired and sent) with its report
+test-faults: deps
+	$(GO) test -count=1 -v -run 'Fault|Kill' ./cmd/callwatch/ 2>&1 | grep -E 'FAULT REPORT|^(--- |ok|FAIL|PASS)'
 
 ## check-rules: check rules.d (YAML, expressions, templates, durations)
 check-rules: build

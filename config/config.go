@@ -126,6 +126,11 @@ type ClickHouse struct {
 	// AuditTable records alert transitions, notifications and operator
 	// actions (default callwatch_alert_log); created at start when missing.
 	AuditTable string `yaml:"audit_table"`
+	// HealthInterval is how often the built-in DatasourceDown alert pings
+	// ClickHouse (default 15s); DownAfter how long pings must fail before it
+	// fires (default 1m).
+	HealthInterval Duration `yaml:"health_interval"`
+	DownAfter      Duration `yaml:"down_after"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -161,6 +166,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Limits.MaxSeriesPerRule == 0 {
 		c.Limits.MaxSeriesPerRule = 10000
+	}
+	if c.ClickHouse.HealthInterval == 0 {
+		c.ClickHouse.HealthInterval = Duration(15 * time.Second)
+	}
+	if c.ClickHouse.DownAfter == 0 {
+		c.ClickHouse.DownAfter = Duration(time.Minute)
 	}
 	if c.ClickHouse.AuditTable == "" {
 		c.ClickHouse.AuditTable = "callwatch_alert_log"

@@ -135,7 +135,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Channels:     cfg.ChannelNames(),
 		AuditReader:  audit,
 		MaxRange:     cfg.Limits.MaxWindow.D(),
-		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, 15*time.Second, time.Minute, groupOpts)},
+		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
 	})
 
 	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, mgr, reg, logger)

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
+)
+
+// received counts what a webhook receiver got, per alert name and status.
+type received struct {
+	mu sync.Mutex
+	n  map[string]int // "alertname/status"
+}
+
+func (r *received) get(k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[k]
+}
+
+// metric reads one sample value from /metrics text.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestFaultClickHouseHangs is the fault suite's ClickHouse outage: while
+// serve runs, the server hangs (SIGSTOP) and comes back. Run by
+// `make test-faults`, which prints the report lines.
+func TestFaultClickHouseHangs(t *testing.T) {
+	s := chtest.Start(t) // its own server: this test stops it
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	now := time.Now().UTC()
+	var rows []map[string]any
+	for i := range 5 {
+		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error"})
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+
+	got := &received{n: map[string]int{}}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Alerts []struct {
+				Status string            `json:"status"`
+				Labels map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		got.mu.Lock()
+		for _, a := range p.Alerts {
+			got.n[a.Labels["alertname"]+"/"+a.Status]++
+		}
+		got.mu.Unlock()
+	}))
+	defer hook.Close()
+
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "callwatch.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
+  dsn: %s
+  query_timeout: 1s
+  health_interval: 1s
+  down_after: 2s
+notifiers:
+  - {name: pager, type: webhook, url: %q, timeout: 2s}
+default_notify: [pager]
+exporter:
+  interval: 1s
+rule_files: [rules.yaml]
+`, s.DSN(db)+"?dial_timeout=1s&read_timeout=2s", hook.URL)), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
+  - name: g
+    interval: 1s
+    rules:
+      - alert: Errors
+        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
+`), 0o644)
+
+	p := startProc(t, cfgFile)
+	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	goroutinesBefore := metric(t, p.base, "go_goroutines")
+
+	// Fault: ClickHouse hangs.
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	faultAt := time.Now()
+	waitFor(t, "DatasourceDown to be delivered", 30*time.Second, func() bool { return got.get("DatasourceDown/firing") >= 1 })
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name, Health, State string
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	waitFor(t, "the rule to show error health", 10*time.Second, func() bool {
+		getJSON(t, p.base+"/api/v1/rules", &rules)
+		for _, g := range rules.Data.Groups {
+			for _, r := range g.Rules {
+				if r.Name == "Errors" {
+					return r.Health == "err" && r.State == "firing"
+				}
+			}
+		}
+		return false
+	})
+	waitFor(t, "callwatch_datasource_up to be 0", 10*time.Second, func() bool { return metric(t, p.base, "callwatch_datasource_up") == 0 })
+	time.Sleep(3 * time.Second) // a long-ish outage: no false resolve, no growth
+	if n := got.get("Errors/resolved"); n != 0 {
+		t.Fatalf("the outage resolved the Errors alert (%d resolved notifications)", n)
+	}
+	goroutinesDuring := metric(t, p.base, "go_goroutines")
+
+	// Recovery.
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumedAt := time.Now()
+	waitFor(t, "DatasourceDown to resolve", 30*time.Second, func() bool { return got.get("DatasourceDown/resolved") >= 1 })
+	waitFor(t, "the rule to be healthy again", 30*time.Second, func() bool {
+		getJSON(t, p.base+"/api/v1/rules", &rules)
+		for _, g := range rules.Data.Groups {
+			for _, r := range g.Rules {
+				if r.Name == "Errors" {
+					return r.Health == "ok"
+				}
+			}
+		}
+		return false
+	})
+	recovered := time.Since(resumedAt)
+	if metric(t, p.base, "callwatch_datasource_up") != 1 {
+		waitFor(t, "callwatch_datasource_up to be 1", 10*time.Second, func() bool { return metric(t, p.base, "callwatch_datasource_up") == 1 })
+	}
+	lost := 0
+	if got.get("Errors/resolved") != 0 {
+		lost = 1
+	}
+	dups := got.get("Errors/firing") - 1
+	t.Logf("FAULT REPORT: faults injected: 1 (ClickHouse hung %s); alerts lost: %d; duplicate notifications: %d; time to recover: %s; goroutines before/during outage: %.0f/%.0f",
+		resumedAt.Sub(faultAt).Round(time.Second), lost, dups, recovered.Round(100*time.Millisecond), goroutinesBefore, goroutinesDuring)
+	if lost != 0 || dups != 0 {
+		t.Fatalf("lost %d alerts, %d duplicates", lost, dups)
+	}
+	if goroutinesDuring > goroutinesBefore+50 {
+		t.Fatalf("goroutines grew from %.0f to %.0f during the outage", goroutinesBefore, goroutinesDuring)
+	}
+}
