@@ -25,7 +25,8 @@ test: deps check-rules test-rules
 
 ## test-faults: the fault suite (ClickHouse hangs, notifier failures, kill -9 between fired and sent) with its report
 test-faults: deps
-	$(GO) test -count=1 -v -run 'Fault|Kill' ./cmd/callwatch/ 2>&1 | grep -E 'FAULT REPORT|^(--- |ok|FAIL|PASS)'
+	@mkdir -p .cache; $(GO) test -count=1 -v -run 'Fault|Kill' ./cmd/callwatch/ > .cache/faults.log 2>&1; rc=$$?; \
+	grep -E 'FAULT REPORT|^(--- |ok|FAIL|PASS)' .cache/faults.log; [ $$rc -eq 0 ] || cat .cache/faults.log; exit $$rc
 
 ## check-rules: check rules.d (YAML, expressions, templates, durations)
 check-rules: build
