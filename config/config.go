@@ -131,6 +131,19 @@ type ClickHouse struct {
 	// fires (default 1m).
 	HealthInterval Duration `yaml:"health_interval"`
 	DownAfter      Duration `yaml:"down_after"`
+	// Embedded, when its path is set, stores everything in embedded
+	// ClickHouse (chDB's libchdb.so) on disk instead of a server; dsn is
+	// then unused.
+	Embedded Embedded `yaml:"embedded"`
+}
+
+// Embedded configures embedded ClickHouse.
+type Embedded struct {
+	// Path is the data directory; it survives restarts.
+	Path string `yaml:"path"`
+	// Library is libchdb.so (default: $CALLWATCH_CHDB_LIB, else
+	// .cache/chdb/libchdb.so, where `make chdb` puts it).
+	Library string `yaml:"library"`
 }
 
 // Default returns the configuration used when no file is given.

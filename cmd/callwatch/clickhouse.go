@@ -11,7 +11,7 @@ import (
 // openClickHouseSource connects to the configured ClickHouse server and
 // returns the leaf source over its events table.
 func openClickHouseSource(ctx context.Context, cfg *config.Config) (engine.LeafSource, func(), error) {
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse.DSN)
+	conn, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -36,6 +36,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("web.listen-address", "127.0.0.1:9466", "address the HTTP API and /metrics listen on")
 	externalURL := fs.String("web.external-url", "", "URL under which callwatch is reachable, for links in alerts")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	demoTraffic := fs.Bool("demo", false, "also write demo traffic (several tenants, scripted incidents) into the events table")
+	demoRate := fs.Float64("demo.rate", 20, "demo calls per second")
 	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,7 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse.DSN)
+	conn, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -172,6 +174,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("callwatch listening", "address", "http://"+ln.Addr().String(), "rule_files", cfg.RuleFiles)
+	if *demoTraffic {
+		go func() {
+			if err := runDemoTraffic(ctx, conn, cfg, demoOptions{Rate: *demoRate, Seed: 1, Backfill: 15 * time.Minute}, logger); err != nil {
+				logger.Error("demo traffic stopped", "err", err)
+			}
+		}()
+	}
 
 	if err := mgr.Load(ctx); err != nil {
 		srv.Close()

@@ -103,8 +103,18 @@ func Open(ctx context.Context, opts Options) (*Conn, error) {
 	if err := c.connect(); err != nil {
 		return nil, err
 	}
+	// Every bound value is written into the statement, so the statement
+	// may be longer than ClickHouse's default limit (256 KiB) where a
+	// server would have received the values separately.
+	if err := c.Exec(ctx, "SET max_query_size = ?", maxQuerySize); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("chdb: configure the session: %w", err)
+	}
 	return c, nil
 }
+
+// maxQuerySize is the session's max_query_size: 64 MiB.
+const maxQuerySize = 64 << 20
 
 // connectMu serializes connecting: signal handlers belong to the process,
 // and two connects interleaved would each save the other's library

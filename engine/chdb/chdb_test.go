@@ -51,6 +51,20 @@ func TestOpenNeedsADataDirectory(t *testing.T) {
 	}
 }
 
+func TestTheMakefilePinsThisVersion(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile(filepath.Join(root, "chdb.mk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "CHDB_VERSION := " + Version + "\n"; !strings.Contains(string(mk), want) {
+		t.Fatalf("chdb.mk does not pin %s (want the line %q)", Version, want)
+	}
+}
+
 func TestTheEngineIsClickHouse26(t *testing.T) {
 	c := session(t)
 	var v string

@@ -16,12 +16,20 @@
 //
 //   - Placeholders. The library has no client-side binding; Bind writes
 //     each ? argument as an escaped literal, skipping quotes, comments and
-//     heredocs.
+//     heredocs. Floats are written so that INSERT … VALUES stores them
+//     exactly too, and the session's max_query_size is raised to 64 MiB,
+//     since every value is part of the statement.
 //   - Results. Queries return RowBinaryWithNamesAndTypes, decoded by the
 //     column types in its header, so floats arrive bit for bit.
 //   - Signals. Connecting installs ClickHouse's handlers of SIGSEGV, SIGBUS,
-//     SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS over Go's, after which a
-//     nil dereference hangs the process instead of panicking. Open saves
-//     those handlers (rt_sigaction) before connecting and restores them
-//     right after.
+//     SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS over Go's (and of
+//     SIGTSTP), after which a nil dereference hangs the process instead of
+//     panicking. Open saves those handlers (rt_sigaction) before connecting
+//     and restores them right after.
+//
+// Limits of the engine, measured with chDB 26.5.3: the process serves one
+// data directory at a time (more sessions on the same one are fine; another
+// opens only after every session is closed), a session runs one statement
+// at a time (Conn serializes them), and DROP … SYNC of a table the session
+// has read did not return (for minutes), so drop without SYNC.
 package chdb

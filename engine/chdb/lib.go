@@ -16,7 +16,7 @@ type library struct {
 	// closeConn is chdb_close_conn(chdb_connection*).
 	closeConn func(conn unsafe.Pointer)
 	// queryN is chdb_query_n(conn, query, query_len, format, format_len):
-	// binary safe, it never returns NULL.
+	// binary safe.
 	queryN func(conn, query unsafe.Pointer, queryLen uintptr, format unsafe.Pointer, formatLen uintptr) unsafe.Pointer
 	// resultBuffer, resultLength and resultError read a chdb_result;
 	// resultError is NULL when the query succeeded.

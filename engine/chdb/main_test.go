@@ -37,23 +37,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testLibrary returns the library the tests use: $CALLWATCH_CHDB_LIB, or
-// .cache/chdb/libchdb.so at the root of the checkout. Without it a test is
-// skipped, or fails under CI=true, where `make test` fetches it first.
+// testLibrary returns the library the tests use: $CALLWATCH_CHDB_LIB when
+// set, else .cache/chdb/libchdb.so at the root of the checkout. Without it
+// a test is skipped, or fails under CI=true, where `make test` fetches it
+// first.
 func testLibrary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv(LibraryEnv); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
+	p := os.Getenv(LibraryEnv)
+	if p == "" {
+		if root, err := moduleRoot(); err == nil {
+			p = filepath.Join(root, DefaultLibrary)
 		}
 	}
-	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, DefaultLibrary)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	if _, err := os.Stat(p); err == nil && p != "" {
+		return p
 	}
-	msg := "libchdb.so not found: run make chdb (or set " + LibraryEnv + ")"
+	msg := "libchdb.so not found (" + p + "): run make chdb (or set " + LibraryEnv + ")"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}

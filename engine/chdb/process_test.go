@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package chdb
 
 import (
@@ -236,5 +238,53 @@ func childRead() {
 	}
 	fmt.Printf("read %d events, latency %v\n", n, sum)
 	_ = c.Close()
+	os.Exit(0)
+}
+
+// TestOneDataDirectoryAtATime shows the engine's limit: while a session is
+// open on one data directory, another directory cannot be opened (the same
+// one can); once every session is closed, another can.
+func TestOneDataDirectoryAtATime(t *testing.T) {
+	if childRole() == "two-directories" {
+		childTwoDirectories()
+		return
+	}
+	testLibrary(t)
+	res := runChild(t, "TestOneDataDirectoryAtATime", "two-directories", t.TempDir(), time.Minute)
+	if _, ok := res.has("ok"); !ok || res.err != nil {
+		t.Fatalf("exit %v, killed %v, output:\n%s", res.err, res.killed, strings.Join(res.lines, "\n"))
+	}
+}
+
+func childTwoDirectories() {
+	a := childOpen()
+	lib := os.Getenv(LibraryEnv)
+	ctx := context.Background()
+	fail := func(format string, args ...any) {
+		fmt.Printf(format+"\n", args...)
+		os.Exit(2)
+	}
+	same, err := Open(ctx, Options{Path: a.Path(), Library: lib})
+	if err != nil {
+		fail("a second session on the same directory: %v", err)
+	}
+	other, err := os.MkdirTemp("", "callwatch-chdb-other-")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(other)
+	if _, err := Open(ctx, Options{Path: other, Library: lib}); err == nil || !strings.Contains(err.Error(), "one data directory per process") {
+		fail("another directory while one is open: %v", err)
+	}
+	_ = same.Close()
+	_ = a.Close()
+	b, err := Open(ctx, Options{Path: other, Library: lib})
+	if err != nil {
+		fail("another directory after closing: %v", err)
+	}
+	if err := b.Exec(ctx, "SELECT 1"); err != nil {
+		fail("query: %v", err)
+	}
+	fmt.Println("ok")
 	os.Exit(0)
 }

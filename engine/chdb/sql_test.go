@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -258,6 +258,33 @@ func TestWindowsAreOpenAtTheStartAndClosedAtTheEndEmbedded(t *testing.T) {
 	}
 }
 
+// TestWindowsAroundTheEpochEmbedded covers the statements for windows that
+// start before 1970, where DateTime's range ends: rule unit tests run a
+// clock that starts at 1970-01-01 00:00:00.
+func TestWindowsAroundTheEpochEmbedded(t *testing.T) {
+	at := func(sec int64) memory.Event {
+		ev := latencyEvent(0, nil, float64(sec+1))
+		ev.Time = time.Unix(sec, 0).UTC()
+		return ev
+	}
+	b := newBackends(t, []memory.Event{at(0), at(1), at(50), at(61)})
+	for _, tc := range []struct {
+		name, expr string
+		ts         time.Time
+		want       map[string]float64
+	}{
+		{"a window that starts before 1970 has no lower bound", `count_over_time(events[5m])`, time.Unix(60, 0), map[string]float64{"{}": 3}},
+		{"a window that ends before 1970 selects nothing", `count_over_time(events[5m] offset 2m)`, time.Unix(60, 0), map[string]float64{}},
+		{"a window that ends at the epoch holds its first second", `sum_over_time(latency_ms[5m] offset 1m)`, time.Unix(60, 0), map[string]float64{"{}": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := b.values(t, tc.expr, tc.ts.UTC()); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("%s = %v, want %v", tc.expr, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestRegexMatchersAreFullyAnchoredEmbedded(t *testing.T) {
 	m := func(model string) map[string]string { return map[string]string{"model": model} }
 	b := newBackends(t, []memory.Event{latencyEvent(0, m("gpt"), 1), latencyEvent(0, m("gpt-4o"), 1), latencyEvent(0, m("xgpt"), 1),
@@ -290,7 +317,9 @@ func TestRegexMatchersAreFullyAnchoredEmbedded(t *testing.T) {
 }
 
 func TestAbsentPresentAndEmptyLabelsEmbedded(t *testing.T) {
-	l := func(tenant, app string) map[string]string { return map[string]string{"tenant_id": tenant, "app_code": app} }
+	l := func(tenant, app string) map[string]string {
+		return map[string]string{"tenant_id": tenant, "app_code": app}
+	}
 	b := newBackends(t, []memory.Event{
 		latencyEvent(0, l("acme", "chat"), 1), latencyEvent(-10, l("beta", ""), 1), latencyEvent(-600, l("gamma", "chat"), 1),
 		latencyEvent(0, l("", "chat"), 1), latencyEvent(0, l("", ""), 1),
@@ -409,7 +438,11 @@ func TestHostileLabelValuesAreMatchedLiterallyEmbedded(t *testing.T) {
 	if n != uint64(len(events)) {
 		t.Fatalf("the events table has %d rows, want %d", n, len(events))
 	}
-	queryOne(t, b.conn, "SELECT count() FROM "+strings.TrimSuffix(b.table, ".events")+".victim", nil, &n)
+	var victim uint64 = 1
+	queryOne(t, b.conn, "SELECT count() FROM "+strings.TrimSuffix(b.table, ".events")+".victim", nil, &victim)
+	if victim != 0 {
+		t.Fatalf("the victim table has %d rows", victim)
+	}
 }
 
 // TestEveryLeafAgreesWithMemoryEmbedded evaluates the expressions of
@@ -507,28 +540,35 @@ func TestRandomLeavesAgreeWithMemoryEmbedded(t *testing.T) {
 				leaves = append(leaves, e.Leaves...)
 			}
 			statements := map[string]bool{}
-			var mu sync.Mutex
+			nonEmpty := 0
 			for _, ts := range times {
 				for _, l := range leaves {
 					res := b.agree(t, "leaf alone", ts, []*dsl.Leaf{l})
-					mu.Lock()
 					for _, s := range res.Statements {
 						statements[s] = true
 					}
-					mu.Unlock()
 				}
 				res := b.agree(t, "all leaves at once", ts, leaves)
 				for _, s := range res.Statements {
 					statements[s] = true
 				}
+				for _, v := range res.Vectors {
+					if len(v) > 0 {
+						nonEmpty++
+					}
+				}
 			}
-			t.Logf("seed %d: %d events, %d leaves at %d times, %d distinct statements ran", seed, len(events), len(leaves), len(times), len(statements))
+			t.Logf("seed %d: %d events, %d leaves at %d times (%d results not empty), %d distinct statements ran",
+				seed, len(events), len(leaves), len(times), nonEmpty, len(statements))
+			if nonEmpty < len(leaves) {
+				t.Errorf("only %d of %d results have samples: the comparison is too often of nothing", nonEmpty, len(leaves)*len(times))
+			}
 		})
 	}
 }
 
 func getenvSeed(t *testing.T) uint64 {
-	v := strings.TrimSpace(getenv("CALLWATCH_SEED"))
+	v := strings.TrimSpace(os.Getenv("CALLWATCH_SEED"))
 	if v == "" {
 		return 0
 	}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/callwatch/callwatch/config"
+	"github.com/callwatch/callwatch/engine/chdb"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// store is a ClickHouse connection: a server's or the embedded engine's.
+type store interface {
+	clickhouse.ExecQuerier
+	Close() error
+}
+
+// openStore connects to the configured ClickHouse: embedded (chDB) when
+// clickhouse.embedded.path is set, else the server named by the DSN. The
+// embedded store creates the events table when it is missing.
+func openStore(ctx context.Context, cfg *config.Config) (store, error) {
+	emb := cfg.ClickHouse.Embedded
+	if emb.Path == "" {
+		return clickhouse.Open(ctx, cfg.ClickHouse.DSN)
+	}
+	conn, err := chdb.Open(ctx, chdb.Options{Path: emb.Path, Library: emb.Library})
+	if errors.Is(err, chdb.ErrNoLibrary) {
+		return nil, fmt.Errorf("embedded ClickHouse needs chDB's libchdb.so: run `make chdb` (it fetches %s into .cache/chdb/) or set %s: %w",
+			chdb.Package, chdb.LibraryEnv, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ddlCtx, cancel := context.WithTimeout(ctx, cfg.ClickHouse.QueryTimeout.D())
+	defer cancel()
+	if err := conn.Exec(ddlCtx, clickhouse.EventsDDL(cfg.ClickHouse.EventsTable, cfg.Schema.DSL())); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("create events table %s: %w", cfg.ClickHouse.EventsTable, err)
+	}
+	return conn, nil
+}
