@@ -21,6 +21,7 @@ commands:
   check rules   check rule files: YAML, expressions, templates, durations, duplicates
   test rules    run promtool-style unit tests of rules, in memory (or --clickhouse)
   backtest      evaluate rules over history and print when alerts would have fired
+  demo          write demo call traffic with scripted incidents into ClickHouse
 
 Run 'callwatch <command> -h' for the flags of a command.
 `
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runQuery(ctx, args[1:], stdout, stderr)
 	case "serve":
 		err = runServe(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], stdout, stderr)
 	case "backtest":
 		err = runBacktest(ctx, args[1:], stdout, stderr)
 	case "check", "test":
