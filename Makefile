@@ -2,24 +2,29 @@
 GO        ?= go
 BIN       := bin/callwatch
 # Debian packages the tests need: real servers, started by the tests themselves.
-TEST_DEBS := clickhouse-server clickhouse-client prometheus prometheus-alertmanager
+TEST_DEBS := clickhouse-server clickhouse-client prometheus prometheus-alertmanager chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 20m
 
-.PHONY: run build test deps lint fmt fuzz clean check-rules test-rules test-faults
+.PHONY: run query-sample build test deps lint fmt fuzz clean check-rules test-rules test-faults
 
-## run: build callwatch and evaluate an expression over the bundled sample events
-run: build
-	@echo "callwatch query over testdata/sample_events.jsonl:"
+## run: build callwatch, fetch embedded ClickHouse, and serve rules.d over demo traffic on http://127.0.0.1:9466/
+run: build chdb
+	$(BIN) serve --config.file deploy/demo/callwatch.yaml --demo
+
+## query-sample: evaluate an expression in memory over the bundled sample events
+query-sample: build
 	$(BIN) query --events testdata/sample_events.jsonl --time 2025-11-24T16:10:00Z \
 		'max by (tenant_id) (p95(latency_ms[5m])) > 5000'
+
+include chdb.mk
 
 ## build: compile bin/callwatch
 build:
 	$(GO) build -o $(BIN) ./cmd/callwatch
 
 ## test: install what the tests need when missing, then run every test
-test: deps check-rules test-rules
+test: deps chdb check-rules test-rules
 	$(GO) vet ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 

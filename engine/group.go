@@ -226,6 +226,7 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	g.lastEval, g.lastDur, g.alerts = ts, dur, alertSamples
 	g.mu.Unlock()
 	m.groupEvaluated(g, ts, dur)
+	g.opts.Logger.Debug("rule group evaluated", "group", g.Name(), "time", ts, "notify", notify, "duration", dur)
 }
 
 // batchable returns the expressions of the group's rules whose leaves can be

@@ -86,6 +86,9 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/silences", a.silences)
 	mux.HandleFunc("POST /api/v1/silences", a.admin(a.silences))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.admin(a.deleteSilence))
+	page := PageHandler(opts)
+	mux.Handle("GET /{$}", page)
+	mux.Handle("/ui/", page)
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError}))
 	}

@@ -110,7 +110,11 @@ func (g *Generator) Script() Script { return g.script }
 // [a, c) are those of [a, b) followed by those of [b, c).
 func (g *Generator) Generate(from, to time.Time) []Event {
 	var out []Event
-	for sec := from.Unix(); sec < to.Unix() || (sec == to.Unix() && to.Nanosecond() > 0); sec++ {
+	end := to.Unix() // the seconds that start before to
+	if to.Nanosecond() > 0 {
+		end++
+	}
+	for sec := from.Unix(); sec < end; sec++ {
 		for _, ev := range g.second(sec) {
 			if !ev.Time.Before(from) && ev.Time.Before(to) {
 				out = append(out, ev)

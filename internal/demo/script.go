@@ -38,6 +38,7 @@ type Incident struct {
 	For time.Duration
 }
 
+// String describes the incident for logs.
 func (i Incident) String() string {
 	return fmt.Sprintf("%s of %s from +%s for %s", i.Kind, i.Tenant, i.At, i.For)
 }
