@@ -174,6 +174,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("callwatch listening", "address", "http://"+ln.Addr().String(), "rule_files", cfg.RuleFiles)
+	base := "http://" + ln.Addr().String()
+	storage := "ClickHouse " + config.RedactDSN(cfg.ClickHouse.DSN)
+	if cfg.ClickHouse.Embedded.Path != "" {
+		storage = "embedded ClickHouse in " + cfg.ClickHouse.Embedded.Path
+	}
+	fmt.Fprintf(stdout, "\ncallwatch is running on %s\n  status page   %s/\n  alerts        %s/api/v1/alerts\n  rules         %s/api/v1/rules\n  audit trail   %s/api/v1/alerts/history\n  metrics       %s/metrics\nNotifications are printed below. Ctrl-C stops.\n\n",
+		storage, base, base, base, base, base)
 	if *demoTraffic {
 		go func() {
 			if err := runDemoTraffic(ctx, conn, cfg, demoOptions{Rate: *demoRate, Seed: 1, Backfill: 15 * time.Minute}, logger); err != nil {
