@@ -431,6 +431,8 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	r.ExprText, exprNode = str("expr")
 	if exprNode == nil {
 		p.add(p.errAt(n, g.Name, name, "expr: is missing; write e.g. expr: p95(latency_ms[5m]) > 5000"))
+	} else if strings.TrimSpace(r.ExprText) == "" && exprNode.Kind == yaml.ScalarNode {
+		p.add(p.errAt(exprNode, g.Name, name, "expr: is empty; write e.g. expr: p95(latency_ms[5m]) > 5000"))
 	}
 	if v := mapValue(n, "for"); v != nil {
 		r.For = p.duration(v, g.Name, name, "for")
