@@ -348,7 +348,6 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.transitions = r.transitions[:0]
 	for h, a := range fresh {
 		if old, ok := r.active[h]; ok && old.State != StateInactive {
 			if from, to := old.Labels.Get("severity"), a.Labels.Get("severity"); from != to {

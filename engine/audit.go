@@ -18,6 +18,7 @@ const (
 	AuditFiring        AuditKind = "firing"
 	AuditResolved      AuditKind = "resolved"
 	AuditTier          AuditKind = "tier_change"
+	AuditHeld          AuditKind = "held"
 	AuditNotification  AuditKind = "notification"
 	AuditAcknowledged  AuditKind = "acknowledged"
 	AuditManualResolve AuditKind = "manual_resolve"
@@ -122,7 +123,7 @@ func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *RuleSpec, 
 		Time: ts, Kind: kind, Fingerprint: FingerprintString(a.Fingerprint()), Group: group, Rule: rule.Name(),
 		AlertType: l["alert_type"], Severity: sev, Title: title, Message: msg, Labels: l, Annotations: ann,
 		TenantID: l["tenant_id"], AppCode: l["app_code"], Value: a.Value, Threshold: ann["threshold"],
-		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, Reason: a.Suppressed,
+		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, Reason: orDefault(a.Reason, a.Suppressed),
 	}
 }
 

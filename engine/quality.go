@@ -276,7 +276,7 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		keep := func(reason string) {
 			held[reason]++
 			if prev != nil {
-				prev.Reason = reason
+				r.hold(ts, prev, reason)
 				out = append(out, Sample{Labels: prev.sample, Value: prev.Value})
 			}
 		}
@@ -314,7 +314,7 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		switch r.spec.NoDataState {
 		case KeepLast:
 			if prev != nil {
-				prev.Reason = ReasonNoData
+				r.hold(ts, prev, ReasonNoData)
 				out = append(out, Sample{Labels: prev.sample, Value: prev.Value})
 			}
 		case Alerting:
@@ -324,6 +324,17 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		}
 	}
 	return out, held
+}
+
+// hold marks an alert's state as kept for reason, recording the change for
+// the audit trail when the reason is new. The caller holds r.mu.
+func (r *AlertingRule) hold(ts time.Time, a *Alert, reason string) {
+	if a.Reason == reason {
+		return
+	}
+	a.Reason = reason
+	r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: a.State.String(), To: a.State.String(),
+		Value: a.Value, alert: *a, kind: AuditHeld})
 }
 
 func withSeverity(l labels.Labels, sev string) labels.Labels {

@@ -154,10 +154,15 @@ func TestQualityControls(t *testing.T) {
 		evs = append(evs, series("acme", none, none, 100)...)
 		evs = append(evs, series("quiet", 9000, 9000, 9000)...) // one call a minute
 		_, q := newMemory(evs...)
+		var audit []engine.AuditRecord
+		rec := engine.AuditorFunc(func(_ context.Context, recs ...engine.AuditRecord) error { audit = append(audit, recs...); return nil })
 		g := mustGroup(t, ruleFile("", `- alert: P95
   expr: max by (tenant_id) (p95(latency_ms[1m])) > 5000
-  min_events: 3`), engine.GroupOptions{Query: q.QueryWith})
+  min_events: 3`), engine.GroupOptions{Query: q.QueryWith, Audit: rec})
 		checkSteps(t, steps(t, g, "P95", 3), []string{"acme:F:", "acme:F:", "acme:F:(below min_events)"})
+		if last := audit[len(audit)-1]; last.Kind != engine.AuditHeld || last.Reason != engine.ReasonMinEvents || last.TenantID != "acme" {
+			t.Errorf("last audit record = %+v, want acme held below min_events", last)
+		}
 		if h := alertingRule(t, g, "P95").History(); h[0].Held[engine.ReasonMinEvents] != 1 {
 			t.Errorf("held = %v, want the quiet tenant below min_events", h[0].Held)
 		}
