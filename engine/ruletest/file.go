@@ -45,6 +45,20 @@ type alertTest struct {
 	EvalTime  duration        `yaml:"eval_time"`
 	Alertname string          `yaml:"alertname"`
 	ExpAlerts []expAlert      `yaml:"exp_alerts"`
+	// ExpNotifications, when given, are the notifications the rule hands
+	// to its channels at this evaluation (callwatch's).
+	ExpNotifications *[]expNotification `yaml:"exp_notifications"`
+}
+
+// expNotification is one expected notification: the alert's status
+// (firing or resolved), labels it must carry, and optionally its channels
+// (comma-separated, as routed: the tier's, else the rule's notify:, else
+// "default").
+type expNotification struct {
+	Pos       engine.Position   `yaml:"-"`
+	Status    string            `yaml:"status"`
+	ExpLabels map[string]string `yaml:"exp_labels"`
+	Channel   string            `yaml:"channel"`
 }
 
 // expAlert is one expected alert. ExpState and ExpValue are callwatch's.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -315,6 +316,7 @@ func (r *testRun) run(ctx context.Context) TestResult {
 			c := checks[next]
 			for _, at := range c.alerts {
 				r.checkAlerts(at)
+				r.checkNotifications(at, ts)
 			}
 			for _, et := range c.exprs {
 				r.checkExpr(ctx, et)
@@ -393,6 +395,79 @@ func (r *testRun) ruleErrors(g *engine.Group, ts time.Time) bool {
 // the current step. Firing alerts are compared always (promtool's rule);
 // pending ones only when the test expects some alert to be pending, so a
 // promtool test that expects nothing while an alert is pending still passes.
+// checkNotifications compares what the rule handed to its channels at the
+// evaluation ts with exp_notifications, as multisets.
+func (r *testRun) checkNotifications(at *alertTest, ts time.Time) {
+	if at.ExpNotifications == nil {
+		return
+	}
+	var got []string
+	for _, n := range r.notified {
+		if !n.Time.Equal(ts) || n.Rule.Name() != at.Alertname {
+			continue
+		}
+		for _, a := range n.Alerts {
+			status := "firing"
+			if !a.ResolvedAt.IsZero() {
+				status = "resolved"
+			}
+			ch := strings.Join(n.Rule.NotifyFor(a), ",")
+			if ch == "" {
+				ch = "default"
+			}
+			got = append(got, fmt.Sprintf("%s %s channel=%s", status, a.Labels, ch))
+		}
+	}
+	sort.Strings(got)
+	used := make([]bool, len(got))
+	var missing []string
+	for _, e := range *at.ExpNotifications {
+		found := false
+		for i, g := range got {
+			if used[i] || !strings.HasPrefix(g, e.Status+" ") || (e.Channel != "" && !strings.HasSuffix(g, " channel="+e.Channel)) {
+				continue
+			}
+			ok := true
+			for k, v := range e.ExpLabels {
+				if !strings.Contains(g, k+"=\""+v+"\"") {
+					ok = false
+				}
+			}
+			if ok {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, fmt.Sprintf("%s %v channel=%s", e.Status, e.ExpLabels, orDefault(e.Channel, "(any)")))
+		}
+	}
+	var extra []string
+	for i, g := range got {
+		if !used[i] {
+			extra = append(extra, g)
+		}
+	}
+	if len(missing) == 0 && len(extra) == 0 {
+		return
+	}
+	d := "    notifications:\n"
+	for _, m := range missing {
+		d += "      - expected, not sent: " + m + "\n"
+	}
+	for _, x := range extra {
+		d += "      + sent, not expected: " + x + "\n"
+	}
+	r.fail(at.Pos, "%s: test %q: alertname %s, eval_time %s:\n%s", at.Pos, r.name, at.Alertname, at.EvalTime, d)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
 func (r *testRun) checkAlerts(at *alertTest) {
 	withPending := false
 	for _, e := range at.ExpAlerts {

@@ -482,3 +482,37 @@ events:
 		})
 	}
 }
+
+func TestExpNotificationsAreCompared(t *testing.T) {
+	dir := t.TempDir()
+	rules := "groups:\n  - name: g\n    rules:\n      - alert: Slow\n        expr: max_over_time(latency_ms[1m]) > 1000\n        notify: [pager]\n"
+	test := `rule_files: [rules.yaml]
+tests:
+  - input_events:
+      - labels: {tenant_id: acme}
+        latency_ms: '5000 5000 100'
+    alert_rule_test:
+      - eval_time: 0m
+        alertname: Slow
+        exp_alerts: [{exp_labels: {}}]
+        exp_notifications: [{status: firing, channel: pager}]
+      - eval_time: 2m
+        alertname: Slow
+        exp_alerts: []
+        exp_notifications: [{status: firing}]
+`
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules), 0o644)
+	os.WriteFile(filepath.Join(dir, "t.yaml"), []byte(test), 0o644)
+	res := RunFile(context.Background(), filepath.Join(dir, "t.yaml"), Options{})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	var failures []string
+	for _, tr := range res.Tests {
+		failures = append(failures, tr.Failures...)
+	}
+	if len(failures) != 1 || !strings.Contains(failures[0], "eval_time 2m") ||
+		!strings.Contains(failures[0], "- expected, not sent: firing") || !strings.Contains(failures[0], "+ sent, not expected: resolved") {
+		t.Fatalf("failures = %q, want only the 2m notification mismatch", failures)
+	}
+}
