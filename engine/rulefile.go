@@ -724,6 +724,10 @@ func sortedPairs(m map[string]string) []string {
 	return out
 }
 
+// ClosestKey returns the allowed key nearest to s (edit distance under 3),
+// or "": the "did you mean" of strict YAML decoders.
+func ClosestKey(s string, allowed []string) string { return closest(s, allowed) }
+
 // closest returns the allowed key nearest to s by edit distance, if close.
 func closest(s string, allowed []string) string {
 	best, bestD := "", 3

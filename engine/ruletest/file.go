@@ -259,13 +259,7 @@ func keyHint(key string, known []string) string {
 	if h, ok := keyHints[key]; ok {
 		return h
 	}
-	best, bestD := "", 3
-	for _, k := range known {
-		if dist := editDistance(key, k); dist < bestD {
-			best, bestD = k, dist
-		}
-	}
-	if best != "" {
+	if best := engine.ClosestKey(key, known); best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	sorted := slices.Clone(known)
@@ -287,26 +281,6 @@ func kindName(k reflect.Kind) string {
 		return "a number"
 	}
 	return "a string"
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // parseTestFile decodes a test file strictly and applies its defaults.
