@@ -18,6 +18,7 @@ query-sample: build
 		'max by (tenant_id) (p95(latency_ms[5m])) > 5000'
 
 include chdb.mk
+include bench.mk
 
 ## build: compile bin/callwatch
 build:
