@@ -108,6 +108,9 @@ func newChDBBackend(t *testing.T) *backend {
 		chdbConn.conn, chdbConn.err = chdb.Open(context.Background(), chdb.Options{Path: dir, Library: lib})
 	})
 	if errors.Is(chdbConn.err, chdb.ErrNoLibrary) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%v (run `make chdb`)", chdbConn.err)
+		}
 		t.Skip(chdbConn.err)
 	}
 	if chdbConn.err != nil {

@@ -148,10 +148,7 @@ func TestWebhookLegacyPayloadHasTheReplacedServicesFields(t *testing.T) {
 }
 
 func TestWebhookLegacyCreatedAtIsInTheSendersLocation(t *testing.T) {
-	shanghai, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Skip(err)
-	}
+	shanghai := time.FixedZone("CST", 8*3600) // Asia/Shanghai, without needing tzdata
 	rcv := webhookReceiver(t, "")
 	s := newSender(t, ChannelConfig{Name: "old", Type: "webhook", URL: rcv.URL, Payload: "legacy"}, Options{Location: shanghai})
 	if err := send(t, s, singleBatch()); err != nil {
