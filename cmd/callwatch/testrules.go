@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,10 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/callwatch/callwatch/config"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/engine/memory"
 	"github.com/callwatch/callwatch/engine/ruletest"
 )
 
@@ -21,6 +27,7 @@ func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "configuration file, for the schema (default: built-in defaults)")
 	junitFile := fs.String("junit", "", "also write a JUnit XML report to this file")
+	onServer := fs.Bool("clickhouse", false, "evaluate each test's events in the configured ClickHouse (a temporary table) instead of in memory")
 	var runs []string
 	fs.Func("run", "run only the tests whose name matches this regular expression (repeatable; any may match)", func(s string) error {
 		runs = append(runs, s)
@@ -46,6 +53,15 @@ func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	opts := ruletest.Options{Schema: cfg.Schema.DSL()}
+	if *onServer {
+		conn, err := openStore(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "callwatch test rules: --clickhouse: %v\n", err)
+			return 2
+		}
+		defer conn.Close()
+		opts.Source = serverEvents(conn, cfg)
+	}
 	if len(runs) > 0 {
 		re, err := regexp.Compile(strings.Join(runs, "|"))
 		if err != nil {
@@ -90,4 +106,58 @@ func writeJUnit(path string, results []ruletest.FileResult) error {
 		return err
 	}
 	return f.Close()
+}
+
+// serverEvents loads a test's events into a temporary table of the
+// configured ClickHouse and evaluates them there, with the same SQL serve
+// runs.
+func serverEvents(conn store, cfg *config.Config) func(ctx context.Context, events []memory.Event) (engine.LeafSource, func(), error) {
+	return func(ctx context.Context, events []memory.Event) (engine.LeafSource, func(), error) {
+		schema := cfg.Schema.DSL()
+		var id [6]byte
+		_, _ = rand.Read(id[:])
+		table := "callwatch_ruletest_" + hex.EncodeToString(id[:])
+		if db, _, ok := strings.Cut(cfg.ClickHouse.EventsTable, "."); ok {
+			table = db + "." + table
+		}
+		if err := conn.Exec(ctx, clickhouse.EventsDDL(table, schema)); err != nil {
+			return nil, nil, err
+		}
+		cleanup := func() { _ = conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table) }
+		cols := append(append([]string{schema.Time}, schema.Labels...), schema.NumericColumns()...)
+		conv := []string{"toDateTime(?)"}
+		for range schema.Labels {
+			conv = append(conv, "?")
+		}
+		for range schema.NumericColumns() {
+			conv = append(conv, "toFloat64(?)")
+		}
+		row := "SELECT " + strings.Join(conv, ", ")
+		for start := 0; start < len(events); start += 200 {
+			batch := events[start:min(start+200, len(events))]
+			rows := make([]string, len(batch))
+			var args []any
+			for i, ev := range batch {
+				rows[i] = row
+				args = append(args, ev.Time.Unix())
+				for _, l := range ev.Labels {
+					args = append(args, l)
+				}
+				for _, c := range schema.NumericColumns() {
+					args = append(args, ev.Nums[c])
+				}
+			}
+			sql := "INSERT INTO " + table + " (`" + strings.Join(cols, "`, `") + "`) " + strings.Join(rows, " UNION ALL ")
+			if err := conn.Exec(ctx, sql, args...); err != nil {
+				cleanup()
+				return nil, nil, fmt.Errorf("insert into %s: %w", table, err)
+			}
+		}
+		src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema, QueryTimeout: cfg.ClickHouse.QueryTimeout.D()})
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		return src, cleanup, nil
+	}
 }

@@ -31,6 +31,10 @@ type Options struct {
 	Schema dsl.Schema
 	// Run selects tests by name; nil runs every test.
 	Run *regexp.Regexp
+	// Source, when set, evaluates each test's events somewhere else than in
+	// memory (callwatch test rules --clickhouse loads them into a table of
+	// the configured server); cleanup runs when the test ends.
+	Source func(ctx context.Context, events []memory.Event) (src engine.LeafSource, cleanup func(), err error)
 	// Logger receives the engine's warnings (default: discarded; rule
 	// evaluation errors fail the test instead).
 	Logger *slog.Logger
@@ -275,7 +279,17 @@ func (r *testRun) run(ctx context.Context) TestResult {
 	}
 	store := memory.New(r.opts.Schema)
 	store.Add(events...)
-	r.querier = engine.NewQuerier(engine.QuerierOptions{Source: store, Logger: r.opts.Logger})
+	var src engine.LeafSource = store
+	if r.opts.Source != nil {
+		s, cleanup, err := r.opts.Source(ctx, events)
+		if err != nil {
+			r.fail(t.Pos, "%s: test %q: load the events: %v", t.Pos, r.name, err)
+			return r.result()
+		}
+		defer cleanup()
+		src = s
+	}
+	r.querier = engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: r.opts.Logger})
 
 	gopts := engine.GroupOptions{
 		Query: r.querier.QueryWith, Notifier: &recorder{run: r}, Schema: r.opts.Schema,
