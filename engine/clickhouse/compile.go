@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,17 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 type fragment struct {
 	sql  string
 	args []any
+	// quantile columns remember their value and condition and φ, so that
+	// build can compute every φ of the same values with one quantilesExact.
+	qvalue string
+	qcond  fragment0
+	phi    string
+}
+
+// fragment0 is a condition kept on a quantile column.
+type fragment0 struct {
+	sql  string
+	args []any
 }
 
 func (f fragment) key() string { return fmt.Sprintf("%s\x00%#v", f.sql, f.args) }
@@ -140,7 +152,10 @@ func (b *builder) add(i int, l *dsl.Leaf) {
 		// float64 as cast(φ, 'Float64'), which ClickHouse rejects there, so
 		// φ is formatted here. It is a float64 checked by dsl (0 ≤ φ ≤ 1),
 		// never user text.
-		cols.Agg = b.column(aggregate("quantileExact", strconv.FormatFloat(l.Quantile, 'g', -1, 64), value, cond))
+		phi := strconv.FormatFloat(l.Quantile, 'g', -1, 64)
+		f := aggregate("quantileExact", phi, value, cond)
+		f.qvalue, f.qcond, f.phi = value, fragment0{sql: cond.sql, args: cond.args}, phi
+		cols.Agg = b.column(f)
 	case dsl.AggStddev:
 		// Population standard deviation, computed with the numerically
 		// stable (Welford) algorithm, like the memory evaluator.
@@ -162,7 +177,39 @@ func (b *builder) column(f fragment) int {
 	return len(b.by) + len(b.exprs) - 1
 }
 
+// fuseQuantiles rewrites quantile columns over the same values and
+// condition with different φ into elements of one quantilesExact(φ1, φ2, …)
+// state: ClickHouse computes identical aggregate expressions once, so p95
+// and p99 of the same events sort them once instead of twice.
+func (b *builder) fuseQuantiles() {
+	phis := map[string][]string{}
+	for _, e := range b.exprs {
+		if e.phi != "" {
+			k := e.qvalue + "\x00" + e.qcond.sql + fmt.Sprintf("%#v", e.qcond.args)
+			if !slices.Contains(phis[k], e.phi) {
+				phis[k] = append(phis[k], e.phi)
+			}
+		}
+	}
+	for i, e := range b.exprs {
+		if e.phi == "" {
+			continue
+		}
+		list := phis[e.qvalue+"\x00"+e.qcond.sql+fmt.Sprintf("%#v", e.qcond.args)]
+		if len(list) < 2 {
+			continue
+		}
+		fn, args := "quantilesExact", []string{e.qvalue}
+		if e.qcond.sql != "" {
+			fn += "If"
+			args = append(args, e.qcond.sql)
+		}
+		b.exprs[i].sql = fmt.Sprintf("toFloat64(arrayElement(%s(%s)(%s), %d))", fn, strings.Join(list, ", "), strings.Join(args, ", "), slices.Index(list, e.phi)+1)
+	}
+}
+
 func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
+	b.fuseQuantiles()
 	st := b.stmt
 	st.By = b.by
 	st.Width = len(b.by) + len(b.exprs)

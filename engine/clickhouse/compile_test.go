@@ -27,6 +27,7 @@ var goldenCases = []struct{ name, expr string }{
 	{"cost_threshold", `sum_over_time(cost[1d]) > 100`},
 	{"latency_p95", `p95(latency_ms[5m]) > 5000`},
 	{"latency_p95_by_tenant", `max by (tenant_id) (p95(latency_ms[5m])) > 5000`},
+	{"p95_and_p99_share_one_sort", `max by (tenant_id) (p95(latency_ms[5m])) > 5000 or max by (tenant_id) (p99(latency_ms[5m])) > 8000 or max by (tenant_id) (p95(latency_ms{status="ok"}[5m]))`},
 	{"error_ratio_by_tenant", `sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m])) > 0.05`},
 	{"latency_scoped_to_tenant", `avg_over_time(latency_ms{tenant_id="acme", app_code!="batch"}[5m]) > 2000`},
 	{"regex_matchers", `count_over_time(events{model=~"gpt-4.*|o1", provider!~"azure|"}[10m]) > 0`},

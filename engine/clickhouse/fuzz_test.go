@@ -155,7 +155,7 @@ var sqlKeywords = map[string]bool{
 	"SELECT": true, "FROM": true, "WHERE": true, "AND": true, "OR": true, "NOT": true, "GROUP": true, "BY": true,
 	"toDateTime": true, "toFloat64": true, "match": true,
 	"count": true, "countIf": true, "sum": true, "sumIf": true, "avg": true, "avgIf": true,
-	"min": true, "minIf": true, "max": true, "maxIf": true, "quantileExact": true, "quantileExactIf": true,
+	"min": true, "minIf": true, "max": true, "maxIf": true, "quantileExact": true, "quantileExactIf": true, "quantilesExact": true, "quantilesExactIf": true, "arrayElement": true,
 	"stddevPopStable": true, "stddevPopStableIf": true,
 }
 
