@@ -28,6 +28,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // InstallHint tells what to do when the binaries are missing.
@@ -113,7 +115,7 @@ func binary(names ...string) (string, error) {
 }
 
 func start(bin, amtool, base string) (*Alertmanager, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
@@ -140,7 +142,7 @@ func start(bin, amtool, base string) (*Alertmanager, error) {
 	)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proctest.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
@@ -255,14 +257,4 @@ func (am *Alertmanager) Query(t testing.TB, args ...string) []Alert {
 		t.Fatalf("amtool alert query: decode %q: %v", out, err)
 	}
 	return alerts
-}
-
-// freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -41,6 +41,8 @@ import (
 
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // InstallHint tells what to do when the ClickHouse binaries are missing.
@@ -151,7 +153,7 @@ func clientCommand() []string {
 }
 
 func start(bin []string, base string) (*Server, error) {
-	ports, err := freePorts(2)
+	ports, err := proctest.FreePorts(2)
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
@@ -180,7 +182,7 @@ func start(bin []string, base string) (*Server, error) {
 	cmd := exec.Command(bin[0], args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proctest.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
@@ -385,26 +387,6 @@ func (s *Server) insertJSONEachRow(db, table string, rows []map[string]any) erro
 
 func quoteIdent(name string) string {
 	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
-}
-
-// freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // configXML is the smallest server configuration that keeps every file in

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // InstallHint tells what to do when the binaries are missing.
@@ -153,7 +155,7 @@ func Config(opts Options) string {
 }
 
 func start(bin, base string, opts Options) (*Server, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
@@ -183,7 +185,7 @@ func start(bin, base string, opts Options) (*Server, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proctest.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
@@ -365,14 +367,4 @@ func Run(t testing.TB, stdin []byte, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, Promtool(t), args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	return cmd.CombinedOutput()
-}
-
-// freePort returns a TCP port free on 127.0.0.1 right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
