@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
 )
 
@@ -53,14 +51,7 @@ func metric(t *testing.T, base, name string) float64 {
 // `make test-faults`, which prints the report lines.
 func TestFaultClickHouseHangs(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test stops it
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for i := range 5 {
-		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error"})
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db := errorEvents(t, s, 5)
 
 	got := &received{n: map[string]int{}}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -179,14 +170,7 @@ rule_files: [rules.yaml]
 // audited.
 func TestFaultNotifierDown(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for i := range 5 {
-		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error"})
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db := errorEvents(t, s, 5)
 	var mu sync.Mutex
 	failing, attempts, delivered := true, 0, 0
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

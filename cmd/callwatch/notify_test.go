@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 )
@@ -125,14 +124,7 @@ func startProc(t *testing.T, cfgFile string) *proc {
 
 func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for i := range 4 {
-		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error"})
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db := errorEvents(t, s, 4)
 	h := newHook(t)
 	h.hang = true
 

@@ -54,14 +54,7 @@ func (s *syncBuffer) String() string {
 func startServe(t *testing.T, rules string) (base, dir string, out *syncBuffer) {
 	t.Helper()
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for i := range 5 {
-		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error", "latency_ms": 100})
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db := errorEvents(t, s, 5)
 
 	dir = t.TempDir()
 	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: ai_call_events\nrule_files: [rules/*.yaml]\n", s.DSN(db))
@@ -212,4 +205,19 @@ func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
 			t.Fatalf("alerts after reload: %+v", a)
 		}
 	})
+}
+
+// errorEvents creates an events table in a new database of s holding n
+// failed calls of tenant acme in the last n seconds, and returns the database.
+func errorEvents(t *testing.T, s *chtest.Server, n int) string {
+	t.Helper()
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	now := time.Now().UTC()
+	rows := make([]map[string]any, 0, n)
+	for i := range n {
+		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * time.Second), "tenant_id": "acme", "status": "error", "latency_ms": 100})
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	return db
 }

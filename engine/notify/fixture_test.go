@@ -161,12 +161,6 @@ func (s *service) requests() []request {
 	return append([]request(nil), s.reqs...)
 }
 
-func (s *service) setHandler(h func(w http.ResponseWriter, r request)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.handle = h
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
