@@ -47,12 +47,17 @@ type Options struct {
 	Schema dsl.Schema
 	// QueryTimeout bounds each query (default 30s).
 	QueryTimeout time.Duration
+	// Incremental, when not nil, computes decomposable leaves from
+	// per-bucket partial aggregates kept between evaluations (see
+	// Incremental); nil computes every leaf with a full query.
+	Incremental *Incremental
 }
 
 // Source computes leaves in ClickHouse: it compiles them with Compile, runs
 // one query per statement and turns the aggregates into samples.
 type Source struct {
 	opts Options
+	inc  *partials // nil without Options.Incremental
 }
 
 var _ engine.LeafSource = (*Source)(nil)
@@ -75,7 +80,22 @@ func New(opts Options) (*Source, error) {
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 30 * time.Second
 	}
-	return &Source{opts: opts}, nil
+	s := &Source{opts: opts}
+	if opts.Incremental != nil {
+		s.inc = newPartials(*opts.Incremental)
+	}
+	return s, nil
+}
+
+// IncrementalStats returns the work of the incremental path so far (zero
+// without Options.Incremental).
+func (s *Source) IncrementalStats() IncrementalStats {
+	if s.inc == nil {
+		return IncrementalStats{}
+	}
+	s.inc.statsMu.Lock()
+	defer s.inc.statsMu.Unlock()
+	return s.inc.stats
 }
 
 // EvalLeaves computes the leaves at ts. Each statement runs with its own
@@ -83,11 +103,48 @@ func New(opts Options) (*Source, error) {
 // statements that ran (or failed) is returned in LeafResult.Statements.
 func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (engine.LeafResult, error) {
 	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
-	stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema}, ts, leaves)
-	for _, st := range stmts {
-		res.Statements = append(res.Statements, st.SQL)
-		if err := s.run(ctx, st, leaves, res.Vectors); err != nil {
-			return res, fmt.Errorf("compute %s: %w", leafNames(st, leaves), err)
+	full := leaves
+	var fullIdx []int // full's indexes into leaves, when some are incremental
+	if s.inc != nil {
+		full = nil
+		byGrid := map[*grid][]int{}
+		var grids []*grid
+		for i, l := range leaves {
+			if !s.inc.eligible(ts, l) {
+				full, fullIdx = append(full, l), append(fullIdx, i)
+				continue
+			}
+			g := s.inc.grid(l.By)
+			if _, ok := byGrid[g]; !ok {
+				grids = append(grids, g)
+			}
+			byGrid[g] = append(byGrid[g], i)
+		}
+		for _, g := range grids {
+			stmts, err := s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
+			res.Statements = append(res.Statements, stmts...)
+			if err != nil {
+				return res, err
+			}
+		}
+		s.inc.statsMu.Lock()
+		s.inc.stats.FullLeaves += len(full)
+		s.inc.statsMu.Unlock()
+	}
+	if len(full) > 0 {
+		vectors := res.Vectors
+		if fullIdx != nil {
+			vectors = make([][]engine.Sample, len(full))
+		}
+		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema}, ts, full)
+		for _, st := range stmts {
+			res.Statements = append(res.Statements, st.SQL)
+			if err := s.run(ctx, st, full, vectors); err != nil {
+				return res, fmt.Errorf("compute %s: %w", leafNames(st, full), err)
+			}
+		}
+		for k, i := range fullIdx {
+			res.Vectors[i] = vectors[k]
 		}
 	}
 	for _, v := range res.Vectors {

@@ -1,0 +1,534 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+)
+
+// Incremental configures the incremental path of a Source: decomposable
+// leaves (count, sum, avg, min, max, rate, increase, absent and present
+// over time) are computed from per-bucket partial aggregates that
+// ClickHouse computes once per bucket and the Source keeps, so an
+// evaluation reads only the buckets it has not read since they became
+// final, plus the late-arrival window, instead of its whole window.
+//
+// A bucket of width B holds the events of (k·B−B, k·B]. A leaf takes the
+// incremental path when its window, its offset and its evaluation time are
+// whole multiples of B (every rule evaluated at an interval that is a
+// multiple of B, over windows that are multiples of B); any other leaf, and
+// every quantile and standard deviation, is computed by a full query as
+// before. Both paths give the same answers: the differential test checks
+// it step after step.
+type Incremental struct {
+	// Bucket is the width of a partial aggregate (default 1m).
+	Bucket time.Duration
+	// LateWindow is how long after its end a bucket is still read again at
+	// every evaluation, so events that land late are counted (default 2m).
+	// An event that lands later than that after its bucket's end is not
+	// counted by windows that were already read: its bucket was final.
+	LateWindow time.Duration
+	// Reuse is how long the read of a bucket that is not final yet serves
+	// other evaluations at the same timestamp — the groups that share an
+	// interval evaluate at the same aligned time, and the first one's read
+	// serves the others (default 30s; negative disables it).
+	Reuse time.Duration
+	// MaxBuckets bounds the buckets of one window: longer windows take the
+	// full path (default 10080, a week of minutes).
+	MaxBuckets int
+	// Now is the clock that decides which buckets are final (default
+	// time.Now).
+	Now func() time.Time
+}
+
+func (o *Incremental) setDefaults() {
+	if o.Bucket <= 0 {
+		o.Bucket = time.Minute
+	}
+	o.Bucket = o.Bucket.Truncate(time.Second)
+	if o.Bucket < time.Second {
+		o.Bucket = time.Second
+	}
+	if o.LateWindow < 0 {
+		o.LateWindow = 0
+	}
+	if o.LateWindow == 0 {
+		o.LateWindow = 2 * time.Minute
+	}
+	if o.Reuse == 0 {
+		o.Reuse = 30 * time.Second
+	}
+	if o.MaxBuckets <= 0 {
+		o.MaxBuckets = 10080
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// colKind is the partial aggregate a column keeps per bucket and group.
+type colKind int
+
+const (
+	colCount colKind = iota
+	colSum
+	colMin
+	colMax
+)
+
+// partials keeps the per-bucket partial aggregates of every grouping.
+type partials struct {
+	opts  Incremental
+	mu    sync.Mutex
+	grids map[string]*grid
+	// stats, for tests and the benchmark.
+	statsMu sync.Mutex
+	stats   IncrementalStats
+}
+
+// IncrementalStats count the work of the incremental path.
+type IncrementalStats struct {
+	// Leaves is the number of leaves computed from partial aggregates, and
+	// FullLeaves the number computed by full queries.
+	Leaves, FullLeaves int
+	// Queries is the number of bucket reads, and BucketsRead the buckets
+	// they covered.
+	Queries, BucketsRead int
+}
+
+// grid holds the partial aggregates of one grouping (By) and bucket width:
+// per bucket, per group, one value per column (slot).
+type grid struct {
+	mu      sync.Mutex
+	by      []string
+	width   int64 // bucket width, seconds
+	slots   map[string]int
+	cols    []gridColumn
+	buckets map[int64]*gridBucket
+	// span is the largest number of buckets a leaf of the grid reaches back
+	// from its evaluation time (window and offset); last is the latest
+	// bucket evaluated. Buckets older than that are dropped.
+	span, last int64
+}
+
+type gridColumn struct {
+	frag fragment
+	// cond is the column's selector, for the WHERE clause of reads.
+	cond  fragment
+	kind  colKind
+	count int // slot of the count over the same selector (min and max)
+}
+
+type gridBucket struct {
+	// final says, per slot, that the slot was read after the bucket ended
+	// more than LateWindow ago: it is not read again.
+	final []bool
+	// readTs and readAt record, per slot, the evaluation time and the clock
+	// of its last read, for Reuse.
+	readTs []int64
+	readAt []time.Time
+	groups map[string]*gridGroup
+}
+
+type gridGroup struct {
+	values []string
+	v      []float64
+}
+
+func (b *gridBucket) grow(n int) {
+	for len(b.final) < n {
+		b.final = append(b.final, false)
+		b.readTs = append(b.readTs, 0)
+		b.readAt = append(b.readAt, time.Time{})
+	}
+	for _, g := range b.groups {
+		for len(g.v) < n {
+			g.v = append(g.v, 0)
+		}
+	}
+}
+
+func newPartials(opts Incremental) *partials {
+	opts.setDefaults()
+	return &partials{opts: opts, grids: map[string]*grid{}}
+}
+
+// eligible reports whether l at ts can be computed from partial aggregates.
+func (p *partials) eligible(ts time.Time, l *dsl.Leaf) bool {
+	switch l.Primitive() {
+	case dsl.AggQuantile, dsl.AggStddev:
+		return false
+	}
+	b := p.opts.Bucket
+	if ts.Nanosecond() != 0 || l.Range <= 0 || l.Range%b != 0 || l.Offset%b != 0 {
+		return false
+	}
+	if int(l.Range/b) > p.opts.MaxBuckets {
+		return false
+	}
+	return ts.Unix()%int64(b/time.Second) == 0
+}
+
+func (p *partials) grid(by []string) *grid {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := strings.Join(by, ",")
+	g, ok := p.grids[k]
+	if !ok {
+		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{}}
+		p.grids[k] = g
+	}
+	return g
+}
+
+// slot returns the slot of a column, adding it when new.
+func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
+	k := fmt.Sprintf("%d\x00%s", kind, f.key())
+	if i, ok := g.slots[k]; ok {
+		return i
+	}
+	g.cols = append(g.cols, gridColumn{frag: f, cond: cond, kind: kind, count: count})
+	g.slots[k] = len(g.cols) - 1
+	return len(g.cols) - 1
+}
+
+// incLeaf is a leaf on the incremental path with its slots and buckets.
+type incLeaf struct {
+	i                 int // index into the leaves of the call
+	l                 *dsl.Leaf
+	count, sum, agg   int // slots; -1 when not needed
+	first, lastBucket int64 // the window's buckets
+}
+
+// eval computes leaves (all eligible, all of grid g) at ts into vectors,
+// reading the buckets that are missing or not final.
+func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) ([]string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := p.opts.Now()
+	w := g.width
+	// The last bucket that is final: it ended LateWindow or more ago.
+	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
+
+	ils := make([]incLeaf, 0, len(idx))
+	for _, i := range idx {
+		l := leaves[i]
+		cond := condition(l.Selector.Matchers)
+		il := incLeaf{i: i, l: l, sum: -1, agg: -1}
+		il.count = g.slot(colCount, aggregate("count", "", "", cond), cond, -1)
+		value := valueExpr(l.Selector.Columns)
+		if l.Selector.Field != dsl.EventsSelector {
+			switch l.Agg {
+			case dsl.AggSum, dsl.AggRate, dsl.AggIncrease, dsl.AggAvg:
+				il.sum = g.slot(colSum, aggregate("sum", "", value, cond), cond, -1)
+			case dsl.AggMin:
+				il.agg = g.slot(colMin, aggregate("min", "", value, cond), cond, il.count)
+			case dsl.AggMax:
+				il.agg = g.slot(colMax, aggregate("max", "", value, cond), cond, il.count)
+			}
+		}
+		from, to := l.Window(ts)
+		il.first, il.lastBucket = from.Unix()/w+1, to.Unix()/w
+		ils = append(ils, il)
+		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
+		g.last = max(g.last, ts.Unix()/w)
+	}
+
+	// Which buckets each slot must read: those missing, and those not
+	// final unless read for this very evaluation time a moment ago.
+	type need struct{ lo, hi int64 } // buckets lo..hi
+	needs := map[int]*need{}
+	for _, il := range ils {
+		for _, sl := range []int{il.count, il.sum, il.agg} {
+			if sl < 0 {
+				continue
+			}
+			for k := il.first; k <= il.lastBucket; k++ {
+				if g.fresh(k, sl, ts, now, p.opts.Reuse) {
+					continue
+				}
+				n := needs[sl]
+				if n == nil {
+					needs[sl] = &need{lo: k, hi: k}
+				} else {
+					n.lo, n.hi = min(n.lo, k), max(n.hi, k)
+				}
+			}
+		}
+	}
+	// Reads whose bucket ranges overlap or touch are merged: reading more
+	// columns over the same rows costs little, reading rows twice costs.
+	type read struct {
+		lo, hi int64
+		slots  []int
+	}
+	var reads []read
+	slots := make([]int, 0, len(needs))
+	for sl := range needs {
+		slots = append(slots, sl)
+	}
+	sort.Slice(slots, func(i, j int) bool { return needs[slots[i]].lo < needs[slots[j]].lo })
+	for _, sl := range slots {
+		n := needs[sl]
+		if k := len(reads) - 1; k >= 0 && n.lo <= reads[k].hi+1 {
+			reads[k].hi = max(reads[k].hi, n.hi)
+			reads[k].slots = append(reads[k].slots, sl)
+			continue
+		}
+		reads = append(reads, read{lo: n.lo, hi: n.hi, slots: []int{sl}})
+	}
+	var statements []string
+	for _, r := range reads {
+		sort.Ints(r.slots)
+		st := g.statement(s, r.lo, r.hi, r.slots)
+		statements = append(statements, st.SQL)
+		if err := g.read(ctx, s, st, r.lo, r.hi, r.slots, ts, now, finalUpTo); err != nil {
+			return statements, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
+		}
+		p.statsMu.Lock()
+		p.stats.Queries++
+		p.stats.BucketsRead += int(r.hi - r.lo + 1)
+		p.statsMu.Unlock()
+	}
+
+	for _, il := range ils {
+		vectors[il.i] = g.merge(il)
+	}
+	g.evict()
+	p.statsMu.Lock()
+	p.stats.Leaves += len(ils)
+	p.statsMu.Unlock()
+	return statements, nil
+}
+
+// fresh reports whether slot sl of bucket k need not be read.
+func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Duration) bool {
+	b := g.buckets[k]
+	if b == nil || sl >= len(b.final) {
+		return false
+	}
+	if b.final[sl] {
+		return true
+	}
+	return reuse > 0 && b.readTs[sl] == ts.UnixMilli() && now.Sub(b.readAt[sl]) < reuse && !now.Before(b.readAt[sl])
+}
+
+// statement builds the query that reads the slots' partial aggregates of
+// buckets lo..hi, grouped by the grid's labels and the bucket.
+func (g *grid) statement(s *Source, lo, hi int64, slots []int) Statement {
+	var sql strings.Builder
+	var args []any
+	sql.WriteString("SELECT")
+	sep := "\n    "
+	for _, l := range g.by {
+		sql.WriteString(sep + quoteIdent(l))
+		sep = ",\n    "
+	}
+	tcol := quoteIdent(s.opts.Schema.Time)
+	// Bucket k holds (k·B−B, k·B]: k = ⌈t/B⌉ = intDiv(t + B − 1, B).
+	fmt.Fprintf(&sql, "%stoFloat64(intDiv(toUInt64(toUInt32(%s)) + ?, ?))", sep, tcol)
+	args = append(args, g.width-1, g.width)
+	sep = ",\n    "
+	unfiltered := false
+	var conds []fragment
+	seen := map[string]bool{}
+	for _, sl := range slots {
+		c := g.cols[sl]
+		sql.WriteString(sep + c.frag.sql)
+		args = append(args, c.frag.args...)
+		// The column's selector, for the WHERE clause: the count column
+		// carries exactly its condition's arguments.
+		cond := c.cond
+		if cond.sql == "" {
+			unfiltered = true
+		} else if !seen[cond.key()] {
+			seen[cond.key()] = true
+			conds = append(conds, cond)
+		}
+	}
+	from, to := (lo-1)*g.width, hi*g.width
+	if from < 0 && to >= 0 {
+		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol)
+		args = append(args, clipDateTime(to))
+	} else {
+		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol, tcol)
+		args = append(args, clipDateTime(from), clipDateTime(to))
+	}
+	if !unfiltered && len(conds) > 0 {
+		parts := make([]string, len(conds))
+		for i, c := range conds {
+			parts[i] = c.sql
+			if len(conds) > 1 {
+				parts[i] = "(" + c.sql + ")"
+			}
+			args = append(args, c.args...)
+		}
+		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
+	}
+	group := make([]string, 0, len(g.by)+1)
+	for _, l := range g.by {
+		group = append(group, quoteIdent(l))
+	}
+	group = append(group, "intDiv(toUInt64(toUInt32("+tcol+")) + ?, ?)")
+	args = append(args, g.width-1, g.width)
+	sql.WriteString("\nGROUP BY " + strings.Join(group, ", "))
+	return Statement{SQL: sql.String(), Args: args, By: g.by, Width: len(g.by) + 1 + len(slots)}
+}
+
+// read runs st and stores its partial aggregates into buckets lo..hi.
+func (g *grid) read(ctx context.Context, s *Source, st Statement, lo, hi int64, slots []int, ts, now time.Time, finalUpTo int64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type row struct {
+		key    string
+		values []string
+		bucket int64
+		v      []float64
+	}
+	var got []row
+	groupValues := make([]string, len(g.by))
+	values := make([]float64, 1+len(slots))
+	dest := make([]any, 0, st.Width)
+	for i := range groupValues {
+		dest = append(dest, &groupValues[i])
+	}
+	for i := range values {
+		dest = append(dest, &values[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		got = append(got, row{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Only a complete read changes the buckets: the slots read are reset
+	// over lo..hi, then filled.
+	n := len(g.cols)
+	for k := lo; k <= hi; k++ {
+		b := g.buckets[k]
+		if b == nil {
+			b = &gridBucket{groups: map[string]*gridGroup{}}
+			g.buckets[k] = b
+		}
+		b.grow(n)
+		for _, sl := range slots {
+			for _, gr := range b.groups {
+				gr.v[sl] = 0
+			}
+			b.final[sl] = k <= finalUpTo
+			b.readTs[sl], b.readAt[sl] = ts.UnixMilli(), now
+		}
+	}
+	for _, r := range got {
+		b := g.buckets[r.bucket]
+		if b == nil || r.bucket < lo || r.bucket > hi {
+			return fmt.Errorf("bucket %d outside the read %d..%d", r.bucket, lo, hi)
+		}
+		gr := b.groups[r.key]
+		if gr == nil {
+			gr = &gridGroup{values: r.values, v: make([]float64, n)}
+			b.groups[r.key] = gr
+		}
+		for j, sl := range slots {
+			gr.v[sl] = r.v[j]
+		}
+	}
+	return nil
+}
+
+// merge folds the buckets of a leaf's window into its samples.
+func (g *grid) merge(il incLeaf) []engine.Sample {
+	type acc struct {
+		values          []string
+		count, sum, agg float64
+	}
+	groups := map[string]*acc{}
+	for k := il.first; k <= il.lastBucket; k++ {
+		b := g.buckets[k]
+		if b == nil {
+			continue
+		}
+		for key, gr := range b.groups {
+			c := gr.v[il.count]
+			if c == 0 {
+				continue
+			}
+			a := groups[key]
+			if a == nil {
+				a = &acc{values: gr.values}
+				groups[key] = a
+				if il.agg >= 0 {
+					a.agg = gr.v[il.agg]
+				}
+			}
+			a.count += c
+			if il.sum >= 0 {
+				a.sum += gr.v[il.sum]
+			}
+			if il.agg >= 0 {
+				switch g.cols[il.agg].kind {
+				case colMin:
+					a.agg = min(a.agg, gr.v[il.agg])
+				case colMax:
+					a.agg = max(a.agg, gr.v[il.agg])
+				}
+			}
+		}
+	}
+	l := il.l
+	if l.Agg == dsl.AggAbsent {
+		if len(groups) > 0 {
+			return nil
+		}
+		return []engine.Sample{{Labels: l.Labels(), Value: 1}}
+	}
+	out := make([]engine.Sample, 0, len(groups))
+	for _, a := range groups {
+		agg := a.agg
+		if l.Agg == dsl.AggAvg {
+			agg = a.sum / a.count
+		}
+		out = append(out, engine.Sample{Labels: l.GroupLabels(a.values), Value: l.Value(a.count, a.sum, agg)})
+	}
+	return out
+}
+
+// evict drops the buckets no leaf of the grid reaches any more.
+func (g *grid) evict() {
+	keep := g.last - g.span - 10
+	for k := range g.buckets {
+		if k < keep {
+			delete(g.buckets, k)
+		}
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+func incNames(ils []incLeaf) string {
+	names := make([]string, len(ils))
+	for i, il := range ils {
+		names[i] = il.l.Func
+	}
+	return strings.Join(names, ", ")
+}
