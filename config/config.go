@@ -131,11 +131,34 @@ type ClickHouse struct {
 	// fires (default 1m).
 	HealthInterval Duration `yaml:"health_interval"`
 	DownAfter      Duration `yaml:"down_after"`
+	// Incremental configures rule evaluation from per-bucket partial
+	// aggregates (on by default).
+	Incremental Incremental `yaml:"incremental"`
 	// Embedded, when its path is set, stores everything in embedded
 	// ClickHouse (chDB's libchdb.so) on disk instead of a server; dsn is
 	// then unused.
 	Embedded Embedded `yaml:"embedded"`
 }
+
+// Incremental configures incremental rule evaluation: counts, sums,
+// averages, minima and maxima over time are computed from partial
+// aggregates per bucket that callwatch keeps between evaluations, so an
+// evaluation reads only new buckets and the late window, not its whole
+// window. Quantiles and stddev are always computed by a full query.
+type Incremental struct {
+	// Enabled turns it on (default true).
+	Enabled *bool `yaml:"enabled"`
+	// Bucket is the width of a partial aggregate (default 1m, whole
+	// seconds). Rules take the incremental path when their interval,
+	// windows and offsets are multiples of it.
+	Bucket Duration `yaml:"bucket"`
+	// LateWindow is how long after its end a bucket is read again, so rows
+	// that land late are counted (default 2m).
+	LateWindow Duration `yaml:"late_window"`
+}
+
+// On reports whether incremental evaluation is enabled.
+func (i Incremental) On() bool { return i.Enabled == nil || *i.Enabled }
 
 // Embedded configures embedded ClickHouse.
 type Embedded struct {
@@ -185,6 +208,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ClickHouse.DownAfter == 0 {
 		c.ClickHouse.DownAfter = Duration(time.Minute)
+	}
+	if c.ClickHouse.Incremental.Bucket == 0 {
+		c.ClickHouse.Incremental.Bucket = Duration(time.Minute)
+	}
+	if c.ClickHouse.Incremental.LateWindow == 0 {
+		c.ClickHouse.Incremental.LateWindow = Duration(2 * time.Minute)
 	}
 	if c.ClickHouse.AuditTable == "" {
 		c.ClickHouse.AuditTable = "callwatch_alert_log"
@@ -283,6 +312,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouse.QueryTimeout <= 0 {
 		return fmt.Errorf("clickhouse.query_timeout: must be positive, e.g. 30s")
+	}
+	if b := c.ClickHouse.Incremental.Bucket.D(); b < time.Second || b%time.Second != 0 {
+		return fmt.Errorf("clickhouse.incremental.bucket: %s is not a whole number of seconds ≥ 1s; write e.g. 1m", b)
+	}
+	if c.ClickHouse.Incremental.LateWindow < 0 {
+		return fmt.Errorf("clickhouse.incremental.late_window: must not be negative; write e.g. 2m")
 	}
 	if !tableRe.MatchString(c.ClickHouse.AuditTable) {
 		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)

@@ -85,7 +85,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		src = store
 	} else {
-		s, closeFn, err := openClickHouseSource(ctx, cfg)
+		s, closeFn, err := openClickHouseSource(ctx, cfg, incremental(cfg))
 		if err != nil {
 			return err
 		}

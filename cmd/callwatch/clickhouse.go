@@ -9,8 +9,9 @@ import (
 )
 
 // openClickHouseSource connects to the configured ClickHouse server and
-// returns the leaf source over its events table.
-func openClickHouseSource(ctx context.Context, cfg *config.Config) (engine.LeafSource, func(), error) {
+// returns the leaf source over its events table, with incremental
+// evaluation when inc is not nil (evaluations step after step: backtest).
+func openClickHouseSource(ctx context.Context, cfg *config.Config, inc *clickhouse.Incremental) (engine.LeafSource, func(), error) {
 	conn, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -20,10 +21,21 @@ func openClickHouseSource(ctx context.Context, cfg *config.Config) (engine.LeafS
 		Table:        cfg.ClickHouse.EventsTable,
 		Schema:       cfg.Schema.DSL(),
 		QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
+		Incremental:  inc,
 	})
 	if err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
 	return src, func() { conn.Close() }, nil
+}
+
+// incremental returns the incremental-evaluation options of cfg, nil when
+// it is off.
+func incremental(cfg *config.Config) *clickhouse.Incremental {
+	inc := cfg.ClickHouse.Incremental
+	if !inc.On() {
+		return nil
+	}
+	return &clickhouse.Incremental{Bucket: inc.Bucket.D(), LateWindow: inc.LateWindow.D()}
 }

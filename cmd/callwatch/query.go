@@ -59,7 +59,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		src = store
 	} else {
-		s, closeFn, err := openClickHouseSource(ctx, cfg)
+		s, closeFn, err := openClickHouseSource(ctx, cfg, nil)
 		if err != nil {
 			return err
 		}

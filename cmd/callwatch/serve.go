@@ -66,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer conn.Close()
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D()})
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(), Incremental: incremental(cfg)})
 	if err != nil {
 		return err
 	}

@@ -453,41 +453,7 @@ func TestEveryLeafAgreesWithMemoryEmbedded(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	gen := newLeafGen(rng)
 	b := newBackends(t, gen.events(3000, sqlTS))
-	exprs := []string{
-		`count_over_time(events[5m])`,
-		`count_over_time(events{status="error"}[5m])`,
-		`count_over_time(events{tenant_id="nobody"}[5m])`,
-		`sum by (tenant_id) (count_over_time(events{status!="ok"}[10m]))`,
-		`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m]))`,
-		`sum_over_time(cost{model=~"gpt.*"}[1h])`,
-		`sum by (app_code) (sum_over_time(total_tokens{provider!~"azure|"}[1h]))`,
-		`avg_over_time(latency_ms[30m])`,
-		`max by (tenant_id, model) (avg_over_time(latency_ms{status="ok"}[30m]))`,
-		`min_over_time(latency_ms{tenant_id="acme"}[1h])`,
-		`min by (provider) (min_over_time(cost[1h]))`,
-		`max_over_time(latency_ms[1h])`,
-		`max by (status) (max_over_time(total_tokens[1h]))`,
-		`p50(latency_ms[1h])`,
-		`p95(latency_ms{model!~"gpt"}[1h])`,
-		`p99(latency_ms[1h])`,
-		`max by (tenant_id) (p95(latency_ms[5m]))`,
-		`max by (tenant_id) (quantile_over_time(0, cost[1h])) + max by (tenant_id) (quantile_over_time(1, cost[1h]))`,
-		`stddev_over_time(latency_ms[1h])`,
-		`max by (app_code) (stddev_over_time(cost{tenant_id!=""}[1h]))`,
-		`rate(events[5m])`,
-		`sum by (tenant_id) (rate(cost[5m]))`,
-		`increase(total_tokens{app_code="chat"}[1h])`,
-		`sum by (model) (increase(events{status=~"error|timeout"}[1h]))`,
-		`absent_over_time(events{tenant_id="nobody"}[5m])`,
-		`absent_over_time(events[5m])`,
-		`sum by (tenant_id) (present_over_time(events{model=~"gpt"}[5m]))`,
-		`sum_over_time(cost[10m] offset 30m)`,
-		`sum by (tenant_id) (count_over_time(events[10m] offset 1h))`,
-		`count_over_time(events{model=~"claude 3.\\(beta\\)"}[2h])`,
-		`sum without (model, provider, status, error_code, app_code) (count_over_time(events[1h]))`,
-		`sum(count_over_time(events{tenant_id=~"acme|beta", status!="ok", app_code!~""}[1h]))`,
-		`sum by (app_code) (rate(events[5m]) + increase(total_tokens[5m]) + min_over_time(latency_ms[5m]) + stddev_over_time(latency_ms[5m]) + quantile_over_time(0.5, cost[5m]) + avg_over_time(cost[5m]) + max_over_time(cost[5m]) + present_over_time(events[5m]))`,
-	}
+	exprs := everyLeafExprs
 	ts := sqlTS.Add(250 * time.Millisecond)
 	var all []*dsl.Leaf
 	for _, expr := range exprs {
@@ -499,6 +465,73 @@ func TestEveryLeafAgreesWithMemoryEmbedded(t *testing.T) {
 	if len(res.Statements) >= len(all) {
 		t.Errorf("%d statements for %d leaves: nothing was fused", len(res.Statements), len(all))
 	}
+}
+
+// TestIncrementalLeavesAgreeWithMemoryEmbedded runs the same expressions
+// through the incremental path (partial aggregates per bucket) on the
+// embedded engine, at three consecutive minutes, so its statements are
+// proven on 26.x as engine/clickhouse's tests prove them on 18.16.
+func TestIncrementalLeavesAgreeWithMemoryEmbedded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	gen := newLeafGen(rng)
+	b := newBackends(t, gen.events(3000, sqlTS))
+	now := sqlTS.Add(-2 * time.Minute)
+	inc, err := clickhouse.New(clickhouse.Options{Conn: b.conn, Table: b.table, Schema: dsl.DefaultSchema(),
+		Incremental: &clickhouse.Incremental{Now: func() time.Time { return now }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ch = inc
+	var all []*dsl.Leaf
+	for _, expr := range everyLeafExprs {
+		all = append(all, parseLeaves(t, expr)...)
+	}
+	for k := range 3 {
+		ts := sqlTS.Add(time.Duration(k-2) * time.Minute)
+		now = ts.Add(time.Second)
+		b.agree(t, "all leaves, incremental", ts, all)
+	}
+	if st := inc.IncrementalStats(); st.Leaves == 0 || st.Queries == 0 {
+		t.Fatalf("nothing took the incremental path: %+v", st)
+	}
+}
+
+// everyLeafExprs cover every aggregate, grouped and not, every matcher
+// type and offsets.
+var everyLeafExprs = []string{
+	`count_over_time(events[5m])`,
+	`count_over_time(events{status="error"}[5m])`,
+	`count_over_time(events{tenant_id="nobody"}[5m])`,
+	`sum by (tenant_id) (count_over_time(events{status!="ok"}[10m]))`,
+	`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m]))`,
+	`sum_over_time(cost{model=~"gpt.*"}[1h])`,
+	`sum by (app_code) (sum_over_time(total_tokens{provider!~"azure|"}[1h]))`,
+	`avg_over_time(latency_ms[30m])`,
+	`max by (tenant_id, model) (avg_over_time(latency_ms{status="ok"}[30m]))`,
+	`min_over_time(latency_ms{tenant_id="acme"}[1h])`,
+	`min by (provider) (min_over_time(cost[1h]))`,
+	`max_over_time(latency_ms[1h])`,
+	`max by (status) (max_over_time(total_tokens[1h]))`,
+	`p50(latency_ms[1h])`,
+	`p95(latency_ms{model!~"gpt"}[1h])`,
+	`p99(latency_ms[1h])`,
+	`max by (tenant_id) (p95(latency_ms[5m]))`,
+	`max by (tenant_id) (quantile_over_time(0, cost[1h])) + max by (tenant_id) (quantile_over_time(1, cost[1h]))`,
+	`stddev_over_time(latency_ms[1h])`,
+	`max by (app_code) (stddev_over_time(cost{tenant_id!=""}[1h]))`,
+	`rate(events[5m])`,
+	`sum by (tenant_id) (rate(cost[5m]))`,
+	`increase(total_tokens{app_code="chat"}[1h])`,
+	`sum by (model) (increase(events{status=~"error|timeout"}[1h]))`,
+	`absent_over_time(events{tenant_id="nobody"}[5m])`,
+	`absent_over_time(events[5m])`,
+	`sum by (tenant_id) (present_over_time(events{model=~"gpt"}[5m]))`,
+	`sum_over_time(cost[10m] offset 30m)`,
+	`sum by (tenant_id) (count_over_time(events[10m] offset 1h))`,
+	`count_over_time(events{model=~"claude 3.\\(beta\\)"}[2h])`,
+	`sum without (model, provider, status, error_code, app_code) (count_over_time(events[1h]))`,
+	`sum(count_over_time(events{tenant_id=~"acme|beta", status!="ok", app_code!~""}[1h]))`,
+	`sum by (app_code) (rate(events[5m]) + increase(total_tokens[5m]) + min_over_time(latency_ms[5m]) + stddev_over_time(latency_ms[5m]) + quantile_over_time(0.5, cost[5m]) + avg_over_time(cost[5m]) + max_over_time(cost[5m]) + present_over_time(events[5m]))`,
 }
 
 // TestRandomLeavesAgreeWithMemoryEmbedded generates leaves over every

@@ -202,7 +202,7 @@ func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
 type incLeaf struct {
 	i                 int // index into the leaves of the call
 	l                 *dsl.Leaf
-	count, sum, agg   int // slots; -1 when not needed
+	count, sum, agg   int   // slots; -1 when not needed
 	first, lastBucket int64 // the window's buckets
 }
 
