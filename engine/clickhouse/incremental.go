@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -111,6 +112,14 @@ type grid struct {
 	slots   map[string]int
 	cols    []gridColumn
 	buckets map[int64]*gridBucket
+	// used is, per slot, the latest evaluation time (unix seconds) that
+	// used it; a slot used within warm seconds is read along with others.
+	used []int64
+	warm int64
+	// blocks hold, per block of blockSize final buckets, the buckets'
+	// values folded, so a long window merges a few blocks instead of
+	// every bucket.
+	blocks map[int64]*gridBucket
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -181,7 +190,8 @@ func (p *partials) grid(by []string) *grid {
 	k := strings.Join(by, ",")
 	g, ok := p.grids[k]
 	if !ok {
-		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{}}
+		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
+			blocks: map[int64]*gridBucket{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -194,6 +204,7 @@ func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
 		return i
 	}
 	g.cols = append(g.cols, gridColumn{frag: f, cond: cond, kind: kind, count: count})
+	g.used = append(g.used, math.MinInt64)
 	g.slots[k] = len(g.cols) - 1
 	return len(g.cols) - 1
 }
@@ -234,7 +245,12 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			}
 		}
 		from, to := l.Window(ts)
-		il.first, il.lastBucket = from.Unix()/w+1, to.Unix()/w
+		il.first, il.lastBucket = floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
+		for _, sl := range []int{il.count, il.sum, il.agg} {
+			if sl >= 0 {
+				g.used[sl] = ts.Unix()
+			}
+		}
 		ils = append(ils, il)
 		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
 		g.last = max(g.last, ts.Unix()/w)
@@ -282,6 +298,27 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			continue
 		}
 		reads = append(reads, read{lo: n.lo, hi: n.hi, slots: []int{sl}})
+	}
+	// The other groups evaluated at this time need the same new buckets
+	// of their own columns: the read of the newest buckets takes every
+	// warm column of the grid along, so theirs is served from it (Reuse).
+	for k := range reads {
+		r := &reads[k]
+		in := map[int]bool{}
+		for _, sl := range r.slots {
+			in[sl] = true
+		}
+		for sl := range g.cols {
+			if in[sl] || g.used[sl] < ts.Unix()-g.warm {
+				continue
+			}
+			for b := r.lo; b <= r.hi; b++ {
+				if !g.fresh(b, sl, ts, now, p.opts.Reuse) {
+					r.slots = append(r.slots, sl)
+					break
+				}
+			}
+		}
 	}
 	var statements []string
 	for _, r := range reads {
@@ -450,18 +487,19 @@ func (g *grid) read(ctx context.Context, s *Source, st Statement, lo, hi int64, 
 	return nil
 }
 
-// merge folds the buckets of a leaf's window into its samples.
+// blockSize is the number of buckets folded into one block (an hour of
+// minutes).
+const blockSize = 60
+
+// merge folds the buckets of a leaf's window into its samples, taking whole
+// blocks of final buckets where the window covers them.
 func (g *grid) merge(il incLeaf) []engine.Sample {
 	type acc struct {
 		values          []string
 		count, sum, agg float64
 	}
 	groups := map[string]*acc{}
-	for k := il.first; k <= il.lastBucket; k++ {
-		b := g.buckets[k]
-		if b == nil {
-			continue
-		}
+	fold := func(b *gridBucket) {
 		for key, gr := range b.groups {
 			c := gr.v[il.count]
 			if c == 0 {
@@ -489,6 +527,19 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 			}
 		}
 	}
+	for k := il.first; k <= il.lastBucket; {
+		if floorMod(k-1, blockSize) == 0 && k+blockSize-1 <= il.lastBucket {
+			if b := g.block(floorDiv(k-1, blockSize), il); b != nil {
+				fold(b)
+				k += blockSize
+				continue
+			}
+		}
+		if b := g.buckets[k]; b != nil {
+			fold(b)
+		}
+		k++
+	}
 	l := il.l
 	if l.Agg == dsl.AggAbsent {
 		if len(groups) > 0 {
@@ -507,12 +558,96 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 	return out
 }
 
+// block returns block q (buckets q·blockSize+1 … (q+1)·blockSize) with the
+// leaf's slots folded, building them when every bucket of the block is
+// final for them; nil when one is not.
+func (g *grid) block(q int64, il incLeaf) *gridBucket {
+	slots := []int{il.count}
+	for _, sl := range []int{il.sum, il.agg} {
+		if sl >= 0 {
+			slots = append(slots, sl)
+		}
+	}
+	n := len(g.cols)
+	blk := g.blocks[q]
+	if blk != nil {
+		blk.grow(n)
+		built := true
+		for _, sl := range slots {
+			built = built && blk.final[sl]
+		}
+		if built {
+			return blk
+		}
+	}
+	first := q*blockSize + 1
+	for k := first; k < first+blockSize; k++ {
+		b := g.buckets[k]
+		if b == nil {
+			return nil
+		}
+		for _, sl := range slots {
+			if sl >= len(b.final) || !b.final[sl] {
+				return nil
+			}
+		}
+	}
+	if blk == nil {
+		blk = &gridBucket{groups: map[string]*gridGroup{}}
+		blk.grow(n)
+		g.blocks[q] = blk
+	}
+	for _, gr := range blk.groups {
+		for _, sl := range slots {
+			gr.v[sl] = 0
+		}
+	}
+	for k := first; k < first+blockSize; k++ {
+		for key, gr := range g.buckets[k].groups {
+			c := gr.v[il.count]
+			if c == 0 {
+				continue
+			}
+			bg := blk.groups[key]
+			if bg == nil {
+				bg = &gridGroup{values: gr.values, v: make([]float64, n)}
+				blk.groups[key] = bg
+			}
+			prev := bg.v[il.count]
+			bg.v[il.count] += c
+			if il.sum >= 0 {
+				bg.v[il.sum] += gr.v[il.sum]
+			}
+			if il.agg >= 0 {
+				v := gr.v[il.agg]
+				switch {
+				case prev == 0:
+					bg.v[il.agg] = v
+				case g.cols[il.agg].kind == colMin:
+					bg.v[il.agg] = min(bg.v[il.agg], v)
+				default:
+					bg.v[il.agg] = max(bg.v[il.agg], v)
+				}
+			}
+		}
+	}
+	for _, sl := range slots {
+		blk.final[sl] = true
+	}
+	return blk
+}
+
 // evict drops the buckets no leaf of the grid reaches any more.
 func (g *grid) evict() {
 	keep := g.last - g.span - 10
 	for k := range g.buckets {
 		if k < keep {
 			delete(g.buckets, k)
+		}
+	}
+	for q := range g.blocks {
+		if (q+1)*blockSize < keep {
+			delete(g.blocks, q)
 		}
 	}
 }
@@ -524,6 +659,8 @@ func floorDiv(a, b int64) int64 {
 	}
 	return q
 }
+
+func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
 
 func incNames(ils []incLeaf) string {
 	names := make([]string, len(ils))
