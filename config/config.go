@@ -44,6 +44,28 @@ type Config struct {
 	Web Web `yaml:"web"`
 	// Limits guard ClickHouse against expressions that would scan too much.
 	Limits Limits `yaml:"limits"`
+	// HA elects one sender among replicas for direct channels.
+	HA HA `yaml:"ha"`
+}
+
+// HA configures sender election between replicas that share a ClickHouse:
+// only the elected replica sends to direct channels (WeCom, webhook, …),
+// so two replicas do not message them twice; every replica still
+// evaluates, exports and sends to Alertmanager.
+type HA struct {
+	// Enabled turns the election on (default false: this replica sends).
+	Enabled bool `yaml:"enabled"`
+	// Replica names this instance (default: the host name); replicas must
+	// have different names. It is also written in audit rows.
+	Replica string `yaml:"replica"`
+	// LeaseTable holds the heartbeats (default callwatch_replicas); created
+	// at start when missing.
+	LeaseTable string `yaml:"lease_table"`
+	// Heartbeat is the time between heartbeats (default 5s); TTL how long a
+	// silent replica still counts as alive (default 15s): the longest a
+	// takeover takes.
+	Heartbeat Duration `yaml:"heartbeat"`
+	TTL       Duration `yaml:"ttl"`
 }
 
 // Web configures the HTTP API.
@@ -215,6 +237,15 @@ func (c *Config) applyDefaults() {
 	if c.ClickHouse.Incremental.LateWindow == 0 {
 		c.ClickHouse.Incremental.LateWindow = Duration(2 * time.Minute)
 	}
+	if c.HA.LeaseTable == "" {
+		c.HA.LeaseTable = "callwatch_replicas"
+	}
+	if c.HA.Heartbeat == 0 {
+		c.HA.Heartbeat = Duration(5 * time.Second)
+	}
+	if c.HA.TTL == 0 {
+		c.HA.TTL = 3 * c.HA.Heartbeat
+	}
 	if c.ClickHouse.AuditTable == "" {
 		c.ClickHouse.AuditTable = "callwatch_alert_log"
 	}
@@ -318,6 +349,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouse.Incremental.LateWindow < 0 {
 		return fmt.Errorf("clickhouse.incremental.late_window: must not be negative; write e.g. 2m")
+	}
+	if !tableRe.MatchString(c.HA.LeaseTable) {
+		return fmt.Errorf("ha.lease_table: %q is not a table name; write table or database.table", c.HA.LeaseTable)
+	}
+	if c.HA.Heartbeat <= 0 || c.HA.TTL <= c.HA.Heartbeat {
+		return fmt.Errorf("ha: heartbeat must be positive and ttl longer than it (e.g. heartbeat: 5s, ttl: 15s)")
 	}
 	if !tableRe.MatchString(c.ClickHouse.AuditTable) {
 		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)

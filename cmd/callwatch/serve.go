@@ -84,20 +84,53 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	schema := cfg.Schema.DSL()
 
 	silences := engine.NewSilences(audit)
-	if recs, err := audit.History(ctx, engine.AuditQuery{From: time.Now().Add(-90 * 24 * time.Hour),
-		Kinds: []engine.AuditKind{engine.AuditSilence, engine.AuditUnsilence}, Limit: 100000}); err != nil {
-		logger.Error("restoring silences from the audit trail failed", "err", err)
-	} else {
-		silences.Restore(recs, time.Now())
+	restoreSilences := func(ctx context.Context) {
+		if recs, err := audit.History(ctx, engine.AuditQuery{From: time.Now().Add(-90 * 24 * time.Hour),
+			Kinds: []engine.AuditKind{engine.AuditSilence, engine.AuditUnsilence}, Limit: 100000}); err != nil {
+			logger.Error("restoring silences from the audit trail failed", "err", err)
+		} else {
+			silences.Restore(recs, time.Now())
+		}
 	}
-	dispatcher, err := newDispatcher(cfg, stdout, logger, extURL, reg, audit, silences)
+	restoreSilences(ctx)
+	var elector *engine.Elector
+	var sender func() bool
+	if cfg.HA.Enabled {
+		lease, err := clickhouse.NewLeaseStore(conn, cfg.HA.LeaseTable)
+		if err != nil {
+			return err
+		}
+		if err := lease.Migrate(ctx); err != nil {
+			return err
+		}
+		senderGauge := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "callwatch", Name: "ha_sender",
+			Help: "1 when this replica is the elected sender to direct channels."})
+		reg.MustRegister(senderGauge)
+		elector = engine.NewElector(engine.ElectorOptions{Store: lease, Replica: replicaName(cfg),
+			Interval: cfg.HA.Heartbeat.D(), TTL: cfg.HA.TTL.D(), Logger: logger,
+			OnChange: func(leader bool) { senderGauge.Set(map[bool]float64{true: 1}[leader]) }})
+		sender = elector.Leader
+	}
+	dispatcher, err := newDispatcher(cfg, stdout, logger, extURL, reg, audit, silences, sender)
 	if err != nil {
 		return err
 	}
-	if states, err := audit.LastSent(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
-		logger.Error("reading what channels were last told from the audit trail failed; notifications may repeat", "err", err)
-	} else {
-		dispatcher.Seed(states)
+	seed := func(ctx context.Context) {
+		if states, err := audit.LastSent(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
+			logger.Error("reading what channels were last told from the audit trail failed; notifications may repeat", "err", err)
+		} else {
+			dispatcher.Seed(states)
+		}
+	}
+	seed(ctx)
+	if elector != nil {
+		// A replica taking over as sender first reads what the previous
+		// one sent, so it neither repeats that nor loses what was due.
+		elector.SetOnElected(func(ctx context.Context) {
+			restoreSilences(ctx)
+			seed(ctx)
+		})
+		elector.Start(ctx)
 	}
 	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
 	dispatchDone := make(chan struct{})
@@ -234,10 +267,19 @@ func ruleGlobs(configFile string, cfg *config.Config) []string {
 	return out
 }
 
+// replicaName is this instance's name in audit rows and the election.
+func replicaName(cfg *config.Config) string {
+	if cfg.HA.Replica != "" {
+		return cfg.HA.Replica
+	}
+	host, _ := os.Hostname()
+	return host
+}
+
 // newDispatcher builds the notification channels. Without any configured
 // channel, alerts go to a console channel on stdout.
 func newDispatcher(cfg *config.Config, stdout io.Writer, logger *slog.Logger, extURL *url.URL, reg prometheus.Registerer,
-	audit engine.Auditor, silences *engine.Silences) (*notify.Dispatcher, error) {
+	audit engine.Auditor, silences *engine.Silences, sender func() bool) (*notify.Dispatcher, error) {
 	notifiers, defaults := cfg.Notifiers, cfg.DefaultNotify
 	if len(notifiers) == 0 {
 		notifiers = []config.Notifier{{ChannelConfig: notify.ChannelConfig{Name: "console", Type: "log"}}}
@@ -249,13 +291,12 @@ func newDispatcher(cfg *config.Config, stdout io.Writer, logger *slog.Logger, ex
 		if err != nil {
 			return nil, err
 		}
-		channels = append(channels, &notify.Channel{Name: n.Name, Sender: sender, Direct: n.Type != "alertmanager",
+		channels = append(channels, &notify.Channel{Name: n.Name, Sender: sender, Direct: n.Type != "alertmanager", Local: n.Type == "log",
 			RatePerMinute: n.RatePerMinute, RepeatInterval: n.RepeatInterval.D()})
 	}
-	host, _ := os.Hostname()
 	return notify.NewDispatcher(notify.DispatcherOptions{
 		Channels: channels, Default: defaults, Audit: audit, Silences: silences,
 		QueueSize: cfg.Notification.QueueSize, MaxAttempts: cfg.Notification.MaxAttempts,
-		ExternalURL: extURL, Registerer: reg, Logger: logger, Replica: host,
+		ExternalURL: extURL, Registerer: reg, Logger: logger, Replica: replicaName(cfg), Sender: sender,
 	}), nil
 }

@@ -23,6 +23,9 @@ type Channel struct {
 	// controls: acknowledged alerts are not repeated. Alertmanager keeps
 	// receiving Prometheus' resends, which it needs to keep alerts alive.
 	Direct bool
+	// Local channels (log) write on this machine: every replica writes
+	// them, whichever is the elected sender.
+	Local bool
 	// RatePerMinute caps messages per minute; 0 means no cap. The excess is
 	// folded into one digest when the next slot opens.
 	RatePerMinute int
@@ -59,6 +62,11 @@ type DispatcherOptions struct {
 	Replica string
 	// Silences hold back matching alerts on every channel; may be nil.
 	Silences Silencer
+	// Sender, when set, says whether this replica is the elected sender
+	// (engine.Elector.Leader): when it is not, direct channels (but local
+	// ones) are left to the replica that is, and Alertmanager, which
+	// deduplicates, still gets every replica's alerts.
+	Sender func() bool
 }
 
 // Dispatcher routes notifications to channels. Notify never blocks: each
@@ -162,6 +170,9 @@ func (d *Dispatcher) Seed(states []engine.SentState) {
 // reason to audit a skip, or quiet=true for a resend the channel does not
 // need (not worth an audit row). Sending is remembered.
 func (d *Dispatcher) hold(ch *Channel, rule *engine.RuleSpec, a engine.Alert, ts time.Time) (reason string, quiet bool) {
+	if ch.Direct && !ch.Local && d.opts.Sender != nil && !d.opts.Sender() {
+		return "", true // another replica sends; it audits what it sends
+	}
 	if d.opts.Silences != nil {
 		if sil, ok := d.opts.Silences.Match(a.Labels, ts); ok {
 			return "silenced by " + sil.ID, false

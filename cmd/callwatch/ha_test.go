@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// TestFaultSenderReplicaKilled is the high-availability scenario for
+// direct channels: two replicas with the same rules and the same webhook,
+// sharing one ClickHouse. Only the elected replica messages the webhook,
+// so the firing alert arrives once, not twice; when that replica is killed
+// (SIGKILL), the other takes over within the lease's TTL and sends the
+// resolve — once, without repeating the firing message it reads from the
+// audit trail.
+func TestFaultSenderReplicaKilled(t *testing.T) {
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	now := time.Now().UTC()
+	var rows []map[string]any
+	for range 5 {
+		rows = append(rows, map[string]any{"created_at": now, "tenant_id": "acme", "status": "error"})
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+
+	got := &received{n: map[string]int{}}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Alerts []struct {
+				Status string            `json:"status"`
+				Labels map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		got.mu.Lock()
+		for _, a := range p.Alerts {
+			got.n[a.Labels["alertname"]+"/"+a.Status]++
+		}
+		got.mu.Unlock()
+	}))
+	defer hook.Close()
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
+  - name: g
+    interval: 1s
+    rules:
+      - alert: Errors
+        expr: sum by (tenant_id) (count_over_time(events{status="error"}[20s])) > 2
+`), 0o644)
+	config := func(replica string) string {
+		f := filepath.Join(dir, replica+".yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+  dsn: %s
+notifiers:
+  - {name: pager, type: webhook, url: %q, timeout: 2s}
+default_notify: [pager]
+ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s}
+rule_files: [rules.yaml]
+`, s.DSN(db), hook.URL, replica)), 0o644)
+		return f
+	}
+
+	a := startProc(t, config("replica-a"))
+	waitFor(t, "replica a to deliver the firing alert", 15*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	b := startProc(t, config("replica-b"))
+	waitFor(t, "replica b to evaluate the alert as firing", 15*time.Second, func() bool {
+		return metric(t, b.base, `ALERTS{alertname="Errors",alertstate="firing",tenant_id="acme"}`) == 1
+	})
+	if v := metric(t, a.base, "callwatch_ha_sender"); v != 1 {
+		t.Fatalf("replica a: callwatch_ha_sender = %v, want 1", v)
+	}
+	if v := metric(t, b.base, "callwatch_ha_sender"); v != 0 {
+		t.Fatalf("replica b: callwatch_ha_sender = %v, want 0", v)
+	}
+	time.Sleep(2 * time.Second)
+	if n := got.get("Errors/firing"); n != 1 {
+		t.Fatalf("two replicas sent the firing alert %d times, want once", n)
+	}
+
+	// The sender dies.
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	killed := time.Now()
+	waitFor(t, "replica b to take over", 10*time.Second, func() bool { return metric(t, b.base, "callwatch_ha_sender") == 1 })
+	takeover := time.Since(killed)
+	waitFor(t, "replica b to deliver the resolve", 40*time.Second, func() bool { return got.get("Errors/resolved") >= 1 })
+	time.Sleep(2 * time.Second)
+	firing, resolved := got.get("Errors/firing"), got.get("Errors/resolved")
+	if firing != 1 || resolved != 1 {
+		t.Fatalf("webhook got %d firing and %d resolved messages, want 1 and 1", firing, resolved)
+	}
+	t.Logf("FAULT REPORT: faults injected: 1 (the sender replica killed); alerts lost: 0; duplicate notifications: %d; time to recover: %s (takeover)",
+		firing+resolved-2, takeover.Round(10*time.Millisecond))
+}
