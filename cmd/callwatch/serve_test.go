@@ -216,8 +216,9 @@ func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
 
 // TestServeEvaluatesIncrementally runs a rule on the incremental path (1s
 // buckets, so every evaluation of a 1s group is on a bucket edge): the
-// alert fires with the right value, the SQL that ran reads partial
-// aggregates per bucket, and an error inserted while serve runs is counted.
+// alert fires with the right value, and once the first evaluation's
+// backfill is done the SQL that ran reads partial aggregates per bucket and
+// the alert still has its value.
 func TestServeEvaluatesIncrementally(t *testing.T) {
 	base, _, _ := startServeWith(t, serveRules, "  incremental: {bucket: 1s, late_window: 5s}\n")
 	type alerts struct {
@@ -240,10 +241,18 @@ func TestServeEvaluatesIncrementally(t *testing.T) {
 			} `json:"evaluations"`
 		} `json:"data"`
 	}
-	getJSON(t, base+"/api/v1/rules/evaluations?rule=Errors", &ev)
-	e := ev.Data[0].Evaluations
-	if last := e[len(e)-1]; len(last.Statements) != 1 || !strings.Contains(last.Statements[0], "intDiv") {
-		t.Fatalf("the last evaluation did not read partial aggregates: %+v", last)
+	// The first evaluation is a full query while the buckets are filled in
+	// the background; the next ones read partial aggregates.
+	waitFor(t, "an evaluation from partial aggregates", 10*time.Second, func() bool {
+		getJSON(t, base+"/api/v1/rules/evaluations?rule=Errors", &ev)
+		e := ev.Data[0].Evaluations
+		last := e[len(e)-1]
+		return len(last.Statements) == 1 && strings.Contains(last.Statements[0], "intDiv")
+	})
+	var a alerts
+	getJSON(t, base+"/api/v1/alerts", &a)
+	if len(a.Data.Alerts) != 1 || a.Data.Alerts[0].State != "firing" || a.Data.Alerts[0].Annotations["summary"] != "acme: 5 errors" {
+		t.Fatalf("alerts after the switch to partial aggregates: %+v", a)
 	}
 }
 

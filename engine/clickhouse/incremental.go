@@ -46,6 +46,10 @@ type Incremental struct {
 	// Now is the clock that decides which buckets are final (default
 	// time.Now).
 	Now func() time.Time
+	// asyncAbove is the number of missing buckets above which a leaf is
+	// computed by a full query while its buckets are read in the
+	// background (64: about an hour of minutes).
+	asyncAbove int
 }
 
 func (o *Incremental) setDefaults() {
@@ -71,6 +75,9 @@ func (o *Incremental) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.asyncAbove <= 0 {
+		o.asyncAbove = 64
+	}
 }
 
 // colKind is the partial aggregate a column keeps per bucket and group.
@@ -86,6 +93,7 @@ const (
 // partials keeps the per-bucket partial aggregates of every grouping.
 type partials struct {
 	opts  Incremental
+	wg    sync.WaitGroup // backfills
 	mu    sync.Mutex
 	grids map[string]*grid
 	// stats, for tests and the benchmark.
@@ -101,6 +109,10 @@ type IncrementalStats struct {
 	// Queries is the number of bucket reads, and BucketsRead the buckets
 	// they covered.
 	Queries, BucketsRead int
+	// Backfills count the background reads of first evaluations, the
+	// buckets they read and the ones that failed (retried at the next
+	// evaluation).
+	Backfills, BackfillBuckets, BackfillErrors int
 }
 
 // grid holds the partial aggregates of one grouping (By) and bucket width:
@@ -120,6 +132,8 @@ type grid struct {
 	// values folded, so a long window merges a few blocks instead of
 	// every bucket.
 	blocks map[int64]*gridBucket
+	// backfill marks the slots a background read is filling.
+	backfill map[int]bool
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -191,7 +205,7 @@ func (p *partials) grid(by []string) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, backfill: map[int]bool{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -219,7 +233,7 @@ type incLeaf struct {
 
 // eval computes leaves (all eligible, all of grid g) at ts into vectors,
 // reading the buckets that are missing or not final.
-func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) ([]string, error) {
+func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []int, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := p.opts.Now()
@@ -257,26 +271,59 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	}
 
 	// Which buckets each slot must read: those missing, and those not
-	// final unless read for this very evaluation time a moment ago.
-	type need struct{ lo, hi int64 } // buckets lo..hi
-	needs := map[int]*need{}
+	// final unless read for this very evaluation time a moment ago. A leaf
+	// missing more than asyncAbove buckets (a first evaluation, a new
+	// rule) is computed by a full query now, fused with the full path's
+	// other leaves of its shape, while a backfill fills its buckets in the
+	// background: a first evaluation costs what a full one costs.
+	needs := map[int]*bucketRange{}
+	cold := map[int]*bucketRange{}
+	warm := ils[:0]
 	for _, il := range ils {
+		leafNeeds := map[int]*bucketRange{}
+		isCold := false
 		for _, sl := range []int{il.count, il.sum, il.agg} {
 			if sl < 0 {
 				continue
 			}
+			if g.backfill[sl] {
+				isCold = true
+			}
+			missing := 0
 			for k := il.first; k <= il.lastBucket; k++ {
 				if g.fresh(k, sl, ts, now, p.opts.Reuse) {
 					continue
 				}
-				n := needs[sl]
+				missing++
+				n := leafNeeds[sl]
 				if n == nil {
-					needs[sl] = &need{lo: k, hi: k}
+					leafNeeds[sl] = &bucketRange{lo: k, hi: k}
 				} else {
 					n.lo, n.hi = min(n.lo, k), max(n.hi, k)
 				}
 			}
+			if missing > p.opts.asyncAbove {
+				isCold = true
+			}
 		}
+		into := needs
+		if isCold {
+			into = cold
+			deferred = append(deferred, il.i)
+		} else {
+			warm = append(warm, il)
+		}
+		for sl, n := range leafNeeds {
+			if m := into[sl]; m == nil {
+				into[sl] = &bucketRange{n.lo, n.hi}
+			} else {
+				m.lo, m.hi = min(m.lo, n.lo), max(m.hi, n.hi)
+			}
+		}
+	}
+	ils = warm
+	if len(cold) > 0 {
+		p.backfill(s, g, cold, now, finalUpTo)
 	}
 	// Reads whose bucket ranges overlap or touch are merged: reading more
 	// columns over the same rows costs little, reading rows twice costs.
@@ -320,13 +367,16 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			}
 		}
 	}
-	var statements []string
 	for _, r := range reads {
 		sort.Ints(r.slots)
 		st := g.statement(s, r.lo, r.hi, r.slots)
 		statements = append(statements, st.SQL)
-		if err := g.read(ctx, s, st, r.lo, r.hi, r.slots, ts, now, finalUpTo); err != nil {
-			return statements, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
+		got, err := g.query(ctx, s, st, len(r.slots))
+		if err != nil {
+			return statements, nil, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
+		}
+		if err := g.store(got, r.lo, r.hi, r.slots, ts.UnixMilli(), now, finalUpTo); err != nil {
+			return statements, nil, err
 		}
 		p.statsMu.Lock()
 		p.stats.Queries++
@@ -341,8 +391,58 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	p.statsMu.Lock()
 	p.stats.Leaves += len(ils)
 	p.statsMu.Unlock()
-	return statements, nil
+	return statements, deferred, nil
 }
+
+// backfill reads, in the background, the final buckets of the slots in
+// need, so later evaluations find them; until it is done, the leaves using
+// those slots take the full path. It runs with g locked by the caller.
+func (p *partials) backfill(s *Source, g *grid, need map[int]*bucketRange, now time.Time, finalUpTo int64) {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	var slots []int
+	for sl, n := range need {
+		if g.backfill[sl] {
+			continue
+		}
+		slots = append(slots, sl)
+		lo, hi = min(lo, n.lo), max(hi, n.hi)
+	}
+	hi = min(hi, finalUpTo) // the open buckets are read by evaluations
+	if len(slots) == 0 || hi < lo {
+		return
+	}
+	sort.Ints(slots)
+	for _, sl := range slots {
+		g.backfill[sl] = true
+	}
+	st := g.statement(s, lo, hi, slots)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
+		defer cancel()
+		got, err := g.query(ctx, s, st, len(slots))
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, sl := range slots {
+			delete(g.backfill, sl)
+		}
+		if err == nil {
+			err = g.store(got, lo, hi, slots, 0, now, finalUpTo)
+		}
+		p.statsMu.Lock()
+		defer p.statsMu.Unlock()
+		if err != nil {
+			p.stats.BackfillErrors++
+			return
+		}
+		p.stats.Backfills++
+		p.stats.BackfillBuckets += int(hi - lo + 1)
+	}()
+}
+
+// wait waits for the backfills under way.
+func (p *partials) wait() { p.wg.Wait() }
 
 // fresh reports whether slot sl of bucket k need not be read.
 func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Duration) bool {
@@ -418,24 +518,29 @@ func (g *grid) statement(s *Source, lo, hi int64, slots []int) Statement {
 	return Statement{SQL: sql.String(), Args: args, By: g.by, Width: len(g.by) + 1 + len(slots)}
 }
 
-// read runs st and stores its partial aggregates into buckets lo..hi.
-func (g *grid) read(ctx context.Context, s *Source, st Statement, lo, hi int64, slots []int, ts, now time.Time, finalUpTo int64) error {
+// bucketRange is the buckets lo..hi.
+type bucketRange struct{ lo, hi int64 }
+
+// bucketRow is one row of a bucket read: a group in a bucket.
+type bucketRow struct {
+	key    string
+	values []string
+	bucket int64
+	v      []float64
+}
+
+// query runs a bucket read of n slots and returns its rows.
+func (g *grid) query(ctx context.Context, s *Source, st Statement, n int) ([]bucketRow, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
 	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
-	type row struct {
-		key    string
-		values []string
-		bucket int64
-		v      []float64
-	}
-	var got []row
-	groupValues := make([]string, len(g.by))
-	values := make([]float64, 1+len(slots))
+	var got []bucketRow
+	groupValues := make([]string, len(st.By))
+	values := make([]float64, 1+n)
 	dest := make([]any, 0, st.Width)
 	for i := range groupValues {
 		dest = append(dest, &groupValues[i])
@@ -445,15 +550,17 @@ func (g *grid) read(ctx context.Context, s *Source, st Statement, lo, hi int64, 
 	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("scan: %w", err)
+			return nil, fmt.Errorf("scan: %w", err)
 		}
-		got = append(got, row{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
+		got = append(got, bucketRow{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	// Only a complete read changes the buckets: the slots read are reset
-	// over lo..hi, then filled.
+	return got, rows.Err()
+}
+
+// store puts a complete read of slots over buckets lo..hi into the grid:
+// the slots are reset over lo..hi, then filled. readTs is the evaluation
+// time that read them (unix ms; 0 for a backfill).
+func (g *grid) store(got []bucketRow, lo, hi int64, slots []int, readTs int64, now time.Time, finalUpTo int64) error {
 	n := len(g.cols)
 	for k := lo; k <= hi; k++ {
 		b := g.buckets[k]
@@ -467,7 +574,7 @@ func (g *grid) read(ctx context.Context, s *Source, st Statement, lo, hi int64, 
 				gr.v[sl] = 0
 			}
 			b.final[sl] = k <= finalUpTo
-			b.readTs[sl], b.readAt[sl] = ts.UnixMilli(), now
+			b.readTs[sl], b.readAt[sl] = readTs, now
 		}
 	}
 	for _, r := range got {

@@ -87,6 +87,14 @@ func New(opts Options) (*Source, error) {
 	return s, nil
 }
 
+// WaitBackfill waits until the background reads that fill the partial
+// aggregates of first evaluations are done (for tests and benchmarks).
+func (s *Source) WaitBackfill() {
+	if s.inc != nil {
+		s.inc.wait()
+	}
+}
+
 // IncrementalStats returns the work of the incremental path so far (zero
 // without Options.Incremental).
 func (s *Source) IncrementalStats() IncrementalStats {
@@ -121,10 +129,13 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			byGrid[g] = append(byGrid[g], i)
 		}
 		for _, g := range grids {
-			stmts, err := s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
+			stmts, deferred, err := s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
 			res.Statements = append(res.Statements, stmts...)
 			if err != nil {
 				return res, err
+			}
+			for _, i := range deferred {
+				full, fullIdx = append(full, leaves[i]), append(fullIdx, i)
 			}
 		}
 		s.inc.statsMu.Lock()
