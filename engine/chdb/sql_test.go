@@ -490,7 +490,6 @@ func TestIncrementalLeavesAgreeWithMemoryEmbedded(t *testing.T) {
 		ts := sqlTS.Add(time.Duration(k-2) * time.Minute)
 		now = ts.Add(time.Second)
 		b.agree(t, "all leaves, incremental", ts, all)
-		inc.WaitBackfill()
 	}
 	if st := inc.IncrementalStats(); st.Leaves == 0 || st.Queries == 0 {
 		t.Fatalf("nothing took the incremental path: %+v", st)

@@ -20,6 +20,10 @@ type CompileOptions struct {
 	Table string
 	// Schema maps the table's columns; the zero value means dsl.DefaultSchema().
 	Schema dsl.Schema
+	// Seed adds what the incremental path needs to carry a full result
+	// forward: the sum of an avg leaf, and the time of a min or max leaf's
+	// extreme (argMinIf/argMaxIf).
+	Seed bool
 }
 
 // Statement is one compiled query and the map from its result columns back
@@ -51,6 +55,9 @@ type Statement struct {
 // the leaf does not need them.
 type LeafColumns struct {
 	Count, Sum, Agg int
+	// Time is the column of the time of a min or max leaf's extreme, with
+	// CompileOptions.Seed; else -1.
+	Time int
 }
 
 // Compile turns the leaves, evaluated at ts, into SQL statements: one GROUP
@@ -74,7 +81,7 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
 		b, ok := byShape[k]
 		if !ok {
-			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}}
+			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: opts.Seed, tcol: quoteIdent(opts.Schema.Time)}
 			byShape[k] = b
 			builders = append(builders, b)
 		}
@@ -120,6 +127,8 @@ type builder struct {
 	conds      []fragment
 	condIndex  map[string]bool
 	unfiltered bool
+	seed       bool   // CompileOptions.Seed
+	tcol       string // the quoted time column
 }
 
 func (b *builder) add(i int, l *dsl.Leaf) {
@@ -130,12 +139,20 @@ func (b *builder) add(i int, l *dsl.Leaf) {
 		b.condIndex[cond.key()] = true
 		b.conds = append(b.conds, cond)
 	}
-	cols := LeafColumns{Count: b.column(aggregate("count", "", "", cond)), Sum: -1, Agg: -1}
+	cols := LeafColumns{Count: b.column(aggregate("count", "", "", cond)), Sum: -1, Agg: -1, Time: -1}
 	value := valueExpr(l.Selector.Columns)
 	if l.Selector.Field != dsl.EventsSelector {
 		switch l.Agg {
 		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease:
 			cols.Sum = b.column(aggregate("sum", "", value, cond))
+		case dsl.AggAvg:
+			if b.seed {
+				cols.Sum = b.column(aggregate("sum", "", value, cond))
+			}
+		case dsl.AggMin, dsl.AggMax:
+			if b.seed {
+				cols.Time = b.column(extremeTime(l.Agg, b.tcol, value, cond))
+			}
 		}
 	}
 	switch l.Primitive() {
@@ -264,6 +281,21 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	}
 	st.SQL = sql.String()
 	return st
+}
+
+// extremeTime is the time (unix seconds) of an event holding the minimum
+// (or maximum) value under cond: argMinIf(toUInt32(t), value, cond).
+func extremeTime(agg dsl.Agg, tcol, value string, cond fragment) fragment {
+	fn := "argMax"
+	if agg == dsl.AggMin {
+		fn = "argMin"
+	}
+	args := "toUInt32(" + tcol + "), " + value
+	if cond.sql != "" {
+		fn += "If"
+		args += ", " + cond.sql
+	}
+	return fragment{sql: "toFloat64(" + fn + "(" + args + "))", args: cond.args}
 }
 
 // clipDateTime clips unix seconds to the range of DateTime.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -47,8 +48,8 @@ type Incremental struct {
 	// time.Now).
 	Now func() time.Time
 	// asyncAbove is the number of missing buckets above which a leaf is
-	// computed by a full query while its buckets are read in the
-	// background (64: about an hour of minutes).
+	// computed by a full query that starts its cold state, instead of
+	// reading the buckets (64: about an hour of minutes).
 	asyncAbove int
 }
 
@@ -93,7 +94,6 @@ const (
 // partials keeps the per-bucket partial aggregates of every grouping.
 type partials struct {
 	opts  Incremental
-	wg    sync.WaitGroup // backfills
 	mu    sync.Mutex
 	grids map[string]*grid
 	// stats, for tests and the benchmark.
@@ -109,10 +109,9 @@ type IncrementalStats struct {
 	// Queries is the number of bucket reads, and BucketsRead the buckets
 	// they covered.
 	Queries, BucketsRead int
-	// Backfills count the background reads of first evaluations, the
-	// buckets they read and the ones that failed (retried at the next
-	// evaluation).
-	Backfills, BackfillBuckets, BackfillErrors int
+	// Requeries count the reads of a min or max whose extreme left the
+	// window of its cold state.
+	Requeries int
 }
 
 // grid holds the partial aggregates of one grouping (By) and bucket width:
@@ -132,8 +131,8 @@ type grid struct {
 	// values folded, so a long window merges a few blocks instead of
 	// every bucket.
 	blocks map[int64]*gridBucket
-	// backfill marks the slots a background read is filling.
-	backfill map[int]bool
+	// cold holds the cold states of leaves, by leaf key.
+	cold map[string]*coldState
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -205,7 +204,7 @@ func (p *partials) grid(by []string) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, backfill: map[int]bool{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -227,12 +226,70 @@ func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
 type incLeaf struct {
 	i                 int // index into the leaves of the call
 	l                 *dsl.Leaf
+	key               string
 	count, sum, agg   int   // slots; -1 when not needed
 	first, lastBucket int64 // the window's buckets
+	cold              *coldState
+	requery           bool // min/max: the cold part's extreme left the window
+}
+
+// extreme reports whether the leaf is a min or max over time.
+func (il *incLeaf) extreme() bool { return il.agg >= 0 }
+
+// coldState carries a leaf's full result forward: the first evaluation of
+// a long window is one full query (fused with the full path's other leaves
+// of its shape, so it costs what a full evaluation costs), and its result
+// covers the window's old buckets (from, k0]; buckets after k0 come from
+// partial aggregates. As the window slides, buckets leaving it are read
+// (a bucket's worth of rows) and taken off counts and sums; a min or max
+// keeps the time of its extreme and is read again from the events only
+// when that time leaves the window. When the window no longer reaches k0,
+// the state is dropped: the partial aggregates cover it all.
+type coldState struct {
+	from, k0 int64
+	groups   map[string]*coldGroup
+}
+
+// coldGroup is one group of a cold state: count, sum and the extreme
+// (with its time, unix seconds) of the events in (from, k0]. stale marks
+// an extreme whose time is not in (from, k0].
+type coldGroup struct {
+	values          []string
+	count, sum, agg float64
+	at              int64
+	stale           bool
+}
+
+// seedLeaf collects the full result of a leaf that starts a cold state.
+type seedLeaf struct {
+	g      *grid
+	l      *dsl.Leaf
+	groups map[string]*coldGroup
+}
+
+// slotsFor registers a leaf's slots in g.
+func (g *grid) slotsFor(l *dsl.Leaf) (count, sum, agg int) {
+	cond := condition(l.Selector.Matchers)
+	count, sum, agg = g.slot(colCount, aggregate("count", "", "", cond), cond, -1), -1, -1
+	value := valueExpr(l.Selector.Columns)
+	if l.Selector.Field != dsl.EventsSelector {
+		switch l.Agg {
+		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease, dsl.AggAvg:
+			sum = g.slot(colSum, aggregate("sum", "", value, cond), cond, -1)
+		case dsl.AggMin:
+			agg = g.slot(colMin, aggregate("min", "", value, cond), cond, count)
+		case dsl.AggMax:
+			agg = g.slot(colMax, aggregate("max", "", value, cond), cond, count)
+		}
+	}
+	return count, sum, agg
 }
 
 // eval computes leaves (all eligible, all of grid g) at ts into vectors,
-// reading the buckets that are missing or not final.
+// reading the buckets that are missing or not final. It returns the
+// leaves it leaves to a full query (deferred): those whose window has more
+// than asyncAbove buckets not read yet and no cold state; their results
+// seed one (see seed).
 func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []int, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -241,23 +298,12 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	// The last bucket that is final: it ended LateWindow or more ago.
 	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
 
+	var ranges []slotRange // what must be read
 	ils := make([]incLeaf, 0, len(idx))
 	for _, i := range idx {
 		l := leaves[i]
-		cond := condition(l.Selector.Matchers)
-		il := incLeaf{i: i, l: l, sum: -1, agg: -1}
-		il.count = g.slot(colCount, aggregate("count", "", "", cond), cond, -1)
-		value := valueExpr(l.Selector.Columns)
-		if l.Selector.Field != dsl.EventsSelector {
-			switch l.Agg {
-			case dsl.AggSum, dsl.AggRate, dsl.AggIncrease, dsl.AggAvg:
-				il.sum = g.slot(colSum, aggregate("sum", "", value, cond), cond, -1)
-			case dsl.AggMin:
-				il.agg = g.slot(colMin, aggregate("min", "", value, cond), cond, il.count)
-			case dsl.AggMax:
-				il.agg = g.slot(colMax, aggregate("max", "", value, cond), cond, il.count)
-			}
-		}
+		il := incLeaf{i: i, l: l, key: l.Key()}
+		il.count, il.sum, il.agg = g.slotsFor(l)
 		from, to := l.Window(ts)
 		il.first, il.lastBucket = floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
 		for _, sl := range []int{il.count, il.sum, il.agg} {
@@ -265,127 +311,129 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 				g.used[sl] = ts.Unix()
 			}
 		}
-		ils = append(ils, il)
 		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
 		g.last = max(g.last, ts.Unix()/w)
-	}
 
-	// Which buckets each slot must read: those missing, and those not
-	// final unless read for this very evaluation time a moment ago. A leaf
-	// missing more than asyncAbove buckets (a first evaluation, a new
-	// rule) is computed by a full query now, fused with the full path's
-	// other leaves of its shape, while a backfill fills its buckets in the
-	// background: a first evaluation costs what a full one costs.
-	needs := map[int]*bucketRange{}
-	cold := map[int]*bucketRange{}
-	warm := ils[:0]
-	for _, il := range ils {
-		leafNeeds := map[int]*bucketRange{}
-		isCold := false
+		cs := g.cold[il.key]
+		if cs != nil && (il.first > cs.k0 || il.first <= cs.from || il.lastBucket < cs.k0) {
+			// The window left the cold part (or went back before it).
+			delete(g.cold, il.key)
+			cs = nil
+		}
+		histFirst := il.first
+		if cs != nil {
+			histFirst = cs.k0 + 1
+		}
+		var mine []slotRange
+		missing := 0
 		for _, sl := range []int{il.count, il.sum, il.agg} {
 			if sl < 0 {
 				continue
 			}
-			if g.backfill[sl] {
-				isCold = true
-			}
-			missing := 0
-			for k := il.first; k <= il.lastBucket; k++ {
-				if g.fresh(k, sl, ts, now, p.opts.Reuse) {
-					continue
-				}
-				missing++
-				n := leafNeeds[sl]
-				if n == nil {
-					leafNeeds[sl] = &bucketRange{lo: k, hi: k}
-				} else {
-					n.lo, n.hi = min(n.lo, k), max(n.hi, k)
-				}
-			}
-			if missing > p.opts.asyncAbove {
-				isCold = true
+			for _, r := range g.missing(sl, histFirst, il.lastBucket, ts, now, p.opts.Reuse) {
+				missing += int(r.hi - r.lo + 1)
+				mine = append(mine, r)
 			}
 		}
-		into := needs
-		if isCold {
-			into = cold
-			deferred = append(deferred, il.i)
-		} else {
-			warm = append(warm, il)
-		}
-		for sl, n := range leafNeeds {
-			if m := into[sl]; m == nil {
-				into[sl] = &bucketRange{n.lo, n.hi}
-			} else {
-				m.lo, m.hi = min(m.lo, n.lo), max(m.hi, n.hi)
-			}
-		}
-	}
-	ils = warm
-	if len(cold) > 0 {
-		p.backfill(s, g, cold, now, finalUpTo)
-	}
-	// Reads whose bucket ranges overlap or touch are merged: reading more
-	// columns over the same rows costs little, reading rows twice costs.
-	type read struct {
-		lo, hi int64
-		slots  []int
-	}
-	var reads []read
-	slots := make([]int, 0, len(needs))
-	for sl := range needs {
-		slots = append(slots, sl)
-	}
-	sort.Slice(slots, func(i, j int) bool { return needs[slots[i]].lo < needs[slots[j]].lo })
-	for _, sl := range slots {
-		n := needs[sl]
-		if k := len(reads) - 1; k >= 0 && n.lo <= reads[k].hi+1 {
-			reads[k].hi = max(reads[k].hi, n.hi)
-			reads[k].slots = append(reads[k].slots, sl)
+		if cs == nil && missing > p.opts.asyncAbove {
+			deferred = append(deferred, i)
 			continue
 		}
-		reads = append(reads, read{lo: n.lo, hi: n.hi, slots: []int{sl}})
-	}
-	// The other groups evaluated at this time need the same new buckets
-	// of their own columns: the read of the newest buckets takes every
-	// warm column of the grid along, so theirs is served from it (Reuse).
-	for k := range reads {
-		r := &reads[k]
-		in := map[int]bool{}
-		for _, sl := range r.slots {
-			in[sl] = true
-		}
-		for sl := range g.cols {
-			if in[sl] || g.used[sl] < ts.Unix()-g.warm {
-				continue
-			}
-			for b := r.lo; b <= r.hi; b++ {
-				if !g.fresh(b, sl, ts, now, p.opts.Reuse) {
-					r.slots = append(r.slots, sl)
-					break
+		if cs != nil {
+			il.cold = cs
+			if il.extreme() {
+				for _, gr := range cs.groups {
+					if gr.stale || gr.at <= (il.first-1)*w {
+						il.requery = true
+					}
+				}
+			} else if il.first-1 > cs.from {
+				// The buckets leaving the window, to take off.
+				for _, sl := range []int{il.count, il.sum} {
+					if sl >= 0 {
+						mine = append(mine, g.missing(sl, cs.from+1, il.first-1, ts, now, p.opts.Reuse)...)
+					}
 				}
 			}
 		}
+		ranges = append(ranges, mine...)
+		ils = append(ils, il)
 	}
-	for _, r := range reads {
-		sort.Ints(r.slots)
-		st := g.statement(s, r.lo, r.hi, r.slots)
+
+	// Reads whose bucket ranges overlap or touch are merged: reading more
+	// columns over the same rows costs little, reading rows twice costs.
+	sort.Slice(ranges, func(i, j int) bool { return ranges[i].lo < ranges[j].lo })
+	var reads []read
+	for _, r := range ranges {
+		if k := len(reads) - 1; k >= 0 && r.lo <= reads[k].hi+1 {
+			reads[k].hi = max(reads[k].hi, r.hi)
+			if !slices.Contains(reads[k].slots, r.slot) {
+				reads[k].slots = append(reads[k].slots, r.slot)
+			}
+			continue
+		}
+		reads = append(reads, read{lo: r.lo, hi: r.hi, slots: []int{r.slot}})
+	}
+	// The other groups evaluated at this time need the same new buckets
+	// of their own columns: a read takes every warm column of the grid
+	// along whose buckets in its range are not fresh, so theirs is served
+	// from it (Reuse).
+	for k := range reads {
+		r := &reads[k]
+		for sl := range g.cols {
+			if slices.Contains(r.slots, sl) || g.used[sl] < ts.Unix()-g.warm {
+				continue
+			}
+			if len(g.missing(sl, r.lo, r.hi, ts, now, p.opts.Reuse)) > 0 {
+				r.slots = append(r.slots, sl)
+			}
+		}
+	}
+	if len(reads) > 0 {
+		// One query for all the runs, with every slot any of them needs.
+		var rs []bucketRange
+		var slots []int
+		for _, r := range reads {
+			rs = append(rs, bucketRange{r.lo, r.hi})
+			for _, sl := range r.slots {
+				if !slices.Contains(slots, sl) {
+					slots = append(slots, sl)
+				}
+			}
+		}
+		sort.Ints(slots)
+		st := g.statement(s, rs, slots)
 		statements = append(statements, st.SQL)
-		got, err := g.query(ctx, s, st, len(r.slots))
+		got, err := g.query(ctx, s, st, len(slots))
 		if err != nil {
 			return statements, nil, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
 		}
-		if err := g.store(got, r.lo, r.hi, r.slots, ts.UnixMilli(), now, finalUpTo); err != nil {
+		if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
 			return statements, nil, err
 		}
 		p.statsMu.Lock()
 		p.stats.Queries++
-		p.stats.BucketsRead += int(r.hi - r.lo + 1)
+		for _, r := range rs {
+			p.stats.BucketsRead += int(r.hi - r.lo + 1)
+		}
 		p.statsMu.Unlock()
 	}
 
-	for _, il := range ils {
-		vectors[il.i] = g.merge(il)
+	for k := range ils {
+		il := &ils[k]
+		if cs := il.cold; cs != nil {
+			switch {
+			case il.requery:
+				sql, err := p.requery(ctx, s, g, il, cs)
+				statements = append(statements, sql)
+				if err != nil {
+					return statements, nil, fmt.Errorf("compute %s: %w", il.l.Func, err)
+				}
+			case !il.extreme() && il.first-1 > cs.from:
+				g.takeOff(il, cs)
+			}
+		}
+		vectors[il.i] = g.merge(*il)
 	}
 	g.evict()
 	p.statsMu.Lock()
@@ -394,55 +442,195 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	return statements, deferred, nil
 }
 
-// backfill reads, in the background, the final buckets of the slots in
-// need, so later evaluations find them; until it is done, the leaves using
-// those slots take the full path. It runs with g locked by the caller.
-func (p *partials) backfill(s *Source, g *grid, need map[int]*bucketRange, now time.Time, finalUpTo int64) {
-	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-	var slots []int
-	for sl, n := range need {
-		if g.backfill[sl] {
-			continue
-		}
-		slots = append(slots, sl)
-		lo, hi = min(lo, n.lo), max(hi, n.hi)
-	}
-	hi = min(hi, finalUpTo) // the open buckets are read by evaluations
-	if len(slots) == 0 || hi < lo {
-		return
-	}
-	sort.Ints(slots)
-	for _, sl := range slots {
-		g.backfill[sl] = true
-	}
-	st := g.statement(s, lo, hi, slots)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
-		defer cancel()
-		got, err := g.query(ctx, s, st, len(slots))
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		for _, sl := range slots {
-			delete(g.backfill, sl)
-		}
-		if err == nil {
-			err = g.store(got, lo, hi, slots, 0, now, finalUpTo)
-		}
-		p.statsMu.Lock()
-		defer p.statsMu.Unlock()
-		if err != nil {
-			p.stats.BackfillErrors++
-			return
-		}
-		p.stats.Backfills++
-		p.stats.BackfillBuckets += int(hi - lo + 1)
-	}()
+// slotRange is buckets lo..hi of one slot.
+type slotRange struct {
+	slot   int
+	lo, hi int64
 }
 
-// wait waits for the backfills under way.
-func (p *partials) wait() { p.wg.Wait() }
+// read is one bucket read: buckets lo..hi of several slots.
+type read struct {
+	lo, hi int64
+	slots  []int
+}
+
+// missing returns the runs of buckets in lo..hi that slot sl must read.
+func (g *grid) missing(sl int, lo, hi int64, ts, now time.Time, reuse time.Duration) []slotRange {
+	var out []slotRange
+	for k := lo; k <= hi; k++ {
+		if g.fresh(k, sl, ts, now, reuse) {
+			continue
+		}
+		if n := len(out) - 1; n >= 0 && out[n].hi == k-1 {
+			out[n].hi = k
+		} else {
+			out = append(out, slotRange{slot: sl, lo: k, hi: k})
+		}
+	}
+	return out
+}
+
+// takeOff removes the buckets that left the leaf's window, from+1 … first−1,
+// from its cold state's counts and sums.
+func (g *grid) takeOff(il *incLeaf, cs *coldState) {
+	for k := cs.from + 1; k <= il.first-1; k++ {
+		b := g.buckets[k]
+		if b == nil {
+			continue
+		}
+		for key, gr := range b.groups {
+			c := gr.v[il.count]
+			if c == 0 {
+				continue
+			}
+			cg := cs.groups[key]
+			if cg == nil {
+				continue // landed after the cold read, beyond the late window
+			}
+			cg.count -= c
+			if il.sum >= 0 {
+				cg.sum -= gr.v[il.sum]
+			}
+			if cg.count <= 0 {
+				delete(cs.groups, key)
+			}
+		}
+	}
+	cs.from = il.first - 1
+}
+
+// requery reads the extreme of a min or max leaf's cold part again, from
+// the events of buckets first … k0: its extreme left the window.
+func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf, cs *coldState) (string, error) {
+	l := il.l
+	cond := condition(l.Selector.Matchers)
+	value := valueExpr(l.Selector.Columns)
+	fn := map[dsl.Agg]string{dsl.AggMin: "min", dsl.AggMax: "max"}[l.Agg]
+	cols := []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(l.Agg, quoteIdent(s.opts.Schema.Time), value, cond)}
+	var sql strings.Builder
+	var args []any
+	sql.WriteString("SELECT")
+	sep := "\n    "
+	for _, b := range g.by {
+		sql.WriteString(sep + quoteIdent(b))
+		sep = ",\n    "
+	}
+	for _, c := range cols {
+		sql.WriteString(sep + c.sql)
+		args = append(args, c.args...)
+		sep = ",\n    "
+	}
+	tcol := quoteIdent(s.opts.Schema.Time)
+	fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol, tcol)
+	args = append(args, clipDateTime((il.first-1)*g.width), clipDateTime(cs.k0*g.width))
+	if cond.sql != "" {
+		sql.WriteString("\n    AND (" + cond.sql + ")")
+		args = append(args, cond.args...)
+	}
+	if len(g.by) > 0 {
+		q := make([]string, len(g.by))
+		for i, b := range g.by {
+			q[i] = quoteIdent(b)
+		}
+		sql.WriteString("\nGROUP BY " + strings.Join(q, ", "))
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	rows, err := s.opts.Conn.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return sql.String(), err
+	}
+	defer rows.Close()
+	groups := map[string]*coldGroup{}
+	values := make([]string, len(g.by))
+	nums := make([]float64, 3)
+	dest := make([]any, 0, len(values)+3)
+	for i := range values {
+		dest = append(dest, &values[i])
+	}
+	for i := range nums {
+		dest = append(dest, &nums[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return sql.String(), fmt.Errorf("scan: %w", err)
+		}
+		if nums[0] > 0 {
+			groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), count: nums[0], agg: nums[1], at: int64(nums[2])}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return sql.String(), err
+	}
+	cs.groups, cs.from = groups, il.first-1
+	p.statsMu.Lock()
+	p.stats.Requeries++
+	p.statsMu.Unlock()
+	return sql.String(), nil
+}
+
+// seed starts the cold state of a leaf computed by a full query at ts: the
+// full result, minus the buckets that are not final yet (read now, a few
+// buckets), covers the window's buckets up to the last final one.
+func (p *partials) seed(ctx context.Context, s *Source, sd *seedLeaf, ts time.Time) ([]string, error) {
+	g := sd.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := p.opts.Now()
+	w := g.width
+	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
+	from, to := sd.l.Window(ts)
+	il := incLeaf{l: sd.l, key: sd.l.Key(), first: floorDiv(from.Unix(), w) + 1, lastBucket: floorDiv(to.Unix(), w)}
+	il.count, il.sum, il.agg = g.slotsFor(sd.l)
+	k0 := min(finalUpTo, il.lastBucket)
+	if k0 < il.first {
+		return nil, nil // nothing final in the window: the buckets will do
+	}
+	cs := &coldState{from: il.first - 1, k0: k0, groups: sd.groups}
+	var statements []string
+	if k0 < il.lastBucket {
+		var slots []int
+		for _, sl := range []int{il.count, il.sum, il.agg} {
+			if sl >= 0 {
+				slots = append(slots, sl)
+			}
+		}
+		rs := []bucketRange{{k0 + 1, il.lastBucket}}
+		st := g.statement(s, rs, slots)
+		statements = append(statements, st.SQL)
+		got, err := g.query(ctx, s, st, len(slots))
+		if err != nil {
+			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sd.l.Func, err)
+		}
+		if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
+			return statements, err
+		}
+		if !il.extreme() {
+			for k := k0 + 1; k <= il.lastBucket; k++ {
+				for key, gr := range g.buckets[k].groups {
+					if cg := cs.groups[key]; cg != nil && gr.v[il.count] > 0 {
+						cg.count -= gr.v[il.count]
+						if il.sum >= 0 {
+							cg.sum -= gr.v[il.sum]
+						}
+						if cg.count <= 0 {
+							delete(cs.groups, key)
+						}
+					}
+				}
+			}
+		}
+	}
+	if il.extreme() {
+		for _, cg := range cs.groups {
+			if cg.at > k0*w {
+				cg.stale = true // the extreme is in the open buckets
+			}
+		}
+	}
+	g.cold[il.key] = cs
+	return statements, nil
+}
 
 // fresh reports whether slot sl of bucket k need not be read.
 func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Duration) bool {
@@ -458,7 +646,7 @@ func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Du
 
 // statement builds the query that reads the slots' partial aggregates of
 // buckets lo..hi, grouped by the grid's labels and the bucket.
-func (g *grid) statement(s *Source, lo, hi int64, slots []int) Statement {
+func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	var sql strings.Builder
 	var args []any
 	sql.WriteString("SELECT")
@@ -489,13 +677,27 @@ func (g *grid) statement(s *Source, lo, hi int64, slots []int) Statement {
 			conds = append(conds, cond)
 		}
 	}
-	from, to := (lo-1)*g.width, hi*g.width
-	if from < 0 && to >= 0 {
-		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol)
-		args = append(args, clipDateTime(to))
-	} else {
-		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol, tcol)
-		args = append(args, clipDateTime(from), clipDateTime(to))
+	// One time range per run of buckets, ORed: the new buckets and those
+	// leaving a long window are read by one query.
+	fmt.Fprintf(&sql, "\nFROM %s\nWHERE ", quoteTable(s.opts.Table))
+	if len(rs) > 1 {
+		sql.WriteString("(")
+	}
+	for i, r := range rs {
+		if i > 0 {
+			sql.WriteString(" OR ")
+		}
+		from, to := (r.lo-1)*g.width, r.hi*g.width
+		if from < 0 && to >= 0 {
+			fmt.Fprintf(&sql, "%s <= toDateTime(?)", tcol)
+			args = append(args, clipDateTime(to))
+		} else {
+			fmt.Fprintf(&sql, "%s > toDateTime(?) AND %s <= toDateTime(?)", tcol, tcol)
+			args = append(args, clipDateTime(from), clipDateTime(to))
+		}
+	}
+	if len(rs) > 1 {
+		sql.WriteString(")")
 	}
 	if !unfiltered && len(conds) > 0 {
 		parts := make([]string, len(conds))
@@ -557,30 +759,40 @@ func (g *grid) query(ctx context.Context, s *Source, st Statement, n int) ([]buc
 	return got, rows.Err()
 }
 
-// store puts a complete read of slots over buckets lo..hi into the grid:
-// the slots are reset over lo..hi, then filled. readTs is the evaluation
+// store puts a complete read of slots over the bucket ranges rs into the
+// grid: the slots are reset over rs, then filled. readTs is the evaluation
 // time that read them (unix ms; 0 for a backfill).
-func (g *grid) store(got []bucketRow, lo, hi int64, slots []int, readTs int64, now time.Time, finalUpTo int64) error {
+func (g *grid) store(got []bucketRow, rs []bucketRange, slots []int, readTs int64, now time.Time, finalUpTo int64) error {
 	n := len(g.cols)
-	for k := lo; k <= hi; k++ {
-		b := g.buckets[k]
-		if b == nil {
-			b = &gridBucket{groups: map[string]*gridGroup{}}
-			g.buckets[k] = b
-		}
-		b.grow(n)
-		for _, sl := range slots {
-			for _, gr := range b.groups {
-				gr.v[sl] = 0
+	inRange := func(k int64) bool {
+		for _, r := range rs {
+			if k >= r.lo && k <= r.hi {
+				return true
 			}
-			b.final[sl] = k <= finalUpTo
-			b.readTs[sl], b.readAt[sl] = readTs, now
+		}
+		return false
+	}
+	for _, r := range rs {
+		for k := r.lo; k <= r.hi; k++ {
+			b := g.buckets[k]
+			if b == nil {
+				b = &gridBucket{groups: map[string]*gridGroup{}}
+				g.buckets[k] = b
+			}
+			b.grow(n)
+			for _, sl := range slots {
+				for _, gr := range b.groups {
+					gr.v[sl] = 0
+				}
+				b.final[sl] = k <= finalUpTo
+				b.readTs[sl], b.readAt[sl] = readTs, now
+			}
 		}
 	}
 	for _, r := range got {
 		b := g.buckets[r.bucket]
-		if b == nil || r.bucket < lo || r.bucket > hi {
-			return fmt.Errorf("bucket %d outside the read %d..%d", r.bucket, lo, hi)
+		if b == nil || !inRange(r.bucket) {
+			return fmt.Errorf("bucket %d outside the read %v", r.bucket, rs)
 		}
 		gr := b.groups[r.key]
 		if gr == nil {
@@ -634,7 +846,24 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 			}
 		}
 	}
-	for k := il.first; k <= il.lastBucket; {
+	start := il.first
+	if cs := il.cold; cs != nil {
+		// The cold part first: buckets up to k0 are in it.
+		start = cs.k0 + 1
+		for key, cg := range cs.groups {
+			if cg.count <= 0 {
+				continue
+			}
+			a := groups[key]
+			if a == nil {
+				a = &acc{values: cg.values, agg: cg.agg}
+				groups[key] = a
+			}
+			a.count += cg.count
+			a.sum += cg.sum
+		}
+	}
+	for k := start; k <= il.lastBucket; {
 		if floorMod(k-1, blockSize) == 0 && k+blockSize-1 <= il.lastBucket {
 			if b := g.block(floorDiv(k-1, blockSize), il); b != nil {
 				fold(b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -87,14 +88,6 @@ func New(opts Options) (*Source, error) {
 	return s, nil
 }
 
-// WaitBackfill waits until the background reads that fill the partial
-// aggregates of first evaluations are done (for tests and benchmarks).
-func (s *Source) WaitBackfill() {
-	if s.inc != nil {
-		s.inc.wait()
-	}
-}
-
 // IncrementalStats returns the work of the incremental path so far (zero
 // without Options.Incremental).
 func (s *Source) IncrementalStats() IncrementalStats {
@@ -113,6 +106,9 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
 	full := leaves
 	var fullIdx []int // full's indexes into leaves, when some are incremental
+	// seeds are the leaves computed in full now whose results start their
+	// cold state on the incremental path.
+	seeds := map[int]*seedLeaf{}
 	if s.inc != nil {
 		full = nil
 		byGrid := map[*grid][]int{}
@@ -135,6 +131,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				return res, err
 			}
 			for _, i := range deferred {
+				seeds[len(full)] = &seedLeaf{g: g, l: leaves[i], groups: map[string]*coldGroup{}}
 				full, fullIdx = append(full, leaves[i]), append(fullIdx, i)
 			}
 		}
@@ -147,15 +144,30 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		if fullIdx != nil {
 			vectors = make([][]engine.Sample, len(full))
 		}
-		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema}, ts, full)
+		var raw rawFunc
+		if len(seeds) > 0 {
+			raw = func(li int, values []string, count, sum, agg, at float64) {
+				if sd := seeds[li]; sd != nil {
+					sd.groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), count: count, sum: sum, agg: agg, at: int64(at)}
+				}
+			}
+		}
+		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Seed: s.inc != nil}, ts, full)
 		for _, st := range stmts {
 			res.Statements = append(res.Statements, st.SQL)
-			if err := s.run(ctx, st, full, vectors); err != nil {
+			if err := s.run(ctx, st, full, vectors, raw); err != nil {
 				return res, fmt.Errorf("compute %s: %w", leafNames(st, full), err)
 			}
 		}
 		for k, i := range fullIdx {
 			res.Vectors[i] = vectors[k]
+		}
+		for _, sd := range seeds {
+			stmts, err := s.inc.seed(ctx, s, sd, ts)
+			res.Statements = append(res.Statements, stmts...)
+			if err != nil {
+				return res, err
+			}
 		}
 	}
 	for _, v := range res.Vectors {
@@ -164,8 +176,13 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 	return res, nil
 }
 
+// rawFunc receives a full query's aggregates of leaf li in one group:
+// the group's label values, count, sum, the primitive aggregate and the
+// time of a min or max (unix seconds).
+type rawFunc func(li int, values []string, count, sum, agg, at float64)
+
 // run executes one statement and appends its leaves' samples to vectors.
-func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample) error {
+func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample, raw rawFunc) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
 	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
@@ -197,6 +214,19 @@ func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vect
 			if count == 0 {
 				// No event of this leaf in the group: PromQL has no series.
 				continue
+			}
+			if raw != nil {
+				var sum, agg, at float64
+				if cols.Sum >= 0 {
+					sum = values[cols.Sum]
+				}
+				if cols.Agg >= 0 {
+					agg = values[cols.Agg]
+				}
+				if cols.Time >= 0 {
+					at = values[cols.Time]
+				}
+				raw(li, groupValues, count, sum, agg, at)
 			}
 			if l.Agg == dsl.AggAbsent {
 				absentSeen[j] = true

@@ -252,6 +252,48 @@ func (s *Server) logTail() string {
 	return b.String()
 }
 
+// Kill kills the server (SIGKILL) and waits for it to exit, keeping its
+// files, for outage tests; Restart starts it again.
+func (s *Server) Kill() error {
+	if err := s.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-s.exited
+	return nil
+}
+
+// Restart starts a killed server again on the same files and ports and
+// waits until it answers.
+func (s *Server) Restart() error {
+	bin, err := serverCommand()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(filepath.Join(s.Dir, "log", "stdout.log"), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	args := append(bin[1:len(bin):len(bin)], "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	cmd := exec.Command(bin[0], args...)
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = proctest.SysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restart clickhouse: %w", err)
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	exited := s.exited
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	if err := s.waitReady(StartTimeout); err != nil {
+		return fmt.Errorf("restart clickhouse: %w\n%s", err, s.logTail())
+	}
+	return nil
+}
+
 // Close kills the server and removes its files when StartServer created the
 // directory. It is safe to call more than once.
 func (s *Server) Close() {
