@@ -49,7 +49,7 @@ type Incremental struct {
 	Now func() time.Time
 	// asyncAbove is the number of missing buckets above which a leaf is
 	// computed by a full query that starts its cold state, instead of
-	// reading the buckets (64: about an hour of minutes).
+	// reading the buckets (default 8 with the default bucket and late window).
 	asyncAbove int
 }
 
@@ -77,7 +77,9 @@ func (o *Incremental) setDefaults() {
 		o.Now = time.Now
 	}
 	if o.asyncAbove <= 0 {
-		o.asyncAbove = 64
+		// More than twice the catch-up of a 1m interval (the late window
+		// and the new bucket): a first evaluation, not a step.
+		o.asyncAbove = max(8, 2*int(o.LateWindow/o.Bucket)+4)
 	}
 }
 
@@ -569,44 +571,76 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	return sql.String(), nil
 }
 
-// seed starts the cold state of a leaf computed by a full query at ts: the
-// full result, minus the buckets that are not final yet (read now, a few
-// buckets), covers the window's buckets up to the last final one.
-func (p *partials) seed(ctx context.Context, s *Source, sd *seedLeaf, ts time.Time) ([]string, error) {
-	g := sd.g
+// seed starts the cold states of leaves of g computed by a full query at
+// ts: each full result, minus the buckets that are not final yet (read now
+// for all of them in one query, a few buckets), covers its window's
+// buckets up to the last final one.
+func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf, ts time.Time) ([]string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := p.opts.Now()
 	w := g.width
 	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
-	from, to := sd.l.Window(ts)
-	il := incLeaf{l: sd.l, key: sd.l.Key(), first: floorDiv(from.Unix(), w) + 1, lastBucket: floorDiv(to.Unix(), w)}
-	il.count, il.sum, il.agg = g.slotsFor(sd.l)
-	k0 := min(finalUpTo, il.lastBucket)
-	if k0 < il.first {
-		return nil, nil // nothing final in the window: the buckets will do
+	type seeded struct {
+		il incLeaf
+		cs *coldState
 	}
-	cs := &coldState{from: il.first - 1, k0: k0, groups: sd.groups}
-	var statements []string
-	if k0 < il.lastBucket {
-		var slots []int
-		for _, sl := range []int{il.count, il.sum, il.agg} {
-			if sl >= 0 {
-				slots = append(slots, sl)
+	var todo []seeded
+	var ranges []bucketRange
+	var slots []int
+	for _, sd := range sds {
+		from, to := sd.l.Window(ts)
+		il := incLeaf{l: sd.l, key: sd.l.Key(), first: floorDiv(from.Unix(), w) + 1, lastBucket: floorDiv(to.Unix(), w)}
+		il.count, il.sum, il.agg = g.slotsFor(sd.l)
+		k0 := min(finalUpTo, il.lastBucket)
+		if k0 < il.first {
+			continue // nothing final in the window: the buckets will do
+		}
+		todo = append(todo, seeded{il, &coldState{from: il.first - 1, k0: k0, groups: sd.groups}})
+		if k0 < il.lastBucket {
+			ranges = append(ranges, bucketRange{k0 + 1, il.lastBucket})
+			for _, sl := range []int{il.count, il.sum, il.agg} {
+				if sl >= 0 && !slices.Contains(slots, sl) {
+					slots = append(slots, sl)
+				}
 			}
 		}
-		rs := []bucketRange{{k0 + 1, il.lastBucket}}
-		st := g.statement(s, rs, slots)
+	}
+	var statements []string
+	if len(ranges) > 0 {
+		sort.Slice(ranges, func(i, j int) bool { return ranges[i].lo < ranges[j].lo })
+		merged := ranges[:1]
+		for _, r := range ranges[1:] {
+			if last := &merged[len(merged)-1]; r.lo <= last.hi+1 {
+				last.hi = max(last.hi, r.hi)
+			} else {
+				merged = append(merged, r)
+			}
+		}
+		sort.Ints(slots)
+		st := g.statement(s, merged, slots)
 		statements = append(statements, st.SQL)
 		got, err := g.query(ctx, s, st, len(slots))
 		if err != nil {
-			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sd.l.Func, err)
+			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sds[0].l.Func, err)
 		}
-		if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
+		if err := g.store(got, merged, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
 			return statements, err
 		}
-		if !il.extreme() {
-			for k := k0 + 1; k <= il.lastBucket; k++ {
+		p.statsMu.Lock()
+		p.stats.Queries++
+		p.statsMu.Unlock()
+	}
+	for _, t := range todo {
+		il, cs := t.il, t.cs
+		if il.extreme() {
+			for _, cg := range cs.groups {
+				if cg.at > cs.k0*w {
+					cg.stale = true // the extreme is in the open buckets
+				}
+			}
+		} else {
+			for k := cs.k0 + 1; k <= il.lastBucket; k++ {
 				for key, gr := range g.buckets[k].groups {
 					if cg := cs.groups[key]; cg != nil && gr.v[il.count] > 0 {
 						cg.count -= gr.v[il.count]
@@ -620,15 +654,8 @@ func (p *partials) seed(ctx context.Context, s *Source, sd *seedLeaf, ts time.Ti
 				}
 			}
 		}
+		g.cold[il.key] = cs
 	}
-	if il.extreme() {
-		for _, cg := range cs.groups {
-			if cg.at > k0*w {
-				cg.stale = true // the extreme is in the open buckets
-			}
-		}
-	}
-	g.cold[il.key] = cs
 	return statements, nil
 }
 

@@ -162,8 +162,18 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		for k, i := range fullIdx {
 			res.Vectors[i] = vectors[k]
 		}
-		for _, sd := range seeds {
-			stmts, err := s.inc.seed(ctx, s, sd, ts)
+		byGrid := map[*grid][]*seedLeaf{}
+		var grids []*grid
+		for k := range full { // in order, for stable statements
+			if sd := seeds[k]; sd != nil {
+				if _, ok := byGrid[sd.g]; !ok {
+					grids = append(grids, sd.g)
+				}
+				byGrid[sd.g] = append(byGrid[sd.g], sd)
+			}
+		}
+		for _, g := range grids {
+			stmts, err := s.inc.seed(ctx, s, g, byGrid[g], ts)
 			res.Statements = append(res.Statements, stmts...)
 			if err != nil {
 				return res, err
