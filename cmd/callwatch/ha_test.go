@@ -7,11 +7,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/amtest"
 )
 
 // TestFaultSenderReplicaKilled is the high-availability scenario for
@@ -101,4 +103,67 @@ rule_files: [rules.yaml]
 	}
 	t.Logf("FAULT REPORT: faults injected: 1 (the sender replica killed); alerts lost: 0; duplicate notifications: %d; time to recover: %s (takeover)",
 		firing+resolved-2, takeover.Round(10*time.Millisecond))
+}
+
+// TestHAReplicasThroughAnAlertmanagerPair is Prometheus' HA pattern: two
+// replicas with the same rules both send to both members of an
+// Alertmanager cluster, which deduplicates: the receiver behind it is
+// notified once, and both members show the alert (amtool).
+func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
+	s := server.Get(t)
+	db := errorEvents(t, s, 5)
+	var mu sync.Mutex
+	var messages []string // status of each webhook message
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Status string `json:"status"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		mu.Lock()
+		messages = append(messages, p.Status)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	ams := amtest.StartCluster(t, 2, hook.URL)
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
+  - name: g
+    interval: 1s
+    rules:
+      - alert: Errors
+        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
+`), 0o644)
+	for _, replica := range []string{"a", "b"} {
+		f := filepath.Join(dir, replica+".yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+  dsn: %s
+notifiers:
+  - {name: am, type: alertmanager, urls: [%q, %q]}
+default_notify: [am]
+ha: {replica: %s}
+rule_files: [rules.yaml]
+`, s.DSN(db), ams[0].URL, ams[1].URL, replica)), 0o644)
+		startProc(t, f)
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(messages)
+	}
+	waitFor(t, "the receiver to be notified", 30*time.Second, func() bool { return count() >= 1 })
+	// Both members hold the alert; they gossip the notification log, so
+	// neither notifies again (peer timeout 2s, group interval 1s).
+	for i, am := range ams {
+		got := am.Query(t, "alertname=Errors")
+		if len(got) != 1 || got[0].Labels["tenant_id"] != "acme" {
+			t.Fatalf("alertmanager %d shows %+v, want the one Errors alert of acme", i, got)
+		}
+	}
+	time.Sleep(6 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(messages) != 1 || messages[0] != "firing" {
+		t.Fatalf("the receiver got %v, want one firing message from two replicas × two Alertmanagers", messages)
+	}
 }

@@ -119,12 +119,70 @@ func start(bin, amtool, base string) (*Alertmanager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
+	// no clustering: no gossip port, no peers
+	return startWith(bin, amtool, base, Config, port, []string{"--cluster.listen-address="})
+}
+
+// ClusterConfig is the configuration of StartCluster's Alertmanagers: every
+// alert goes to one webhook receiver (%s is its URL).
+const ClusterConfig = `route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: %q
+        send_resolved: true
+`
+
+// StartCluster starts n Alertmanagers gossiping with each other (an HA
+// cluster on loopback), all notifying the webhook at hookURL, and kills them
+// when the test ends. The cluster deduplicates: one notification per group,
+// whichever members receive the alerts.
+func StartCluster(t testing.TB, n int, hookURL string) []*Alertmanager {
+	t.Helper()
+	bin, err := binary("prometheus-alertmanager", "alertmanager")
+	if err != nil {
+		if os.Getenv("CI") != "true" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	amtool, _ := binary("amtool")
+	ports, err := proctest.FreePorts(2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ams []*Alertmanager
+	for i := range n {
+		cluster := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[n+i]))
+		args := []string{"--cluster.listen-address=" + cluster, "--cluster.advertise-address=" + cluster,
+			"--cluster.gossip-interval=100ms", "--cluster.pushpull-interval=1s", "--cluster.peer-timeout=2s"}
+		for j := range n {
+			if j != i {
+				args = append(args, "--cluster.peer="+net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[n+j])))
+			}
+		}
+		am, err := startWith(bin, amtool, t.TempDir(), fmt.Sprintf(ClusterConfig, hookURL), ports[i], args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(am.Close)
+		ams = append(ams, am)
+	}
+	return ams
+}
+
+func startWith(bin, amtool, base, configText string, port int, extra []string) (*Alertmanager, error) {
 	dir, err := os.MkdirTemp(base, "alertmanager-")
 	if err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
 	config := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(config, []byte(Config), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte(configText), 0o644); err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
 	logFile, err := os.Create(filepath.Join(dir, "alertmanager.log"))
@@ -133,13 +191,12 @@ func start(bin, amtool, base string) (*Alertmanager, error) {
 	}
 	defer logFile.Close()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
-		"--config.file="+config,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=", // no clustering: no gossip port, no peers
+	cmd := exec.Command(bin, append([]string{
+		"--config.file=" + config,
+		"--storage.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr,
 		"--log.level=info",
-	)
+	}, extra...)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = proctest.SysProcAttr()
