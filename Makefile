@@ -29,9 +29,9 @@ test: deps chdb check-rules test-rules
 	$(GO) vet ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 
-## test-faults: the fault suite (ClickHouse hangs, notifier failures, kill -9 between fired and sent) with its report
+## test-faults: the fault suite (ClickHouse hung, killed, erroring; notifiers failing four ways; kill -9 between fired and sent; HA takeover and an Alertmanager pair) with its report
 test-faults: deps
-	@mkdir -p .cache; $(GO) test -count=1 -v -run 'Fault|Kill' ./cmd/callwatch/ > .cache/faults.log 2>&1; rc=$$?; \
+	@mkdir -p .cache; $(GO) test -count=1 -v -run 'Fault|Kill|HA' ./cmd/callwatch/ > .cache/faults.log 2>&1; rc=$$?; \
 	grep -E 'FAULT REPORT|^(--- |ok|FAIL|PASS)' .cache/faults.log; [ $$rc -eq 0 ] || cat .cache/faults.log; exit $$rc
 
 ## check-rules: check rules.d (YAML, expressions, templates, durations)

@@ -191,7 +191,7 @@ func notifierDown(t *testing.T, mode string) {
 			time.Sleep(1500 * time.Millisecond) // the channel gives up after 1s
 			return
 		case fail && mode == "WeCom errcode":
-			w.Write([]byte(`{"errcode":45009,"errmsg":"api freq out of limit"}`))
+			w.Write([]byte(`{"errcode":-1,"errmsg":"system busy"}`)) // retried at once; 45009 waits a minute (unit-tested)
 			return
 		case fail:
 			http.Error(w, "upstream down", http.StatusInternalServerError)
