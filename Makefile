@@ -66,6 +66,7 @@ fuzz:
 	$(GO) test ./engine/clickhouse -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./web -run '^$$' -fuzz FuzzAPI -fuzztime $(FUZZTIME)
 
 ## clean: remove build outputs
 clean:

@@ -21,7 +21,7 @@ type staticRules []*engine.Group
 func (s staticRules) Groups() []*engine.Group { return s }
 
 // setup evaluates one group over a few events and serves it.
-func setup(t *testing.T) (*httptest.Server, *int) {
+func setup(t testing.TB) (*httptest.Server, *int) {
 	t.Helper()
 	store := memory.New(dsl.Schema{})
 	base := time.Unix(1764000000, 0)
