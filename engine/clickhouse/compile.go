@@ -360,7 +360,10 @@ func valueExpr(cols []string) string {
 	}
 	quoted := make([]string, len(cols))
 	for i, c := range cols {
-		quoted[i] = quoteIdent(c)
+		// A NULL (in a user's Nullable column) is 0, as a key missing from
+		// a JSON event is in the memory evaluator; on a column that is not
+		// Nullable ifNull returns the column itself.
+		quoted[i] = "ifNull(" + quoteIdent(c) + ", 0)"
 	}
 	if len(quoted) == 1 {
 		return quoted[0]

@@ -153,7 +153,7 @@ func checkCompile(t *testing.T, input string) {
 // sqlKeywords are the bare words compiled SQL may contain.
 var sqlKeywords = map[string]bool{
 	"SELECT": true, "FROM": true, "WHERE": true, "AND": true, "OR": true, "NOT": true, "GROUP": true, "BY": true,
-	"toDateTime": true, "toFloat64": true, "match": true,
+	"toDateTime": true, "toFloat64": true, "match": true, "ifNull": true,
 	"count": true, "countIf": true, "sum": true, "sumIf": true, "avg": true, "avgIf": true,
 	"min": true, "minIf": true, "max": true, "maxIf": true, "quantileExact": true, "quantileExactIf": true, "quantilesExact": true, "quantilesExactIf": true, "arrayElement": true,
 	"stddevPopStable": true, "stddevPopStableIf": true,
