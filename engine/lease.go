@@ -100,13 +100,13 @@ func (e *Elector) Start(ctx context.Context) {
 // Round heartbeats, reads the live replicas and updates the role; now is
 // the local time, used only to time a store outage.
 func (e *Elector) Round(ctx context.Context, now time.Time) {
-	ctx, cancel := context.WithTimeout(ctx, e.opts.Interval)
-	defer cancel()
-	err := e.opts.Store.Beat(ctx, e.opts.Replica)
+	rctx, cancel := context.WithTimeout(ctx, e.opts.Interval)
+	err := e.opts.Store.Beat(rctx, e.opts.Replica)
 	var alive []string
 	if err == nil {
-		alive, err = e.opts.Store.Alive(ctx, e.opts.TTL)
+		alive, err = e.opts.Store.Alive(rctx, e.opts.TTL)
 	}
+	cancel()
 	e.mu.Lock()
 	was := e.leader
 	leader := was
