@@ -30,6 +30,28 @@ func (r *received) get(k string) int {
 	return r.n[k]
 }
 
+// newAlertHook is a webhook receiver that counts the alerts it gets by
+// alertname and status; it stops with the test.
+func newAlertHook(t *testing.T) (*received, *httptest.Server) {
+	got := &received{n: map[string]int{}}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Alerts []struct {
+				Status string            `json:"status"`
+				Labels map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		json.NewDecoder(r.Body).Decode(&p)
+		got.mu.Lock()
+		for _, a := range p.Alerts {
+			got.n[a.Labels["alertname"]+"/"+a.Status]++
+		}
+		got.mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	return got, hook
+}
+
 // metric reads one sample value from /metrics text.
 func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
@@ -54,22 +76,7 @@ func TestFaultClickHouseHangs(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test stops it
 	db := errorEvents(t, s, 5)
 
-	got := &received{n: map[string]int{}}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Alerts []struct {
-				Status string            `json:"status"`
-				Labels map[string]string `json:"labels"`
-			} `json:"alerts"`
-		}
-		json.NewDecoder(r.Body).Decode(&p)
-		got.mu.Lock()
-		for _, a := range p.Alerts {
-			got.n[a.Labels["alertname"]+"/"+a.Status]++
-		}
-		got.mu.Unlock()
-	}))
-	defer hook.Close()
+	got, hook := newAlertHook(t)
 
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "callwatch.yaml")
@@ -269,22 +276,7 @@ rule_files: [rules.yaml]
 func TestFaultClickHouseKilledAndErroring(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test kills it
 	db := errorEvents(t, s, 5)
-	got := &received{n: map[string]int{}}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Alerts []struct {
-				Status string            `json:"status"`
-				Labels map[string]string `json:"labels"`
-			} `json:"alerts"`
-		}
-		json.NewDecoder(r.Body).Decode(&p)
-		got.mu.Lock()
-		for _, a := range p.Alerts {
-			got.n[a.Labels["alertname"]+"/"+a.Status]++
-		}
-		got.mu.Unlock()
-	}))
-	defer hook.Close()
+	got, hook := newAlertHook(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "callwatch.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:

@@ -34,22 +34,7 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 	}
 	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
 
-	got := &received{n: map[string]int{}}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Alerts []struct {
-				Status string            `json:"status"`
-				Labels map[string]string `json:"labels"`
-			} `json:"alerts"`
-		}
-		json.NewDecoder(r.Body).Decode(&p)
-		got.mu.Lock()
-		for _, a := range p.Alerts {
-			got.n[a.Labels["alertname"]+"/"+a.Status]++
-		}
-		got.mu.Unlock()
-	}))
-	defer hook.Close()
+	got, hook := newAlertHook(t)
 
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:

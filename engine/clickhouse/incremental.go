@@ -403,22 +403,11 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 				}
 			}
 		}
-		sort.Ints(slots)
-		st := g.statement(s, rs, slots)
-		statements = append(statements, st.SQL)
-		got, err := g.query(ctx, s, st, len(slots))
+		sql, err := p.readBuckets(ctx, s, g, rs, slots, ts, now, finalUpTo)
+		statements = append(statements, sql)
 		if err != nil {
 			return statements, nil, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
 		}
-		if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
-			return statements, nil, err
-		}
-		p.statsMu.Lock()
-		p.stats.Queries++
-		for _, r := range rs {
-			p.stats.BucketsRead += int(r.hi - r.lo + 1)
-		}
-		p.statsMu.Unlock()
 	}
 
 	for k := range ils {
@@ -442,6 +431,27 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	p.stats.Leaves += len(ils)
 	p.statsMu.Unlock()
 	return statements, deferred, nil
+}
+
+// readBuckets reads the slots' partial aggregates over the bucket ranges
+// rs in one query and stores them; it returns the SQL.
+func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []bucketRange, slots []int, ts, now time.Time, finalUpTo int64) (string, error) {
+	sort.Ints(slots)
+	st := g.statement(s, rs, slots)
+	got, err := g.query(ctx, s, st, len(slots))
+	if err != nil {
+		return st.SQL, err
+	}
+	if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
+		return st.SQL, err
+	}
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	p.stats.Queries++
+	for _, r := range rs {
+		p.stats.BucketsRead += int(r.hi - r.lo + 1)
+	}
+	return st.SQL, nil
 }
 
 // slotRange is buckets lo..hi of one slot.
@@ -480,25 +490,29 @@ func (g *grid) takeOff(il *incLeaf, cs *coldState) {
 		if b == nil {
 			continue
 		}
-		for key, gr := range b.groups {
-			c := gr.v[il.count]
-			if c == 0 {
-				continue
-			}
-			cg := cs.groups[key]
-			if cg == nil {
-				continue // landed after the cold read, beyond the late window
-			}
-			cg.count -= c
-			if il.sum >= 0 {
-				cg.sum -= gr.v[il.sum]
-			}
-			if cg.count <= 0 {
-				delete(cs.groups, key)
-			}
-		}
+		cs.subtract(b, il)
 	}
 	cs.from = il.first - 1
+}
+
+// subtract takes bucket b's counts and sums of the leaf's slots off the
+// cold state. A group the cold state lacks landed after the full read,
+// beyond the late window, and is skipped.
+func (cs *coldState) subtract(b *gridBucket, il *incLeaf) {
+	for key, gr := range b.groups {
+		c := gr.v[il.count]
+		cg := cs.groups[key]
+		if c == 0 || cg == nil {
+			continue
+		}
+		cg.count -= c
+		if il.sum >= 0 {
+			cg.sum -= gr.v[il.sum]
+		}
+		if cg.count <= 0 {
+			delete(cs.groups, key)
+		}
+	}
 }
 
 // requery reads the extreme of a min or max leaf's cold part again, from
@@ -617,19 +631,11 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 				merged = append(merged, r)
 			}
 		}
-		sort.Ints(slots)
-		st := g.statement(s, merged, slots)
-		statements = append(statements, st.SQL)
-		got, err := g.query(ctx, s, st, len(slots))
+		sql, err := p.readBuckets(ctx, s, g, merged, slots, ts, now, finalUpTo)
+		statements = append(statements, sql)
 		if err != nil {
 			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sds[0].l.Func, err)
 		}
-		if err := g.store(got, merged, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
-			return statements, err
-		}
-		p.statsMu.Lock()
-		p.stats.Queries++
-		p.statsMu.Unlock()
 	}
 	for _, t := range todo {
 		il, cs := t.il, t.cs
@@ -641,17 +647,7 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 			}
 		} else {
 			for k := cs.k0 + 1; k <= il.lastBucket; k++ {
-				for key, gr := range g.buckets[k].groups {
-					if cg := cs.groups[key]; cg != nil && gr.v[il.count] > 0 {
-						cg.count -= gr.v[il.count]
-						if il.sum >= 0 {
-							cg.sum -= gr.v[il.sum]
-						}
-						if cg.count <= 0 {
-							delete(cs.groups, key)
-						}
-					}
-				}
+				cs.subtract(g.buckets[k], &il)
 			}
 		}
 		g.cold[il.key] = cs
