@@ -135,6 +135,8 @@ type grid struct {
 	blocks map[int64]*gridBucket
 	// cold holds the cold states of leaves, by leaf key.
 	cold map[string]*coldState
+	// leafSlots remembers the slots of each leaf key.
+	leafSlots map[string][3]int
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -206,7 +208,7 @@ func (p *partials) grid(by []string) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][3]int{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -269,8 +271,13 @@ type seedLeaf struct {
 	groups map[string]*coldGroup
 }
 
-// slotsFor registers a leaf's slots in g.
+// slotsFor registers a leaf's slots in g, once per leaf key.
 func (g *grid) slotsFor(l *dsl.Leaf) (count, sum, agg int) {
+	key := l.Key()
+	if sl, ok := g.leafSlots[key]; ok {
+		return sl[0], sl[1], sl[2]
+	}
+	defer func() { g.leafSlots[key] = [3]int{count, sum, agg} }()
 	cond := condition(l.Selector.Matchers)
 	count, sum, agg = g.slot(colCount, aggregate("count", "", "", cond), cond, -1), -1, -1
 	value := valueExpr(l.Selector.Columns)
