@@ -26,15 +26,17 @@ import (
 // whole multiples of B (every rule evaluated at an interval that is a
 // multiple of B, over windows that are multiples of B); any other leaf, and
 // every quantile and standard deviation, is computed by a full query as
-// before. Both paths give the same answers: the differential test checks
-// it step after step.
+// before. A long window's first evaluation is a full query too, fused with
+// the full path's leaves of its shape, whose result then slides (see
+// coldState). Both paths give the same answers: the differential test
+// checks it step after step.
 type Incremental struct {
 	// Bucket is the width of a partial aggregate (default 1m).
 	Bucket time.Duration
 	// LateWindow is how long after its end a bucket is still read again at
 	// every evaluation, so events that land late are counted (default 2m).
-	// An event that lands later than that after its bucket's end is not
-	// counted by windows that were already read: its bucket was final.
+	// An event that lands later than that after its bucket's end may be
+	// missed by windows that were already read: its bucket was final.
 	LateWindow time.Duration
 	// Reuse is how long the read of a bucket that is not final yet serves
 	// other evaluations at the same timestamp — the groups that share an
@@ -47,10 +49,10 @@ type Incremental struct {
 	// Now is the clock that decides which buckets are final (default
 	// time.Now).
 	Now func() time.Time
-	// asyncAbove is the number of missing buckets above which a leaf is
+	// coldAbove is the number of missing buckets above which a leaf is
 	// computed by a full query that starts its cold state, instead of
 	// reading the buckets (default 8 with the default bucket and late window).
-	asyncAbove int
+	coldAbove int
 }
 
 func (o *Incremental) setDefaults() {
@@ -76,10 +78,10 @@ func (o *Incremental) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.asyncAbove <= 0 {
+	if o.coldAbove <= 0 {
 		// More than twice the catch-up of a 1m interval (the late window
 		// and the new bucket): a first evaluation, not a step.
-		o.asyncAbove = max(8, 2*int(o.LateWindow/o.Bucket)+4)
+		o.coldAbove = max(8, 2*int(o.LateWindow/o.Bucket)+4)
 	}
 }
 
@@ -297,7 +299,7 @@ func (g *grid) slotsFor(l *dsl.Leaf) (count, sum, agg int) {
 // eval computes leaves (all eligible, all of grid g) at ts into vectors,
 // reading the buckets that are missing or not final. It returns the
 // leaves it leaves to a full query (deferred): those whose window has more
-// than asyncAbove buckets not read yet and no cold state; their results
+// than coldAbove buckets not read yet and no cold state; their results
 // seed one (see seed).
 func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []int, err error) {
 	g.mu.Lock()
@@ -344,7 +346,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 				mine = append(mine, r)
 			}
 		}
-		if cs == nil && missing > p.opts.asyncAbove {
+		if cs == nil && missing > p.opts.coldAbove {
 			deferred = append(deferred, i)
 			continue
 		}
@@ -1014,6 +1016,11 @@ func (g *grid) evict() {
 	for q := range g.blocks {
 		if (q+1)*blockSize < keep {
 			delete(g.blocks, q)
+		}
+	}
+	for k, cs := range g.cold { // of leaves no longer evaluated (a reload)
+		if cs.k0 < keep {
+			delete(g.cold, k)
 		}
 	}
 }
