@@ -30,6 +30,11 @@ schema:
 		{"a schema field naming a label column is rejected", "schema:\n  time: t\n  labels: [a]\n  fields: {x: a}\n", "not numeric"},
 		{"a schema column that is not an identifier is rejected", "schema:\n  time: t\n  labels: [\"a`b\"]\n  fields: {x: y}\n", "not a plain column name"},
 		{"a bad duration says where", "clickhouse:\n  query_timeout: soon\n", "2:"},
+		{"incremental evaluation can be tuned or turned off", "clickhouse:\n  incremental: {enabled: false, bucket: 30s, late_window: 5m}\n", ""},
+		{"an incremental bucket must be whole seconds", "clickhouse:\n  incremental: {bucket: 1500ms}\n", "clickhouse.incremental.bucket: 1.5s is not a whole number of seconds"},
+		{"an unknown incremental key is an error", "clickhouse:\n  incremental: {buckets: 1m}\n", `unknown key "buckets"`},
+		{"sender election loads", "ha: {enabled: true, replica: a, heartbeat: 2s, ttl: 10s}\n", ""},
+		{"an HA ttl must outlast the heartbeat", "ha: {enabled: true, heartbeat: 5s, ttl: 5s}\n", "ttl longer than it"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,7 +43,7 @@ schema:
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c.ClickHouse.EventsTable != "ai_call_events" || c.Schema.Time != "created_at" {
+				if c.ClickHouse.EventsTable != "ai_call_events" || c.Schema.Time != "created_at" || c.HA.LeaseTable != "callwatch_replicas" {
 					t.Fatalf("defaults not applied: %+v", c)
 				}
 				return
