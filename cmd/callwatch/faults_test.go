@@ -69,15 +69,10 @@ func metric(t *testing.T, base, name string) float64 {
 	return v
 }
 
-// TestFaultClickHouseHangs is the fault suite's ClickHouse outage: while
-// serve runs, the server hangs (SIGSTOP) and comes back. Run by
-// `make test-faults`, which prints the report lines.
-func TestFaultClickHouseHangs(t *testing.T) {
-	s := chtest.Start(t) // its own server: this test stops it
-	db := errorEvents(t, s, 5)
-
-	got, hook := newAlertHook(t)
-
+// outageConfig writes the configuration of the ClickHouse outage tests:
+// short query timeouts and health checks, a webhook channel, and a rule
+// that fires on the events of errorEvents.
+func outageConfig(t *testing.T, dsn, hookURL string) string {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "callwatch.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
@@ -91,7 +86,7 @@ default_notify: [pager]
 exporter:
   interval: 1s
 rule_files: [rules.yaml]
-`, s.DSN(db)+"?dial_timeout=1s&read_timeout=2s", hook.URL)), 0o644)
+`, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL)), 0o644)
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
   - name: g
     interval: 1s
@@ -99,6 +94,19 @@ rule_files: [rules.yaml]
       - alert: Errors
         expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
 `), 0o644)
+	return cfgFile
+}
+
+// TestFaultClickHouseHangs is the fault suite's ClickHouse outage: while
+// serve runs, the server hangs (SIGSTOP) and comes back. Run by
+// `make test-faults`, which prints the report lines.
+func TestFaultClickHouseHangs(t *testing.T) {
+	s := chtest.Start(t) // its own server: this test stops it
+	db := errorEvents(t, s, 5)
+
+	got, hook := newAlertHook(t)
+
+	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
 
 	p := startProc(t, cfgFile)
 	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
@@ -277,27 +285,7 @@ func TestFaultClickHouseKilledAndErroring(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test kills it
 	db := errorEvents(t, s, 5)
 	got, hook := newAlertHook(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
-  dsn: %s
-  query_timeout: 1s
-  health_interval: 1s
-  down_after: 2s
-notifiers:
-  - {name: pager, type: webhook, url: %q, timeout: 2s}
-default_notify: [pager]
-exporter:
-  interval: 1s
-rule_files: [rules.yaml]
-`, s.DSN(db)+"?dial_timeout=1s&read_timeout=2s", hook.URL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
 	p := startProc(t, cfgFile)
 	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
 	health := func() (string, string) {
