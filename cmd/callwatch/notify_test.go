@@ -122,12 +122,10 @@ func startProc(t *testing.T, cfgFile string) *proc {
 	return p
 }
 
-func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
-	s := server.Get(t)
-	db := errorEvents(t, s, 4)
-	h := newHook(t)
-	h.hang = true
-
+// pagerConfig writes a configuration with one webhook channel (30s
+// timeout, 1s resend delay, more notification keys in notification) and a
+// rule that fires on the events of errorEvents.
+func pagerConfig(t *testing.T, dsn, hookURL, notification string) string {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "callwatch.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
@@ -136,8 +134,8 @@ notifiers:
   - {name: pager, type: webhook, url: %q, timeout: 30s}
 notification:
   resend_delay: 1s
-rule_files: [rules.yaml]
-`, s.DSN(db), h.srv.URL)), 0o644)
+%srule_files: [rules.yaml]
+`, dsn, hookURL, notification)), 0o644)
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
   - name: g
     interval: 1s
@@ -146,6 +144,16 @@ rule_files: [rules.yaml]
         expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
         notify: [pager]
 `), 0o644)
+	return cfgFile
+}
+
+func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
+	s := server.Get(t)
+	db := errorEvents(t, s, 4)
+	h := newHook(t)
+	h.hang = true
+
+	cfgFile := pagerConfig(t, s.DSN(db), h.srv.URL, "")
 
 	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
 	if err != nil {
@@ -244,25 +252,7 @@ func TestFaultSIGTERMMidSend(t *testing.T) {
 	db := errorEvents(t, s, 4)
 	h := newHook(t)
 	h.hang = true
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
-  dsn: %s
-notifiers:
-  - {name: pager, type: webhook, url: %q, timeout: 30s}
-notification:
-  resend_delay: 1s
-  drain_timeout: 2s
-rule_files: [rules.yaml]
-`, s.DSN(db), h.srv.URL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-        notify: [pager]
-`), 0o644)
+	cfgFile := pagerConfig(t, s.DSN(db), h.srv.URL, "  drain_timeout: 2s\n")
 	p := startProc(t, cfgFile)
 	waitFor(t, "the send to start", 20*time.Second, func() bool {
 		return metric(t, p.base, `ALERTS{alertname="Errors",alertstate="firing",tenant_id="acme"}`) == 1

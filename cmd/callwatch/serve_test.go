@@ -137,23 +137,32 @@ const serveRules = `groups:
           summary: "{{ $labels.tenant_id }}: {{ $value }} errors"
 `
 
-func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
-	base, dir, out := startServe(t, serveRules)
+// alerts is the part of /api/v1/alerts the serve tests read.
+type alerts struct {
+	Data struct {
+		Alerts []struct {
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+			State       string            `json:"state"`
+		} `json:"alerts"`
+	} `json:"data"`
+}
 
-	type alerts struct {
-		Data struct {
-			Alerts []struct {
-				Labels      map[string]string `json:"labels"`
-				Annotations map[string]string `json:"annotations"`
-				State       string            `json:"state"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
+// waitForErrorsAlert waits until serveRules' one Errors alert fires with
+// its summary.
+func waitForErrorsAlert(t *testing.T, base string) {
+	t.Helper()
 	waitFor(t, "the alert to fire", 15*time.Second, func() bool {
 		var a alerts
 		getJSON(t, base+"/api/v1/alerts", &a)
 		return len(a.Data.Alerts) == 1 && a.Data.Alerts[0].State == "firing" && a.Data.Alerts[0].Annotations["summary"] == "acme: 5 errors"
 	})
+}
+
+func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
+	base, dir, out := startServe(t, serveRules)
+
+	waitForErrorsAlert(t, base)
 	waitFor(t, "the console notification", 5*time.Second, func() bool {
 		return strings.Contains(out.String(), "status=firing rule=Errors")
 	})
@@ -221,19 +230,7 @@ func TestServeEvaluatesRulesAgainstClickHouse(t *testing.T) {
 // the alert still has its value.
 func TestServeEvaluatesIncrementally(t *testing.T) {
 	base, _, _ := startServeWith(t, serveRules, "  incremental: {bucket: 1s, late_window: 5s}\n")
-	type alerts struct {
-		Data struct {
-			Alerts []struct {
-				Annotations map[string]string `json:"annotations"`
-				State       string            `json:"state"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	waitFor(t, "the alert to fire", 15*time.Second, func() bool {
-		var a alerts
-		getJSON(t, base+"/api/v1/alerts", &a)
-		return len(a.Data.Alerts) == 1 && a.Data.Alerts[0].State == "firing" && a.Data.Alerts[0].Annotations["summary"] == "acme: 5 errors"
-	})
+	waitForErrorsAlert(t, base)
 	var ev struct {
 		Data []struct {
 			Evaluations []struct {

@@ -567,15 +567,8 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	}
 	defer rows.Close()
 	groups := map[string]*coldGroup{}
-	values := make([]string, len(g.by))
-	nums := make([]float64, 3)
-	dest := make([]any, 0, len(values)+3)
-	for i := range values {
-		dest = append(dest, &values[i])
-	}
-	for i := range nums {
-		dest = append(dest, &nums[i])
-	}
+	values, nums := make([]string, len(g.by)), make([]float64, 3)
+	dest := scanDest(values, nums)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return sql.String(), fmt.Errorf("scan: %w", err)
@@ -752,6 +745,19 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	return Statement{SQL: sql.String(), Args: args, By: g.by, Width: len(g.by) + 1 + len(slots)}
 }
 
+// scanDest returns Scan's destinations for a row of label columns
+// followed by Float64 columns.
+func scanDest(labels []string, nums []float64) []any {
+	dest := make([]any, 0, len(labels)+len(nums))
+	for i := range labels {
+		dest = append(dest, &labels[i])
+	}
+	for i := range nums {
+		dest = append(dest, &nums[i])
+	}
+	return dest
+}
+
 // bucketRange is the buckets lo..hi.
 type bucketRange struct{ lo, hi int64 }
 
@@ -773,15 +779,8 @@ func (g *grid) query(ctx context.Context, s *Source, st Statement, n int) ([]buc
 	}
 	defer rows.Close()
 	var got []bucketRow
-	groupValues := make([]string, len(st.By))
-	values := make([]float64, 1+n)
-	dest := make([]any, 0, st.Width)
-	for i := range groupValues {
-		dest = append(dest, &groupValues[i])
-	}
-	for i := range values {
-		dest = append(dest, &values[i])
-	}
+	groupValues, values := make([]string, len(st.By)), make([]float64, 1+n)
+	dest := scanDest(groupValues, values)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("scan: %w", err)
