@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -80,8 +81,21 @@ type Web struct {
 type Limits struct {
 	// MaxWindow is the longest range (plus offset) an expression may use (default 31d).
 	MaxWindow Duration `yaml:"max_window"`
-	// MaxSeriesPerRule caps the groups one range function may return (default 10000).
+	// MaxSeriesPerRule caps the groups one range function may return
+	// (default 10000); ClickHouse stops grouping soon after it.
 	MaxSeriesPerRule int `yaml:"max_series_per_rule"`
+	// QueryTimeout bounds one ad-hoc query (the query API, the status
+	// page), the wait for a free slot included (default 30s).
+	QueryTimeout Duration `yaml:"query_timeout"`
+	// MaxConcurrentQueries bounds the ad-hoc queries running at once
+	// (default 4). They have their own connections, apart from the rules'.
+	MaxConcurrentQueries int `yaml:"max_concurrent_queries"`
+}
+
+// DSL returns the limits every expression is parsed with: rules, `check
+// rules`, `callwatch query` and the query API share them.
+func (l Limits) DSL() dsl.Limits {
+	return dsl.Limits{MaxRange: l.MaxWindow.D()}
 }
 
 // Secret is a string never printed: its String and YAML forms are redacted.
@@ -224,6 +238,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Limits.MaxSeriesPerRule == 0 {
 		c.Limits.MaxSeriesPerRule = 10000
+	}
+	if c.Limits.QueryTimeout == 0 {
+		c.Limits.QueryTimeout = Duration(30 * time.Second)
+	}
+	if c.Limits.MaxConcurrentQueries == 0 {
+		c.Limits.MaxConcurrentQueries = 4
 	}
 	if c.ClickHouse.HealthInterval == 0 {
 		c.ClickHouse.HealthInterval = Duration(15 * time.Second)
@@ -383,6 +403,12 @@ func (c *Config) Validate() error {
 		if !names[d] {
 			return fmt.Errorf("default_notify: no notifier named %q; configured: %s", d, strings.Join(c.ChannelNames(), ", "))
 		}
+	}
+	if c.Limits.MaxWindow <= 0 || c.Limits.MaxWindow.D() > dsl.MaxLookback {
+		return fmt.Errorf("limits.max_window: write a positive duration of at most %s, e.g. 31d", model.Duration(dsl.MaxLookback))
+	}
+	if c.Limits.MaxSeriesPerRule < 1 || c.Limits.MaxConcurrentQueries < 1 || c.Limits.QueryTimeout <= 0 {
+		return fmt.Errorf("limits: max_series_per_rule and max_concurrent_queries must be at least 1 and query_timeout positive")
 	}
 	if c.Notification.QueueSize < 1 || c.Notification.MaxAttempts < 1 {
 		return fmt.Errorf("notification: queue_size and max_attempts must be at least 1")

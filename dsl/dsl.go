@@ -28,9 +28,51 @@ type Options struct {
 	// Series reports whether name is an instant series that exists apart from
 	// the events (a recording rule's output, ALERTS); nil means none does.
 	Series func(name string) bool
+	// Limits bound what the expression may cost; the zero value applies
+	// the default caps on size and nesting and no window limit.
+	Limits Limits
+}
+
+// Limits bound an expression. Rules, `check rules`, `callwatch query` and
+// the query API all parse with the same Limits (config.Limits.DSL), so an
+// expression one of them accepts is accepted by all.
+type Limits struct {
 	// MaxRange, when positive, is the longest window plus offset a range
-	// function may look back: a guard against scanning too much.
+	// function may look back: a guard against scanning too much. Whatever
+	// it is, neither a window nor an offset may exceed MaxLookback.
 	MaxRange time.Duration
+	// MaxBytes bounds the expression's length (0: DefaultMaxBytes).
+	MaxBytes int
+	// MaxDepth bounds the nesting of brackets and of operators
+	// (0: DefaultMaxDepth).
+	MaxDepth int
+	// MaxLeaves bounds the distinct range functions of one expression
+	// (0: DefaultMaxLeaves): each is a column or a query in ClickHouse.
+	MaxLeaves int
+}
+
+// The default caps of Limits, and the ceiling of every window and offset.
+// They are far above any rule's needs and far below what makes the parser
+// or ClickHouse suffer: PromQL's parser spends seconds on tens of thousands
+// of nested parentheses, and a 290-year window overflows time arithmetic.
+const (
+	DefaultMaxBytes  = 16 << 10
+	DefaultMaxDepth  = 100
+	DefaultMaxLeaves = 64
+	MaxLookback      = 10 * 365 * 24 * time.Hour
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxLeaves <= 0 {
+		l.MaxLeaves = DefaultMaxLeaves
+	}
+	return l
 }
 
 // Expr is a checked and planned expression.
@@ -211,15 +253,26 @@ func Parse(input string, opts Options) (*Expr, error) {
 	if opts.Schema.Time == "" {
 		opts.Schema = DefaultSchema()
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	if strings.TrimSpace(input) == "" {
 		return nil, &Error{Line: 1, Col: 1, Msg: "empty expression", Hint: `write e.g. p95(latency_ms[5m]) > 5000`}
+	}
+	// The caps are checked before PromQL's parser runs: its cost grows
+	// faster than the input with nesting.
+	if len(input) > opts.Limits.MaxBytes {
+		return nil, &Error{Line: 1, Col: 1, Msg: fmt.Sprintf("the expression is %d bytes long, more than the maximum of %d", len(input), opts.Limits.MaxBytes),
+			Hint: "split it into recording rules and refer to their outputs by name"}
+	}
+	if off := tooDeep(input, opts.Limits.MaxDepth); off >= 0 {
+		return nil, newError(input, posrange.Pos(off), "split it into recording rules, or remove redundant parentheses",
+			"brackets are nested more than %d deep", opts.Limits.MaxDepth)
 	}
 	ast, err := newParser().ParseExpr(input)
 	if err != nil {
 		return nil, convertParseError(input, err)
 	}
 	c := &checker{input: input, opts: opts, byKey: map[string]*Leaf{}}
-	ast, err = c.visit(ast, nil)
+	ast, err = c.visit(ast, nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +346,11 @@ func (c *checker) errf(pos posrange.Pos, hint, format string, args ...any) error
 	return newError(c.input, pos, hint, format, args...)
 }
 
-func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
+func (c *checker) visit(node parser.Expr, g *grouping, depth int) (parser.Expr, error) {
+	if depth++; depth > c.opts.Limits.MaxDepth {
+		return nil, c.errf(node.PositionRange().Start, "split it into recording rules and refer to their outputs by name",
+			"operators and functions are nested more than %d deep", c.opts.Limits.MaxDepth)
+	}
 	var err error
 	switch n := node.(type) {
 	case *parser.NumberLiteral:
@@ -301,20 +358,20 @@ func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
 	case *parser.StringLiteral:
 		return n, nil
 	case *parser.ParenExpr:
-		n.Expr, err = c.visit(n.Expr, g)
+		n.Expr, err = c.visit(n.Expr, g, depth)
 		return n, err
 	case *parser.UnaryExpr:
-		n.Expr, err = c.visit(n.Expr, g)
+		n.Expr, err = c.visit(n.Expr, g, depth)
 		return n, err
 	case *parser.BinaryExpr:
-		if n.LHS, err = c.visit(n.LHS, g); err != nil {
+		if n.LHS, err = c.visit(n.LHS, g, depth); err != nil {
 			return nil, err
 		}
-		n.RHS, err = c.visit(n.RHS, g)
+		n.RHS, err = c.visit(n.RHS, g, depth)
 		return n, err
 	case *parser.AggregateExpr:
 		if n.Param != nil {
-			if n.Param, err = c.visit(n.Param, nil); err != nil {
+			if n.Param, err = c.visit(n.Param, nil, depth); err != nil {
 				return nil, err
 			}
 		}
@@ -333,7 +390,7 @@ func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
 		// groups with a duplicated name, which is not a valid label set.
 		sort.Strings(inner.by)
 		inner.by = slices.Compact(inner.by)
-		n.Expr, err = c.visit(n.Expr, inner)
+		n.Expr, err = c.visit(n.Expr, inner, depth)
 		return n, err
 	case *parser.Call:
 		if rf, ok := rangeFuncs[n.Func.Name]; ok {
@@ -343,7 +400,7 @@ func (c *checker) visit(node parser.Expr, g *grouping) (parser.Expr, error) {
 			return nil, c.errf(n.PosRange.Start, hintForFunction(n.Func.Name), "function %q is not supported", n.Func.Name)
 		}
 		for i, a := range n.Args {
-			if n.Args[i], err = c.visit(a, g); err != nil {
+			if n.Args[i], err = c.visit(a, g, depth); err != nil {
 				return nil, err
 			}
 		}
@@ -447,12 +504,24 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	if leaf.Range <= 0 {
 		return nil, c.errf(pos, "write a window such as [5m]", "the window must be longer than zero")
 	}
-	if c.opts.MaxRange > 0 && leaf.Range+leaf.Offset > c.opts.MaxRange {
-		return nil, c.errf(pos, fmt.Sprintf("shorten the window, or raise limits.max_window (now %s)", model.Duration(c.opts.MaxRange)),
-			"%s looks back %s, more than the configured maximum", name, model.Duration(leaf.Range+leaf.Offset))
-	}
 	if leaf.Offset < 0 {
 		return nil, c.errf(pos, "write a positive offset such as offset 1d", "negative offsets look into the future")
+	}
+	// Each part is checked on its own before they are added, so the sum
+	// cannot overflow: [290y] offset 3y would wrap around to a negative
+	// look-back that passes any maximum.
+	for _, part := range []struct {
+		what string
+		d    time.Duration
+	}{{"window", leaf.Range}, {"offset", leaf.Offset}} {
+		if part.d > MaxLookback {
+			return nil, c.errf(pos, fmt.Sprintf("write a %s of at most %s", part.what, model.Duration(MaxLookback)),
+				"the %s of %s is %s, longer than callwatch allows", part.what, name, model.Duration(part.d))
+		}
+	}
+	if maxRange := c.opts.Limits.MaxRange; maxRange > 0 && leaf.Range+leaf.Offset > maxRange {
+		return nil, c.errf(pos, fmt.Sprintf("shorten the window, or raise limits.max_window (now %s)", model.Duration(maxRange)),
+			"%s looks back %s, more than the configured maximum", name, model.Duration(leaf.Range+leaf.Offset))
 	}
 	if leaf.Range%time.Second != 0 || leaf.Offset%time.Second != 0 {
 		return nil, c.errf(pos, "event times have second resolution: write whole seconds, e.g. [5m] or [90s]", "window and offset must be whole seconds")
@@ -510,6 +579,10 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	if prev, ok := c.byKey[leaf.Key()]; ok {
 		leaf = prev
 	} else {
+		if len(c.leaves) >= c.opts.Limits.MaxLeaves {
+			return nil, c.errf(pos, "split it into recording rules and refer to their outputs by name",
+				"the expression has more than %d distinct range functions", c.opts.Limits.MaxLeaves)
+		}
 		leaf.Name = LeafPrefix + strconv.Itoa(len(c.leaves))
 		c.byKey[leaf.Key()] = leaf
 		c.leaves = append(c.leaves, leaf)
@@ -529,4 +602,36 @@ func unparen(e parser.Expr) parser.Expr {
 		}
 		e = p.Expr
 	}
+}
+
+// tooDeep returns the byte offset at which brackets ((, [, {) outside
+// string literals and comments nest deeper than max, or -1.
+func tooDeep(s string, max int) int {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case quote != 0:
+			switch {
+			case ch == '\\' && quote != '`':
+				i++
+			case ch == quote:
+				quote = 0
+			}
+		case ch == '"' || ch == '\'' || ch == '`':
+			quote = ch
+		case ch == '#':
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+		case ch == '(' || ch == '[' || ch == '{':
+			if depth++; depth > max {
+				return i
+			}
+		case ch == ')' || ch == ']' || ch == '}':
+			depth--
+		}
+	}
+	return -1
 }

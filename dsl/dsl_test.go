@@ -516,6 +516,17 @@ func TestParseRejects(t *testing.T) {
 		{name: "a duration expression is rejected", expr: `count_over_time(events[5m+1m])`, line: 1, col: 1, msg: "duration expressions are not supported"},
 		{name: "a sub-second window is rejected", expr: `count_over_time(events[500ms])`, line: 1, col: 1, msg: "whole seconds"},
 		{name: "a sub-second offset is rejected", expr: "\n  count_over_time(events[1m] offset 1m500ms)", line: 2, col: 3, msg: "whole seconds"},
+
+		// Limits.
+		{name: "a window longer than the maximum is rejected", expr: `count_over_time(events[60d])`, opts: dsl.Options{Limits: dsl.Limits{MaxRange: 31 * 24 * time.Hour}}, line: 1, col: 1, msg: "more than the configured maximum"},
+		{name: "a window plus offset longer than the maximum is rejected", expr: `count_over_time(events[20d] offset 20d)`, opts: dsl.Options{Limits: dsl.Limits{MaxRange: 31 * 24 * time.Hour}}, line: 1, col: 1, msg: "looks back 40d"},
+		{name: "a window and an offset whose sum overflows are rejected, not wrapped around", expr: `count_over_time(events[290y] offset 3y)`, opts: dsl.Options{Limits: dsl.Limits{MaxRange: 31 * 24 * time.Hour}}, line: 1, col: 1, msg: "window of count_over_time is 290y"},
+		{name: "an offset beyond the ceiling is rejected without a configured maximum", expr: `count_over_time(events[5m] offset 200y)`, line: 1, col: 1, msg: "offset of count_over_time is 200y"},
+		{name: "a window beyond the ceiling is rejected without a configured maximum", expr: `p95(latency_ms[11y])`, line: 1, col: 1, msg: "longer than callwatch allows"},
+		{name: "brackets nested too deep are rejected before parsing", expr: strings.Repeat("(", 101) + "1" + strings.Repeat(")", 101), line: 1, col: 101, msg: "nested more than 100 deep"},
+		{name: "a chain of operators nested too deep is rejected", expr: strings.Repeat("1 + ", 100) + "1", line: 1, col: 1, msg: "nested more than 100 deep"},
+		{name: "a too long expression is rejected", expr: "1" + strings.Repeat(" ", dsl.DefaultMaxBytes), line: 1, col: 1, msg: "bytes long"},
+		{name: "too many distinct range functions are rejected", expr: manyLeaves(dsl.DefaultMaxLeaves + 1), line: 1, col: 1 + len(manyLeaves(dsl.DefaultMaxLeaves)) + 3, msg: "more than 64 distinct range functions"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,6 +555,47 @@ func TestParseRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyLeaves returns n distinct range functions added up.
+func manyLeaves(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("count_over_time(events[%dm])", i+1)
+	}
+	return strings.Join(parts, " + ")
+}
+
+func TestLimitsBoundParsingCost(t *testing.T) {
+	t.Run("brackets in strings and comments do not count as nesting", func(t *testing.T) {
+		expr := `count_over_time(events{model="` + strings.Repeat("(", 200) + `"}[5m]) # ` + strings.Repeat("[", 200)
+		if _, err := dsl.Parse(expr, dsl.Options{}); err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+	})
+	t.Run("the deepest allowed nesting parses", func(t *testing.T) {
+		expr := strings.Repeat("(", 98) + "count_over_time(events[5m])" + strings.Repeat(")", 98)
+		if _, err := dsl.Parse(expr, dsl.Options{}); err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+	})
+	t.Run("a hundred thousand nested parentheses are refused at once", func(t *testing.T) {
+		// PromQL's parser took 53 s of CPU on this input.
+		expr := strings.Repeat("(", 100000) + "1" + strings.Repeat(")", 100000)
+		if _, err := dsl.Parse(expr, dsl.Options{Limits: dsl.Limits{MaxBytes: 1 << 20}}); err == nil || !strings.Contains(err.Error(), "nested more than") {
+			t.Fatalf("Parse = %v, want a nesting error", err)
+		}
+	})
+	t.Run("an input of the maximum size with the maximum nesting is accepted", func(t *testing.T) {
+		one := strings.Repeat("(", 45) + `count_over_time(events{model="` + strings.Repeat("x", 200) + `"}[5m])` + strings.Repeat(")", 45)
+		var parts []string
+		for len(strings.Join(parts, " or "))+len(one)+4 < dsl.DefaultMaxBytes {
+			parts = append(parts, one)
+		}
+		if _, err := dsl.Parse(strings.Join(parts, " or "), dsl.Options{}); err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+	})
 }
 
 func TestEveryRangeFunctionParses(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/callwatch/callwatch/dsl"
 )
 
 // ManagerOptions configure a Manager.
@@ -27,8 +29,8 @@ type ManagerOptions struct {
 	Now func() time.Time
 	// AuditReader, when set, restores cooldowns and acknowledgements at start.
 	AuditReader AuditReader
-	// MaxRange guards windows in rule expressions (0: no limit).
-	MaxRange time.Duration
+	// Limits bound rule expressions (see dsl.Limits).
+	Limits dsl.Limits
 	// Builtin are groups callwatch adds to the rule files' (DatasourceDown).
 	Builtin []*Group
 }
@@ -73,7 +75,7 @@ func (m *Manager) Groups() []*Group {
 // running groups; otherwise the running groups stay and the error says why.
 // Alert state is kept for rules that did not change.
 func (m *Manager) Load(ctx context.Context) error {
-	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, MaxRange: m.opts.MaxRange})
+	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, Limits: m.opts.Limits})
 	if err != nil {
 		m.opts.Metrics.reloaded(false, m.opts.Now())
 		return err

@@ -159,7 +159,7 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 			return
 		}
 		q.Thresholds = []Threshold{{Severity: r.Severity, Op: c.Op, Value: c.Threshold}}
-		e, err := dsl.Parse(c.Value, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g)})
+		e, err := dsl.Parse(c.Value, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g), Limits: p.opts.Limits})
 		if err != nil {
 			p.add(p.errAt(exprNode, g.Name, name, "expr: %v", err))
 			return

@@ -132,8 +132,8 @@ type LoadOptions struct {
 	Schema dsl.Schema
 	// Channels are the notifier names rules may route to; nil skips the check.
 	Channels []string
-	// MaxRange guards windows (see dsl.Options.MaxRange).
-	MaxRange time.Duration
+	// Limits bound every expression (see dsl.Limits).
+	Limits dsl.Limits
 }
 
 // LoadFiles expands the globs and loads every rule file. All problems are
@@ -513,7 +513,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 		}
 	}
 	if exprNode != nil && r.ExprText != "" {
-		e, err := dsl.Parse(r.ExprText, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g), MaxRange: p.opts.MaxRange})
+		e, err := dsl.Parse(r.ExprText, dsl.Options{Schema: p.opts.Schema, Series: p.recordedBefore(g), Limits: p.opts.Limits})
 		if err != nil {
 			p.add(p.exprErr(exprNode, g.Name, name, err))
 		} else if e.Type != "vector" && r.Alert != "" {

@@ -31,6 +31,8 @@ type Options struct {
 	Rules  Rules
 	Query  QueryFunc
 	Schema dsl.Schema
+	// Limits bound the expressions of the query API, as they bound rules.
+	Limits dsl.Limits
 	// Reload reloads the rule files; nil disables POST /-/reload.
 	Reload func(ctx context.Context) error
 	// Ready reports whether start-up (rule loading and state restore) is done.
@@ -144,7 +146,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	e, err := dsl.Parse(q, dsl.Options{Schema: a.opts.Schema})
+	e, err := dsl.Parse(q, dsl.Options{Schema: a.opts.Schema, Limits: a.opts.Limits})
 	if err != nil {
 		fail(w, http.StatusBadRequest, "bad_data", err)
 		return

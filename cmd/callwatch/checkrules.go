@@ -35,7 +35,7 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "callwatch check rules: %v\n", err)
 		return 2
 	}
-	opts := engine.LoadOptions{Schema: cfg.Schema.DSL()}
+	opts := engine.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()}
 	if *configFile != "" {
 		opts.Channels = cfg.ChannelNames()
 	}

@@ -47,7 +47,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError{"--time: " + err.Error()}
 		}
 	}
-	expr, err := dsl.Parse(input, dsl.Options{Schema: cfg.Schema.DSL()})
+	expr, err := dsl.Parse(input, dsl.Options{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()})
 	if err != nil {
 		return exprError(input, err)
 	}
@@ -66,7 +66,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer closeFn()
 		src = s
 	}
-	res, err := engine.NewQuerier(engine.QuerierOptions{Source: src}).Query(ctx, expr, ts)
+	res, err := engine.NewQuerier(engine.QuerierOptions{Source: src, MaxSeries: cfg.Limits.MaxSeriesPerRule, Timeout: cfg.Limits.QueryTimeout.D()}).Query(ctx, expr, ts)
 	if err != nil {
 		return err
 	}

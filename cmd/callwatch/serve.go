@@ -169,7 +169,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RuleFiles:    ruleGlobs(*configFile, cfg),
 		Channels:     cfg.ChannelNames(),
 		AuditReader:  audit,
-		MaxRange:     cfg.Limits.MaxWindow.D(),
+		Limits:       cfg.Limits.DSL(),
 		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
 	})
 
@@ -183,6 +183,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	handler := web.Handler(web.Options{
 		Rules:  mgr,
 		Schema: schema,
+		Limits: cfg.Limits.DSL(),
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
 			return querier.Query(ctx, e, ts)
 		},
