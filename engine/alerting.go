@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -590,6 +591,33 @@ func (r *AlertingRule) due(ts time.Time, resendDelay, interval time.Duration) []
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
 	return out
+}
+
+// resolveRemoved resolves at ts every pending and firing alert of a rule a
+// reload removed. It returns copies of them all (for the audit trail) and of
+// those to send resolved, marked sent: the firing ones whose firing was
+// notified or due (not a pending alert, which was never announced, nor one
+// held back by cooldown or max_alerts_per_day).
+func (r *AlertingRule) resolveRemoved(ts time.Time, resendDelay, interval time.Duration) (resolved, due []Alert) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.active {
+		if a.State == StateInactive {
+			continue
+		}
+		wasFiring := a.State == StateFiring
+		a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{}
+		if wasFiring && a.needsSending(ts, resendDelay) {
+			a.LastSentAt = ts
+			a.ValidUntil = ts.Add(4 * max(interval, resendDelay))
+			due = append(due, *a)
+		}
+		resolved = append(resolved, *a)
+	}
+	byLabels := func(x, y Alert) int { return labels.Compare(x.Labels, y.Labels) }
+	slices.SortFunc(resolved, byLabels)
+	slices.SortFunc(due, byLabels)
+	return resolved, due
 }
 
 // copyStateFrom takes over the alerts of an equivalent rule (on reload).

@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,10 +76,47 @@ func (m *Manager) Groups() []*Group {
 	return append([]*Group(nil), m.groups...)
 }
 
+// ReloadOptions tune one reload.
+type ReloadOptions struct {
+	// Force applies rule files that look like an accident: files that hold
+	// no rule at all while rules are running, or a rule file emptied (0
+	// bytes or only blanks) that held rules. Without it such a reload is
+	// refused with an error matching ErrReloadRefused and nothing changes.
+	// The file watcher and SIGHUP never force.
+	Force bool
+}
+
+// ErrReloadRefused is matched (errors.Is) by the error of a reload refused
+// because it would remove rules by what looks like an accident (see
+// ReloadOptions.Force). The running rules keep running.
+var ErrReloadRefused = errors.New("reload refused")
+
+// refusedError is the error of a refused reload: its message says why and
+// how to force it.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string        { return e.msg }
+func (e *refusedError) Is(target error) bool { return target == ErrReloadRefused }
+
+// RemovedByReason is the reason of the audit rows of alerts resolved because
+// a reload removed their rule (or changed its name, labels or severity, or
+// its group's name).
+const RemovedByReason = "rule removed by reload"
+
 // Load loads the rule files and, if every file is valid, replaces the
 // running groups; otherwise the running groups stay and the error says why.
-// Alert state is kept for rules that did not change.
-func (m *Manager) Load(ctx context.Context) error {
+// It never forces (see Reload).
+func (m *Manager) Load(ctx context.Context) error { return m.Reload(ctx, ReloadOptions{}) }
+
+// Reload loads the rule files and, if every file is valid, replaces the
+// running groups; otherwise the running groups stay and the error says why.
+// Alert state is kept for rules with the same group, name and labels. The
+// pending and firing alerts of rules the new files no longer hold are
+// resolved, as Prometheus does for removed rules: each is written to the
+// audit trail as resolved (reason RemovedByReason) and the firing ones are
+// sent resolved. A reload that would remove every rule, or empty a rule file
+// that held rules, is refused unless opts.Force is set.
+func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, Limits: m.opts.Limits})
 	if err != nil {
 		m.opts.Metrics.reloaded(false, m.opts.Now())
@@ -93,7 +135,20 @@ func (m *Manager) Load(ctx context.Context) error {
 	groups = append(groups, m.opts.Builtin...)
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	if !opts.Force {
+		if err := m.refuseAccident(specs); err != nil {
+			m.mu.Unlock()
+			m.opts.Metrics.reloaded(false, m.opts.Now())
+			return err
+		}
+	}
+	// Stop the running groups first, so that none changes its alerts
+	// while they are copied or resolved.
+	if m.cancel != nil {
+		m.cancel()
+		m.running.Wait()
+		m.cancel = nil
+	}
 	old := map[string]*Group{}
 	for _, g := range m.groups {
 		old[g.Name()] = g
@@ -103,15 +158,11 @@ func (m *Manager) Load(ctx context.Context) error {
 			g.copyState(o)
 		}
 	}
+	removed := m.resolveRemoved(groups)
 	if !m.restored {
 		m.restore(ctx, groups)
 		m.restoreFromAudit(ctx, groups)
 		m.restored = true
-	}
-	if m.cancel != nil {
-		m.cancel()
-		m.running.Wait()
-		m.cancel = nil
 	}
 	m.opts.Metrics.groupsLoaded(groups, m.groups)
 	m.groups = groups
@@ -120,7 +171,132 @@ func (m *Manager) Load(ctx context.Context) error {
 	if m.runCtx != nil {
 		m.startLocked()
 	}
+	m.mu.Unlock()
+	// Audit and notify outside the lock: the API keeps reading the groups
+	// while the audit table is written.
+	for _, r := range removed {
+		r.send(ctx)
+	}
+	if opts.Force && len(removed) > 0 {
+		m.opts.Logger.Warn("forced reload removed rules with active alerts", "rules", len(removed))
+	}
 	return nil
+}
+
+// refuseAccident returns an error when the new rule files would remove
+// rules by what looks like an accident: no rule at all while rules run
+// (every file truncated, a glob that no longer matches), or a rule file
+// that held rules and is now empty (a truncation: 0 bytes or only blanks).
+// A deleted file is deliberate; its rules are removed. m.mu is held.
+func (m *Manager) refuseAccident(specs []*GroupSpec) error {
+	running := map[string]int{} // rule file → rules running from it
+	total := 0
+	for _, g := range m.groups {
+		if m.builtin(g) {
+			continue
+		}
+		running[g.File()] += len(g.rules)
+		total += len(g.rules)
+	}
+	if total == 0 {
+		return nil
+	}
+	newRules := 0
+	files := map[string]bool{}
+	for _, s := range specs {
+		newRules += len(s.Rules)
+		files[s.File] = true
+	}
+	if newRules == 0 {
+		return &refusedError{fmt.Sprintf("the new rule files contain no rules; the running %d rules keep running; "+
+			"to remove every rule, reload with force (POST /-/reload?force=true)", total)}
+	}
+	var emptied []string
+	for f, n := range running {
+		if n == 0 || files[f] {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // deleted (or unreadable, which LoadFiles would have reported)
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			emptied = append(emptied, fmt.Sprintf("%s (held %d rules)", f, n))
+		}
+	}
+	if len(emptied) > 0 {
+		sort.Strings(emptied)
+		return &refusedError{fmt.Sprintf("rule file %s is empty; the running rules keep running; "+
+			"to remove its rules, delete the file or reload with force (POST /-/reload?force=true)", strings.Join(emptied, ", "))}
+	}
+	return nil
+}
+
+// builtin reports whether g is one of the groups callwatch adds.
+func (m *Manager) builtin(g *Group) bool {
+	return slices.Contains(m.opts.Builtin, g)
+}
+
+// removedRule is an alerting rule a reload removed, with its alerts just
+// resolved.
+type removedRule struct {
+	group    *Group
+	rule     *AlertingRule
+	resolved []Alert // every alert that was pending or firing, for the audit trail
+	due      []Alert // the firing ones, to send resolved
+	at       time.Time
+}
+
+// resolveRemoved resolves, at now, the pending and firing alerts of the old
+// groups' alerting rules that the new groups do not take over: a removed
+// group or rule, or one whose identity (group name, rule name, labels,
+// severity) changed. The old groups are stopped; m.mu is held.
+func (m *Manager) resolveRemoved(groups []*Group) []removedRule {
+	kept := map[string]bool{}
+	for _, g := range groups {
+		for _, r := range g.rules {
+			if ar, ok := r.(*AlertingRule); ok {
+				kept[g.Name()+"\x00"+ruleKey(ar.spec)] = true
+			}
+		}
+	}
+	now := m.opts.Now()
+	var out []removedRule
+	for _, g := range m.groups {
+		for _, r := range g.rules {
+			ar, ok := r.(*AlertingRule)
+			if !ok || kept[g.Name()+"\x00"+ruleKey(ar.spec)] {
+				continue
+			}
+			resolved, due := ar.resolveRemoved(now, g.opts.ResendDelay, g.interval)
+			if len(resolved) > 0 {
+				out = append(out, removedRule{group: g, rule: ar, resolved: resolved, due: due, at: now})
+			}
+		}
+	}
+	return out
+}
+
+// send writes the resolved alerts of a removed rule to the audit trail,
+// then sends the firing ones resolved (audited before sent, as every
+// transition).
+func (r removedRule) send(ctx context.Context) {
+	g := r.group
+	g.opts.Logger.Info("rule removed by reload; its alerts are resolved", "group", g.Name(), "rule", r.rule.Name(),
+		"alerts", len(r.resolved), "sent_resolved", len(r.due))
+	if g.opts.Audit != nil {
+		recs := make([]AuditRecord, len(r.resolved))
+		for i, a := range r.resolved {
+			recs[i] = NewAuditRecord(AuditResolved, r.at, g.Name(), r.rule.spec, a)
+			recs[i].Reason = RemovedByReason
+		}
+		if err := g.opts.Audit.Record(ctx, recs...); err != nil {
+			g.opts.Logger.Error("writing the alerts of a removed rule to the audit trail failed", "group", g.Name(), "rule", r.rule.Name(), "err", err)
+		}
+	}
+	if len(r.due) > 0 && g.opts.Notifier != nil {
+		g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.rule.spec, Time: r.at, Alerts: r.due})
+	}
 }
 
 // restore replays the recent evaluations of groups that hold state over
