@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -237,21 +236,15 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 }
 
 // admin wraps a handler that changes state: with an admin token
-// configured, it needs Authorization: Bearer <token>.
+// configured, it needs the token.
 func (a *api) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.AdminToken != "" {
-			got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !found || !constantTimeEqual(got, a.opts.AdminToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="callwatch"`)
-				fail(w, http.StatusUnauthorized, "unauthorized", errors.New("this endpoint needs Authorization: Bearer <admin token>"))
-				return
-			}
+		if !a.guard.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callwatch"`)
+			fail(w, http.StatusUnauthorized, "unauthorized", errors.New("this endpoint needs the admin token: "+
+				"Authorization: Bearer <token>, or "+AdminTokenHeader+": <token> when basic auth takes Authorization"))
+			return
 		}
 		h(w, r)
 	}
-}
-
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

@@ -48,9 +48,16 @@ type Options struct {
 	Silences *engine.Silences
 	// History serves /api/v1/alerts/history; nil disables it.
 	History engine.AuditReader
-	// AdminToken, when set, is required (Authorization: Bearer) by the
-	// endpoints that change state: reload, ack, resolve, silences.
+	// AdminToken, when set, is required by the endpoints that change
+	// state (reload, ack, resolve, silences) as "Authorization: Bearer
+	// <token>" or in AdminTokenHeader, and by the status page's sign-in.
+	// It is trimmed; a blank token is no token.
 	AdminToken string
+	// TrustedOrigins are URLs (--web.external-url) whose pages may change
+	// state besides callwatch's own: a proxy in front of callwatch may give
+	// it another Host than the browser's. Only their scheme, host and port
+	// count.
+	TrustedOrigins []string
 }
 
 // Handler returns the HTTP handler.
@@ -64,7 +71,9 @@ func Handler(opts Options) http.Handler {
 	if opts.Schema.Time == "" {
 		opts.Schema = dsl.DefaultSchema()
 	}
-	a := &api{opts: opts}
+	opts.AdminToken = strings.TrimSpace(opts.AdminToken)
+	g := newGuard(opts)
+	a := &api{opts: opts, guard: g}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/rules", a.rules)
 	mux.HandleFunc("GET /api/v1/alerts", a.alerts)
@@ -88,16 +97,21 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/silences", a.silences)
 	mux.HandleFunc("POST /api/v1/silences", a.admin(a.silences))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.admin(a.deleteSilence))
-	page := PageHandler(opts)
+	page := pageHandler(opts, g)
 	mux.Handle("GET /{$}", page)
 	mux.Handle("/ui/", page)
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError}))
 	}
-	return mux
+	// Every route, and any added later, gets the cross-origin checks:
+	// they pass GET, HEAD and OPTIONS.
+	return g.protect(mux)
 }
 
-type api struct{ opts Options }
+type api struct {
+	opts  Options
+	guard *guard
+}
 
 type response struct {
 	Status    string `json:"status"`

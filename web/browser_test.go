@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,6 +147,120 @@ func TestBrowser(t *testing.T) {
 		recs, _ := f.audit.History(context.Background(), engine.AuditQuery{})
 		if recs[0].Kind != engine.AuditAcknowledged || recs[0].By != "chromium" {
 			t.Fatalf("last audit record %+v", recs[0])
+		}
+	})
+}
+
+// crossSiteAttack is a page on another origin that makes the browser of
+// the operator who opens it write to callwatch: a form post creating a
+// silence of every alert until 2054, no-cors fetches reloading the rules,
+// acknowledging an alert and posting JSON as text/plain, and the status
+// page's own sign-in and silence forms. TARGET is callwatch's URL, FP a
+// firing alert's fingerprint.
+const crossSiteAttack = `<!doctype html>
+<title>cross-site attack</title>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe><iframe name="sink3"></iframe>
+<form id="api" method="POST" target="sink1" action="TARGET/api/v1/silences">
+<input name="matchers" value='{alertname=~".+"}'><input name="endsAt" value="2054-01-01T00:00:00Z"><input name="createdBy" value="mallory">
+</form>
+<form id="login" method="POST" target="sink2" action="TARGET/ui/login"><input name="user" value="mallory"></form>
+<form id="ui" method="POST" target="sink3" action="TARGET/ui/silences">
+<input name="matchers" value='{alertname=~".+"}'><input name="duration" value="100w">
+</form>
+<p id="out"></p>
+<script>
+var T = "TARGET", out = document.getElementById("out");
+function note(s) { out.textContent += s + ";"; }
+document.getElementById("api").submit();
+document.getElementById("login").submit();
+setTimeout(function () { document.getElementById("ui").submit(); }, 300);
+fetch(T + "/-/reload", {method: "POST", mode: "no-cors"}).then(function () { note("reload sent"); }, function (e) { note("reload failed " + e); });
+fetch(T + "/api/v1/alerts/FP/ack", {method: "POST", mode: "no-cors", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "by=mallory"})
+  .then(function () { note("ack sent"); }, function (e) { note("ack failed " + e); });
+fetch(T + "/api/v1/silences", {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"},
+  body: JSON.stringify({matchers: '{alertname=~".+"}', endsAt: "2054-01-01T00:00:00Z", createdBy: "mallory"})})
+  .then(function () { note("json sent"); }, function (e) { note("json failed " + e); });
+</script>`
+
+// sameOriginReload is callwatch's own origin using the JSON API from a
+// browser: it must keep working.
+const sameOriginReload = `<!doctype html>
+<title>same-origin reload</title>
+<p id="out"></p>
+<script>
+fetch("/-/reload", {method: "POST"}).then(function (r) { document.getElementById("out").textContent = "reload " + r.status; },
+  function (e) { document.getElementById("out").textContent = "reload failed " + e; });
+</script>`
+
+func TestBrowserCrossSiteWrites(t *testing.T) {
+	bin := chromium(t)
+	f := newPageFixture(t, "") // no admin token: the default
+	fp := f.fingerprint(t, "TenantErrors", "acme")
+	// target is callwatch, noting which writes reach it and with which
+	// headers, so that a refusal is the server's and not the browser's.
+	var mu sync.Mutex
+	var arrived []string
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			mu.Lock()
+			arrived = append(arrived, fmt.Sprintf("%s %s (Origin %q, Sec-Fetch-Site %q)", r.Method, r.URL.Path, r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")))
+			mu.Unlock()
+		}
+		f.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(target.Close)
+	page := strings.NewReplacer("TARGET", target.URL, "FP", fp).Replace(crossSiteAttack)
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, page)
+	}))
+	t.Cleanup(attacker.Close)
+	_, port, _ := net.SplitHostPort(attacker.Listener.Addr().String())
+
+	for _, origin := range []struct{ name, url string }{
+		{"another port of the same host", attacker.URL + "/"},
+		{"another site (localhost instead of 127.0.0.1)", "http://localhost:" + port + "/"},
+	} {
+		t.Run("a page on "+origin.name+" cannot silence, reload, acknowledge or sign in", func(t *testing.T) {
+			mu.Lock()
+			arrived = nil
+			mu.Unlock()
+			dom := dumpDOM(t, bin, origin.url, 3*time.Second)
+			mu.Lock()
+			got := strings.Join(arrived, "\n")
+			mu.Unlock()
+			t.Logf("writes that reached callwatch:\n%s", got)
+			for _, want := range []string{"POST /api/v1/silences", "POST /-/reload", "POST /api/v1/alerts/" + fp + "/ack", "POST /ui/login"} {
+				if !strings.Contains(got, want) {
+					t.Fatalf("the attack's %s did not reach callwatch, so the test proves nothing; the page says:\n%s", want, dom)
+				}
+			}
+			if s := f.sil.List(f.clock()); len(s) != 0 {
+				t.Fatalf("the page on %s created silences: %+v", origin.name, s)
+			}
+			if n := f.reloads.Load(); n != 0 {
+				t.Fatalf("the page on %s reloaded the rules %d times", origin.name, n)
+			}
+			if a := f.alert(t, "TenantErrors", "acme"); a.AckedBy != "" {
+				t.Fatalf("the page on %s acknowledged the alert as %q", origin.name, a.AckedBy)
+			}
+			recs, _ := f.audit.History(context.Background(), engine.AuditQuery{})
+			for _, r := range recs {
+				if r.By == "mallory" {
+					t.Fatalf("audit record by the attacker: %+v", r)
+				}
+			}
+		})
+	}
+
+	t.Run("callwatch's own origin still uses the JSON API from the browser", func(t *testing.T) {
+		f.mux.HandleFunc("GET /test/same-origin-reload", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, sameOriginReload)
+		})
+		dom := dumpDOM(t, bin, target.URL+"/test/same-origin-reload", 3*time.Second)
+		if !strings.Contains(dom, `<p id="out">reload 200</p>`) || f.reloads.Load() != 1 {
+			t.Fatalf("same-origin reload: %d reloads:\n%s", f.reloads.Load(), dom)
 		}
 	})
 }

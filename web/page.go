@@ -59,7 +59,9 @@ const (
 // operator's name, given once in the page's sign-in form. When
 // Options.AdminToken is set, signing in needs the token, and until then the
 // page is read-only; the token itself is never stored in the browser.
-// Cross-origin form posts are refused.
+// Form posts are refused as the API's writes are: cross-origin ones
+// always, and without an admin token those a browser addresses to a name
+// other than an IP address, localhost or a trusted origin's host.
 func PageHandler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -67,6 +69,13 @@ func PageHandler(opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.AdminToken = strings.TrimSpace(opts.AdminToken)
+	return pageHandler(opts, newGuard(opts))
+}
+
+// pageHandler is PageHandler with the guard of Handler, for options
+// already completed.
+func pageHandler(opts Options, g *guard) http.Handler {
 	script, err := templateFS.ReadFile("templates/refresh.js")
 	if err != nil {
 		panic(err) // embedded at build time
@@ -74,6 +83,7 @@ func PageHandler(opts Options) http.Handler {
 	sum := sha256.Sum256(script)
 	p := &page{
 		opts:   opts,
+		guard:  g,
 		tmpl:   template.Must(template.New("page.html").Funcs(pageFuncs).ParseFS(templateFS, "templates/page.html")),
 		script: template.JS(script),
 		csp: "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
@@ -86,11 +96,12 @@ func PageHandler(opts Options) http.Handler {
 	mux.HandleFunc("POST /ui/alerts/{fingerprint}/{action}", p.act(p.alertAction))
 	mux.HandleFunc("POST /ui/silences", p.act(p.addSilence))
 	mux.HandleFunc("POST /ui/silences/{id}/expire", p.act(p.expireSilence))
-	return http.NewCrossOriginProtection().Handler(mux)
+	return g.protect(mux)
 }
 
 type page struct {
 	opts   Options
+	guard  *guard
 	tmpl   *template.Template
 	script template.JS
 	csp    string
@@ -343,7 +354,7 @@ func (p *page) login(w http.ResponseWriter, r *http.Request) {
 	}
 	secure := r.TLS != nil
 	if p.opts.AdminToken != "" {
-		if !constantTimeEqual(r.PostForm.Get("token"), p.opts.AdminToken) {
+		if !p.guard.matches(r.PostForm.Get("token")) {
 			p.opts.Logger.Warn("status page sign-in with a wrong admin token", "user", user, "remote", r.RemoteAddr)
 			p.done(w, r, "", errors.New("wrong admin token: the page stays read-only"))
 			return

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,6 +85,8 @@ type pageFixture struct {
 	mgr   *engine.Manager
 	audit *memAudit
 	sil   *engine.Silences
+	// reloads counts the calls of Options.Reload (POST /-/reload).
+	reloads atomic.Int64
 
 	mu  sync.Mutex // the clock, moved by tests while the server reads it
 	now time.Time
@@ -101,7 +104,9 @@ func (f *pageFixture) advance(d time.Duration) {
 	f.now = f.now.Add(d)
 }
 
-func newPageFixture(t *testing.T, token string) *pageFixture {
+// newPageFixture serves the fixture with token as the admin token;
+// configure, when given, changes the options first.
+func newPageFixture(t *testing.T, token string, configure ...func(*Options)) *pageFixture {
 	t.Helper()
 	base := time.Unix(1764000000, 0).UTC()
 	store := memory.New(dsl.Schema{})
@@ -132,7 +137,11 @@ func newPageFixture(t *testing.T, token string) *pageFixture {
 		g.Eval(ctx, base.Add(30*time.Second))
 		g.Eval(ctx, base.Add(90*time.Second))
 	}
-	opts := Options{Rules: f.mgr, Actions: f.mgr, Silences: f.sil, History: f.audit, AdminToken: token, Now: f.clock}
+	opts := Options{Rules: f.mgr, Actions: f.mgr, Silences: f.sil, History: f.audit, AdminToken: token, Now: f.clock,
+		Reload: func(context.Context) error { f.reloads.Add(1); return nil }}
+	for _, c := range configure {
+		c(&opts)
+	}
 	f.mux = http.NewServeMux()
 	f.mux.Handle("/", Handler(opts))
 	page := PageHandler(opts)
