@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -71,12 +72,15 @@ func AuditDDL(table string) string {
 		quoteTable(table), strings.Join(cols, ",\n    "))
 }
 
-// AuditStore is the audit trail in a ClickHouse table.
+// AuditStore is the audit trail in a ClickHouse table. When the table
+// disappears while callwatch runs (dropped by hand, lost with the server's
+// data), the next write or read re-creates it and goes through.
 type AuditStore struct {
 	conn  ExecQuerier
 	table string
 	// Timeout bounds each statement (default 10s).
 	timeout time.Duration
+	keep    *recreator
 }
 
 var (
@@ -89,7 +93,22 @@ func NewAuditStore(conn ExecQuerier, table string) (*AuditStore, error) {
 	if !validTable(table) {
 		return nil, fmt.Errorf("audit table %q: write table or database.table", table)
 	}
-	return &AuditStore{conn: conn, table: table, timeout: 10 * time.Second}, nil
+	s := &AuditStore{conn: conn, table: table, timeout: 10 * time.Second}
+	s.keep = &recreator{table: table, migrate: s.Migrate}
+	return s, nil
+}
+
+// SetLogger sets where the store logs what it does on its own, such as
+// re-creating its table (default: nowhere). Call it before using the store.
+func (s *AuditStore) SetLogger(l *slog.Logger) { s.keep.logger = l }
+
+// storeErr marks a failure of the store for the callers that answer it
+// (503 rather than 400).
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &engine.StoreError{Err: err}
 }
 
 func validTable(t string) bool {
@@ -171,10 +190,13 @@ func (s *AuditStore) Record(ctx context.Context, recs ...engine.AuditRecord) err
 		args = append(args, auditArgs(r)...)
 	}
 	sql := fmt.Sprintf("INSERT INTO %s (%s) %s", quoteTable(s.table), strings.Join(names, ", "), strings.Join(rows, " UNION ALL "))
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	if err := s.conn.Exec(ctx, sql, args...); err != nil {
-		return fmt.Errorf("write %d audit records: %w", len(recs), err)
+	err := s.keep.do(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		return s.conn.Exec(ctx, sql, args...)
+	})
+	if err != nil {
+		return storeErr(fmt.Errorf("write %d audit records: %w", len(recs), err))
 	}
 	return nil
 }
@@ -208,6 +230,15 @@ func auditArgs(r engine.AuditRecord) []any {
 
 // History returns the records matching f, newest first.
 func (s *AuditStore) History(ctx context.Context, f engine.AuditQuery) ([]engine.AuditRecord, error) {
+	var out []engine.AuditRecord
+	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
+		out, err = s.history(ctx, f)
+		return err
+	})
+	return out, storeErr(err)
+}
+
+func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine.AuditRecord, error) {
 	var where []string
 	var args []any
 	if !f.From.IsZero() {
@@ -295,6 +326,15 @@ func fromUnix(s int64) time.Time {
 // ("firing" or "resolved") the channel was last told about successfully
 // since the given time, and when.
 func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
+	var out []engine.SentState
+	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
+		out, err = s.lastSent(ctx, since)
+		return err
+	})
+	return out, storeErr(err)
+}
+
+func (s *AuditStore) lastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
 	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + quoteTable(s.table) +
 		" WHERE `kind` = ? AND `notification_status` = ? AND `time` >= toDateTime(?) GROUP BY `channel`, `fingerprint`"
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

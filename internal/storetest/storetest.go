@@ -1,0 +1,211 @@
+// Package storetest holds the contract tests of callwatch's stores in
+// ClickHouse (the audit trail, the HA lease), run once per backend: a
+// ClickHouse 18.16 server through clickhouse-go (engine/clickhouse) and
+// embedded ClickHouse (engine/chdb).
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// logBuffer collects a store's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, nil)), b
+}
+
+// TablesRecreated checks, in database db of conn, that the audit and lease
+// stores re-create their tables when they are dropped while callwatch runs:
+// the next write, read or acknowledgement goes through and the
+// re-creation is logged; and that other failures are store errors
+// (engine.ErrStore), not retried.
+func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
+	ctx := context.Background()
+	at := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	firing := engine.AuditRecord{Time: at, Kind: engine.AuditFiring, Fingerprint: "00000000000000ff", Group: "g", Rule: "Errors"}
+	ack := engine.AuditRecord{Time: at.Add(time.Second), Kind: engine.AuditAcknowledged, Fingerprint: "00000000000000ff", Rule: "Errors", By: "alice"}
+
+	newAudit := func(t *testing.T, table string) (*clickhouse.AuditStore, *logBuffer) {
+		t.Helper()
+		store, err := clickhouse.NewAuditStore(conn, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger, log := newLogger()
+		store.SetLogger(logger)
+		if err := store.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return store, log
+	}
+	drop := func(t *testing.T, table string) {
+		t.Helper()
+		if err := conn.Exec(ctx, "DROP TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("a write after the audit table was dropped re-creates it and goes through", func(t *testing.T) {
+		table := db + ".audit_write"
+		store, log := newAudit(t, table)
+		if err := store.Record(ctx, firing); err != nil {
+			t.Fatal(err)
+		}
+		drop(t, table)
+		if err := store.Record(ctx, ack); err != nil {
+			t.Fatalf("write after the drop: %v", err)
+		}
+		got, err := store.History(ctx, engine.AuditQuery{})
+		if err != nil || len(got) != 1 || got[0].Kind != engine.AuditAcknowledged || got[0].By != "alice" {
+			t.Fatalf("history after the drop = %+v, %v; want the acknowledgement alone", got, err)
+		}
+		if !strings.Contains(log.String(), "re-created a table that disappeared") || !strings.Contains(log.String(), table) {
+			t.Errorf("the re-creation was not logged:\n%s", log)
+		}
+	})
+
+	t.Run("a read after the audit table was dropped re-creates it and finds nothing", func(t *testing.T) {
+		table := db + ".audit_read"
+		store, _ := newAudit(t, table)
+		if err := store.Record(ctx, firing); err != nil {
+			t.Fatal(err)
+		}
+		drop(t, table)
+		if got, err := store.History(ctx, engine.AuditQuery{}); err != nil || len(got) != 0 {
+			t.Fatalf("history after the drop = %+v, %v; want none, no error", got, err)
+		}
+		drop(t, table)
+		if got, err := store.LastSent(ctx, at.Add(-time.Hour)); err != nil || len(got) != 0 {
+			t.Fatalf("last sent after the drop = %+v, %v; want none, no error", got, err)
+		}
+	})
+
+	t.Run("an acknowledgement after the audit table was dropped goes through and is audited", func(t *testing.T) {
+		table := db + ".audit_ack"
+		store, _ := newAudit(t, table)
+		m, fp := firingManager(t, store)
+		drop(t, table)
+		if _, err := m.Acknowledge(ctx, fp, "alice", "looking"); err != nil {
+			t.Fatalf("acknowledge after the drop: %v", err)
+		}
+		got, err := store.History(ctx, engine.AuditQuery{Kinds: []engine.AuditKind{engine.AuditAcknowledged}})
+		if err != nil || len(got) != 1 || got[0].By != "alice" || got[0].Comment != "looking" {
+			t.Fatalf("acknowledgements = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("a failure that is not a missing table is a store error and is not retried", func(t *testing.T) {
+		store, err := clickhouse.NewAuditStore(conn, "no_such_database_cw.audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger, log := newLogger()
+		store.SetLogger(logger)
+		err = store.Record(ctx, ack)
+		if !errors.Is(err, engine.ErrStore) {
+			t.Fatalf("write into a missing database: %v, want an error matching engine.ErrStore", err)
+		}
+		if _, err := store.History(ctx, engine.AuditQuery{}); !errors.Is(err, engine.ErrStore) {
+			t.Fatalf("read from a missing database: %v, want an error matching engine.ErrStore", err)
+		}
+		if log.String() != "" {
+			t.Errorf("a missing database was taken for a missing table:\n%s", log)
+		}
+	})
+
+	t.Run("a heartbeat after the lease table was dropped re-creates it and goes through", func(t *testing.T) {
+		table := db + ".replicas"
+		lease, err := clickhouse.NewLeaseStore(conn, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger, log := newLogger()
+		lease.SetLogger(logger)
+		if err := lease.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := lease.Beat(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		drop(t, table)
+		if err := lease.Beat(ctx, "b"); err != nil {
+			t.Fatalf("beat after the drop: %v", err)
+		}
+		if alive, err := lease.Alive(ctx, time.Minute); err != nil || strings.Join(alive, " ") != "b" {
+			t.Fatalf("alive after the drop = %v, %v; want b", alive, err)
+		}
+		drop(t, table)
+		if alive, err := lease.Alive(ctx, time.Minute); err != nil || len(alive) != 0 {
+			t.Fatalf("alive after a second drop = %v, %v; want none, no error", alive, err)
+		}
+		if n := strings.Count(log.String(), "re-created a table that disappeared"); n != 2 {
+			t.Errorf("%d re-creations logged, want 2:\n%s", n, log)
+		}
+	})
+}
+
+// firingManager returns a manager whose one rule has a firing alert, and the
+// alert's fingerprint; it audits to audit.
+func firingManager(t *testing.T, audit engine.Auditor) (*engine.Manager, uint64) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "rules.yaml")
+	rules := "groups:\n  - name: g\n    rules:\n      - alert: Errors\n        expr: count_over_time(events[5m]) > 0\n"
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	query := func(context.Context, *dsl.Expr, time.Time, engine.SeriesSource) (engine.Result, error) {
+		return engine.Result{Vector: []engine.Sample{{Value: 3}}}, nil
+	}
+	m := engine.NewManager(engine.ManagerOptions{
+		GroupOptions:  engine.GroupOptions{Query: query, Audit: audit},
+		RuleFiles:     []string{file},
+		RestoreWindow: -1,
+		Now:           func() time.Time { return now },
+	})
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range m.Groups() {
+		g.Eval(context.Background(), now)
+		for _, r := range g.Rules() {
+			if ar, ok := r.(*engine.AlertingRule); ok {
+				if a := ar.Alerts(); len(a) == 1 && a[0].State == engine.StateFiring {
+					return m, a[0].Fingerprint()
+				}
+			}
+		}
+	}
+	t.Fatal("the rule did not fire")
+	return nil, 0
+}
