@@ -71,9 +71,13 @@ type HA struct {
 
 // Web configures the HTTP API.
 type Web struct {
-	// AdminToken, when set, is required as "Authorization: Bearer <token>"
-	// by the endpoints that change state (reload, ack, resolve, silences).
-	// Give it as ${ENV_VAR} to keep it out of the file.
+	// AdminToken, when set, is required by the endpoints that change state
+	// (reload, ack, resolve, silences) as "Authorization: Bearer <token>"
+	// or "X-Callwatch-Admin-Token: <token>" (for when basic auth from
+	// --web.config.file takes Authorization), and to sign in on the status
+	// page. Give it as ${ENV_VAR} to keep it out of the file. A blank value
+	// counts as none, and without one `serve` refuses to listen beyond
+	// loopback unless --web.allow-unauthenticated-writes is given.
 	AdminToken Secret `yaml:"admin_token"`
 }
 

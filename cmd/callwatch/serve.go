@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,6 +40,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoTraffic := fs.Bool("demo", false, "also write demo traffic (several tenants, scripted incidents) into the events table")
 	demoRate := fs.Float64("demo.rate", 20, "demo calls per second")
 	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
+	allowOpenWrites := fs.Bool("web.allow-unauthenticated-writes", false,
+		"listen beyond loopback without web.admin_token: anyone who reaches the address may then reload rules and acknowledge, resolve and silence alerts")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -55,10 +58,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var extURL *url.URL
+	var trustedOrigins []string
 	if *externalURL != "" {
 		if extURL, err = url.Parse(*externalURL); err != nil {
 			return usageError{"--web.external-url: " + err.Error()}
 		}
+		trustedOrigins = []string{*externalURL}
+	}
+	if token := string(cfg.Web.AdminToken); token != "" && strings.TrimSpace(token) == "" {
+		logger.Warn("web.admin_token is blank, which counts as no token")
+	}
+	if web.WritesExposed(*listen, string(cfg.Web.AdminToken)) {
+		if !*allowOpenWrites {
+			return usageError{"--web.listen-address " + *listen + " is reachable from other hosts and web.admin_token is not set (or blank): " +
+				"anyone reaching it could reload rules and acknowledge, resolve and silence alerts. Set web.admin_token " +
+				"(admin_token: ${CALLWATCH_ADMIN_TOKEN}), listen on 127.0.0.1, or pass --web.allow-unauthenticated-writes"}
+		}
+		logger.Warn("listening beyond loopback without an admin token: anyone who reaches this address can reload rules and acknowledge, resolve and silence alerts",
+			"address", *listen)
 	}
 
 	conn, err := openStore(ctx, cfg)
@@ -187,14 +204,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
 			return querier.Query(ctx, e, ts)
 		},
-		Reload:     mgr.Load,
-		Ready:      ready.Load,
-		Gatherer:   reg,
-		Logger:     logger,
-		Actions:    mgr,
-		Silences:   silences,
-		History:    audit,
-		AdminToken: string(cfg.Web.AdminToken),
+		Reload:         mgr.Load,
+		Ready:          ready.Load,
+		Gatherer:       reg,
+		Logger:         logger,
+		Actions:        mgr,
+		Silences:       silences,
+		History:        audit,
+		AdminToken:     string(cfg.Web.AdminToken),
+		TrustedOrigins: trustedOrigins,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
