@@ -86,7 +86,7 @@ func (a *api) alertAction(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, engine.ErrNotFiring):
 		fail(w, http.StatusConflict, "conflict", err)
 	case err != nil:
-		fail(w, http.StatusBadRequest, "bad_data", err)
+		failOr(w, http.StatusBadRequest, "bad_data", err)
 	default:
 		ok(w, toAlertJSON(al))
 	}
@@ -161,7 +161,7 @@ func (a *api) silences(w http.ResponseWriter, r *http.Request) {
 		}
 		sil, err = a.opts.Silences.Add(r.Context(), sil)
 		if err != nil {
-			fail(w, http.StatusBadRequest, "bad_data", err)
+			failOr(w, http.StatusBadRequest, "bad_data", err)
 			return
 		}
 		ok(w, map[string]string{"silenceID": sil.ID})
@@ -178,10 +178,20 @@ func (a *api) deleteSilence(w http.ResponseWriter, r *http.Request) {
 		by = "api"
 	}
 	if err := a.opts.Silences.Expire(r.Context(), r.PathValue("id"), by); err != nil {
-		fail(w, http.StatusNotFound, "not_found", err)
+		failOr(w, http.StatusNotFound, "not_found", err)
 		return
 	}
 	ok(w, nil)
+}
+
+// failOr answers err with code and typ, unless the audit store failed
+// (engine.ErrStore): that is 503 unavailable, as the request was fine and a
+// retry may succeed.
+func failOr(w http.ResponseWriter, code int, typ string, err error) {
+	if errors.Is(err, engine.ErrStore) {
+		code, typ = http.StatusServiceUnavailable, "unavailable"
+	}
+	fail(w, code, typ, err)
 }
 
 // history serves the audit trail: ?rule=&fingerprint=&kind=&from=&to=&limit=

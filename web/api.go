@@ -35,6 +35,10 @@ type Options struct {
 	Limits dsl.Limits
 	// Reload reloads the rule files; nil disables POST /-/reload.
 	Reload func(ctx context.Context) error
+	// ForceReload reloads even rule files that would remove every rule or
+	// empty a rule file, which Reload refuses: POST /-/reload?force=true.
+	// nil refuses force.
+	ForceReload func(ctx context.Context) error
 	// Ready reports whether start-up (rule loading and state restore) is done.
 	Ready func() bool
 	// Gatherer serves /metrics; nil leaves it out.
@@ -139,7 +143,21 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reload is not enabled", http.StatusNotFound)
 		return
 	}
-	if err := a.opts.Reload(r.Context()); err != nil {
+	reload := a.opts.Reload
+	if v := r.URL.Query().Get("force"); v != "" {
+		force, err := strconv.ParseBool(v)
+		switch {
+		case err != nil:
+			http.Error(w, "force must be true or false", http.StatusBadRequest)
+			return
+		case force && a.opts.ForceReload == nil:
+			http.Error(w, "forced reload is not enabled", http.StatusNotFound)
+			return
+		case force:
+			reload = a.opts.ForceReload
+		}
+	}
+	if err := reload(r.Context()); err != nil {
 		http.Error(w, "failed to reload rules, the previous rules keep running:\n"+err.Error(), http.StatusInternalServerError)
 		return
 	}
