@@ -119,7 +119,7 @@ func (f *Feishu) check(a *answer) error {
 		if err := f.http.checkStatus(a); err != nil {
 			return err
 		}
-		return fmt.Errorf("feishu: unexpected answer: %s", snippet(a.body))
+		return fmt.Errorf("feishu: unexpected answer: %s", f.http.snippet(a.body))
 	}
 	code, text := 0, ans.Msg
 	if ans.Code != nil {

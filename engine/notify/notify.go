@@ -124,7 +124,7 @@ func (c *ChannelConfig) Validate() error {
 		for _, s := range c.URLs {
 			u, err := url.Parse(s)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("notifier %q: %q is not an http(s) URL", c.Name, redactURL(s))
+				return fmt.Errorf("notifier %q: %q is not an http(s) URL", c.Name, newRedactor(*c).text(redactURL(s)))
 			}
 		}
 	case "log":

@@ -68,6 +68,10 @@ func New(cfg ChannelConfig, opts Options) (Sender, error) {
 	switch cfg.Type {
 	case "slack":
 		format = FormatSlack
+	case "dingtalk":
+		format = FormatDingTalk
+	case "feishu":
+		format = FormatFeishu
 	case "log", "webhook", "alertmanager":
 		format = FormatText
 	}
@@ -75,25 +79,33 @@ func New(cfg ChannelConfig, opts Options) (Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := httpClient{cfg: cfg, client: opts.Client, now: opts.Now}
+	r := newRedactor(cfg)
+	h := httpClient{cfg: cfg, client: opts.Client, now: opts.Now, redact: r}
+	var s Sender
 	switch cfg.Type {
 	case "wecom":
-		return &WeCom{http: h, tmpl: tmpl}, nil
+		s = &WeCom{http: h, tmpl: tmpl}
 	case "webhook":
-		return &Webhook{http: h, tmpl: tmpl, opts: opts}, nil
+		s = &Webhook{http: h, tmpl: tmpl, opts: opts}
 	case "alertmanager":
-		return newAlertmanager(h, opts)
+		if s, err = newAlertmanager(h, opts); err != nil {
+			return nil, r.err(err)
+		}
 	case "dingtalk":
-		return &DingTalk{http: h, tmpl: tmpl}, nil
+		s = &DingTalk{http: h, tmpl: tmpl}
 	case "feishu":
-		return &Feishu{http: h, tmpl: tmpl}, nil
+		s = &Feishu{http: h, tmpl: tmpl}
 	case "slack":
-		return &Slack{http: h, tmpl: tmpl}, nil
+		s = &Slack{http: h, tmpl: tmpl}
 	case "log":
 		return newLog(cfg, tmpl, opts), nil
+	default:
+		// Validate accepted a type this switch does not know.
+		return nil, fmt.Errorf("notifier %q: type %q has no sender", cfg.Name, cfg.Type)
 	}
-	// Validate accepted a type this switch does not know.
-	return nil, fmt.Errorf("notifier %q: type %q has no sender", cfg.Name, cfg.Type)
+	// Every error of the sender passes through the channel's redactor, so
+	// no secret reaches the logs, the audit trail, the API or the page.
+	return &redacting{sender: s, r: r}, nil
 }
 
 // httpClient is the HTTP plumbing the senders share: per-attempt timeout,
@@ -103,6 +115,9 @@ type httpClient struct {
 	cfg    ChannelConfig
 	client *http.Client
 	now    func() time.Time
+	// redact hides the channel's secrets; answers are redacted before they
+	// are quoted, so that a cut cannot leave part of a secret.
+	redact *redactor
 }
 
 // answer is a service's HTTP answer, read in full (up to maxAnswer).
@@ -168,7 +183,7 @@ func (h *httpClient) checkStatus(a *answer) error {
 	if a.status/100 == 2 {
 		return nil
 	}
-	err := fmt.Errorf("%s: HTTP %d: %s", h.cfg.Type, a.status, snippet(a.body))
+	err := fmt.Errorf("%s: HTTP %d: %s", h.cfg.Type, a.status, h.snippet(a.body))
 	if a.status == http.StatusTooManyRequests || a.status == http.StatusRequestTimeout || a.status >= 500 {
 		return &RetryableError{Err: err, After: retryAfter(a.header, h.now())}
 	}
@@ -190,9 +205,14 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
-// snippet quotes the start of an answer in an error message.
-func snippet(b []byte) string {
-	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
+// snippet quotes the start of an answer in an error message, with the
+// channel's secrets hidden before the cut.
+func (h *httpClient) snippet(b []byte) string {
+	s := string(b)
+	if h.redact != nil {
+		s = h.redact.text(s)
+	}
+	s = strings.TrimSpace(strings.ToValidUTF8(s, "?"))
 	if s == "" {
 		return "(empty answer)"
 	}
@@ -242,7 +262,7 @@ func (h *httpClient) checkErrcode(a *answer, retry map[int]time.Duration) error 
 	}
 	var ans errcodeAnswer
 	if err := json.Unmarshal(a.body, &ans); err != nil || ans.ErrCode == nil {
-		return fmt.Errorf("%s: unexpected answer: %s", h.cfg.Type, snippet(a.body))
+		return fmt.Errorf("%s: unexpected answer: %s", h.cfg.Type, h.snippet(a.body))
 	}
 	if *ans.ErrCode == 0 {
 		return nil

@@ -19,20 +19,34 @@ import (
 )
 
 // Format is the markup a channel's messages are written in. The default
-// templates use the functions bold, link and esc, whose output depends on it,
-// so one template serves every channel.
+// templates use the functions bold and link, whose output depends on it, so
+// one template serves every channel.
+//
+// Every value a template is given (MessageData, AlertData, DigestData: the
+// labels, the annotations, the titles and texts made of them, the rule's
+// names) is escaped for the format before the template runs, so that a
+// label value such as `<@all> [click](http://evil.example) **URGENT**`
+// shows as it is: no mention, no link, no bold. What the template itself
+// writes is markup. Only the links callwatch makes (AlertsURL,
+// GeneratorURL) are left as they are, for link.
 type Format int
 
 // The formats.
 const (
-	// FormatMarkdown is the markdown of WeCom, DingTalk and Feishu cards:
-	// **bold**, [text](url).
+	// FormatMarkdown is the markdown of WeCom group bots: **bold**,
+	// [text](url), mentions written <@userid>.
 	FormatMarkdown Format = iota
 	// FormatSlack is Slack's mrkdwn: *bold*, <url|text>, and &, <, >
 	// escaped in text.
 	FormatSlack
 	// FormatText is plain text: no markup, links written as "text: url".
 	FormatText
+	// FormatDingTalk is DingTalk's markdown, where @mobile and @userid in
+	// the text are mentions.
+	FormatDingTalk
+	// FormatFeishu is the markdown of Feishu cards, with <at id=…></at>
+	// mentions.
+	FormatFeishu
 )
 
 // TemplateOptions configure NewTemplates.
@@ -141,8 +155,10 @@ const (
 // Templates renders batches into messages for one channel: the built-in
 // texts in the channel's language, or its own templates.
 type Templates struct {
-	lang                     string
-	opts                     TemplateOptions
+	lang string
+	opts TemplateOptions
+	// esc escapes a value for opts.Format.
+	esc                      func(string) string
 	firing, resolved, digest *template.Template
 	// defaults are the built-in templates, used when a custom one fails.
 	defFiring, defResolved, defDigest *template.Template
@@ -156,7 +172,7 @@ func NewTemplates(cfg ChannelConfig, opts TemplateOptions) (*Templates, error) {
 	if opts.Location == nil {
 		opts.Location = time.UTC
 	}
-	t := &Templates{lang: cfg.Language, opts: opts}
+	t := &Templates{lang: cfg.Language, opts: opts, esc: escaper(opts.Format)}
 	if t.lang == "" {
 		t.lang = "zh"
 	}
@@ -198,10 +214,14 @@ func NewTemplates(cfg ChannelConfig, opts TemplateOptions) (*Templates, error) {
 // b.Digest is set, the digest of those batches. A custom template that fails
 // to execute falls back to the built-in one, with the error appended, so an
 // alert is never lost to a template mistake.
+//
+// The text's template gets values escaped for the channel's format; the
+// title (a chat preview, a card header: plain text everywhere) is made from
+// the values as they are.
 func (t *Templates) Render(b Batch) (Message, error) {
 	if len(b.Digest) > 0 {
 		d := t.digestData(b)
-		text, err := t.exec(t.digest, t.defDigest, d)
+		text, err := t.exec(t.digest, t.defDigest, escapeDigest(d, t.esc))
 		return Message{Title: d.Title, Text: text}, err
 	}
 	var firing, resolved []engine.Alert
@@ -231,7 +251,7 @@ func (t *Templates) Render(b Batch) (Message, error) {
 			}
 			title = strings.TrimSpace(s)
 		}
-		text, err := t.exec(part.tmpl, part.fallback, d)
+		text, err := t.exec(part.tmpl, part.fallback, escapeMessage(d, t.esc))
 		if err != nil {
 			return Message{}, err
 		}
@@ -258,7 +278,7 @@ func (t *Templates) exec(tm, def *template.Template, data any) (string, error) {
 	if derr := def.Execute(&buf, data); derr != nil {
 		return "", fmt.Errorf("execute %s: %w", def.Name(), derr)
 	}
-	return tidy(buf.String()) + "\n\n(" + tm.Name() + " failed: " + err.Error() + ")", nil
+	return tidy(buf.String()) + "\n\n(" + tm.Name() + " failed: " + t.esc(err.Error()) + ")", nil
 }
 
 func (t *Templates) messageData(b Batch, alerts []engine.Alert) MessageData {
@@ -646,7 +666,9 @@ func truncateUTF8(s string, limit int, marker string) string {
 	return s[:cut] + marker
 }
 
-// templateFuncs are the functions templates can call, for format f.
+// templateFuncs are the functions templates can call, for format f. The
+// values templates get are escaped already, so esc returns its argument: it
+// stays for the templates written when it escaped.
 func templateFuncs(f Format) template.FuncMap {
 	fm := template.FuncMap{
 		"add":   func(a, b int) int { return a + b },
@@ -661,23 +683,37 @@ func templateFuncs(f Format) template.FuncMap {
 			sort.Strings(keys)
 			return keys
 		},
+		"esc": func(s string) string { return s },
 	}
 	switch f {
 	case FormatSlack:
-		esc := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 		fm["bold"] = func(s string) string { return "*" + s + "*" }
-		fm["link"] = func(text, u string) string { return "<" + u + "|" + esc(text) + ">" }
-		fm["esc"] = esc
+		fm["link"] = func(text, u string) string { return "<" + linkTarget(u, "|<> ") + "|" + text + ">" }
 	case FormatText:
 		fm["bold"] = func(s string) string { return s }
 		fm["link"] = func(text, u string) string { return text + ": " + u }
-		fm["esc"] = func(s string) string { return s }
 	default:
 		fm["bold"] = func(s string) string { return "**" + s + "**" }
-		fm["link"] = func(text, u string) string { return "[" + text + "](" + u + ")" }
-		fm["esc"] = func(s string) string { return s }
+		fm["link"] = func(text, u string) string { return "[" + text + "](" + linkTarget(u, "()<> ") + ")" }
 	}
 	return fm
+}
+
+// linkTarget percent-encodes the characters of u that would end the link
+// it is written in.
+func linkTarget(u, enders string) string {
+	if !strings.ContainsAny(u, enders) {
+		return u
+	}
+	var b strings.Builder
+	for _, c := range []byte(u) {
+		if strings.IndexByte(enders, c) >= 0 {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // defaultTemplates are the built-in texts. Whitespace is normalised by tidy
