@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -420,17 +421,118 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// RedactDSN hides the password of a DSN.
+// RedactDSN hides the secrets of a DSN, for messages and the start banner:
+// the password of the user, the values of parameters named like
+// credentials (password=, token=, …) and the credentials of URLs given as
+// parameters (http_proxy=http://user:password@…). A DSN that does not parse
+// shows nothing of itself.
 func RedactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "<unparsable dsn>"
 	}
+	if u.Opaque != "" {
+		return u.Scheme + ":<redacted>"
+	}
 	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		u.User = url.UserPassword(u.User.Username(), dsnMask)
+	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return "<unparsable dsn>"
+		}
+		for k, vs := range q {
+			for i, v := range vs {
+				if credentialParam.MatchString(k) {
+					vs[i] = dsnMask
+				} else if strings.Contains(v, "://") {
+					vs[i] = RedactDSN(v)
+				}
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = "<redacted>", ""
 	}
 	return u.String()
 }
+
+// dsnMask replaces a secret in a printed DSN.
+const dsnMask = "xxxxx"
+
+// credentialParam matches the names of DSN parameters whose values are
+// credentials.
+var credentialParam = regexp.MustCompile(`(?i)pass|pwd|secret|token|key|auth|cred|sign`)
+
+// dsnSecrets are the secrets of a DSN (see RedactDSN), found in its text,
+// so that a DSN that does not parse gives them too; nested URLs (an
+// http_proxy) are searched once decoded.
+func dsnSecrets(dsn string) []string {
+	var out []string
+	add := func(s string) {
+		out = append(out, s)
+		if d, err := url.QueryUnescape(s); err == nil && d != s {
+			out = append(out, d)
+		} else if d, err := url.PathUnescape(s); err == nil && d != s {
+			out = append(out, d)
+		}
+	}
+	if m := dsnUserinfo.FindStringSubmatch(dsn); m != nil {
+		add(m[1])
+	}
+	if _, query, ok := strings.Cut(dsn, "?"); ok {
+		for _, kv := range strings.Split(query, "&") {
+			k, v, _ := strings.Cut(kv, "=")
+			if v == "" {
+				continue
+			}
+			if credentialParam.MatchString(k) {
+				add(v)
+			} else if d, err := url.QueryUnescape(v); err == nil && strings.Contains(d, "://") {
+				out = append(out, dsnSecrets(d)...)
+			}
+		}
+	}
+	return out
+}
+
+// dsnUserinfo finds the password of a URL's user info.
+var dsnUserinfo = regexp.MustCompile(`^[A-Za-z][\w+.-]*://[^/?#@]*?:([^/?#@]*)@`)
+
+// RedactDSNError hides the secrets of dsn (see RedactDSN) in err's text,
+// in any encoding: drivers and servers quote parts of the DSN they
+// reject. It keeps the context's errors for errors.Is and returns err
+// itself when there was nothing to hide.
+func RedactDSNError(dsn string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := notify.Redact(msg, dsnSecrets(dsn)...)
+	if clean == msg {
+		return err
+	}
+	out := &redactedError{msg: clean}
+	for _, cause := range []error{context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, cause) {
+			out.cause = cause
+		}
+	}
+	return out
+}
+
+// redactedError is an error whose text had secrets; it unwraps only to the
+// context's errors, so the original text cannot be reached.
+type redactedError struct {
+	msg   string
+	cause error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+func (e *redactedError) Unwrap() error { return e.cause }
 
 // ChannelNames returns the names of the configured notification channels.
 func (c *Config) ChannelNames() []string {

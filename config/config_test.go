@@ -1,6 +1,8 @@
 package config
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -55,5 +57,87 @@ schema:
 				t.Fatalf("error leaks the password: %v", err)
 			}
 		})
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for _, tc := range []struct {
+		name, dsn string
+		// secrets must be gone; kept must stay.
+		secrets, kept []string
+	}{
+		{"the password of the user is hidden", "clickhouse://u:pw-secret-1@h:9000/db", []string{"pw-secret-1"}, []string{"u:", "h:9000/db"}},
+		{"a password parameter is hidden", "clickhouse://h:9000/db?username=u&password=pw-secret-2&dial_timeout=1s",
+			[]string{"pw-secret-2"}, []string{"username=u", "dial_timeout=1s"}},
+		{"any parameter named like a secret is hidden", "tcp://h:9000/db?access_token=tok-secret-3&api_key=key-secret-4&Secret=s-secret-5",
+			[]string{"tok-secret-3", "key-secret-4", "s-secret-5"}, []string{"tcp://h:9000/db"}},
+		{"a percent-encoded password parameter is hidden", "clickhouse://h:9000/db?password=pw%2Fsecret%266",
+			[]string{"pw/secret&6", "pw%2Fsecret%266", "pw%2Fsecret"}, nil},
+		{"the credentials of an http_proxy are hidden", "clickhouse://h:9000/db?http_proxy=" + "http%3A%2F%2Fp%3Aproxy-secret-7%40proxy%3A3128",
+			[]string{"proxy-secret-7"}, []string{"http_proxy="}},
+		{"a DSN that does not parse shows nothing of itself", "clickhouse://u:pw-secret-8@h:9000/db?password=pw-secret-9&x=%zz",
+			[]string{"pw-secret-8", "pw-secret-9"}, nil},
+		{"a DSN without secrets is unchanged", "clickhouse://127.0.0.1:9000/default?dial_timeout=1s", nil, []string{"clickhouse://127.0.0.1:9000/default?dial_timeout=1s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := RedactDSN(tc.dsn)
+			for _, s := range tc.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("RedactDSN(%q) = %q shows %q", tc.dsn, got, s)
+				}
+			}
+			for _, k := range tc.kept {
+				if !strings.Contains(got, k) {
+					t.Errorf("RedactDSN(%q) = %q lost %q", tc.dsn, got, k)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrorsHideTheDSNsSecrets(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"a DSN of the wrong scheme with a password parameter", "clickhouse:\n  dsn: \"http://h/db?password=pw-secret-1\"\n"},
+		{"a DSN without a host with a password", "clickhouse:\n  dsn: \"clickhouse://u:pw-secret-1@/db\"\n"},
+		{"a DSN that does not parse", "clickhouse:\n  dsn: \"clickhouse://u:pw-secret-1@h:9000/%zz?password=pw-secret-1\"\n"},
+		{"a DSN with a control character", "clickhouse:\n  dsn: \"clickhouse://u:pw-secret-1@h:9000/\\x7fdb\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("the DSN was accepted")
+			}
+			if strings.Contains(err.Error(), "pw-secret") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestRedactDSNErrorHidesThePasswordInAnyForm(t *testing.T) {
+	dsn := "clickhouse://u:pw%2Fsecret-1@h:9000/db?password=pw-secret-2&http_proxy=http%3A%2F%2Fp%3Aproxy-secret-3%40proxy%3A3128"
+	for _, text := range []string{
+		"code: 516, message: u: Authentication failed: password pw/secret-1 is incorrect",
+		"dial clickhouse://u:pw%2Fsecret-1@h:9000/db: refused",
+		"setting password=pw-secret-2 is unknown",
+		"proxy http://p:proxy-secret-3@proxy:3128 refused",
+		"open " + dsn,
+	} {
+		got := RedactDSNError(dsn, errors.New(text))
+		for _, s := range []string{"pw/secret-1", "pw%2Fsecret-1", "pw-secret-2", "proxy-secret-3"} {
+			if strings.Contains(got.Error(), s) {
+				t.Errorf("%q → %q shows %q", text, got, s)
+			}
+		}
+	}
+	if RedactDSNError(dsn, nil) != nil {
+		t.Error("no error became one")
+	}
+	plain := errors.New("connection refused")
+	if got := RedactDSNError(dsn, plain); got != plain {
+		t.Errorf("an error without secrets changed: %v", got)
+	}
+	if got := RedactDSNError(dsn, context.DeadlineExceeded); !errors.Is(got, context.DeadlineExceeded) {
+		t.Errorf("the cause is lost: %v", got)
 	}
 }
