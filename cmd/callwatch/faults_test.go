@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -341,4 +343,150 @@ func TestFaultClickHouseKilledAndErroring(t *testing.T) {
 	}
 	t.Logf("FAULT REPORT: faults injected: 2 (ClickHouse killed and restarted; ClickHouse answering errors); alerts lost: 0; duplicate notifications: 0; time to recover: %s after the restart, %s after the errors",
 		recoverKill.Round(100*time.Millisecond), recoverErr.Round(100*time.Millisecond))
+}
+
+// alertHistory reads the audit rows of a rule from /api/v1/alerts/history.
+func alertHistory(t *testing.T, base, query string) []struct{ Kind, Rule, Reason, By string } {
+	t.Helper()
+	var out struct {
+		Data []struct{ Kind, Rule, Reason, By string } `json:"data"`
+	}
+	if code := getJSON(t, base+"/api/v1/alerts/history?"+query, &out); code != http.StatusOK {
+		t.Fatalf("history: HTTP %d", code)
+	}
+	return out.Data
+}
+
+// post sends an empty or JSON POST and returns the status and body.
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestFaultReloadToEmpty: while an alert fires, its rule file is truncated
+// to 0 bytes and callwatch is told to reload (SIGHUP, then POST /-/reload).
+// The reload is refused, the alert keeps firing and nothing is resolved;
+// a forced reload (POST /-/reload?force=true) then removes the rule and
+// resolves its alert, sent to the receiver and written to the audit table.
+func TestFaultReloadToEmpty(t *testing.T) {
+	s := server.Get(t)
+	db := errorEvents(t, s, 5)
+	got, hook := newAlertHook(t)
+	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
+	p := startProc(t, cfgFile)
+	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	firing := func() bool {
+		var a alerts
+		getJSON(t, p.base+"/api/v1/alerts", &a)
+		for _, al := range a.Data.Alerts {
+			if al.Labels["alertname"] == "Errors" && al.State == "firing" {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Fault: the rule file is truncated, and callwatch reloads.
+	if err := os.Truncate(filepath.Join(filepath.Dir(cfgFile), "rules.yaml"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SIGHUP reload to be refused", 10*time.Second, func() bool {
+		return strings.Contains(p.log.String(), "the new rule files contain no rules")
+	})
+	code, body := post(t, p.base+"/-/reload", "")
+	if code == http.StatusOK || !strings.Contains(body, "the running 1 rules keep running") || !strings.Contains(body, "force") {
+		t.Fatalf("POST /-/reload of an empty rule file: HTTP %d %q, want it refused", code, body)
+	}
+	if v := metric(t, p.base, "callwatch_config_last_reload_successful"); v != 0 {
+		t.Errorf("callwatch_config_last_reload_successful = %v after a refused reload, want 0", v)
+	}
+	time.Sleep(2 * time.Second) // evaluations go on: the alert must stay, unresolved
+	if !firing() {
+		t.Fatal("the Errors alert is gone after a refused reload")
+	}
+	falseResolves := got.get("Errors/resolved")
+	if falseResolves != 0 {
+		t.Fatalf("a refused reload resolved the Errors alert (%d resolved notifications)", falseResolves)
+	}
+
+	// Forced: the rule goes, and its alert is resolved, sent and audited.
+	forcedAt := time.Now()
+	if code, body := post(t, p.base+"/-/reload?force=true", ""); code != http.StatusOK {
+		t.Fatalf("forced reload: HTTP %d %s", code, body)
+	}
+	waitFor(t, "the resolved notification", 20*time.Second, func() bool { return got.get("Errors/resolved") == 1 })
+	took := time.Since(forcedAt)
+	if firing() {
+		t.Error("the Errors alert still fires after the forced reload")
+	}
+	var audited int
+	for _, r := range alertHistory(t, p.base, "rule=Errors&kind=resolved") {
+		if r.Reason == "rule removed by reload" {
+			audited++
+		}
+	}
+	time.Sleep(time.Second)
+	dups := got.get("Errors/firing") - 1 + got.get("Errors/resolved") - 1
+	t.Logf("FAULT REPORT: faults injected: 1 (rule file truncated to 0 bytes, reloaded by SIGHUP and POST /-/reload: refused); alerts lost: 0; false resolves: %d; duplicate notifications: %d; forced reload: resolved sent in %s, audited %d",
+		falseResolves, dups, took.Round(100*time.Millisecond), audited)
+	if audited != 1 || dups != 0 {
+		t.Fatalf("audited %d resolved rows (want 1), %d duplicate notifications", audited, dups)
+	}
+}
+
+// TestFaultAuditTableDropped: while an alert fires, the audit table is
+// dropped; the next acknowledgement re-creates it and succeeds, and is
+// audited.
+func TestFaultAuditTableDropped(t *testing.T) {
+	s := server.Get(t)
+	db := errorEvents(t, s, 5)
+	got, hook := newAlertHook(t)
+	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
+	p := startProc(t, cfgFile)
+	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	var a struct {
+		Data struct {
+			Alerts []struct {
+				Labels      map[string]string `json:"labels"`
+				Fingerprint string            `json:"fingerprint"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	getJSON(t, p.base+"/api/v1/alerts", &a)
+	fp := ""
+	for _, al := range a.Data.Alerts {
+		if al.Labels["alertname"] == "Errors" {
+			fp = al.Fingerprint
+		}
+	}
+	if fp == "" {
+		t.Fatalf("no Errors alert in %+v", a)
+	}
+
+	// Fault: the audit table disappears.
+	s.Exec(t, "DROP TABLE "+db+".callwatch_alert_log")
+	droppedAt := time.Now()
+	code, body := post(t, p.base+"/api/v1/alerts/"+fp+"/ack", `{"by":"alice","comment":"after the drop"}`)
+	if code != http.StatusOK {
+		t.Fatalf("ack after the audit table was dropped: HTTP %d %s", code, body)
+	}
+	took := time.Since(droppedAt)
+	acks := alertHistory(t, p.base, "rule=Errors&kind=acknowledged")
+	if len(acks) != 1 || acks[0].By != "alice" {
+		t.Fatalf("acknowledgements in the audit table: %+v, want alice's", acks)
+	}
+	if !strings.Contains(p.log.String(), "re-created a table that disappeared") {
+		t.Error("the re-creation was not logged")
+	}
+	t.Logf("FAULT REPORT: faults injected: 1 (audit table dropped while running); acknowledgements lost: 0; failed requests: 0; time to recover: %s (the next write re-created the table)",
+		took.Round(10*time.Millisecond))
 }

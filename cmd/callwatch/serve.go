@@ -91,6 +91,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	audit.SetLogger(logger)
 	if err := audit.Migrate(ctx); err != nil {
 		return err
 	}
@@ -117,6 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		lease.SetLogger(logger)
 		if err := lease.Migrate(ctx); err != nil {
 			return err
 		}
@@ -205,6 +207,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return querier.Query(ctx, e, ts)
 		},
 		Reload:         mgr.Load,
+		ForceReload:    func(ctx context.Context) error { return mgr.Reload(ctx, engine.ReloadOptions{Force: true}) },
 		Ready:          ready.Load,
 		Gatherer:       reg,
 		Logger:         logger,
@@ -256,6 +259,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			case <-ctx.Done():
 				return
 			case <-hup:
+				// SIGHUP never forces: a reload refused because it would
+				// remove every rule or empty a rule file says so here, and
+				// POST /-/reload?force=true applies it.
 				if err := mgr.Load(ctx); err != nil {
 					logger.Error("reloading rules failed; the previous rules keep running", "err", err)
 				} else {
