@@ -27,8 +27,9 @@ const minSecretLen = 4
 // of channel keeps them: the signing secret; the custom headers' values
 // (Authorization and the like, with and without their scheme, and the
 // password of basic credentials); in URLs, the user info, the query
-// parameters of the bots (WeCom's key, DingTalk's access_token) and any
-// parameter named like a credential, and the path tokens of Slack
+// parameters of the bots (WeCom's key, DingTalk's access_token), any
+// parameter named like a credential (or code, as Azure Functions' keys) and
+// any value that looks like a token, and the path tokens of Slack
 // (/services/T…/B…/…), Feishu (/hook/…) and any path segment that looks
 // like a token. Each secret is replaced wherever it occurs, also
 // percent-encoded, JSON-escaped or as HTML entities, so a service answering
@@ -190,8 +191,8 @@ func urlSecrets(typ, s string, add func(string)) {
 		}
 	}
 	for k, vs := range u.Query() {
-		if botTypes[typ] || credentialNameRe.MatchString(k) {
-			for _, v := range vs {
+		for _, v := range vs {
+			if botTypes[typ] || credentialNameRe.MatchString(k) || strings.EqualFold(k, "code") || tokenLike(v) {
 				add(v)
 			}
 		}

@@ -202,6 +202,14 @@ func TestSenderErrorsKeepTheirClass(t *testing.T) {
 	}
 }
 
+func TestRedactorFindsTheSecretsOfAWebhookURL(t *testing.T) {
+	r := newRedactor(ChannelConfig{Type: "webhook", URL: "https://fn.example/api/hook?code=azureKEY123&id=9f8e7d6c5b4a39281706&format=json&token=" + hookSecret})
+	got := r.text("echo: code azureKEY123, id 9f8e7d6c5b4a39281706, token " + hookSecret + ", format json")
+	if want := "echo: code <secret>, id <secret>, token <secret>, format json"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
 func TestValidateHidesTheURLsSecrets(t *testing.T) {
 	cfg := ChannelConfig{Name: "am", Type: "alertmanager", URLs: []string{"ftp://am:" + amPassword + "@am.example/" + slackToken + "?key=" + weComBotKey}}
 	err := cfg.Validate()
