@@ -511,7 +511,7 @@ FROM
 // incremental evaluation off. serve's default is incremental with 1m
 // buckets and a 2m late window.
 func newGroups(conn clickhouse.Conn, specs []*engine.GroupSpec, metrics *engine.Metrics, inc *clickhouse.Incremental) ([]*engine.Group, *clickhouse.Source, error) {
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema(), Incremental: inc})
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema(), Columns: clickhouse.EventsColumns(dsl.DefaultSchema()), Incremental: inc})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -604,13 +604,14 @@ var _ exporter.Rules = ruleGroups(nil)
 func scrape(ctx context.Context, conn clickhouse.Conn, reg *prometheus.Registry, groups []*engine.Group, o options, rep *report, log *slog.Logger) error {
 	now := benchNow.Add(time.Duration(o.reps)*time.Minute + 10*time.Second)
 	e, err := exporter.New(exporter.Options{
-		Config: exporter.Config{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
-		Conn:   conn,
-		Table:  table,
-		Schema: dsl.DefaultSchema(),
-		Rules:  ruleGroups(groups),
-		Start:  now.Add(-o.exporterAge),
-		Now:    func() time.Time { return now },
+		Config:  exporter.Config{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
+		Conn:    conn,
+		Table:   table,
+		Schema:  dsl.DefaultSchema(),
+		Columns: clickhouse.EventsColumns(dsl.DefaultSchema()),
+		Rules:   ruleGroups(groups),
+		Start:   now.Add(-o.exporterAge),
+		Now:     func() time.Time { return now },
 	})
 	if err != nil {
 		return err
@@ -1630,7 +1631,7 @@ func latencyStat(k string, l []uint32) float64 {
 // absent or zero in the others (PromQL has no series for a count of no
 // event).
 func verify(ctx context.Context, conn clickhouse.Conn, rules []benchRule, ts time.Time, hand, naive values) (string, error) {
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema()})
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema(), Columns: clickhouse.EventsColumns(dsl.DefaultSchema())})
 	if err != nil {
 		return "", err
 	}

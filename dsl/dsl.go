@@ -53,13 +53,14 @@ type Limits struct {
 
 // The default caps of Limits, and the ceiling of every window and offset.
 // They are far above any rule's needs and far below what makes the parser
-// or ClickHouse suffer: PromQL's parser spends seconds on tens of thousands
-// of nested parentheses, and a 290-year window overflows time arithmetic.
+// suffer (PromQL's parser spends seconds on tens of thousands of nested
+// parentheses). MaxLookback keeps window plus offset within a
+// time.Duration (292 years): [290y] offset 3y would wrap around.
 const (
 	DefaultMaxBytes  = 16 << 10
 	DefaultMaxDepth  = 100
 	DefaultMaxLeaves = 64
-	MaxLookback      = 10 * 365 * 24 * time.Hour
+	MaxLookback      = 100 * 365 * 24 * time.Hour
 )
 
 func (l Limits) withDefaults() Limits {

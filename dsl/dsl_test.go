@@ -522,7 +522,7 @@ func TestParseRejects(t *testing.T) {
 		{name: "a window plus offset longer than the maximum is rejected", expr: `count_over_time(events[20d] offset 20d)`, opts: dsl.Options{Limits: dsl.Limits{MaxRange: 31 * 24 * time.Hour}}, line: 1, col: 1, msg: "looks back 40d"},
 		{name: "a window and an offset whose sum overflows are rejected, not wrapped around", expr: `count_over_time(events[290y] offset 3y)`, opts: dsl.Options{Limits: dsl.Limits{MaxRange: 31 * 24 * time.Hour}}, line: 1, col: 1, msg: "window of count_over_time is 290y"},
 		{name: "an offset beyond the ceiling is rejected without a configured maximum", expr: `count_over_time(events[5m] offset 200y)`, line: 1, col: 1, msg: "offset of count_over_time is 200y"},
-		{name: "a window beyond the ceiling is rejected without a configured maximum", expr: `p95(latency_ms[11y])`, line: 1, col: 1, msg: "longer than callwatch allows"},
+		{name: "a window beyond the ceiling is rejected without a configured maximum", expr: `p95(latency_ms[101y])`, line: 1, col: 1, msg: "longer than callwatch allows"},
 		{name: "brackets nested too deep are rejected before parsing", expr: strings.Repeat("(", 101) + "1" + strings.Repeat(")", 101), line: 1, col: 101, msg: "nested more than 100 deep"},
 		{name: "a chain of operators nested too deep is rejected", expr: strings.Repeat("1 + ", 100) + "1", line: 1, col: 1, msg: "nested more than 100 deep"},
 		{name: "a too long expression is rejected", expr: "1" + strings.Repeat(" ", dsl.DefaultMaxBytes), line: 1, col: 1, msg: "bytes long"},

@@ -26,7 +26,9 @@ const OtherValue = "other"
 // proper counter: a value cannot move from its own series into "other"
 // (its counter would drop) or out of it. A restart ranks the values afresh.
 type labelCap struct {
-	name     string
+	name string
+	// expr is the label's SQL (NULL read as "", see clickhouse.Columns).
+	expr     string
 	limit    int
 	admitted map[string]bool
 	// folded is the number of distinct values of the last lookback that
@@ -34,8 +36,8 @@ type labelCap struct {
 	folded float64
 }
 
-func newLabelCap(name string, limit int) *labelCap {
-	return &labelCap{name: name, limit: limit, admitted: map[string]bool{}}
+func newLabelCap(name, expr string, limit int) *labelCap {
+	return &labelCap{name: name, expr: expr, limit: limit, admitted: map[string]bool{}}
 }
 
 // fold returns the exported value of v.
@@ -93,11 +95,11 @@ func foldRows(caps []*labelCap, rows []row) {
 	}
 }
 
-// topValuesQuery ranks the values of a label by number of calls in
-// (from, to]. Its placeholders are from and to (unix seconds); the limit, a
-// validated int, is written into the SQL.
+// topValuesQuery ranks the values of a label (its SQL expression) by
+// number of calls in (from, to]. Its placeholders are from and to (unix
+// seconds); the limit, a validated int, is written into the SQL.
 func topValuesQuery(table, timeCol, label string, limit int) string {
-	return "SELECT toString(" + quoteIdent(label) + ") AS cw_value, toFloat64(count()) AS cw_calls" +
+	return "SELECT toString(" + label + ") AS cw_value, toFloat64(count()) AS cw_calls" +
 		"\nFROM " + table +
 		"\nWHERE " + timeCol + " > toDateTime(?) AND " + timeCol + " <= toDateTime(?)" +
 		"\nGROUP BY cw_value\nORDER BY cw_calls DESC, cw_value ASC\nLIMIT " + strconv.Itoa(limit)
@@ -108,7 +110,7 @@ func topValuesQuery(table, timeCol, label string, limit int) string {
 // values, then from and to. The admitted values are bound one by one,
 // (?, ?, …), which every binder supports, rather than as an array.
 func foldedQuery(table, timeCol, label string, nAdmitted int) string {
-	v := "toString(" + quoteIdent(label) + ")"
+	v := "toString(" + label + ")"
 	agg := "uniqExact(" + v + ")"
 	if nAdmitted > 0 {
 		agg = "uniqExactIf(" + v + ", " + v + " NOT IN (" + strings.TrimSuffix(strings.Repeat("?, ", nAdmitted), ", ") + "))"
@@ -121,7 +123,7 @@ func foldedQuery(table, timeCol, label string, nAdmitted int) string {
 // rankValues returns the top values of a label by number of calls in
 // (from, to], as many as its cap.
 func rankValues(ctx context.Context, conn clickhouse.Conn, table, timeCol string, c *labelCap, from, to time.Time) (map[string]float64, error) {
-	rows, err := conn.Query(ctx, topValuesQuery(table, timeCol, c.name, c.limit), from.Unix(), to.Unix())
+	rows, err := conn.Query(ctx, topValuesQuery(table, timeCol, c.expr, c.limit), from.Unix(), to.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("rank values of %s: %w", c.name, err)
 	}
@@ -154,7 +156,7 @@ func countFolded(ctx context.Context, conn clickhouse.Conn, table, timeCol strin
 		args = append(args, v)
 	}
 	args = append(args, from.Unix(), to.Unix())
-	rows, err := conn.Query(ctx, foldedQuery(table, timeCol, c.name, len(admitted)), args...)
+	rows, err := conn.Query(ctx, foldedQuery(table, timeCol, c.expr, len(admitted)), args...)
 	if err != nil {
 		return 0, fmt.Errorf("count folded values of %s: %w", c.name, err)
 	}

@@ -357,3 +357,57 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 		t.Fatalf("gather after the failure: %d families, %v", len(mfs), err)
 	}
 }
+
+func TestNullLabelsAndNonFiniteValuesNeverBreakTheCounters(t *testing.T) {
+	forEachBackend(t, testNullLabelsAndNonFiniteValues)
+}
+
+// testNullLabelsAndNonFiniteValues: in a user's table with Nullable labels
+// and a Float64 cost holding NaN and ±Inf, a NULL label is the empty value
+// (the label is left out), non-finite costs stay out of the cost counter
+// and are counted on their own, and the update succeeds — with the types
+// read from the table and with unknown ones.
+func testNullLabelsAndNonFiniteValues(t *testing.T, tb *backend) {
+	tb.exec(t, "DROP TABLE "+tb.table)
+	tb.exec(t, "CREATE TABLE "+tb.table+` (created_at DateTime, tenant_id Nullable(String), app_code String, model Nullable(String),
+		provider String, status Nullable(String), error_code String, latency_ms Nullable(UInt32), input_tokens Int64, output_tokens Int64,
+		cost Float64) ENGINE = MergeTree ORDER BY created_at`)
+	var rows []string
+	for i, r := range []struct{ tenant, status, cost string }{
+		{"'acme'", "'success'", "1.5"}, {"NULL", "'success'", "nan"}, {"NULL", "NULL", "inf"}, {"'acme'", "'error'", "-inf"}, {"NULL", "'success'", "2"},
+	} {
+		rows = append(rows, "SELECT toDateTime("+strconv.FormatInt(at(time.Duration(10+i)*time.Second).Unix(), 10)+"), "+r.tenant+", 'chat', NULL, 'openai', "+
+			r.status+", '', NULL, toInt64(9000000000000000000), toInt64(1), "+r.cost)
+	}
+	tb.exec(t, "INSERT INTO "+tb.table+" "+strings.Join(rows, " UNION ALL "))
+	read, err := clickhouse.ReadColumns(context.Background(), tb.conn, tb.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cols := range map[string]clickhouse.Columns{"read types": read, "unknown types": nil} {
+		e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustUpdate(t, e, at(time.Minute))
+		mfs := gather(t, e)
+		for _, c := range []struct {
+			metric string
+			match  map[string]string
+			want   float64
+		}{
+			{"callwatch_calls_total", nil, 5},
+			{"callwatch_calls_total", map[string]string{"tenant_id": "acme"}, 2},
+			{"callwatch_cost_total", nil, 3.5},
+			{"callwatch_input_tokens_total", nil, 4.5e19},
+			{"callwatch_events_nonfinite_values_total", map[string]string{"field": "cost"}, 3},
+		} {
+			if got := sum(mfs, c.metric, c.match); got != c.want {
+				t.Errorf("%s: %s%v = %v, want %v", name, c.metric, c.match, got, c.want)
+			}
+		}
+		if got := len(series(mfs, "callwatch_calls_total", nil)); got != 4 {
+			t.Errorf("%s: %d call series, want 4 (acme/success, acme/error, no tenant/success, no tenant and no status): %v", name, got, labelSets(mfs, "callwatch_calls_total"))
+		}
+	}
+}

@@ -80,6 +80,9 @@ type updateQuery struct {
 	// calls: latency sum, input tokens, output tokens, cost.
 	latency, input, output, cost bool
 	native                       bool
+	// nonfinite says which of latency, input, output and cost have a
+	// column counting their non-finite values, after the sums.
+	nonfinite [4]bool
 	// width is the number of columns.
 	width int
 }
@@ -88,12 +91,17 @@ type updateQuery struct {
 type columns struct {
 	// table is the quoted table name; time the quoted time column.
 	table, time string
-	// labels are the exported label columns; status the status column.
+	// labels are the SQL of the exported label columns; status of the
+	// status column (see clickhouse.Columns.Label).
 	labels []string
 	status string
 	// latency, input, output and cost are SQL value expressions, empty
 	// when the schema does not map the field.
 	latency, input, output, cost string
+	// finite are the conditions that latency, input, output and cost are
+	// finite, empty when they cannot be NaN or ±Inf: non-finite values are
+	// left out of the sums and counted apart.
+	finite [4]string
 }
 
 // buildUpdateQuery writes the update query. Its placeholders are, in order:
@@ -104,12 +112,12 @@ func buildUpdateQuery(c columns, bounds []float64, native bool, schema int32) up
 	var sel, group []string
 	for i, l := range c.labels {
 		alias := aliasLabel + strconv.Itoa(i)
-		sel = append(sel, "toString("+quoteIdent(l)+") AS "+alias)
+		sel = append(sel, "toString("+l+") AS "+alias)
 		group = append(group, alias)
 	}
 	sel = append(sel, "toFloat64("+c.time+" > toDateTime(?)) AS "+aliasPending)
 	group = append(group, aliasPending)
-	sel = append(sel, "toFloat64("+quoteIdent(c.status)+" = ?) AS "+aliasFailed)
+	sel = append(sel, "toFloat64("+c.status+" = ?) AS "+aliasFailed)
 	group = append(group, aliasFailed)
 	if q.latency {
 		seconds := "(" + c.latency + " / 1000)"
@@ -138,9 +146,19 @@ func buildUpdateQuery(c columns, bounds []float64, native bool, schema int32) up
 	sel = append(sel, "toFloat64(count())")
 	// Sums are taken of the raw columns (integers stay exact) and scaled in
 	// Go.
-	for _, v := range []string{c.latency, c.input, c.output, c.cost} {
-		if v != "" {
+	for i, v := range []string{c.latency, c.input, c.output, c.cost} {
+		switch {
+		case v == "":
+		case c.finite[i] != "":
+			sel = append(sel, "toFloat64(sumIf("+v+", "+c.finite[i]+"))")
+		default:
 			sel = append(sel, "toFloat64(sum("+v+"))")
+		}
+	}
+	for i, v := range []string{c.latency, c.input, c.output, c.cost} {
+		if v != "" && c.finite[i] != "" {
+			sel = append(sel, "toFloat64(countIf(NOT "+c.finite[i]+"))")
+			q.nonfinite[i] = true
 		}
 	}
 	q.width = len(sel)
@@ -162,6 +180,9 @@ type row struct {
 	calls   float64
 	// latencySum is in the latency column's unit (milliseconds).
 	latencySum, input, output, cost float64
+	// nonfinite counts the NaN and ±Inf values of latency, input, output
+	// and cost, left out of their sums.
+	nonfinite [4]float64
 }
 
 // readRows runs the update query and reads its whole result; it changes no
@@ -221,6 +242,12 @@ func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets
 				i++
 			}
 		}
+		for k, ok := range q.nonfinite {
+			if ok {
+				r.nonfinite[k] = nums[i]
+				i++
+			}
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -235,6 +262,7 @@ type cell struct {
 	labels                          []string
 	calls, errors                   float64
 	latencySum, input, output, cost float64
+	nonfinite                       [4]float64
 	hist                            histogram
 }
 
@@ -251,6 +279,9 @@ func (c *cell) addRow(r row) {
 	c.input += r.input
 	c.output += r.output
 	c.cost += r.cost
+	for k, v := range r.nonfinite {
+		c.nonfinite[k] += v
+	}
 	n := uint64(r.calls)
 	c.hist.classic[r.bucket] += n
 	if r.zero {
@@ -267,6 +298,9 @@ func (c *cell) add(o *cell) {
 	c.input += o.input
 	c.output += o.output
 	c.cost += o.cost
+	for k, v := range o.nonfinite {
+		c.nonfinite[k] += v
+	}
 	c.hist.add(o.hist)
 }
 
@@ -332,21 +366,6 @@ func quoteTable(table string) string {
 		parts[i] = quoteIdent(p)
 	}
 	return strings.Join(parts, ".")
-}
-
-// valueExpr is the SQL value of a field: its column or the sum of its columns.
-func valueExpr(cols []string) string {
-	if len(cols) == 0 {
-		return ""
-	}
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		quoted[i] = quoteIdent(c)
-	}
-	if len(quoted) == 1 {
-		return quoted[0]
-	}
-	return "(" + strings.Join(quoted, " + ") + ")"
 }
 
 // floatLiteral writes a float64 as a ClickHouse Float64 literal that reads

@@ -46,6 +46,9 @@ type Options struct {
 	// Schema maps the table's columns; the zero value means
 	// dsl.DefaultSchema().
 	Schema dsl.Schema
+	// Columns are the table's column types (clickhouse.ReadColumns); nil
+	// guards every column against NULL and NaN.
+	Columns clickhouse.Columns
 	// Rules, when set, are exported too: recording-rule results and ALERTS.
 	Rules Rules
 	// Logger receives the updater's failures (default: discard).
@@ -122,7 +125,7 @@ type snapshot struct {
 // descs are the exporter's descriptors, built once in New.
 type descs struct {
 	calls, errors, input, output, cost, duration *prometheus.Desc
-	folded                                       *prometheus.Desc
+	folded, nonfinite                            *prometheus.Desc
 	up, buildInfo, lastUpdate, watermark         *prometheus.Desc
 	collectorSuccess, collectorDuration          *prometheus.Desc
 }
@@ -183,10 +186,16 @@ func New(opts Options) (*Exporter, error) {
 		final:     cells{},
 		pending:   cells{},
 	}
-	field := func(name string) string { return valueExpr(opts.Schema.Fields[name]) }
+	field := func(name string) string { return opts.Columns.Value(opts.Schema.Fields[name]) }
+	finite := func(name string) string { return opts.Columns.Finite(opts.Schema.Fields[name]) }
+	labelExprs := make([]string, len(e.labels))
+	for i, l := range e.labels {
+		labelExprs[i] = opts.Columns.Label(l)
+	}
 	cols := columns{
-		table: e.table, time: e.timeCol, labels: e.labels, status: cfg.StatusLabel,
+		table: e.table, time: e.timeCol, labels: labelExprs, status: opts.Columns.Label(cfg.StatusLabel),
 		latency: field(FieldLatency), input: field(FieldInput), output: field(FieldOutput), cost: field(FieldCost),
+		finite: [4]string{finite(FieldLatency), finite(FieldInput), finite(FieldOutput), finite(FieldCost)},
 	}
 	e.query = buildUpdateQuery(cols, cfg.DurationBuckets, *cfg.NativeHistogram, int32(*cfg.NativeHistogramSchema))
 	// Counting starts at a whole second: event times are DateTime seconds.
@@ -194,7 +203,7 @@ func New(opts Options) (*Exporter, error) {
 	e.finalized, e.watermark = e.start, e.start
 	e.histOpts = histogramOptions{bounds: cfg.DurationBuckets, native: e.query.native, schema: int32(*cfg.NativeHistogramSchema), created: e.start}
 	for _, l := range e.labels {
-		e.caps = append(e.caps, newLabelCap(l, cfg.limit(l)))
+		e.caps = append(e.caps, newLabelCap(l, opts.Columns.Label(l), cfg.limit(l)))
 	}
 	e.d = e.newDescs(cols)
 	e.queryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -229,6 +238,8 @@ func (e *Exporter) newDescs(cols columns) *descs {
 			fmt.Sprintf("Calls whose %s is %q.%s", e.cfg.StatusLabel, e.cfg.ErrorStatus, since), errLabels, nil),
 		folded: prometheus.NewDesc("callwatch_label_values_folded",
 			"Distinct values of a label over the cardinality lookback that are folded into the value \"other\" because the label reached its cap.", []string{"label"}, nil),
+		nonfinite: prometheus.NewDesc("callwatch_events_nonfinite_values_total",
+			"Values of a field that are NaN or ±Inf: left out of its sums here and skipped by the rules' range functions."+since, []string{"field"}, nil),
 		up: prometheus.NewDesc("callwatch_datasource_up",
 			"Whether the exporter's last ClickHouse query succeeded (1) or failed (0).", nil, nil),
 		buildInfo: prometheus.NewDesc("callwatch_build_info",
@@ -472,13 +483,24 @@ func (e *Exporter) callMetrics(all cells) []prometheus.Metric {
 	for _, k := range errs.sortedKeys() {
 		counter(e.d.errors, errs[k].errors, errs[k].labels)
 	}
+	var nonfinite [4]float64
+	for _, c := range all {
+		for k, v := range c.nonfinite {
+			nonfinite[k] += v
+		}
+	}
+	for k, name := range []string{FieldLatency, FieldInput, FieldOutput, FieldCost} {
+		if e.query.nonfinite[k] {
+			counter(e.d.nonfinite, nonfinite[k], []string{name})
+		}
+	}
 	return out
 }
 
 // Describe sends the descriptors built in New; it never touches ClickHouse.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		e.d.calls, e.d.errors, e.d.input, e.d.output, e.d.cost, e.d.duration, e.d.folded,
+		e.d.calls, e.d.errors, e.d.input, e.d.output, e.d.cost, e.d.duration, e.d.folded, e.d.nonfinite,
 		e.d.up, e.d.buildInfo, e.d.lastUpdate, e.d.watermark, e.d.collectorSuccess, e.d.collectorDuration,
 	} {
 		if d != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
@@ -33,6 +35,12 @@ type Options struct {
 	Schema dsl.Schema
 	// Limits bound the expressions of the query API, as they bound rules.
 	Limits dsl.Limits
+	// QueryTimeout bounds one query request, the wait for a free slot
+	// included (default 30s); a request's own timeout= may shorten it.
+	QueryTimeout time.Duration
+	// MaxConcurrentQueries bounds the queries running at once (default 4);
+	// more wait for a slot until their deadline.
+	MaxConcurrentQueries int
 	// Reload reloads the rule files; nil disables POST /-/reload.
 	Reload func(ctx context.Context) error
 	// ForceReload reloads even rule files that would remove every rule or
@@ -77,7 +85,13 @@ func Handler(opts Options) http.Handler {
 	}
 	opts.AdminToken = strings.TrimSpace(opts.AdminToken)
 	g := newGuard(opts)
-	a := &api{opts: opts, guard: g}
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 30 * time.Second
+	}
+	if opts.MaxConcurrentQueries <= 0 {
+		opts.MaxConcurrentQueries = 4
+	}
+	a := &api{opts: opts, guard: g, slots: make(chan struct{}, opts.MaxConcurrentQueries)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/rules", a.rules)
 	mux.HandleFunc("GET /api/v1/alerts", a.alerts)
@@ -115,6 +129,8 @@ func Handler(opts Options) http.Handler {
 type api struct {
 	opts  Options
 	guard *guard
+	// slots holds a token per query running.
+	slots chan struct{}
 }
 
 type response struct {
@@ -165,6 +181,22 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) query(w http.ResponseWriter, r *http.Request) {
+	// An expression is at most dsl.Limits.MaxBytes; a form body far
+	// beyond that is refused instead of parsed.
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	timeout := a.opts.QueryTimeout
+	if t := r.FormValue("timeout"); t != "" {
+		d, err := model.ParseDuration(t)
+		if err != nil || d <= 0 {
+			fail(w, http.StatusBadRequest, "bad_data", errors.New(`invalid parameter "timeout": write a duration such as 30s`))
+			return
+		}
+		timeout = min(timeout, time.Duration(d))
+	}
+	// The deadline covers the wait for a slot: a flood of queries waits
+	// here, bounded, and never reaches ClickHouse beyond the slots.
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
 	q := r.FormValue("query")
 	if q == "" {
 		fail(w, http.StatusBadRequest, "bad_data", errors.New(`missing parameter "query"`))
@@ -183,12 +215,25 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "bad_data", err)
 		return
 	}
-	res, err := a.opts.Query(r.Context(), e, ts)
-	if err != nil {
-		fail(w, http.StatusUnprocessableEntity, "execution", err)
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
+			timeout, cap(a.slots)))
 		return
 	}
-	ok(w, engine.NewQueryData(res, ts))
+	res, err := a.opts.Query(ctx, e, ts)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)):
+		// The driver may report the deadline as a read timeout of its
+		// connection; the request's own deadline says what happened.
+		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s (limits.query_timeout): %w", timeout, err))
+	case err != nil:
+		fail(w, http.StatusUnprocessableEntity, "execution", err)
+	default:
+		ok(w, engine.NewQueryData(res, ts))
+	}
 }
 
 // alertJSON is an alert in Prometheus' /api/v1/alerts shape.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,5 +195,78 @@ func TestAdminEndpointsNeedTheTokenWhenOneIsSet(t *testing.T) {
 	// Reading stays open.
 	if code := do("GET", "/api/v1/silences", "", ""); code != 200 {
 		t.Fatalf("GET silences: %d", code)
+	}
+}
+
+// TestQueriesAreBoundedBySlotsAndADeadline: at most MaxConcurrentQueries
+// run at once, a query waits for a slot no longer than its deadline, a
+// query past its deadline answers 503 timeout, and a huge body or an
+// expression over the limits is refused before anything runs.
+func TestQueriesAreBoundedBySlotsAndADeadline(t *testing.T) {
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(Handler(Options{
+		Rules: staticRules{}, Schema: dsl.DefaultSchema(), QueryTimeout: 300 * time.Millisecond, MaxConcurrentQueries: 2,
+		Limits: dsl.Limits{MaxRange: 24 * time.Hour},
+		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for {
+				if m := most.Load(); n <= m || most.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			select {
+			case <-release:
+				return engine.Result{IsScalar: true, Scalar: 1}, nil
+			case <-ctx.Done():
+				return engine.Result{}, ctx.Err()
+			}
+		},
+	}))
+	defer srv.Close()
+	codes := make(chan int, 6)
+	for range 6 {
+		go func() {
+			resp, err := http.PostForm(srv.URL+"/api/v1/query", url.Values{"query": {"1"}})
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	for range 6 {
+		if c := <-codes; c != http.StatusServiceUnavailable {
+			t.Errorf("a query blocked past its deadline answered %d, want 503", c)
+		}
+	}
+	if m := most.Load(); m > 2 {
+		t.Errorf("%d queries ran at once, more than the 2 slots", m)
+	}
+	close(release)
+	for _, tc := range []struct {
+		name string
+		form url.Values
+		want int
+		msg  string
+	}{
+		{"a query runs", url.Values{"query": {"1"}}, http.StatusOK, ""},
+		{"a window over the maximum is refused", url.Values{"query": {"count_over_time(events[60d])"}}, http.StatusBadRequest, "more than the configured maximum"},
+		{"a request timeout that is not a duration is refused", url.Values{"query": {"1"}, "timeout": {"soon"}}, http.StatusBadRequest, "timeout"},
+		{"a huge form body is refused", url.Values{"query": {"1"}, "x": {strings.Repeat("x", 2<<20)}}, http.StatusBadRequest, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.PostForm(srv.URL+"/api/v1/query", tc.form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.msg) {
+				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.want, tc.msg)
+			}
+		})
 	}
 }

@@ -16,11 +16,18 @@ func openClickHouseSource(ctx context.Context, cfg *config.Config, inc *clickhou
 	if err != nil {
 		return nil, nil, err
 	}
+	cols, err := eventsColumns(ctx, cfg, conn)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
 	src, err := clickhouse.New(clickhouse.Options{
+		Columns:      cols,
 		Conn:         conn,
 		Table:        cfg.ClickHouse.EventsTable,
 		Schema:       cfg.Schema.DSL(),
 		QueryTimeout: cfg.ClickHouse.QueryTimeout.D(),
+		MaxGroups:    cfg.Limits.MaxSeriesPerRule,
 		Incremental:  inc,
 	})
 	if err != nil {
@@ -38,4 +45,21 @@ func incremental(cfg *config.Config) *clickhouse.Incremental {
 		return nil
 	}
 	return &clickhouse.Incremental{Bucket: inc.Bucket.D(), LateWindow: inc.LateWindow.D()}
+}
+
+// eventsColumns reads the events table's column types and checks them
+// against the schema, so that a table that cannot serve the rules stops
+// callwatch at start with what to change, rather than failing every
+// evaluation.
+func eventsColumns(ctx context.Context, cfg *config.Config, conn clickhouse.Conn) (clickhouse.Columns, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ClickHouse.QueryTimeout.D())
+	defer cancel()
+	cols, err := clickhouse.ReadColumns(ctx, conn, cfg.ClickHouse.EventsTable)
+	if err != nil {
+		return nil, err
+	}
+	if err := cols.Check(cfg.ClickHouse.EventsTable, cfg.Schema.DSL()); err != nil {
+		return nil, err
+	}
+	return cols, nil
 }

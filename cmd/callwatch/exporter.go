@@ -15,15 +15,16 @@ import (
 // running rules (recording-rule results, ALERTS), registers it on reg and
 // starts its background updater. stop ends the updater; call it before
 // closing conn.
-func startExporter(ctx context.Context, cfg *config.Config, ecfg exporter.Config, conn clickhouse.Conn,
+func startExporter(ctx context.Context, cfg *config.Config, ecfg exporter.Config, conn clickhouse.Conn, cols clickhouse.Columns,
 	rules exporter.Rules, reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
 	e, err := exporter.New(exporter.Options{
-		Config: ecfg,
-		Conn:   conn,
-		Table:  cfg.ClickHouse.EventsTable,
-		Schema: cfg.Schema.DSL(),
-		Rules:  rules,
-		Logger: logger.With("component", "exporter"),
+		Config:  ecfg,
+		Conn:    conn,
+		Table:   cfg.ClickHouse.EventsTable,
+		Schema:  cfg.Schema.DSL(),
+		Columns: cols,
+		Rules:   rules,
+		Logger:  logger.With("component", "exporter"),
 	})
 	if err != nil {
 		return nil, err

@@ -67,3 +67,31 @@ func TestQuery(t *testing.T) {
 		}
 	})
 }
+
+// TestOneLimitCheckForRulesQueriesAndChecks: the configured max_window
+// bounds `callwatch query` and `check rules` as it bounds serve's rules.
+func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "callwatch.yaml")
+	os.WriteFile(cfg, []byte("limits: {max_window: 1d}\n"), 0o644)
+	rules := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rules, []byte("groups:\n  - name: g\n    rules:\n      - alert: Long\n        expr: count_over_time(events[2d]) > 1\n"), 0o644)
+	eventsFile := filepath.Join("..", "..", "testdata", "sample_events.jsonl")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"check", "rules", "--config.file", cfg, rules}, &out, &errOut); code != 1 ||
+		!strings.Contains(out.String(), "more than the configured maximum") {
+		t.Errorf("check rules of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"query", "--config.file", cfg, "--events", eventsFile, "count_over_time(events[2d])"}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "more than the configured maximum") {
+		t.Errorf("query of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"query", "--events", eventsFile, "count_over_time(events[290y] offset 3y)"}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "longer than callwatch allows") {
+		t.Errorf("query of [290y] offset 3y: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}

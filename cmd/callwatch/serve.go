@@ -25,6 +25,7 @@ import (
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/chdb"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/notify"
 	"github.com/callwatch/callwatch/web"
@@ -83,7 +84,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer conn.Close()
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), QueryTimeout: cfg.ClickHouse.QueryTimeout.D(), Incremental: incremental(cfg)})
+	cols, err := eventsColumns(ctx, cfg, conn)
+	if err != nil {
+		return err
+	}
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols,
+		QueryTimeout: cfg.ClickHouse.QueryTimeout.D(), MaxGroups: cfg.Limits.MaxSeriesPerRule, Incremental: incremental(cfg)})
+	if err != nil {
+		return err
+	}
+	// Ad-hoc queries never touch the rules' incremental state or their
+	// connections: a source with no state and a pool of its own.
+	queryConn, closeQueryConn, err := openQueryStore(ctx, cfg, conn)
+	if err != nil {
+		return err
+	}
+	defer closeQueryConn()
+	querySrc, err := clickhouse.New(clickhouse.Options{Conn: queryConn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols,
+		QueryTimeout: cfg.Limits.QueryTimeout.D(), MaxGroups: cfg.Limits.MaxSeriesPerRule})
 	if err != nil {
 		return err
 	}
@@ -99,6 +117,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	querier := engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: logger, MaxSeries: cfg.Limits.MaxSeriesPerRule})
+	adhoc := engine.NewQuerier(engine.QuerierOptions{Source: querySrc, Logger: logger, MaxSeries: cfg.Limits.MaxSeriesPerRule,
+		Timeout: cfg.Limits.QueryTimeout.D()})
 	schema := cfg.Schema.DSL()
 
 	silences := engine.NewSilences(audit)
@@ -178,6 +198,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		rows, err := conn.Query(ctx, "SELECT 1")
+		if errors.Is(err, chdb.ErrBusy) {
+			return nil // the embedded engine answers, after the statement it runs
+		}
 		if err != nil {
 			return err
 		}
@@ -192,7 +215,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
 	})
 
-	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, mgr, reg, logger)
+	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, cols, mgr, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -204,18 +227,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Schema: schema,
 		Limits: cfg.Limits.DSL(),
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
-			return querier.Query(ctx, e, ts)
+			return adhoc.Query(ctx, e, ts)
 		},
-		Reload:         mgr.Load,
-		ForceReload:    func(ctx context.Context) error { return mgr.Reload(ctx, engine.ReloadOptions{Force: true}) },
-		Ready:          ready.Load,
-		Gatherer:       reg,
-		Logger:         logger,
-		Actions:        mgr,
-		Silences:       silences,
-		History:        audit,
-		AdminToken:     string(cfg.Web.AdminToken),
-		TrustedOrigins: trustedOrigins,
+		QueryTimeout:         cfg.Limits.QueryTimeout.D(),
+		MaxConcurrentQueries: cfg.Limits.MaxConcurrentQueries,
+		Reload:               mgr.Load,
+		ForceReload:          func(ctx context.Context) error { return mgr.Reload(ctx, engine.ReloadOptions{Force: true}) },
+		Ready:                ready.Load,
+		Gatherer:             reg,
+		Logger:               logger,
+		Actions:              mgr,
+		Silences:             silences,
+		History:              audit,
+		AdminToken:           string(cfg.Web.AdminToken),
+		TrustedOrigins:       trustedOrigins,
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -35,6 +35,11 @@ var ErrNoLibrary = errors.New("chDB's libchdb.so not found")
 // ErrClosed is returned by calls on a closed Conn.
 var ErrClosed = errors.New("chdb: connection closed")
 
+// ErrBusy is returned, with the context's error, when a call's context ends
+// while it waits for the engine, which runs one statement at a time: the
+// engine is working, not down.
+var ErrBusy = errors.New("chdb: the engine is busy with another statement")
+
 // Options configure Open.
 type Options struct {
 	// Path is the data directory, created when missing. Tables written
@@ -212,7 +217,7 @@ func (c *Conn) run(ctx context.Context, sql, format string) ([]byte, error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
 	}
 	if c.closed {
 		<-c.sem
@@ -250,7 +255,9 @@ func (c *Conn) call(sql, format string) ([]byte, error) {
 	}
 	defer c.lib.destroyResult(res)
 	if e := c.lib.resultError(res); e != nil {
-		return nil, &Error{Message: strings.TrimSpace(cString(e))}
+		err := &Error{Message: strings.TrimSpace(cString(e))}
+		c.drain()
+		return nil, err
 	}
 	n := c.lib.resultLength(res)
 	if n == 0 {
@@ -261,6 +268,28 @@ func (c *Conn) call(sql, format string) ([]byte, error) {
 		return nil, errors.New("chdb: result without a buffer")
 	}
 	return append([]byte(nil), unsafe.Slice((*byte)(buf), n)...), nil
+}
+
+// drain clears what a statement that failed while it ran left in the
+// session's output: chDB 26.5 keeps the part of the result it had written
+// before the exception (the header of RowBinaryWithNamesAndTypes, for a
+// GROUP BY that outgrew max_rows_to_group_by) and prepends it to the next
+// statement's result. A statement whose whole output is known (SELECT 1
+// in RowBinary: one byte, 1) takes it; it runs until its output is clean,
+// at most a few times. The caller holds the session.
+func (c *Conn) drain() {
+	q, f := []byte("SELECT toUInt8(1)"), []byte("RowBinary")
+	for range 3 {
+		res := c.lib.queryN(*(*unsafe.Pointer)(c.conn), unsafe.Pointer(&q[0]), uintptr(len(q)), unsafe.Pointer(&f[0]), uintptr(len(f)))
+		if res == nil {
+			return
+		}
+		clean := c.lib.resultError(res) == nil && c.lib.resultLength(res) == 1 && *(*byte)(c.lib.resultBuffer(res)) == 1
+		c.lib.destroyResult(res)
+		if clean {
+			return
+		}
+	}
 }
 
 // Error is an error reported by the engine, such as a syntax error or an

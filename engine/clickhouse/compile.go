@@ -20,6 +20,9 @@ type CompileOptions struct {
 	Table string
 	// Schema maps the table's columns; the zero value means dsl.DefaultSchema().
 	Schema dsl.Schema
+	// Columns are the table's column types (see Columns); nil guards
+	// every column against NULL, NaN and wrap-around.
+	Columns Columns
 	// Seed adds what the incremental path needs to carry a full result
 	// forward: the sum of an avg leaf, and the time of a min or max leaf's
 	// extreme (argMinIf/argMaxIf).
@@ -81,7 +84,7 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
 		b, ok := byShape[k]
 		if !ok {
-			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: opts.Seed, tcol: quoteIdent(opts.Schema.Time)}
+			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: opts.Seed, tcol: quoteIdent(opts.Schema.Time), cols: opts.Columns}
 			byShape[k] = b
 			builders = append(builders, b)
 		}
@@ -127,12 +130,13 @@ type builder struct {
 	conds      []fragment
 	condIndex  map[string]bool
 	unfiltered bool
-	seed       bool   // CompileOptions.Seed
-	tcol       string // the quoted time column
+	seed       bool    // CompileOptions.Seed
+	tcol       string  // the quoted time column
+	cols       Columns // CompileOptions.Columns
 }
 
 func (b *builder) add(i int, l *dsl.Leaf) {
-	cond := condition(l.Selector.Matchers)
+	cond := b.cols.leafCondition(l)
 	if cond.sql == "" {
 		b.unfiltered = true
 	} else if !b.condIndex[cond.key()] {
@@ -140,7 +144,7 @@ func (b *builder) add(i int, l *dsl.Leaf) {
 		b.conds = append(b.conds, cond)
 	}
 	cols := LeafColumns{Count: b.column(aggregate("count", "", "", cond)), Sum: -1, Agg: -1, Time: -1}
-	value := valueExpr(l.Selector.Columns)
+	value := b.cols.Value(l.Selector.Columns)
 	if l.Selector.Field != dsl.EventsSelector {
 		switch l.Agg {
 		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease:
@@ -234,7 +238,7 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	sql.WriteString("SELECT")
 	sep := "\n    "
 	for _, l := range b.by {
-		sql.WriteString(sep + quoteIdent(l))
+		sql.WriteString(sep + b.cols.Label(l))
 		sep = ",\n    "
 	}
 	for _, e := range b.exprs {
@@ -275,7 +279,7 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	if len(b.by) > 0 {
 		quoted := make([]string, len(b.by))
 		for i, l := range b.by {
-			quoted[i] = quoteIdent(l)
+			quoted[i] = b.cols.Label(l)
 		}
 		sql.WriteString("\nGROUP BY " + strings.Join(quoted, ", "))
 	}
@@ -321,11 +325,11 @@ func aggregate(fn, param, value string, cond fragment) fragment {
 
 // condition compiles label matchers into a boolean SQL expression; it is
 // empty when there are none. Regexps are anchored like PromQL's: ^(?s:re)$.
-func condition(ms []*labels.Matcher) fragment {
+func (c Columns) condition(ms []*labels.Matcher) fragment {
 	var f fragment
 	parts := make([]string, 0, len(ms))
 	for _, m := range ms {
-		col := quoteIdent(m.Name)
+		col := c.Label(m.Name)
 		switch m.Type {
 		case labels.MatchEqual:
 			parts = append(parts, col+" = ?")
@@ -351,26 +355,6 @@ func condition(ms []*labels.Matcher) fragment {
 // for match(), so both agree whatever the server's default.
 func anchor(re string) string { return "^(?s:" + re + ")$" }
 
-// valueExpr is the SQL value of a field: its column, or the sum of its
-// columns. ClickHouse widens integer sums (UInt32 + UInt32 is UInt64), so
-// they do not overflow.
-func valueExpr(cols []string) string {
-	if len(cols) == 0 {
-		return ""
-	}
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		// A NULL (in a user's Nullable column) is 0, as a key missing from
-		// a JSON event is in the memory evaluator; on a column that is not
-		// Nullable ifNull returns the column itself.
-		quoted[i] = "ifNull(" + quoteIdent(c) + ", 0)"
-	}
-	if len(quoted) == 1 {
-		return quoted[0]
-	}
-	return "(" + strings.Join(quoted, " + ") + ")"
-}
-
 // quoteIdent quotes an identifier with backticks. Schema.Validate already
 // restricts names to letters, digits and _; the escaping is a second fence.
 func quoteIdent(name string) string {
@@ -395,17 +379,33 @@ func EventsDDL(table string, schema dsl.Schema) string {
 	if schema.Time == "" {
 		schema = dsl.DefaultSchema()
 	}
+	types := EventsColumns(schema)
 	var cols []string
-	cols = append(cols, quoteIdent(schema.Time)+" DateTime")
+	cols = append(cols, quoteIdent(schema.Time)+" "+types[schema.Time])
 	for _, l := range schema.Labels {
-		cols = append(cols, quoteIdent(l)+" String")
+		cols = append(cols, quoteIdent(l)+" "+types[l])
 	}
 	for _, c := range schema.NumericColumns() {
-		cols = append(cols, quoteIdent(c)+" "+numericType(c))
+		cols = append(cols, quoteIdent(c)+" "+types[c])
 	}
 	t := quoteIdent(schema.Time)
 	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    %s\n) ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(%s)\nORDER BY %s",
 		quoteTable(table), strings.Join(cols, ",\n    "), t, t)
+}
+
+// EventsColumns returns the column types of the table EventsDDL creates.
+func EventsColumns(schema dsl.Schema) Columns {
+	if schema.Time == "" {
+		schema = dsl.DefaultSchema()
+	}
+	cols := Columns{schema.Time: "DateTime"}
+	for _, l := range schema.Labels {
+		cols[l] = "String"
+	}
+	for _, c := range schema.NumericColumns() {
+		cols[c] = numericType(c)
+	}
+	return cols
 }
 
 // numericType is the ClickHouse type of a numeric column in EventsDDL.

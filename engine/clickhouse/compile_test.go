@@ -20,20 +20,35 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // second shows that window bounds are floored to whole seconds.
 var goldenTS = time.Date(2025, 11, 24, 16, 0, 0, 500_000_000, time.UTC)
 
-var goldenCases = []struct{ name, expr string }{
-	{"error_rate", `count_over_time(events{status="error"}[5m]) > 10`},
-	{"call_count", `count_over_time(events[1h]) > 1000`},
-	{"token_usage", `sum_over_time(total_tokens[1d]) > 100000`},
-	{"cost_threshold", `sum_over_time(cost[1d]) > 100`},
-	{"latency_p95", `p95(latency_ms[5m]) > 5000`},
-	{"latency_p95_by_tenant", `max by (tenant_id) (p95(latency_ms[5m])) > 5000`},
-	{"p95_and_p99_share_one_sort", `max by (tenant_id) (p95(latency_ms[5m])) > 5000 or max by (tenant_id) (p99(latency_ms[5m])) > 8000 or max by (tenant_id) (p95(latency_ms{status="ok"}[5m]))`},
-	{"error_ratio_by_tenant", `sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m])) > 0.05`},
-	{"latency_scoped_to_tenant", `avg_over_time(latency_ms{tenant_id="acme", app_code!="batch"}[5m]) > 2000`},
-	{"regex_matchers", `count_over_time(events{model=~"gpt-4.*|o1", provider!~"azure|"}[10m]) > 0`},
-	{"week_over_week", `sum_over_time(cost[1d]) / sum_over_time(cost[1d] offset 1w) > 1.5`},
-	{"absent_and_present", `absent_over_time(events{app_code="checkout"}[15m]) or present_over_time(events{app_code="search"}[15m])`},
-	{"every_aggregate_by_app", `sum by (app_code, model) (rate(events[5m]) + increase(total_tokens[5m]) + min_over_time(latency_ms[5m]) + stddev_over_time(latency_ms[5m]) + quantile_over_time(0.5, cost[5m]))`},
+// goldenCases compile against the table EventsDDL creates, unless cols
+// gives other column types.
+var goldenCases = []struct {
+	name, expr string
+	cols       func() Columns
+}{
+	{"error_rate", `count_over_time(events{status="error"}[5m]) > 10`, nil},
+	{"call_count", `count_over_time(events[1h]) > 1000`, nil},
+	{"token_usage", `sum_over_time(total_tokens[1d]) > 100000`, nil},
+	{"cost_threshold", `sum_over_time(cost[1d]) > 100`, nil},
+	{"latency_p95", `p95(latency_ms[5m]) > 5000`, nil},
+	{"latency_p95_by_tenant", `max by (tenant_id) (p95(latency_ms[5m])) > 5000`, nil},
+	{"p95_and_p99_share_one_sort", `max by (tenant_id) (p95(latency_ms[5m])) > 5000 or max by (tenant_id) (p99(latency_ms[5m])) > 8000 or max by (tenant_id) (p95(latency_ms{status="ok"}[5m]))`, nil},
+	{"error_ratio_by_tenant", `sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m])) > 0.05`, nil},
+	{"latency_scoped_to_tenant", `avg_over_time(latency_ms{tenant_id="acme", app_code!="batch"}[5m]) > 2000`, nil},
+	{"regex_matchers", `count_over_time(events{model=~"gpt-4.*|o1", provider!~"azure|"}[10m]) > 0`, nil},
+	{"week_over_week", `sum_over_time(cost[1d]) / sum_over_time(cost[1d] offset 1w) > 1.5`, nil},
+	{"absent_and_present", `absent_over_time(events{app_code="checkout"}[15m]) or present_over_time(events{app_code="search"}[15m])`, nil},
+	{"every_aggregate_by_app", `sum by (app_code, model) (rate(events[5m]) + increase(total_tokens[5m]) + min_over_time(latency_ms[5m]) + stddev_over_time(latency_ms[5m]) + quantile_over_time(0.5, cost[5m]))`, nil},
+	// A user's table: a Nullable label reads NULL as "", NaN costs are
+	// skipped, Int64 tokens are summed as Float64.
+	{"nullable_labels_nan_costs_int64_tokens", `sum by (tenant_id) (sum_over_time(cost{status="ok"}[1h])) > 10 or max by (tenant_id) (sum_over_time(total_tokens[1h]))`, func() Columns {
+		c := EventsColumns(dsl.DefaultSchema())
+		c["tenant_id"], c["status"], c["cost"] = "LowCardinality(Nullable(String))", "Nullable(String)", "Nullable(Float64)"
+		c["input_tokens"], c["output_tokens"] = "Int64", "UInt64"
+		return c
+	}},
+	// Unknown types (no ReadColumns): every guard.
+	{"unknown_column_types", `max by (tenant_id) (p95(latency_ms{status="error"}[5m]))`, func() Columns { return nil }},
 }
 
 func TestCompileMatchesGoldenFiles(t *testing.T) {
@@ -43,7 +58,11 @@ func TestCompileMatchesGoldenFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := renderGolden(tc.expr, Compile(CompileOptions{Table: "ai_call_events"}, goldenTS, e.Leaves), e.Leaves)
+			cols := EventsColumns(dsl.DefaultSchema())
+			if tc.cols != nil {
+				cols = tc.cols()
+			}
+			got := renderGolden(tc.expr, Compile(CompileOptions{Table: "ai_call_events", Columns: cols}, goldenTS, e.Leaves), e.Leaves)
 			path := filepath.Join("testdata", tc.name+".golden")
 			if *update {
 				if err := os.MkdirAll("testdata", 0o755); err != nil {

@@ -698,7 +698,7 @@ var diffPinned = []string{
 	`count_over_time(events[56y])`,
 	`sum by (tenant_id) (sum_over_time(latency_ms[100y]))`,
 	`count_over_time(events[1h] offset 4294967296s)`,
-	`count_over_time(events[200y] offset 100y)`,
+	`count_over_time(events[100y] offset 100y)`,
 }
 
 // diffRangeFuncs are the range functions the generator writes: whether

@@ -123,7 +123,8 @@ type IncrementalStats struct {
 type grid struct {
 	mu      sync.Mutex
 	by      []string
-	width   int64 // bucket width, seconds
+	columns Columns // the source's Options.Columns
+	width   int64   // bucket width, seconds
 	slots   map[string]int
 	cols    []gridColumn
 	buckets map[int64]*gridBucket
@@ -203,13 +204,13 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) bool {
 	return ts.Unix()%int64(b/time.Second) == 0
 }
 
-func (p *partials) grid(by []string) *grid {
+func (p *partials) grid(by []string, columns Columns) *grid {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := strings.Join(by, ",")
 	g, ok := p.grids[k]
 	if !ok {
-		g = &grid{by: by, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
+		g = &grid{by: by, columns: columns, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
 			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][3]int{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
@@ -280,9 +281,9 @@ func (g *grid) slotsFor(l *dsl.Leaf) (count, sum, agg int) {
 		return sl[0], sl[1], sl[2]
 	}
 	defer func() { g.leafSlots[key] = [3]int{count, sum, agg} }()
-	cond := condition(l.Selector.Matchers)
+	cond := g.columns.leafCondition(l)
 	count, sum, agg = g.slot(colCount, aggregate("count", "", "", cond), cond, -1), -1, -1
-	value := valueExpr(l.Selector.Columns)
+	value := g.columns.Value(l.Selector.Columns)
 	if l.Selector.Field != dsl.EventsSelector {
 		switch l.Agg {
 		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease, dsl.AggAvg:
@@ -447,7 +448,13 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []bucketRange, slots []int, ts, now time.Time, finalUpTo int64) (string, error) {
 	sort.Ints(slots)
 	st := g.statement(s, rs, slots)
-	got, err := g.query(ctx, s, st, len(slots))
+	buckets := 0
+	for _, r := range rs {
+		buckets += int(r.hi - r.lo + 1)
+	}
+	// A row per group and bucket: the limit is the statement's groups in
+	// every bucket read.
+	got, err := g.query(ctx, s, st, len(slots), (len(slots)*s.opts.MaxGroups)*buckets)
 	if err != nil {
 		return st.SQL, err
 	}
@@ -528,8 +535,8 @@ func (cs *coldState) subtract(b *gridBucket, il *incLeaf) {
 // the events of buckets first … k0: its extreme left the window.
 func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf, cs *coldState) (string, error) {
 	l := il.l
-	cond := condition(l.Selector.Matchers)
-	value := valueExpr(l.Selector.Columns)
+	cond := s.opts.Columns.leafCondition(l)
+	value := s.opts.Columns.Value(l.Selector.Columns)
 	fn := map[dsl.Agg]string{dsl.AggMin: "min", dsl.AggMax: "max"}[l.Agg]
 	cols := []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(l.Agg, quoteIdent(s.opts.Schema.Time), value, cond)}
 	var sql strings.Builder
@@ -537,7 +544,7 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	sql.WriteString("SELECT")
 	sep := "\n    "
 	for _, b := range g.by {
-		sql.WriteString(sep + quoteIdent(b))
+		sql.WriteString(sep + s.opts.Columns.Label(b))
 		sep = ",\n    "
 	}
 	for _, c := range cols {
@@ -555,29 +562,22 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	if len(g.by) > 0 {
 		q := make([]string, len(g.by))
 		for i, b := range g.by {
-			q[i] = quoteIdent(b)
+			q[i] = s.opts.Columns.Label(b)
 		}
 		sql.WriteString("\nGROUP BY " + strings.Join(q, ", "))
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
-	defer cancel()
-	rows, err := s.opts.Conn.Query(ctx, sql.String(), args...)
-	if err != nil {
-		return sql.String(), err
-	}
-	defer rows.Close()
 	groups := map[string]*coldGroup{}
 	values, nums := make([]string, len(g.by)), make([]float64, 3)
-	dest := scanDest(values, nums)
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return sql.String(), fmt.Errorf("scan: %w", err)
-		}
+	maxRows := 0
+	if len(g.by) > 0 {
+		maxRows = s.opts.MaxGroups
+	}
+	err := s.scan(ctx, sql.String(), args, maxRows, scanDest(values, nums), func() {
 		if nums[0] > 0 {
 			groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), count: nums[0], agg: nums[1], at: int64(nums[2])}
 		}
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return sql.String(), err
 	}
 	cs.groups, cs.from = groups, il.first-1
@@ -677,7 +677,7 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	sql.WriteString("SELECT")
 	sep := "\n    "
 	for _, l := range g.by {
-		sql.WriteString(sep + quoteIdent(l))
+		sql.WriteString(sep + s.opts.Columns.Label(l))
 		sep = ",\n    "
 	}
 	tcol := quoteIdent(s.opts.Schema.Time)
@@ -737,7 +737,7 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	}
 	group := make([]string, 0, len(g.by)+1)
 	for _, l := range g.by {
-		group = append(group, quoteIdent(l))
+		group = append(group, s.opts.Columns.Label(l))
 	}
 	group = append(group, "intDiv(toUInt64(toUInt32("+tcol+")) + ?, ?)")
 	args = append(args, g.width-1, g.width)
@@ -770,24 +770,13 @@ type bucketRow struct {
 }
 
 // query runs a bucket read of n slots and returns its rows.
-func (g *grid) query(ctx context.Context, s *Source, st Statement, n int) ([]bucketRow, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
-	defer cancel()
-	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+func (g *grid) query(ctx context.Context, s *Source, st Statement, n, maxRows int) ([]bucketRow, error) {
 	var got []bucketRow
 	groupValues, values := make([]string, len(st.By)), make([]float64, 1+n)
-	dest := scanDest(groupValues, values)
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("scan: %w", err)
-		}
+	err := s.scan(ctx, st.SQL, st.Args, maxRows, scanDest(groupValues, values), func() {
 		got = append(got, bucketRow{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
-	}
-	return got, rows.Err()
+	})
+	return got, err
 }
 
 // store puts a complete read of slots over the bucket ranges rs into the

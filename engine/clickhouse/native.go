@@ -24,9 +24,19 @@ var _ Conn = (*NativeConn)(nil)
 // (clickhouse://user:password@host:9000/database?dial_timeout=5s) and
 // checks that it answers.
 func Open(ctx context.Context, dsn string) (*NativeConn, error) {
+	return OpenPool(ctx, dsn, 0)
+}
+
+// OpenPool is Open with at most maxConns connections (0: clickhouse-go's
+// default, 10): a pool of its own for work that must not take the
+// connections of another, such as ad-hoc queries beside the rules.
+func OpenPool(ctx context.Context, dsn string, maxConns int) (*NativeConn, error) {
 	opts, err := chgo.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse clickhouse dsn: %w", err)
+	}
+	if maxConns > 0 {
+		opts.MaxOpenConns, opts.MaxIdleConns = maxConns, min(opts.MaxIdleConns, maxConns)
 	}
 	if opts.Protocol != chgo.Native {
 		return nil, fmt.Errorf("clickhouse dsn: only the native protocol (clickhouse://) is supported")

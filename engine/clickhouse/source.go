@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,8 +49,20 @@ type Options struct {
 	Table string
 	// Schema maps the table's columns; the zero value means dsl.DefaultSchema().
 	Schema dsl.Schema
-	// QueryTimeout bounds each query (default 30s).
+	// QueryTimeout bounds each query (default 30s), in callwatch and in
+	// ClickHouse (max_execution_time), so a query nobody waits for any more
+	// does not keep running on the server.
 	QueryTimeout time.Duration
+	// Columns are the events table's column types (see Columns and
+	// ReadColumns); nil guards every column against NULL, NaN and
+	// wrap-around.
+	Columns Columns
+	// MaxGroups, when positive, bounds the groups one leaf may return:
+	// ClickHouse stops a GROUP BY soon after it (max_rows_to_group_by)
+	// instead of after reading every group, and the error says which
+	// limit to raise. The engine's own check (QuerierOptions.MaxSeries)
+	// then names the leaf.
+	MaxGroups int
 	// Incremental, when not nil, computes decomposable leaves from
 	// per-bucket partial aggregates kept between evaluations (see
 	// Incremental); nil computes every leaf with a full query.
@@ -118,7 +133,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				full, fullIdx = append(full, l), append(fullIdx, i)
 				continue
 			}
-			g := s.inc.grid(l.By)
+			g := s.inc.grid(l.By, s.opts.Columns)
 			if _, ok := byGrid[g]; !ok {
 				grids = append(grids, g)
 			}
@@ -152,7 +167,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				}
 			}
 		}
-		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Seed: s.inc != nil}, ts, full)
+		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Columns: s.opts.Columns, Seed: s.inc != nil}, ts, full)
 		for _, st := range stmts {
 			res.Statements = append(res.Statements, st.SQL)
 			if err := s.run(ctx, st, full, vectors, raw); err != nil {
@@ -180,7 +195,12 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			}
 		}
 	}
-	for _, v := range res.Vectors {
+	for i, v := range res.Vectors {
+		if s.opts.MaxGroups > 0 && len(v) > s.opts.MaxGroups {
+			// The incremental path reads groups per bucket, whose limit in
+			// ClickHouse is looser; the merged window is checked here.
+			return res, fmt.Errorf("compute %s: %w", leaves[i].Func, s.queryError(tooManyGroups{len(v)}))
+		}
 		sort.Slice(v, func(i, j int) bool { return labels.Compare(v[i].Labels, v[j].Labels) < 0 })
 	}
 	return res, nil
@@ -193,14 +213,6 @@ type rawFunc func(li int, values []string, count, sum, agg, at float64)
 
 // run executes one statement and appends its leaves' samples to vectors.
 func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample, raw rawFunc) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
-	defer cancel()
-	rows, err := s.opts.Conn.Query(ctx, st.SQL, st.Args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-
 	groupValues := make([]string, len(st.By))
 	values := make([]float64, st.Width)
 	dest := make([]any, st.Width)
@@ -214,10 +226,11 @@ func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vect
 	// absentSeen records, per absent_over_time leaf, whether any group had
 	// an event; such a leaf has a sample only when none had.
 	absentSeen := make([]bool, len(st.Leaves))
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
+	maxRows := 0
+	if len(st.By) > 0 {
+		maxRows = len(st.Leaves) * s.opts.MaxGroups
+	}
+	err := s.scan(ctx, st.SQL, st.Args, maxRows, dest, func() {
 		for j, li := range st.Leaves {
 			l, cols := leaves[li], st.Columns[j]
 			count := values[cols.Count]
@@ -254,8 +267,8 @@ func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vect
 				Value:  l.Value(count, sum, agg),
 			})
 		}
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	for j, li := range st.Leaves {
@@ -273,3 +286,82 @@ func leafNames(st Statement, leaves []*dsl.Leaf) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// scan runs one query of the source and calls row after each row is
+// scanned into dest. It is the one place where the source's queries meet
+// ClickHouse: each runs under QueryTimeout, and with ClickHouse's own guards
+// (see settings); a GROUP BY that outgrows maxRows groups fails with
+// ErrTooManyGroups.
+func (s *Source) scan(ctx context.Context, sql string, args []any, maxRows int, dest []any, row func()) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	if s.opts.MaxGroups <= 0 {
+		maxRows = 0
+	}
+	rows, err := s.opts.Conn.Query(ctx, sql+s.settings(maxRows), args...)
+	if err != nil {
+		return s.queryError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		row()
+	}
+	return s.queryError(rows.Err())
+}
+
+// settings is the SETTINGS clause of a query (ClickHouse 18.16 and current
+// releases accept it after GROUP BY): max_execution_time ends the query in
+// the server when callwatch stops waiting; max_rows_to_group_by, when
+// maxRows is positive, throws once a GROUP BY holds more than maxRows
+// groups, before it has read them all. The values are integers computed
+// here, never user text.
+func (s *Source) settings(maxRows int) string {
+	secs := int64(math.Ceil(s.opts.QueryTimeout.Seconds()))
+	out := "\nSETTINGS max_execution_time = " + strconv.FormatInt(max(secs, 1), 10)
+	if maxRows > 0 {
+		out += ", max_rows_to_group_by = " + strconv.Itoa(maxRows+1) + ", group_by_overflow_mode = 'throw'"
+	}
+	return out
+}
+
+// ErrTooManyGroups is returned when a query would return more groups than
+// Options.MaxGroups allows.
+var ErrTooManyGroups = errors.New("too many groups")
+
+// tooManyGroups is the error of a merged window with n groups.
+type tooManyGroups struct{ n int }
+
+func (e tooManyGroups) Error() string { return fmt.Sprintf("%d groups", e.n) }
+
+// queryError explains ClickHouse's refusals in terms of callwatch's
+// configuration.
+func (s *Source) queryError(err error) error {
+	var many tooManyGroups
+	var netErr net.Error
+	switch {
+	case errors.As(err, &many):
+		return fmt.Errorf("%w: a range function returns %d groups, more than limits.max_series_per_rule (%d); group by fewer labels or narrow the selector",
+			ErrTooManyGroups, many.n, s.opts.MaxGroups)
+	case errors.As(err, &netErr) && netErr.Timeout() && !errors.Is(err, context.DeadlineExceeded):
+		// clickhouse-go turns the context's deadline into its
+		// connection's read deadline, which may fire first.
+		return fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
+	}
+	switch ErrorCode(err) {
+	case codeTooManyRows:
+		return fmt.Errorf("%w: a range function returns more than limits.max_series_per_rule (%d) groups; group by fewer labels or narrow the selector (%v)",
+			ErrTooManyGroups, s.opts.MaxGroups, err)
+	case codeTimeoutExceeded:
+		return fmt.Errorf("the query ran longer than its timeout (%s): %w", s.opts.QueryTimeout, context.DeadlineExceeded)
+	}
+	return err
+}
+
+// ClickHouse error codes the source explains.
+const (
+	codeTooManyRows     = 158
+	codeTimeoutExceeded = 159
+)

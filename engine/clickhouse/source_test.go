@@ -540,7 +540,8 @@ func TestEvalLeavesReportsFailuresWithTheStatement(t *testing.T) {
 		Conn: ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
 			return nil, context.DeadlineExceeded
 		}),
-		Table: "events",
+		Table:   "events",
+		Columns: EventsColumns(dsl.DefaultSchema()),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -99,6 +99,16 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 		if !matches(ev, l.Selector.Matchers, matchIdx) {
 			continue
 		}
+		v := 0.0
+		for _, c := range l.Selector.Columns {
+			v += ev.Nums[c]
+		}
+		// A non-finite value (NaN, ±Inf) of a field is skipped, as in
+		// ClickHouse (isFinite): one bad row must not make a maximum NaN
+		// and silence the rule.
+		if l.Selector.Field != dsl.EventsSelector && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			continue
+		}
 		values := make([]string, len(byIdx))
 		for i, bi := range byIdx {
 			values[i] = ev.Labels[bi]
@@ -109,10 +119,6 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 			g = &group{values: values, min: math.Inf(1), max: math.Inf(-1)}
 			groups[key] = g
 			order = append(order, key)
-		}
-		v := 0.0
-		for _, c := range l.Selector.Columns {
-			v += ev.Nums[c]
 		}
 		g.count++
 		g.sum += v
