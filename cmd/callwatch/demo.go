@@ -67,7 +67,7 @@ func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	conn, err := clickhouse.Open(ctx, cfg.ClickHouse.DSN)
 	if err != nil {
-		return err
+		return config.RedactDSNError(cfg.ClickHouse.DSN, err)
 	}
 	defer conn.Close()
 	return runDemoTraffic(ctx, conn, cfg, demoOptions{Rate: *rate, Seed: *seed, Backfill: *backfill}, logger)

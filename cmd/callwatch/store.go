@@ -17,12 +17,17 @@ type store interface {
 }
 
 // openStore connects to the configured ClickHouse: embedded (chDB) when
-// clickhouse.embedded.path is set, else the server named by the DSN. The
-// embedded store creates the events table when it is missing.
+// clickhouse.embedded.path is set, else the server named by the DSN (whose
+// secrets connection errors do not show). The embedded store creates the
+// events table when it is missing.
 func openStore(ctx context.Context, cfg *config.Config) (store, error) {
 	emb := cfg.ClickHouse.Embedded
 	if emb.Path == "" {
-		return clickhouse.Open(ctx, cfg.ClickHouse.DSN)
+		conn, err := clickhouse.Open(ctx, cfg.ClickHouse.DSN)
+		if err != nil {
+			return nil, config.RedactDSNError(cfg.ClickHouse.DSN, err)
+		}
+		return conn, nil
 	}
 	conn, err := chdb.Open(ctx, chdb.Options{Path: emb.Path, Library: emb.Library})
 	if errors.Is(err, chdb.ErrNoLibrary) {
@@ -52,7 +57,7 @@ func openQueryStore(ctx context.Context, cfg *config.Config, rules store) (click
 	}
 	conn, err := clickhouse.OpenPool(ctx, cfg.ClickHouse.DSN, cfg.Limits.MaxConcurrentQueries)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, config.RedactDSNError(cfg.ClickHouse.DSN, err)
 	}
 	return conn, func() { conn.Close() }, nil
 }
