@@ -37,8 +37,10 @@ func escaper(f Format) func(string) string {
 //     markdown does not read an underscore there);
 //   - ] when [ or : follows, or ( after blanks, or at the end: no link,
 //     image or link definition ([HIGH] stays as it is);
-//   - # and > at the start of a line: no heading or quote; a line of only
-//     = or - is no heading underline;
+//   - # and > at the start of a line, or after list and quote markers
+//     ("- # h" is a heading in a list item): no heading or quote; a line of
+//     only = or - is no heading underline. A carriage return alone ends a
+//     line too, as markdown reads it;
 //   - @ after anything but a letter or digit, in DingTalk, where @mobile and
 //     @userid in the text are mentions (an e-mail address stays as it is).
 func escapeMarkdown(s string, at bool) string {
@@ -48,6 +50,7 @@ func escapeMarkdown(s string, at bool) string {
 	rs := []rune(s)
 	var b strings.Builder
 	lineStart := true // only blanks so far on this line
+	var block blockStart
 	for i, c := range rs {
 		var prev, next rune
 		if i > 0 {
@@ -56,12 +59,13 @@ func escapeMarkdown(s string, at bool) string {
 		if i+1 < len(rs) {
 			next = rs[i+1]
 		}
-		first := lineStart
-		if c == '\n' {
+		first, blockFirst := lineStart, block.at()
+		if c == '\n' || c == '\r' {
 			lineStart = true
 		} else if c != ' ' && c != '\t' {
 			lineStart = false
 		}
+		block.next(c)
 		esc := false
 		switch c {
 		case '<', '&', '*', '`', '~', '\\', '|':
@@ -71,7 +75,7 @@ func escapeMarkdown(s string, at bool) string {
 		case ']':
 			esc = next == 0 || next == '[' || next == ':' || nextNonBlank(rs, i+1) == '('
 		case '#', '>':
-			esc = first
+			esc = blockFirst
 		case '=', '-':
 			esc = first && onlyRune(rs[i:], c)
 		case '@':
@@ -86,6 +90,46 @@ func escapeMarkdown(s string, at bool) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// blockStart follows a line of markdown from its start and tells whether
+// only blanks and block markers have come so far: list markers (-, +, *,
+// 1. or 1) followed by a blank) and quote markers (>). A heading or a quote
+// can start there.
+type blockStart struct {
+	// not is set once the line holds something else.
+	not bool
+	// pending is the marker being read: 0 none, 'm' a bullet, 'd' digits,
+	// 'p' digits and their . or ), the last three awaiting a blank.
+	pending rune
+}
+
+// at reports whether a heading or a quote may start at the next rune.
+func (s *blockStart) at() bool { return !s.not && s.pending == 0 }
+
+// next reads c, the next rune of the line.
+func (s *blockStart) next(c rune) {
+	switch {
+	case c == '\n' || c == '\r':
+		*s = blockStart{}
+	case s.not:
+	case c == ' ' || c == '\t':
+		switch s.pending {
+		case 'm', 'p':
+			s.pending = 0
+		case 'd':
+			s.not = true
+		}
+	case (c == '-' || c == '+' || c == '*') && s.pending == 0:
+		s.pending = 'm'
+	case c == '>' && s.pending == 0:
+	case c >= '0' && c <= '9' && (s.pending == 0 || s.pending == 'd'):
+		s.pending = 'd'
+	case (c == '.' || c == ')') && s.pending == 'd':
+		s.pending = 'p'
+	default:
+		s.not = true
+	}
 }
 
 // escapeSlack writes s for Slack's mrkdwn: &, < and > as the entities Slack
@@ -144,7 +188,7 @@ func nextNonBlank(rs []rune, i int) rune {
 func onlyRune(rs []rune, c rune) bool {
 	for _, r := range rs {
 		switch r {
-		case '\n':
+		case '\n', '\r':
 			return true
 		case c, ' ', '\t':
 		default:

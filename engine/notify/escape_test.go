@@ -201,3 +201,29 @@ func walk(v reflect.Value, path string, f func(path, field, s string)) {
 		}
 	}
 }
+
+// TestEscapersBlockStarts covers the places a heading or a quote can start
+// besides the first column: after a carriage return alone (markdown reads
+// \r as a line ending, as marked and CommonMark do) and after list or quote
+// markers (CommonMark's "- # h" is a heading inside a list item).
+func TestEscapersBlockStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"a carriage return starts a line", "ok\r# URGENT\r> quote\r===\r---\rx", "ok\r&#35; URGENT\r&#62; quote\r&#61;==\r&#45;--\rx"},
+		{"a heading after a list marker", "- # URGENT\n+ # b\n1. # c\n12) # d", "- &#35; URGENT\n+ &#35; b\n1. &#35; c\n12) &#35; d"},
+		{"a quote after a list marker", "- > q\n  1. > r", "- &#62; q\n  1. &#62; r"},
+		{"a heading inside a quote", "> # h", "&#62; &#35; h"},
+		{"no marker without a blank after it", "-# a\n1.# b\nv1. # c\na - # d", "-# a\n1.# b\nv1. # c\na - # d"},
+	} {
+		for name, f := range map[string]Format{"WeCom": FormatMarkdown, "DingTalk": FormatDingTalk, "Feishu": FormatFeishu} {
+			t.Run(tc.name+" in "+name, func(t *testing.T) {
+				if got := escaper(f)(tc.in); got != tc.want {
+					t.Errorf("escaped %q\n got %q\nwant %q", tc.in, got, tc.want)
+				}
+			})
+		}
+	}
+}
