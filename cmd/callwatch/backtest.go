@@ -70,7 +70,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(files) == 0 {
 		files = ruleGlobs(*configFile, cfg)
 	}
-	specs, err := engine.LoadFiles(files, engine.LoadOptions{Schema: cfg.Schema.DSL()})
+	specs, err := engine.LoadFiles(files, engine.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()})
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,8 @@ func TestQuery(t *testing.T) {
 }
 
 // TestOneLimitCheckForRulesQueriesAndChecks: the configured max_window
-// bounds `callwatch query` and `check rules` as it bounds serve's rules.
+// bounds `callwatch query`, `check rules` and `backtest` as it bounds
+// serve's rules.
 func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "callwatch.yaml")
@@ -87,6 +88,13 @@ func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 	if code := run(context.Background(), []string{"query", "--config.file", cfg, "--events", eventsFile, "count_over_time(events[2d])"}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), "more than the configured maximum") {
 		t.Errorf("query of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"backtest", "--config.file", cfg, "--events", eventsFile,
+		"--from", "2025-11-24T16:00:00Z", "--to", "2025-11-24T16:10:00Z", rules}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "more than the configured maximum") {
+		t.Errorf("backtest of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	out.Reset()
 	errOut.Reset()
