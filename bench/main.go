@@ -159,7 +159,11 @@ type report struct {
 	coldFullAll, steadyFullAll []timing
 	coldDecAll, steadyDecAll   []timing
 	requeries                  int
-	decRules                   int
+	// valueCounts are the value counts the incremental path holds for
+	// exact quantiles after the steady evaluations; quantileLeaves the
+	// quantile leaves it computed from them.
+	valueCounts, quantileLeaves int
+	decRules                    int
 
 	scrapeP50, scrapeP99 time.Duration
 	plainP50, plainP99   time.Duration // without gzip
@@ -280,6 +284,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		coldRead   work
 	)
 	inc := &clickhouse.Incremental{Now: func() time.Time { return clock }}
+	var incSrc *clickhouse.Source
 	decSpecs := decomposable(specs)
 	for _, g := range decSpecs {
 		rep.decRules += len(g.Rules)
@@ -308,6 +313,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		coldRead = coldRead.add(probe(ctx, conn).sub(before))
 		rep.coldAll = append(rep.coldAll, t)
 		rep.requeries = src.IncrementalStats().Requeries
+		incSrc = src
 
 		if fullGroups, _, err = newGroups(conn, specs, metrics, nil); err != nil {
 			return err
@@ -357,6 +363,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	rep.work["steady"] = steadyRead.div(o.reps)
 	rep.rssEval = peakRSS()
+	st := incSrc.IncrementalStats()
+	rep.valueCounts, rep.quantileLeaves = st.ValueCounts, st.QuantileLeaves
 
 	// 5. The exporter's /metrics, wired as serve wires it.
 	if err := scrape(ctx, conn, reg, groups, o, rep, log); err != nil {
@@ -955,6 +963,9 @@ func percentile(ds []time.Duration, phi float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
+// valueCountSize is the size of a dsl.ValueCount (two float64s).
+const valueCountSize = 16
+
 // write prints the table and writes the JSON file.
 func (r *report) write(o options) error {
 	hand, cold, steady := medianTiming(r.handAll), medianTiming(r.coldAll), medianTiming(r.steadyAll)
@@ -972,6 +983,7 @@ func (r *report) write(o options) error {
 		{"scrape_p50_seconds", r.scrapeP50.Seconds(), "seconds"},
 		{"scrape_p99_seconds", r.scrapeP99.Seconds(), "seconds"},
 		{"rss_bytes", float64(r.rss), "bytes"},
+		{"value_count_bytes", float64(r.valueCounts * valueCountSize), "bytes"},
 		{"test_rules_seconds", r.testRules.Seconds(), "seconds"},
 	}
 	if !o.naive {
@@ -1008,6 +1020,8 @@ func (r *report) write(o options) error {
 		"scrape_p50_seconds": fmt.Sprintf("%d series, %d bytes, %.1f ms CPU per scrape (handler and client); exporter update: first (%s of events) %.2f s, next %.3f s",
 			r.series, r.scrapeBytes, r.scrapeCPU*1e3, o.exporterAge, r.exporterFirst.Seconds(), r.exporterNext.Seconds()),
 		"scrape_p99_seconds": fmt.Sprintf("%d scrapes with gzip; without gzip p50 %.4f s, p99 %.4f s (%d scrapes)", o.scrapes, r.plainP50.Seconds(), r.plainP99.Seconds(), max(o.scrapes/4, 1)),
+		"value_count_bytes": fmt.Sprintf("%d value counts of %d B kept for the exact quantiles of the incremental path (%d quantile leaves computed from them)",
+			r.valueCounts, valueCountSize, r.quantileLeaves),
 		"rss_bytes":          fmt.Sprintf("VmHWM after the callwatch parts (%.1f MiB; %.1f MiB after the rule evaluations, before the exporter)", float64(r.rss)/(1<<20), float64(r.rssEval)/(1<<20)),
 		"test_rules_seconds": map[bool]string{true: "passed", false: "FAILED"}[r.testOK],
 	}

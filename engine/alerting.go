@@ -114,6 +114,8 @@ type EvalRecord struct {
 	Held       map[string]int `json:"held,omitempty"`
 	Err        string         `json:"error,omitempty"`
 	Statements []string       `json:"statements,omitempty"`
+	// Paths say how each leaf was computed: full or incremental, and why.
+	Paths []LeafPath `json:"paths,omitempty"`
 }
 
 // ruleState is what alerting and recording rules share: health and the
@@ -262,7 +264,7 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 			res.NoData = false // judged per group
 		}
 	}
-	rec := EvalRecord{Time: env.ts, Statements: res.Statements, NoData: err == nil && res.NoData, Held: held}
+	rec := EvalRecord{Time: env.ts, Statements: res.Statements, Paths: res.Paths, NoData: err == nil && res.NoData, Held: held}
 	defer func() {
 		rec.Duration = time.Since(start)
 		r.record(rec, err)

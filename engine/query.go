@@ -30,6 +30,18 @@ type LeafResult struct {
 	// Statements are the queries that ran (SQL for ClickHouse), for
 	// debugging; empty for the memory evaluator.
 	Statements []string
+	// Paths say, per leaf (in the order of the request) when the source
+	// has a choice, how it was computed and why; nil when it has none.
+	Paths []LeafPath
+}
+
+// LeafPath says how a leaf was computed: Path is "full" (one query over
+// the window) or "incremental" (partial aggregates per bucket, value counts
+// for quantiles), and Reason why, when the other path was possible.
+type LeafPath struct {
+	Leaf   string `json:"leaf"`
+	Path   string `json:"path"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // LeafSource computes the pooled range functions (leaves) of expressions at
@@ -53,6 +65,8 @@ type Result struct {
 	IsScalar bool
 	// Statements are the backend queries that ran.
 	Statements []string
+	// Paths say how each leaf was computed (see LeafResult.Paths).
+	Paths []LeafPath
 	// NoData is true when the expression has leaves and none of them
 	// matched any event: there was nothing to judge.
 	NoData bool
@@ -151,7 +165,7 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 	if res.Err != nil {
 		return Result{Statements: lr.Statements}, res.Err
 	}
-	out := Result{Statements: lr.Statements, NoData: noData}
+	out := Result{Statements: lr.Statements, Paths: lr.Paths, NoData: noData}
 	switch v := res.Value.(type) {
 	case promql.Vector:
 		out.Vector = make([]Sample, 0, len(v))
@@ -278,6 +292,12 @@ func (q *Querier) Batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) Qu
 				return LeafResult{Statements: lr.Statements}, batchErr
 			}
 			out.Vectors[i] = lr.Vectors[j]
+			if lr.Paths != nil {
+				if out.Paths == nil {
+					out.Paths = make([]LeafPath, len(ls))
+				}
+				out.Paths[i] = lr.Paths[j]
+			}
 		}
 		out.Statements = lr.Statements
 		if len(missing) > 0 {
@@ -287,6 +307,12 @@ func (q *Querier) Batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) Qu
 			}
 			for k, i := range missingAt {
 				out.Vectors[i] = more.Vectors[k]
+				if more.Paths != nil {
+					if out.Paths == nil {
+						out.Paths = make([]LeafPath, len(ls))
+					}
+					out.Paths[i] = more.Paths[k]
+				}
 			}
 			out.Statements = append(out.Statements, more.Statements...)
 		}

@@ -40,7 +40,7 @@ func (r *RecordingRule) Samples() ([]Sample, time.Time) {
 func (r *RecordingRule) eval(ctx context.Context, env evalEnv) error {
 	start := time.Now()
 	res, err := env.query(ctx, r.spec.Expr, env.queryTS, env.series)
-	rec := EvalRecord{Time: env.ts, Statements: res.Statements, NoData: res.NoData}
+	rec := EvalRecord{Time: env.ts, Statements: res.Statements, Paths: res.Paths, NoData: res.NoData}
 	defer func() {
 		rec.Duration = time.Since(start)
 		r.record(rec, err)

@@ -53,14 +53,21 @@ type Statement struct {
 }
 
 // LeafColumns locate one leaf's aggregates in a result row, as 0-based
-// column indexes. Count (the number of the leaf's events in the group) is
-// always computed; Sum and Agg (the leaf's Primitive aggregate) are -1 when
-// the leaf does not need them.
+// column indexes: the columns of each of its partial states
+// (dsl.Leaf.Partials, computed as fullPartials says). Count, the number
+// of the leaf's events in the group, is always among them.
 type LeafColumns struct {
-	Count, Sum, Agg int
+	Count    int
+	Partials []PartialColumns
 	// Time is the column of the time of a min or max leaf's extreme, with
 	// CompileOptions.Seed; else -1.
 	Time int
+}
+
+// PartialColumns are the columns of one partial state.
+type PartialColumns struct {
+	Partial dsl.Partial
+	Cols    []int
 }
 
 // Compile turns the leaves, evaluated at ts, into SQL statements: one GROUP
@@ -143,47 +150,105 @@ func (b *builder) add(i int, l *dsl.Leaf) {
 		b.condIndex[cond.key()] = true
 		b.conds = append(b.conds, cond)
 	}
-	cols := LeafColumns{Count: b.column(aggregate("count", "", "", cond)), Sum: -1, Agg: -1, Time: -1}
 	value := b.cols.Value(l.Selector.Columns)
-	if l.Selector.Field != dsl.EventsSelector {
-		switch l.Agg {
-		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease:
-			cols.Sum = b.column(aggregate("sum", "", value, cond))
-		case dsl.AggAvg:
-			if b.seed {
-				cols.Sum = b.column(aggregate("sum", "", value, cond))
-			}
-		case dsl.AggMin, dsl.AggMax:
-			if b.seed {
-				cols.Time = b.column(extremeTime(l.Agg, b.tcol, value, cond))
-			}
+	cols := LeafColumns{Count: -1, Time: -1}
+	for _, p := range l.Partials() {
+		pc := PartialColumns{Partial: p}
+		for _, f := range fullPartials[p].columns(l, value, cond) {
+			pc.Cols = append(pc.Cols, b.column(f))
 		}
-	}
-	switch l.Primitive() {
-	case dsl.AggAvg:
-		cols.Agg = b.column(aggregate("avg", "", value, cond))
-	case dsl.AggMin:
-		cols.Agg = b.column(aggregate("min", "", value, cond))
-	case dsl.AggMax:
-		cols.Agg = b.column(aggregate("max", "", value, cond))
-	case dsl.AggQuantile:
-		// quantileExact is the baseline's definition: the sorted values'
-		// element at index floor(φ·n), clamped to n−1. φ is an aggregate
-		// function parameter, which must be a literal: clickhouse-go binds a
-		// float64 as cast(φ, 'Float64'), which ClickHouse rejects there, so
-		// φ is formatted here. It is a float64 checked by dsl (0 ≤ φ ≤ 1),
-		// never user text.
-		phi := strconv.FormatFloat(l.Quantile, 'g', -1, 64)
-		f := aggregate("quantileExact", phi, value, cond)
-		f.qvalue, f.qcond, f.phi = value, fragment0{sql: cond.sql, args: cond.args}, phi
-		cols.Agg = b.column(f)
-	case dsl.AggStddev:
-		// Population standard deviation, computed with the numerically
-		// stable (Welford) algorithm, like the memory evaluator.
-		cols.Agg = b.column(aggregate("stddevPopStable", "", value, cond))
+		if p == dsl.PartialCount {
+			cols.Count = pc.Cols[0]
+		}
+		cols.Partials = append(cols.Partials, pc)
+		if b.seed && (p == dsl.PartialMin || p == dsl.PartialMax) {
+			cols.Time = b.column(extremeTime(p, b.tcol, value, cond))
+		}
 	}
 	b.stmt.Leaves = append(b.stmt.Leaves, i)
 	b.stmt.Columns = append(b.stmt.Columns, cols)
+}
+
+// fullPartial is how the full query computes a partial state: its
+// aggregate columns over the leaf's value under its condition, and how
+// their values fill a group's state (whose Count is filled first).
+type fullPartial struct {
+	columns func(l *dsl.Leaf, value string, cond fragment) []fragment
+	fill    func(st *dsl.State, vals []float64)
+}
+
+// fullPartials are the full query's partial states, one entry per
+// dsl.Partial (checkPartials). A quantile is not kept as value counts here:
+// quantileExact computes the leaf's own order statistic, which stands for
+// the distribution as the one value the leaf reads.
+var fullPartials = map[dsl.Partial]fullPartial{
+	dsl.PartialCount: {
+		func(_ *dsl.Leaf, _ string, cond fragment) []fragment {
+			return []fragment{aggregate("count", "", "", cond)}
+		},
+		func(st *dsl.State, v []float64) { st.Count = v[0] },
+	},
+	dsl.PartialSum: {
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("sum", "", value, cond)}
+		},
+		func(st *dsl.State, v []float64) { st.Sum = v[0] },
+	},
+	dsl.PartialMoments: {
+		// varPopStable is the numerically stable (Welford) variance, like
+		// the memory evaluator's; M2 = n · variance.
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("avg", "", value, cond), aggregate("varPopStable", "", value, cond)}
+		},
+		func(st *dsl.State, v []float64) { st.Mean, st.M2 = v[0], v[1]*st.Count },
+	},
+	dsl.PartialMin: {
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("min", "", value, cond)}
+		},
+		func(st *dsl.State, v []float64) { st.Min = v[0] },
+	},
+	dsl.PartialMax: {
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("max", "", value, cond)}
+		},
+		func(st *dsl.State, v []float64) { st.Max = v[0] },
+	},
+	dsl.PartialValues: {
+		// quantileExact is the baseline's definition: the sorted values'
+		// element at index floor(φ·n), clamped to n−1. φ is an aggregate
+		// function parameter, which must be a literal: clickhouse-go binds
+		// a float64 as cast(φ, 'Float64'), which ClickHouse rejects there,
+		// so φ is formatted here. It is a float64 checked by dsl
+		// (0 ≤ φ ≤ 1), never user text.
+		func(l *dsl.Leaf, value string, cond fragment) []fragment {
+			phi := strconv.FormatFloat(l.Quantile, 'g', -1, 64)
+			f := aggregate("quantileExact", phi, value, cond)
+			f.qvalue, f.qcond, f.phi = value, fragment0{sql: cond.sql, args: cond.args}, phi
+			return []fragment{f}
+		},
+		func(st *dsl.State, v []float64) { st.Values = []dsl.ValueCount{{Value: v[0], Count: st.Count}} },
+	},
+}
+
+// checkPartials reports a partial state that a backend's table lacks.
+func checkPartials[T any](backend string, table map[dsl.Partial]T) error {
+	return dsl.CheckBackend(backend, func(p dsl.Partial) bool {
+		_, ok := table[p]
+		return ok
+	})
+}
+
+// fill sets a group's state from a result row's values.
+func (c LeafColumns) fill(st *dsl.State, row []float64) {
+	vals := make([]float64, 0, 2)
+	for _, pc := range c.Partials {
+		vals = vals[:0]
+		for _, col := range pc.Cols {
+			vals = append(vals, row[col])
+		}
+		fullPartials[pc.Partial].fill(st, vals)
+	}
 }
 
 // column adds an aggregate column unless an identical one exists, and
@@ -289,9 +354,9 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 
 // extremeTime is the time (unix seconds) of an event holding the minimum
 // (or maximum) value under cond: argMinIf(toUInt32(t), value, cond).
-func extremeTime(agg dsl.Agg, tcol, value string, cond fragment) fragment {
+func extremeTime(p dsl.Partial, tcol, value string, cond fragment) fragment {
 	fn := "argMax"
-	if agg == dsl.AggMin {
+	if p == dsl.PartialMin {
 		fn = "argMin"
 	}
 	args := "toUInt32(" + tcol + "), " + value

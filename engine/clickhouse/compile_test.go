@@ -91,7 +91,10 @@ func renderGolden(expr string, stmts []Statement, leaves []*dsl.Leaf) string {
 		fmt.Fprintf(&b, "\n-- statement %d computes", i)
 		for j, li := range st.Leaves {
 			c := st.Columns[j]
-			fmt.Fprintf(&b, "\n--   %s %s(%s) count=col%d sum=col%d agg=col%d", leaves[li].Name, leaves[li].Func, leaves[li].Selector.Field, c.Count, c.Sum, c.Agg)
+			fmt.Fprintf(&b, "\n--   %s %s(%s)", leaves[li].Name, leaves[li].Func, leaves[li].Selector.Field)
+			for _, pc := range c.Partials {
+				fmt.Fprintf(&b, " %s=col%v", strings.ReplaceAll(pc.Partial.String(), " ", "_"), pc.Cols)
+			}
 		}
 		fmt.Fprintf(&b, "\n%s\n-- args:", st.SQL)
 		for _, a := range st.Args {

@@ -121,7 +121,11 @@ func checkCompile(t *testing.T, input string) {
 		for j, li := range st.Leaves {
 			seen[li]++
 			c := st.Columns[j]
-			for _, col := range []int{c.Count, c.Sum, c.Agg} {
+			cols := []int{c.Count, c.Time}
+			for _, pc := range c.Partials {
+				cols = append(cols, pc.Cols...)
+			}
+			for _, col := range cols {
 				if col != -1 && (col < len(st.By) || col >= st.Width) {
 					t.Fatalf("expression %q: leaf %d has column %d outside %d..%d", input, li, col, len(st.By), st.Width-1)
 				}
@@ -156,7 +160,7 @@ var sqlKeywords = map[string]bool{
 	"toDateTime": true, "toFloat64": true, "match": true, "ifNull": true, "isFinite": true,
 	"count": true, "countIf": true, "sum": true, "sumIf": true, "avg": true, "avgIf": true,
 	"min": true, "minIf": true, "max": true, "maxIf": true, "quantileExact": true, "quantileExactIf": true, "quantilesExact": true, "quantilesExactIf": true, "arrayElement": true,
-	"stddevPopStable": true, "stddevPopStableIf": true,
+	"stddevPopStable": true, "stddevPopStableIf": true, "varPopStable": true, "varPopStableIf": true,
 }
 
 // sqlIdentifiers are the names compiled SQL may quote: the schema's columns

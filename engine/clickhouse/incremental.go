@@ -46,6 +46,10 @@ type Incremental struct {
 	// MaxBuckets bounds the buckets of one window: longer windows take the
 	// full path (default 10080, a week of minutes).
 	MaxBuckets int
+	// MaxDistinctValues bounds the distinct values of a field that a
+	// quantile keeps per group as value counts (default 50000): a field
+	// with more (a floating-point cost) takes the full path.
+	MaxDistinctValues int
 	// Now is the clock that decides which buckets are final (default
 	// time.Now).
 	Now func() time.Time
@@ -75,6 +79,9 @@ func (o *Incremental) setDefaults() {
 	if o.MaxBuckets <= 0 {
 		o.MaxBuckets = 10080
 	}
+	if o.MaxDistinctValues <= 0 {
+		o.MaxDistinctValues = 50000
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -93,13 +100,65 @@ const (
 	colSum
 	colMin
 	colMax
+	colMean
+	colM2
 )
+
+// bucketPartial is how the incremental path keeps a partial state per
+// bucket and group: as slots (one float each) of the kinds listed,
+// computed by the bucket read's aggregates, read into a state and written
+// back from one (blocks of buckets).
+type bucketPartial struct {
+	kinds   []colKind
+	columns func(value string, cond fragment) []fragment
+	fill    func(st *dsl.State, v []float64)
+	put     func(st *dsl.State, v []float64)
+}
+
+// bucketPartials are the partial states the incremental path keeps in
+// buckets; dsl.PartialValues is kept apart, as value counts (see
+// quantiles.go). checkIncremental checks that together they cover every
+// aggregate.
+var bucketPartials = map[dsl.Partial]bucketPartial{
+	dsl.PartialCount: {[]colKind{colCount},
+		func(_ string, cond fragment) []fragment { return []fragment{aggregate("count", "", "", cond)} },
+		func(st *dsl.State, v []float64) { st.Count = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Count }},
+	dsl.PartialSum: {[]colKind{colSum},
+		func(value string, cond fragment) []fragment { return []fragment{aggregate("sum", "", value, cond)} },
+		func(st *dsl.State, v []float64) { st.Sum = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Sum }},
+	dsl.PartialMoments: {[]colKind{colMean, colM2},
+		func(value string, cond fragment) []fragment {
+			return []fragment{aggregate("avg", "", value, cond), aggregate("varPopStable", "", value, cond)}
+		},
+		// The bucket read gives the variance; the slot keeps M2 = n·var.
+		func(st *dsl.State, v []float64) { st.Mean, st.M2 = v[0], v[1] },
+		func(st *dsl.State, v []float64) { v[0], v[1] = st.Mean, st.M2 }},
+	dsl.PartialMin: {[]colKind{colMin},
+		func(value string, cond fragment) []fragment { return []fragment{aggregate("min", "", value, cond)} },
+		func(st *dsl.State, v []float64) { st.Min = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Min }},
+	dsl.PartialMax: {[]colKind{colMax},
+		func(value string, cond fragment) []fragment { return []fragment{aggregate("max", "", value, cond)} },
+		func(st *dsl.State, v []float64) { st.Max = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Max }},
+}
+
+// checkIncremental reports an aggregate the incremental path cannot
+// compute: every partial is kept in buckets or as value counts.
+func checkIncremental() error {
+	return dsl.CheckBackend("the incremental path", func(p dsl.Partial) bool {
+		_, ok := bucketPartials[p]
+		return ok || p == dsl.PartialValues
+	})
+}
 
 // partials keeps the per-bucket partial aggregates of every grouping.
 type partials struct {
 	opts  Incremental
 	mu    sync.Mutex
 	grids map[string]*grid
+	// families are the value counts of quantile leaves, by vcKey;
+	// overflow the families over the distinct-value budget.
+	families map[string]*vcFamily
+	overflow map[string]vcOverflow
 	// stats, for tests and the benchmark.
 	statsMu sync.Mutex
 	stats   IncrementalStats
@@ -116,6 +175,10 @@ type IncrementalStats struct {
 	// Requeries count the reads of a min or max whose extreme left the
 	// window of its cold state.
 	Requeries int
+	// QuantileLeaves counts the quantile leaves computed from value
+	// counts; ValueQueries and ValueRows the reads of value counts and
+	// the rows they returned; ValueCounts the value counts held now.
+	QuantileLeaves, ValueQueries, ValueRows, ValueCounts int
 }
 
 // grid holds the partial aggregates of one grouping (By) and bucket width:
@@ -139,7 +202,7 @@ type grid struct {
 	// cold holds the cold states of leaves, by leaf key.
 	cold map[string]*coldState
 	// leafSlots remembers the slots of each leaf key.
-	leafSlots map[string][3]int
+	leafSlots map[string][]leafSlots
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -185,23 +248,27 @@ func (b *gridBucket) grow(n int) {
 
 func newPartials(opts Incremental) *partials {
 	opts.setDefaults()
-	return &partials{opts: opts, grids: map[string]*grid{}}
+	return &partials{opts: opts, grids: map[string]*grid{}, families: map[string]*vcFamily{}, overflow: map[string]vcOverflow{}}
 }
 
-// eligible reports whether l at ts can be computed from partial aggregates.
-func (p *partials) eligible(ts time.Time, l *dsl.Leaf) bool {
-	switch l.Primitive() {
-	case dsl.AggQuantile, dsl.AggStddev:
-		return false
+// eligible returns why l at ts cannot be computed from partial aggregates
+// (or value counts), or "" when it can.
+func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
+	for _, part := range l.Partials() {
+		if _, ok := bucketPartials[part]; !ok && part != dsl.PartialValues {
+			return "the incremental path does not keep " + part.String()
+		}
 	}
 	b := p.opts.Bucket
-	if ts.Nanosecond() != 0 || l.Range <= 0 || l.Range%b != 0 || l.Offset%b != 0 {
-		return false
+	switch {
+	case l.Range%b != 0 || l.Offset%b != 0:
+		return fmt.Sprintf("the window or offset is not a multiple of clickhouse.incremental.bucket (%s)", b)
+	case int(l.Range/b) > p.opts.MaxBuckets:
+		return fmt.Sprintf("the window has more than %d buckets", p.opts.MaxBuckets)
+	case ts.Nanosecond() != 0 || ts.Unix()%int64(b/time.Second) != 0:
+		return fmt.Sprintf("the evaluation time is not on a bucket edge (the interval is not a multiple of %s)", b)
 	}
-	if int(l.Range/b) > p.opts.MaxBuckets {
-		return false
-	}
-	return ts.Unix()%int64(b/time.Second) == 0
+	return ""
 }
 
 func (p *partials) grid(by []string, columns Columns) *grid {
@@ -211,7 +278,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, columns: columns, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][3]int{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][]leafSlots{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -231,17 +298,69 @@ func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
 
 // incLeaf is a leaf on the incremental path with its slots and buckets.
 type incLeaf struct {
-	i                 int // index into the leaves of the call
-	l                 *dsl.Leaf
-	key               string
-	count, sum, agg   int   // slots; -1 when not needed
+	i   int // index into the leaves of the call
+	l   *dsl.Leaf
+	key string
+	// parts are the slots of each partial state of the leaf
+	// (dsl.Leaf.Partials); count is the slot of its count.
+	parts             []leafSlots
+	count             int
 	first, lastBucket int64 // the window's buckets
 	cold              *coldState
 	requery           bool // min/max: the cold part's extreme left the window
 }
 
+// leafSlots are the slots of one partial state of a leaf.
+type leafSlots struct {
+	p     dsl.Partial
+	slots []int
+}
+
 // extreme reports whether the leaf is a min or max over time.
-func (il *incLeaf) extreme() bool { return il.agg >= 0 }
+func (il *incLeaf) extreme() bool {
+	return slices.ContainsFunc(il.parts, func(ls leafSlots) bool { return ls.p == dsl.PartialMin || ls.p == dsl.PartialMax })
+}
+
+// allSlots returns every slot of the leaf.
+func (il *incLeaf) allSlots() []int {
+	var out []int
+	for _, ls := range il.parts {
+		out = append(out, ls.slots...)
+	}
+	return out
+}
+
+// state reads the leaf's partial states from a bucket group's slots.
+func (il *incLeaf) state(v []float64) dsl.State {
+	var st dsl.State
+	for _, ls := range il.parts {
+		vals := make([]float64, len(ls.slots))
+		for i, sl := range ls.slots {
+			vals[i] = v[sl]
+		}
+		bucketPartials[ls.p].fill(&st, vals)
+	}
+	if st.Count > 0 {
+		st.M2 *= st.Count // the slot holds the variance as read
+	}
+	return st
+}
+
+// put writes the leaf's partial states into a bucket group's slots.
+func (il *incLeaf) put(st *dsl.State, v []float64) {
+	for _, ls := range il.parts {
+		vals := make([]float64, len(ls.slots))
+		bucketPartials[ls.p].put(st, vals)
+		for i, sl := range ls.slots {
+			v[sl] = vals[i]
+		}
+	}
+	for _, ls := range il.parts {
+		if ls.p == dsl.PartialMoments && st.Count > 0 {
+			v[ls.slots[1]] = st.M2 / st.Count // back to a variance, as read
+		}
+	}
+}
 
 // coldState carries a leaf's full result forward: the first evaluation of
 // a long window is one full query (fused with the full path's other leaves
@@ -257,14 +376,14 @@ type coldState struct {
 	groups   map[string]*coldGroup
 }
 
-// coldGroup is one group of a cold state: count, sum and the extreme
-// (with its time, unix seconds) of the events in (from, k0]. stale marks
-// an extreme whose time is not in (from, k0].
+// coldGroup is one group of a cold state: the partial states of the
+// events in (from, k0], and the time of the extreme (unix seconds) of a min
+// or max. stale marks an extreme whose time is not in (from, k0].
 type coldGroup struct {
-	values          []string
-	count, sum, agg float64
-	at              int64
-	stale           bool
+	values []string
+	st     dsl.State
+	at     int64
+	stale  bool
 }
 
 // seedLeaf collects the full result of a leaf that starts a cold state.
@@ -275,26 +394,28 @@ type seedLeaf struct {
 }
 
 // slotsFor registers a leaf's slots in g, once per leaf key.
-func (g *grid) slotsFor(l *dsl.Leaf) (count, sum, agg int) {
+func (g *grid) slotsFor(l *dsl.Leaf) (parts []leafSlots, count int) {
 	key := l.Key()
-	if sl, ok := g.leafSlots[key]; ok {
-		return sl[0], sl[1], sl[2]
+	if ls, ok := g.leafSlots[key]; ok {
+		return ls, ls[0].slots[0]
 	}
-	defer func() { g.leafSlots[key] = [3]int{count, sum, agg} }()
 	cond := g.columns.leafCondition(l)
-	count, sum, agg = g.slot(colCount, aggregate("count", "", "", cond), cond, -1), -1, -1
 	value := g.columns.Value(l.Selector.Columns)
-	if l.Selector.Field != dsl.EventsSelector {
-		switch l.Agg {
-		case dsl.AggSum, dsl.AggRate, dsl.AggIncrease, dsl.AggAvg:
-			sum = g.slot(colSum, aggregate("sum", "", value, cond), cond, -1)
-		case dsl.AggMin:
-			agg = g.slot(colMin, aggregate("min", "", value, cond), cond, count)
-		case dsl.AggMax:
-			agg = g.slot(colMax, aggregate("max", "", value, cond), cond, count)
+	countSlot := -1
+	for _, p := range l.Partials() {
+		bp := bucketPartials[p]
+		ls := leafSlots{p: p}
+		for k, f := range bp.columns(value, cond) {
+			sl := g.slot(bp.kinds[k], f, cond, countSlot)
+			if p == dsl.PartialCount {
+				countSlot = sl
+			}
+			ls.slots = append(ls.slots, sl)
 		}
+		parts = append(parts, ls)
 	}
-	return count, sum, agg
+	g.leafSlots[key] = parts
+	return parts, countSlot
 }
 
 // eval computes leaves (all eligible, all of grid g) at ts into vectors,
@@ -315,13 +436,11 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 	for _, i := range idx {
 		l := leaves[i]
 		il := incLeaf{i: i, l: l, key: l.Key()}
-		il.count, il.sum, il.agg = g.slotsFor(l)
+		il.parts, il.count = g.slotsFor(l)
 		from, to := l.Window(ts)
 		il.first, il.lastBucket = floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
-		for _, sl := range []int{il.count, il.sum, il.agg} {
-			if sl >= 0 {
-				g.used[sl] = ts.Unix()
-			}
+		for _, sl := range il.allSlots() {
+			g.used[sl] = ts.Unix()
 		}
 		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
 		g.last = max(g.last, ts.Unix()/w)
@@ -338,10 +457,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		}
 		var mine []slotRange
 		missing := 0
-		for _, sl := range []int{il.count, il.sum, il.agg} {
-			if sl < 0 {
-				continue
-			}
+		for _, sl := range il.allSlots() {
 			for _, r := range g.missing(sl, histFirst, il.lastBucket, ts, now, p.opts.Reuse) {
 				missing += int(r.hi - r.lo + 1)
 				mine = append(mine, r)
@@ -361,10 +477,8 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 				}
 			} else if il.first-1 > cs.from {
 				// The buckets leaving the window, to take off.
-				for _, sl := range []int{il.count, il.sum} {
-					if sl >= 0 {
-						mine = append(mine, g.missing(sl, cs.from+1, il.first-1, ts, now, p.opts.Reuse)...)
-					}
+				for _, sl := range il.allSlots() {
+					mine = append(mine, g.missing(sl, cs.from+1, il.first-1, ts, now, p.opts.Reuse)...)
 				}
 			}
 		}
@@ -511,21 +625,23 @@ func (g *grid) takeOff(il *incLeaf, cs *coldState) {
 	cs.from = il.first - 1
 }
 
-// subtract takes bucket b's counts and sums of the leaf's slots off the
-// cold state. A group the cold state lacks landed after the full read,
-// beyond the late window, and is skipped.
+// subtract takes bucket b's partial states of the leaf off the cold
+// state (extremes stay: they are read again when they leave). A group the
+// cold state lacks landed after the full read, beyond the late window, and
+// is skipped.
 func (cs *coldState) subtract(b *gridBucket, il *incLeaf) {
+	if b == nil {
+		return
+	}
+	ps := il.l.Partials()
 	for key, gr := range b.groups {
-		c := gr.v[il.count]
 		cg := cs.groups[key]
-		if c == 0 || cg == nil {
+		if gr.v[il.count] == 0 || cg == nil {
 			continue
 		}
-		cg.count -= c
-		if il.sum >= 0 {
-			cg.sum -= gr.v[il.sum]
-		}
-		if cg.count <= 0 {
+		bst := il.state(gr.v)
+		cg.st.Remove(&bst, ps)
+		if cg.st.Count <= 0 {
 			delete(cs.groups, key)
 		}
 	}
@@ -537,8 +653,11 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	l := il.l
 	cond := s.opts.Columns.leafCondition(l)
 	value := s.opts.Columns.Value(l.Selector.Columns)
-	fn := map[dsl.Agg]string{dsl.AggMin: "min", dsl.AggMax: "max"}[l.Agg]
-	cols := []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(l.Agg, quoteIdent(s.opts.Schema.Time), value, cond)}
+	part, fn := dsl.PartialMax, "max"
+	if l.Agg == dsl.AggMin {
+		part, fn = dsl.PartialMin, "min"
+	}
+	cols := []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(part, quoteIdent(s.opts.Schema.Time), value, cond)}
 	var sql strings.Builder
 	var args []any
 	sql.WriteString("SELECT")
@@ -572,10 +691,11 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	if len(g.by) > 0 {
 		maxRows = s.opts.MaxGroups
 	}
-	err := s.scan(ctx, sql.String(), args, maxRows, scanDest(values, nums), func() {
+	err := s.scan(ctx, sql.String(), args, maxRows, scanDest(values, nums), func() error {
 		if nums[0] > 0 {
-			groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), count: nums[0], agg: nums[1], at: int64(nums[2])}
+			groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), st: dsl.State{Count: nums[0], Min: nums[1], Max: nums[1]}, at: int64(nums[2])}
 		}
+		return nil
 	})
 	if err != nil {
 		return sql.String(), err
@@ -607,7 +727,7 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 	for _, sd := range sds {
 		from, to := sd.l.Window(ts)
 		il := incLeaf{l: sd.l, key: sd.l.Key(), first: floorDiv(from.Unix(), w) + 1, lastBucket: floorDiv(to.Unix(), w)}
-		il.count, il.sum, il.agg = g.slotsFor(sd.l)
+		il.parts, il.count = g.slotsFor(sd.l)
 		k0 := min(finalUpTo, il.lastBucket)
 		if k0 < il.first {
 			continue // nothing final in the window: the buckets will do
@@ -615,8 +735,8 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 		todo = append(todo, seeded{il, &coldState{from: il.first - 1, k0: k0, groups: sd.groups}})
 		if k0 < il.lastBucket {
 			ranges = append(ranges, bucketRange{k0 + 1, il.lastBucket})
-			for _, sl := range []int{il.count, il.sum, il.agg} {
-				if sl >= 0 && !slices.Contains(slots, sl) {
+			for _, sl := range il.allSlots() {
+				if !slices.Contains(slots, sl) {
 					slots = append(slots, sl)
 				}
 			}
@@ -773,8 +893,9 @@ type bucketRow struct {
 func (g *grid) query(ctx context.Context, s *Source, st Statement, n, maxRows int) ([]bucketRow, error) {
 	var got []bucketRow
 	groupValues, values := make([]string, len(st.By)), make([]float64, 1+n)
-	err := s.scan(ctx, st.SQL, st.Args, maxRows, scanDest(groupValues, values), func() {
+	err := s.scan(ctx, st.SQL, st.Args, maxRows, scanDest(groupValues, values), func() error {
 		got = append(got, bucketRow{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
+		return nil
 	})
 	return got, err
 }
@@ -831,39 +952,28 @@ func (g *grid) store(got []bucketRow, rs []bucketRange, slots []int, readTs int6
 const blockSize = 60
 
 // merge folds the buckets of a leaf's window into its samples, taking whole
-// blocks of final buckets where the window covers them.
+// blocks of final buckets where the window covers them: each group's
+// partial states are merged (dsl.State.Merge) and finished by the leaf's
+// aggregate.
 func (g *grid) merge(il incLeaf) []engine.Sample {
 	type acc struct {
-		values          []string
-		count, sum, agg float64
+		values []string
+		st     dsl.State
 	}
+	ps := il.l.Partials()
 	groups := map[string]*acc{}
 	fold := func(b *gridBucket) {
 		for key, gr := range b.groups {
-			c := gr.v[il.count]
-			if c == 0 {
+			if gr.v[il.count] == 0 {
 				continue
 			}
 			a := groups[key]
 			if a == nil {
 				a = &acc{values: gr.values}
 				groups[key] = a
-				if il.agg >= 0 {
-					a.agg = gr.v[il.agg]
-				}
 			}
-			a.count += c
-			if il.sum >= 0 {
-				a.sum += gr.v[il.sum]
-			}
-			if il.agg >= 0 {
-				switch g.cols[il.agg].kind {
-				case colMin:
-					a.agg = min(a.agg, gr.v[il.agg])
-				case colMax:
-					a.agg = max(a.agg, gr.v[il.agg])
-				}
-			}
+			bst := il.state(gr.v)
+			a.st.Merge(&bst, ps)
 		}
 	}
 	start := il.first
@@ -871,16 +981,15 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 		// The cold part first: buckets up to k0 are in it.
 		start = cs.k0 + 1
 		for key, cg := range cs.groups {
-			if cg.count <= 0 {
+			if cg.st.Count <= 0 {
 				continue
 			}
 			a := groups[key]
 			if a == nil {
-				a = &acc{values: cg.values, agg: cg.agg}
+				a = &acc{values: cg.values}
 				groups[key] = a
 			}
-			a.count += cg.count
-			a.sum += cg.sum
+			a.st.Merge(&cg.st, ps)
 		}
 	}
 	for k := start; k <= il.lastBucket; {
@@ -905,11 +1014,7 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 	}
 	out := make([]engine.Sample, 0, len(groups))
 	for _, a := range groups {
-		agg := a.agg
-		if l.Agg == dsl.AggAvg {
-			agg = a.sum / a.count
-		}
-		out = append(out, engine.Sample{Labels: l.GroupLabels(a.values), Value: l.Value(a.count, a.sum, agg)})
+		out = append(out, engine.Sample{Labels: l.GroupLabels(a.values), Value: l.Finish(&a.st)})
 	}
 	return out
 }
@@ -918,12 +1023,7 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 // leaf's slots folded, building them when every bucket of the block is
 // final for them; nil when one is not.
 func (g *grid) block(q int64, il incLeaf) *gridBucket {
-	slots := []int{il.count}
-	for _, sl := range []int{il.sum, il.agg} {
-		if sl >= 0 {
-			slots = append(slots, sl)
-		}
-	}
+	slots := il.allSlots()
 	n := len(g.cols)
 	blk := g.blocks[q]
 	if blk != nil {
@@ -953,39 +1053,31 @@ func (g *grid) block(q int64, il incLeaf) *gridBucket {
 		blk.grow(n)
 		g.blocks[q] = blk
 	}
-	for _, gr := range blk.groups {
-		for _, sl := range slots {
-			gr.v[sl] = 0
-		}
-	}
+	ps := il.l.Partials()
+	states := map[string]*dsl.State{}
 	for k := first; k < first+blockSize; k++ {
 		for key, gr := range g.buckets[k].groups {
-			c := gr.v[il.count]
-			if c == 0 {
+			if gr.v[il.count] == 0 {
 				continue
 			}
-			bg := blk.groups[key]
-			if bg == nil {
-				bg = &gridGroup{values: gr.values, v: make([]float64, n)}
-				blk.groups[key] = bg
-			}
-			prev := bg.v[il.count]
-			bg.v[il.count] += c
-			if il.sum >= 0 {
-				bg.v[il.sum] += gr.v[il.sum]
-			}
-			if il.agg >= 0 {
-				v := gr.v[il.agg]
-				switch {
-				case prev == 0:
-					bg.v[il.agg] = v
-				case g.cols[il.agg].kind == colMin:
-					bg.v[il.agg] = min(bg.v[il.agg], v)
-				default:
-					bg.v[il.agg] = max(bg.v[il.agg], v)
+			st := states[key]
+			if st == nil {
+				st = &dsl.State{}
+				states[key] = st
+				if blk.groups[key] == nil {
+					blk.groups[key] = &gridGroup{values: gr.values, v: make([]float64, n)}
 				}
 			}
+			bst := il.state(gr.v)
+			st.Merge(&bst, ps)
 		}
+	}
+	for key, bg := range blk.groups {
+		st := states[key]
+		if st == nil {
+			st = &dsl.State{}
+		}
+		il.put(st, bg.v)
 	}
 	for _, sl := range slots {
 		blk.final[sl] = true

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,15 @@ func runIncremental(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// tight keeps at most 4 distinct values of a field per group: most
+	// quantile families go over it and take the full path, some stay.
+	tight, err := New(Options{Conn: conn, Table: "events", Schema: schema, Incremental: &Incremental{
+		Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overflowed := 0
 	mem := memory.New(schema)
 
 	// The leaves of the generated expressions, deduplicated.
@@ -142,6 +152,18 @@ func runIncremental(t *testing.T, seed uint64) {
 					t.Fatalf("seed %d, step %d at %s (now %s): leaf %s differs: %s\nSQL:\n%s", seed, n, ts.Format(time.RFC3339Nano), now.Format(time.RFC3339), leafString(l), p, c.Statements)
 				}
 			}
+			c, cerr = tight.EvalLeaves(context.Background(), ts, part)
+			if cerr != nil {
+				t.Fatalf("seed %d, step %d: with a tight distinct-value budget: %v", seed, n, cerr)
+			}
+			for i, l := range part {
+				if p := compareVectors(leafExact(l), m.Vectors[i], c.Vectors[i]); p != "" {
+					t.Fatalf("seed %d, step %d at %s: leaf %s differs with a tight distinct-value budget (path %+v): %s", seed, n, ts.Format(time.RFC3339Nano), leafString(l), c.Paths[i], p)
+				}
+				if strings.Contains(c.Paths[i].Reason, "max_distinct_values (4)") {
+					overflowed++
+				}
+			}
 		}
 		after := inc.IncrementalStats()
 		if n > 0 && n < 40 {
@@ -149,8 +171,11 @@ func runIncremental(t *testing.T, seed uint64) {
 		}
 	}
 	st := inc.IncrementalStats()
-	if st.Leaves == 0 || st.FullLeaves == 0 || st.Requeries == 0 {
-		t.Errorf("want leaves on both paths, got %+v", st)
+	if st.Leaves == 0 || st.FullLeaves == 0 || st.Requeries == 0 || st.QuantileLeaves == 0 {
+		t.Errorf("want leaves on both paths, quantiles from value counts, got %+v", st)
+	}
+	if ts := tight.IncrementalStats(); overflowed == 0 || ts.QuantileLeaves == 0 {
+		t.Errorf("a budget of 4 distinct values should send some quantiles to the full path and keep others: %d overflowed, %+v", overflowed, ts)
 	}
 	// A 30s step re-reads the late window and the new buckets of each
 	// grouping, nothing older: at most (late+step)/bucket + 2 per grouping
@@ -163,8 +188,8 @@ func runIncremental(t *testing.T, seed uint64) {
 			t.Errorf("step %d read %d buckets, more than %d (%d groupings): steady steps must read only new and late buckets", k+1, r, limit, grids)
 		}
 	}
-	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings)",
-		seed, len(data.events), len(leaves), len(steps), st.Leaves, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids)
+	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d quantiles from value counts (%d reads, %d rows), %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings); %d quantiles over a budget of 4",
+		seed, len(data.events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
 }
 
 // TestIncrementalLateRows pins the late-arrival contract: a row that lands

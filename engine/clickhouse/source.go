@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -96,6 +97,12 @@ func New(opts Options) (*Source, error) {
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 30 * time.Second
 	}
+	if err := checkPartials("the ClickHouse full query", fullPartials); err != nil {
+		return nil, err
+	}
+	if err := checkIncremental(); err != nil {
+		return nil, err
+	}
 	s := &Source{opts: opts}
 	if opts.Incremental != nil {
 		s.inc = newPartials(*opts.Incremental)
@@ -109,9 +116,12 @@ func (s *Source) IncrementalStats() IncrementalStats {
 	if s.inc == nil {
 		return IncrementalStats{}
 	}
+	n := s.inc.valueCounts()
 	s.inc.statsMu.Lock()
 	defer s.inc.statsMu.Unlock()
-	return s.inc.stats
+	st := s.inc.stats
+	st.ValueCounts = n
+	return st
 }
 
 // EvalLeaves computes the leaves at ts. Each statement runs with its own
@@ -126,13 +136,25 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 	seeds := map[int]*seedLeaf{}
 	if s.inc != nil {
 		full = nil
+		res.Paths = make([]engine.LeafPath, len(leaves))
+		toFull := func(i int, reason string) {
+			full, fullIdx = append(full, leaves[i]), append(fullIdx, i)
+			res.Paths[i] = engine.LeafPath{Leaf: leafText(leaves[i]), Path: "full", Reason: reason}
+		}
 		byGrid := map[*grid][]int{}
 		var grids []*grid
+		var quantiles []int
 		for i, l := range leaves {
-			if !s.inc.eligible(ts, l) {
-				full, fullIdx = append(full, l), append(fullIdx, i)
+			if reason := s.inc.eligible(ts, l); reason != "" {
+				toFull(i, reason)
 				continue
 			}
+			if slices.Contains(l.Partials(), dsl.PartialValues) {
+				quantiles = append(quantiles, i)
+				res.Paths[i] = engine.LeafPath{Leaf: leafText(l), Path: "incremental", Reason: "value counts per bucket"}
+				continue
+			}
+			res.Paths[i] = engine.LeafPath{Leaf: leafText(l), Path: "incremental", Reason: "partial aggregates per bucket"}
 			g := s.inc.grid(l.By, s.opts.Columns)
 			if _, ok := byGrid[g]; !ok {
 				grids = append(grids, g)
@@ -147,7 +169,19 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			}
 			for _, i := range deferred {
 				seeds[len(full)] = &seedLeaf{g: g, l: leaves[i], groups: map[string]*coldGroup{}}
-				full, fullIdx = append(full, leaves[i]), append(fullIdx, i)
+				toFull(i, "first evaluation of the window: one full query, whose result then slides")
+			}
+		}
+		if len(quantiles) > 0 {
+			stmts, deferred, err := s.inc.quantiles(ctx, s, ts, leaves, quantiles, res.Vectors)
+			res.Statements = append(res.Statements, stmts...)
+			if err != nil {
+				return res, err
+			}
+			for _, i := range quantiles { // in order, for stable statements
+				if reason, ok := deferred[i]; ok {
+					toFull(i, reason)
+				}
 			}
 		}
 		s.inc.statsMu.Lock()
@@ -161,9 +195,9 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		}
 		var raw rawFunc
 		if len(seeds) > 0 {
-			raw = func(li int, values []string, count, sum, agg, at float64) {
+			raw = func(li int, values []string, st *dsl.State, at float64) {
 				if sd := seeds[li]; sd != nil {
-					sd.groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), count: count, sum: sum, agg: agg, at: int64(at)}
+					sd.groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), st: *st, at: int64(at)}
 				}
 			}
 		}
@@ -206,10 +240,10 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 	return res, nil
 }
 
-// rawFunc receives a full query's aggregates of leaf li in one group:
-// the group's label values, count, sum, the primitive aggregate and the
-// time of a min or max (unix seconds).
-type rawFunc func(li int, values []string, count, sum, agg, at float64)
+// rawFunc receives a full query's partial states of leaf li in one group:
+// the group's label values, its state and the time of a min or max (unix
+// seconds).
+type rawFunc func(li int, values []string, st *dsl.State, at float64)
 
 // run executes one statement and appends its leaves' samples to vectors.
 func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample, raw rawFunc) error {
@@ -230,43 +264,29 @@ func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vect
 	if len(st.By) > 0 {
 		maxRows = len(st.Leaves) * s.opts.MaxGroups
 	}
-	err := s.scan(ctx, st.SQL, st.Args, maxRows, dest, func() {
+	err := s.scan(ctx, st.SQL, st.Args, maxRows, dest, func() error {
 		for j, li := range st.Leaves {
 			l, cols := leaves[li], st.Columns[j]
-			count := values[cols.Count]
-			if count == 0 {
+			if values[cols.Count] == 0 {
 				// No event of this leaf in the group: PromQL has no series.
 				continue
 			}
+			var state dsl.State
+			cols.fill(&state, values)
 			if raw != nil {
-				var sum, agg, at float64
-				if cols.Sum >= 0 {
-					sum = values[cols.Sum]
-				}
-				if cols.Agg >= 0 {
-					agg = values[cols.Agg]
-				}
+				var at float64
 				if cols.Time >= 0 {
 					at = values[cols.Time]
 				}
-				raw(li, groupValues, count, sum, agg, at)
+				raw(li, groupValues, &state, at)
 			}
 			if l.Agg == dsl.AggAbsent {
 				absentSeen[j] = true
 				continue
 			}
-			var sum, agg float64
-			if cols.Sum >= 0 {
-				sum = values[cols.Sum]
-			}
-			if cols.Agg >= 0 {
-				agg = values[cols.Agg]
-			}
-			vectors[li] = append(vectors[li], engine.Sample{
-				Labels: l.GroupLabels(groupValues),
-				Value:  l.Value(count, sum, agg),
-			})
+			vectors[li] = append(vectors[li], engine.Sample{Labels: l.GroupLabels(groupValues), Value: l.Finish(&state)})
 		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -288,11 +308,11 @@ func leafNames(st Statement, leaves []*dsl.Leaf) string {
 }
 
 // scan runs one query of the source and calls row after each row is
-// scanned into dest. It is the one place where the source's queries meet
+// scanned into dest; an error from row stops the query and is returned. It is the one place where the source's queries meet
 // ClickHouse: each runs under QueryTimeout, and with ClickHouse's own guards
 // (see settings); a GROUP BY that outgrows maxRows groups fails with
 // ErrTooManyGroups.
-func (s *Source) scan(ctx context.Context, sql string, args []any, maxRows int, dest []any, row func()) error {
+func (s *Source) scan(ctx context.Context, sql string, args []any, maxRows int, dest []any, row func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
 	if s.opts.MaxGroups <= 0 {
@@ -307,7 +327,9 @@ func (s *Source) scan(ctx context.Context, sql string, args []any, maxRows int, 
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("scan: %w", err)
 		}
-		row()
+		if err := row(); err != nil {
+			return err
+		}
 	}
 	return s.queryError(rows.Err())
 }
@@ -365,3 +387,30 @@ const (
 	codeTooManyRows     = 158
 	codeTimeoutExceeded = 159
 )
+
+// leafText names a leaf in the paths of an evaluation: its function,
+// selector, window and offset.
+func leafText(l *dsl.Leaf) string {
+	var sb strings.Builder
+	sb.WriteString(l.Func + "(")
+	if l.Agg == dsl.AggQuantile && l.Func == "quantile_over_time" {
+		sb.WriteString(strconv.FormatFloat(l.Quantile, 'g', -1, 64) + ", ")
+	}
+	sb.WriteString(l.Selector.Field)
+	if len(l.Selector.Matchers) > 0 {
+		ms := make([]string, len(l.Selector.Matchers))
+		for i, m := range l.Selector.Matchers {
+			ms[i] = m.String()
+		}
+		sb.WriteString("{" + strings.Join(ms, ", ") + "}")
+	}
+	sb.WriteString("[" + model.Duration(l.Range).String() + "]")
+	if l.Offset > 0 {
+		sb.WriteString(" offset " + model.Duration(l.Offset).String())
+	}
+	sb.WriteString(")")
+	if l.Grouped {
+		sb.WriteString(" by (" + strings.Join(l.By, ", ") + ")")
+	}
+	return sb.String()
+}

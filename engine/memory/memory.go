@@ -67,15 +67,11 @@ func (s *Store) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf
 	return res, nil
 }
 
-// group accumulates the pooled values of one group.
+// group accumulates the pooled values of one group: the partial states of
+// the leaf's aggregate (dsl.Aggregate), event by event.
 type group struct {
 	values []string // By label values
-	count  float64
-	sum    float64
-	// Welford's running mean and sum of squared deviations.
-	mean, m2 float64
-	min, max float64
-	all      []float64 // kept for quantiles only
+	st     dsl.State
 }
 
 func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
@@ -94,7 +90,7 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 	for i, m := range l.Selector.Matchers {
 		matchIdx[i] = s.labelIdx[m.Name]
 	}
-	prim := l.Primitive()
+	ps := l.Partials()
 	for _, ev := range s.events[lo:hi] {
 		if !matches(ev, l.Selector.Matchers, matchIdx) {
 			continue
@@ -116,20 +112,11 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 		key := strings.Join(values, "\xff")
 		g := groups[key]
 		if g == nil {
-			g = &group{values: values, min: math.Inf(1), max: math.Inf(-1)}
+			g = &group{values: values}
 			groups[key] = g
 			order = append(order, key)
 		}
-		g.count++
-		g.sum += v
-		delta := v - g.mean
-		g.mean += delta / g.count
-		g.m2 += delta * (v - g.mean)
-		g.min = math.Min(g.min, v)
-		g.max = math.Max(g.max, v)
-		if prim == dsl.AggQuantile {
-			g.all = append(g.all, v)
-		}
+		g.st.Add(v, ps)
 	}
 	if l.Agg == dsl.AggAbsent {
 		if len(groups) > 0 {
@@ -140,20 +127,8 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 	out := make([]engine.Sample, 0, len(groups))
 	for _, key := range order {
 		g := groups[key]
-		var agg float64
-		switch prim {
-		case dsl.AggAvg:
-			agg = g.sum / g.count
-		case dsl.AggMin:
-			agg = g.min
-		case dsl.AggMax:
-			agg = g.max
-		case dsl.AggStddev:
-			agg = math.Sqrt(g.m2 / g.count)
-		case dsl.AggQuantile:
-			agg = QuantileExact(l.Quantile, g.all)
-		}
-		out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Value(g.count, g.sum, agg)})
+		g.st.Values = dsl.SortValues(g.st.Values)
+		out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Finish(&g.st)})
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
 	return out

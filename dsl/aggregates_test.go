@@ -1,0 +1,102 @@
+package dsl
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestEveryAggregateIsDescribedOnce: the table has one entry per Agg, at
+// its index, each with a finish and the count among its partials, and every
+// range function's aggregate is in it.
+func TestEveryAggregateIsDescribedOnce(t *testing.T) {
+	for i, a := range Aggregates() {
+		if int(a.Agg) != i {
+			t.Errorf("entry %d describes %s", i, a.Agg)
+		}
+		if a.Finish == nil || len(a.Partials) == 0 || a.Partials[0] != PartialCount {
+			t.Errorf("%s: a finish and the count first are required", a.Agg)
+		}
+	}
+	if len(Aggregates()) != len(aggNames) {
+		t.Errorf("%d aggregates described, %d declared", len(Aggregates()), len(aggNames))
+	}
+	if err := CheckBackend("everything", func(Partial) bool { return true }); err != nil {
+		t.Error(err)
+	}
+	if err := CheckBackend("nothing", func(p Partial) bool { return p != PartialValues }); err == nil {
+		t.Error("a backend without value counts passed the check")
+	}
+}
+
+// TestMergeAndRemoveAreInverse: merging the states of parts equals the
+// state of the whole, and removing a part leaves the state of the rest, for
+// every partial (moments within 1e-9 relative); quantiles read from value
+// counts equal the element at ⌊φ·n⌋ of the sorted values.
+func TestMergeAndRemoveAreInverse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	all := []Partial{PartialCount, PartialSum, PartialMoments, PartialMin, PartialMax, PartialValues}
+	for round := range 200 {
+		n := 1 + rng.IntN(50)
+		vals := make([]float64, n)
+		for i := range vals {
+			vals[i] = float64(rng.IntN(20)) + 1e6*float64(round%2)
+		}
+		cut := rng.IntN(n)
+		var whole, a, b State
+		for i, v := range vals {
+			whole.Add(v, all)
+			if i < cut {
+				a.Add(v, all)
+			} else {
+				b.Add(v, all)
+			}
+		}
+		whole.Values, a.Values, b.Values = SortValues(whole.Values), SortValues(a.Values), SortValues(b.Values)
+		merged := a
+		merged.Values = slices.Clone(a.Values)
+		merged.Merge(&b, all)
+		near := func(what string, x, y float64) {
+			if math.Abs(x-y) > 1e-9*math.Max(1, math.Abs(y)) {
+				t.Fatalf("round %d: %s = %v, want %v", round, what, x, y)
+			}
+		}
+		// M2 is a difference of quantities of the order of mean²·n: its
+		// error is float64's epsilon times that, not times M2.
+		nearM2 := func(what string, x, y float64, st State) {
+			if math.Abs(x-y) > 1e-9*math.Abs(y)+1e-14*st.Mean*st.Mean*st.Count {
+				t.Fatalf("round %d: %s = %v, want %v", round, what, x, y)
+			}
+		}
+		near("merged count", merged.Count, whole.Count)
+		near("merged sum", merged.Sum, whole.Sum)
+		near("merged mean", merged.Mean, whole.Mean)
+		nearM2("merged M2", merged.M2, whole.M2, whole)
+		near("merged min", merged.Min, whole.Min)
+		near("merged max", merged.Max, whole.Max)
+		if !slices.Equal(merged.Values, whole.Values) {
+			t.Fatalf("round %d: merged values %v, want %v", round, merged.Values, whole.Values)
+		}
+		rest := whole
+		rest.Values = slices.Clone(whole.Values)
+		rest.Remove(&a, all)
+		if b.Count > 0 {
+			near("rest count", rest.Count, b.Count)
+			near("rest sum", rest.Sum, b.Sum)
+			near("rest mean", rest.Mean, b.Mean)
+			nearM2("rest M2", rest.M2, b.M2, whole)
+			if !slices.Equal(rest.Values, b.Values) {
+				t.Fatalf("round %d: rest values %v, want %v", round, rest.Values, b.Values)
+			}
+		}
+		sorted := slices.Clone(vals)
+		slices.Sort(sorted)
+		for _, phi := range []float64{0, 0.5, 0.9, 0.95, 0.99, 0.999, 1} {
+			want := sorted[min(int(math.Floor(phi*float64(n))), n-1)]
+			if got := QuantileOfValues(phi, whole.Values); got != want {
+				t.Fatalf("round %d: quantile %v = %v, want %v", round, phi, got, want)
+			}
+		}
+	}
+}
