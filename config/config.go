@@ -181,11 +181,11 @@ type ClickHouse struct {
 	Embedded Embedded `yaml:"embedded"`
 }
 
-// Incremental configures incremental rule evaluation: counts, sums,
-// averages, minima and maxima over time are computed from partial
-// aggregates per bucket that callwatch keeps between evaluations, so an
-// evaluation reads only new buckets and the late window, not its whole
-// window. Quantiles and stddev are always computed by a full query.
+// Incremental configures incremental rule evaluation: every aggregate is
+// computed from partial states per bucket that callwatch keeps between
+// evaluations (value counts for exact quantiles), so an evaluation reads
+// only new buckets, the late window and the buckets leaving its window,
+// not its whole window.
 type Incremental struct {
 	// Enabled turns it on (default true).
 	Enabled *bool `yaml:"enabled"`
@@ -196,6 +196,10 @@ type Incremental struct {
 	// LateWindow is how long after its end a bucket is read again, so rows
 	// that land late are counted (default 2m).
 	LateWindow Duration `yaml:"late_window"`
+	// MaxDistinctValues bounds the distinct values of a field an exact
+	// quantile keeps per group as value counts (default 50000); a field
+	// with more takes the full path.
+	MaxDistinctValues int `yaml:"max_distinct_values"`
 }
 
 // On reports whether incremental evaluation is enabled.
@@ -371,6 +375,9 @@ func (c *Config) Validate() error {
 	}
 	if b := c.ClickHouse.Incremental.Bucket.D(); b < time.Second || b%time.Second != 0 {
 		return fmt.Errorf("clickhouse.incremental.bucket: %s is not a whole number of seconds ≥ 1s; write e.g. 1m", b)
+	}
+	if c.ClickHouse.Incremental.MaxDistinctValues < 0 {
+		return fmt.Errorf("clickhouse.incremental.max_distinct_values: must not be negative; write e.g. 50000")
 	}
 	if c.ClickHouse.Incremental.LateWindow < 0 {
 		return fmt.Errorf("clickhouse.incremental.late_window: must not be negative; write e.g. 2m")

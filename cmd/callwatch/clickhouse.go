@@ -44,7 +44,7 @@ func incremental(cfg *config.Config) *clickhouse.Incremental {
 	if !inc.On() {
 		return nil
 	}
-	return &clickhouse.Incremental{Bucket: inc.Bucket.D(), LateWindow: inc.LateWindow.D()}
+	return &clickhouse.Incremental{Bucket: inc.Bucket.D(), LateWindow: inc.LateWindow.D(), MaxDistinctValues: inc.MaxDistinctValues}
 }
 
 // eventsColumns reads the events table's column types and checks them

@@ -159,6 +159,8 @@ type partials struct {
 	// overflow the families over the distinct-value budget.
 	families map[string]*vcFamily
 	overflow map[string]vcOverflow
+	// fills are the value-count reads running in the background.
+	fills sync.WaitGroup
 	// stats, for tests and the benchmark.
 	statsMu sync.Mutex
 	stats   IncrementalStats
@@ -179,6 +181,8 @@ type IncrementalStats struct {
 	// counts; ValueQueries and ValueRows the reads of value counts and
 	// the rows they returned; ValueCounts the value counts held now.
 	QuantileLeaves, ValueQueries, ValueRows, ValueCounts int
+	// Fills count the windows' value counts read in the background.
+	Fills int
 }
 
 // grid holds the partial aggregates of one grouping (By) and bucket width:

@@ -26,7 +26,11 @@ import (
 //     takes them off;
 //   - open holds the counts of the window's buckets that are not final yet,
 //     read again at every step, so late rows are counted;
-//   - the first step reads the window's final part in one query.
+//   - the first step of a short window reads its final part in one query;
+//     the first step of a long one (more than a few buckets) takes the full
+//     path — quantileExact, fused with the other leaves of its shape, costs
+//     a fraction of reading a day's value counts — and reads the value
+//     counts in the background, for the steps after it.
 //
 // A quantile is read from win + open by an order-statistics walk
 // (dsl.QuantileOfValues), which is ClickHouse's quantileExact: the value at
@@ -55,6 +59,10 @@ type vcFamily struct {
 	// used is the latest evaluation time (unix seconds) that used it;
 	// span is its leaves' window plus offset, in seconds.
 	used, span int64
+	// filling is set while the window's value counts are read in the
+	// background; over is the reason they went over the budget there.
+	filling bool
+	over    string
 }
 
 // vcGroup is the distribution of one group.
@@ -107,12 +115,18 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			p.families[k] = f
 		}
 		p.mu.Unlock()
-		sql, groups, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
+		sql, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
 		if sql != "" {
 			statements = append(statements, sql)
 		}
 		if err != nil {
 			return statements, nil, fmt.Errorf("compute %s from value counts: %w", leaves[is[0]].Func, err)
+		}
+		if wait != "" {
+			for _, i := range is {
+				deferred[i] = wait
+			}
+			continue
 		}
 		if over != "" {
 			p.mu.Lock()
@@ -156,11 +170,19 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 }
 
 // stepFamily brings f to the window of l at ts and returns the window's
-// distribution per group (win + open). over is the reason the family went
-// over the distinct-value budget, when it did.
-func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sql string, groups []*vcGroup, over string, err error) {
+// distribution per group (win + open). wait says why the leaves take the
+// full path this time (the value counts are read in the background); over
+// is the reason the family went over the distinct-value budget, when it
+// did.
+func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sql string, groups []*vcGroup, wait, over string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	switch {
+	case f.over != "":
+		return "", nil, "", f.over, nil
+	case f.filling:
+		return "", nil, "the window's value counts are being read in the background", "", nil
+	}
 	w := int64(p.opts.Bucket / time.Second)
 	now := p.opts.Now()
 	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
@@ -171,6 +193,13 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	var enter, leave, open bucketRange
 	enter, leave = bucketRange{1, 0}, bucketRange{1, 0} // empty
 	cold := f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
+	if cold && hi-(first-1) > int64(p.opts.coldAbove) {
+		f.filling, f.win, f.open = true, nil, nil
+		f.used, f.span = ts.Unix(), int64((l.Range+l.Offset)/time.Second)
+		p.fills.Add(1)
+		go p.fill(s, f, l, w, first-1, hi)
+		return "", nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
+	}
 	if cold {
 		f.win = map[string]*vcGroup{}
 		f.from, f.to = first-1, first-1
@@ -197,10 +226,10 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		sql, rows, over, err = p.readValues(ctx, s, l, w, enter, leave, open)
 		if err != nil {
 			f.win = nil // start again from a cold read
-			return sql, nil, "", err
+			return sql, nil, "", "", err
 		}
 		if over != "" {
-			return sql, nil, over, nil
+			return sql, nil, "", over, nil
 		}
 		deltas := map[string]*vcGroup{}
 		opened := map[string]*vcGroup{}
@@ -257,12 +286,51 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 			g.counts = dsl.MergeValues(g.counts, og.counts, 1)
 		}
 		if len(g.counts) > budget {
-			return sql, nil, distinctReason(l, budget), nil
+			return sql, nil, "", distinctReason(l, budget), nil
 		}
 		groups = append(groups, g)
 	}
-	return sql, groups, "", nil
+	return sql, groups, "", "", nil
 }
+
+// fill reads the value counts of the final buckets (lo, hi] of l's window
+// into f, in the background of the evaluation that found f cold. Its query
+// has a longer deadline than an evaluation's (it reads a whole window, once).
+func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
+	defer p.fills.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
+	defer cancel()
+	_, rows, over, err := p.readValues(ctx, s, l, w, bucketRange{lo + 1, hi})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.filling = false
+	if err != nil {
+		return // the next evaluation starts again
+	}
+	if over != "" {
+		f.over = over
+		return
+	}
+	win := map[string]*vcGroup{}
+	for _, r := range rows {
+		g := win[r.key]
+		if g == nil {
+			g = &vcGroup{values: r.values}
+			win[r.key] = g
+		}
+		g.counts = append(g.counts, dsl.ValueCount{Value: r.value, Count: r.count})
+	}
+	for _, g := range win {
+		g.counts = dsl.SortValues(g.counts)
+	}
+	f.win, f.from, f.to = win, lo, hi
+	p.statsMu.Lock()
+	p.stats.Fills++
+	p.statsMu.Unlock()
+}
+
+// waitFills waits for the value counts being read in the background.
+func (p *partials) waitFills() { p.fills.Wait() }
 
 func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)

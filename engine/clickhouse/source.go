@@ -124,6 +124,15 @@ func (s *Source) IncrementalStats() IncrementalStats {
 	return st
 }
 
+// WaitFills waits until the value counts that the incremental path reads
+// in the background (the first evaluation of a quantile's long window) are
+// read: tests and the benchmark call it to measure steady evaluations.
+func (s *Source) WaitFills() {
+	if s.inc != nil {
+		s.inc.waitFills()
+	}
+}
+
 // EvalLeaves computes the leaves at ts. Each statement runs with its own
 // timeout; the first failure aborts the evaluation. The SQL of the
 // statements that ran (or failed) is returned in LeafResult.Statements.
