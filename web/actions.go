@@ -234,7 +234,18 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	recs, err := a.opts.History.History(r.Context(), aq)
+	// A history read is as heavy as a query: it takes a query slot within
+	// the query deadline.
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.QueryTimeout)
+	defer cancel()
+	release, err := a.slots.take(ctx)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("history timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
+			a.opts.QueryTimeout, cap(a.slots)))
+		return
+	}
+	defer release()
+	recs, err := a.opts.History.History(ctx, aq)
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "unavailable", err)
 		return

@@ -38,8 +38,9 @@ type Options struct {
 	// QueryTimeout bounds one query request, the wait for a free slot
 	// included (default 30s); a request's own timeout= may shorten it.
 	QueryTimeout time.Duration
-	// MaxConcurrentQueries bounds the queries running at once (default 4);
-	// more wait for a slot until their deadline.
+	// MaxConcurrentQueries bounds the queries and audit history reads
+	// (API and status page) running at once (default 4); more wait for a
+	// slot until their deadline.
 	MaxConcurrentQueries int
 	// Reload reloads the rule files; nil disables POST /-/reload.
 	Reload func(ctx context.Context) error
@@ -91,7 +92,7 @@ func Handler(opts Options) http.Handler {
 	if opts.MaxConcurrentQueries <= 0 {
 		opts.MaxConcurrentQueries = 4
 	}
-	a := &api{opts: opts, guard: g, slots: make(chan struct{}, opts.MaxConcurrentQueries)}
+	a := &api{opts: opts, guard: g, slots: make(slots, opts.MaxConcurrentQueries)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/rules", a.rules)
 	mux.HandleFunc("GET /api/v1/alerts", a.alerts)
@@ -115,7 +116,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /api/v1/silences", a.silences)
 	mux.HandleFunc("POST /api/v1/silences", a.admin(a.silences))
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.admin(a.deleteSilence))
-	page := pageHandler(opts, g)
+	page := pageHandler(opts, g, a.slots)
 	mux.Handle("GET /{$}", page)
 	mux.Handle("/ui/", page)
 	if opts.Gatherer != nil {
@@ -129,8 +130,25 @@ func Handler(opts Options) http.Handler {
 type api struct {
 	opts  Options
 	guard *guard
-	// slots holds a token per query running.
-	slots chan struct{}
+	// slots holds a token per query running: ad-hoc queries and audit
+	// history reads (the API's and the status page's).
+	slots slots
+}
+
+// slots bound the reads of ClickHouse that anyone may ask for: ad-hoc
+// queries and the audit history, whose reads of a big audit table take
+// seconds. A flood of them waits for a slot, bounded by its deadline,
+// instead of taking the connections and the CPU the rules need.
+type slots chan struct{}
+
+// take waits for a slot until ctx is done; release gives it back.
+func (s slots) take(ctx context.Context) (release func(), err error) {
+	select {
+	case s <- struct{}{}:
+		return func() { <-s }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 type response struct {
@@ -215,14 +233,13 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "bad_data", err)
 		return
 	}
-	select {
-	case a.slots <- struct{}{}:
-		defer func() { <-a.slots }()
-	case <-ctx.Done():
+	release, err := a.slots.take(ctx)
+	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
 			timeout, cap(a.slots)))
 		return
 	}
+	defer release()
 	res, err := a.opts.Query(ctx, e, ts)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)):

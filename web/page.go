@@ -70,12 +70,15 @@ func PageHandler(opts Options) http.Handler {
 		opts.Now = time.Now
 	}
 	opts.AdminToken = strings.TrimSpace(opts.AdminToken)
-	return pageHandler(opts, newGuard(opts))
+	if opts.MaxConcurrentQueries <= 0 {
+		opts.MaxConcurrentQueries = 4
+	}
+	return pageHandler(opts, newGuard(opts), make(slots, opts.MaxConcurrentQueries))
 }
 
-// pageHandler is PageHandler with the guard of Handler, for options
-// already completed.
-func pageHandler(opts Options, g *guard) http.Handler {
+// pageHandler is PageHandler with the guard and the query slots of
+// Handler, for options already completed.
+func pageHandler(opts Options, g *guard, s slots) http.Handler {
 	script, err := templateFS.ReadFile("templates/refresh.js")
 	if err != nil {
 		panic(err) // embedded at build time
@@ -84,6 +87,7 @@ func pageHandler(opts Options, g *guard) http.Handler {
 	p := &page{
 		opts:   opts,
 		guard:  g,
+		slots:  s,
 		tmpl:   template.Must(template.New("page.html").Funcs(pageFuncs).ParseFS(templateFS, "templates/page.html")),
 		script: template.JS(script),
 		csp: "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
@@ -100,8 +104,10 @@ func pageHandler(opts Options, g *guard) http.Handler {
 }
 
 type page struct {
-	opts   Options
-	guard  *guard
+	opts  Options
+	guard *guard
+	// slots are the query API's: the history read takes one.
+	slots  slots
 	tmpl   *template.Template
 	script template.JS
 	csp    string
@@ -190,13 +196,20 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if p.opts.History != nil {
+		// The page's history read takes a query slot, as the API's does:
+		// reloading the page in a loop cannot crowd out the rules.
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		recs, err := p.opts.History.History(ctx, engine.AuditQuery{Limit: historyLimit})
-		cancel()
-		if err != nil {
-			d.HistoryError = err.Error()
+		if release, err := p.slots.take(ctx); err != nil {
+			d.HistoryError = "the history is not shown: every query slot (limits.max_concurrent_queries) stayed busy"
+		} else {
+			recs, err := p.opts.History.History(ctx, engine.AuditQuery{Limit: historyLimit})
+			release()
+			if err != nil {
+				d.HistoryError = err.Error()
+			}
+			d.History = recs
 		}
-		d.History = recs
+		cancel()
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")

@@ -113,6 +113,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := audit.Migrate(ctx); err != nil {
 		return err
 	}
+	// The history API and the status page read the audit trail on the
+	// ad-hoc queries' connections, not the rules'.
+	auditReads, err := clickhouse.NewAuditStore(queryConn, cfg.ClickHouse.AuditTable)
+	if err != nil {
+		return err
+	}
+	auditReads.SetLogger(logger)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -238,7 +245,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:               logger,
 		Actions:              mgr,
 		Silences:             silences,
-		History:              audit,
+		History:              auditReads,
 		AdminToken:           string(cfg.Web.AdminToken),
 		TrustedOrigins:       trustedOrigins,
 	})

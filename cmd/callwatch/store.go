@@ -46,12 +46,13 @@ func openStore(ctx context.Context, cfg *config.Config) (store, error) {
 	return conn, nil
 }
 
-// openQueryStore returns the connection of ad-hoc queries (the query API):
-// a pool of its own next to rules' on a server, so that a flood of queries
-// never takes the connections rules and the DatasourceDown ping need. The
+// openQueryStore returns the connection of ad-hoc queries (the query API)
+// and of the audit history the API and the status page read: a pool of its
+// own next to rules' on a server, so that a flood of queries or history
+// reads never takes the connections rules and the DatasourceDown ping need. The
 // embedded engine runs one statement at a time whoever sends it, so there
 // ad-hoc queries share it, bounded by the API's slots and timeout.
-func openQueryStore(ctx context.Context, cfg *config.Config, rules store) (clickhouse.Conn, func(), error) {
+func openQueryStore(ctx context.Context, cfg *config.Config, rules store) (clickhouse.ExecQuerier, func(), error) {
 	if cfg.ClickHouse.Embedded.Path != "" {
 		return rules, func() {}, nil
 	}
