@@ -181,6 +181,7 @@ type evalEnv struct {
 	externalURL    *url.URL
 	logger         *slog.Logger
 	schema         dsl.Schema
+	limits         dsl.Limits
 }
 
 // AlertingRule turns the result of its expression into alerts, with
@@ -534,7 +535,8 @@ func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text s
 		return text
 	}
 	qf := func(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
-		e, err := dsl.Parse(q, dsl.Options{Schema: env.schema})
+		// A template's query is bounded like the rule's own expression.
+		e, err := dsl.Parse(q, dsl.Options{Schema: env.schema, Limits: env.limits})
 		if err != nil {
 			return nil, err
 		}

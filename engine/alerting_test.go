@@ -1062,4 +1062,15 @@ func TestTemplateQuery(t *testing.T) {
 			t.Errorf("alerts %+v, want one with summary %q", a, "3 calls in all")
 		}
 	})
+	t.Run("a query in a template is bounded by the rules' limits", func(t *testing.T) {
+		_, q := newMemory(event(t0.Add(-10*time.Second), "acme", "error", 100))
+		rule := "- alert: A\n  " + alertExpr + "\n  annotations:\n" +
+			`    summary: '{{ with query "count_over_time(events[99y])" }}{{ . | first | value }} calls{{ end }}'`
+		g := mustGroup(t, ruleFile("", rule), engine.GroupOptions{Query: q.QueryWith, Limits: dsl.Limits{MaxRange: 24 * time.Hour}})
+		g.Eval(context.Background(), t0)
+		a := alertingRule(t, g, "A").Alerts()
+		if len(a) != 1 || strings.Contains(a[0].Annotations.Get("summary"), "1 calls") || !strings.Contains(a[0].Annotations.Get("summary"), "more than the configured maximum") {
+			t.Errorf("alerts %+v, want the summary to say the template's window is over max_window", a)
+		}
+	})
 }

@@ -47,6 +47,9 @@ type GroupOptions struct {
 	Batch    func(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc
 	Notifier Notifier
 	Schema   dsl.Schema
+	// Limits bound the rules' expressions and the queries of their
+	// templates (see dsl.Limits).
+	Limits dsl.Limits
 	// DefaultInterval applies to groups without an interval (default 1m).
 	DefaultInterval time.Duration
 	// ResendDelay is the minimum time between resends of a firing alert (default 1m).
@@ -182,7 +185,7 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	env := evalEnv{
 		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: query, series: series,
 		limit: g.spec.Limit, groupLabels: g.spec.Labels, externalLabels: g.opts.ExternalLabels,
-		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema,
+		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema, limits: g.opts.Limits,
 	}
 	var alertSamples []promql.Sample
 	m := g.opts.Metrics

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/callwatch/callwatch/dsl"
 )
 
 // ManagerOptions configure a Manager.
@@ -34,8 +32,6 @@ type ManagerOptions struct {
 	Now func() time.Time
 	// AuditReader, when set, restores cooldowns and acknowledgements at start.
 	AuditReader AuditReader
-	// Limits bound rule expressions (see dsl.Limits).
-	Limits dsl.Limits
 	// Builtin are groups callwatch adds to the rule files' (DatasourceDown).
 	Builtin []*Group
 }

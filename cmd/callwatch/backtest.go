@@ -95,7 +95,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	q := engine.NewQuerier(engine.QuerierOptions{Source: src})
 	progress := progressBar(stderr)
 	res, err := engine.Backtest(ctx, specs, engine.BacktestOptions{
-		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Batch: q.Batch, Schema: cfg.Schema.DSL()},
+		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Batch: q.Batch, Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()},
 		From:         from, To: to, Step: step, Progress: progress,
 	})
 	if err != nil {

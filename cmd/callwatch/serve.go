@@ -194,6 +194,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Batch:          querier.Batch,
 		Notifier:       dispatcher,
 		Schema:         schema,
+		Limits:         cfg.Limits.DSL(),
 		ExternalURL:    extURL,
 		ExternalLabels: cfg.ExternalLabels,
 		ResendDelay:    cfg.Notification.ResendDelay.D(),
@@ -218,7 +219,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RuleFiles:    ruleGlobs(*configFile, cfg),
 		Channels:     cfg.ChannelNames(),
 		AuditReader:  audit,
-		Limits:       cfg.Limits.DSL(),
 		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
 	})
 

@@ -52,7 +52,7 @@ func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "callwatch test rules: %v\n", err)
 		return 2
 	}
-	opts := ruletest.Options{Schema: cfg.Schema.DSL()}
+	opts := ruletest.Options{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()}
 	if *onServer {
 		conn, err := openStore(ctx, cfg)
 		if err != nil {

@@ -93,6 +93,11 @@ func (c Columns) Check(table string, schema dsl.Schema) error {
 		check(l, "a label", "String, FixedString, LowCardinality(String) or an Enum", func(b string) bool {
 			return b == "String" || strings.HasPrefix(b, "FixedString") || strings.HasPrefix(b, "Enum")
 		})
+		if t := c[l]; strings.Contains(t, "Nullable(Enum") {
+			// toString of a Nullable Enum reads the Enum's value under
+			// each NULL, 0, which ClickHouse 18.16 refuses.
+			probs = append(probs, fmt.Sprintf("column %q (a label) has type %s; a Nullable Enum cannot be read as names on every ClickHouse version: make it String, or an Enum with a value for the unknown case", l, t))
+		}
 	}
 	for _, col := range schema.NumericColumns() {
 		check(col, "a field", "a number (Int*, UInt*, Float*, Decimal*)", isNumeric)
@@ -157,12 +162,22 @@ func (c Columns) wide(col string) bool {
 	return slices.Contains([]string{"Int64", "UInt64", "Int128", "UInt128", "Int256", "UInt256"}, baseType(t))
 }
 
-// Label is the SQL of a label column: NULL reads as "".
+// Label is the SQL of a label column, a String whatever the column's
+// type: an Enum reads as its name (so a matcher on a name the Enum lacks
+// matches nothing instead of failing, and regexps apply), a FixedString
+// without its padding NULs (toStringCutToZero), and NULL as "".
 func (c Columns) Label(name string) string {
-	if c.nullable(name) {
-		return "ifNull(" + quoteIdent(name) + ", '')"
+	p := quoteIdent(name)
+	switch b := baseType(c[name]); {
+	case strings.HasPrefix(b, "Enum"):
+		p = "toString(" + p + ")"
+	case strings.HasPrefix(b, "FixedString"):
+		p = "toStringCutToZero(" + p + ")"
 	}
-	return quoteIdent(name)
+	if c.nullable(name) {
+		return "ifNull(" + p + ", '')"
+	}
+	return p
 }
 
 // Value is the SQL value of a field: its column, or the sum of its
@@ -178,11 +193,13 @@ func (c Columns) Value(cols []string) string {
 		// A NULL (in a user's Nullable column) is 0, as a key missing from
 		// a JSON event is in the memory evaluator.
 		p := quoteIdent(col)
+		if c.wide(col) || strings.HasPrefix(baseType(c[col]), "Decimal") {
+			// Decimals too: ifNull and the variance functions take
+			// no Decimal.
+			p = "toFloat64(" + p + ")"
+		}
 		if c.nullable(col) {
 			p = "ifNull(" + p + ", 0)"
-		}
-		if c.wide(col) {
-			p = "toFloat64(" + p + ")"
 		}
 		parts[i] = p
 	}

@@ -29,6 +29,8 @@ import (
 type Options struct {
 	// Schema maps the events table; the zero value means dsl.DefaultSchema().
 	Schema dsl.Schema
+	// Limits bound the rules' expressions, as in serve (see dsl.Limits).
+	Limits dsl.Limits
 	// Run selects tests by name; nil runs every test.
 	Run *regexp.Regexp
 	// Source, when set, evaluates each test's events somewhere else than in
@@ -105,7 +107,7 @@ func RunFile(ctx context.Context, file string, opts Options) FileResult {
 		res.Err = err
 		return res
 	}
-	groups, order, err := loadRules(file, tf, opts.Schema)
+	groups, order, err := loadRules(file, tf, opts.Schema, opts.Limits)
 	if err != nil {
 		res.Err = err
 		return res
@@ -131,7 +133,7 @@ func RunFile(ctx context.Context, file string, opts Options) FileResult {
 // loadRules loads the rule files named by the test file (relative to it)
 // with the production loader and orders their groups: group_eval_order
 // first, in its order, then the others as loaded.
-func loadRules(file string, tf *testFile, schema dsl.Schema) ([]*engine.GroupSpec, []string, error) {
+func loadRules(file string, tf *testFile, schema dsl.Schema, limits dsl.Limits) ([]*engine.GroupSpec, []string, error) {
 	dir := filepath.Dir(file)
 	var globs []string
 	var errs engine.Errors
@@ -148,7 +150,7 @@ func loadRules(file string, tf *testFile, schema dsl.Schema) ([]*engine.GroupSpe
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
-	groups, err := engine.LoadFiles(globs, engine.LoadOptions{Schema: schema})
+	groups, err := engine.LoadFiles(globs, engine.LoadOptions{Schema: schema, Limits: limits})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,7 +294,7 @@ func (r *testRun) run(ctx context.Context) TestResult {
 	r.querier = engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: r.opts.Logger})
 
 	gopts := engine.GroupOptions{
-		Query: r.querier.QueryWith, Notifier: &recorder{run: r}, Schema: r.opts.Schema,
+		Query: r.querier.QueryWith, Notifier: &recorder{run: r}, Schema: r.opts.Schema, Limits: r.opts.Limits,
 		DefaultInterval: evalInterval, ExternalLabels: t.ExternalLabels, Logger: r.opts.Logger,
 	}
 	if t.ExternalURL != "" {
