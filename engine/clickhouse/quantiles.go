@@ -26,11 +26,11 @@ import (
 //     takes them off;
 //   - open holds the counts of the window's buckets that are not final yet,
 //     read again at every step, so late rows are counted;
-//   - the first step of a short window reads its final part in one query;
-//     the first step of a long one (more than a few buckets) takes the full
-//     path — quantileExact, fused with the other leaves of its shape, costs
-//     a fraction of reading a day's value counts — and reads the value
-//     counts in the background, for the steps after it.
+//   - the first step of a window takes the full path — quantileExact, fused
+//     with the other leaves of its shape, costs a fraction of reading a
+//     day's value counts — and reads the value counts of its final part in
+//     the background, for the steps after it (a window with no final
+//     bucket yet starts from its open buckets at once).
 //
 // A quantile is read from win + open by an order-statistics walk
 // (dsl.QuantileOfValues), which is ClickHouse's quantileExact: the value at
@@ -193,7 +193,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	var enter, leave, open bucketRange
 	enter, leave = bucketRange{1, 0}, bucketRange{1, 0} // empty
 	cold := f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
-	if cold && hi-(first-1) > int64(p.opts.coldAbove) {
+	if cold && hi > first-1 {
 		f.filling, f.win, f.open = true, nil, nil
 		f.used, f.span = ts.Unix(), int64((l.Range+l.Offset)/time.Second)
 		p.fills.Add(1)
@@ -415,17 +415,28 @@ func (p *partials) readValues(ctx context.Context, s *Source, l *dsl.Leaf, w int
 	values := make([]string, len(l.By))
 	nums := make([]float64, 3)
 	var rows []vcRow
-	distinct := map[string]int{}
+	type groupPart struct {
+		key  string
+		part int
+	}
+	distinct := map[groupPart]int{}
+	seen := map[string][]string{} // the label values of each group, once
 	over := ""
 	stop := fmt.Errorf("over the distinct-value budget")
 	err := s.scan(ctx, text, args, 0, scanDest(values, nums), func() error {
 		key := strings.Join(values, "\xff")
 		part := int(nums[1])
-		if distinct[key+fmt.Sprint(part)]++; distinct[key+fmt.Sprint(part)] > budget {
+		gp := groupPart{key, part}
+		if distinct[gp]++; distinct[gp] > budget {
 			over = distinctReason(l, budget)
 			return stop
 		}
-		rows = append(rows, vcRow{key: key, values: slices.Clone(values), value: nums[0], part: part, count: nums[2]})
+		vs, ok := seen[key]
+		if !ok {
+			vs = slices.Clone(values)
+			seen[key] = vs
+		}
+		rows = append(rows, vcRow{key: key, values: vs, value: nums[0], part: part, count: nums[2]})
 		return nil
 	})
 	if over != "" {
