@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/storetest"
 )
 
 func TestOpenWithoutTheLibrarySaysHowToGetIt(t *testing.T) {
@@ -172,26 +174,6 @@ func TestFloatsRoundTripExactly(t *testing.T) {
 	}
 }
 
-// hostileValues would break or subvert SQL built by concatenation, or a
-// binding that gets an escape wrong.
-func hostileValues() []string {
-	all := make([]byte, 256)
-	for i := range all {
-		all[i] = byte(i)
-	}
-	return []string{
-		`it's`, `it''s`, `a\b`, `a\'b`, `\`, `\\`, `'`, `\'`, `\\'`, `"double"`, "`backtick`",
-		`x -- comment`, `x # comment`, `/* block`, `*/`, `/* a */ b`,
-		`'; DROP TABLE victim; --`, `\'; DROP TABLE victim; --`, `' OR 1=1 OR '`, `'); DROP TABLE victim; SELECT ('`,
-		`?`, `??`, `'?'`, `$$`, `$x$`, `$$; DROP TABLE victim; $$`,
-		"new\nline", "cr\rlf\r\n", "tab\there", "nul\x00byte", "\x00", "bell\x07\x1b[31m",
-		"bad \xff utf-8", "\xc3\x28", "\x80", "truncated \xe4\xb8", "\xed\xa0\x80 surrogate",
-		`租户`, "emoji 🚨", "\u2028\u2029", `\x41`, `\0`, `\n`, "",
-		strings.Repeat("long'\\", 20000),
-		string(all),
-	}
-}
-
 // TestHostileValuesAreBoundLiterally stores hostile values through bound
 // INSERT … VALUES, then finds each by equality and reads it back: every
 // value matches exactly its own row, and the table named in the payloads
@@ -201,7 +183,7 @@ func TestHostileValuesAreBoundLiterally(t *testing.T) {
 	mustExec(t, c, "CREATE TABLE "+db+".victim (x UInt8) ENGINE = Memory")
 	mustExec(t, c, "INSERT INTO "+db+".victim VALUES (1)")
 	mustExec(t, c, "CREATE TABLE "+db+".vals (i UInt32, s String) ENGINE = MergeTree ORDER BY i")
-	vals := hostileValues()
+	vals := storetest.HostileValues()
 	ph := make([]string, len(vals))
 	var args []any
 	for i, v := range vals {

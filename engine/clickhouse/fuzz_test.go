@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/storetest/gen"
 )
 
 // fuzzTable is qualified by a database, so table names take the quoting
@@ -51,14 +52,12 @@ func FuzzCompile(f *testing.F) {
 	for _, s := range dslFuzzSeeds(f) {
 		f.Add(s, "")
 	}
-	for _, s := range diffPinned {
+	for _, s := range gen.Pinned {
 		f.Add(s, "")
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	schema := dsl.DefaultSchema()
-	g := newExprGen(rng, schema)
+	g := gen.NewExprs(gen.Options{Rand: rand.New(rand.NewPCG(1, 2))})
 	for range 30 {
-		f.Add(g.expr(), "")
+		f.Add(g.Expr(), "")
 	}
 	for _, v := range fuzzValues {
 		f.Add("", v)

@@ -1,7 +1,12 @@
-// Package storetest holds the contract tests of callwatch's stores in
-// ClickHouse (the audit trail, the HA lease), run once per backend: a
-// ClickHouse 18.16 server through clickhouse-go (engine/clickhouse) and
-// embedded ClickHouse (engine/chdb).
+// Package storetest holds the contract tests of callwatch's use of
+// ClickHouse, run once per backend from the same code: a ClickHouse 18.16
+// server through clickhouse-go (engine/clickhouse) and embedded ClickHouse
+// 26.x (engine/chdb). They cover the stores (the audit trail, the HA lease:
+// this file) and the events SQL: the hand-written suites of Events, the
+// Differential suite over random expressions and the incremental path
+// stepped through arriving events (IncrementalStepAfterStep), all compared
+// with the memory evaluator. Package gen generates their random events and
+// expressions.
 package storetest
 
 import (

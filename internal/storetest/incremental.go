@@ -1,4 +1,4 @@
-package clickhouse
+package storetest
 
 import (
 	"context"
@@ -11,34 +11,31 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/storetest/gen"
 )
 
-// TestIncrementalAgreesWithFullEvaluationStepAfterStep runs the
-// differential test's events and expressions through the incremental path,
-// step after step, while events arrive — some of them late, within the
-// late-arrival window — and compares every leaf with the memory evaluator
-// over the events that have arrived. Each step evaluates a random subset of
-// the leaves in two calls (two rule groups at the same time), so columns
-// appear, go unused and come back. A failure prints the seed.
-func TestIncrementalAgreesWithFullEvaluationStepAfterStep(t *testing.T) {
-	for _, seed := range differentialSeeds(t) {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			defer func() {
-				if t.Failed() {
-					t.Logf("reproduce with: go test ./engine/clickhouse -run 'TestIncremental' -v -seed=%d", seed)
-				}
-			}()
-			runIncremental(t, seed)
-		})
-	}
+// IncrementalStepAfterStep runs, for each seed, the differential suite's
+// events and expressions through the incremental path, step after step,
+// while events arrive — some of them late, within the late-arrival window —
+// and compares every leaf with the memory evaluator over the events that
+// have arrived. Each step evaluates a random subset of the leaves in two
+// calls (two rule groups at the same time), so columns appear, go unused
+// and come back. A second Source with a budget of 4 distinct values per
+// field sends some quantiles to the full path and keeps others on value
+// counts, and agrees too. Steady steps must read only the new and the late
+// buckets of each grouping. groupings, when not nil, counts the groupings a Source
+// keeps partial aggregates for; without it the bound counts every grouping
+// of the leaves, which is looser.
+func IncrementalStepAfterStep(t *testing.T, conn clickhouse.ExecQuerier, db string, seeds []uint64, groupings func(*clickhouse.Source) int) {
+	forEachSeed(t, seeds, func(t *testing.T, seed uint64) { incrementalSteps(t, conn, db, seed, groupings) })
 }
 
-func runIncremental(t *testing.T, seed uint64) {
-	srv := server.Get(t)
+func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uint64, groupings func(*clickhouse.Source) int) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x51ed2701))
 	schema := dsl.DefaultSchema()
-	data := newDiffData(rng, schema)
+	data := gen.NewData(rng, schema)
 	const (
 		bucket = 10 * time.Second
 		late   = 2 * time.Minute
@@ -50,7 +47,7 @@ func runIncremental(t *testing.T, seed uint64) {
 		at time.Time
 	}
 	var pending []arriving
-	for _, ev := range data.events {
+	for _, ev := range data.Events {
 		at := ev.Time
 		if rng.IntN(3) == 0 {
 			at = at.Add(time.Duration(rng.Int64N(int64(late))))
@@ -59,34 +56,21 @@ func runIncremental(t *testing.T, seed uint64) {
 	}
 	sort.Slice(pending, func(i, j int) bool { return pending[i].at.Before(pending[j].at) })
 
-	db := srv.NewDatabase(t)
-	srv.Exec(t, EventsDDL(db+".events", schema))
-	conn := NewNativeConn(srv.Conn(t, db))
+	tb := newEventsTable(t, conn, fmt.Sprintf("%s.inc_events_%d", db, seed), nil)
 	var now time.Time
-	inc, err := New(Options{Conn: conn, Table: "events", Schema: schema, Incremental: &Incremental{
-		Bucket: bucket, LateWindow: late, Now: func() time.Time { return now },
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }})
 	// tight keeps at most 4 distinct values of a field per group: most
 	// quantile families go over it and take the full path, some stay.
-	tight, err := New(Options{Conn: conn, Table: "events", Schema: schema, Incremental: &Incremental{
-		Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4})
 	overflowed := 0
-	mem := memory.New(schema)
 
 	// The leaves of the generated expressions, deduplicated.
-	g := newExprGen(rng, schema)
+	g := gen.NewExprs(gen.Options{Rand: rng, Schema: schema, Exact: leafExact})
 	var leaves []*dsl.Leaf
 	seen := map[string]bool{}
-	inputs := slices.Clone(diffPinned)
+	inputs := slices.Clone(gen.Pinned)
 	for range diffExprs / 2 {
-		inputs = append(inputs, g.expr())
+		inputs = append(inputs, g.Expr())
 	}
 	for _, in := range inputs {
 		e, err := dsl.Parse(in, dsl.Options{Schema: schema})
@@ -114,25 +98,12 @@ func runIncremental(t *testing.T, seed uint64) {
 	var steadyReads []int
 	for n, ts := range steps {
 		now = ts.Add(time.Duration(rng.Int64N(int64(5 * time.Second))))
-		var batch []map[string]any
-		var evs []memory.Event
+		var batch []memory.Event
 		for arrived < len(pending) && !pending[arrived].at.After(now) {
-			ev := pending[arrived].ev
-			r := map[string]any{schema.Time: ev.Time}
-			for j, l := range schema.Labels {
-				r[l] = ev.Labels[j]
-			}
-			for c, v := range ev.Nums {
-				r[c] = v
-			}
-			batch = append(batch, r)
-			evs = append(evs, ev)
+			batch = append(batch, pending[arrived].ev)
 			arrived++
 		}
-		if len(batch) > 0 {
-			srv.InsertJSONEachRow(t, db, "events", batch)
-			mem.Add(evs...)
-		}
+		tb.add(t, batch...)
 		var subset []*dsl.Leaf
 		for _, l := range leaves {
 			if n == 0 || rng.IntN(10) < 7 { // all of them first: the rest is steady
@@ -142,13 +113,13 @@ func runIncremental(t *testing.T, seed uint64) {
 		before := inc.IncrementalStats()
 		half := len(subset) / 2
 		for _, part := range [][]*dsl.Leaf{subset[:half], subset[half:]} {
-			m, merr := mem.EvalLeaves(context.Background(), ts, part)
+			m, merr := tb.mem.EvalLeaves(context.Background(), ts, part)
 			c, cerr := inc.EvalLeaves(context.Background(), ts, part)
 			if merr != nil || cerr != nil {
 				t.Fatalf("seed %d, step %d at %s: memory error %v, incremental error %v", seed, n, ts.Format(time.RFC3339Nano), merr, cerr)
 			}
 			for i, l := range part {
-				if p := compareVectors(leafExact(l), m.Vectors[i], c.Vectors[i]); p != "" {
+				if p := compareVectors(leafExact(l), exprTolerance, m.Vectors[i], c.Vectors[i]); p != "" {
 					t.Fatalf("seed %d, step %d at %s (now %s): leaf %s differs: %s\nSQL:\n%s", seed, n, ts.Format(time.RFC3339Nano), now.Format(time.RFC3339), leafString(l), p, c.Statements)
 				}
 			}
@@ -157,7 +128,7 @@ func runIncremental(t *testing.T, seed uint64) {
 				t.Fatalf("seed %d, step %d: with a tight distinct-value budget: %v", seed, n, cerr)
 			}
 			for i, l := range part {
-				if p := compareVectors(leafExact(l), m.Vectors[i], c.Vectors[i]); p != "" {
+				if p := compareVectors(leafExact(l), exprTolerance, m.Vectors[i], c.Vectors[i]); p != "" {
 					t.Fatalf("seed %d, step %d at %s: leaf %s differs with a tight distinct-value budget (path %+v): %s", seed, n, ts.Format(time.RFC3339Nano), leafString(l), c.Paths[i], p)
 				}
 				if strings.Contains(c.Paths[i].Reason, "max_distinct_values (4)") {
@@ -185,7 +156,16 @@ func runIncremental(t *testing.T, seed uint64) {
 	// grouping, nothing older: at most (late+step)/bucket + 2 per grouping
 	// and read, where the leaves of a grouping need at most two disjoint
 	// reads (offsets reach into the late window of an earlier time).
-	grids := len(inc.inc.grids)
+	grids := 0
+	if groupings != nil {
+		grids = groupings(inc)
+	} else {
+		by := map[string]bool{}
+		for _, l := range leaves {
+			by[strings.Join(l.By, ",")] = true
+		}
+		grids = len(by)
+	}
 	limit := grids * 2 * int((late+30*time.Second)/bucket+2)
 	for k, r := range steadyReads {
 		if r > limit {
@@ -193,65 +173,5 @@ func runIncremental(t *testing.T, seed uint64) {
 		}
 	}
 	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d quantiles from value counts (%d reads, %d rows), %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings); %d quantiles over a budget of 4",
-		seed, len(data.events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
-}
-
-// TestIncrementalLateRows pins the late-arrival contract: a row that lands
-// within the late window after its bucket's end is counted, one that lands
-// later is not counted by windows already read (its bucket was final), and
-// a fresh Source counts it again.
-func TestIncrementalLateRows(t *testing.T) {
-	srv := server.Get(t)
-	db := srv.NewDatabase(t)
-	schema := dsl.DefaultSchema()
-	srv.Exec(t, EventsDDL(db+".events", schema))
-	conn := NewNativeConn(srv.Conn(t, db))
-	t0 := time.Date(2025, 11, 24, 12, 0, 0, 0, time.UTC)
-	now := t0
-	opts := Options{Conn: conn, Table: "events", Schema: schema, Incremental: &Incremental{Now: func() time.Time { return now }}}
-	inc, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := dsl.Parse(`count_over_time(events[1h])`, dsl.Options{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	insert := func(at time.Time) {
-		srv.InsertJSONEachRow(t, db, "events", []map[string]any{{"created_at": at, "tenant_id": "acme", "status": "ok"}})
-	}
-	count := func(src *Source, ts time.Time) float64 {
-		t.Helper()
-		r, err := src.EvalLeaves(context.Background(), ts, e.Leaves)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Vectors[0]) == 0 {
-			return 0
-		}
-		return r.Vectors[0][0].Value
-	}
-	insert(t0.Add(-30 * time.Minute))
-	if got := count(inc, t0); got != 1 {
-		t.Fatalf("at t0: got %v, want 1", got)
-	}
-	// 90s late: within the 2m window, counted.
-	now = t0.Add(time.Minute)
-	insert(t0.Add(-30 * time.Second))
-	if got := count(inc, now); got != 2 {
-		t.Fatalf("a row 90s late: got %v, want 2", got)
-	}
-	// 10 minutes late, into a bucket that was final: not counted.
-	now = t0.Add(2 * time.Minute)
-	insert(t0.Add(-8 * time.Minute))
-	if got := count(inc, now); got != 2 {
-		t.Fatalf("a row 10m late: got %v, want 2 (its bucket was final)", got)
-	}
-	full, err := New(Options{Conn: conn, Table: "events", Schema: schema, Incremental: &Incremental{Now: func() time.Time { return now }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := count(full, now); got != 3 {
-		t.Fatalf("a fresh source: got %v, want 3", got)
-	}
+		seed, len(data.Events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
 }
