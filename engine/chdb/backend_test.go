@@ -19,7 +19,7 @@ func TestEventsContractEmbedded(t *testing.T) {
 
 // embeddedSeeds are the seeds of the randomized suites here: one per run,
 // from the clock unless one is replayed. A statement of these suites costs
-// embedded ClickHouse about 12 ms (the server runs several at a time), and
+// embedded ClickHouse about 10 ms (the server runs several at a time), and
 // engine/clickhouse runs the fixed seed on the server: a second seed here
 // would double the time of this package.
 func embeddedSeeds(t *testing.T) []uint64 {

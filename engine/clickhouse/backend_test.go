@@ -45,8 +45,11 @@ func TestDifferentialOnTheServer(t *testing.T) {
 }
 
 // TestIncrementalStepAfterStepOnTheServer steps the incremental path
-// through arriving events on the server.
+// through arriving events on the server, with the fixed seed: engine/chdb
+// runs a seed from the clock, so the two backends explore as the fixed and
+// the clock seed did on the server alone, in about the same time (a seed
+// costs a minute of each).
 func TestIncrementalStepAfterStepOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
-	storetest.IncrementalStepAfterStep(t, conn, db, storetest.Seeds(t, *seedFlag), clickhouse.IncrementalGroupings)
+	storetest.IncrementalStepAfterStep(t, conn, db, storetest.Seeds(t, *seedFlag)[:1], clickhouse.IncrementalGroupings)
 }
