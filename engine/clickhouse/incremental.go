@@ -159,8 +159,13 @@ type partials struct {
 	// overflow the families over the distinct-value budget.
 	families map[string]*vcFamily
 	overflow map[string]vcOverflow
-	// fills are the value-count reads running in the background.
-	fills sync.WaitGroup
+	// fills are the value-count reads queued or running in the
+	// background; fillQueue waits for the evaluation that queued them to
+	// finish, filling says a goroutine works through it.
+	fills     sync.WaitGroup
+	fillMu    sync.Mutex
+	fillQueue []fillRequest
+	filling   bool
 	// stats, for tests and the benchmark.
 	statsMu sync.Mutex
 	stats   IncrementalStats

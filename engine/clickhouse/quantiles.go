@@ -196,8 +196,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	if cold && hi > first-1 {
 		f.filling, f.win, f.open = true, nil, nil
 		f.used, f.span = ts.Unix(), int64((l.Range+l.Offset)/time.Second)
-		p.fills.Add(1)
-		go p.fill(s, f, l, w, first-1, hi)
+		p.queueFill(fillRequest{s: s, f: f, l: l, w: w, lo: first - 1, hi: hi})
 		return "", nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
 	}
 	if cold {
@@ -291,6 +290,53 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		groups = append(groups, g)
 	}
 	return sql, groups, "", "", nil
+}
+
+// fillRequest asks for the value counts of the final buckets (lo, hi] of
+// l's window, for family f.
+type fillRequest struct {
+	s      *Source
+	f      *vcFamily
+	l      *dsl.Leaf
+	w      int64
+	lo, hi int64
+}
+
+// queueFill adds a fill to the queue of the evaluation in progress; the
+// source starts the queue when the evaluation's own queries are done
+// (startFills), so a first evaluation does not compete with the reads it
+// started.
+func (p *partials) queueFill(r fillRequest) {
+	p.fills.Add(1)
+	p.fillMu.Lock()
+	p.fillQueue = append(p.fillQueue, r)
+	p.fillMu.Unlock()
+}
+
+// startFills runs the queued fills in the background, one at a time: a
+// day's value counts cost several times the full query, and ClickHouse is
+// busiest with first evaluations right after a start.
+func (p *partials) startFills() {
+	p.fillMu.Lock()
+	defer p.fillMu.Unlock()
+	if p.filling || len(p.fillQueue) == 0 {
+		return
+	}
+	p.filling = true
+	go func() {
+		for {
+			p.fillMu.Lock()
+			if len(p.fillQueue) == 0 {
+				p.filling = false
+				p.fillMu.Unlock()
+				return
+			}
+			r := p.fillQueue[0]
+			p.fillQueue = p.fillQueue[1:]
+			p.fillMu.Unlock()
+			p.fill(r.s, r.f, r.l, r.w, r.lo, r.hi)
+		}
+	}()
 }
 
 // fill reads the value counts of the final buckets (lo, hi] of l's window

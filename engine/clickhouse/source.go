@@ -137,6 +137,9 @@ func (s *Source) WaitFills() {
 // timeout; the first failure aborts the evaluation. The SQL of the
 // statements that ran (or failed) is returned in LeafResult.Statements.
 func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (engine.LeafResult, error) {
+	if s.inc != nil {
+		defer s.inc.startFills() // after this evaluation's own queries
+	}
 	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
 	full := leaves
 	var fullIdx []int // full's indexes into leaves, when some are incremental
