@@ -200,7 +200,12 @@ func MergeValues(a, b []ValueCount, sign float64) []ValueCount {
 	if len(b) == 0 {
 		return a
 	}
-	out := make([]ValueCount, 0, len(a)+len(b))
+	return MergeValuesInto(make([]ValueCount, 0, len(a)+len(b)), a, b, sign)
+}
+
+// MergeValuesInto is MergeValues appending to out (which must not share a
+// or b's array), so a caller can reuse one buffer between evaluations.
+func MergeValuesInto(out, a, b []ValueCount, sign float64) []ValueCount {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {

@@ -59,6 +59,8 @@ type vcFamily struct {
 	// used is the latest evaluation time (unix seconds) that used it;
 	// span is its leaves' window plus offset, in seconds.
 	used, span int64
+	// merged are the buffers of win + open per group (see stepFamily).
+	merged map[string][]dsl.ValueCount
 	// filling is set while the window's value counts are read in the
 	// background; over is the reason they went over the budget there.
 	filling bool
@@ -69,6 +71,7 @@ type vcFamily struct {
 type vcGroup struct {
 	values []string
 	counts []dsl.ValueCount // sorted by value
+	spare  []dsl.ValueCount // the previous step's array, reused
 }
 
 // vcKey identifies a family: a quantile leaf's key without φ.
@@ -254,7 +257,10 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 				g = &vcGroup{values: d.values}
 				f.win[key] = g
 			}
-			g.counts = mergeSigned(g.counts, d.counts)
+			// Two arrays per group, used in turn: the window's counts are
+			// rewritten in place of the previous step's.
+			next := dsl.MergeValuesInto(g.spare[:0], g.counts, d.counts, 1)
+			g.spare, g.counts = g.counts, next
 			if len(g.counts) == 0 {
 				delete(f.win, key)
 			}
@@ -267,6 +273,9 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		}
 	}
 	f.from, f.to = first-1, hi
+	if f.merged == nil {
+		f.merged = map[string][]dsl.ValueCount{}
+	}
 	budget := p.opts.MaxDistinctValues
 	keys := map[string]bool{}
 	for k := range f.win {
@@ -280,14 +289,24 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		if wg := f.win[k]; wg != nil {
 			g.values, g.counts = wg.values, wg.counts
 		}
-		if og := f.open[k]; og != nil {
-			g.values = og.values
-			g.counts = dsl.MergeValues(g.counts, og.counts, 1)
+		if og := f.open[k]; og != nil && len(og.counts) > 0 {
+			// The window's distribution is win + open, merged into a
+			// buffer the family keeps per group: a day's counts are
+			// not copied into fresh memory at every evaluation.
+			buf := f.merged[k]
+			buf = dsl.MergeValuesInto(buf[:0], g.counts, og.counts, 1)
+			f.merged[k] = buf
+			g.values, g.counts = og.values, buf
 		}
 		if len(g.counts) > budget {
 			return sql, nil, "", distinctReason(l, budget), nil
 		}
 		groups = append(groups, g)
+	}
+	for k := range f.merged {
+		if !keys[k] {
+			delete(f.merged, k)
+		}
 	}
 	return sql, groups, "", "", nil
 }
@@ -380,12 +399,6 @@ func (p *partials) waitFills() { p.fills.Wait() }
 
 func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)
-}
-
-// mergeSigned adds signed counts d to a (both sorted) and drops values
-// whose count is not positive.
-func mergeSigned(a, d []dsl.ValueCount) []dsl.ValueCount {
-	return dsl.MergeValues(a, d, 1)
 }
 
 // vcRow is one row of a value-count read.
@@ -495,7 +508,8 @@ func (p *partials) readValues(ctx context.Context, s *Source, l *dsl.Leaf, w int
 	return text, rows, "", err
 }
 
-// valueCounts returns the number of value counts the families hold.
+// valueCounts returns the number of value counts the families hold,
+// their reused buffers included.
 func (p *partials) valueCounts() int {
 	p.mu.Lock()
 	fams := make([]*vcFamily, 0, len(p.families))
@@ -507,10 +521,13 @@ func (p *partials) valueCounts() int {
 	for _, f := range fams {
 		f.mu.Lock()
 		for _, g := range f.win {
-			n += len(g.counts)
+			n += cap(g.counts) + cap(g.spare)
 		}
 		for _, g := range f.open {
-			n += len(g.counts)
+			n += cap(g.counts)
+		}
+		for _, b := range f.merged {
+			n += cap(b)
 		}
 		f.mu.Unlock()
 	}
