@@ -169,7 +169,7 @@ func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg Confi
 func unguarded(schema dsl.Schema) clickhouse.Columns {
 	cols := clickhouse.EventsColumns(schema)
 	for _, c := range schema.NumericColumns() {
-		cols[c] = "Decimal(18, 6)"
+		cols[c] = "UInt32"
 	}
 	return cols
 }
