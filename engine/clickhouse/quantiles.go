@@ -236,19 +236,15 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		deltas := map[string]*vcGroup{}
 		opened := map[string]*vcGroup{}
 		for _, r := range rows {
-			m := deltas
 			switch r.part {
 			case 2:
 				r.count = -r.count
+				addRow(deltas, r)
 			case 3:
-				m = opened
+				addRow(opened, r)
+			default:
+				addRow(deltas, r)
 			}
-			g := m[r.key]
-			if g == nil {
-				g = &vcGroup{values: r.values}
-				m[r.key] = g
-			}
-			g.counts = append(g.counts, dsl.ValueCount{Value: r.value, Count: r.count})
 		}
 		for key, d := range deltas {
 			d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
@@ -378,12 +374,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	}
 	win := map[string]*vcGroup{}
 	for _, r := range rows {
-		g := win[r.key]
-		if g == nil {
-			g = &vcGroup{values: r.values}
-			win[r.key] = g
-		}
-		g.counts = append(g.counts, dsl.ValueCount{Value: r.value, Count: r.count})
+		addRow(win, r)
 	}
 	for _, g := range win {
 		g.counts = dsl.SortValues(g.counts)
@@ -399,6 +390,16 @@ func (p *partials) waitFills() { p.fills.Wait() }
 
 func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)
+}
+
+// addRow adds a row's value count to its group in m, unsorted.
+func addRow(m map[string]*vcGroup, r vcRow) {
+	g := m[r.key]
+	if g == nil {
+		g = &vcGroup{values: r.values}
+		m[r.key] = g
+	}
+	g.counts = append(g.counts, dsl.ValueCount{Value: r.value, Count: r.count})
 }
 
 // vcRow is one row of a value-count read.
