@@ -50,6 +50,10 @@ type Incremental struct {
 	// quantile keeps per group as value counts (default 50000): a field
 	// with more (a floating-point cost) takes the full path.
 	MaxDistinctValues int
+	// FillSettle is how long no evaluation must have run before a
+	// quantile's value counts are read in the background (default
+	// 500ms; negative: at once).
+	FillSettle time.Duration
 	// Now is the clock that decides which buckets are final (default
 	// time.Now).
 	Now func() time.Time
@@ -81,6 +85,9 @@ func (o *Incremental) setDefaults() {
 	}
 	if o.MaxDistinctValues <= 0 {
 		o.MaxDistinctValues = 50000
+	}
+	if o.FillSettle == 0 {
+		o.FillSettle = 500 * time.Millisecond
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -166,6 +173,10 @@ type partials struct {
 	fillMu    sync.Mutex
 	fillQueue []fillRequest
 	filling   bool
+	// active counts the evaluations in progress and lastEval is when the
+	// last one ended (wall clock), for the fills' settling.
+	active   int
+	lastEval time.Time
 	// stats, for tests and the benchmark.
 	statsMu sync.Mutex
 	stats   IncrementalStats

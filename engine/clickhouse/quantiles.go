@@ -328,9 +328,47 @@ func (p *partials) queueFill(r fillRequest) {
 	p.fillMu.Unlock()
 }
 
-// startFills runs the queued fills in the background, one at a time: a
-// day's value counts cost several times the full query, and ClickHouse is
-// busiest with first evaluations right after a start.
+// Fills wait until no evaluation has run for Incremental.FillSettle (at
+// most fillMaxWait): right after a start every group has its first
+// evaluation, and the reads, several times a full query each, must not slow
+// them down. These are wall-clock waits between queries, not evaluation
+// times, so they use the real clock, not Incremental.Now.
+const fillMaxWait = 30 * time.Second
+
+// evalStarted and evalDone track the evaluations in progress, for the
+// fills' settling.
+func (p *partials) evalStarted() {
+	p.fillMu.Lock()
+	p.active++
+	p.fillMu.Unlock()
+}
+
+func (p *partials) evalDone() {
+	p.fillMu.Lock()
+	p.active--
+	p.lastEval = time.Now()
+	p.fillMu.Unlock()
+}
+
+// settled waits until no evaluation has run for FillSettle, or fillMaxWait.
+func (p *partials) settled() {
+	settle := p.opts.FillSettle
+	deadline := time.Now().Add(fillMaxWait)
+	for time.Now().Before(deadline) {
+		p.fillMu.Lock()
+		quiet := p.active == 0 && time.Since(p.lastEval) >= settle
+		p.fillMu.Unlock()
+		if quiet {
+			return
+		}
+		time.Sleep(max(settle/5, time.Millisecond))
+	}
+}
+
+// startFills runs the queued fills in the background, one at a time, each
+// once evaluations have settled: a day's value counts cost several times
+// the full query, and ClickHouse is busiest with first evaluations right
+// after a start.
 func (p *partials) startFills() {
 	p.fillMu.Lock()
 	defer p.fillMu.Unlock()
@@ -349,6 +387,7 @@ func (p *partials) startFills() {
 			r := p.fillQueue[0]
 			p.fillQueue = p.fillQueue[1:]
 			p.fillMu.Unlock()
+			p.settled()
 			p.fill(r.s, r.f, r.l, r.w, r.lo, r.hi)
 		}
 	}()

@@ -138,7 +138,9 @@ func (s *Source) WaitFills() {
 // statements that ran (or failed) is returned in LeafResult.Statements.
 func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf) (engine.LeafResult, error) {
 	if s.inc != nil {
+		s.inc.evalStarted()
 		defer s.inc.startFills() // after this evaluation's own queries
+		defer s.inc.evalDone()
 	}
 	res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
 	full := leaves

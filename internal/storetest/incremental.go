@@ -58,10 +58,10 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 
 	tb := newEventsTable(t, conn, fmt.Sprintf("%s.inc_events_%d", db, seed), nil)
 	var now time.Time
-	inc := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }})
+	inc := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, FillSettle: -1})
 	// tight keeps at most 4 distinct values of a field per group: most
 	// quantile families go over it and take the full path, some stay.
-	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4})
+	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4, FillSettle: -1})
 	overflowed := 0
 
 	// The leaves of the generated expressions, deduplicated.
