@@ -235,16 +235,21 @@ func TestServeEvaluatesIncrementally(t *testing.T) {
 		Data []struct {
 			Evaluations []struct {
 				Statements []string `json:"statements"`
+				Paths      []struct {
+					Leaf, Path, Reason string
+				} `json:"paths"`
 			} `json:"evaluations"`
 		} `json:"data"`
 	}
 	// The first evaluation is a full query while the buckets are filled in
-	// the background; the next ones read partial aggregates.
+	// the background; the next ones read partial aggregates, and say so.
 	waitFor(t, "an evaluation from partial aggregates", 10*time.Second, func() bool {
 		getJSON(t, base+"/api/v1/rules/evaluations?rule=Errors", &ev)
 		e := ev.Data[0].Evaluations
 		last := e[len(e)-1]
-		return len(last.Statements) == 1 && strings.Contains(last.Statements[0], "intDiv")
+		return len(last.Statements) == 1 && strings.Contains(last.Statements[0], "intDiv") &&
+			len(last.Paths) == 1 && last.Paths[0].Path == "incremental" &&
+			last.Paths[0].Leaf == `count_over_time(events{status="error"}[5m]) by (tenant_id)`
 	})
 	var a alerts
 	getJSON(t, base+"/api/v1/alerts", &a)
