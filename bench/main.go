@@ -553,7 +553,7 @@ func decomposable(specs []*engine.GroupSpec) []*engine.GroupSpec {
 		for _, r := range g.Rules {
 			ok := true
 			for _, l := range r.Expr.Leaves {
-				if p := l.Primitive(); p == dsl.AggQuantile || p == dsl.AggStddev {
+				if ps := l.Partials(); slices.Contains(ps, dsl.PartialValues) || slices.Contains(ps, dsl.PartialMoments) {
 					ok = false
 				}
 			}

@@ -164,42 +164,6 @@ func (l *Leaf) GroupLabels(values []string) labels.Labels {
 	return b.Labels()
 }
 
-// Value turns the primitive aggregate of a group (computed by a backend)
-// into the leaf's value. count is the number of pooled events.
-func (l *Leaf) Value(count, sum, agg float64) float64 {
-	switch l.Agg {
-	case AggCount:
-		return count
-	case AggRate:
-		if l.Selector.Field == EventsSelector {
-			return count / l.Range.Seconds()
-		}
-		return sum / l.Range.Seconds()
-	case AggIncrease:
-		if l.Selector.Field == EventsSelector {
-			return count
-		}
-		return sum
-	case AggSum:
-		return sum
-	case AggAbsent, AggPresent:
-		return 1
-	default:
-		return agg
-	}
-}
-
-// Primitive is the aggregate a backend computes besides count and sum:
-// AggAvg, AggMin, AggMax, AggQuantile, AggStddev, or AggCount when count and
-// sum suffice.
-func (l *Leaf) Primitive() Agg {
-	switch l.Agg {
-	case AggAvg, AggMin, AggMax, AggQuantile, AggStddev:
-		return l.Agg
-	}
-	return AggCount
-}
-
 // Key identifies the leaf's computation: the same key means the same result.
 func (l *Leaf) Key() string {
 	var sb strings.Builder

@@ -134,24 +134,6 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 	return out
 }
 
-// QuantileExact is ClickHouse's quantileExact: the value at index floor(φ·n)
-// of the sorted values, clamped to n−1. It sorts values in place.
-func QuantileExact(phi float64, values []float64) float64 {
-	n := len(values)
-	if n == 0 {
-		return math.NaN()
-	}
-	sort.Float64s(values)
-	i := int(phi * float64(n))
-	if i >= n {
-		i = n - 1
-	}
-	if i < 0 {
-		i = 0
-	}
-	return values[i]
-}
-
 func matches(ev Event, ms []*labels.Matcher, idx []int) bool {
 	for i, m := range ms {
 		if !m.Matches(ev.Labels[idx[i]]) {
