@@ -5,7 +5,6 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -513,33 +512,8 @@ var dsnUserinfo = regexp.MustCompile(`^[A-Za-z][\w+.-]*://[^/?#@]*?:([^/?#@]*)@`
 // reject. It keeps the context's errors for errors.Is and returns err
 // itself when there was nothing to hide.
 func RedactDSNError(dsn string, err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	clean := notify.Redact(msg, dsnSecrets(dsn)...)
-	if clean == msg {
-		return err
-	}
-	out := &redactedError{msg: clean}
-	for _, cause := range []error{context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, cause) {
-			out.cause = cause
-		}
-	}
-	return out
+	return notify.RedactError(err, dsnSecrets(dsn)...)
 }
-
-// redactedError is an error whose text had secrets; it unwraps only to the
-// context's errors, so the original text cannot be reached.
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-
-func (e *redactedError) Unwrap() error { return e.cause }
 
 // ChannelNames returns the names of the configured notification channels.
 func (c *Config) ChannelNames() []string {

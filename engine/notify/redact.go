@@ -314,14 +314,25 @@ func decodeWord(w string) string {
 	return w
 }
 
-// err returns err with its text redacted, keeping what callers match:
-// retryability and its delay, and the context's cancellation and deadline.
-func (r *redactor) err(err error) error {
+// err returns err with its text redacted (see redactError).
+func (r *redactor) err(err error) error { return redactError(err, r.text) }
+
+// RedactError returns err with every secret hidden in its text, in any
+// encoding (see Redact), keeping what callers match; err itself when there
+// was nothing to hide. Configuration errors use it for the DSN.
+func RedactError(err error, secrets ...string) error {
+	return redactError(err, func(s string) string { return Redact(s, secrets...) })
+}
+
+// redactError returns err with its text passed through redact, keeping
+// what callers match: retryability and its delay, and the context's
+// cancellation and deadline.
+func redactError(err error, redact func(string) string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	clean := r.text(msg)
+	clean := redact(msg)
 	if clean == msg {
 		return err
 	}
