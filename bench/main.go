@@ -90,6 +90,8 @@ type options struct {
 	exporterAge time.Duration
 	hold        bool
 	cpuProfile  string
+	// steadyProfile profiles only the steady evaluations.
+	steadyProfile string
 }
 
 func main() {
@@ -116,6 +118,7 @@ func main() {
 	flag.BoolVar(&o.hold, "hold", false, "keep the ClickHouse server and its data after the run, until Ctrl-C, for experiments")
 	flag.StringVar(&o.dumpMetrics, "dump-metrics", "", "write one /metrics response to this file")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.StringVar(&o.steadyProfile, "steady-cpuprofile", "", "write a CPU profile of the steady evaluations of the whole pack (incremental) to this file")
 	flag.BoolVar(&o.writeRules, "write-rules", false, "regenerate the rule pack in -rules from its definition in this program and exit")
 	flag.Parse()
 
@@ -355,7 +358,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		before := probe(ctx, conn)
 		clock = after.Add(time.Minute + time.Second)
+		stopProfile, err := startProfile(o.steadyProfile, k)
+		if err != nil {
+			return err
+		}
 		t, err := evalAll(ctx, groups, after.Add(time.Minute))
+		stopProfile()
 		if err != nil {
 			return fmt.Errorf("steady evaluation: %w", err)
 		}
@@ -571,6 +579,26 @@ func decomposable(specs []*engine.GroupSpec) []*engine.GroupSpec {
 // evalAll evaluates every group at ts, one after the other, and returns the
 // time taken, in total and per window (the groups are named
 // bench-<window>-<scope>). A rule that failed fails the measurement.
+// startProfile starts a CPU profile into path (path.K for repetition k > 1)
+// when path is not empty, and returns the function that stops it.
+func startProfile(path string, k int) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	if k > 1 {
+		path = fmt.Sprintf("%s.%d", path, k)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 func evalAll(ctx context.Context, groups []*engine.Group, ts time.Time) (timing, error) {
 	var t timing
 	for _, g := range groups {

@@ -1,9 +1,10 @@
 package dsl
 
 import (
+	"cmp"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 )
 
 // This file is the one description of every aggregate of the language: the
@@ -89,12 +90,16 @@ type ValueCount struct {
 }
 
 // State holds the partial states of one group; an aggregate reads the
-// fields of its partials. Values are sorted by value.
+// fields of its partials. Values are sorted by value. MoreValues, when
+// not empty, is a second sorted run of the same distribution, that a
+// backend keeps apart (the incremental path's open buckets): Finish reads
+// both, Add, Merge and Remove only Values.
 type State struct {
 	Count, Sum float64
 	Mean, M2   float64
 	Min, Max   float64
 	Values     []ValueCount
+	MoreValues []ValueCount
 }
 
 // Add adds one event's value to the partials ps of s.
@@ -228,9 +233,13 @@ func MergeValuesInto(out, a, b []ValueCount, sign float64) []ValueCount {
 	return out
 }
 
-// SortValues sorts value counts by value and folds equal values.
+// SortValues sorts value counts by value and folds equal values. Counts
+// that arrive sorted (a read ordered by value) are only folded.
 func SortValues(vs []ValueCount) []ValueCount {
-	sort.Slice(vs, func(i, j int) bool { return vs[i].Value < vs[j].Value })
+	byValue := func(a, b ValueCount) int { return cmp.Compare(a.Value, b.Value) }
+	if !slices.IsSortedFunc(vs, byValue) {
+		slices.SortFunc(vs, byValue)
+	}
 	out := vs[:0]
 	for _, v := range vs {
 		if n := len(out); n > 0 && out[n-1].Value == v.Value {
@@ -244,24 +253,70 @@ func SortValues(vs []ValueCount) []ValueCount {
 
 // QuantileOfValues is ClickHouse's quantileExact over value counts sorted
 // by value: the value at index ⌊φ·n⌋ of the sorted values, clamped to n−1,
-// found by walking the cumulative counts.
-func QuantileOfValues(phi float64, vs []ValueCount) float64 {
+// found by walking the cumulative counts. more is a second sorted run of
+// the same distribution (a backend may keep a distribution in two parts,
+// to spare merging them): the walk takes both in value order.
+func QuantileOfValues(phi float64, vs []ValueCount, more ...ValueCount) float64 {
 	var n float64
 	for _, v := range vs {
+		n += v.Count
+	}
+	for _, v := range more {
 		n += v.Count
 	}
 	if n == 0 {
 		return math.NaN()
 	}
 	k := math.Min(math.Floor(phi*n), n-1)
-	var seen float64
-	for _, v := range vs {
-		seen += v.Count
-		if seen > k {
-			return v.Value
+	i, j := 0, 0
+	// next returns the next value up and its count over both runs.
+	next := func() (float64, float64) {
+		switch {
+		case j == len(more) || (i < len(vs) && vs[i].Value < more[j].Value):
+			i++
+			return vs[i-1].Value, vs[i-1].Count
+		case i == len(vs) || more[j].Value < vs[i].Value:
+			j++
+			return more[j-1].Value, more[j-1].Count
+		default:
+			i, j = i+1, j+1
+			return vs[i-1].Value, vs[i-1].Count + more[j-1].Count
 		}
 	}
-	return vs[len(vs)-1].Value
+	if phi > 0.5 {
+		// High quantiles are nearer the top: walk down. The values above
+		// v hold the indexes from n−above; v holds those below that.
+		i, j = len(vs)-1, len(more)-1
+		prev := func() (float64, float64) {
+			switch {
+			case j < 0 || (i >= 0 && vs[i].Value > more[j].Value):
+				i--
+				return vs[i+1].Value, vs[i+1].Count
+			case i < 0 || more[j].Value > vs[i].Value:
+				j--
+				return more[j+1].Value, more[j+1].Count
+			default:
+				i, j = i-1, j-1
+				return vs[i+1].Value, vs[i+1].Count + more[j+1].Count
+			}
+		}
+		var above float64
+		for i >= 0 || j >= 0 {
+			v, c := prev()
+			if above += c; n-above <= k {
+				return v
+			}
+		}
+		return math.NaN() // not reached: above reaches n
+	}
+	var seen float64
+	for i < len(vs) || j < len(more) {
+		v, c := next()
+		if seen += c; seen > k {
+			return v
+		}
+	}
+	return math.NaN() // not reached: seen reaches n > k
 }
 
 // Aggregate describes one aggregate of the language.
@@ -281,7 +336,7 @@ var aggregates = [...]Aggregate{
 	AggMin:   {AggMin, []Partial{PartialCount, PartialMin}, func(s *State, _ *Leaf) float64 { return s.Min }},
 	AggMax:   {AggMax, []Partial{PartialCount, PartialMax}, func(s *State, _ *Leaf) float64 { return s.Max }},
 	AggQuantile: {AggQuantile, []Partial{PartialCount, PartialValues}, func(s *State, l *Leaf) float64 {
-		return QuantileOfValues(l.Quantile, s.Values)
+		return QuantileOfValues(l.Quantile, s.Values, s.MoreValues...)
 	}},
 	AggStddev: {AggStddev, []Partial{PartialCount, PartialMoments}, func(s *State, _ *Leaf) float64 { return math.Sqrt(s.M2 / s.Count) }},
 	AggRate: {AggRate, []Partial{PartialCount, PartialSum}, func(s *State, l *Leaf) float64 {

@@ -92,10 +92,15 @@ func TestMergeAndRemoveAreInverse(t *testing.T) {
 		}
 		sorted := slices.Clone(vals)
 		slices.Sort(sorted)
-		for _, phi := range []float64{0, 0.5, 0.9, 0.95, 0.99, 0.999, 1} {
+		for _, phi := range []float64{0, 0.25, 0.5, 0.51, 0.75, 0.9, 0.95, 0.99, 0.999, 1} {
 			want := sorted[min(int(math.Floor(phi*float64(n))), n-1)]
 			if got := QuantileOfValues(phi, whole.Values); got != want {
 				t.Fatalf("round %d: quantile %v = %v, want %v", round, phi, got, want)
+			}
+			// The same distribution in two runs (a's and b's, which
+			// share values), as the incremental path keeps it.
+			if got := QuantileOfValues(phi, a.Values, b.Values...); got != want {
+				t.Fatalf("round %d: quantile %v of two runs = %v, want %v", round, phi, got, want)
 			}
 		}
 	}

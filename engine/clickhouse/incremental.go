@@ -199,6 +199,10 @@ type IncrementalStats struct {
 	QuantileLeaves, ValueQueries, ValueRows, ValueCounts int
 	// Fills count the windows' value counts read in the background.
 	Fills int
+	// CoSteps count the families of quantile leaves stepped along with
+	// another family of their field and grouping, by its query (the
+	// leaves of other rule groups due at the same time).
+	CoSteps int
 }
 
 // grid holds the partial aggregates of one grouping (By) and bucket width:
@@ -221,8 +225,10 @@ type grid struct {
 	blocks map[int64]*gridBucket
 	// cold holds the cold states of leaves, by leaf key.
 	cold map[string]*coldState
-	// leafSlots remembers the slots of each leaf key.
+	// leafSlots remembers the slots of each leaf key; uses the leaves'
+	// latest evaluations.
 	leafSlots map[string][]leafSlots
+	uses      map[string]*leafUse
 	// span is the largest number of buckets a leaf of the grid reaches back
 	// from its evaluation time (window and offset); last is the latest
 	// bucket evaluated. Buckets older than that are dropped.
@@ -298,7 +304,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, columns: columns, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][]leafSlots{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -453,57 +459,37 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 
 	var ranges []slotRange // what must be read
 	ils := make([]incLeaf, 0, len(idx))
+	here := map[string]bool{}
 	for _, i := range idx {
 		l := leaves[i]
-		il := incLeaf{i: i, l: l, key: l.Key()}
-		il.parts, il.count = g.slotsFor(l)
-		from, to := l.Window(ts)
-		il.first, il.lastBucket = floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
+		il, mine, missing := g.need(i, l, ts, now, p.opts.Reuse)
+		here[il.key] = true
+		g.noteUse(il.key, l, ts.Unix())
 		for _, sl := range il.allSlots() {
 			g.used[sl] = ts.Unix()
 		}
 		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
 		g.last = max(g.last, ts.Unix()/w)
-
-		cs := g.cold[il.key]
-		if cs != nil && (il.first > cs.k0 || il.first <= cs.from || il.lastBucket < cs.k0) {
-			// The window left the cold part (or went back before it).
-			delete(g.cold, il.key)
-			cs = nil
-		}
-		histFirst := il.first
-		if cs != nil {
-			histFirst = cs.k0 + 1
-		}
-		var mine []slotRange
-		missing := 0
-		for _, sl := range il.allSlots() {
-			for _, r := range g.missing(sl, histFirst, il.lastBucket, ts, now, p.opts.Reuse) {
-				missing += int(r.hi - r.lo + 1)
-				mine = append(mine, r)
-			}
-		}
-		if cs == nil && missing > p.opts.coldAbove {
+		if il.cold == nil && missing > p.opts.coldAbove {
 			deferred = append(deferred, i)
 			continue
 		}
-		if cs != nil {
-			il.cold = cs
-			if il.extreme() {
-				for _, gr := range cs.groups {
-					if gr.stale || gr.at <= (il.first-1)*w {
-						il.requery = true
-					}
-				}
-			} else if il.first-1 > cs.from {
-				// The buckets leaving the window, to take off.
-				for _, sl := range il.allSlots() {
-					mine = append(mine, g.missing(sl, cs.from+1, il.first-1, ts, now, p.opts.Reuse)...)
-				}
-			}
-		}
 		ranges = append(ranges, mine...)
 		ils = append(ils, il)
+	}
+	// The leaves of the grid that other rule groups evaluate at this same
+	// time (by their last two evaluations) need the same new buckets and,
+	// for their windows, other leaving ones: those are read now too, so
+	// the groups due together read each grouping once.
+	if len(ranges) > 0 {
+		for key, u := range g.uses {
+			if here[key] || u.next() != ts.Unix() {
+				continue
+			}
+			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); il.cold != nil || missing <= p.opts.coldAbove {
+				ranges = append(ranges, mine...)
+			}
+		}
 	}
 
 	// Reads whose bucket ranges overlap or touch are merged: reading more
@@ -630,6 +616,87 @@ func (g *grid) missing(sl int, lo, hi int64, ts, now time.Time, reuse time.Durat
 		}
 	}
 	return out
+}
+
+// need plans leaf l (index i of the call) at ts: its slots and window, its
+// cold state, and the bucket ranges it must read (missing counts the
+// buckets not read yet, before its cold state's end).
+func (g *grid) need(i int, l *dsl.Leaf, ts, now time.Time, reuse time.Duration) (il incLeaf, mine []slotRange, missing int) {
+	w := g.width
+	il = incLeaf{i: i, l: l, key: l.Key()}
+	il.parts, il.count = g.slotsFor(l)
+	from, to := l.Window(ts)
+	il.first, il.lastBucket = floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
+	cs := g.cold[il.key]
+	if cs != nil && (il.first > cs.k0 || il.first <= cs.from || il.lastBucket < cs.k0) {
+		// The window left the cold part (or went back before it).
+		if i >= 0 {
+			delete(g.cold, il.key)
+		}
+		cs = nil
+	}
+	histFirst := il.first
+	if cs != nil {
+		histFirst = cs.k0 + 1
+	}
+	for _, sl := range il.allSlots() {
+		for _, r := range g.missing(sl, histFirst, il.lastBucket, ts, now, reuse) {
+			missing += int(r.hi - r.lo + 1)
+			mine = append(mine, r)
+		}
+	}
+	if cs == nil {
+		return il, mine, missing
+	}
+	il.cold = cs
+	if il.extreme() {
+		for _, gr := range cs.groups {
+			if gr.stale || gr.at <= (il.first-1)*w {
+				il.requery = true
+			}
+		}
+	} else if il.first-1 > cs.from {
+		// The buckets leaving the window, to take off.
+		for _, sl := range il.allSlots() {
+			mine = append(mine, g.missing(sl, cs.from+1, il.first-1, ts, now, reuse)...)
+		}
+	}
+	return il, mine, missing
+}
+
+// leafUse is a leaf of the grid and its latest two evaluation times (unix
+// seconds), from which its next one is guessed.
+type leafUse struct {
+	leaf       *dsl.Leaf
+	used, prev int64
+}
+
+func (u *leafUse) next() int64 {
+	if u.prev <= 0 || u.used <= u.prev {
+		return 0
+	}
+	return 2*u.used - u.prev
+}
+
+// noteUse records an evaluation of leaf key at ts and forgets the leaves
+// not evaluated for the grid's span.
+func (g *grid) noteUse(key string, l *dsl.Leaf, ts int64) {
+	u := g.uses[key]
+	if u == nil {
+		u = &leafUse{}
+		g.uses[key] = u
+	}
+	u.leaf = l
+	if ts > u.used {
+		u.prev, u.used = u.used, ts
+	}
+	if len(g.uses) > 64 {
+		for k, o := range g.uses {
+			if o.used < ts-(g.span+1)*g.width {
+				delete(g.uses, k)
+			}
+		}
+	}
 }
 
 // takeOff removes the buckets that left the leaf's window, from+1 … first−1,

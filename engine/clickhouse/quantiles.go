@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -56,11 +57,15 @@ type vcFamily struct {
 	// (Reuse).
 	openTs int64
 	openAt time.Time
-	// used is the latest evaluation time (unix seconds) that used it;
-	// span is its leaves' window plus offset, in seconds.
-	used, span int64
-	// merged are the buffers of win + open per group (see stepFamily).
-	merged map[string][]dsl.ValueCount
+	// used and prev are the latest two evaluation times (unix seconds)
+	// that used it; span is its leaves' window plus offset, in seconds.
+	used, prev, span int64
+	// leaf, cond and stream are those of its latest evaluation, for
+	// stepping it along with the other families of its stream
+	// (coFamilies).
+	leaf   *dsl.Leaf
+	cond   fragment
+	stream string
 	// filling is set while the window's value counts are read in the
 	// background; over is the reason they went over the budget there.
 	filling bool
@@ -72,6 +77,9 @@ type vcGroup struct {
 	values []string
 	counts []dsl.ValueCount // sorted by value
 	spare  []dsl.ValueCount // the previous step's array, reused
+	// more is, in a step's result, the group's open counts (sorted), kept
+	// apart from counts (the window's final part).
+	more []dsl.ValueCount
 }
 
 // vcKey identifies a family: a quantile leaf's key without φ.
@@ -146,8 +154,11 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			l := leaves[i]
 			out := make([]engine.Sample, 0, len(groups))
 			for _, g := range groups {
-				st := dsl.State{Values: g.counts}
+				st := dsl.State{Values: g.counts, MoreValues: g.more}
 				for _, c := range g.counts {
+					st.Count += c.Count
+				}
+				for _, c := range g.more {
 					st.Count += c.Count
 				}
 				if st.Count > 0 {
@@ -172,11 +183,68 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 	return statements, deferred, nil
 }
 
+// vcPlan is what one step of a family reads: the buckets entering and
+// leaving its window's final part, and its open buckets when they are read
+// again.
+type vcPlan struct {
+	f    *vcFamily
+	l    *dsl.Leaf
+	cond fragment // the leaf's condition (its matchers, finiteness)
+	// enter and leave are the final buckets to add and to take off; open
+	// the buckets not final yet, read when readOpen.
+	enter, leave, open bucketRange
+	readOpen           bool
+	// from and to are the family's final part after the step.
+	from, to int64
+	// over is set when a group of this family went over the budget.
+	over string
+	// deltas and opened are what readValues read: the counts to add to
+	// the window (entering positive, leaving negative) and the open part.
+	deltas, opened map[string]*vcGroup
+}
+
+// needsRead reports whether the plan reads anything.
+func (pl *vcPlan) needsRead() bool {
+	return pl.enter.lo <= pl.enter.hi || pl.leave.lo <= pl.leave.hi || pl.readOpen
+}
+
+// plan computes the step of f (locked) to the window of l at ts. cold is
+// true when f has no usable window state: the caller reads the window's
+// value counts whole.
+func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Time) (pl *vcPlan, cold bool, first, hi int64) {
+	w := int64(p.opts.Bucket / time.Second)
+	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
+	from, to := l.Window(ts)
+	first, last := floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
+	hi = max(min(last, finalUpTo), first-1) // the window's final part is (first-1, hi]
+	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
+	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi}
+	if cold {
+		return pl, true, first, hi
+	}
+	if hi > f.to {
+		pl.enter = bucketRange{f.to + 1, hi}
+	}
+	if first-1 > f.from {
+		pl.leave = bucketRange{f.from + 1, first - 1}
+	}
+	if last > hi {
+		pl.open = bucketRange{hi + 1, last}
+		pl.readOpen = !(f.openTs == ts.UnixMilli() && p.opts.Reuse > 0 && now.Sub(f.openAt) < p.opts.Reuse && !now.Before(f.openAt))
+	}
+	return pl, false, first, hi
+}
+
 // stepFamily brings f to the window of l at ts and returns the window's
 // distribution per group (win + open). wait says why the leaves take the
 // full path this time (the value counts are read in the background); over
 // is the reason the family went over the distinct-value budget, when it
 // did.
+//
+// The families of the same field and grouping (other selectors, other
+// windows: the leaves of other rule groups) step with it, in the same
+// query, when this time is their next evaluation: the groups due at the same
+// time then read their value counts once, by the first of them.
 func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sql string, groups []*vcGroup, wait, over string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -188,123 +256,154 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	}
 	w := int64(p.opts.Bucket / time.Second)
 	now := p.opts.Now()
-	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
-	from, to := l.Window(ts)
-	first, last := floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
-	hi := max(min(last, finalUpTo), first-1) // the window's final part is (first-1, hi]
-
-	var enter, leave, open bucketRange
-	enter, leave = bucketRange{1, 0}, bucketRange{1, 0} // empty
-	cold := f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
+	cond := s.opts.Columns.leafCondition(l)
+	pl, cold, first, hi := p.plan(f, l, cond, ts, now)
+	f.step(ts.Unix())
+	f.span = int64((l.Range + l.Offset) / time.Second)
+	f.leaf, f.cond, f.stream = l, cond, vcStream(l)
 	if cold && hi > first-1 {
 		f.filling, f.win, f.open = true, nil, nil
-		f.used, f.span = ts.Unix(), int64((l.Range+l.Offset)/time.Second)
 		p.queueFill(fillRequest{s: s, f: f, l: l, w: w, lo: first - 1, hi: hi})
 		return "", nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
 	}
 	if cold {
 		f.win = map[string]*vcGroup{}
 		f.from, f.to = first-1, first-1
+		pl, _, _, _ = p.plan(f, l, cond, ts, now)
 	}
-	if hi > f.to {
-		enter = bucketRange{f.to + 1, hi}
-	}
-	if first-1 > f.from {
-		leave = bucketRange{f.from + 1, first - 1}
-	}
-	readOpen := last > hi && !(f.openTs == ts.UnixMilli() && p.opts.Reuse > 0 && now.Sub(f.openAt) < p.opts.Reuse && !now.Before(f.openAt))
-	if last > hi {
-		open = bucketRange{hi + 1, last}
-	} else {
-		open = bucketRange{1, 0}
+	if pl.open.lo > pl.open.hi {
 		f.open = nil
 	}
-	f.used, f.span = ts.Unix(), int64((l.Range+l.Offset)/time.Second)
-	if enter.lo <= enter.hi || leave.lo <= leave.hi || readOpen {
-		if !readOpen {
-			open = bucketRange{1, 0}
+	if pl.needsRead() {
+		plans := []*vcPlan{pl}
+		for _, co := range p.coFamilies(f, ts) {
+			defer co.mu.Unlock()
+			if cp, cold, _, _ := p.plan(co, co.leaf, co.cond, ts, now); !cold && cp.needsRead() {
+				plans = append(plans, cp)
+			}
 		}
-		var rows []vcRow
-		sql, rows, over, err = p.readValues(ctx, s, l, w, enter, leave, open)
+		sql, err = p.readValues(ctx, s, l.By, l.Selector, w, true, plans)
 		if err != nil {
 			f.win = nil // start again from a cold read
 			return sql, nil, "", "", err
 		}
-		if over != "" {
-			return sql, nil, "", over, nil
-		}
-		deltas := map[string]*vcGroup{}
-		opened := map[string]*vcGroup{}
-		for _, r := range rows {
-			switch r.part {
-			case 2:
-				r.count = -r.count
-				addRow(deltas, r)
-			case 3:
-				addRow(opened, r)
-			default:
-				addRow(deltas, r)
+		for _, cp := range plans[1:] {
+			if cp.over != "" {
+				cp.f.over = cp.over
+				continue
 			}
+			cp.f.apply(cp, ts, now)
 		}
-		for key, d := range deltas {
-			d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
-			g := f.win[key]
-			if g == nil {
-				g = &vcGroup{values: d.values}
-				f.win[key] = g
-			}
-			// Two arrays per group, used in turn: the window's counts are
-			// rewritten in place of the previous step's.
-			next := dsl.MergeValuesInto(g.spare[:0], g.counts, d.counts, 1)
-			g.spare, g.counts = g.counts, next
-			if len(g.counts) == 0 {
-				delete(f.win, key)
-			}
+		p.statsMu.Lock()
+		p.stats.CoSteps += len(plans) - 1
+		p.statsMu.Unlock()
+		if pl.over != "" {
+			return sql, nil, "", pl.over, nil
 		}
-		if readOpen {
-			for _, g := range opened {
-				g.counts = dsl.SortValues(g.counts)
-			}
-			f.open, f.openTs, f.openAt = opened, ts.UnixMilli(), now
-		}
+		f.apply(pl, ts, now)
 	}
 	f.from, f.to = first-1, hi
-	if f.merged == nil {
-		f.merged = map[string][]dsl.ValueCount{}
-	}
+	// The window's distribution is win + open, two sorted runs the
+	// quantile walks together (dsl.State.MoreValues): a day's counts are
+	// not merged into fresh memory at every evaluation.
 	budget := p.opts.MaxDistinctValues
-	keys := map[string]bool{}
-	for k := range f.win {
-		keys[k] = true
-	}
-	for k := range f.open {
-		keys[k] = true
-	}
-	for k := range keys {
-		g := &vcGroup{}
-		if wg := f.win[k]; wg != nil {
-			g.values, g.counts = wg.values, wg.counts
-		}
-		if og := f.open[k]; og != nil && len(og.counts) > 0 {
-			// The window's distribution is win + open, merged into a
-			// buffer the family keeps per group: a day's counts are
-			// not copied into fresh memory at every evaluation.
-			buf := f.merged[k]
-			buf = dsl.MergeValuesInto(buf[:0], g.counts, og.counts, 1)
-			f.merged[k] = buf
-			g.values, g.counts = og.values, buf
-		}
-		if len(g.counts) > budget {
-			return sql, nil, "", distinctReason(l, budget), nil
+	for k, wg := range f.win {
+		g := &vcGroup{values: wg.values, counts: wg.counts}
+		if og := f.open[k]; og != nil {
+			g.more = og.counts
 		}
 		groups = append(groups, g)
 	}
-	for k := range f.merged {
-		if !keys[k] {
-			delete(f.merged, k)
+	for k, og := range f.open {
+		if f.win[k] == nil {
+			groups = append(groups, &vcGroup{values: og.values, counts: og.counts})
+		}
+	}
+	for _, g := range groups {
+		if len(g.counts)+len(g.more) > budget {
+			return sql, nil, "", distinctReason(l, budget), nil
 		}
 	}
 	return sql, groups, "", "", nil
+}
+
+// step records an evaluation of the family at ts (unix seconds).
+func (f *vcFamily) step(ts int64) {
+	if ts > f.used {
+		f.prev, f.used = f.used, ts
+	}
+}
+
+// next is the family's next evaluation time, from its last two, or 0 when
+// unknown.
+func (f *vcFamily) next() int64 {
+	if f.prev <= 0 || f.used <= f.prev {
+		return 0
+	}
+	return 2*f.used - f.prev
+}
+
+// vcStream identifies the families one query can read together: those of
+// the same field and grouping (their selectors become count columns).
+func vcStream(l *dsl.Leaf) string {
+	return strings.Join(l.By, ",") + "\x00" + strings.Join(l.Selector.Columns, ",")
+}
+
+// coFamilies returns the families of f's stream whose next evaluation is at
+// ts and that are warm, locked (the caller unlocks them). A family another
+// evaluation holds is left alone: it steps on its own.
+func (p *partials) coFamilies(f *vcFamily, ts time.Time) []*vcFamily {
+	p.mu.Lock()
+	var cands []*vcFamily
+	for _, o := range p.families {
+		if o != f && o.stream == f.stream {
+			cands = append(cands, o)
+		}
+	}
+	p.mu.Unlock()
+	var out []*vcFamily
+	for _, o := range cands {
+		if !o.mu.TryLock() {
+			continue
+		}
+		if o.win == nil || o.filling || o.over != "" || o.leaf == nil || o.next() != ts.Unix() {
+			o.mu.Unlock()
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// apply adds the entering buckets' counts read for pl to the window, takes
+// the leaving ones off and replaces the open part when it was read.
+func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
+	for key, d := range pl.deltas {
+		d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
+		g := f.win[key]
+		if g == nil {
+			g = &vcGroup{values: d.values}
+			f.win[key] = g
+		}
+		// Two arrays per group, used in turn: the window's counts are
+		// rewritten in place of the previous step's.
+		next := dsl.MergeValuesInto(g.spare[:0], g.counts, d.counts, 1)
+		g.spare, g.counts = g.counts, next
+		if len(g.counts) == 0 {
+			delete(f.win, key)
+		}
+	}
+	if pl.readOpen {
+		for _, g := range pl.opened {
+			g.counts = dsl.SortValues(g.counts)
+		}
+		f.open, f.openTs, f.openAt = pl.opened, ts.UnixMilli(), now
+	}
+	if pl.open.lo > pl.open.hi {
+		f.open = nil
+	}
+	f.from, f.to = pl.from, pl.to
+	pl.deltas, pl.opened = nil, nil
 }
 
 // fillRequest asks for the value counts of the final buckets (lo, hi] of
@@ -400,25 +499,24 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	defer p.fills.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
 	defer cancel()
-	_, rows, over, err := p.readValues(ctx, s, l, w, bucketRange{lo + 1, hi})
+	pl := &vcPlan{f: f, l: l, cond: s.opts.Columns.leafCondition(l), enter: bucketRange{lo + 1, hi}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}}
+	// A window's rows are sorted here, not by ClickHouse (sorting millions
+	// of rows there would lengthen the read).
+	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.filling = false
 	if err != nil {
 		return // the next evaluation starts again
 	}
-	if over != "" {
-		f.over = over
+	if pl.over != "" {
+		f.over = pl.over
 		return
 	}
-	win := map[string]*vcGroup{}
-	for _, r := range rows {
-		addRow(win, r)
-	}
-	for _, g := range win {
+	for _, g := range pl.deltas {
 		g.counts = dsl.SortValues(g.counts)
 	}
-	f.win, f.from, f.to = win, lo, hi
+	f.win, f.from, f.to = pl.deltas, lo, hi
 	p.statsMu.Lock()
 	p.stats.Fills++
 	p.statsMu.Unlock()
@@ -431,63 +529,89 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)
 }
 
-// addRow adds a row's value count to its group in m, unsorted.
-func addRow(m map[string]*vcGroup, r vcRow) {
-	g := m[r.key]
-	if g == nil {
-		g = &vcGroup{values: r.values}
-		m[r.key] = g
-	}
-	g.counts = append(g.counts, dsl.ValueCount{Value: r.value, Count: r.count})
-}
-
-// vcRow is one row of a value-count read.
-type vcRow struct {
-	key    string
-	values []string
-	value  float64
-	part   int // 1 entering, 2 leaving, 3 open
-	count  float64
-}
-
-// readValues reads the value counts of the entering, leaving and open
-// buckets of l's family in one query, tagged by part. It stops reading,
-// and returns the reason, when a group has more distinct values than the
-// budget in one part.
-func (p *partials) readValues(ctx context.Context, s *Source, l *dsl.Leaf, w int64, parts ...bucketRange) (string, []vcRow, string, error) {
+// readValues reads, in one query, the value counts of the plans' entering,
+// leaving and open buckets (families of one field and grouping), into
+// each plan's deltas and opened. The time ranges are cut into disjoint
+// pieces, each row tagged by its piece; each distinct condition of the
+// plans is a count column. ordered asks ClickHouse to sort the rows by
+// value, so each group's counts arrive sorted. A plan with a group over
+// the distinct-value budget in one piece gets its over reason and reads no
+// more; the scan stops when every plan is over.
+func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan) (string, error) {
 	cols := s.opts.Columns
-	cond := cols.leafCondition(l)
 	tcol := quoteIdent(s.opts.Schema.Time)
+
+	// The pieces: the ranges' edges cut the buckets into runs that lie
+	// wholly inside or outside each range.
+	var ranges []bucketRange
+	for _, pl := range plans {
+		ranges = append(ranges, pl.enter, pl.leave)
+		if pl.readOpen {
+			ranges = append(ranges, pl.open)
+		}
+	}
+	var edges []int64
+	for _, r := range ranges {
+		if r.lo <= r.hi {
+			edges = append(edges, r.lo, r.hi+1)
+		}
+	}
+	if len(edges) == 0 {
+		return "", nil
+	}
+	slices.Sort(edges)
+	edges = slices.Compact(edges)
+	var pieces []bucketRange
+	for i := 0; i+1 < len(edges); i++ {
+		pc := bucketRange{edges[i], edges[i+1] - 1}
+		for _, r := range ranges {
+			if r.lo <= pc.lo && pc.hi <= r.hi {
+				pieces = append(pieces, pc)
+				break
+			}
+		}
+	}
+	// The count columns, one per distinct condition.
+	var conds []fragment
+	condOf := make([]int, len(plans))
+	unfiltered := false
+	for i, pl := range plans {
+		k := slices.IndexFunc(conds, func(c fragment) bool { return c.key() == pl.cond.key() })
+		if k < 0 {
+			k = len(conds)
+			conds = append(conds, pl.cond)
+		}
+		condOf[i] = k
+		unfiltered = unfiltered || pl.cond.sql == ""
+	}
+
 	var sql strings.Builder
 	var args []any
 	sql.WriteString("SELECT")
 	sep := "\n    "
-	for _, b := range l.By {
+	for _, b := range by {
 		sql.WriteString(sep + cols.Label(b))
 		sep = ",\n    "
 	}
 	// The aliases are prefixed so they cannot shadow a column of the
 	// table (ClickHouse resolves aliases everywhere in a query).
-	fmt.Fprintf(&sql, "%stoFloat64(%s) AS cw_v", sep, cols.Value(l.Selector.Columns))
+	fmt.Fprintf(&sql, "%stoFloat64(%s) AS cw_v", sep, cols.Value(sel.Columns))
 	sep = ",\n    "
-	// The part of a row: multiIf(t in part 1, 1, t in part 2, 2, 3).
 	var tag, where []string
 	var tagArgs, whereArgs []any
-	for i, r := range parts {
-		if r.lo > r.hi {
+	for i, pc := range pieces {
+		lo, hi := clipDateTime((pc.lo-1)*w), clipDateTime(pc.hi*w)
+		in := fmt.Sprintf("%s > toDateTime(?) AND %s <= toDateTime(?)", tcol, tcol)
+		tag = append(tag, in, fmt.Sprint(i))
+		tagArgs = append(tagArgs, lo, hi)
+		if n := len(where) - 1; n >= 0 && i > 0 && pieces[i-1].hi+1 == pc.lo {
+			whereArgs[2*n+1] = hi // contiguous with the previous run
 			continue
 		}
-		lo, hi := clipDateTime((r.lo-1)*w), clipDateTime(r.hi*w)
-		in := fmt.Sprintf("%s > toDateTime(?) AND %s <= toDateTime(?)", tcol, tcol)
 		where = append(where, in)
 		whereArgs = append(whereArgs, lo, hi)
-		tag = append(tag, in, fmt.Sprint(i+1))
-		tagArgs = append(tagArgs, lo, hi)
 	}
-	if len(where) == 0 {
-		return "", nil, "", nil
-	}
-	tag = append(tag[:len(tag)-2], tag[len(tag)-1]) // the last part is the default
+	tag = append(tag[:len(tag)-2], tag[len(tag)-1]) // the last piece is the default
 	tagArgs = tagArgs[:len(tagArgs)-2]
 	if len(tag) == 1 {
 		fmt.Fprintf(&sql, "%stoFloat64(%s) AS cw_part", sep, tag[0])
@@ -495,57 +619,119 @@ func (p *partials) readValues(ctx context.Context, s *Source, l *dsl.Leaf, w int
 		fmt.Fprintf(&sql, "%stoFloat64(multiIf(%s)) AS cw_part", sep, strings.Join(tag, ", "))
 		args = append(args, tagArgs...)
 	}
-	sql.WriteString(",\n    toFloat64(count())")
+	if len(conds) == 1 {
+		sql.WriteString(",\n    toFloat64(count())")
+	} else {
+		for _, c := range conds {
+			if c.sql == "" {
+				sql.WriteString(",\n    toFloat64(count())")
+				continue
+			}
+			sql.WriteString(",\n    toFloat64(countIf(" + c.sql + "))")
+			args = append(args, c.args...)
+		}
+	}
 	fmt.Fprintf(&sql, "\nFROM %s\nWHERE (%s)", quoteTable(s.opts.Table), strings.Join(where, " OR "))
 	args = append(args, whereArgs...)
-	if cond.sql != "" {
-		sql.WriteString("\n    AND (" + cond.sql + ")")
-		args = append(args, cond.args...)
+	if !unfiltered {
+		parts := make([]string, len(conds))
+		for i, c := range conds {
+			parts[i] = "(" + c.sql + ")"
+			args = append(args, c.args...)
+		}
+		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
 	}
-	group := make([]string, 0, len(l.By)+2)
-	for _, b := range l.By {
+	group := make([]string, 0, len(by)+2)
+	for _, b := range by {
 		group = append(group, cols.Label(b))
 	}
 	group = append(group, "cw_v", "cw_part")
 	sql.WriteString("\nGROUP BY " + strings.Join(group, ", "))
+	if ordered {
+		sql.WriteString("\nORDER BY cw_v")
+	}
 	text := sql.String()
 
-	budget := p.opts.MaxDistinctValues
-	values := make([]string, len(l.By))
-	nums := make([]float64, 3)
-	var rows []vcRow
-	type groupPart struct {
-		key  string
-		part int
+	// Which part of each plan each piece is: +1 entering, −1 leaving, 2
+	// open, 0 none.
+	role := make([][]int8, len(plans))
+	for i, pl := range plans {
+		role[i] = make([]int8, len(pieces))
+		for j, pc := range pieces {
+			in := func(r bucketRange) bool { return r.lo <= pc.lo && pc.hi <= r.hi }
+			switch {
+			case in(pl.enter):
+				role[i][j] = 1
+			case in(pl.leave):
+				role[i][j] = -1
+			case pl.readOpen && in(pl.open):
+				role[i][j] = 2
+			}
+		}
+		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
 	}
-	distinct := map[groupPart]int{}
+	budget := p.opts.MaxDistinctValues
+	values := make([]string, len(by))
+	nums := make([]float64, 2+len(conds))
+	type groupPiece struct {
+		plan, piece int
+		key         string
+	}
+	distinct := map[groupPiece]int{}
 	seen := map[string][]string{} // the label values of each group, once
-	over := ""
-	stop := fmt.Errorf("over the distinct-value budget")
+	live := len(plans)
+	stop := errors.New("over the distinct-value budget")
+	n := 0
 	err := s.scan(ctx, text, args, 0, scanDest(values, nums), func() error {
 		key := strings.Join(values, "\xff")
-		part := int(nums[1])
-		gp := groupPart{key, part}
-		if distinct[gp]++; distinct[gp] > budget {
-			over = distinctReason(l, budget)
-			return stop
+		piece := int(nums[1])
+		if piece < 0 || piece >= len(pieces) {
+			return fmt.Errorf("value-count row in piece %v of %d", nums[1], len(pieces))
 		}
 		vs, ok := seen[key]
 		if !ok {
 			vs = slices.Clone(values)
 			seen[key] = vs
 		}
-		rows = append(rows, vcRow{key: key, values: vs, value: nums[0], part: part, count: nums[2]})
+		for i, pl := range plans {
+			r, c := role[i][piece], nums[2+condOf[i]]
+			if r == 0 || c == 0 || pl.over != "" {
+				continue
+			}
+			gp := groupPiece{i, piece, key}
+			if distinct[gp]++; distinct[gp] > budget {
+				pl.over = distinctReason(pl.l, budget)
+				pl.deltas, pl.opened = nil, nil
+				if live--; live == 0 {
+					return stop
+				}
+				continue
+			}
+			m := pl.deltas
+			switch r {
+			case -1:
+				c = -c
+			case 2:
+				m = pl.opened
+			}
+			g := m[key]
+			if g == nil {
+				g = &vcGroup{values: vs}
+				m[key] = g
+			}
+			g.counts = append(g.counts, dsl.ValueCount{Value: nums[0], Count: c})
+			n++
+		}
 		return nil
 	})
-	if over != "" {
-		return text, nil, over, nil
+	if errors.Is(err, stop) {
+		err = nil
 	}
 	p.statsMu.Lock()
 	p.stats.ValueQueries++
-	p.stats.ValueRows += len(rows)
+	p.stats.ValueRows += n
 	p.statsMu.Unlock()
-	return text, rows, "", err
+	return text, err
 }
 
 // valueCounts returns the number of value counts the families hold,
@@ -565,9 +751,6 @@ func (p *partials) valueCounts() int {
 		}
 		for _, g := range f.open {
 			n += cap(g.counts)
-		}
-		for _, b := range f.merged {
-			n += cap(b)
 		}
 		f.mu.Unlock()
 	}

@@ -146,8 +146,8 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 		}
 	}
 	st := inc.IncrementalStats()
-	if st.Leaves == 0 || st.FullLeaves == 0 || st.Requeries == 0 || st.QuantileLeaves == 0 {
-		t.Errorf("want leaves on both paths, quantiles from value counts, got %+v", st)
+	if st.Leaves == 0 || st.FullLeaves == 0 || st.Requeries == 0 || st.QuantileLeaves == 0 || st.CoSteps == 0 {
+		t.Errorf("want leaves on both paths, quantiles from value counts, families stepped together, got %+v", st)
 	}
 	if ts := tight.IncrementalStats(); overflowed == 0 || ts.QuantileLeaves == 0 {
 		t.Errorf("a budget of 4 distinct values should send some quantiles to the full path and keep others: %d overflowed, %+v", overflowed, ts)
@@ -172,6 +172,6 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 			t.Errorf("step %d read %d buckets, more than %d (%d groupings): steady steps must read only new and late buckets", k+1, r, limit, grids)
 		}
 	}
-	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d quantiles from value counts (%d reads, %d rows), %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings); %d quantiles over a budget of 4",
-		seed, len(data.Events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
+	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d quantiles from value counts (%d reads, %d rows, %d families stepped along), %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings); %d quantiles over a budget of 4",
+		seed, len(data.Events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.CoSteps, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
 }
