@@ -54,6 +54,14 @@ type Incremental struct {
 	// quantile's value counts are read in the background (default
 	// 500ms; negative: at once).
 	FillSettle time.Duration
+	// KeepColdStates keeps a long window's first result (its cold state)
+	// for the window's length, as the only record of its old buckets: each
+	// step then reads the bucket leaving the window, and a min or max
+	// whose extreme leaves it is queried again. By default the cold part's
+	// buckets are read in the background once evaluations have settled
+	// (windows of up to two days of buckets), and the window slides on
+	// buckets alone.
+	KeepColdStates bool
 	// Now is the clock that decides which buckets are final (default
 	// time.Now).
 	Now func() time.Time
@@ -171,7 +179,7 @@ type partials struct {
 	// finish, filling says a goroutine works through it.
 	fills     sync.WaitGroup
 	fillMu    sync.Mutex
-	fillQueue []fillRequest
+	fillQueue []func()
 	filling   bool
 	// active counts the evaluations in progress and lastEval is when the
 	// last one ended (wall clock), for the fills' settling.
@@ -620,7 +628,7 @@ func (g *grid) missing(sl int, lo, hi int64, ts, now time.Time, reuse time.Durat
 
 // need plans leaf l (index i of the call) at ts: its slots and window, its
 // cold state, and the bucket ranges it must read (missing counts the
-// buckets not read yet, before its cold state's end).
+// buckets not read yet after its cold state, in the slot missing most).
 func (g *grid) need(i int, l *dsl.Leaf, ts, now time.Time, reuse time.Duration) (il incLeaf, mine []slotRange, missing int) {
 	w := g.width
 	il = incLeaf{i: i, l: l, key: l.Key()}
@@ -640,10 +648,12 @@ func (g *grid) need(i int, l *dsl.Leaf, ts, now time.Time, reuse time.Duration) 
 		histFirst = cs.k0 + 1
 	}
 	for _, sl := range il.allSlots() {
+		n := 0
 		for _, r := range g.missing(sl, histFirst, il.lastBucket, ts, now, reuse) {
-			missing += int(r.hi - r.lo + 1)
+			n += int(r.hi - r.lo + 1)
 			mine = append(mine, r)
 		}
+		missing = max(missing, n) // buckets, not bucket × slot
 	}
 	if cs == nil {
 		return il, mine, missing
@@ -861,7 +871,87 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 		}
 		g.cold[il.key] = cs
 	}
+	// The cold parts' buckets are read in the background, once
+	// evaluations have settled: then the leaves slide on buckets alone,
+	// with no bucket leaving the window to read and no extreme to query
+	// again.
+	var keys []string
+	var fillSlots []int
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, t := range todo {
+		if t.il.lastBucket-t.il.first >= maxFillBuckets {
+			continue
+		}
+		keys = append(keys, t.il.key)
+		lo, hi = min(lo, t.cs.from+1), max(hi, t.cs.k0)
+		for _, sl := range t.il.allSlots() {
+			if !slices.Contains(fillSlots, sl) {
+				fillSlots = append(fillSlots, sl)
+			}
+		}
+	}
+	if len(keys) > 0 && !p.opts.KeepColdStates {
+		p.queueFill(func() { p.fillGrid(s, g, keys, fillSlots, bucketRange{lo, hi}) })
+	}
 	return statements, nil
+}
+
+// maxFillBuckets bounds the windows whose cold part is read into buckets
+// (two days of 1m buckets): a longer window keeps its cold state.
+const maxFillBuckets = 2880
+
+// fillGrid reads the slots' partial aggregates over the final buckets r
+// (the cold parts of leaves keys) into g, in the background, and drops the
+// cold states the buckets now cover.
+func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, r bucketRange) {
+	defer p.fills.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
+	defer cancel()
+	sort.Ints(slots)
+	st := g.statement(s, []bucketRange{r}, slots)
+	got, err := g.query(ctx, s, st, len(slots), 0)
+	if err != nil {
+		return // the cold states stay: the leaves slide on them
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// Only the buckets the grid still keeps (the window moved on while
+	// reading) and that are final: the rest are read by evaluations.
+	finalUpTo := floorDiv(p.opts.Now().Add(-p.opts.LateWindow).Unix(), g.width)
+	r.lo = max(r.lo, g.last-g.span)
+	r.hi = min(r.hi, finalUpTo)
+	if r.lo > r.hi {
+		return
+	}
+	kept := got[:0]
+	for _, row := range got {
+		if row.bucket >= r.lo && row.bucket <= r.hi {
+			kept = append(kept, row)
+		}
+	}
+	if err := g.store(kept, []bucketRange{r}, slots, 0, p.opts.Now(), finalUpTo); err != nil {
+		return
+	}
+	// Blocks folded before hold the same final buckets; they are built
+	// again from the stored ones all the same.
+	for q, blk := range g.blocks {
+		if (q+1)*blockSize >= r.lo && q*blockSize+1 <= r.hi {
+			for _, sl := range slots {
+				if sl < len(blk.final) {
+					blk.final[sl] = false
+				}
+			}
+		}
+	}
+	for _, k := range keys {
+		if cs := g.cold[k]; cs != nil && cs.from+1 >= r.lo && cs.k0 <= r.hi {
+			delete(g.cold, k)
+		}
+	}
+	p.statsMu.Lock()
+	p.stats.Fills++
+	p.stats.BucketsRead += int(r.hi - r.lo + 1)
+	p.statsMu.Unlock()
 }
 
 // fresh reports whether slot sl of bucket k need not be read.

@@ -263,7 +263,8 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	f.leaf, f.cond, f.stream = l, cond, vcStream(l)
 	if cold && hi > first-1 {
 		f.filling, f.win, f.open = true, nil, nil
-		p.queueFill(fillRequest{s: s, f: f, l: l, w: w, lo: first - 1, hi: hi})
+		lo := first - 1
+		p.queueFill(func() { p.fill(s, f, l, w, lo, hi) })
 		return "", nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
 	}
 	if cold {
@@ -406,21 +407,11 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 	pl.deltas, pl.opened = nil, nil
 }
 
-// fillRequest asks for the value counts of the final buckets (lo, hi] of
-// l's window, for family f.
-type fillRequest struct {
-	s      *Source
-	f      *vcFamily
-	l      *dsl.Leaf
-	w      int64
-	lo, hi int64
-}
-
 // queueFill adds a fill to the queue of the evaluation in progress; the
 // source starts the queue when the evaluation's own queries are done
 // (startFills), so a first evaluation does not compete with the reads it
 // started.
-func (p *partials) queueFill(r fillRequest) {
+func (p *partials) queueFill(r func()) {
 	p.fills.Add(1)
 	p.fillMu.Lock()
 	p.fillQueue = append(p.fillQueue, r)
@@ -487,7 +478,7 @@ func (p *partials) startFills() {
 			p.fillQueue = p.fillQueue[1:]
 			p.fillMu.Unlock()
 			p.settled()
-			p.fill(r.s, r.f, r.l, r.w, r.lo, r.hi)
+			r()
 		}
 	}()
 }

@@ -60,8 +60,12 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	var now time.Time
 	inc := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, FillSettle: -1})
 	// tight keeps at most 4 distinct values of a field per group: most
-	// quantile families go over it and take the full path, some stay.
-	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4, FillSettle: -1})
+	// quantile families go over it and take the full path, some stay. It
+	// keeps its cold states (no background read of their buckets), so the
+	// paths that take leaving buckets off and query extremes again run too.
+	// It keeps its cold states (no background read of their buckets), so
+	// the takeOff and requery paths are exercised too.
+	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4, FillSettle: -1, KeepColdStates: true})
 	overflowed := 0
 
 	// The leaves of the generated expressions, deduplicated.
@@ -69,6 +73,9 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	var leaves []*dsl.Leaf
 	seen := map[string]bool{}
 	inputs := slices.Clone(gen.Pinned)
+	// Extremes over windows longer than a first evaluation's catch-up and
+	// shorter than the steps: their cold state's extreme leaves the window.
+	inputs = append(inputs, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])")
 	for range diffExprs / 2 {
 		inputs = append(inputs, g.Expr())
 	}
@@ -146,8 +153,11 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 		}
 	}
 	st := inc.IncrementalStats()
-	if st.Leaves == 0 || st.FullLeaves == 0 || st.Requeries == 0 || st.QuantileLeaves == 0 || st.CoSteps == 0 {
-		t.Errorf("want leaves on both paths, quantiles from value counts, families stepped together, got %+v", st)
+	if st.Leaves == 0 || st.FullLeaves == 0 || st.Fills == 0 || st.QuantileLeaves == 0 || st.CoSteps == 0 {
+		t.Errorf("want leaves on both paths, quantiles from value counts, buckets read in the background, families stepped together, got %+v", st)
+	}
+	if ts := tight.IncrementalStats(); ts.Requeries == 0 {
+		t.Errorf("keeping cold states, want extremes queried again when they leave the window, got %+v", ts)
 	}
 	if ts := tight.IncrementalStats(); overflowed == 0 || ts.QuantileLeaves == 0 {
 		t.Errorf("a budget of 4 distinct values should send some quantiles to the full path and keep others: %d overflowed, %+v", overflowed, ts)
