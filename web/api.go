@@ -353,7 +353,7 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 			spec := rule.Spec()
 			health, lastErr, lastEval, evalDur := rule.Status()
 			rj := ruleJSON{Name: rule.Name(), Query: spec.ExprText, Labels: spec.Labels, Health: string(health),
-				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: spec.Severity, Notify: spec.Notify}
+				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: string(spec.Severity), Notify: spec.Notify}
 			if rj.Labels == nil {
 				rj.Labels = map[string]string{}
 			}

@@ -518,7 +518,7 @@ func severityOf(a engine.Alert, rule *engine.RuleSpec) string {
 		return s
 	}
 	if rule != nil {
-		return rule.Severity
+		return string(rule.Severity)
 	}
 	return ""
 }
@@ -549,14 +549,13 @@ func severityTitle(severity, rule string) string {
 	return "[" + strings.ToUpper(severity) + "] " + rule
 }
 
-var severityRank = map[string]int{"INFO": 1, "WARNING": 2, "ERROR": 3, "CRITICAL": 4}
-
-// highestSeverity is the most severe of the alerts' severities.
+// highestSeverity is the most severe of the alerts' severities (upper
+// case, as AlertData holds them).
 func highestSeverity(alerts []AlertData) string {
-	best := ""
+	best, bestRank := "", -1
 	for _, a := range alerts {
-		if best == "" || severityRank[a.Severity] > severityRank[best] {
-			best = a.Severity
+		if r := engine.Severity(strings.ToLower(a.Severity)).Rank(); best == "" || r > bestRank {
+			best, bestRank = a.Severity, r
 		}
 	}
 	return best
