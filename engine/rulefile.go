@@ -352,12 +352,12 @@ func (p *fileParser) group(n *yaml.Node) *GroupSpec {
 }
 
 func (p *fileParser) duration(v *yaml.Node, group, rule, key string) time.Duration {
-	d, err := model.ParseDuration(v.Value)
+	d, err := dsl.ParseDuration(v.Value)
 	if err != nil {
-		p.add(p.errAt(v, group, rule, "%s: %q is not a duration; write e.g. 30s, 5m, 1h or 1d", key, v.Value))
+		p.add(p.errAt(v, group, rule, "%s: %v", key, err))
 		return 0
 	}
-	return time.Duration(d)
+	return d
 }
 
 func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates bool) map[string]string {

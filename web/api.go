@@ -17,7 +17,6 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/memory"
 )
 
 // Rules gives the running rule groups.
@@ -223,7 +222,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	ts := a.opts.Now()
 	if t := r.FormValue("time"); t != "" {
 		var err error
-		if ts, err = memory.ParseTime(t); err != nil {
+		if ts, err = dsl.ParseTime(t); err != nil {
 			fail(w, http.StatusBadRequest, "bad_data", err)
 			return
 		}
