@@ -421,7 +421,14 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 	}
 }
 
-// backoff is exponential with full jitter in [d/2, d], or what the channel asked.
+// backoff is exponential with jitter in [d/2, d], or what the channel asked.
+//
+// It is written here rather than taken from github.com/cenkalti/backoff:
+// that package's Retry loop has no injectable clock, restarts its intervals
+// after a Retry-After and gives up after 15 minutes by default, where
+// deliver audits every attempt and counts them; and its ExponentialBackOff
+// jitters around the interval, which gives [d/2, d] only with an initial
+// interval of 0.75·Backoff and a randomization factor of 1/3.
 func (d *Dispatcher) backoff(attempt int, err error) time.Duration {
 	var re *RetryableError
 	if errors.As(err, &re) && re.After > 0 {
@@ -454,6 +461,13 @@ func (d *Dispatcher) audit(ctx context.Context, recs ...engine.AuditRecord) {
 }
 
 // limiter allows n events per minute (a sliding window of send times).
+//
+// It is not golang.org/x/time/rate: a token bucket cannot say "at most n in
+// any minute". With a burst of n refilled at n per minute it lets up to
+// 2n−1 through within one minute (WeCom refuses a bot's 21st message of a
+// minute, errcode 45009); with a burst of 1 it would fold every burst into
+// a digest from its second message, where today the first n go out as
+// they are.
 type limiter struct {
 	n    int
 	sent []time.Time
