@@ -65,8 +65,8 @@ type HA struct {
 	// Heartbeat is the time between heartbeats (default 5s); TTL how long a
 	// silent replica still counts as alive (default 15s): the longest a
 	// takeover takes.
-	Heartbeat Duration `yaml:"heartbeat"`
-	TTL       Duration `yaml:"ttl"`
+	Heartbeat dsl.Duration `yaml:"heartbeat"`
+	TTL       dsl.Duration `yaml:"ttl"`
 }
 
 // Web configures the HTTP API.
@@ -84,13 +84,13 @@ type Web struct {
 // Limits guard the data source.
 type Limits struct {
 	// MaxWindow is the longest range (plus offset) an expression may use (default 31d).
-	MaxWindow Duration `yaml:"max_window"`
+	MaxWindow dsl.Duration `yaml:"max_window"`
 	// MaxSeriesPerRule caps the groups one range function may return
 	// (default 10000); ClickHouse stops grouping soon after it.
 	MaxSeriesPerRule int `yaml:"max_series_per_rule"`
 	// QueryTimeout bounds one ad-hoc query (the query API, the status
 	// page), the wait for a free slot included (default 30s).
-	QueryTimeout Duration `yaml:"query_timeout"`
+	QueryTimeout dsl.Duration `yaml:"query_timeout"`
 	// MaxConcurrentQueries bounds the ad-hoc queries running at once
 	// (default 4). They have their own connections, apart from the rules'.
 	MaxConcurrentQueries int `yaml:"max_concurrent_queries"`
@@ -136,10 +136,10 @@ func (s *Secret) UnmarshalYAML(node *yaml.Node) error {
 type Notifier struct {
 	notify.ChannelConfig `yaml:",inline"`
 	// Timeout bounds one delivery attempt (default 10s).
-	Timeout Duration `yaml:"timeout"`
+	Timeout dsl.Duration `yaml:"timeout"`
 	// RepeatInterval re-sends a firing alert to a direct channel at this
 	// interval (default: never; Alertmanager gets Prometheus' resends).
-	RepeatInterval Duration `yaml:"repeat_interval"`
+	RepeatInterval dsl.Duration `yaml:"repeat_interval"`
 }
 
 // Notification tunes delivery for every channel.
@@ -150,9 +150,9 @@ type Notification struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// ResendDelay is the minimum time between resends of a firing alert to
 	// Alertmanager (default 1m).
-	ResendDelay Duration `yaml:"resend_delay"`
+	ResendDelay dsl.Duration `yaml:"resend_delay"`
 	// DrainTimeout bounds how long shutdown waits for queues to drain (default 10s).
-	DrainTimeout Duration `yaml:"drain_timeout"`
+	DrainTimeout dsl.Duration `yaml:"drain_timeout"`
 }
 
 // ClickHouse configures the connection and the tables.
@@ -162,15 +162,15 @@ type ClickHouse struct {
 	// EventsTable is the table of call events, optionally database.table.
 	EventsTable string `yaml:"events_table"`
 	// QueryTimeout bounds each query (default 30s).
-	QueryTimeout Duration `yaml:"query_timeout"`
+	QueryTimeout dsl.Duration `yaml:"query_timeout"`
 	// AuditTable records alert transitions, notifications and operator
 	// actions (default callwatch_alert_log); created at start when missing.
 	AuditTable string `yaml:"audit_table"`
 	// HealthInterval is how often the built-in DatasourceDown alert pings
 	// ClickHouse (default 15s); DownAfter how long pings must fail before it
 	// fires (default 1m).
-	HealthInterval Duration `yaml:"health_interval"`
-	DownAfter      Duration `yaml:"down_after"`
+	HealthInterval dsl.Duration `yaml:"health_interval"`
+	DownAfter      dsl.Duration `yaml:"down_after"`
 	// Incremental configures rule evaluation from per-bucket partial
 	// aggregates (on by default).
 	Incremental Incremental `yaml:"incremental"`
@@ -191,10 +191,10 @@ type Incremental struct {
 	// Bucket is the width of a partial aggregate (default 1m, whole
 	// seconds). Rules take the incremental path when their interval,
 	// windows and offsets are multiples of it.
-	Bucket Duration `yaml:"bucket"`
+	Bucket dsl.Duration `yaml:"bucket"`
 	// LateWindow is how long after its end a bucket is read again, so rows
 	// that land late are counted (default 2m).
-	LateWindow Duration `yaml:"late_window"`
+	LateWindow dsl.Duration `yaml:"late_window"`
 	// MaxDistinctValues bounds the distinct values of a field an exact
 	// quantile keeps per group as value counts (default 50000); a field
 	// with more takes the full path.
@@ -228,7 +228,7 @@ func (c *Config) applyDefaults() {
 		c.ClickHouse.EventsTable = "ai_call_events"
 	}
 	if c.ClickHouse.QueryTimeout == 0 {
-		c.ClickHouse.QueryTimeout = Duration(30 * time.Second)
+		c.ClickHouse.QueryTimeout = dsl.Duration(30 * time.Second)
 	}
 	if c.Schema.Time == "" && c.Schema.Labels == nil && c.Schema.Fields == nil {
 		d := dsl.DefaultSchema()
@@ -242,34 +242,34 @@ func (c *Config) applyDefaults() {
 	}
 	c.Exporter.SetDefaults()
 	if c.Limits.MaxWindow == 0 {
-		c.Limits.MaxWindow = Duration(31 * 24 * time.Hour)
+		c.Limits.MaxWindow = dsl.Duration(31 * 24 * time.Hour)
 	}
 	if c.Limits.MaxSeriesPerRule == 0 {
 		c.Limits.MaxSeriesPerRule = 10000
 	}
 	if c.Limits.QueryTimeout == 0 {
-		c.Limits.QueryTimeout = Duration(30 * time.Second)
+		c.Limits.QueryTimeout = dsl.Duration(30 * time.Second)
 	}
 	if c.Limits.MaxConcurrentQueries == 0 {
 		c.Limits.MaxConcurrentQueries = 4
 	}
 	if c.ClickHouse.HealthInterval == 0 {
-		c.ClickHouse.HealthInterval = Duration(15 * time.Second)
+		c.ClickHouse.HealthInterval = dsl.Duration(15 * time.Second)
 	}
 	if c.ClickHouse.DownAfter == 0 {
-		c.ClickHouse.DownAfter = Duration(time.Minute)
+		c.ClickHouse.DownAfter = dsl.Duration(time.Minute)
 	}
 	if c.ClickHouse.Incremental.Bucket == 0 {
-		c.ClickHouse.Incremental.Bucket = Duration(time.Minute)
+		c.ClickHouse.Incremental.Bucket = dsl.Duration(time.Minute)
 	}
 	if c.ClickHouse.Incremental.LateWindow == 0 {
-		c.ClickHouse.Incremental.LateWindow = Duration(2 * time.Minute)
+		c.ClickHouse.Incremental.LateWindow = dsl.Duration(2 * time.Minute)
 	}
 	if c.HA.LeaseTable == "" {
 		c.HA.LeaseTable = "callwatch_replicas"
 	}
 	if c.HA.Heartbeat == 0 {
-		c.HA.Heartbeat = Duration(5 * time.Second)
+		c.HA.Heartbeat = dsl.Duration(5 * time.Second)
 	}
 	if c.HA.TTL == 0 {
 		c.HA.TTL = 3 * c.HA.Heartbeat
@@ -280,7 +280,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Notifiers {
 		n := &c.Notifiers[i]
 		if n.Timeout == 0 {
-			n.Timeout = Duration(10 * time.Second)
+			n.Timeout = dsl.Duration(10 * time.Second)
 		}
 		n.ChannelConfig.Timeout = n.Timeout.D()
 		if n.Type == "wecom" && n.RatePerMinute == 0 {
@@ -301,10 +301,10 @@ func (c *Config) applyDefaults() {
 		c.Notification.MaxAttempts = 5
 	}
 	if c.Notification.ResendDelay == 0 {
-		c.Notification.ResendDelay = Duration(time.Minute)
+		c.Notification.ResendDelay = dsl.Duration(time.Minute)
 	}
 	if c.Notification.DrainTimeout == 0 {
-		c.Notification.DrainTimeout = Duration(10 * time.Second)
+		c.Notification.DrainTimeout = dsl.Duration(10 * time.Second)
 	}
 }
 

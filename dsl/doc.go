@@ -12,4 +12,9 @@
 // instant selector, so everything above the leaves keeps PromQL's exact
 // semantics. The package is a leaf: it does no I/O and knows nothing about the
 // backends.
+//
+// It also owns the notations of time the language shares with the files and
+// flags around it: ParseTime (RFC 3339 or unix seconds), ParseDuration and
+// the YAML Duration (Prometheus' 30s, 5m, 1h, 1d), so that the configuration,
+// rule files, rule tests, the HTTP API and the commands read them alike.
 package dsl

@@ -331,7 +331,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 			lb.Set(k, v)
 		}
 		if r.spec.Severity != "" {
-			lb.Set("severity", r.spec.Severity)
+			lb.Set("severity", string(r.spec.Severity))
 		}
 		for k, v := range r.spec.Labels {
 			lb.Set(k, expand(v))

@@ -106,11 +106,11 @@ func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *RuleSpec, 
 	ann := a.Annotations.Map()
 	sev := l["severity"]
 	if sev == "" {
-		sev = rule.Severity
+		sev = string(rule.Severity)
 	}
 	title := ann["title"]
 	if title == "" {
-		title = fmt.Sprintf("[%s] %s", strings.ToUpper(orDefault(sev, "warning")), rule.Name())
+		title = fmt.Sprintf("[%s] %s", strings.ToUpper(orDefault(sev, string(SeverityWarning))), rule.Name())
 	}
 	msg := ann["message"]
 	if msg == "" {

@@ -300,7 +300,7 @@ func (g *Group) copyState(old *Group) {
 // and are sent resolved, at the next evaluation if the new expression no
 // longer returns them); a longer for moves firing alerts back to pending.
 func ruleKey(r *RuleSpec) string {
-	return r.Name() + "\x00" + r.Severity + "\x00" + joinPairs(sortedPairs(r.Labels))
+	return r.Name() + "\x00" + string(r.Severity) + "\x00" + joinPairs(sortedPairs(r.Labels))
 }
 
 func joinPairs(p []string) string {

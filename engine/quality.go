@@ -17,7 +17,7 @@ import (
 // Threshold is one severity tier of a rule: the alert is at this tier
 // while `value op Value` holds.
 type Threshold struct {
-	Severity string
+	Severity Severity
 	Op       string
 	Value    float64
 	// Notify overrides the rule's channels at this tier.
@@ -53,8 +53,6 @@ type Quality struct {
 	NoDataWindow time.Duration
 }
 
-var severityRank = map[string]int{"info": 0, "warning": 1, "error": 2, "critical": 3}
-
 var compareOps = []string{">", ">=", "<", "<=", "==", "!="}
 
 // quality parses the noise controls of an alerting rule.
@@ -83,8 +81,8 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 				p.add(p.errAt(tn, g.Name, name, "a threshold needs severity, op and a numeric value"))
 				continue
 			}
-			if _, ok := severityRank[t.Severity]; !ok {
-				p.add(p.errAt(tn, g.Name, name, "threshold severity %q: write one of %s", t.Severity, strings.Join(severities, ", ")))
+			if !Severity(t.Severity).Valid() {
+				p.add(p.errAt(tn, g.Name, name, "threshold severity %q: write one of %s", t.Severity, severityChoices()))
 			}
 			if !slices.Contains(compareOps, t.Op) {
 				p.add(p.errAt(tn, g.Name, name, "threshold op %q: write one of %s", t.Op, strings.Join(compareOps, " ")))
@@ -94,10 +92,10 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 					p.add(p.errAt(tn, g.Name, name, "notify: no channel named %q; configured channels: %s", c, strings.Join(p.opts.Channels, ", ")))
 				}
 			}
-			q.Thresholds = append(q.Thresholds, Threshold{Severity: t.Severity, Op: t.Op, Value: *t.Value, Notify: t.Notify})
+			q.Thresholds = append(q.Thresholds, Threshold{Severity: Severity(t.Severity), Op: t.Op, Value: *t.Value, Notify: t.Notify})
 		}
 		sort.SliceStable(q.Thresholds, func(i, j int) bool {
-			return severityRank[q.Thresholds[i].Severity] < severityRank[q.Thresholds[j].Severity]
+			return q.Thresholds[i].Severity.Rank() < q.Thresholds[j].Severity.Rank()
 		})
 		for i := 1; i < len(q.Thresholds); i++ {
 			if q.Thresholds[i].Severity == q.Thresholds[i-1].Severity {
@@ -337,12 +335,12 @@ func (r *AlertingRule) hold(ts time.Time, a *Alert, reason string) {
 		Value: a.Value, alert: *a, kind: AuditHeld})
 }
 
-func withSeverity(l labels.Labels, sev string) labels.Labels {
+func withSeverity(l labels.Labels, sev Severity) labels.Labels {
 	if sev == "" {
 		return l
 	}
 	lb := labels.NewBuilder(l)
-	lb.Set("severity", sev)
+	lb.Set("severity", string(sev))
 	return lb.Labels()
 }
 
@@ -366,7 +364,7 @@ func volume(l labels.Labels, counts []Sample) float64 {
 // (nil: the default channels).
 func (s *RuleSpec) NotifyFor(a Alert) []string {
 	if s.Quality != nil {
-		sev := a.Labels.Get("severity")
+		sev := Severity(a.Labels.Get("severity"))
 		for _, t := range s.Quality.Thresholds {
 			if t.Severity == sev && len(t.Notify) > 0 {
 				return t.Notify

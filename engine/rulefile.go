@@ -42,7 +42,7 @@ type RuleSpec struct {
 
 	// Severity is info|warning|error|critical (or mapped from the baseline's
 	// priority low|medium|high|critical); it becomes the severity label.
-	Severity        string
+	Severity        Severity
 	Cooldown        time.Duration
 	MaxAlertsPerDay int
 	Notify          []string
@@ -193,10 +193,6 @@ var (
 		"severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "debug",
 		"thresholds", "recover_below", "recover_above", "min_events", "new_group_grace", "repeat_interval", "no_data_window"}
 )
-
-var priorityToSeverity = map[string]string{"low": "info", "medium": "warning", "high": "error", "critical": "critical"}
-
-var severities = []string{"info", "warning", "error", "critical"}
 
 // ParseRuleFile parses and checks one rule file. Every problem is reported
 // as a *FileError with file:line:col, group and rule.
@@ -356,12 +352,12 @@ func (p *fileParser) group(n *yaml.Node) *GroupSpec {
 }
 
 func (p *fileParser) duration(v *yaml.Node, group, rule, key string) time.Duration {
-	d, err := model.ParseDuration(v.Value)
+	d, err := dsl.ParseDuration(v.Value)
 	if err != nil {
-		p.add(p.errAt(v, group, rule, "%s: %q is not a duration; write e.g. 30s, 5m, 1h or 1d", key, v.Value))
+		p.add(p.errAt(v, group, rule, "%s: %v", key, err))
 		return 0
 	}
-	return time.Duration(d)
+	return d
 }
 
 func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates bool) map[string]string {
@@ -462,18 +458,18 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	case sevNode != nil && prioNode != nil:
 		p.add(p.errAt(prioNode, g.Name, name, "give severity or priority, not both"))
 	case sevNode != nil:
-		if !slices.Contains(severities, sev) {
-			p.add(p.errAt(sevNode, g.Name, name, "severity %q: write one of %s", sev, strings.Join(severities, ", ")))
+		r.Severity = Severity(sev)
+		if !r.Severity.Valid() {
+			p.add(p.errAt(sevNode, g.Name, name, "severity %q: write one of %s", sev, severityChoices()))
 		}
-		r.Severity = sev
 	case prioNode != nil:
-		s, ok := priorityToSeverity[prio]
+		s, ok := SeverityOfPriority(prio)
 		if !ok {
 			p.add(p.errAt(prioNode, g.Name, name, "priority %q: write one of low, medium, high, critical", prio))
 		}
 		r.Severity = s
 	}
-	if r.Severity != "" && r.Labels["severity"] != "" && r.Labels["severity"] != r.Severity {
+	if r.Severity != "" && r.Labels["severity"] != "" && r.Labels["severity"] != string(r.Severity) {
 		p.add(p.errAt(n, g.Name, name, "severity %q conflicts with labels.severity %q; keep one", r.Severity, r.Labels["severity"]))
 	}
 	if v := mapValue(n, "cooldown"); v != nil {

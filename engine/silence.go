@@ -66,14 +66,25 @@ func ParseMatchers(s string) ([]*labels.Matcher, error) {
 
 // Silences is the set of silences, kept in memory and in the audit trail.
 type Silences struct {
-	mu    sync.RWMutex
-	m     map[string]Silence
-	audit Auditor
+	mu   sync.RWMutex
+	m    map[string]Silence
+	opts SilencesOptions
 }
 
-// NewSilences returns an empty set that records changes to audit (may be nil).
-func NewSilences(audit Auditor) *Silences {
-	return &Silences{m: map[string]Silence{}, audit: audit}
+// SilencesOptions configure a Silences.
+type SilencesOptions struct {
+	// Audit records every silence and its expiry; nil records nothing.
+	Audit Auditor
+	// Now is the clock of those records (default time.Now).
+	Now func() time.Time
+}
+
+// NewSilences returns an empty set.
+func NewSilences(opts SilencesOptions) *Silences {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Silences{m: map[string]Silence{}, opts: opts}
 }
 
 // Add validates and stores a silence, assigning an ID when it has none.
@@ -92,10 +103,10 @@ func (s *Silences) Add(ctx context.Context, sil Silence) (Silence, error) {
 		_, _ = rand.Read(b[:])
 		sil.ID = hex.EncodeToString(b[:])
 	}
-	rec := AuditRecord{Time: time.Now(), Kind: AuditSilence, SilenceID: sil.ID, Message: sil.MatchersString(),
+	rec := AuditRecord{Time: s.opts.Now(), Kind: AuditSilence, SilenceID: sil.ID, Message: sil.MatchersString(),
 		ActiveAt: sil.StartsAt, ResolvedAt: sil.EndsAt, By: sil.CreatedBy, Comment: sil.Comment}
-	if s.audit != nil {
-		if err := s.audit.Record(ctx, rec); err != nil {
+	if s.opts.Audit != nil {
+		if err := s.opts.Audit.Record(ctx, rec); err != nil {
 			return Silence{}, fmt.Errorf("record silence: %w", err)
 		}
 	}
@@ -116,8 +127,8 @@ func (s *Silences) Expire(ctx context.Context, id, by string) error {
 	if !ok {
 		return fmt.Errorf("no silence with id %q", id)
 	}
-	if s.audit != nil {
-		return s.audit.Record(ctx, AuditRecord{Time: time.Now(), Kind: AuditUnsilence, SilenceID: id, Message: sil.MatchersString(), By: by})
+	if s.opts.Audit != nil {
+		return s.opts.Audit.Record(ctx, AuditRecord{Time: s.opts.Now(), Kind: AuditUnsilence, SilenceID: id, Message: sil.MatchersString(), By: by})
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
 )
@@ -18,7 +19,7 @@ import (
 func TestLateRowsAreCountedOnce(t *testing.T) { forEachBackend(t, testLateRowsAreCountedOnce) }
 
 func testLateRowsAreCountedOnce(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(Duration(2 * time.Minute))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(2 * time.Minute))}, nil)
 	acme := func(d time.Duration, status string) event {
 		return event{at: at(d), tenant: "acme", app: "chat", model: "gpt-4o", provider: "openai", status: status,
 			latencyMS: 800, inTokens: 100, outTokens: 10, cost: 0.5}
@@ -86,7 +87,7 @@ func TestCountersNeverDecreaseAcrossUpdates(t *testing.T) {
 }
 
 func testCountersNeverDecreaseAcrossUpdates(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(Duration(time.Minute))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(time.Minute))}, nil)
 	var last float64
 	for i := range 20 {
 		now := time.Duration(i+1) * 10 * time.Second
@@ -113,7 +114,7 @@ func TestZeroLateWindowReadsOnlyNewRows(t *testing.T) {
 }
 
 func testZeroLateWindowReadsOnlyNewRows(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(Duration(0))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(0))}, nil)
 	tb.insert(t, event{at: at(10 * time.Second), tenant: "t"})
 	mustUpdate(t, e, at(20*time.Second))
 	tb.insert(t, event{at: at(15 * time.Second), tenant: "t"}) // behind the watermark
@@ -294,7 +295,7 @@ func testLabelsBeyondTheCapAreFoldedIntoOther(t *testing.T, tb *backend) {
 		}
 	})
 	t.Run("new values are admitted by volume while there is room", func(t *testing.T) {
-		e := newTestExporter(t, tb.conn, tb.table, Config{LabelLimits: map[string]int{"tenant_id": 4}, CardinalityLookback: Duration(time.Second)}, nil)
+		e := newTestExporter(t, tb.conn, tb.table, Config{LabelLimits: map[string]int{"tenant_id": 4}, CardinalityLookback: dsl.Duration(time.Second)}, nil)
 		// The lookback (the second before 20s) holds nothing: the first
 		// update meets a, b, c, d, e after the start and admits the
 		// busiest four: d (4), c (3), a (2), then b and e tie at 1, b
@@ -316,7 +317,7 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e := newTestExporter(t, conn, tb.table, Config{QueryTimeout: Duration(5 * time.Second)}, nil)
+	e := newTestExporter(t, conn, tb.table, Config{QueryTimeout: dsl.Duration(5 * time.Second)}, nil)
 	tb.insert(t, event{at: at(10 * time.Second), tenant: "acme", status: "success", latencyMS: 300})
 	mustUpdate(t, e, at(30*time.Second))
 	before := gather(t, e)
@@ -385,7 +386,7 @@ func testNullLabelsAndNonFiniteValues(t *testing.T, tb *backend) {
 		t.Fatal(err)
 	}
 	for name, cols := range map[string]clickhouse.Columns{"read types": read, "unknown types": nil} {
-		e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+		e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
 		if err != nil {
 			t.Fatal(err)
 		}

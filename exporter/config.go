@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
 )
@@ -18,16 +17,16 @@ import (
 type Config struct {
 	// Interval is how often the background updater reads new events
 	// (default 15s).
-	Interval Duration `yaml:"interval"`
+	Interval dsl.Duration `yaml:"interval"`
 	// LateWindow is how far behind the watermark each update re-reads, so
 	// that a row inserted up to this long after its event time is still
 	// counted, once (default 2m; 0 re-reads nothing).
-	LateWindow *Duration `yaml:"late_window"`
+	LateWindow *dsl.Duration `yaml:"late_window"`
 	// SafetyLag keeps the newest seconds out of an update: the upper bound
 	// of the events read is now minus this (default 5s).
-	SafetyLag *Duration `yaml:"safety_lag"`
+	SafetyLag *dsl.Duration `yaml:"safety_lag"`
 	// QueryTimeout bounds each of the exporter's queries (default 10s).
-	QueryTimeout Duration `yaml:"query_timeout"`
+	QueryTimeout dsl.Duration `yaml:"query_timeout"`
 	// Labels are the label columns the call metrics carry. Omitted means
 	// those of tenant_id, app_code, model, provider and status that the
 	// schema maps.
@@ -39,10 +38,10 @@ type Config struct {
 	LabelLimits map[string]int `yaml:"label_limits"`
 	// CardinalityLookback is the window over which the values of a capped
 	// label are ranked by number of calls (default 1h).
-	CardinalityLookback Duration `yaml:"cardinality_lookback"`
+	CardinalityLookback dsl.Duration `yaml:"cardinality_lookback"`
 	// CardinalityRefresh is how often the ranking, and the count of folded
 	// values, is refreshed (default 10m).
-	CardinalityRefresh Duration `yaml:"cardinality_refresh"`
+	CardinalityRefresh dsl.Duration `yaml:"cardinality_refresh"`
 	// DurationBuckets are the upper bounds, in seconds, of the classic
 	// buckets of callwatch_call_duration_seconds (default 50ms to 5m).
 	DurationBuckets []float64 `yaml:"duration_buckets"`
@@ -89,17 +88,17 @@ func DefaultConfig() Config {
 // nil when omitted: the exporter then picks DefaultLabels present in the
 // schema, which only New knows.
 func (c *Config) SetDefaults() {
-	setDuration := func(d *Duration, def time.Duration) {
+	setDuration := func(d *dsl.Duration, def time.Duration) {
 		if *d == 0 {
-			*d = Duration(def)
+			*d = dsl.Duration(def)
 		}
 	}
 	setDuration(&c.Interval, 15*time.Second)
 	if c.LateWindow == nil {
-		c.LateWindow = new(Duration(2 * time.Minute))
+		c.LateWindow = new(dsl.Duration(2 * time.Minute))
 	}
 	if c.SafetyLag == nil {
-		c.SafetyLag = new(Duration(5 * time.Second))
+		c.SafetyLag = new(dsl.Duration(5 * time.Second))
 	}
 	setDuration(&c.QueryTimeout, 10*time.Second)
 	setDuration(&c.CardinalityLookback, time.Hour)
@@ -132,7 +131,7 @@ func (c *Config) SetDefaults() {
 func (c *Config) Validate(schema dsl.Schema) error {
 	positive := []struct {
 		key string
-		d   Duration
+		d   dsl.Duration
 	}{
 		{"interval", c.Interval}, {"query_timeout", c.QueryTimeout},
 		{"cardinality_lookback", c.CardinalityLookback}, {"cardinality_refresh", c.CardinalityRefresh},
@@ -218,23 +217,3 @@ func (c *Config) limit(l string) int {
 	}
 	return c.LabelLimit
 }
-
-// Duration is a YAML duration in Prometheus' notation (15s, 2m, 1h, 1d).
-// Its decoding errors carry the line.
-type Duration time.Duration
-
-// UnmarshalYAML parses a Prometheus duration.
-func (d *Duration) UnmarshalYAML(node *yaml.Node) error {
-	md, err := model.ParseDuration(node.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration; write e.g. 15s, 2m or 1h", node.Line, node.Value)
-	}
-	*d = Duration(md)
-	return nil
-}
-
-// MarshalYAML prints the duration in Prometheus' notation.
-func (d Duration) MarshalYAML() (any, error) { return model.Duration(d).String(), nil }
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }

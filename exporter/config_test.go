@@ -110,9 +110,9 @@ func TestNegativeDurationsFromCodeAreRejected(t *testing.T) {
 		c    Config
 		want string
 	}{
-		{Config{QueryTimeout: Duration(-time.Second)}, "exporter.query_timeout: must be positive, e.g. 10s"},
-		{Config{LateWindow: new(Duration(-time.Minute))}, "exporter.late_window: must not be negative"},
-		{Config{SafetyLag: new(Duration(-time.Second))}, "exporter.safety_lag: must not be negative"},
+		{Config{QueryTimeout: dsl.Duration(-time.Second)}, "exporter.query_timeout: must be positive, e.g. 10s"},
+		{Config{LateWindow: new(dsl.Duration(-time.Minute))}, "exporter.late_window: must not be negative"},
+		{Config{SafetyLag: new(dsl.Duration(-time.Second))}, "exporter.safety_lag: must not be negative"},
 		{Config{LabelLimit: -1}, "exporter.label_limit: must be at least 1"},
 	} {
 		tc.c.SetDefaults()

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/internal/promtest"
 )
@@ -61,7 +62,7 @@ func TestPrometheusScrapesTheExporterFedByClickHouse(t *testing.T) {
 	// Counting starts 30s back, so that the test can insert rows behind the
 	// watermark without waiting.
 	e, err := New(Options{
-		Config: Config{SafetyLag: new(Duration(0)), LateWindow: new(Duration(2 * time.Minute))},
+		Config: Config{SafetyLag: new(dsl.Duration(0)), LateWindow: new(dsl.Duration(2 * time.Minute))},
 		Conn:   tb.conn, Table: tb.table, Rules: rules, Start: started.Add(-30 * time.Second),
 	})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/dsl"
 )
 
 func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
@@ -14,7 +16,7 @@ func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
 		updateRow("acme", "chat", "gpt-4o", "openai", "success", false, 4, -2, 1, 800, 0, 0, 0),
 		updateRow("beta", "chat", "gpt-4o", "openai", "success", false, 4, -2, 2, 1600, 0, 0, 0),
 	}}
-	e := newTestExporter(t, conn, "calls", Config{LateWindow: new(Duration(0))}, nil)
+	e := newTestExporter(t, conn, "calls", Config{LateWindow: new(dsl.Duration(0))}, nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -40,7 +42,7 @@ func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
 
 func TestRunUpdatesEveryIntervalUntilCancelled(t *testing.T) {
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{Interval: Duration(10 * time.Millisecond)}, Conn: conn, Table: "calls"})
+	e, err := New(Options{Config: Config{Interval: dsl.Duration(10 * time.Millisecond)}, Conn: conn, Table: "calls"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func TestWithoutTheStatusLabelErrorsKeepEveryLabel(t *testing.T) {
 
 func TestStartIsFlooredToASecondAndShiftedByTheSafetyLag(t *testing.T) {
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{SafetyLag: new(Duration(5 * time.Second))}, Conn: conn, Table: "calls",
+	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(5 * time.Second))}, Conn: conn, Table: "calls",
 		Start: at(10*time.Second + 700*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)

@@ -152,7 +152,7 @@ func (b *backend) insert(t *testing.T, events ...event) {
 func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg Config, rules Rules) *Exporter {
 	t.Helper()
 	if cfg.SafetyLag == nil {
-		cfg.SafetyLag = new(Duration(0))
+		cfg.SafetyLag = new(dsl.Duration(0))
 	}
 	e, err := New(Options{Config: cfg, Conn: conn, Table: table, Columns: unguarded(dsl.DefaultSchema()), Rules: rules, Start: base,
 		Version: "v0.0.0-test", Revision: "abc123"})

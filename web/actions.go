@@ -12,8 +12,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/memory"
 )
 
 // Actions are the operator actions on alerts.
@@ -137,14 +137,14 @@ func (a *api) silences(w http.ResponseWriter, r *http.Request) {
 		}
 		sil := engine.Silence{Matchers: ms, StartsAt: now, CreatedBy: req.CreatedBy, Comment: req.Comment}
 		if req.StartsAt != "" {
-			if sil.StartsAt, err = memory.ParseTime(req.StartsAt); err != nil {
+			if sil.StartsAt, err = dsl.ParseTime(req.StartsAt); err != nil {
 				fail(w, http.StatusBadRequest, "bad_data", fmt.Errorf("startsAt: %w", err))
 				return
 			}
 		}
 		switch {
 		case req.EndsAt != "":
-			if sil.EndsAt, err = memory.ParseTime(req.EndsAt); err != nil {
+			if sil.EndsAt, err = dsl.ParseTime(req.EndsAt); err != nil {
 				fail(w, http.StatusBadRequest, "bad_data", fmt.Errorf("endsAt: %w", err))
 				return
 			}
@@ -217,13 +217,13 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if v := q.Get("from"); v != "" {
-		if aq.From, err = memory.ParseTime(v); err != nil {
+		if aq.From, err = dsl.ParseTime(v); err != nil {
 			fail(w, http.StatusBadRequest, "bad_data", fmt.Errorf("from: %w", err))
 			return
 		}
 	}
 	if v := q.Get("to"); v != "" {
-		if aq.To, err = memory.ParseTime(v); err != nil {
+		if aq.To, err = dsl.ParseTime(v); err != nil {
 			fail(w, http.StatusBadRequest, "bad_data", fmt.Errorf("to: %w", err))
 			return
 		}

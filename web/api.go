@@ -17,7 +17,6 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/memory"
 )
 
 // Rules gives the running rule groups.
@@ -223,7 +222,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	ts := a.opts.Now()
 	if t := r.FormValue("time"); t != "" {
 		var err error
-		if ts, err = memory.ParseTime(t); err != nil {
+		if ts, err = dsl.ParseTime(t); err != nil {
 			fail(w, http.StatusBadRequest, "bad_data", err)
 			return
 		}
@@ -353,7 +352,7 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 			spec := rule.Spec()
 			health, lastErr, lastEval, evalDur := rule.Status()
 			rj := ruleJSON{Name: rule.Name(), Query: spec.ExprText, Labels: spec.Labels, Health: string(health),
-				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: spec.Severity, Notify: spec.Notify}
+				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: string(spec.Severity), Notify: spec.Notify}
 			if rj.Labels == nil {
 				rj.Labels = map[string]string{}
 			}

@@ -151,7 +151,7 @@ func TestAdminEndpointsNeedTheTokenWhenOneIsSet(t *testing.T) {
 	srv := httptest.NewServer(Handler(Options{
 		Rules:      staticRules{},
 		Reload:     func(context.Context) error { reloads++; return nil },
-		Silences:   engine.NewSilences(nil),
+		Silences:   engine.NewSilences(engine.SilencesOptions{}),
 		AdminToken: "s3cret",
 	}))
 	defer srv.Close()

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -261,7 +260,7 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	// The most severe first, then the newest.
 	bySeverity := func(as []alertView, at func(alertView) time.Time) {
 		sort.SliceStable(as, func(i, j int) bool {
-			if si, sj := severityRank(as[i].Severity), severityRank(as[j].Severity); si != sj {
+			if si, sj := engine.Severity(as[i].Severity).Rank(), engine.Severity(as[j].Severity).Rank(); si != sj {
 				return si > sj
 			}
 			return at(as[i]).After(at(as[j]))
@@ -270,10 +269,6 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	bySeverity(d.Firing, func(a alertView) time.Time { return a.FiredAt })
 	bySeverity(d.Pending, func(a alertView) time.Time { return a.ActiveAt })
 	sort.SliceStable(d.Resolved, func(i, j int) bool { return d.Resolved[i].ResolvedAt.After(d.Resolved[j].ResolvedAt) })
-}
-
-func severityRank(s string) int {
-	return slices.Index([]string{"info", "warning", "error", "critical"}, s)
 }
 
 func (p *page) alertView(a engine.Alert, now time.Time) alertView {

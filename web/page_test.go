@@ -121,7 +121,7 @@ func newPageFixture(t *testing.T, token string, configure ...func(*Options)) *pa
 		t.Fatal(err)
 	}
 	f := &pageFixture{audit: &memAudit{}, now: base.Add(90 * time.Second)}
-	f.sil = engine.NewSilences(f.audit)
+	f.sil = engine.NewSilences(engine.SilencesOptions{Audit: f.audit})
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
 	f.mgr = engine.NewManager(engine.ManagerOptions{
 		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: f.audit},

@@ -57,7 +57,7 @@ func TestStoreFailuresAnswer503(t *testing.T) {
 		}
 		return nil
 	})
-	silences := engine.NewSilences(audit)
+	silences := engine.NewSilences(engine.SilencesOptions{Audit: audit})
 	ms, err := engine.ParseMatchers(`{tenant_id="acme"}`)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/memory"
 )
 
 func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,13 +44,13 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *fromFlag == "" {
 		return usageError{"--from is required, e.g. --from 2025-11-24T00:00:00Z"}
 	}
-	from, err := memory.ParseTime(*fromFlag)
+	from, err := dsl.ParseTime(*fromFlag)
 	if err != nil {
 		return usageError{"--from: " + err.Error()}
 	}
 	to := time.Now()
 	if *toFlag != "" {
-		if to, err = memory.ParseTime(*toFlag); err != nil {
+		if to, err = dsl.ParseTime(*toFlag); err != nil {
 			return usageError{"--to: " + err.Error()}
 		}
 	}

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // TestCommandsHideTheDSNsSecrets runs the commands that connect to
@@ -18,14 +19,7 @@ import (
 // that does not parse: the errors they print show none of it.
 func TestCommandsHideTheDSNsSecrets(t *testing.T) {
 	s := server.Get(t)
-	refused := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}()
+	refused := proctest.FreeAddr(t)
 	const (
 		userPass  = "dsnUSERPASS-7f6e5d4c"
 		paramPass = "dsnPARAMPASS/7f6e&5d4c"

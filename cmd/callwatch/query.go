@@ -43,7 +43,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ts := time.Now()
 	if *at != "" {
-		if ts, err = memory.ParseTime(*at); err != nil {
+		if ts, err = dsl.ParseTime(*at); err != nil {
 			return usageError{"--time: " + err.Error()}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // The secrets of TestNoSecretIsShownAfterEveryKindOfChannelFailure:
@@ -102,14 +103,7 @@ func TestNoSecretIsShownAfterEveryKindOfChannelFailure(t *testing.T) {
 	s := server.Get(t)
 	db := errorEvents(t, s, 4)
 
-	refused := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}()
+	refused := "http://" + proctest.FreeAddr(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	hanging := failingService(t, func(w http.ResponseWriter, r *http.Request) {

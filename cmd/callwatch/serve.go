@@ -128,7 +128,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Timeout: cfg.Limits.QueryTimeout.D()})
 	schema := cfg.Schema.DSL()
 
-	silences := engine.NewSilences(audit)
+	silences := engine.NewSilences(engine.SilencesOptions{Audit: audit})
 	restoreSilences := func(ctx context.Context) {
 		if recs, err := audit.History(ctx, engine.AuditQuery{From: time.Now().Add(-90 * 24 * time.Hour),
 			Kinds: []engine.AuditKind{engine.AuditSilence, engine.AuditUnsilence}, Limit: 100000}); err != nil {

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -20,24 +18,6 @@ type Event struct {
 	Time   time.Time
 	Labels []string
 	Nums   map[string]float64
-}
-
-// ParseTime reads an event or evaluation time: RFC 3339, or unix seconds
-// (integer or fractional).
-func ParseTime(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return time.Time{}, fmt.Errorf("time %q is not finite", s)
-		}
-		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("time %q: write RFC 3339 (2025-11-24T16:00:00Z) or unix seconds", s)
-	}
-	return t.UTC(), nil
 }
 
 // ReadJSONL reads events in JSON Lines: one object per line, keys are column
@@ -75,7 +55,7 @@ func ReadJSONL(r io.Reader, schema dsl.Schema) ([]Event, error) {
 		if !ok {
 			return nil, fmt.Errorf("line %d: missing time column %q", line, schema.Time)
 		}
-		ts, err := ParseTime(unquote(tv))
+		ts, err := dsl.ParseTime(unquote(tv))
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %s: %w", line, schema.Time, err)
 		}

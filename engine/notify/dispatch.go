@@ -67,6 +67,9 @@ type DispatcherOptions struct {
 	// ones) are left to the replica that is, and Alertmanager, which
 	// deduplicates, still gets every replica's alerts.
 	Sender func() bool
+	// Now is the clock of rate limits, attempt latencies and the times of
+	// attempt rows in the audit trail (default time.Now).
+	Now func() time.Time
 }
 
 // Dispatcher routes notifications to channels. Notify never blocks: each
@@ -123,6 +126,9 @@ func NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	m := &dispatchMetrics{
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "callwatch", Name: "notifications_sent_total",
@@ -334,7 +340,7 @@ func (d *Dispatcher) work(ctx, stop context.Context, q *queue) {
 			}
 		}
 		d.metrics.queueLen.WithLabelValues(q.ch.Name).Set(float64(len(q.items)))
-		if wait := q.limiter.wait(time.Now()); wait > 0 {
+		if wait := q.limiter.wait(d.opts.Now()); wait > 0 {
 			// Rate-limited: fold what arrives meanwhile into one digest.
 			backlog := []Batch{it.batch}
 			timer := time.NewTimer(wait)
@@ -353,7 +359,7 @@ func (d *Dispatcher) work(ctx, stop context.Context, q *queue) {
 			if len(backlog) > 1 {
 				it.batch = Batch{Group: it.batch.Group, Rule: it.batch.Rule, Time: it.batch.Time, ExternalURL: d.opts.ExternalURL, Digest: backlog}
 			}
-			q.limiter.wait(time.Now())
+			q.limiter.wait(d.opts.Now())
 		}
 		d.deliver(ctx, q.ch, it.batch)
 	}
@@ -375,9 +381,10 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 	}
 	d.audit(ctx, intents...)
 	for attempt := 1; ; attempt++ {
-		start := time.Now()
+		start := d.opts.Now()
 		err := ch.Sender.Send(ctx, b)
-		dur := time.Since(start)
+		end := d.opts.Now()
+		dur := end.Sub(start)
 		d.metrics.latency.WithLabelValues(ch.Name).Observe(dur.Seconds())
 		status := engine.NotifySent
 		if err != nil {
@@ -385,7 +392,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 		}
 		recs := make([]engine.AuditRecord, len(intents))
 		for i, rec := range intents {
-			rec.Time, rec.NotifyStatus, rec.Attempt, rec.LatencyMs = time.Now(), status, attempt, dur.Milliseconds()
+			rec.Time, rec.NotifyStatus, rec.Attempt, rec.LatencyMs = end, status, attempt, dur.Milliseconds()
 			if err != nil {
 				rec.Result = err.Error()
 			}
@@ -414,7 +421,14 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 	}
 }
 
-// backoff is exponential with full jitter in [d/2, d], or what the channel asked.
+// backoff is exponential with jitter in [d/2, d], or what the channel asked.
+//
+// It is written here rather than taken from github.com/cenkalti/backoff:
+// that package's Retry loop has no injectable clock, restarts its intervals
+// after a Retry-After and gives up after 15 minutes by default, where
+// deliver audits every attempt and counts them; and its ExponentialBackOff
+// jitters around the interval, which gives [d/2, d] only with an initial
+// interval of 0.75·Backoff and a randomization factor of 1/3.
 func (d *Dispatcher) backoff(attempt int, err error) time.Duration {
 	var re *RetryableError
 	if errors.As(err, &re) && re.After > 0 {
@@ -447,6 +461,13 @@ func (d *Dispatcher) audit(ctx context.Context, recs ...engine.AuditRecord) {
 }
 
 // limiter allows n events per minute (a sliding window of send times).
+//
+// It is not golang.org/x/time/rate: a token bucket cannot say "at most n in
+// any minute". With a burst of n refilled at n per minute it lets up to
+// 2n−1 through within one minute (WeCom refuses a bot's 21st message of a
+// minute, errcode 45009); with a burst of 1 it would fold every burst into
+// a digest from its second message, where today the first n go out as
+// they are.
 type limiter struct {
 	n    int
 	sent []time.Time

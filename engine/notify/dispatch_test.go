@@ -241,7 +241,7 @@ func TestDispatcher(t *testing.T) {
 
 	t.Run("a silenced alert is skipped on every channel and audited as skipped", func(t *testing.T) {
 		rec, log := &recorder{}, &auditLog{}
-		sil := engine.NewSilences(nil)
+		sil := engine.NewSilences(engine.SilencesOptions{})
 		ms, _ := engine.ParseMatchers(`{tenant_id="acme"}`)
 		if _, err := sil.Add(context.Background(), engine.Silence{Matchers: ms, StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour), CreatedBy: "bob"}); err != nil {
 			t.Fatal(err)

@@ -3,12 +3,13 @@ package notify
 import (
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // The secrets of the channels below: distinctive, so a leak of any of them,
@@ -76,15 +77,7 @@ func echo(status int) func(w http.ResponseWriter, r request) {
 }
 
 // refusedURL is a URL on a port nothing listens on.
-func refusedURL(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := "http://" + ln.Addr().String()
-	ln.Close()
-	return u
-}
+func refusedURL(t *testing.T) string { return "http://" + proctest.FreeAddr(t) }
 
 func TestSenderErrorsHideTheChannelsSecrets(t *testing.T) {
 	hang := func(t *testing.T) string {

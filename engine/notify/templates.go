@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"embed"
 	"fmt"
 	"math"
 	"net/url"
@@ -152,6 +153,12 @@ const (
 	digestAlertsTotal   = 10
 )
 
+// defaultTexts are the built-in texts, templates/LANG.tmpl: each defines
+// "firing", "resolved" and "digest", as Alertmanager ships default.tmpl.
+//
+//go:embed templates/*.tmpl
+var defaultTexts embed.FS
+
 // Templates renders batches into messages for one channel: the built-in
 // texts in the channel's language, or its own templates.
 type Templates struct {
@@ -177,8 +184,10 @@ func NewTemplates(cfg ChannelConfig, opts TemplateOptions) (*Templates, error) {
 		t.lang = "zh"
 	}
 	funcs := templateFuncs(opts.Format)
-	def := defaultTemplates[t.lang]
-	var err error
+	def, err := template.New("default").Funcs(funcs).Option("missingkey=zero").ParseFS(defaultTexts, "templates/"+t.lang+".tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("notifier %q: default templates: %w", cfg.Name, err)
+	}
 	parse := func(name, text string) *template.Template {
 		if err != nil {
 			return nil
@@ -190,9 +199,7 @@ func NewTemplates(cfg ChannelConfig, opts TemplateOptions) (*Templates, error) {
 		}
 		return tm
 	}
-	t.defFiring = parse("default firing template", def.firing)
-	t.defResolved = parse("default resolved template", def.resolved)
-	t.defDigest = parse("default digest template", def.digest)
+	t.defFiring, t.defResolved, t.defDigest = def.Lookup("firing"), def.Lookup("resolved"), def.Lookup("digest")
 	t.firing, t.resolved, t.digest = t.defFiring, t.defResolved, t.defDigest
 	if cfg.Template != "" {
 		t.firing = parse("template", cfg.Template)
@@ -518,7 +525,7 @@ func severityOf(a engine.Alert, rule *engine.RuleSpec) string {
 		return s
 	}
 	if rule != nil {
-		return rule.Severity
+		return string(rule.Severity)
 	}
 	return ""
 }
@@ -549,14 +556,13 @@ func severityTitle(severity, rule string) string {
 	return "[" + strings.ToUpper(severity) + "] " + rule
 }
 
-var severityRank = map[string]int{"INFO": 1, "WARNING": 2, "ERROR": 3, "CRITICAL": 4}
-
-// highestSeverity is the most severe of the alerts' severities.
+// highestSeverity is the most severe of the alerts' severities (upper
+// case, as AlertData holds them).
 func highestSeverity(alerts []AlertData) string {
-	best := ""
+	best, bestRank := "", -1
 	for _, a := range alerts {
-		if best == "" || severityRank[a.Severity] > severityRank[best] {
-			best = a.Severity
+		if r := engine.Severity(strings.ToLower(a.Severity)).Rank(); best == "" || r > bestRank {
+			best, bestRank = a.Severity, r
 		}
 	}
 	return best
@@ -714,73 +720,4 @@ func linkTarget(u, enders string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
-}
-
-// defaultTemplates are the built-in texts. Whitespace is normalised by tidy
-// after execution, so they are written for reading.
-var defaultTemplates = map[string]struct{ firing, resolved, digest string }{
-	"zh": {
-		firing: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} 条告警){{ end }}
-{{ range $i, $a := .Alerts }}
-{{ if gt (len $.Alerts) 1 }}{{ bold (printf "%d. %s" (add $i 1) (esc (or $a.Key $a.Rule))) }}
-{{ end }}{{ esc $a.Text }}
-时间: {{ $a.Time }}
-{{ end }}
-{{ if .GeneratorURL }}{{ link "查询详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
-`,
-		resolved: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} 条已恢复){{ end }}
-{{ range $i, $a := .Alerts }}
-{{ if gt (len $.Alerts) 1 }}{{ bold (printf "%d. %s" (add $i 1) (esc (or $a.Key $a.Rule))) }}
-{{ end }}{{ esc $a.Text }}
-{{ if $a.FiredAt }}触发时间: {{ $a.FiredAt }}
-{{ end }}恢复时间: {{ $a.ResolvedAt }}
-{{ end }}
-{{ if .GeneratorURL }}{{ link "查询详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
-`,
-		digest: `{{ bold (esc .Title) }}
-时间: {{ .Time }}
-触发 {{ .Firing }}, 恢复 {{ .Resolved }}
-{{ range .Rules }}
-- {{ bold (esc .Title) }}: {{ if .Firing }}触发 {{ .Firing }}{{ end }}{{ if and .Firing .Resolved }}, {{ end }}{{ if .Resolved }}恢复 {{ .Resolved }}{{ end }}
-{{- end }}
-{{ range .Rules }}{{ if .Alerts }}
-{{ bold (esc .Title) }}
-{{ range .Alerts }}- {{ if eq .Status "resolved" }}[已恢复] {{ end }}{{ esc (or .Key .Rule) }} 值 {{ .Value }} ({{ .Time }})
-{{ end }}{{ if .More }}- …另有 {{ .More }} 条
-{{ end }}{{ end }}{{ end }}
-{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
-`,
-	},
-	"en": {
-		firing: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} alerts){{ end }}
-{{ range $i, $a := .Alerts }}
-{{ if gt (len $.Alerts) 1 }}{{ bold (printf "%d. %s" (add $i 1) (esc (or $a.Key $a.Rule))) }}
-{{ end }}{{ esc $a.Text }}
-Time: {{ $a.Time }}
-{{ end }}
-{{ if .GeneratorURL }}{{ link "Query" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
-`,
-		resolved: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} resolved){{ end }}
-{{ range $i, $a := .Alerts }}
-{{ if gt (len $.Alerts) 1 }}{{ bold (printf "%d. %s" (add $i 1) (esc (or $a.Key $a.Rule))) }}
-{{ end }}{{ esc $a.Text }}
-{{ if $a.FiredAt }}Fired at: {{ $a.FiredAt }}
-{{ end }}Resolved at: {{ $a.ResolvedAt }}
-{{ end }}
-{{ if .GeneratorURL }}{{ link "Query" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
-`,
-		digest: `{{ bold (esc .Title) }}
-Time: {{ .Time }}
-Firing {{ .Firing }}, resolved {{ .Resolved }}
-{{ range .Rules }}
-- {{ bold (esc .Title) }}: {{ if .Firing }}firing {{ .Firing }}{{ end }}{{ if and .Firing .Resolved }}, {{ end }}{{ if .Resolved }}resolved {{ .Resolved }}{{ end }}
-{{- end }}
-{{ range .Rules }}{{ if .Alerts }}
-{{ bold (esc .Title) }}
-{{ range .Alerts }}- {{ if eq .Status "resolved" }}[RESOLVED] {{ end }}{{ esc (or .Key .Rule) }} value {{ .Value }} ({{ .Time }})
-{{ end }}{{ if .More }}- … and {{ .More }} more
-{{ end }}{{ end }}{{ end }}
-{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
-`,
-	},
 }

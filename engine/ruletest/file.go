@@ -7,27 +7,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/memory"
 )
 
 // testFile is a unit-test file: promtool's format, with events as input.
 type testFile struct {
-	RuleFiles          []string   `yaml:"rule_files"`
-	EvaluationInterval duration   `yaml:"evaluation_interval"`
-	GroupEvalOrder     []string   `yaml:"group_eval_order"`
-	FuzzyCompare       bool       `yaml:"fuzzy_compare"`
-	Tests              []testSpec `yaml:"tests"`
+	RuleFiles          []string     `yaml:"rule_files"`
+	EvaluationInterval dsl.Duration `yaml:"evaluation_interval"`
+	GroupEvalOrder     []string     `yaml:"group_eval_order"`
+	FuzzyCompare       bool         `yaml:"fuzzy_compare"`
+	Tests              []testSpec   `yaml:"tests"`
 }
 
 // testSpec is one test: its input events and what to expect of them.
 type testSpec struct {
 	Pos            engine.Position   `yaml:"-"`
 	Name           string            `yaml:"name"`
-	Interval       duration          `yaml:"interval"`
+	Interval       dsl.Duration      `yaml:"interval"`
 	StartTimestamp timestamp         `yaml:"start_timestamp"`
 	ExternalLabels map[string]string `yaml:"external_labels"`
 	ExternalURL    string            `yaml:"external_url"`
@@ -42,7 +41,7 @@ type testSpec struct {
 // alertTest expects the alerts of one alerting rule at one time.
 type alertTest struct {
 	Pos       engine.Position `yaml:"-"`
-	EvalTime  duration        `yaml:"eval_time"`
+	EvalTime  dsl.Duration    `yaml:"eval_time"`
 	Alertname string          `yaml:"alertname"`
 	ExpAlerts []expAlert      `yaml:"exp_alerts"`
 	// ExpNotifications, when given, are the notifications the rule hands
@@ -74,7 +73,7 @@ type expAlert struct {
 type exprTest struct {
 	Pos        engine.Position `yaml:"-"`
 	Expr       string          `yaml:"expr"`
-	EvalTime   duration        `yaml:"eval_time"`
+	EvalTime   dsl.Duration    `yaml:"eval_time"`
 	ExpSamples []expSample     `yaml:"exp_samples"`
 }
 
@@ -86,25 +85,11 @@ type expSample struct {
 	Value  float64         `yaml:"value"`
 }
 
-// duration is a Prometheus duration (30s, 5m, 1h30m, 1d).
-type duration time.Duration
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := model.ParseDuration(n.Value)
-	if err != nil || n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("%q is not a duration; write e.g. 30s, 5m, 1h30m or 1d", n.Value)
-	}
-	*d = duration(v)
-	return nil
-}
-
-func (d duration) String() string { return model.Duration(d).String() }
-
 // timestamp is an RFC 3339 time or unix seconds.
 type timestamp struct{ time.Time }
 
 func (t *timestamp) UnmarshalYAML(n *yaml.Node) error {
-	v, err := memory.ParseTime(n.Value)
+	v, err := dsl.ParseTime(n.Value)
 	if err != nil || n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("%q is not a time; write RFC 3339 (2025-11-24T16:00:00Z) or unix seconds", n.Value)
 	}
@@ -143,6 +128,7 @@ type decoder struct {
 var (
 	nodeType     = reflect.TypeFor[yaml.Node]()
 	positionType = reflect.TypeFor[engine.Position]()
+	durationType = reflect.TypeFor[dsl.Duration]()
 	unmarshaler  = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
@@ -165,6 +151,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) {
 	}
 	if isNull(n) {
 		return // an empty value keeps the default
+	}
+	if v.Type() == durationType {
+		// Parsed here rather than by its UnmarshalYAML, whose error names
+		// the line: this decoder gives file:line:col itself.
+		dur, err := dsl.ParseDuration(n.Value)
+		if err != nil {
+			d.errorf(n, "%s: %v", key, err)
+			return
+		}
+		v.SetInt(int64(dur))
+		return
 	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshaler) {
 		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
@@ -303,7 +300,7 @@ func parseTestFile(file string, data []byte) (*testFile, error) {
 		return nil, d.errs
 	}
 	if tf.EvaluationInterval <= 0 {
-		tf.EvaluationInterval = duration(time.Minute)
+		tf.EvaluationInterval = dsl.Duration(time.Minute)
 	}
 	for i := range tf.Tests {
 		if tf.Tests[i].Interval <= 0 {

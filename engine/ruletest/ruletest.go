@@ -346,7 +346,7 @@ func (r *testRun) run(ctx context.Context) TestResult {
 // checks groups the alert and expression tests by eval_time, in time order.
 func (r *testRun) checks() ([]check, bool) {
 	byTime := map[time.Duration]*check{}
-	get := func(d duration) *check {
+	get := func(d dsl.Duration) *check {
 		at := time.Duration(d)
 		if byTime[at] == nil {
 			byTime[at] = &check{at: at}
@@ -677,7 +677,7 @@ func sampleLine(lset labels.Labels, v float64) line {
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // offsetString formats an offset from the start as eval_times are written.
-func offsetString(d time.Duration) string { return duration(d).String() }
+func offsetString(d time.Duration) string { return dsl.Duration(d).String() }
 
 func sortLines(ls []line) []line {
 	slices.SortFunc(ls, func(a, b line) int { return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.text, b.text)) })

@@ -19,13 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,11 +60,8 @@ type Alertmanager struct {
 	// Dir holds its configuration, storage and log.
 	Dir string
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-	amtool  string // "" when amtool is not installed
-	once    sync.Once
+	proc   *proctest.Proc
+	amtool string // "" when amtool is not installed
 }
 
 // Start starts an Alertmanager for one test and kills it when the test
@@ -76,10 +71,7 @@ func Start(t testing.TB) *Alertmanager {
 	t.Helper()
 	am, err := StartAlertmanager(t.TempDir())
 	if err != nil {
-		if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
 	t.Cleanup(am.Close)
 	return am
@@ -88,30 +80,12 @@ func Start(t testing.TB) *Alertmanager {
 // StartAlertmanager starts an Alertmanager whose files live in dir. The
 // caller must Close it.
 func StartAlertmanager(dir string) (*Alertmanager, error) {
-	bin, err := binary("prometheus-alertmanager", "alertmanager")
+	bin, err := proctest.Binary(ErrNotInstalled, "prometheus-alertmanager", "alertmanager")
 	if err != nil {
 		return nil, err
 	}
-	amtool, _ := binary("amtool")
-	// A free port found by listening may be taken before Alertmanager binds
-	// it; try a few times.
-	for attempt := 1; ; attempt++ {
-		am, err := start(bin, amtool, dir)
-		if err == nil || attempt == 3 {
-			return am, err
-		}
-	}
-}
-
-func binary(names ...string) (string, error) {
-	for _, name := range names {
-		for _, p := range []string{name, "/usr/bin/" + name} {
-			if path, err := exec.LookPath(p); err == nil {
-				return path, nil
-			}
-		}
-	}
-	return "", ErrNotInstalled
+	amtool, _ := proctest.Binary(ErrNotInstalled, "amtool")
+	return proctest.Retry(func() (*Alertmanager, error) { return start(bin, amtool, dir) })
 }
 
 func start(bin, amtool, base string) (*Alertmanager, error) {
@@ -144,14 +118,11 @@ receivers:
 // whichever members receive the alerts.
 func StartCluster(t testing.TB, n int, hookURL string) []*Alertmanager {
 	t.Helper()
-	bin, err := binary("prometheus-alertmanager", "alertmanager")
+	bin, err := proctest.Binary(ErrNotInstalled, "prometheus-alertmanager", "alertmanager")
 	if err != nil {
-		if os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
-	amtool, _ := binary("amtool")
+	amtool, _ := proctest.Binary(ErrNotInstalled, "amtool")
 	ports, err := proctest.FreePorts(2 * n)
 	if err != nil {
 		t.Fatal(err)
@@ -185,80 +156,29 @@ func startWith(bin, amtool, base, configText string, port int, extra []string) (
 	if err := os.WriteFile(config, []byte(configText), 0o644); err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "alertmanager.log"))
-	if err != nil {
-		return nil, fmt.Errorf("start alertmanager: %w", err)
-	}
-	defer logFile.Close()
+	logFile := filepath.Join(dir, "alertmanager.log")
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin, append([]string{
+	proc, err := proctest.Start(dir, logFile, bin, append([]string{
 		"--config.file=" + config,
 		"--storage.path=" + filepath.Join(dir, "data"),
 		"--web.listen-address=" + addr,
 		"--log.level=info",
 	}, extra...)...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = proctest.SysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
-	am := &Alertmanager{URL: "http://" + addr, Port: port, Dir: dir, cmd: cmd, exited: make(chan struct{}), amtool: amtool}
-	go func() {
-		am.waitErr = cmd.Wait()
-		close(am.exited)
-	}()
-	if err := am.waitReady(StartTimeout); err != nil {
+	am := &Alertmanager{URL: "http://" + addr, Port: port, Dir: dir, proc: proc, amtool: amtool}
+	if err := proc.WaitReady(StartTimeout, proctest.HTTPReady(am.URL+"/-/ready")); err != nil {
 		am.Close()
-		return nil, fmt.Errorf("start alertmanager (%s): %w\n%s", bin, err, am.logTail())
+		return nil, fmt.Errorf("start alertmanager (%s): %w\n%s", bin, err, proctest.LogTail(logFile))
 	}
 	return am, nil
 }
 
-// waitReady polls /-/ready until it answers 200.
-func (am *Alertmanager) waitReady(timeout time.Duration) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	last := errors.New("not polled")
-	for time.Now().Before(deadline) {
-		select {
-		case <-am.exited:
-			return fmt.Errorf("alertmanager exited: %v", am.waitErr)
-		default:
-		}
-		resp, err := client.Get(am.URL + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("/-/ready answered %s", resp.Status)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready within %s: %w", timeout, last)
-}
-
 // Close kills the Alertmanager. It is safe to call more than once.
 func (am *Alertmanager) Close() {
-	am.once.Do(func() {
-		// Its state is thrown away, so there is nothing to shut down gracefully.
-		_ = am.cmd.Process.Kill()
-		<-am.exited
-	})
-}
-
-// logTail returns the end of the Alertmanager's log, for messages.
-func (am *Alertmanager) logTail() string {
-	data, err := os.ReadFile(filepath.Join(am.Dir, "alertmanager.log"))
-	if err != nil {
-		return ""
-	}
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return "--- alertmanager.log ---\n" + string(data)
+	// Its state is thrown away, so there is nothing to shut down gracefully.
+	_ = am.proc.Kill()
 }
 
 // Alert is an alert as `amtool alert query -o json` prints it (API v2

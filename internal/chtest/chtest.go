@@ -65,9 +65,7 @@ type Server struct {
 	// Dir holds the configuration, data and logs.
 	Dir string
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	proc    *proctest.Proc
 	client  []string // clickhouse-client command, nil when not installed
 	ownDir  bool
 	closeMu sync.Mutex
@@ -81,18 +79,10 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	s, err := StartServer(t.TempDir())
 	if err != nil {
-		skipOrFatal(t, err)
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-func skipOrFatal(t testing.TB, err error) {
-	t.Helper()
-	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-	t.Fatal(err)
 }
 
 // StartServer starts a server whose files live under dir; an empty dir means
@@ -110,21 +100,15 @@ func StartServer(dir string) (*Server, error) {
 		}
 		ownDir = true
 	}
-	// A free port found by listening may be taken again before the server
-	// binds it; try a few times.
-	for attempt := 1; ; attempt++ {
-		s, err := start(bin, dir)
-		if err == nil {
-			s.ownDir = ownDir
-			return s, nil
+	s, err := proctest.Retry(func() (*Server, error) { return start(bin, dir) })
+	if err != nil {
+		if ownDir {
+			os.RemoveAll(dir)
 		}
-		if attempt == 3 {
-			if ownDir {
-				os.RemoveAll(dir)
-			}
-			return nil, err
-		}
+		return nil, err
 	}
+	s.ownDir = ownDir
+	return s, nil
 }
 
 // serverCommand finds the server binary: clickhouse-server, or the
@@ -173,55 +157,40 @@ func start(bin []string, base string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
-	if err != nil {
-		return nil, fmt.Errorf("start clickhouse: %w", err)
-	}
-	defer out.Close()
-	args := append(bin[1:len(bin):len(bin)], "--config-file="+config)
-	cmd := exec.Command(bin[0], args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = proctest.SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start clickhouse: %w", err)
-	}
 	s := &Server{
 		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		Port:     ports[0],
 		HTTPPort: ports[1],
 		Dir:      dir,
-		cmd:      cmd,
-		exited:   make(chan struct{}),
 		client:   clientCommand(),
 	}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitReady(StartTimeout); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("start clickhouse (%s): %w\n%s", strings.Join(bin, " "), err, s.logTail())
+	if err := s.startProc(bin); err != nil {
+		return nil, fmt.Errorf("start clickhouse (%s): %w", strings.Join(bin, " "), err)
 	}
 	return s, nil
 }
 
-// waitReady polls SELECT 1 over the native protocol until it answers.
-func (s *Server) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.exited:
-			return fmt.Errorf("server exited: %v", s.waitErr)
-		default:
-		}
-		if last = s.ping(); last == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+// startProc starts the server process on s.Dir's configuration, its output
+// appended to log/stdout.log, and waits until it answers SELECT 1 over the
+// native protocol.
+func (s *Server) startProc(bin []string) error {
+	args := append(bin[1:len(bin):len(bin)], "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	proc, err := proctest.Start(s.Dir, filepath.Join(s.Dir, "log", "stdout.log"), bin[0], args...)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("no answer to SELECT 1 within %s: %w", timeout, last)
+	s.proc = proc
+	ready := func() error {
+		if err := s.ping(); err != nil {
+			return fmt.Errorf("no answer to SELECT 1: %w", err)
+		}
+		return nil
+	}
+	if err := proc.WaitReady(StartTimeout, ready); err != nil {
+		_ = proc.Kill()
+		return fmt.Errorf("%w\n%s", err, s.logTail())
+	}
+	return nil
 }
 
 func (s *Server) ping() error {
@@ -238,29 +207,12 @@ func (s *Server) ping() error {
 
 // logTail returns the end of the server's output and error log, for messages.
 func (s *Server) logTail() string {
-	var b strings.Builder
-	for _, name := range []string{"stdout.log", "err.log"} {
-		data, err := os.ReadFile(filepath.Join(s.Dir, "log", name))
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		if len(data) > 4000 {
-			data = data[len(data)-4000:]
-		}
-		fmt.Fprintf(&b, "--- %s ---\n%s\n", name, data)
-	}
-	return b.String()
+	return proctest.LogTail(filepath.Join(s.Dir, "log", "stdout.log"), filepath.Join(s.Dir, "log", "err.log"))
 }
 
 // Kill kills the server (SIGKILL) and waits for it to exit, keeping its
 // files, for outage tests; Restart starts it again.
-func (s *Server) Kill() error {
-	if err := s.cmd.Process.Kill(); err != nil {
-		return err
-	}
-	<-s.exited
-	return nil
-}
+func (s *Server) Kill() error { return s.proc.Kill() }
 
 // Restart starts a killed server again on the same files and ports and
 // waits until it answers.
@@ -269,27 +221,8 @@ func (s *Server) Restart() error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(filepath.Join(s.Dir, "log", "stdout.log"), os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	args := append(bin[1:len(bin):len(bin)], "--config-file="+filepath.Join(s.Dir, "config.xml"))
-	cmd := exec.Command(bin[0], args...)
-	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = proctest.SysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if err := s.startProc(bin); err != nil {
 		return fmt.Errorf("restart clickhouse: %w", err)
-	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	exited := s.exited
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(exited)
-	}()
-	if err := s.waitReady(StartTimeout); err != nil {
-		return fmt.Errorf("restart clickhouse: %w\n%s", err, s.logTail())
 	}
 	return nil
 }
@@ -304,8 +237,7 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	// The data is thrown away, so there is nothing to shut down gracefully.
-	_ = s.cmd.Process.Kill()
-	<-s.exited
+	_ = s.proc.Kill()
 	if s.ownDir {
 		os.RemoveAll(filepath.Dir(s.Dir))
 	}
@@ -485,7 +417,7 @@ const usersXML = `<?xml version="1.0"?>
 
 // Pause stops the server process (SIGSTOP): it keeps its connections and
 // ports but answers nothing, like a hung server.
-func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error { return s.proc.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
-func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.proc.Signal(syscall.SIGCONT) }

@@ -3,6 +3,8 @@ package chtest
 import (
 	"sync"
 	"testing"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // Shared is one server for all the tests of a package: started by the first
@@ -24,7 +26,7 @@ func (sh *Shared) Get(t testing.TB) *Server {
 	t.Helper()
 	sh.once.Do(func() { sh.server, sh.err = StartServer("") })
 	if sh.err != nil {
-		skipOrFatal(t, sh.err)
+		proctest.SkipOrFatal(t, sh.err, ErrNotInstalled)
 	}
 	return sh.server
 }

@@ -1,11 +1,16 @@
 // Package proctest holds what the test-server helpers (chtest, amtest,
-// promtest) share: free loopback ports and tying a server's life to the
-// test binary's.
+// promtest) share, and the free ports other tests need: free loopback
+// ports, finding a server's binary, starting it with its log in its
+// directory and its life tied to the test binary's, waiting until it is
+// ready, retrying a start whose port was taken, and skipping a test whose
+// server is not installed.
 package proctest
 
 import (
 	"fmt"
 	"net"
+	"strconv"
+	"testing"
 )
 
 // FreePorts returns n distinct TCP ports free on 127.0.0.1 right now.
@@ -35,4 +40,16 @@ func FreePort() (int, error) {
 		return 0, err
 	}
 	return p[0], nil
+}
+
+// FreeAddr returns a loopback address, 127.0.0.1:PORT, that nothing listens
+// on right now (a peer that refuses connections); it fails the test when
+// none is found.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }

@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,10 +64,7 @@ type Server struct {
 	// Dir holds its configuration, TSDB and log.
 	Dir string
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-	once    sync.Once
+	proc *proctest.Proc
 }
 
 // Start starts a server for one test and kills it when the test ends. When
@@ -78,27 +74,19 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s, err := StartServer(t.TempDir(), opts)
 	if err != nil {
-		skipOrFatal(t, err)
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
 	t.Cleanup(s.Close)
 	return s
-}
-
-func skipOrFatal(t testing.TB, err error) {
-	t.Helper()
-	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-	t.Fatal(err)
 }
 
 // Promtool returns the path of promtool. When it is not installed it skips
 // the test, or fails it when CI is "true".
 func Promtool(t testing.TB) string {
 	t.Helper()
-	p, err := binary("promtool")
+	p, err := proctest.Binary(ErrNotInstalled, "promtool")
 	if err != nil {
-		skipOrFatal(t, err)
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
 	return p
 }
@@ -106,7 +94,7 @@ func Promtool(t testing.TB) string {
 // StartServer starts a server whose files live in dir. The caller must
 // Close it.
 func StartServer(dir string, opts Options) (*Server, error) {
-	bin, err := binary("prometheus")
+	bin, err := proctest.Binary(ErrNotInstalled, "prometheus")
 	if err != nil {
 		return nil, err
 	}
@@ -116,23 +104,7 @@ func StartServer(dir string, opts Options) (*Server, error) {
 	if opts.MetricsPath == "" {
 		opts.MetricsPath = "/metrics"
 	}
-	// A free port found by listening may be taken before Prometheus binds
-	// it; try a few times.
-	for attempt := 1; ; attempt++ {
-		s, err := start(bin, dir, opts)
-		if err == nil || attempt == 3 {
-			return s, err
-		}
-	}
-}
-
-func binary(name string) (string, error) {
-	for _, p := range []string{name, "/usr/bin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path, nil
-		}
-	}
-	return "", ErrNotInstalled
+	return proctest.Retry(func() (*Server, error) { return start(bin, dir, opts) })
 }
 
 // Config returns the prometheus.yml of a server with opts.
@@ -167,11 +139,6 @@ func start(bin, base string, opts Options) (*Server, error) {
 	if err := os.WriteFile(config, []byte(Config(opts)), 0o644); err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		return nil, fmt.Errorf("start prometheus: %w", err)
-	}
-	defer logFile.Close()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := []string{
 		"--config.file=" + config,
@@ -182,70 +149,26 @@ func start(bin, base string, opts Options) (*Server, error) {
 	for _, f := range opts.EnableFeatures {
 		args = append(args, "--enable-feature="+f)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = proctest.SysProcAttr()
-	if err := cmd.Start(); err != nil {
+	proc, err := proctest.Start(dir, filepath.Join(dir, "prometheus.log"), bin, args...)
+	if err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
-	s := &Server{URL: "http://" + addr, Dir: dir, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitReady(StartTimeout); err != nil {
+	s := &Server{URL: "http://" + addr, Dir: dir, proc: proc}
+	if err := proc.WaitReady(StartTimeout, proctest.HTTPReady(s.URL+"/-/ready")); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start prometheus (%s): %w\n%s", bin, err, s.LogTail())
 	}
 	return s, nil
 }
 
-// waitReady polls /-/ready until it answers 200.
-func (s *Server) waitReady(timeout time.Duration) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	last := errors.New("not polled")
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.exited:
-			return fmt.Errorf("prometheus exited: %v", s.waitErr)
-		default:
-		}
-		resp, err := client.Get(s.URL + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("/-/ready answered %s", resp.Status)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready within %s: %w", timeout, last)
-}
-
 // Close kills the server. It is safe to call more than once.
 func (s *Server) Close() {
-	s.once.Do(func() {
-		// Its data is thrown away, so there is nothing to shut down gracefully.
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	})
+	// Its data is thrown away, so there is nothing to shut down gracefully.
+	_ = s.proc.Kill()
 }
 
 // LogTail returns the end of the server's log, for messages.
-func (s *Server) LogTail() string {
-	data, err := os.ReadFile(filepath.Join(s.Dir, "prometheus.log"))
-	if err != nil {
-		return ""
-	}
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return "--- prometheus.log ---\n" + string(data)
-}
+func (s *Server) LogTail() string { return proctest.LogTail(filepath.Join(s.Dir, "prometheus.log")) }
 
 // Sample is one element of an instant vector.
 type Sample struct {
