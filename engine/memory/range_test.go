@@ -3,7 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
-		"math/rand/v2"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
