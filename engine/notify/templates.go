@@ -82,8 +82,8 @@ type MessageData struct {
 	Title string
 	// Time is the evaluation that produced the batch.
 	Time string
-	// AlertsURL lists callwatch's alerts; GeneratorURL evaluates the rule's
-	// expression. Both are empty without an external URL.
+	// AlertsURL lists callwatch's alerts; GeneratorURL opens the rule on
+	// the status page. Both are empty without an external URL.
 	AlertsURL, GeneratorURL string
 	Alerts                  []AlertData
 }
@@ -290,7 +290,7 @@ func (t *Templates) messageData(b Batch, alerts []engine.Alert) MessageData {
 		Rule:         ruleName(b.Rule, alerts),
 		Time:         t.formatTime(b.Time),
 		AlertsURL:    alertsURL(ext),
-		GeneratorURL: generatorURL(ext, b.Rule),
+		GeneratorURL: generatorURL(ext, b.Group, b.Rule),
 	}
 	if b.Rule != nil {
 		d.Expr = b.Rule.ExprText
@@ -621,14 +621,15 @@ func alertsURL(ext *url.URL) string {
 	return strings.TrimRight(ext.String(), "/") + alertsPath
 }
 
-// generatorURL links to callwatch's query API evaluating the rule's
-// expression: the generatorURL of alerts, as Prometheus links to its graph
-// page.
-func generatorURL(ext *url.URL, rule *engine.RuleSpec) string {
-	if ext == nil || rule == nil || rule.ExprText == "" {
+// generatorURL links to the rule's row on callwatch's status page (its
+// expression, state, last evaluations and SQL): the generatorURL of alerts,
+// the "Source" link of Alertmanager's notifications, as Prometheus links to
+// its graph page.
+func generatorURL(ext *url.URL, group string, rule *engine.RuleSpec) string {
+	if rule == nil {
 		return ""
 	}
-	return strings.TrimRight(ext.String(), "/") + "/api/v1/query?query=" + url.QueryEscape(rule.ExprText)
+	return engine.RuleURL(ext, group, rule.Name())
 }
 
 var (
@@ -726,7 +727,7 @@ var defaultTemplates = map[string]struct{ firing, resolved, digest string }{
 {{ end }}{{ esc $a.Text }}
 时间: {{ $a.Time }}
 {{ end }}
-{{ if .GeneratorURL }}{{ link "查询详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
+{{ if .GeneratorURL }}{{ link "规则详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
 `,
 		resolved: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} 条已恢复){{ end }}
 {{ range $i, $a := .Alerts }}
@@ -735,7 +736,7 @@ var defaultTemplates = map[string]struct{ firing, resolved, digest string }{
 {{ if $a.FiredAt }}触发时间: {{ $a.FiredAt }}
 {{ end }}恢复时间: {{ $a.ResolvedAt }}
 {{ end }}
-{{ if .GeneratorURL }}{{ link "查询详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
+{{ if .GeneratorURL }}{{ link "规则详情" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "全部告警" .AlertsURL }}{{ end }}
 `,
 		digest: `{{ bold (esc .Title) }}
 时间: {{ .Time }}
@@ -758,7 +759,7 @@ var defaultTemplates = map[string]struct{ firing, resolved, digest string }{
 {{ end }}{{ esc $a.Text }}
 Time: {{ $a.Time }}
 {{ end }}
-{{ if .GeneratorURL }}{{ link "Query" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
+{{ if .GeneratorURL }}{{ link "Rule" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
 `,
 		resolved: `{{ bold (esc .Title) }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} resolved){{ end }}
 {{ range $i, $a := .Alerts }}
@@ -767,7 +768,7 @@ Time: {{ $a.Time }}
 {{ if $a.FiredAt }}Fired at: {{ $a.FiredAt }}
 {{ end }}Resolved at: {{ $a.ResolvedAt }}
 {{ end }}
-{{ if .GeneratorURL }}{{ link "Query" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
+{{ if .GeneratorURL }}{{ link "Rule" .GeneratorURL }}{{ end }}{{ if and .GeneratorURL .AlertsURL }} | {{ end }}{{ if .AlertsURL }}{{ link "All alerts" .AlertsURL }}{{ end }}
 `,
 		digest: `{{ bold (esc .Title) }}
 Time: {{ .Time }}
