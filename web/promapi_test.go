@@ -95,11 +95,17 @@ func mustCORS(t testing.TB, p string) *regexp.Regexp {
 // call sends a request and returns its status, headers and decoded body.
 func (f *promFixture) call(t testing.TB, method, path string, form url.Values, header map[string]string) (int, http.Header, map[string]any) {
 	t.Helper()
+	return f.callURL(t, f.srv.URL, method, path, form, header)
+}
+
+// callURL is call to the server at base.
+func (f *promFixture) callURL(t testing.TB, base, method, path string, form url.Values, header map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequest(method, f.srv.URL+path, body)
+	req, err := http.NewRequest(method, base+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
