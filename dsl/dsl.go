@@ -182,6 +182,10 @@ type Error struct {
 	Line, Col int
 	Msg       string
 	Hint      string
+	// Limit names the limit the expression exceeds (max_window,
+	// max_bytes, max_depth, max_leaves), empty when it exceeds none, so
+	// the query API can count refusals by limit.
+	Limit string
 }
 
 func (e *Error) Error() string {
@@ -195,6 +199,14 @@ func (e *Error) Error() string {
 func newError(input string, pos posrange.Pos, hint, format string, args ...any) *Error {
 	line, col := LineCol(input, int(pos))
 	return &Error{Line: line, Col: col, Msg: fmt.Sprintf(format, args...), Hint: hint}
+}
+
+// limitError marks err, an *Error, as exceeding the named limit.
+func limitError(limit string, err error) error {
+	if e, ok := err.(*Error); ok {
+		e.Limit = limit
+	}
+	return err
 }
 
 // LineCol converts a byte offset in s into a 1-based line and column. The
@@ -226,11 +238,11 @@ func Parse(input string, opts Options) (*Expr, error) {
 	// faster than the input with nesting.
 	if len(input) > opts.Limits.MaxBytes {
 		return nil, &Error{Line: 1, Col: 1, Msg: fmt.Sprintf("the expression is %d bytes long, more than the maximum of %d", len(input), opts.Limits.MaxBytes),
-			Hint: "split it into recording rules and refer to their outputs by name"}
+			Hint: "split it into recording rules and refer to their outputs by name", Limit: "max_bytes"}
 	}
 	if off := tooDeep(input, opts.Limits.MaxDepth); off >= 0 {
-		return nil, newError(input, posrange.Pos(off), "split it into recording rules, or remove redundant parentheses",
-			"brackets are nested more than %d deep", opts.Limits.MaxDepth)
+		return nil, limitError("max_depth", newError(input, posrange.Pos(off), "split it into recording rules, or remove redundant parentheses",
+			"brackets are nested more than %d deep", opts.Limits.MaxDepth))
 	}
 	ast, err := newParser().ParseExpr(input)
 	if err != nil {
@@ -313,8 +325,8 @@ func (c *checker) errf(pos posrange.Pos, hint, format string, args ...any) error
 
 func (c *checker) visit(node parser.Expr, g *grouping, depth int) (parser.Expr, error) {
 	if depth++; depth > c.opts.Limits.MaxDepth {
-		return nil, c.errf(node.PositionRange().Start, "split it into recording rules and refer to their outputs by name",
-			"operators and functions are nested more than %d deep", c.opts.Limits.MaxDepth)
+		return nil, limitError("max_depth", c.errf(node.PositionRange().Start, "split it into recording rules and refer to their outputs by name",
+			"operators and functions are nested more than %d deep", c.opts.Limits.MaxDepth))
 	}
 	var err error
 	switch n := node.(type) {
@@ -485,8 +497,8 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		}
 	}
 	if maxRange := c.opts.Limits.MaxRange; maxRange > 0 && leaf.Range+leaf.Offset > maxRange {
-		return nil, c.errf(pos, fmt.Sprintf("shorten the window, or raise limits.max_window (now %s)", model.Duration(maxRange)),
-			"%s looks back %s, more than the configured maximum", name, model.Duration(leaf.Range+leaf.Offset))
+		return nil, limitError("max_window", c.errf(pos, fmt.Sprintf("shorten the window, or raise limits.max_window (now %s)", model.Duration(maxRange)),
+			"%s looks back %s, more than the configured maximum", name, model.Duration(leaf.Range+leaf.Offset)))
 	}
 	if leaf.Range%time.Second != 0 || leaf.Offset%time.Second != 0 {
 		return nil, c.errf(pos, "event times have second resolution: write whole seconds, e.g. [5m] or [90s]", "window and offset must be whole seconds")
@@ -545,8 +557,8 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		leaf = prev
 	} else {
 		if len(c.leaves) >= c.opts.Limits.MaxLeaves {
-			return nil, c.errf(pos, "split it into recording rules and refer to their outputs by name",
-				"the expression has more than %d distinct range functions", c.opts.Limits.MaxLeaves)
+			return nil, limitError("max_leaves", c.errf(pos, "split it into recording rules and refer to their outputs by name",
+				"the expression has more than %d distinct range functions", c.opts.Limits.MaxLeaves))
 		}
 		leaf.Name = LeafPrefix + strconv.Itoa(len(c.leaves))
 		c.byKey[leaf.Key()] = leaf

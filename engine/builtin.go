@@ -20,7 +20,7 @@ const DatasourceDownName = "DatasourceDown"
 func DatasourceDownGroup(ping func(ctx context.Context) error, interval, hold time.Duration, opts GroupOptions) *Group {
 	e, _ := dsl.Parse("vector(1)", dsl.Options{Schema: opts.Schema})
 	spec := &GroupSpec{Name: "callwatch-builtin", File: "<builtin>", Interval: interval, Rules: []*RuleSpec{{
-		Alert: DatasourceDownName, ExprText: "ping(clickhouse) failed", Expr: e, For: hold, Severity: SeverityCritical,
+		Alert: DatasourceDownName, ExprText: "built in: fires when ClickHouse does not answer SELECT 1 (no expression to query)", Expr: e, For: hold, Severity: SeverityCritical,
 		Labels:      map[string]string{"alert_type": "datasource"},
 		Annotations: map[string]string{"summary": "ClickHouse does not answer: rules cannot be evaluated and keep their last state", "message": "ClickHouse 无法连接：告警规则暂停评估并保持上次状态"},
 		NoDataState: OK, ErrorState: OK,

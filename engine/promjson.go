@@ -46,3 +46,30 @@ func FormatValue(v float64) string {
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
+
+// NewMatrixData encodes r in Prometheus' API shape of a range query:
+// {"resultType":"matrix","result":[{"metric":{...},"values":[[ts,"v"],...]}]}.
+func NewMatrixData(r RangeResult) QueryData {
+	type series struct {
+		Metric map[string]string `json:"metric"`
+		Values [][2]any          `json:"values"`
+	}
+	out := make([]series, 0, len(r.Matrix))
+	for _, s := range r.Matrix {
+		vs := make([][2]any, len(s.Points))
+		for i, p := range s.Points {
+			vs[i] = [2]any{json.Number(strconv.FormatFloat(float64(p.T)/1000, 'f', -1, 64)), FormatValue(p.V)}
+		}
+		out = append(out, series{Metric: s.Labels.Map(), Values: vs})
+	}
+	b, _ := json.Marshal(out)
+	return QueryData{ResultType: "matrix", Result: b}
+}
+
+// NewStringData encodes a string literal's value at ts in Prometheus' API
+// shape: {"resultType":"string","result":[ts,"s"]}.
+func NewStringData(s string, ts time.Time) QueryData {
+	t := json.Number(strconv.FormatFloat(float64(ts.UnixMilli())/1000, 'f', -1, 64))
+	b, _ := json.Marshal([]any{t, s})
+	return QueryData{ResultType: "string", Result: b}
+}

@@ -136,8 +136,8 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 		}
 		for i, v := range lr.Vectors {
 			if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
-				return Result{Statements: lr.Statements}, fmt.Errorf("%s returned %d groups, more than limits.max_series_per_rule (%d): group by fewer labels",
-					e.Leaves[i].Func, len(v), q.opts.MaxSeries)
+				return Result{Statements: lr.Statements}, fmt.Errorf("%w: %s returned %d groups, more than limits.max_series_per_rule (%d): group by fewer labels",
+					ErrTooManySeries, e.Leaves[i].Func, len(v), q.opts.MaxSeries)
 			}
 		}
 	}

@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/model"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
@@ -29,9 +28,11 @@ type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Resu
 
 // Options configure the handler.
 type Options struct {
-	Rules  Rules
-	Query  QueryFunc
-	Schema dsl.Schema
+	Rules Rules
+	Query QueryFunc
+	// QueryRange evaluates /api/v1/query_range; nil disables it.
+	QueryRange RangeQueryFunc
+	Schema     dsl.Schema
 	// Limits bound the expressions of the query API, as they bound rules.
 	Limits dsl.Limits
 	// QueryTimeout bounds one query request, the wait for a free slot
@@ -51,7 +52,17 @@ type Options struct {
 	Ready func() bool
 	// Gatherer serves /metrics; nil leaves it out.
 	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
+	// Registerer takes the handler's own metrics (requests refused for a
+	// limit); nil keeps them unregistered.
+	Registerer prometheus.Registerer
+	// CORSOrigin is the pattern of the origins whose scripts may read the
+	// query API (--web.cors.origin, see CORSOrigin); nil sets no CORS
+	// headers.
+	CORSOrigin *regexp.Regexp
+	// BuildInfo is served on /api/v1/status/buildinfo (default
+	// DefaultBuildInfo()).
+	BuildInfo BuildInfo
+	Logger    *slog.Logger
 	// Now is the clock for /api/v1/query without a time (default time.Now).
 	Now func() time.Time
 	// Actions acknowledge and resolve alerts; nil disables them.
@@ -91,12 +102,25 @@ func Handler(opts Options) http.Handler {
 	if opts.MaxConcurrentQueries <= 0 {
 		opts.MaxConcurrentQueries = 4
 	}
-	a := &api{opts: opts, guard: g, slots: make(slots, opts.MaxConcurrentQueries)}
+	if opts.BuildInfo == (BuildInfo{}) {
+		opts.BuildInfo = DefaultBuildInfo()
+	}
+	a := &api{opts: opts, guard: g, slots: make(slots, opts.MaxConcurrentQueries), limits: newLimitCounter(opts.Registerer)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/rules", a.rules)
-	mux.HandleFunc("GET /api/v1/alerts", a.alerts)
-	mux.HandleFunc("GET /api/v1/query", a.query)
-	mux.HandleFunc("POST /api/v1/query", a.query)
+	// Prometheus' query API: GET and form-encoded POST alike.
+	for path, f := range map[string]func(*http.Request) (any, *apiError){
+		"query": a.query, "query_range": a.queryRange, "labels": a.labelNames, "series": a.series,
+	} {
+		mux.HandleFunc("GET /api/v1/"+path, a.promHandler(f))
+		mux.HandleFunc("POST /api/v1/"+path, a.promHandler(f))
+	}
+	mux.HandleFunc("GET /api/v1/label/{name}/values", a.promHandler(a.labelValues))
+	mux.HandleFunc("GET /api/v1/metadata", a.promHandler(a.metadata))
+	mux.HandleFunc("GET /api/v1/status/buildinfo", a.promHandler(a.buildInfo))
+	mux.HandleFunc("OPTIONS /api/v1/", a.options)
+	mux.HandleFunc("/api/v1/", a.notFound)
+	mux.HandleFunc("GET /api/v1/rules", a.cors(a.rules))
+	mux.HandleFunc("GET /api/v1/alerts", a.cors(a.alerts))
 	mux.HandleFunc("GET /api/v1/rules/evaluations", a.evaluations)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("callwatch is Healthy.\n"))
@@ -132,6 +156,16 @@ type api struct {
 	// slots holds a token per query running: ad-hoc queries and audit
 	// history reads (the API's and the status page's).
 	slots slots
+	// limits counts the requests refused for a limit.
+	limits limitCounter
+}
+
+// cors sets the CORS headers of the query API on h's answers.
+func (a *api) cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		setCORS(w, a.opts.CORSOrigin, r)
+		h(w, r)
+	}
 }
 
 // slots bound the reads of ClickHouse that anyone may ask for: ad-hoc
@@ -197,61 +231,6 @@ func (a *api) reload(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("rules reloaded\n"))
 }
 
-func (a *api) query(w http.ResponseWriter, r *http.Request) {
-	// An expression is at most dsl.Limits.MaxBytes; a form body far
-	// beyond that is refused instead of parsed.
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	timeout := a.opts.QueryTimeout
-	if t := r.FormValue("timeout"); t != "" {
-		d, err := model.ParseDuration(t)
-		if err != nil || d <= 0 {
-			fail(w, http.StatusBadRequest, "bad_data", errors.New(`invalid parameter "timeout": write a duration such as 30s`))
-			return
-		}
-		timeout = min(timeout, time.Duration(d))
-	}
-	// The deadline covers the wait for a slot: a flood of queries waits
-	// here, bounded, and never reaches ClickHouse beyond the slots.
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	q := r.FormValue("query")
-	if q == "" {
-		fail(w, http.StatusBadRequest, "bad_data", errors.New(`missing parameter "query"`))
-		return
-	}
-	ts := a.opts.Now()
-	if t := r.FormValue("time"); t != "" {
-		var err error
-		if ts, err = dsl.ParseTime(t); err != nil {
-			fail(w, http.StatusBadRequest, "bad_data", err)
-			return
-		}
-	}
-	e, err := dsl.Parse(q, dsl.Options{Schema: a.opts.Schema, Limits: a.opts.Limits})
-	if err != nil {
-		fail(w, http.StatusBadRequest, "bad_data", err)
-		return
-	}
-	release, err := a.slots.take(ctx)
-	if err != nil {
-		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
-			timeout, cap(a.slots)))
-		return
-	}
-	defer release()
-	res, err := a.opts.Query(ctx, e, ts)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || (err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)):
-		// The driver may report the deadline as a read timeout of its
-		// connection; the request's own deadline says what happened.
-		fail(w, http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s (limits.query_timeout): %w", timeout, err))
-	case err != nil:
-		fail(w, http.StatusUnprocessableEntity, "execution", err)
-	default:
-		ok(w, engine.NewQueryData(res, ts))
-	}
-}
-
 // alertJSON is an alert in Prometheus' /api/v1/alerts shape.
 type alertJSON struct {
 	Labels          map[string]string `json:"labels"`
@@ -308,14 +287,17 @@ func (a *api) alerts(w http.ResponseWriter, _ *http.Request) {
 }
 
 type ruleJSON struct {
-	State          string            `json:"state,omitempty"`
-	Name           string            `json:"name"`
-	Query          string            `json:"query"`
-	Duration       float64           `json:"duration,omitempty"`
-	KeepFiringFor  float64           `json:"keepFiringFor,omitempty"`
+	State string `json:"state,omitempty"`
+	Name  string `json:"name"`
+	Query string `json:"query"`
+	// Duration, KeepFiringFor and Alerts are those of an alerting rule,
+	// always there for one (0 and []), never for a recording rule, as in
+	// Prometheus.
+	Duration       *float64          `json:"duration,omitempty"`
+	KeepFiringFor  *float64          `json:"keepFiringFor,omitempty"`
 	Labels         map[string]string `json:"labels"`
 	Annotations    map[string]string `json:"annotations,omitempty"`
-	Alerts         []alertJSON       `json:"alerts,omitempty"`
+	Alerts         *[]alertJSON      `json:"alerts,omitempty"`
 	Health         string            `json:"health"`
 	LastError      string            `json:"lastError,omitempty"`
 	Type           string            `json:"type"`
@@ -368,14 +350,19 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 					continue
 				}
 				rj.Type, rj.State = "alerting", rr.State().String()
-				rj.Duration, rj.KeepFiringFor = spec.For.Seconds(), spec.KeepFiringFor.Seconds()
+				dur, keep := spec.For.Seconds(), spec.KeepFiringFor.Seconds()
+				rj.Duration, rj.KeepFiringFor = &dur, &keep
 				rj.Annotations = spec.Annotations
-				rj.Alerts = []alertJSON{}
+				if rj.Annotations == nil {
+					rj.Annotations = map[string]string{}
+				}
+				alerts := []alertJSON{}
 				for _, al := range rr.Alerts() {
 					if al.State != engine.StateInactive {
-						rj.Alerts = append(rj.Alerts, toAlertJSON(al))
+						alerts = append(alerts, toAlertJSON(al))
 					}
 				}
+				rj.Alerts = &alerts
 			case *engine.RecordingRule:
 				if typ == "alert" {
 					continue

@@ -119,7 +119,7 @@ func TestAPI(t *testing.T) {
 	})
 	t.Run("a bad query is a 400 with a position", func(t *testing.T) {
 		code, out := get(t, srv.URL+"/api/v1/query?query="+url.QueryEscape(`irate(latency_ms[5m])`))
-		if code != 400 || out["errorType"] != "bad_data" || !strings.HasPrefix(out["error"].(string), "1:1:") {
+		if code != 400 || out["errorType"] != "bad_data" || !strings.HasPrefix(out["error"].(string), `invalid parameter "query": 1:1:`) {
 			t.Fatalf("code %d, out %v", code, out)
 		}
 	})

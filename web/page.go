@@ -525,6 +525,8 @@ var pageFuncs = template.FuncMap{
 	},
 	"until": func(now, t time.Time) string { return roughDuration(t.Sub(now)) },
 	"dur":   roughDuration,
+	// anchor is the id of a rule's row, which alerts' generatorURL opens.
+	"anchor": engine.RuleAnchor,
 	"ms": func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
 	},

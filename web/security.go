@@ -102,7 +102,16 @@ func (g *guard) protect(next http.Handler) http.Handler {
 var errCrossOrigin = errors.New("cross-origin request refused: callwatch changes state only for its own pages " +
 	"(and the origin of --web.external-url) and for clients that are not browsers")
 
+// readOnlyPOST are the endpoints whose POST only reads: Prometheus' query
+// API takes its parameters as a form as well as in the URL, and a page of
+// another origin may ask them as it may GET them (Prometheus allows both;
+// the query slots and deadline bound what a flood costs).
+var readOnlyPOST = map[string]bool{"/api/v1/query": true, "/api/v1/query_range": true, "/api/v1/labels": true, "/api/v1/series": true}
+
 func (g *guard) check(r *http.Request) error {
+	if r.Method == http.MethodPost && readOnlyPOST[r.URL.Path] {
+		return nil
+	}
 	if err := g.cop.Check(r); err != nil {
 		return fmt.Errorf("%w (%v)", errCrossOrigin, err)
 	}

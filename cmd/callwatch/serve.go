@@ -41,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demoTraffic := fs.Bool("demo", false, "also write demo traffic (several tenants, scripted incidents) into the events table")
 	demoRate := fs.Float64("demo.rate", 20, "demo calls per second")
 	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
+	corsPattern := fs.String("web.cors.origin", ".*", "regex of the origins whose scripts may read the query API (CORS), fully anchored, as Prometheus' flag")
 	allowOpenWrites := fs.Bool("web.allow-unauthenticated-writes", false,
 		"listen beyond loopback without web.admin_token: anyone who reaches the address may then reload rules and acknowledge, resolve and silence alerts")
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +58,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, err := loadConfig(*configFile)
 	if err != nil {
 		return err
+	}
+	corsOrigin, err := web.CORSOrigin(*corsPattern)
+	if err != nil {
+		return usageError{"--web.cors.origin: " + err.Error() + `: write a regular expression such as https://grafana\.example\.com`}
 	}
 	var extURL *url.URL
 	var trustedOrigins []string
@@ -77,6 +82,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		logger.Warn("listening beyond loopback without an admin token: anyone who reaches this address can reload rules and acknowledge, resolve and silence alerts",
 			"address", *listen)
+	}
+
+	// Listening comes first: without --web.external-url, the address
+	// listened on is the URL in alerts' links (their generatorURL).
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	if extURL == nil {
+		extURL = listenURL(ln.Addr())
 	}
 
 	conn, err := openStore(ctx, cfg)
@@ -124,8 +140,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	querier := engine.NewQuerier(engine.QuerierOptions{Source: src, Logger: logger, MaxSeries: cfg.Limits.MaxSeriesPerRule})
-	adhoc := engine.NewQuerier(engine.QuerierOptions{Source: querySrc, Logger: logger, MaxSeries: cfg.Limits.MaxSeriesPerRule,
-		Timeout: cfg.Limits.QueryTimeout.D()})
 	schema := cfg.Schema.DSL()
 
 	silences := engine.NewSilences(engine.SilencesOptions{Audit: audit})
@@ -228,6 +242,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer stopExporter()
 
+	// Ad-hoc queries read the rules' outputs (recording rules, ALERTS) by name.
+	adhoc := engine.NewQuerier(engine.QuerierOptions{Source: querySrc, Series: engine.Outputs{Groups: mgr.Groups}, Logger: logger,
+		MaxSeries: cfg.Limits.MaxSeriesPerRule, Timeout: cfg.Limits.QueryTimeout.D()})
 	var ready atomic.Bool
 	handler := web.Handler(web.Options{
 		Rules:  mgr,
@@ -236,6 +253,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
 			return adhoc.Query(ctx, e, ts)
 		},
+		QueryRange:           adhoc.QueryRange,
+		Registerer:           reg,
+		CORSOrigin:           corsOrigin,
 		QueryTimeout:         cfg.Limits.QueryTimeout.D(),
 		MaxConcurrentQueries: cfg.Limits.MaxConcurrentQueries,
 		Reload:               mgr.Load,
@@ -249,10 +269,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		AdminToken:           string(cfg.Web.AdminToken),
 		TrustedOrigins:       trustedOrigins,
 	})
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		flags := &toolkitweb.FlagConfig{WebListenAddresses: &[]string{*listen}, WebConfigFile: webConfig}
@@ -306,6 +322,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// listenURL is callwatch's URL when --web.external-url is not given: the
+// address it listens on, with the host name in place of an unspecified IP
+// (0.0.0.0, ::), as Prometheus does.
+func listenURL(addr net.Addr) *url.URL {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return &url.URL{Scheme: "http", Host: addr.String(), Path: "/"}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/"}
 }
 
 // ruleGlobs resolves relative rule_files against the config file's directory.

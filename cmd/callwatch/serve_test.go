@@ -61,8 +61,12 @@ func startServe(t *testing.T, rules string) (base, dir string, out *syncBuffer) 
 func startServeWith(t *testing.T, rules, clickhouseKeys string) (base, dir string, out *syncBuffer) {
 	t.Helper()
 	s := server.Get(t)
-	db := errorEvents(t, s, 5)
+	return serveOn(t, s, errorEvents(t, s, 5), rules, clickhouseKeys)
+}
 
+// serveOn runs `callwatch serve` on the events table of db.
+func serveOn(t *testing.T, s *chtest.Server, db, rules, clickhouseKeys string) (base, dir string, out *syncBuffer) {
+	t.Helper()
 	dir = t.TempDir()
 	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: ai_call_events\n%srule_files: [rules/*.yaml]\n", s.DSN(db), clickhouseKeys)
 	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)

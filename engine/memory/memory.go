@@ -24,7 +24,10 @@ type Store struct {
 	events []Event // sorted by Time
 }
 
-var _ engine.LeafSource = (*Store)(nil)
+var (
+	_ engine.LeafSource      = (*Store)(nil)
+	_ engine.RangeLeafSource = (*Store)(nil)
+)
 
 // New returns an empty Store for schema (the zero Schema means the default).
 func New(schema dsl.Schema) *Store {
@@ -65,6 +68,27 @@ func (s *Store) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Leaf
 		res.Vectors[i] = s.evalLeaf(ts, l)
 	}
 	return res, nil
+}
+
+// EvalLeavesRange computes every leaf at start, start+step, ... up to end
+// included, under one read lock, so a range sees one state of the store.
+func (s *Store) EvalLeavesRange(ctx context.Context, start, end time.Time, step time.Duration, leaves []*dsl.Leaf) ([]engine.LeafResult, error) {
+	n := engine.Steps(start, end, step)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]engine.LeafResult, 0, n)
+	for k := range n {
+		ts := start.Add(time.Duration(k) * step)
+		res := engine.LeafResult{Vectors: make([][]engine.Sample, len(leaves))}
+		for i, l := range leaves {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			res.Vectors[i] = s.evalLeaf(ts, l)
+		}
+		out = append(out, res)
+	}
+	return out, nil
 }
 
 // group accumulates the pooled values of one group: the partial states of

@@ -79,7 +79,7 @@ func newAlertmanager(h httpClient, opts Options) (*Alertmanager, error) {
 func (am *Alertmanager) Send(ctx context.Context, b Batch) error {
 	alerts := []amAlert{}
 	for _, bb := range batchesOf(b) {
-		gen := generatorURL(externalURL(bb, am.ext), bb.Rule)
+		gen := generatorURL(externalURL(bb, am.ext), bb.Group, bb.Rule)
 		for _, a := range bb.Alerts {
 			alerts = append(alerts, toAMAlert(a, gen))
 		}

@@ -83,8 +83,8 @@ type MessageData struct {
 	Title string
 	// Time is the evaluation that produced the batch.
 	Time string
-	// AlertsURL lists callwatch's alerts; GeneratorURL evaluates the rule's
-	// expression. Both are empty without an external URL.
+	// AlertsURL lists callwatch's alerts; GeneratorURL opens the rule on
+	// the status page. Both are empty without an external URL.
 	AlertsURL, GeneratorURL string
 	Alerts                  []AlertData
 }
@@ -297,7 +297,7 @@ func (t *Templates) messageData(b Batch, alerts []engine.Alert) MessageData {
 		Rule:         ruleName(b.Rule, alerts),
 		Time:         t.formatTime(b.Time),
 		AlertsURL:    alertsURL(ext),
-		GeneratorURL: generatorURL(ext, b.Rule),
+		GeneratorURL: generatorURL(ext, b.Group, b.Rule),
 	}
 	if b.Rule != nil {
 		d.Expr = b.Rule.ExprText
@@ -627,14 +627,15 @@ func alertsURL(ext *url.URL) string {
 	return strings.TrimRight(ext.String(), "/") + alertsPath
 }
 
-// generatorURL links to callwatch's query API evaluating the rule's
-// expression: the generatorURL of alerts, as Prometheus links to its graph
-// page.
-func generatorURL(ext *url.URL, rule *engine.RuleSpec) string {
-	if ext == nil || rule == nil || rule.ExprText == "" {
+// generatorURL links to the rule's row on callwatch's status page (its
+// expression, state, last evaluations and SQL): the generatorURL of alerts,
+// the "Source" link of Alertmanager's notifications, as Prometheus links to
+// its graph page.
+func generatorURL(ext *url.URL, group string, rule *engine.RuleSpec) string {
+	if rule == nil {
 		return ""
 	}
-	return strings.TrimRight(ext.String(), "/") + "/api/v1/query?query=" + url.QueryEscape(rule.ExprText)
+	return engine.RuleURL(ext, group, rule.Name())
 }
 
 var (

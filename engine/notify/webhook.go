@@ -39,7 +39,7 @@ import (
 //	    "startsAt": "2025-11-24T15:58:00Z",  // became active (pending)
 //	    "endsAt": "2025-11-24T16:20:00Z",    // resolved at; absent while firing
 //	    "firedAt": "2025-11-24T16:00:00Z",   // started firing
-//	    "generatorURL": "http://callwatch:9099/api/v1/query?query=…"  // absent without an external URL
+//	    "generatorURL": "http://callwatch:9099/#rule-g/TenantErrors"  // the rule on the status page
 //	  }],
 //	  "sentAt": "2025-11-24T16:00:01Z"
 //	}
@@ -236,7 +236,7 @@ func (w *Webhook) payloadV1(b Batch, ext *url.URL) PayloadV1 {
 	}
 	for _, bb := range batchesOf(b) {
 		for _, a := range bb.Alerts {
-			pa := alertV1(a, generatorURL(externalURL(bb, ext), bb.Rule))
+			pa := alertV1(a, generatorURL(externalURL(bb, ext), bb.Group, bb.Rule))
 			if pa.Status == "firing" {
 				p.Status = "firing"
 			}
@@ -277,7 +277,7 @@ func utcPtr(t time.Time) *time.Time {
 
 // v1Values flattens one alert of payload v1 into query parameters.
 func (w *Webhook) v1Values(b Batch, a engine.Alert, ext *url.URL) url.Values {
-	pa := alertV1(a, generatorURL(externalURL(b, ext), b.Rule))
+	pa := alertV1(a, generatorURL(externalURL(b, ext), b.Group, b.Rule))
 	v := url.Values{}
 	v.Set("version", "1")
 	v.Set("status", pa.Status)

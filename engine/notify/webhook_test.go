@@ -86,7 +86,7 @@ func TestWebhookV1Fields(t *testing.T) {
 	a := p.Alerts[0]
 	if a.Fingerprint != fingerprint(b.Alerts[0]) || a.Status != "firing" || a.Labels["tenant_id"] != "acme" ||
 		*a.Value != 123.456 || !a.StartsAt.Equal(evalTime.Add(-2*time.Minute)) || !a.FiredAt.Equal(evalTime) || a.EndsAt != nil ||
-		!strings.HasPrefix(a.GeneratorURL, "http://callwatch.example:9099/api/v1/query?query=") {
+		a.GeneratorURL != "http://callwatch.example:9099/#rule-baseline-volume/TenantCost" {
 		t.Errorf("firing alert = %+v", a)
 	}
 	if r := p.Alerts[2]; r.Status != "resolved" || r.EndsAt == nil || !r.EndsAt.Equal(evalTime.Add(20*time.Minute)) {
