@@ -2,7 +2,6 @@ package clickhouse
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -339,9 +338,6 @@ func extremeTime(p dsl.Partial, tcol, value string, cond fragment) fragment {
 	}
 	return fragment{sql: "toFloat64(" + fn + "(" + args + "))", args: cond.args}
 }
-
-// clipDateTime clips unix seconds to the range of DateTime.
-func clipDateTime(sec int64) int64 { return min(max(sec, 0), math.MaxUint32) }
 
 // aggregate builds toFloat64(fn(value)) or, with a condition,
 // toFloat64(fnIf(value, cond)); param is the aggregate function's parameter

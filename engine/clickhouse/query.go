@@ -167,6 +167,9 @@ func (q *Select) Window(from, to int64) Expr {
 	return Expr{SQL: q.time + " > toDateTime(?) AND " + q.time + " <= toDateTime(?)", Args: []any{clipDateTime(from), clipDateTime(to)}}
 }
 
+// clipDateTime clips unix seconds to the range of DateTime.
+func clipDateTime(sec int64) int64 { return min(max(sec, 0), math.MaxUint32) }
+
 // AnyOf is the condition that one of conds holds: each of them
 // parenthesized and ORed, or the single one as it is, or "" for none.
 func AnyOf(conds ...Expr) Expr {
