@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -95,49 +94,42 @@ func foldRows(caps []*labelCap, rows []row) {
 	}
 }
 
-// topValuesQuery ranks the values of a label (its SQL expression) by
-// number of calls in (from, to]. Its placeholders are from and to (unix
-// seconds); the limit, a validated int, is written into the SQL.
-func topValuesQuery(table, timeCol, label string, limit int) string {
-	return "SELECT toString(" + label + ") AS cw_value, toFloat64(count()) AS cw_calls" +
-		"\nFROM " + table +
-		"\nWHERE " + timeCol + " > toDateTime(?) AND " + timeCol + " <= toDateTime(?)" +
-		"\nGROUP BY cw_value\nORDER BY cw_calls DESC, cw_value ASC\nLIMIT " + strconv.Itoa(limit)
+// topValuesQuery ranks the values of a label by number of calls in
+// (from, to], the first limit of them.
+func topValuesQuery(from clickhouse.SelectOptions, label string, limit int, lo, hi int64) *clickhouse.Select {
+	q := clickhouse.NewSelect(from).Label(label, "cw_value").Value("cw_calls", "count()")
+	w := q.Window(lo, hi)
+	return q.Where(w.SQL, w.Args...).GroupByLabels().OrderBy("cw_calls DESC").OrderBy("cw_value ASC").Limit(limit)
 }
 
-// foldedQuery counts the distinct values of a label in (from, to] that are
-// not among nAdmitted admitted values. Its placeholders are the admitted
-// values, then from and to. The admitted values are bound one by one,
-// (?, ?, …), which every binder supports, rather than as an array.
-func foldedQuery(table, timeCol, label string, nAdmitted int) string {
-	v := "toString(" + label + ")"
-	agg := "uniqExact(" + v + ")"
-	if nAdmitted > 0 {
-		agg = "uniqExactIf(" + v + ", " + v + " NOT IN (" + strings.TrimSuffix(strings.Repeat("?, ", nAdmitted), ", ") + "))"
+// foldedQuery counts the distinct values of a label (its SQL expression)
+// in (from, to] that are not among the admitted values. The admitted
+// values are bound one by one, (?, ?, …), which every binder supports,
+// rather than as an array.
+func foldedQuery(from clickhouse.SelectOptions, label string, admitted []string, lo, hi int64) *clickhouse.Select {
+	q := clickhouse.NewSelect(from)
+	if len(admitted) == 0 {
+		q.Value("", "uniqExact("+label+")")
+	} else {
+		args := make([]any, len(admitted))
+		for i, v := range admitted {
+			args[i] = v
+		}
+		q.Value("", "uniqExactIf("+label+", "+label+" NOT IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(admitted)), ", ")+"))", args...)
 	}
-	return "SELECT toFloat64(" + agg + ")" +
-		"\nFROM " + table +
-		"\nWHERE " + timeCol + " > toDateTime(?) AND " + timeCol + " <= toDateTime(?)"
+	w := q.Window(lo, hi)
+	return q.Where(w.SQL, w.Args...)
 }
 
 // rankValues returns the top values of a label by number of calls in
 // (from, to], as many as its cap.
-func rankValues(ctx context.Context, conn clickhouse.Conn, table, timeCol string, c *labelCap, from, to time.Time) (map[string]float64, error) {
-	rows, err := conn.Query(ctx, topValuesQuery(table, timeCol, c.expr, c.limit), from.Unix(), to.Unix())
-	if err != nil {
-		return nil, fmt.Errorf("rank values of %s: %w", c.name, err)
-	}
-	defer rows.Close()
+func rankValues(ctx context.Context, conn clickhouse.Conn, table clickhouse.SelectOptions, c *labelCap, from, to time.Time) (map[string]float64, error) {
 	volumes := map[string]float64{}
-	for rows.Next() {
-		var v string
-		var n float64
-		if err := rows.Scan(&v, &n); err != nil {
-			return nil, fmt.Errorf("rank values of %s: scan: %w", c.name, err)
-		}
-		volumes[strings.ToValidUTF8(v, "\uFFFD")] += n
-	}
-	if err := rows.Err(); err != nil {
+	err := topValuesQuery(table, c.name, c.limit, from.Unix(), to.Unix()).Run(ctx, conn, clickhouse.Limits{}, func(vs []string, ns []float64) error {
+		volumes[strings.ToValidUTF8(vs[0], "\uFFFD")] += ns[0]
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("rank values of %s: %w", c.name, err)
 	}
 	return volumes, nil
@@ -145,29 +137,18 @@ func rankValues(ctx context.Context, conn clickhouse.Conn, table, timeCol string
 
 // countFolded counts the distinct values of a label in (from, to] that are
 // not admitted.
-func countFolded(ctx context.Context, conn clickhouse.Conn, table, timeCol string, c *labelCap, from, to time.Time) (float64, error) {
+func countFolded(ctx context.Context, conn clickhouse.Conn, table clickhouse.SelectOptions, c *labelCap, from, to time.Time) (float64, error) {
 	admitted := make([]string, 0, len(c.admitted))
 	for v := range c.admitted {
 		admitted = append(admitted, v)
 	}
 	sort.Strings(admitted)
-	args := make([]any, 0, len(admitted)+2)
-	for _, v := range admitted {
-		args = append(args, v)
-	}
-	args = append(args, from.Unix(), to.Unix())
-	rows, err := conn.Query(ctx, foldedQuery(table, timeCol, c.expr, len(admitted)), args...)
-	if err != nil {
-		return 0, fmt.Errorf("count folded values of %s: %w", c.name, err)
-	}
-	defer rows.Close()
 	var folded float64
-	if rows.Next() {
-		if err := rows.Scan(&folded); err != nil {
-			return 0, fmt.Errorf("count folded values of %s: scan: %w", c.name, err)
-		}
-	}
-	if err := rows.Err(); err != nil {
+	err := foldedQuery(table, c.expr, admitted, from.Unix(), to.Unix()).Run(ctx, conn, clickhouse.Limits{}, func(_ []string, ns []float64) error {
+		folded = ns[0]
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("count folded values of %s: %w", c.name, err)
 	}
 	return folded, nil

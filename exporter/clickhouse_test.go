@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
@@ -410,5 +412,94 @@ func testNullLabelsAndNonFiniteValues(t *testing.T, tb *backend) {
 		if got := len(series(mfs, "callwatch_calls_total", nil)); got != 4 {
 			t.Errorf("%s: %d call series, want 4 (acme/success, acme/error, no tenant/success, no tenant and no status): %v", name, got, labelSets(mfs, "callwatch_calls_total"))
 		}
+	}
+}
+
+func TestOddColumnsReadAsTheRulesReadThem(t *testing.T) {
+	forEachBackend(t, testOddColumnsReadAsTheRulesReadThem)
+}
+
+// testOddColumnsReadAsTheRulesReadThem: the exporter and the rules' range
+// functions read the events table through one SQL builder, so on a table
+// with an Enum label, a padded FixedString label, a Nullable label holding
+// NULL and a Nullable cost holding NULL and NaN, the exporter's call series
+// are the groups of a leaf, with the same label values and counts, and
+// both sum the cost alike (NULL as 0, NaN skipped).
+func testOddColumnsReadAsTheRulesReadThem(t *testing.T, tb *backend) {
+	tb.exec(t, "DROP TABLE "+tb.table)
+	tb.exec(t, "CREATE TABLE "+tb.table+` (created_at DateTime, tenant_id Enum8('acme' = 1, 'globex' = 2), app_code FixedString(8),
+		model Nullable(String), provider String, status Enum8('' = 0, 'success' = 1, 'error' = 2), error_code String,
+		latency_ms Nullable(UInt32), input_tokens UInt32, output_tokens UInt32, cost Nullable(Float64)) ENGINE = MergeTree ORDER BY created_at`)
+	var rows []string
+	for i, r := range []struct{ tenant, app, model, status, latency, cost string }{
+		{"'acme'", "'chat'", "'gpt-4o'", "'success'", "100", "1.5"},
+		{"'acme'", "'chat'", "NULL", "'error'", "NULL", "nan"},
+		{"'globex'", "'search'", "NULL", "''", "300", "2"},
+		{"'globex'", "'search'", "NULL", "''", "200", "NULL"},
+	} {
+		rows = append(rows, "SELECT toDateTime("+strconv.FormatInt(at(time.Duration(10+i)*time.Second).Unix(), 10)+"), "+
+			r.tenant+", "+r.app+", "+r.model+", 'openai', "+r.status+", '', "+r.latency+", toUInt32(1), toUInt32(2), "+r.cost)
+	}
+	tb.exec(t, "INSERT INTO "+tb.table+" (created_at, tenant_id, app_code, model, provider, status, error_code, latency_ms, input_tokens, output_tokens, cost) "+
+		strings.Join(rows, " UNION ALL "))
+	ctx := context.Background()
+	cols, err := clickhouse.ReadColumns(ctx, tb.conn, tb.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, e, at(time.Minute))
+	mfs := gather(t, e)
+	exported := map[string]float64{}
+	for _, m := range series(mfs, "callwatch_calls_total", nil) {
+		var parts []string
+		for _, lp := range m.Label {
+			if lp.GetValue() != "" { // an empty label is no label in Prometheus
+				parts = append(parts, lp.GetName()+"="+lp.GetValue())
+			}
+		}
+		exported[strings.Join(parts, ",")] = m.Counter.GetValue()
+	}
+	want := map[string]float64{
+		"app_code=chat,model=gpt-4o,provider=openai,status=success,tenant_id=acme": 1,
+		"app_code=chat,provider=openai,status=error,tenant_id=acme":                1,
+		"app_code=search,provider=openai,tenant_id=globex":                         2,
+	}
+	if !maps.Equal(exported, want) {
+		t.Errorf("exported call series = %v, want %v", exported, want)
+	}
+
+	src, err := clickhouse.New(clickhouse.Options{Conn: tb.conn, Table: tb.table, Columns: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expr, err := dsl.Parse(`sum by (tenant_id, app_code, model, provider, status) (count_over_time(events[1m])) or sum(sum_over_time(cost[1m]))`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.EvalLeaves(ctx, at(time.Minute), expr.Leaves)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, strings.Join(res.Statements, "\n\n"))
+	}
+	groups := map[string]float64{}
+	for _, s := range res.Vectors[0] {
+		var parts []string
+		s.Labels.Range(func(l labels.Label) { parts = append(parts, l.Name+"="+l.Value) })
+		groups[strings.Join(parts, ",")] = s.Value
+	}
+	if !maps.Equal(groups, exported) {
+		t.Errorf("the leaf's groups = %v, the exporter's series = %v; want them equal", groups, exported)
+	}
+	if len(res.Vectors[1]) != 1 || res.Vectors[1][0].Value != 3.5 {
+		t.Errorf("sum_over_time(cost[1m]) = %v, want 3.5 (NULL as 0, NaN skipped)", res.Vectors[1])
+	}
+	if got := sum(mfs, "callwatch_cost_total", nil); got != 3.5 {
+		t.Errorf("callwatch_cost_total = %v, want 3.5 (NULL as 0, NaN skipped)", got)
+	}
+	if got := sum(mfs, "callwatch_call_errors_total", nil); got != 1 {
+		t.Errorf("callwatch_call_errors_total = %v, want 1 (the Enum status read by name)", got)
 	}
 }

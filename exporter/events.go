@@ -71,9 +71,13 @@ const (
 // durations in the zero bucket; real indexes are far above it.
 const nativeZeroKey = -1e9
 
-// updateQuery is the SQL of an update, built once: only its bounds change.
+// updateQuery is the layout of the update query, decided once; the query
+// itself is written at each update (query), with the update's bounds
+// bound to it.
 type updateQuery struct {
-	sql string
+	c      columns
+	bounds []float64
+	schema int32
 	// nLabels is the number of label columns that start each row.
 	nLabels int
 	// Which of the optional value columns exist, in this order after
@@ -83,16 +87,13 @@ type updateQuery struct {
 	// nonfinite says which of latency, input, output and cost have a
 	// column counting their non-finite values, after the sums.
 	nonfinite [4]bool
-	// width is the number of columns.
-	width int
 }
 
 // columns maps the metrics' values to the events table.
 type columns struct {
-	// table is the quoted table name; time the quoted time column.
-	table, time string
-	// labels are the SQL of the exported label columns; status of the
-	// status column (see clickhouse.Columns.Label).
+	// from is the events table, its time column and its column types.
+	from clickhouse.SelectOptions
+	// labels are the exported label columns; status is the status label.
 	labels []string
 	status string
 	// latency, input, output and cost are SQL value expressions, empty
@@ -104,69 +105,71 @@ type columns struct {
 	finite [4]string
 }
 
-// buildUpdateQuery writes the update query. Its placeholders are, in order:
-// F' (the finalize bound, int64 unix seconds), the error status, F and to.
-func buildUpdateQuery(c columns, bounds []float64, native bool, schema int32) updateQuery {
-	q := updateQuery{nLabels: len(c.labels), latency: c.latency != "", input: c.input != "", output: c.output != "", cost: c.cost != ""}
+// newUpdateQuery decides the layout of the update query.
+func newUpdateQuery(c columns, bounds []float64, native bool, schema int32) updateQuery {
+	q := updateQuery{c: c, bounds: bounds, schema: schema, nLabels: len(c.labels),
+		latency: c.latency != "", input: c.input != "", output: c.output != "", cost: c.cost != ""}
 	q.native = native && q.latency
-	var sel, group []string
-	for i, l := range c.labels {
-		alias := aliasLabel + strconv.Itoa(i)
-		sel = append(sel, "toString("+l+") AS "+alias)
-		group = append(group, alias)
+	for i, v := range []string{c.latency, c.input, c.output, c.cost} {
+		q.nonfinite[i] = v != "" && c.finite[i] != ""
 	}
-	sel = append(sel, "toFloat64("+c.time+" > toDateTime(?)) AS "+aliasPending)
-	group = append(group, aliasPending)
-	sel = append(sel, "toFloat64("+c.status+" = ?) AS "+aliasFailed)
-	group = append(group, aliasFailed)
+	return q
+}
+
+// query writes the update query over the events with from < time <= to,
+// whose rows after final are pending and whose status is errorStatus
+// failed.
+func (q updateQuery) query(final int64, errorStatus string, from, to int64) *clickhouse.Select {
+	c := q.c
+	sel := clickhouse.NewSelect(c.from)
+	for i, l := range c.labels {
+		sel.Label(l, aliasLabel+strconv.Itoa(i))
+	}
+	sel.GroupByLabels()
+	pending := sel.After(final)
+	sel.Value(aliasPending, pending.SQL, pending.Args...).GroupBy(aliasPending)
+	sel.Value(aliasFailed, c.from.Columns.Label(c.status)+" = ?", errorStatus).GroupBy(aliasFailed)
 	if q.latency {
 		seconds := "(" + c.latency + " / 1000)"
 		// The classic bucket index: the first bound ≥ the duration, or
 		// len(bounds) above them all — the le semantics of a Prometheus
 		// histogram. The bounds are float64s from the configuration,
-		// written as literals (strconv round-trips them exactly).
-		args := make([]string, 0, 2*len(bounds)+1)
-		for i, b := range bounds {
-			args = append(args, seconds+" <= "+floatLiteral(b), strconv.Itoa(i))
+		// written as literals (FloatLiteral round-trips them exactly).
+		args := make([]string, 0, 2*len(q.bounds)+1)
+		for i, b := range q.bounds {
+			args = append(args, seconds+" <= "+clickhouse.FloatLiteral(b), strconv.Itoa(i))
 		}
-		args = append(args, strconv.Itoa(len(bounds)))
-		sel = append(sel, "toFloat64(multiIf("+strings.Join(args, ", ")+")) AS "+aliasBucket)
-		group = append(group, aliasBucket)
+		args = append(args, strconv.Itoa(len(q.bounds)))
+		sel.Value(aliasBucket, "multiIf("+strings.Join(args, ", ")+")").GroupBy(aliasBucket)
 		if q.native {
 			// The native bucket index: bucket k holds
 			// (2^((k-1)/2^schema), 2^(k/2^schema)], so k = ceil(log2(v)·2^schema).
 			// Durations at or below the zero threshold (and invalid
 			// negative ones) go to the zero bucket.
-			scale := floatLiteral(math.Ldexp(1, int(schema)))
-			sel = append(sel, fmt.Sprintf("toFloat64(if(%s <= %s, %s, ceil(log2(%s) * %s))) AS %s",
-				seconds, floatLiteral(nativeZeroThreshold), floatLiteral(nativeZeroKey), seconds, scale, aliasNative))
-			group = append(group, aliasNative)
+			scale := clickhouse.FloatLiteral(math.Ldexp(1, int(q.schema)))
+			sel.Value(aliasNative, fmt.Sprintf("if(%s <= %s, %s, ceil(log2(%s) * %s))",
+				seconds, clickhouse.FloatLiteral(nativeZeroThreshold), clickhouse.FloatLiteral(nativeZeroKey), seconds, scale)).GroupBy(aliasNative)
 		}
 	}
-	sel = append(sel, "toFloat64(count())")
+	sel.Value("", "count()")
 	// Sums are taken of the raw columns (integers stay exact) and scaled in
 	// Go.
 	for i, v := range []string{c.latency, c.input, c.output, c.cost} {
 		switch {
 		case v == "":
-		case c.finite[i] != "":
-			sel = append(sel, "toFloat64(sumIf("+v+", "+c.finite[i]+"))")
+		case q.nonfinite[i]:
+			sel.Value("", "sumIf("+v+", "+c.finite[i]+")")
 		default:
-			sel = append(sel, "toFloat64(sum("+v+"))")
+			sel.Value("", "sum("+v+")")
 		}
 	}
-	for i, v := range []string{c.latency, c.input, c.output, c.cost} {
-		if v != "" && c.finite[i] != "" {
-			sel = append(sel, "toFloat64(countIf(NOT "+c.finite[i]+"))")
-			q.nonfinite[i] = true
+	for i, ok := range q.nonfinite {
+		if ok {
+			sel.Value("", "countIf(NOT "+c.finite[i]+")")
 		}
 	}
-	q.width = len(sel)
-	q.sql = "SELECT\n    " + strings.Join(sel, ",\n    ") +
-		"\nFROM " + c.table +
-		"\nWHERE " + c.time + " > toDateTime(?) AND " + c.time + " <= toDateTime(?)" +
-		"\nGROUP BY " + strings.Join(group, ", ")
-	return q
+	w := sel.Window(from, to)
+	return sel.Where(w.SQL, w.Args...)
 }
 
 // row is one group of the update query's result.
@@ -185,29 +188,12 @@ type row struct {
 	nonfinite [4]float64
 }
 
-// readRows runs the update query and reads its whole result; it changes no
-// state, so a failure half-way leaves the counters as they were.
-func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets int, args ...any) ([]row, error) {
-	rows, err := conn.Query(ctx, q.sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	strs := make([]string, q.nLabels)
-	nums := make([]float64, q.width-q.nLabels)
-	dest := make([]any, q.width)
-	for i := range dest {
-		if i < q.nLabels {
-			dest[i] = &strs[i]
-		} else {
-			dest[i] = &nums[i-q.nLabels]
-		}
-	}
+// readRows runs the update query over (from, to] and reads its whole
+// result; it changes no state, so a failure half-way leaves the counters
+// as they were.
+func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets int, final int64, errorStatus string, from, to int64) ([]row, error) {
 	var out []row
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("scan: %w", err)
-		}
+	err := q.query(final, errorStatus, from, to).Run(ctx, conn, clickhouse.Limits{}, func(strs []string, nums []float64) error {
 		r := row{labels: make([]string, len(strs)), pending: nums[0] != 0, failed: nums[1] != 0}
 		for i, v := range strs {
 			// ClickHouse strings are bytes; Prometheus label values are
@@ -218,7 +204,7 @@ func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets
 		if q.latency {
 			b := nums[i]
 			if b < 0 || b > float64(nBuckets) || b != math.Trunc(b) {
-				return nil, fmt.Errorf("scan: bucket index %v out of range", b)
+				return fmt.Errorf("scan: bucket index %v out of range", b)
 			}
 			r.bucket = int(b)
 			i++
@@ -249,8 +235,9 @@ func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets
 			}
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -351,33 +338,4 @@ func (cs cells) sortedKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// quoteIdent quotes an identifier with backticks. Names come from the
-// validated schema (letters, digits and _); the escaping is a second fence.
-func quoteIdent(name string) string {
-	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(name) + "`"
-}
-
-// quoteTable quotes a table name that may be qualified by its database.
-func quoteTable(table string) string {
-	parts := strings.Split(table, ".")
-	for i, p := range parts {
-		parts[i] = quoteIdent(p)
-	}
-	return strings.Join(parts, ".")
-}
-
-// floatLiteral writes a float64 as a ClickHouse Float64 literal that reads
-// back as the same number: the shortest round-tripping decimal, with a
-// point or an exponent, negative numbers in parentheses.
-func floatLiteral(x float64) string {
-	s := strconv.FormatFloat(x, 'g', -1, 64)
-	if !strings.ContainsAny(s, ".e") {
-		s += ".0"
-	}
-	if x < 0 {
-		return "(" + s + ")"
-	}
-	return s
 }

@@ -76,8 +76,6 @@ type Exporter struct {
 	statusIdx int
 	d         *descs
 	query     updateQuery
-	table     string // quoted
-	timeCol   string // quoted
 	histOpts  histogramOptions
 	start     time.Time
 	rules     *rulesCollector
@@ -181,23 +179,18 @@ func New(opts Options) (*Exporter, error) {
 		cfg:       cfg,
 		labels:    cfg.Labels,
 		statusIdx: slices.Index(cfg.Labels, cfg.StatusLabel),
-		table:     quoteTable(opts.Table),
-		timeCol:   quoteIdent(opts.Schema.Time),
 		final:     cells{},
 		pending:   cells{},
 	}
 	field := func(name string) string { return opts.Columns.Value(opts.Schema.Fields[name]) }
 	finite := func(name string) string { return opts.Columns.Finite(opts.Schema.Fields[name]) }
-	labelExprs := make([]string, len(e.labels))
-	for i, l := range e.labels {
-		labelExprs[i] = opts.Columns.Label(l)
-	}
 	cols := columns{
-		table: e.table, time: e.timeCol, labels: labelExprs, status: opts.Columns.Label(cfg.StatusLabel),
+		from:   clickhouse.SelectOptions{Table: opts.Table, Time: opts.Schema.Time, Columns: opts.Columns},
+		labels: e.labels, status: cfg.StatusLabel,
 		latency: field(FieldLatency), input: field(FieldInput), output: field(FieldOutput), cost: field(FieldCost),
 		finite: [4]string{finite(FieldLatency), finite(FieldInput), finite(FieldOutput), finite(FieldCost)},
 	}
-	e.query = buildUpdateQuery(cols, cfg.DurationBuckets, *cfg.NativeHistogram, int32(*cfg.NativeHistogramSchema))
+	e.query = newUpdateQuery(cols, cfg.DurationBuckets, *cfg.NativeHistogram, int32(*cfg.NativeHistogramSchema))
 	// Counting starts at a whole second: event times are DateTime seconds.
 	e.start = time.Unix(opts.Start.Add(-cfg.SafetyLag.D()).Unix(), 0)
 	e.finalized, e.watermark = e.start, e.start
@@ -394,7 +387,7 @@ func (e *Exporter) refreshCardinality(ctx context.Context, now time.Time) error 
 	for _, c := range e.caps {
 		var volumes map[string]float64
 		err := e.run(ctx, kindCardinality, func(ctx context.Context) (err error) {
-			volumes, err = rankValues(ctx, e.opts.Conn, e.table, e.timeCol, c, from, to)
+			volumes, err = rankValues(ctx, e.opts.Conn, e.query.c.from, c, from, to)
 			return err
 		})
 		if err != nil {
@@ -403,7 +396,7 @@ func (e *Exporter) refreshCardinality(ctx context.Context, now time.Time) error 
 		c.admit(volumes)
 		var folded float64
 		err = e.run(ctx, kindCardinality, func(ctx context.Context) (err error) {
-			folded, err = countFolded(ctx, e.opts.Conn, e.table, e.timeCol, c, from, to)
+			folded, err = countFolded(ctx, e.opts.Conn, e.query.c.from, c, from, to)
 			return err
 		})
 		if err != nil {

@@ -46,14 +46,14 @@ func (f *fakeConn) Query(_ context.Context, sql string, args ...any) (clickhouse
 		return &fakeRows{rows: f.update}, nil
 	case strings.Contains(sql, "cw_value"):
 		for l, rows := range f.top {
-			if strings.Contains(sql, "toString("+quoteIdent(l)+")") {
+			if strings.Contains(sql, "`"+l+"` AS cw_value") {
 				return &fakeRows{rows: rows}, nil
 			}
 		}
 		return &fakeRows{}, nil
 	case strings.Contains(sql, "uniqExact"):
 		for l, n := range f.folded {
-			if strings.Contains(sql, "toString("+quoteIdent(l)+")") {
+			if strings.Contains(sql, "uniqExact(`"+l+"`)") || strings.Contains(sql, "uniqExactIf(`"+l+"`,") {
 				return &fakeRows{rows: [][]any{{n}}}, nil
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 // fakeRules serves fixed groups.
@@ -134,6 +136,59 @@ func TestUpdateSQLMatchesGoldenFile(t *testing.T) {
 		b.WriteString("\n\n")
 	}
 	golden(t, "queries.golden.sql", []byte(b.String()))
+}
+
+// TestTheUpdateQueryReadsColumnsAsTheRulesDo: the exporter's update query
+// is written by engine/clickhouse's SQL builder, so on a table with an Enum,
+// a Nullable FixedString and a LowCardinality(Nullable(String)) label and a
+// Nullable Float64 cost it reads every label and the cost with exactly the
+// SQL a leaf's query does (clickhouse.Columns: Enum names, padding cut, NULL
+// as "" and 0, NaN skipped), with nothing of its own around them.
+func TestTheUpdateQueryReadsColumnsAsTheRulesDo(t *testing.T) {
+	cols := unguarded(dsl.DefaultSchema())
+	cols["tenant_id"] = "Enum8('acme' = 1, 'globex' = 2)"
+	cols["app_code"] = "Nullable(FixedString(8))"
+	cols["model"] = "LowCardinality(Nullable(String))"
+	cols["cost"] = "Nullable(Float64)"
+	conn := &fakeConn{}
+	e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: conn, Table: "analytics.calls", Columns: cols, Start: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, e, at(time.Minute))
+	var update string
+	for _, q := range conn.queries {
+		if strings.Contains(q.sql, aliasPending) {
+			update = q.sql
+		}
+	}
+	expr, err := dsl.Parse(`sum by (tenant_id, app_code, model, status) (sum_over_time(cost[5m]))`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := clickhouse.Compile(clickhouse.CompileOptions{Table: "analytics.calls", Columns: cols}, at(time.Minute), expr.Leaves)
+	if len(stmts) != 1 || update == "" {
+		t.Fatalf("%d statements for the leaf and update query %q", len(stmts), update)
+	}
+	leaf := stmts[0].SQL
+	for _, want := range []string{"toString(`tenant_id`)", "ifNull(toStringCutToZero(`app_code`), '')", "ifNull(`model`, '')", "`status`"} {
+		if !strings.Contains(leaf, want+",") {
+			t.Errorf("the leaf's query lacks the label column %s:\n%s", want, leaf)
+		}
+	}
+	for i, l := range e.labels {
+		want := cols.Label(l) + " AS " + aliasLabel + strconv.Itoa(i) + ","
+		if !strings.Contains(update, "\n    "+want) {
+			t.Errorf("the update query does not read label %s as %s:\n%s", l, want, update)
+		}
+	}
+	cost := "sumIf(" + cols.Value([]string{"cost"}) + ", " + cols.Finite([]string{"cost"}) + ")"
+	if cost != "sumIf(ifNull(`cost`, 0), isFinite(ifNull(`cost`, 0)))" || !strings.Contains(update, cost) || !strings.Contains(leaf, cost) {
+		t.Errorf("the cost is not summed as %s by both queries:\n%s\n%s", cost, update, leaf)
+	}
+	if !strings.Contains(update, "\nFROM `analytics`.`calls`\n") || !strings.Contains(leaf, "\nFROM `analytics`.`calls`\n") {
+		t.Errorf("the table is not quoted alike:\n%s\n%s", update, leaf)
+	}
 }
 
 func fmtArg(a any) string {

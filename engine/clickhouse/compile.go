@@ -2,7 +2,6 @@ package clickhouse
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +49,8 @@ type Statement struct {
 	Columns []LeafColumns
 	// Width is the number of result columns.
 	Width int
+	// query is the statement's Select, which Source runs.
+	query *Select
 }
 
 // LeafColumns locate one leaf's aggregates in a result row, as 0-based
@@ -299,56 +300,27 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	st := b.stmt
 	st.By = b.by
 	st.Width = len(b.by) + len(b.exprs)
-	var sql strings.Builder
-	sql.WriteString("SELECT")
-	sep := "\n    "
+	q := NewSelect(SelectOptions{Table: opts.Table, Time: opts.Schema.Time, Columns: b.cols})
 	for _, l := range b.by {
-		sql.WriteString(sep + b.cols.Label(l))
-		sep = ",\n    "
+		q.Label(l, "")
 	}
 	for _, e := range b.exprs {
-		sql.WriteString(sep + e.sql)
-		st.Args = append(st.Args, e.args...)
-		sep = ",\n    "
+		q.Value("", e.sql, e.args...)
 	}
-	// DateTime has second resolution and event times are whole seconds, so
-	// from < time ⇔ floor(from) < time, and time <= to ⇔ time <= floor(to);
-	// Unix() floors.
+	// Unix() floors, as Window wants.
 	from, to := b.first.Window(ts)
-	tcol := quoteIdent(opts.Schema.Time)
-	// DateTime holds unsigned 32-bit seconds and toDateTime wraps a bound
-	// outside them around (toDateTime(-1) is in 2106), so bounds are
-	// clipped to that range, which keeps their meaning: nothing is after
-	// 2106, and a window ending before 1970 selects nothing (> 0 and <= 0).
-	// Every DateTime is after a start before 1970, including 1970-01-01
-	// 00:00:00 itself (the clock of rule unit tests starts there), so such a
-	// window has no lower bound.
-	if from.Unix() < 0 && to.Unix() >= 0 {
-		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s <= toDateTime(?)", quoteTable(opts.Table), tcol)
-		st.Args = append(st.Args, clipDateTime(to.Unix()))
-	} else {
-		fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(opts.Table), tcol, tcol)
-		st.Args = append(st.Args, clipDateTime(from.Unix()), clipDateTime(to.Unix()))
-	}
+	w := q.Window(from.Unix(), to.Unix())
+	q.Where(w.SQL, w.Args...)
 	if !b.unfiltered {
-		parts := make([]string, len(b.conds))
+		conds := make([]Expr, len(b.conds))
 		for i, c := range b.conds {
-			parts[i] = c.sql
-			if len(b.conds) > 1 {
-				parts[i] = "(" + c.sql + ")"
-			}
-			st.Args = append(st.Args, c.args...)
+			conds[i] = Expr{SQL: c.sql, Args: c.args}
 		}
-		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
+		or := AnyOf(conds...)
+		q.Where(or.SQL, or.Args...)
 	}
-	if len(b.by) > 0 {
-		quoted := make([]string, len(b.by))
-		for i, l := range b.by {
-			quoted[i] = b.cols.Label(l)
-		}
-		sql.WriteString("\nGROUP BY " + strings.Join(quoted, ", "))
-	}
-	st.SQL = sql.String()
+	q.GroupByLabels()
+	st.query, st.SQL, st.Args = q, q.String(), q.Args()
 	return st
 }
 
@@ -366,9 +338,6 @@ func extremeTime(p dsl.Partial, tcol, value string, cond fragment) fragment {
 	}
 	return fragment{sql: "toFloat64(" + fn + "(" + args + "))", args: cond.args}
 }
-
-// clipDateTime clips unix seconds to the range of DateTime.
-func clipDateTime(sec int64) int64 { return min(max(sec, 0), math.MaxUint32) }
 
 // aggregate builds toFloat64(fn(value)) or, with a condition,
 // toFloat64(fnIf(value, cond)); param is the aggregate function's parameter

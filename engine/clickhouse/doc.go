@@ -9,6 +9,11 @@
 // identifiers come only from the configured dsl.Schema. The SQL runs on
 // ClickHouse 18.16 (the oldest server tested) and on current releases.
 //
+// Every query on the events table, the exporter's included, is a Select
+// (query.go), run by Select.Run: the select list, the conditions with their
+// bound values, the grouping and the scan of label strings and float64
+// values exist once, with the column handling of Columns.
+//
 // Source runs those statements through a minimal Conn and implements
 // engine.LeafSource. NativeConn adapts clickhouse-go's native protocol to
 // Conn; an embedded engine can implement the same interface.

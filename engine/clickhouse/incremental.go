@@ -582,7 +582,7 @@ func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []buc
 	}
 	// A row per group and bucket: the limit is the statement's groups in
 	// every bucket read.
-	got, err := g.query(ctx, s, st, len(slots), (len(slots)*s.opts.MaxGroups)*buckets)
+	got, err := g.query(ctx, s, st, (len(slots)*s.opts.MaxGroups)*buckets)
 	if err != nil {
 		return st.SQL, err
 	}
@@ -754,54 +754,34 @@ func (p *partials) requery(ctx context.Context, s *Source, g *grid, il *incLeaf,
 	if l.Agg == dsl.AggMin {
 		part, fn = dsl.PartialMin, "min"
 	}
-	cols := []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(part, quoteIdent(s.opts.Schema.Time), value, cond)}
-	var sql strings.Builder
-	var args []any
-	sql.WriteString("SELECT")
-	sep := "\n    "
+	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
 	for _, b := range g.by {
-		sql.WriteString(sep + s.opts.Columns.Label(b))
-		sep = ",\n    "
+		q.Label(b, "")
 	}
-	for _, c := range cols {
-		sql.WriteString(sep + c.sql)
-		args = append(args, c.args...)
-		sep = ",\n    "
+	for _, c := range []fragment{aggregate("count", "", "", cond), aggregate(fn, "", value, cond), extremeTime(part, q.Time(), value, cond)} {
+		q.Value("", c.sql, c.args...)
 	}
-	tcol := quoteIdent(s.opts.Schema.Time)
-	fmt.Fprintf(&sql, "\nFROM %s\nWHERE %s > toDateTime(?) AND %s <= toDateTime(?)", quoteTable(s.opts.Table), tcol, tcol)
-	args = append(args, clipDateTime((il.first-1)*g.width), clipDateTime(cs.k0*g.width))
-	if cond.sql != "" {
-		sql.WriteString("\n    AND (" + cond.sql + ")")
-		args = append(args, cond.args...)
-	}
-	if len(g.by) > 0 {
-		q := make([]string, len(g.by))
-		for i, b := range g.by {
-			q[i] = s.opts.Columns.Label(b)
-		}
-		sql.WriteString("\nGROUP BY " + strings.Join(q, ", "))
-	}
+	w := q.Window((il.first-1)*g.width, cs.k0*g.width)
+	q.Where(w.SQL, w.Args...).Where(cond.sql, cond.args...).GroupByLabels()
 	groups := map[string]*coldGroup{}
-	values, nums := make([]string, len(g.by)), make([]float64, 3)
 	maxRows := 0
 	if len(g.by) > 0 {
 		maxRows = s.opts.MaxGroups
 	}
-	err := s.scan(ctx, sql.String(), args, maxRows, scanDest(values, nums), func() error {
+	err := s.scan(ctx, q, maxRows, func(values []string, nums []float64) error {
 		if nums[0] > 0 {
 			groups[strings.Join(values, "\xff")] = &coldGroup{values: slices.Clone(values), st: dsl.State{Count: nums[0], Min: nums[1], Max: nums[1]}, at: int64(nums[2])}
 		}
 		return nil
 	})
 	if err != nil {
-		return sql.String(), err
+		return q.String(), err
 	}
 	cs.groups, cs.from = groups, il.first-1
 	p.statsMu.Lock()
 	p.stats.Requeries++
 	p.statsMu.Unlock()
-	return sql.String(), nil
+	return q.String(), nil
 }
 
 // seed starts the cold states of leaves of g computed by a full query at
@@ -969,26 +949,19 @@ func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Du
 // statement builds the query that reads the slots' partial aggregates of
 // buckets lo..hi, grouped by the grid's labels and the bucket.
 func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
-	var sql strings.Builder
-	var args []any
-	sql.WriteString("SELECT")
-	sep := "\n    "
+	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
 	for _, l := range g.by {
-		sql.WriteString(sep + s.opts.Columns.Label(l))
-		sep = ",\n    "
+		q.Label(l, "")
 	}
-	tcol := quoteIdent(s.opts.Schema.Time)
 	// Bucket k holds (k·B−B, k·B]: k = ⌈t/B⌉ = intDiv(t + B − 1, B).
-	fmt.Fprintf(&sql, "%stoFloat64(intDiv(toUInt64(toUInt32(%s)) + ?, ?))", sep, tcol)
-	args = append(args, g.width-1, g.width)
-	sep = ",\n    "
+	bucket := "intDiv(toUInt64(toUInt32(" + q.Time() + ")) + ?, ?)"
+	q.Value("", bucket, g.width-1, g.width)
 	unfiltered := false
-	var conds []fragment
+	var conds []Expr
 	seen := map[string]bool{}
 	for _, sl := range slots {
 		c := g.cols[sl]
-		sql.WriteString(sep + c.frag.sql)
-		args = append(args, c.frag.args...)
+		q.Value("", c.frag.sql, c.frag.args...)
 		// The column's selector, for the WHERE clause: the count column
 		// carries exactly its condition's arguments.
 		cond := c.cond
@@ -996,63 +969,23 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 			unfiltered = true
 		} else if !seen[cond.key()] {
 			seen[cond.key()] = true
-			conds = append(conds, cond)
+			conds = append(conds, Expr{SQL: cond.sql, Args: cond.args})
 		}
 	}
 	// One time range per run of buckets, ORed: the new buckets and those
 	// leaving a long window are read by one query.
-	fmt.Fprintf(&sql, "\nFROM %s\nWHERE ", quoteTable(s.opts.Table))
-	if len(rs) > 1 {
-		sql.WriteString("(")
-	}
+	ranges := make([]Expr, len(rs))
 	for i, r := range rs {
-		if i > 0 {
-			sql.WriteString(" OR ")
-		}
-		from, to := (r.lo-1)*g.width, r.hi*g.width
-		if from < 0 && to >= 0 {
-			fmt.Fprintf(&sql, "%s <= toDateTime(?)", tcol)
-			args = append(args, clipDateTime(to))
-		} else {
-			fmt.Fprintf(&sql, "%s > toDateTime(?) AND %s <= toDateTime(?)", tcol, tcol)
-			args = append(args, clipDateTime(from), clipDateTime(to))
-		}
+		ranges[i] = q.Window((r.lo-1)*g.width, r.hi*g.width)
 	}
-	if len(rs) > 1 {
-		sql.WriteString(")")
+	w := AnyOf(ranges...)
+	q.Where(w.SQL, w.Args...)
+	if !unfiltered {
+		c := AnyOf(conds...)
+		q.Where(c.SQL, c.Args...)
 	}
-	if !unfiltered && len(conds) > 0 {
-		parts := make([]string, len(conds))
-		for i, c := range conds {
-			parts[i] = c.sql
-			if len(conds) > 1 {
-				parts[i] = "(" + c.sql + ")"
-			}
-			args = append(args, c.args...)
-		}
-		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
-	}
-	group := make([]string, 0, len(g.by)+1)
-	for _, l := range g.by {
-		group = append(group, s.opts.Columns.Label(l))
-	}
-	group = append(group, "intDiv(toUInt64(toUInt32("+tcol+")) + ?, ?)")
-	args = append(args, g.width-1, g.width)
-	sql.WriteString("\nGROUP BY " + strings.Join(group, ", "))
-	return Statement{SQL: sql.String(), Args: args, By: g.by, Width: len(g.by) + 1 + len(slots)}
-}
-
-// scanDest returns Scan's destinations for a row of label columns
-// followed by Float64 columns.
-func scanDest(labels []string, nums []float64) []any {
-	dest := make([]any, 0, len(labels)+len(nums))
-	for i := range labels {
-		dest = append(dest, &labels[i])
-	}
-	for i := range nums {
-		dest = append(dest, &nums[i])
-	}
-	return dest
+	q.GroupByLabels().GroupBy(bucket, g.width-1, g.width)
+	return Statement{SQL: q.String(), Args: q.Args(), By: g.by, Width: len(g.by) + 1 + len(slots), query: q}
 }
 
 // bucketRange is the buckets lo..hi.
@@ -1066,11 +999,10 @@ type bucketRow struct {
 	v      []float64
 }
 
-// query runs a bucket read of n slots and returns its rows.
-func (g *grid) query(ctx context.Context, s *Source, st Statement, n, maxRows int) ([]bucketRow, error) {
+// query runs a bucket read and returns its rows.
+func (g *grid) query(ctx context.Context, s *Source, st Statement, maxRows int) ([]bucketRow, error) {
 	var got []bucketRow
-	groupValues, values := make([]string, len(st.By)), make([]float64, 1+n)
-	err := s.scan(ctx, st.SQL, st.Args, maxRows, scanDest(groupValues, values), func() error {
+	err := s.scan(ctx, st.query, maxRows, func(groupValues []string, values []float64) error {
 		got = append(got, bucketRow{key: strings.Join(groupValues, "\xff"), values: append([]string(nil), groupValues...), bucket: int64(values[0]), v: append([]float64(nil), values[1:]...)})
 		return nil
 	})

@@ -530,7 +530,6 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 // more; the scan stops when every plan is over.
 func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan) (string, error) {
 	cols := s.opts.Columns
-	tcol := quoteIdent(s.opts.Schema.Time)
 
 	// The pieces: the ranges' edges cut the buckets into runs that lie
 	// wholly inside or outside each range.
@@ -576,72 +575,65 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		unfiltered = unfiltered || pl.cond.sql == ""
 	}
 
-	var sql strings.Builder
-	var args []any
-	sql.WriteString("SELECT")
-	sep := "\n    "
+	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: cols})
 	for _, b := range by {
-		sql.WriteString(sep + cols.Label(b))
-		sep = ",\n    "
+		q.Label(b, "")
 	}
 	// The aliases are prefixed so they cannot shadow a column of the
 	// table (ClickHouse resolves aliases everywhere in a query).
-	fmt.Fprintf(&sql, "%stoFloat64(%s) AS cw_v", sep, cols.Value(sel.Columns))
-	sep = ",\n    "
-	var tag, where []string
-	var tagArgs, whereArgs []any
+	q.Value("cw_v", cols.Value(sel.Columns))
+	var tag []string
+	var tagArgs []any
+	var runs []bucketRange
+	lastArgs := 0
 	for i, pc := range pieces {
-		lo, hi := clipDateTime((pc.lo-1)*w), clipDateTime(pc.hi*w)
-		in := fmt.Sprintf("%s > toDateTime(?) AND %s <= toDateTime(?)", tcol, tcol)
-		tag = append(tag, in, fmt.Sprint(i))
-		tagArgs = append(tagArgs, lo, hi)
-		if n := len(where) - 1; n >= 0 && i > 0 && pieces[i-1].hi+1 == pc.lo {
-			whereArgs[2*n+1] = hi // contiguous with the previous run
+		in := q.Window((pc.lo-1)*w, pc.hi*w)
+		tag = append(tag, in.SQL, fmt.Sprint(i))
+		tagArgs = append(tagArgs, in.Args...)
+		lastArgs = len(in.Args)
+		if n := len(runs) - 1; n >= 0 && runs[n].hi+1 == pc.lo {
+			runs[n].hi = pc.hi // contiguous with the previous run
 			continue
 		}
-		where = append(where, in)
-		whereArgs = append(whereArgs, lo, hi)
+		runs = append(runs, pc)
 	}
 	tag = append(tag[:len(tag)-2], tag[len(tag)-1]) // the last piece is the default
-	tagArgs = tagArgs[:len(tagArgs)-2]
+	tagArgs = tagArgs[:len(tagArgs)-lastArgs]
 	if len(tag) == 1 {
-		fmt.Fprintf(&sql, "%stoFloat64(%s) AS cw_part", sep, tag[0])
+		q.Value("cw_part", tag[0])
 	} else {
-		fmt.Fprintf(&sql, "%stoFloat64(multiIf(%s)) AS cw_part", sep, strings.Join(tag, ", "))
-		args = append(args, tagArgs...)
+		q.Value("cw_part", "multiIf("+strings.Join(tag, ", ")+")", tagArgs...)
 	}
 	if len(conds) == 1 {
-		sql.WriteString(",\n    toFloat64(count())")
+		q.Value("", "count()")
 	} else {
 		for _, c := range conds {
 			if c.sql == "" {
-				sql.WriteString(",\n    toFloat64(count())")
+				q.Value("", "count()")
 				continue
 			}
-			sql.WriteString(",\n    toFloat64(countIf(" + c.sql + "))")
-			args = append(args, c.args...)
+			q.Value("", "countIf("+c.sql+")", c.args...)
 		}
 	}
-	fmt.Fprintf(&sql, "\nFROM %s\nWHERE (%s)", quoteTable(s.opts.Table), strings.Join(where, " OR "))
-	args = append(args, whereArgs...)
+	where := make([]Expr, len(runs))
+	for i, r := range runs {
+		where[i] = q.Window((r.lo-1)*w, r.hi*w)
+	}
+	in := AnyOf(where...)
+	q.Where(in.SQL, in.Args...)
 	if !unfiltered {
-		parts := make([]string, len(conds))
+		selectors := make([]Expr, len(conds))
 		for i, c := range conds {
-			parts[i] = "(" + c.sql + ")"
-			args = append(args, c.args...)
+			selectors[i] = Expr{SQL: c.sql, Args: c.args}
 		}
-		sql.WriteString("\n    AND (" + strings.Join(parts, " OR ") + ")")
+		c := AnyOf(selectors...)
+		q.Where(c.SQL, c.Args...)
 	}
-	group := make([]string, 0, len(by)+2)
-	for _, b := range by {
-		group = append(group, cols.Label(b))
-	}
-	group = append(group, "cw_v", "cw_part")
-	sql.WriteString("\nGROUP BY " + strings.Join(group, ", "))
+	q.GroupByLabels().GroupBy("cw_v").GroupBy("cw_part")
 	if ordered {
-		sql.WriteString("\nORDER BY cw_v")
+		q.OrderBy("cw_v")
 	}
-	text := sql.String()
+	text := q.String()
 
 	// Which part of each plan each piece is: +1 entering, −1 leaving, 2
 	// open, 0 none.
@@ -662,8 +654,6 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
 	}
 	budget := p.opts.MaxDistinctValues
-	values := make([]string, len(by))
-	nums := make([]float64, 2+len(conds))
 	type groupPiece struct {
 		plan, piece int
 		key         string
@@ -673,7 +663,7 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	live := len(plans)
 	stop := errors.New("over the distinct-value budget")
 	n := 0
-	err := s.scan(ctx, text, args, 0, scanDest(values, nums), func() error {
+	err := s.scan(ctx, q, 0, func(values []string, nums []float64) error {
 		key := strings.Join(values, "\xff")
 		piece := int(nums[1])
 		if piece < 0 || piece >= len(pieces) {

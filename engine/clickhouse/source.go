@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"slices"
 	"sort"
@@ -261,16 +260,8 @@ type rawFunc func(li int, values []string, st *dsl.State, at float64)
 
 // run executes one statement and appends its leaves' samples to vectors.
 func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vectors [][]engine.Sample, raw rawFunc) error {
-	groupValues := make([]string, len(st.By))
+	// values are indexed by result column (LeafColumns), labels included.
 	values := make([]float64, st.Width)
-	dest := make([]any, st.Width)
-	for i := range dest {
-		if i < len(st.By) {
-			dest[i] = &groupValues[i]
-		} else {
-			dest[i] = &values[i]
-		}
-	}
 	// absentSeen records, per absent_over_time leaf, whether any group had
 	// an event; such a leaf has a sample only when none had.
 	absentSeen := make([]bool, len(st.Leaves))
@@ -278,7 +269,8 @@ func (s *Source) run(ctx context.Context, st Statement, leaves []*dsl.Leaf, vect
 	if len(st.By) > 0 {
 		maxRows = len(st.Leaves) * s.opts.MaxGroups
 	}
-	err := s.scan(ctx, st.SQL, st.Args, maxRows, dest, func() error {
+	err := s.scan(ctx, st.query, maxRows, func(groupValues []string, vals []float64) error {
+		copy(values[len(st.By):], vals)
 		for j, li := range st.Leaves {
 			l, cols := leaves[li], st.Columns[j]
 			if values[cols.Count] == 0 {
@@ -321,46 +313,16 @@ func leafNames(st Statement, leaves []*dsl.Leaf) string {
 	return strings.Join(names, ", ")
 }
 
-// scan runs one query of the source and calls row after each row is
-// scanned into dest; an error from row stops the query and is returned. It is the one place where the source's queries meet
-// ClickHouse: each runs under QueryTimeout, and with ClickHouse's own guards
-// (see settings); a GROUP BY that outgrows maxRows groups fails with
-// ErrTooManyGroups.
-func (s *Source) scan(ctx context.Context, sql string, args []any, maxRows int, dest []any, row func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
-	defer cancel()
+// scan runs one query of the source and calls row with each row; an
+// error from row stops the query and is returned. It is where the source's
+// queries meet ClickHouse: each runs under QueryTimeout, in callwatch and
+// in ClickHouse, and a GROUP BY that outgrows maxRows groups (when
+// MaxGroups is set) fails with ErrTooManyGroups (see Limits).
+func (s *Source) scan(ctx context.Context, q *Select, maxRows int, row func(labels []string, values []float64) error) error {
 	if s.opts.MaxGroups <= 0 {
 		maxRows = 0
 	}
-	rows, err := s.opts.Conn.Query(ctx, sql+s.settings(maxRows), args...)
-	if err != nil {
-		return s.queryError(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("scan: %w", err)
-		}
-		if err := row(); err != nil {
-			return err
-		}
-	}
-	return s.queryError(rows.Err())
-}
-
-// settings is the SETTINGS clause of a query (ClickHouse 18.16 and current
-// releases accept it after GROUP BY): max_execution_time ends the query in
-// the server when callwatch stops waiting; max_rows_to_group_by, when
-// maxRows is positive, throws once a GROUP BY holds more than maxRows
-// groups, before it has read them all. The values are integers computed
-// here, never user text.
-func (s *Source) settings(maxRows int) string {
-	secs := int64(math.Ceil(s.opts.QueryTimeout.Seconds()))
-	out := "\nSETTINGS max_execution_time = " + strconv.FormatInt(max(secs, 1), 10)
-	if maxRows > 0 {
-		out += ", max_rows_to_group_by = " + strconv.Itoa(maxRows+1) + ", group_by_overflow_mode = 'throw'"
-	}
-	return out
+	return s.queryError(q.Run(ctx, s.opts.Conn, Limits{Timeout: s.opts.QueryTimeout, MaxGroups: maxRows}, row))
 }
 
 // ErrTooManyGroups is returned when a query would return more groups than

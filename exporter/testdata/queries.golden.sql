@@ -1,4 +1,6 @@
-SELECT toString(`tenant_id`) AS cw_value, toFloat64(count()) AS cw_calls
+SELECT
+    `tenant_id` AS cw_value,
+    toFloat64(count()) AS cw_calls
 FROM `calls`
 WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
 GROUP BY cw_value
@@ -6,12 +8,15 @@ ORDER BY cw_calls DESC, cw_value ASC
 LIMIT 2;
 -- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
 
-SELECT toFloat64(uniqExactIf(toString(`tenant_id`), toString(`tenant_id`) NOT IN (?, ?)))
+SELECT
+    toFloat64(uniqExactIf(`tenant_id`, `tenant_id` NOT IN (?, ?)))
 FROM `calls`
 WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
 -- args: 'acme', 'beta', 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
 
-SELECT toString(`app_code`) AS cw_value, toFloat64(count()) AS cw_calls
+SELECT
+    `app_code` AS cw_value,
+    toFloat64(count()) AS cw_calls
 FROM `calls`
 WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
 GROUP BY cw_value
@@ -19,56 +24,66 @@ ORDER BY cw_calls DESC, cw_value ASC
 LIMIT 100;
 -- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
 
-SELECT toFloat64(uniqExact(toString(`app_code`)))
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toString(`model`) AS cw_value, toFloat64(count()) AS cw_calls
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
-GROUP BY cw_value
-ORDER BY cw_calls DESC, cw_value ASC
-LIMIT 100;
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toFloat64(uniqExact(toString(`model`)))
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toString(`provider`) AS cw_value, toFloat64(count()) AS cw_calls
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
-GROUP BY cw_value
-ORDER BY cw_calls DESC, cw_value ASC
-LIMIT 100;
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toFloat64(uniqExact(toString(`provider`)))
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toString(`status`) AS cw_value, toFloat64(count()) AS cw_calls
-FROM `calls`
-WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
-GROUP BY cw_value
-ORDER BY cw_calls DESC, cw_value ASC
-LIMIT 100;
--- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
-
-SELECT toFloat64(uniqExact(toString(`status`)))
+SELECT
+    toFloat64(uniqExact(`app_code`))
 FROM `calls`
 WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
 -- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
 
 SELECT
-    toString(`tenant_id`) AS cw_l0,
-    toString(`app_code`) AS cw_l1,
-    toString(`model`) AS cw_l2,
-    toString(`provider`) AS cw_l3,
-    toString(`status`) AS cw_l4,
+    `model` AS cw_value,
+    toFloat64(count()) AS cw_calls
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
+GROUP BY cw_value
+ORDER BY cw_calls DESC, cw_value ASC
+LIMIT 100;
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    toFloat64(uniqExact(`model`))
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    `provider` AS cw_value,
+    toFloat64(count()) AS cw_calls
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
+GROUP BY cw_value
+ORDER BY cw_calls DESC, cw_value ASC
+LIMIT 100;
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    toFloat64(uniqExact(`provider`))
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    `status` AS cw_value,
+    toFloat64(count()) AS cw_calls
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?)
+GROUP BY cw_value
+ORDER BY cw_calls DESC, cw_value ASC
+LIMIT 100;
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    toFloat64(uniqExact(`status`))
+FROM `calls`
+WHERE `created_at` > toDateTime(?) AND `created_at` <= toDateTime(?);
+-- args: 2025-11-24T15:01:00Z, 2025-11-24T16:01:00Z
+
+SELECT
+    `tenant_id` AS cw_l0,
+    `app_code` AS cw_l1,
+    `model` AS cw_l2,
+    `provider` AS cw_l3,
+    `status` AS cw_l4,
     toFloat64(`created_at` > toDateTime(?)) AS cw_pending,
     toFloat64(`status` = ?) AS cw_failed,
     toFloat64(multiIf((`latency_ms` / 1000) <= 0.05, 0, (`latency_ms` / 1000) <= 0.1, 1, (`latency_ms` / 1000) <= 0.25, 2, (`latency_ms` / 1000) <= 0.5, 3, (`latency_ms` / 1000) <= 1.0, 4, (`latency_ms` / 1000) <= 2.5, 5, (`latency_ms` / 1000) <= 5.0, 6, (`latency_ms` / 1000) <= 10.0, 7, (`latency_ms` / 1000) <= 20.0, 8, (`latency_ms` / 1000) <= 30.0, 9, (`latency_ms` / 1000) <= 60.0, 10, (`latency_ms` / 1000) <= 120.0, 11, (`latency_ms` / 1000) <= 300.0, 12, 13)) AS cw_bucket,
