@@ -447,7 +447,7 @@ func testOddColumnsReadAsTheRulesReadThem(t *testing.T, tb *backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
 	if err != nil {
 		t.Fatal(err)
 	}

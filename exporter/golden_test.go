@@ -151,7 +151,7 @@ func TestTheUpdateQueryReadsColumnsAsTheRulesDo(t *testing.T) {
 	cols["model"] = "LowCardinality(Nullable(String))"
 	cols["cost"] = "Nullable(Float64)"
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{SafetyLag: new(Duration(0))}, Conn: conn, Table: "analytics.calls", Columns: cols, Start: base})
+	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: conn, Table: "analytics.calls", Columns: cols, Start: base})
 	if err != nil {
 		t.Fatal(err)
 	}

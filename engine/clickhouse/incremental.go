@@ -889,7 +889,7 @@ func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, r bu
 	defer cancel()
 	sort.Ints(slots)
 	st := g.statement(s, []bucketRange{r}, slots)
-	got, err := g.query(ctx, s, st, len(slots), 0)
+	got, err := g.query(ctx, s, st, 0)
 	if err != nil {
 		return // the cold states stay: the leaves slide on them
 	}
