@@ -319,6 +319,21 @@ func QuantileOfValues(phi float64, vs []ValueCount, more ...ValueCount) float64 
 	return math.NaN() // not reached: seen reaches n > k
 }
 
+// stddevResolution is the smallest variance, relative to the mean squared,
+// that a standard deviation tells apart from 0: merging and taking apart
+// moments (the incremental path, ClickHouse's own aggregation order) leaves
+// float64 noise of about ε·mean² in a variance that is 0, so every path
+// gives 0 below it (a spread under 1e-7 of the mean's magnitude).
+const stddevResolution = 1e-14
+
+func stddev(s *State) float64 {
+	v := s.M2 / s.Count
+	if v <= stddevResolution*s.Mean*s.Mean {
+		return 0
+	}
+	return math.Sqrt(v)
+}
+
 // Aggregate describes one aggregate of the language.
 type Aggregate struct {
 	Agg Agg
@@ -338,7 +353,7 @@ var aggregates = [...]Aggregate{
 	AggQuantile: {AggQuantile, []Partial{PartialCount, PartialValues}, func(s *State, l *Leaf) float64 {
 		return QuantileOfValues(l.Quantile, s.Values, s.MoreValues...)
 	}},
-	AggStddev: {AggStddev, []Partial{PartialCount, PartialMoments}, func(s *State, _ *Leaf) float64 { return math.Sqrt(s.M2 / s.Count) }},
+	AggStddev: {AggStddev, []Partial{PartialCount, PartialMoments}, func(s *State, _ *Leaf) float64 { return stddev(s) }},
 	AggRate: {AggRate, []Partial{PartialCount, PartialSum}, func(s *State, l *Leaf) float64 {
 		if l.Selector.Field == EventsSelector {
 			return s.Count / l.Range.Seconds()
