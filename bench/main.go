@@ -530,7 +530,9 @@ FROM
 }
 
 // newGroups builds the groups as serve does: a ClickHouse source, a querier
-// and engine.NewGroup with the querier's QueryWith and Batch. No notifier or audit
+// and engine.NewGroup with the querier's QueryWith and Batch, and one
+// Coalescer, so the groups due at the same time compute their leaves
+// together. No notifier or audit
 // sink: sending is asynchronous in serve and not part of evaluation.
 // newGroups builds the groups over a fresh source; inc nil turns
 // incremental evaluation off. serve's default is incremental with 1m
@@ -541,12 +543,14 @@ func newGroups(conn clickhouse.Conn, specs []*engine.GroupSpec, metrics *engine.
 		return nil, nil, err
 	}
 	querier := engine.NewQuerier(engine.QuerierOptions{Source: src})
+	coalescer := engine.NewCoalescer(querier)
 	groups := make([]*engine.Group, 0, len(specs))
 	for _, spec := range specs {
 		groups = append(groups, engine.NewGroup(spec, engine.GroupOptions{
-			Query: querier.QueryWith, Batch: querier.Batch, Schema: dsl.DefaultSchema(), Metrics: metrics,
+			Query: querier.QueryWith, Batch: querier.Batch, Coalescer: coalescer, Schema: dsl.DefaultSchema(), Metrics: metrics,
 		}))
 	}
+	coalescer.SetGroups(groups)
 	return groups, src, nil
 }
 

@@ -25,7 +25,7 @@ func DatasourceDownGroup(ping func(ctx context.Context) error, interval, hold ti
 		Annotations: map[string]string{"summary": "ClickHouse does not answer: rules cannot be evaluated and keep their last state", "message": "ClickHouse 无法连接：告警规则暂停评估并保持上次状态"},
 		NoDataState: OK, ErrorState: OK,
 	}}}
-	opts.Batch = nil
+	opts.Batch, opts.Coalescer = nil, nil
 	opts.Query = func(ctx context.Context, _ *dsl.Expr, _ time.Time, _ SeriesSource) (Result, error) {
 		if err := ping(ctx); err != nil && ctx.Err() == nil {
 			return Result{Vector: []Sample{{Labels: labels.EmptyLabels(), Value: 1}}, Statements: []string{"SELECT 1 /* " + err.Error() + " */"}}, nil

@@ -44,9 +44,13 @@ type GroupOptions struct {
 	// Batch, when set, computes the leaves of all the group's rules at once
 	// (see Querier.Batch): one query per window and grouping for the whole
 	// group instead of one per rule.
-	Batch    func(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc
-	Notifier Notifier
-	Schema   dsl.Schema
+	Batch func(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc
+	// Coalescer, when set with Batch, computes the leaves of all the
+	// groups due at the same time together (live evaluations; a replay
+	// batches per group).
+	Coalescer *Coalescer
+	Notifier  Notifier
+	Schema    dsl.Schema
 	// Limits bound the rules' expressions and the queries of their
 	// templates (see dsl.Limits).
 	Limits dsl.Limits
@@ -171,7 +175,14 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	// not resolve its alerts.
 	failed := map[string]error{}
 	base := g.opts.Query
-	if g.opts.Batch != nil {
+	var shared QueryFunc
+	if g.opts.Coalescer != nil && notify && g.opts.Batch != nil {
+		shared = g.opts.Coalescer.batch(ctx, g, ts)
+	}
+	switch {
+	case shared != nil:
+		base = shared
+	case g.opts.Batch != nil:
 		base = g.opts.Batch(ctx, ts.Add(-g.spec.QueryOffset), g.batchable())
 	}
 	query := func(ctx context.Context, e *dsl.Expr, ts time.Time, s SeriesSource) (Result, error) {

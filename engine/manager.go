@@ -162,6 +162,9 @@ func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 	}
 	m.opts.Metrics.groupsLoaded(groups, m.groups)
 	m.groups = groups
+	if c := m.opts.Coalescer; c != nil {
+		c.SetGroups(groups)
+	}
 	m.filesSum = m.sumFiles()
 	m.opts.Metrics.reloaded(true, m.opts.Now())
 	if m.runCtx != nil {

@@ -259,6 +259,13 @@ var _ LeafSource = LeafSourceFunc(nil)
 // expressions at ts from the batch and anything else as QueryWith does.
 // A failed batch makes every expression of it fail with the same error.
 func (q *Querier) Batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) QueryFunc {
+	f, _ := q.batch(ctx, ts, exprs)
+	return f
+}
+
+// batch is Batch, and the error of the batch's leaves (nil when they were
+// computed).
+func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (QueryFunc, error) {
 	ts = ts.Truncate(time.Millisecond)
 	var leaves []*dsl.Leaf
 	index := map[string]int{}
@@ -320,5 +327,5 @@ func (q *Querier) Batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) Qu
 	})
 	bq := &Querier{opts: q.opts, ng: q.ng}
 	bq.opts.Source = src
-	return bq.QueryWith
+	return bq.QueryWith, batchErr
 }

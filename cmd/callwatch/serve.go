@@ -206,6 +206,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	groupOpts := engine.GroupOptions{
 		Query:          querier.QueryWith,
 		Batch:          querier.Batch,
+		Coalescer:      engine.NewCoalescer(querier),
 		Notifier:       dispatcher,
 		Schema:         schema,
 		Limits:         cfg.Limits.DSL(),
