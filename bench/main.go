@@ -342,7 +342,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("cold evaluation, decomposable rules: %w", err)
 		}
 		rep.coldDecAll = append(rep.coldDecAll, t)
-		_ = decSrc
+		// Its background reads must not run into the next measurement.
+		decSrc.WaitFills()
 	}
 	rep.work["handwritten"], rep.work["cold"] = handRead.div(o.reps), coldRead.div(o.reps)
 

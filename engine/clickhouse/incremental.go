@@ -367,10 +367,11 @@ func (il *incLeaf) allSlots() []int {
 // state reads the leaf's partial states from a bucket group's slots.
 func (il *incLeaf) state(v []float64) dsl.State {
 	var st dsl.State
+	var buf [4]float64 // a partial has at most a few columns: no allocation
 	for _, ls := range il.parts {
-		vals := make([]float64, len(ls.slots))
-		for i, sl := range ls.slots {
-			vals[i] = v[sl]
+		vals := buf[:0]
+		for _, sl := range ls.slots {
+			vals = append(vals, v[sl])
 		}
 		bucketPartials[ls.p].fill(&st, vals)
 	}
