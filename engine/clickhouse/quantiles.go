@@ -653,18 +653,23 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		}
 		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
 	}
+	// A group's rows in one plan bound its distinct values in a piece from
+	// above: reading stops for a plan once one of its groups has more
+	// rows than the budget.
 	budget := p.opts.MaxDistinctValues
-	type groupPiece struct {
-		plan, piece int
-		key         string
-	}
-	distinct := map[groupPiece]int{}
 	seen := map[string][]string{} // the label values of each group, once
 	live := len(plans)
 	stop := errors.New("over the distinct-value budget")
 	n := 0
 	err := s.scan(ctx, q, 0, func(values []string, nums []float64) error {
-		key := strings.Join(values, "\xff")
+		var key string
+		switch len(values) {
+		case 0:
+		case 1:
+			key = values[0]
+		default:
+			key = strings.Join(values, "\xff")
+		}
 		piece := int(nums[1])
 		if piece < 0 || piece >= len(pieces) {
 			return fmt.Errorf("value-count row in piece %v of %d", nums[1], len(pieces))
@@ -679,15 +684,6 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 			if r == 0 || c == 0 || pl.over != "" {
 				continue
 			}
-			gp := groupPiece{i, piece, key}
-			if distinct[gp]++; distinct[gp] > budget {
-				pl.over = distinctReason(pl.l, budget)
-				pl.deltas, pl.opened = nil, nil
-				if live--; live == 0 {
-					return stop
-				}
-				continue
-			}
 			m := pl.deltas
 			switch r {
 			case -1:
@@ -699,6 +695,14 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 			if g == nil {
 				g = &vcGroup{values: vs}
 				m[key] = g
+			}
+			if len(g.counts) >= budget {
+				pl.over = distinctReason(pl.l, budget)
+				pl.deltas, pl.opened = nil, nil
+				if live--; live == 0 {
+					return stop
+				}
+				continue
 			}
 			g.counts = append(g.counts, dsl.ValueCount{Value: nums[0], Count: c})
 			n++
