@@ -40,3 +40,11 @@ func TestIncrementalStepAfterStepEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
 	storetest.IncrementalStepAfterStep(t, c, db, embeddedSeeds(t), nil)
 }
+
+// TestRangeMatchesInstantsEmbedded computes range queries in one
+// aggregation on embedded ClickHouse (ARRAY JOIN of aggregate states runs
+// there as on 18.16) and compares each step with the memory evaluator.
+func TestRangeMatchesInstantsEmbedded(t *testing.T) {
+	c, db := newDatabase(t)
+	storetest.RangeMatchesInstants(t, c, db, embeddedSeeds(t))
+}

@@ -53,3 +53,11 @@ func TestIncrementalStepAfterStepOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.IncrementalStepAfterStep(t, conn, db, storetest.Seeds(t, *seedFlag)[:1], clickhouse.IncrementalGroupings)
 }
+
+// TestRangeMatchesInstantsOnTheServer computes range queries in one
+// aggregation on the server and compares each step with the memory
+// evaluator.
+func TestRangeMatchesInstantsOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.RangeMatchesInstants(t, conn, db, storetest.Seeds(t, *seedFlag))
+}

@@ -114,6 +114,17 @@ type fragment struct {
 	qvalue string
 	qcond  fragment0
 	phi    string
+	// agg describes an aggregate column, so that a range query can split
+	// it into a state per bucket and a merge per step (see CompileRange).
+	agg *aggSpec
+}
+
+// aggSpec is an aggregate column fn(param)(args): fn with its -If suffix
+// when it has a condition, and elem, when positive, the element of the
+// array it returns that the column reads.
+type aggSpec struct {
+	fn, param, args string
+	elem            int
 }
 
 // fragment0 is a condition kept on a quantile column.
@@ -292,6 +303,7 @@ func (b *builder) fuseQuantiles() {
 			args = append(args, e.qcond.sql)
 		}
 		b.exprs[i].sql = fmt.Sprintf("toFloat64(arrayElement(%s(%s)(%s), %d))", fn, strings.Join(list, ", "), strings.Join(args, ", "), slices.Index(list, e.phi)+1)
+		b.exprs[i].agg = &aggSpec{fn: fn, param: strings.Join(list, ", "), args: strings.Join(args, ", "), elem: slices.Index(list, e.phi) + 1}
 	}
 }
 
@@ -351,10 +363,11 @@ func aggregate(fn, param, value string, cond fragment) fragment {
 		fn += "If"
 		args = append(args, cond.sql)
 	}
+	spec := &aggSpec{fn: fn, param: param, args: strings.Join(args, ", ")}
 	if param != "" {
 		fn += "(" + param + ")"
 	}
-	return fragment{sql: "toFloat64(" + fn + "(" + strings.Join(args, ", ") + "))", args: cond.args}
+	return fragment{sql: "toFloat64(" + fn + "(" + strings.Join(args, ", ") + "))", args: cond.args, agg: spec}
 }
 
 // condition compiles label matchers into a boolean SQL expression; it is

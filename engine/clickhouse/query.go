@@ -50,6 +50,10 @@ type Select struct {
 	group       []selectItem
 	order       []string
 	limit       int
+	// from, when set, is the subquery read instead of the table, and
+	// arrayJoin the ARRAY JOIN after it.
+	from      *Select
+	arrayJoin *selectItem
 	// text and args are the rendered query, kept until the next change.
 	text string
 	args []any
@@ -79,6 +83,39 @@ func (q *Select) Time() string { return q.time }
 // in every row, whatever the order of the calls.
 func (q *Select) Label(name, alias string) *Select {
 	q.labels = append(q.labels, selectItem{sql: q.cols.Label(name), alias: alias})
+	q.text = ""
+	return q
+}
+
+// Column adds a result column as written, not converted: a subquery's
+// column that an outer Select reads (an aggregate state, a key), never one
+// that Run scans.
+func (q *Select) Column(alias, sql string, args ...any) *Select {
+	q.values = append(q.values, selectItem{sql: sql, args: args, alias: alias})
+	q.text = ""
+	return q
+}
+
+// FromSelect makes the Select read the rows of sub instead of the table
+// (its labels are then sub's label aliases, added with LabelOf).
+func (q *Select) FromSelect(sub *Select) *Select {
+	q.from = sub
+	q.text = ""
+	return q
+}
+
+// LabelOf adds a String result column that is the column alias of the
+// subquery (FromSelect), named alias too.
+func (q *Select) LabelOf(alias string) *Select {
+	q.labels = append(q.labels, selectItem{sql: alias})
+	q.text = ""
+	return q
+}
+
+// ArrayJoin repeats each row once per element of the array sql, as
+// alias (ARRAY JOIN sql AS alias).
+func (q *Select) ArrayJoin(sql, alias string, args ...any) *Select {
+	q.arrayJoin = &selectItem{sql: sql, alias: alias, args: args}
 	q.text = ""
 	return q
 }
@@ -220,7 +257,17 @@ func (q *Select) render() {
 			sep = ",\n    "
 		}
 	}
-	sql.WriteString("\nFROM " + q.table)
+	if q.from != nil {
+		sub := strings.ReplaceAll(q.from.String(), "\n", "\n    ")
+		sql.WriteString("\nFROM (\n    " + sub + "\n)")
+		args = append(args, q.from.Args()...)
+	} else {
+		sql.WriteString("\nFROM " + q.table)
+	}
+	if j := q.arrayJoin; j != nil {
+		sql.WriteString("\nARRAY JOIN " + j.sql + " AS " + j.alias)
+		args = append(args, j.args...)
+	}
 	for i, c := range q.where {
 		switch {
 		case i > 0:
