@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
@@ -168,8 +169,14 @@ type report struct {
 	valueCounts, quantileLeaves int
 	// fillAll are the waits for the background reads of value counts
 	// after each cold evaluation.
-	fillAll  []time.Duration
-	decRules int
+	fillAll []time.Duration
+	// rangeAll and rangeHandAll time the range query of a day at a 1m
+	// step and the hand-written GROUP BY tenant, minute over that day;
+	// rangeSteps is the number of steps, rangeChecked the steps checked
+	// against instant queries.
+	rangeAll, rangeHandAll   []time.Duration
+	rangeSteps, rangeChecked int
+	decRules                 int
 
 	scrapeP50, scrapeP99 time.Duration
 	plainP50, plainP99   time.Duration // without gzip
@@ -381,6 +388,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	rep.work["steady"] = steadyRead.div(o.reps)
 	rep.rssEval = peakRSS()
+
+	// 4b. A range query, as Grafana sends it: a day of the per-tenant p95
+	// at a 1m step, against one hand-written GROUP BY tenant, minute.
+	if err := rangeQuery(ctx, conn, o, rep, log); err != nil {
+		return fmt.Errorf("range query: %w", err)
+	}
 	st := incSrc.IncrementalStats()
 	rep.valueCounts, rep.quantileLeaves = st.ValueCounts, st.QuantileLeaves
 
@@ -602,6 +615,78 @@ func startProfile(path string, k int) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// rangeExpr is the range query of the bench: what a Grafana panel of
+// exact per-tenant p95s sends.
+const rangeExpr = "max by (tenant_id) (p95(latency_ms[5m]))"
+
+// rangeQuery times rangeExpr over the last day at a 1m step through a
+// querier as the query API builds it (a source without incremental
+// state), and the hand-written query it stands against; it checks a few
+// steps against instant queries.
+func rangeQuery(ctx context.Context, conn clickhouse.Conn, o options, rep *report, log *slog.Logger) error {
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema(), Columns: clickhouse.EventsColumns(dsl.DefaultSchema())})
+	if err != nil {
+		return err
+	}
+	q := engine.NewQuerier(engine.QuerierOptions{Source: src, MaxSamples: 50_000_000})
+	e, err := dsl.Parse(rangeExpr, dsl.Options{Schema: dsl.DefaultSchema()})
+	if err != nil {
+		return err
+	}
+	end := benchNow
+	start := end.Add(-datasetSpan + 5*time.Minute)
+	hand := fmt.Sprintf("SELECT tenant_id, intDiv(toUInt32(created_at), 60) AS m, quantileExact(0.95)(latency_ms) FROM %s WHERE created_at > toDateTime(%d) AND created_at <= toDateTime(%d) GROUP BY tenant_id, m",
+		table, start.Add(-5*time.Minute).Unix(), end.Unix())
+	log.Info("range query: a day at a 1m step", "expr", rangeExpr, "reps", o.reps)
+	var res engine.RangeResult
+	for range o.reps {
+		t0 := time.Now()
+		rows, err := conn.Query(ctx, hand)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		rep.rangeHandAll = append(rep.rangeHandAll, time.Since(t0))
+		t0 = time.Now()
+		if res, err = q.QueryRange(ctx, e, start, end, time.Minute); err != nil {
+			return err
+		}
+		rep.rangeAll = append(rep.rangeAll, time.Since(t0))
+	}
+	rep.rangeSteps = int(engine.Steps(start, end, time.Minute))
+	// Exact: three steps equal the instant query at their time.
+	for _, k := range []int{0, rep.rangeSteps / 2, rep.rangeSteps - 1} {
+		ts := start.Add(time.Duration(k) * time.Minute)
+		inst, err := q.Query(ctx, e, ts)
+		if err != nil {
+			return err
+		}
+		for _, smp := range inst.Vector {
+			found := false
+			for _, sr := range res.Matrix {
+				if labels.Equal(sr.Labels, smp.Labels) {
+					for _, p := range sr.Points {
+						if p.T == ts.UnixMilli() {
+							found = p.V == smp.Value
+						}
+					}
+				}
+			}
+			if !found {
+				return fmt.Errorf("range step %s of %s differs from the instant query (%s = %v)", ts.Format(time.RFC3339), rangeExpr, smp.Labels, smp.Value)
+			}
+		}
+		rep.rangeChecked++
+	}
+	return nil
 }
 
 func evalAll(ctx context.Context, groups []*engine.Group, ts time.Time) (timing, error) {
@@ -1046,6 +1131,8 @@ func (r *report) write(o options) error {
 		{"rss_bytes", float64(r.rss), "bytes"},
 		{"value_count_bytes", float64(r.valueCounts * valueCountSize), "bytes"},
 		{"quantile_fill_seconds", medianDuration(r.fillAll).Seconds(), "seconds"},
+		{"range_seconds", medianDuration(r.rangeAll).Seconds(), "seconds"},
+		{"range_handwritten_seconds", medianDuration(r.rangeHandAll).Seconds(), "seconds"},
 		{"test_rules_seconds", r.testRules.Seconds(), "seconds"},
 	}
 	if !o.naive {
@@ -1082,6 +1169,9 @@ func (r *report) write(o options) error {
 		"scrape_p50_seconds": fmt.Sprintf("%d series, %d bytes, %.1f ms CPU per scrape (handler and client); exporter update: first (%s of events) %.2f s, next %.3f s",
 			r.series, r.scrapeBytes, r.scrapeCPU*1e3, o.exporterAge, r.exporterFirst.Seconds(), r.exporterNext.Seconds()),
 		"scrape_p99_seconds": fmt.Sprintf("%d scrapes with gzip; without gzip p50 %.4f s, p99 %.4f s (%d scrapes)", o.scrapes, r.plainP50.Seconds(), r.plainP99.Seconds(), max(o.scrapes/4, 1)),
+		"range_seconds": fmt.Sprintf("%s over the last day at a 1m step (%d steps; %d checked against instant queries); runs %s",
+			rangeExpr, r.rangeSteps, r.rangeChecked, durations(r.rangeAll)),
+		"range_handwritten_seconds": fmt.Sprintf("one GROUP BY tenant, minute with quantileExact(0.95) over the day; runs %s", durations(r.rangeHandAll)),
 		"quantile_fill_seconds": fmt.Sprintf("after the cold evaluation, the background read of the long windows' value counts (not part of any evaluation); runs %s",
 			durations(r.fillAll)),
 		"value_count_bytes": fmt.Sprintf("%d value counts of %d B kept for the exact quantiles of the incremental path (%d quantile leaves computed from them)",
@@ -1118,6 +1208,8 @@ func (r *report) write(o options) error {
 	}
 	fmt.Fprintf(tw, "scrape p99\t%.4f s\t≤ 0.050 s\t%s\n", r.scrapeP99.Seconds(), met(r.scrapeP99.Seconds() <= 0.05))
 	fmt.Fprintf(tw, "rss\t%.1f MB\t≤ 200 MB\t%s\n", float64(r.rss)/1e6, met(float64(r.rss) <= rssTarget))
+	rq := medianDuration(r.rangeAll).Seconds() / medianDuration(r.rangeHandAll).Seconds()
+	fmt.Fprintf(tw, "range / handwritten GROUP BY tenant, minute\t%.2f\t≤ 3\t%s\n", rq, met(rq <= 3))
 	tw.Flush()
 
 	fmt.Fprintln(w)
