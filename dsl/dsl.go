@@ -89,6 +89,11 @@ type Expr struct {
 	Series []string
 	// Type is the result type: vector or scalar.
 	Type parser.ValueType
+	// Findings are what the static checks prove about the expression (see
+	// lint.go): a binary operation whose sides never match, so the
+	// expression is always empty. They are warnings in a rule file and
+	// errors for an ad-hoc query.
+	Findings []*Error
 }
 
 // Selector selects events: a field (or events) and label matchers.
@@ -260,7 +265,8 @@ func Parse(input string, opts Options) (*Expr, error) {
 			"expression of type %s", ast.Type())
 	}
 	sort.Strings(c.series)
-	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type()}, nil
+	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type(),
+		Findings: lint(input, ast, c.leaves)}, nil
 }
 
 func convertParseError(input string, err error) error {

@@ -121,6 +121,11 @@ func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 	groups := make([]*Group, 0, len(specs))
 	for _, s := range specs {
 		groups = append(groups, NewGroup(s, m.opts.GroupOptions))
+		for _, r := range s.Rules {
+			for _, w := range r.Warnings {
+				m.opts.Logger.Warn("rule can never fire or record anything", "err", w)
+			}
+		}
 	}
 	sort.Slice(groups, func(i, j int) bool {
 		if groups[i].File() != groups[j].File() {

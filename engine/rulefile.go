@@ -57,6 +57,10 @@ type RuleSpec struct {
 
 	// Pos is where the rule starts in its file.
 	Pos Position
+	// Warnings are what the static checks prove about the rule without
+	// refusing it (dsl.Expr.Findings: an expression that is always empty),
+	// as *FileError at their position in the file.
+	Warnings []error
 }
 
 // Name returns the alert or record name.
@@ -516,6 +520,9 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 			p.add(p.errAt(exprNode, g.Name, name, "an alerting rule's expr must give a vector; compare it, e.g. %s > 5000", r.ExprText))
 		} else {
 			r.Expr = e
+			for _, f := range e.Findings {
+				r.Warnings = append(r.Warnings, p.exprErr(exprNode, g.Name, name, f))
+			}
 		}
 	}
 	if r.Alert != "" {

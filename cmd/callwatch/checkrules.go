@@ -16,8 +16,9 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("check rules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "configuration file, for the schema and the channel names (default: built-in defaults)")
+	lint := fs.String("lint", "warn", "what the static checks' findings (an expression that is always empty) do: warn, fatal (fail like a problem, as promtool's --lint-fatal) or none")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch check rules [--config.file F] FILE...")
+		fmt.Fprintln(stderr, "usage: callwatch check rules [--config.file F] [--lint warn|fatal|none] FILE...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -28,6 +29,12 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return 2
+	}
+	switch *lint {
+	case "warn", "fatal", "none":
+	default:
+		fmt.Fprintf(stderr, "callwatch check rules: --lint %q: write warn, fatal or none\n", *lint)
 		return 2
 	}
 	cfg, err := loadConfig(*configFile)
@@ -57,14 +64,37 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 			continue
 		}
 		n := 0
+		var warnings []error
 		for _, g := range groups {
 			n += len(g.Rules)
+			for _, r := range g.Rules {
+				warnings = append(warnings, r.Warnings...)
+			}
+		}
+		if *lint == "none" {
+			warnings = nil
+		}
+		if len(warnings) > 0 && *lint == "fatal" {
+			failed = true
+			fmt.Fprintf(stdout, "Checking %s\n  FAILED (--lint fatal):\n", f)
+			for _, w := range warnings {
+				fmt.Fprintf(stdout, "%s\n", w)
+			}
+			fmt.Fprintln(stdout)
+			continue
 		}
 		if len(groups) == 0 {
 			fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: 0 rules found (no file matches or the file is empty)\n\n", f)
 			continue
 		}
-		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found\n\n", f, n)
+		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found\n", f, n)
+		if len(warnings) > 0 {
+			fmt.Fprintf(stdout, "  WARNING: %d expressions are always empty (their rules never fire or record anything):\n", len(warnings))
+			for _, w := range warnings {
+				fmt.Fprintf(stdout, "%s\n", w)
+			}
+		}
+		fmt.Fprintln(stdout)
 	}
 	if failed {
 		return 1

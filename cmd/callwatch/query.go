@@ -51,6 +51,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return exprError(input, err)
 	}
+	if len(expr.Findings) > 0 {
+		// An expression the static checks prove empty would print
+		// nothing, which reads as "all is well".
+		return exprError(input, expr.Findings[0])
+	}
 	var src engine.LeafSource
 	if *eventsFile != "" {
 		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())

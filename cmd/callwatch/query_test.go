@@ -103,3 +103,48 @@ func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 		t.Errorf("query of [290y] offset 3y: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }
+
+// TestStaticChecksCatchAnAlwaysEmptyRule: the ungrouped error ratio,
+// {status="error"} divided by {}, never fires; check rules warns at its
+// position with what to write, --lint fatal fails, and query refuses it.
+func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`groups:
+  - name: g
+    rules:
+      - alert: ErrorRatio
+        expr: count_over_time(events{status="error"}[5m]) / count_over_time(events[5m]) > 0.05
+        severity: warning
+      - alert: ErrorRatioFixed
+        expr: sum(count_over_time(events{status="error"}[5m])) / sum(count_over_time(events[5m])) > 0.05
+        severity: warning
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "SUCCESS: 2 rules found") ||
+		!strings.Contains(out.String(), rules+`:5:15: group "g", rule "ErrorRatio": expr: the two sides of / never match`) ||
+		!strings.Contains(out.String(), "ignoring(status)") || strings.Contains(out.String(), "ErrorRatioFixed") {
+		t.Errorf("check rules: exit %d, want 0 with one warning at 5:15 naming ignoring(status)\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"check", "rules", "--lint", "fatal", rules}, &out, &errOut); code != 1 || !strings.Contains(out.String(), "FAILED (--lint fatal)") {
+		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"check", "rules", "--lint", "none", rules}, &out, &errOut); code != 0 || strings.Contains(out.String(), "WARNING") {
+		t.Errorf("check rules --lint none: exit %d, want 0 without warnings\n%s", code, out.String())
+	}
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"query", "--events", events, `count_over_time(events{status="error"}[5m]) / count_over_time(events[5m])`}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "never match") {
+		t.Errorf("query of an always-empty expression: exit %d, want an error\n%s%s", code, out.String(), errOut.String())
+	}
+}
