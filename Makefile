@@ -64,7 +64,7 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./dsl -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/clickhouse -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
-	$(GO) test ./engine -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
+	$(GO) test ./rulefmt -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./web -run '^$$' -fuzz FuzzAPI -fuzztime $(FUZZTIME)
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/template"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // resolvedRetention is how long a resolved alert is kept, and re-sent, so a
@@ -189,7 +190,7 @@ type evalEnv struct {
 // resolved alerts kept 15 minutes) and callwatch's controls.
 type AlertingRule struct {
 	ruleState
-	spec *RuleSpec
+	spec *rulefmt.RuleSpec
 
 	mu     sync.Mutex
 	active map[uint64]*Alert
@@ -204,12 +205,12 @@ type AlertingRule struct {
 }
 
 // NewAlertingRule returns an alerting rule for spec.
-func NewAlertingRule(spec *RuleSpec) *AlertingRule {
+func NewAlertingRule(spec *rulefmt.RuleSpec) *AlertingRule {
 	return &AlertingRule{spec: spec, active: map[uint64]*Alert{}}
 }
 
 // Spec returns the rule as written.
-func (r *AlertingRule) Spec() *RuleSpec { return r.spec }
+func (r *AlertingRule) Spec() *rulefmt.RuleSpec { return r.spec }
 
 // Name returns the alert name.
 func (r *AlertingRule) Name() string { return r.spec.Alert }
@@ -277,18 +278,18 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 			env.logger.Info("rule evaluation failed", "rule", r.Name(), "err", err)
 		}
 		switch r.spec.ErrorState {
-		case KeepLast:
+		case rulefmt.KeepLast:
 			return r.alertSamples(env.queryTS), err
-		case OK:
+		case rulefmt.OK:
 			vec = nil
-		case Alerting:
+		case rulefmt.Alerting:
 			vec = r.keptWith("error")
 		}
 	case res.NoData:
 		switch r.spec.NoDataState {
-		case KeepLast:
+		case rulefmt.KeepLast:
 			return r.alertSamples(env.queryTS), nil
-		case Alerting:
+		case rulefmt.Alerting:
 			vec = r.keptWith("no_data")
 		}
 	}
@@ -550,7 +551,7 @@ func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text s
 		}
 		return out, nil
 	}
-	tmpl := template.NewTemplateExpander(ctx, templateDefs+text, "__alert_"+r.Name(), data,
+	tmpl := template.NewTemplateExpander(ctx, rulefmt.TemplateDefs+text, "__alert_"+r.Name(), data,
 		model.TimeFromUnixNano(env.ts.UnixNano()), qf, env.externalURL, nil)
 	out, err := tmpl.Expand()
 	if err != nil {

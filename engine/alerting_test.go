@@ -13,6 +13,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 const alertExpr = `expr: sum by (tenant_id) (count_over_time(events{status="error"}[1m])) > 0`
@@ -591,7 +592,7 @@ func TestRecordingRuleFeedsLaterRules(t *testing.T) {
   expr: tenant:errors:1m > 2
 - record: tenant:errors:1m
   expr: sum by (tenant_id) (count_over_time(events{status="error"}[1m]))`)
-		_, err := engine.ParseRuleFile("rules.yaml", []byte(file), engine.LoadOptions{})
+		_, err := rulefmt.ParseRuleFile("rules.yaml", []byte(file), rulefmt.LoadOptions{})
 		want := `rules.yaml:5:15: group "g", rule "ManyErrors": expr: unknown selector "tenant:errors:1m"; select one of the fields cost, input_tokens, latency_ms, output_tokens, total_tokens or events (for counting), inside a range function: p95(latency_ms[5m])`
 		if err == nil || err.Error() != want {
 			t.Errorf("err = %v\nwant  %s", err, want)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Transition is a change of an alert's state found by a backtest.
@@ -53,7 +54,7 @@ type BacktestResult struct {
 // Backtest evaluates the groups over [From, To] as the running engine would
 // have, and reports every alert state change and how many notifications
 // each rule would have sent.
-func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (BacktestResult, error) {
+func Backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOptions) (BacktestResult, error) {
 	if !opts.To.After(opts.From) {
 		return BacktestResult{}, fmt.Errorf("--to must be after --from")
 	}
@@ -83,12 +84,12 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 // withoutControls returns copies of the groups whose rules with noise
 // controls are replaced by plain rules: the value compared with the lowest
 // threshold, no recovery, min_events, grace or per-group no data.
-func withoutControls(specs []*GroupSpec, schema dsl.Schema) ([]*GroupSpec, bool) {
+func withoutControls(specs []*rulefmt.GroupSpec, schema dsl.Schema) ([]*rulefmt.GroupSpec, bool) {
 	changed := false
-	out := make([]*GroupSpec, len(specs))
+	out := make([]*rulefmt.GroupSpec, len(specs))
 	for i, g := range specs {
 		gc := *g
-		gc.Rules = make([]*RuleSpec, len(g.Rules))
+		gc.Rules = make([]*rulefmt.RuleSpec, len(g.Rules))
 		for j, r := range g.Rules {
 			rc := *r
 			if q := r.Quality; q != nil && q.Value != nil {
@@ -106,7 +107,7 @@ func withoutControls(specs []*GroupSpec, schema dsl.Schema) ([]*GroupSpec, bool)
 	return out, changed
 }
 
-func backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (BacktestResult, error) {
+func backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOptions) (BacktestResult, error) {
 	res := BacktestResult{Notifications: map[string]int{}}
 	type sched struct {
 		g    *Group

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Notification is what an alerting rule has to say at one evaluation: the
@@ -19,7 +21,7 @@ import (
 // resolved ones during their retention).
 type Notification struct {
 	Group  string
-	Rule   *RuleSpec
+	Rule   *rulefmt.RuleSpec
 	Time   time.Time
 	Alerts []Alert
 }
@@ -85,7 +87,7 @@ func (o *GroupOptions) applyDefaults() {
 // Rule is an alerting or recording rule.
 type Rule interface {
 	Name() string
-	Spec() *RuleSpec
+	Spec() *rulefmt.RuleSpec
 	Status() (RuleHealth, error, time.Time, time.Duration)
 	History() []EvalRecord
 }
@@ -98,7 +100,7 @@ var (
 // Group is a rule group: its rules are evaluated in order at each aligned
 // timestamp. Eval is deterministic for a timestamp; the loop around it is thin.
 type Group struct {
-	spec     *GroupSpec
+	spec     *rulefmt.GroupSpec
 	rules    []Rule
 	interval time.Duration
 	opts     GroupOptions
@@ -110,7 +112,7 @@ type Group struct {
 }
 
 // NewGroup builds a group from its spec.
-func NewGroup(spec *GroupSpec, opts GroupOptions) *Group {
+func NewGroup(spec *rulefmt.GroupSpec, opts GroupOptions) *Group {
 	opts.applyDefaults()
 	g := &Group{spec: spec, interval: spec.Interval, opts: opts}
 	if g.interval <= 0 {
@@ -133,7 +135,7 @@ func (g *Group) Name() string { return g.spec.Name }
 func (g *Group) File() string { return g.spec.File }
 
 // Spec returns the group as written.
-func (g *Group) Spec() *GroupSpec { return g.spec }
+func (g *Group) Spec() *rulefmt.GroupSpec { return g.spec }
 
 // Interval returns the evaluation interval.
 func (g *Group) Interval() time.Duration { return g.interval }
@@ -310,16 +312,8 @@ func (g *Group) copyState(old *Group) {
 // and labels. An edited threshold keeps the rule's alerts (they resolve,
 // and are sent resolved, at the next evaluation if the new expression no
 // longer returns them); a longer for moves firing alerts back to pending.
-func ruleKey(r *RuleSpec) string {
-	return r.Name() + "\x00" + string(r.Severity) + "\x00" + joinPairs(sortedPairs(r.Labels))
-}
-
-func joinPairs(p []string) string {
-	out := ""
-	for _, s := range p {
-		out += s + "\x01"
-	}
-	return out
+func ruleKey(r *rulefmt.RuleSpec) string {
+	return r.Name() + "\x00" + string(r.Severity) + "\x00" + labels.FromMap(r.Labels).String()
 }
 
 // run evaluates the group at every aligned timestamp until ctx ends.

@@ -15,6 +15,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // t0 is the first evaluation time of most tests: aligned to the minute.
@@ -113,7 +114,7 @@ func ruleFile(groupExtra, rules string) string {
 // mustGroup parses a rule file holding one group and builds the group.
 func mustGroup(t *testing.T, file string, opts engine.GroupOptions) *engine.Group {
 	t.Helper()
-	specs, err := engine.ParseRuleFile("rules.yaml", []byte(file), engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile("rules.yaml", []byte(file), rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatalf("parse rule file:\n%s\n%v", file, err)
 	}

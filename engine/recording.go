@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // RecordingRule evaluates its expression and keeps the result as a series
@@ -14,7 +16,7 @@ import (
 // and exported on /metrics.
 type RecordingRule struct {
 	ruleState
-	spec *RuleSpec
+	spec *rulefmt.RuleSpec
 
 	mu   sync.Mutex
 	last []Sample
@@ -22,10 +24,10 @@ type RecordingRule struct {
 }
 
 // NewRecordingRule returns a recording rule for spec.
-func NewRecordingRule(spec *RuleSpec) *RecordingRule { return &RecordingRule{spec: spec} }
+func NewRecordingRule(spec *rulefmt.RuleSpec) *RecordingRule { return &RecordingRule{spec: spec} }
 
 // Spec returns the rule as written.
-func (r *RecordingRule) Spec() *RuleSpec { return r.spec }
+func (r *RecordingRule) Spec() *rulefmt.RuleSpec { return r.spec }
 
 // Name returns the recorded series name.
 func (r *RecordingRule) Name() string { return r.spec.Record }

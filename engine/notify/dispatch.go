@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Channel is a configured, named Sender with its delivery settings.
@@ -175,7 +176,7 @@ func (d *Dispatcher) Seed(states []engine.SentState) {
 // hold decides whether alert a goes to channel ch at ts. It returns a
 // reason to audit a skip, or quiet=true for a resend the channel does not
 // need (not worth an audit row). Sending is remembered.
-func (d *Dispatcher) hold(ch *Channel, rule *engine.RuleSpec, a engine.Alert, ts time.Time) (reason string, quiet bool) {
+func (d *Dispatcher) hold(ch *Channel, rule *rulefmt.RuleSpec, a engine.Alert, ts time.Time) (reason string, quiet bool) {
 	if ch.Direct && !ch.Local && d.opts.Sender != nil && !d.opts.Sender() {
 		return "", true // another replica sends; it audits what it sends
 	}
@@ -239,7 +240,7 @@ func (d *Dispatcher) Notify(ctx context.Context, n engine.Notification) {
 	byChannel := map[string][]engine.Alert{}
 	var order []string
 	for _, a := range n.Alerts {
-		names := n.Rule.NotifyFor(a)
+		names := n.Rule.NotifyFor(a.Labels)
 		if len(names) == 0 {
 			names = d.opts.Default
 		}
@@ -441,7 +442,7 @@ func (d *Dispatcher) backoff(attempt int, err error) time.Duration {
 	return b/2 + time.Duration(rand.Int64N(int64(b/2)+1))
 }
 
-func (d *Dispatcher) record(ts time.Time, group string, rule *engine.RuleSpec, a engine.Alert, channel string) engine.AuditRecord {
+func (d *Dispatcher) record(ts time.Time, group string, rule *rulefmt.RuleSpec, a engine.Alert, channel string) engine.AuditRecord {
 	rec := engine.NewAuditRecord(engine.AuditNotification, ts, group, rule, a)
 	rec.Channel, rec.Replica = channel, d.opts.Replica
 	rec.NotifyState = "firing"

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // recorder is a Sender that records batches and fails as scripted.
@@ -75,7 +76,7 @@ func (l *auditLog) statuses() map[string]int {
 	return m
 }
 
-var rule = &engine.RuleSpec{Alert: "TenantCost"}
+var rule = &rulefmt.RuleSpec{Alert: "TenantCost"}
 
 func firingAlert(tenant string, at time.Time) engine.Alert {
 	return engine.Alert{State: engine.StateFiring, Labels: labels.FromStrings("alertname", "TenantCost", "tenant_id", tenant), ActiveAt: at, FiredAt: at, Value: 1}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // injection is the label value of issue 12: a mention of everyone, a
@@ -20,7 +21,7 @@ const injection = "<@all> [click](http://evil.example) **URGENT**"
 // summary carry the injection, plus the other mention syntaxes of the chat
 // services.
 func injectionBatch() Batch {
-	rule := &engine.RuleSpec{Alert: "TenantCost", ExprText: "sum by (tenant_id) (sum_over_time(cost[1d])) > 100", Severity: "error"}
+	rule := &rulefmt.RuleSpec{Alert: "TenantCost", ExprText: "sum by (tenant_id) (sum_over_time(cost[1d])) > 100", Severity: "error"}
 	a := engine.Alert{
 		State:  engine.StateFiring,
 		Labels: labels.FromStrings("alertname", "TenantCost", "severity", "error", "tenant_id", injection),

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -43,8 +44,8 @@ func mustURL(t testing.TB, s string) *url.URL {
 }
 
 // costRule is rules.d/baseline.yaml's TenantCost, as the loader returns it.
-func costRule() *engine.RuleSpec {
-	return &engine.RuleSpec{
+func costRule() *rulefmt.RuleSpec {
+	return &rulefmt.RuleSpec{
 		Alert:    "TenantCost",
 		ExprText: "sum by (tenant_id) (sum_over_time(cost[1d])) > 100",
 		Severity: "error",
@@ -97,7 +98,7 @@ func firingBatch() Batch {
 
 // singleBatch has one alert of a rule without annotations: the generated texts.
 func singleBatch() Batch {
-	rule := &engine.RuleSpec{Alert: "LatencyAvgHigh", ExprText: "avg_over_time(latency_ms[5m]) > 3000", Severity: "warning"}
+	rule := &rulefmt.RuleSpec{Alert: "LatencyAvgHigh", ExprText: "avg_over_time(latency_ms[5m]) > 3000", Severity: "warning"}
 	a := engine.Alert{
 		State:    engine.StateFiring,
 		Labels:   labels.FromStrings("alertname", "LatencyAvgHigh", "severity", "warning", "app_code", "chat"),

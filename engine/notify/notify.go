@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Batch is what one channel is asked to deliver: the alerts of one rule
@@ -20,7 +21,7 @@ import (
 // resolved ones — an alert is resolved when !ResolvedAt.IsZero()).
 type Batch struct {
 	Group string
-	Rule  *engine.RuleSpec
+	Rule  *rulefmt.RuleSpec
 	Time  time.Time
 	// Alerts are copies; the sender must not modify them.
 	Alerts []engine.Alert

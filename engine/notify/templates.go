@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Format is the markup a channel's messages are written in. The default
@@ -325,7 +326,7 @@ func (t *Templates) partTitle(d MessageData) string {
 	return title
 }
 
-func (t *Templates) alertData(a engine.Alert, rule *engine.RuleSpec) AlertData {
+func (t *Templates) alertData(a engine.Alert, rule *rulefmt.RuleSpec) AlertData {
 	ad := AlertData{
 		Fingerprint: fingerprint(a),
 		Status:      "firing",
@@ -425,7 +426,7 @@ func (t *Templates) digestData(b Batch) DigestData {
 	var order []ruleKey
 	byRule := map[ruleKey]*DigestRule{}
 	alertsOf := map[ruleKey][]engine.Alert{}
-	specOf := map[ruleKey]*engine.RuleSpec{}
+	specOf := map[ruleKey]*rulefmt.RuleSpec{}
 	seen := map[ruleKey]map[seenKey]int{}
 	var last time.Time
 	var ext *url.URL
@@ -520,7 +521,7 @@ func isResolved(a engine.Alert) bool { return !a.ResolvedAt.IsZero() }
 func fingerprint(a engine.Alert) string { return fmt.Sprintf("%016x", a.Fingerprint()) }
 
 // severityOf is the alert's severity label, else the rule's severity.
-func severityOf(a engine.Alert, rule *engine.RuleSpec) string {
+func severityOf(a engine.Alert, rule *rulefmt.RuleSpec) string {
 	if s := a.Labels.Get("severity"); s != "" {
 		return s
 	}
@@ -561,14 +562,14 @@ func severityTitle(severity, rule string) string {
 func highestSeverity(alerts []AlertData) string {
 	best, bestRank := "", -1
 	for _, a := range alerts {
-		if r := engine.Severity(strings.ToLower(a.Severity)).Rank(); best == "" || r > bestRank {
+		if r := rulefmt.Severity(strings.ToLower(a.Severity)).Rank(); best == "" || r > bestRank {
 			best, bestRank = a.Severity, r
 		}
 	}
 	return best
 }
 
-func ruleName(rule *engine.RuleSpec, alerts []engine.Alert) string {
+func ruleName(rule *rulefmt.RuleSpec, alerts []engine.Alert) string {
 	if rule != nil && rule.Alert != "" {
 		return rule.Alert
 	}
@@ -582,7 +583,7 @@ func ruleName(rule *engine.RuleSpec, alerts []engine.Alert) string {
 
 // alertKey lists the labels that are not the rule's own (alertname,
 // severity, the rule's labels): those of the query result.
-func alertKey(a engine.Alert, rule *engine.RuleSpec) string {
+func alertKey(a engine.Alert, rule *rulefmt.RuleSpec) string {
 	var parts []string
 	a.Labels.Range(func(l labels.Label) {
 		if l.Name == labels.AlertName || l.Name == "severity" {
@@ -631,7 +632,7 @@ func alertsURL(ext *url.URL) string {
 // expression, state, last evaluations and SQL): the generatorURL of alerts,
 // the "Source" link of Alertmanager's notifications, as Prometheus links to
 // its graph page.
-func generatorURL(ext *url.URL, group string, rule *engine.RuleSpec) string {
+func generatorURL(ext *url.URL, group string, rule *rulefmt.RuleSpec) string {
 	if rule == nil {
 		return ""
 	}

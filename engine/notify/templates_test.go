@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 func TestTruncateUTF8CutsOnACharacterBoundary(t *testing.T) {
@@ -196,7 +197,7 @@ func TestCustomTemplateErrors(t *testing.T) {
 func TestDigestStaysWithinWeComsLimit(t *testing.T) {
 	var batches []Batch
 	for r := range 40 {
-		rule := &engine.RuleSpec{Alert: fmt.Sprintf("Rule%02d", r), ExprText: "count_over_time(events[5m]) > 1", Severity: "critical"}
+		rule := &rulefmt.RuleSpec{Alert: fmt.Sprintf("Rule%02d", r), ExprText: "count_over_time(events[5m]) > 1", Severity: "critical"}
 		var alerts []engine.Alert
 		for i := range 30 {
 			alerts = append(alerts, engine.Alert{

@@ -2,7 +2,7 @@
 // with call events as input: `callwatch test rules`.
 //
 // It reuses the production pieces, as promtool does: rule files are loaded
-// by engine.LoadFiles with the configured schema, groups are engine.Group
+// by rulefmt.LoadFiles with the configured schema, groups are engine.Group
 // evaluated with Eval over a virtual clock, leaves are computed by the
 // memory evaluator and everything above them by engine.Querier.
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // testFile is a unit-test file: promtool's format, with events as input.
@@ -24,7 +25,7 @@ type testFile struct {
 
 // testSpec is one test: its input events and what to expect of them.
 type testSpec struct {
-	Pos            engine.Position   `yaml:"-"`
+	Pos            rulefmt.Position  `yaml:"-"`
 	Name           string            `yaml:"name"`
 	Interval       dsl.Duration      `yaml:"interval"`
 	StartTimestamp timestamp         `yaml:"start_timestamp"`
@@ -40,10 +41,10 @@ type testSpec struct {
 
 // alertTest expects the alerts of one alerting rule at one time.
 type alertTest struct {
-	Pos       engine.Position `yaml:"-"`
-	EvalTime  dsl.Duration    `yaml:"eval_time"`
-	Alertname string          `yaml:"alertname"`
-	ExpAlerts []expAlert      `yaml:"exp_alerts"`
+	Pos       rulefmt.Position `yaml:"-"`
+	EvalTime  dsl.Duration     `yaml:"eval_time"`
+	Alertname string           `yaml:"alertname"`
+	ExpAlerts []expAlert       `yaml:"exp_alerts"`
 	// ExpNotifications, when given, are the notifications the rule hands
 	// to its channels at this evaluation (callwatch's).
 	ExpNotifications *[]expNotification `yaml:"exp_notifications"`
@@ -54,7 +55,7 @@ type alertTest struct {
 // (comma-separated, as routed: the tier's, else the rule's notify:, else
 // "default").
 type expNotification struct {
-	Pos       engine.Position   `yaml:"-"`
+	Pos       rulefmt.Position  `yaml:"-"`
 	Status    string            `yaml:"status"`
 	ExpLabels map[string]string `yaml:"exp_labels"`
 	Channel   string            `yaml:"channel"`
@@ -62,7 +63,7 @@ type expNotification struct {
 
 // expAlert is one expected alert. ExpState and ExpValue are callwatch's.
 type expAlert struct {
-	Pos            engine.Position   `yaml:"-"`
+	Pos            rulefmt.Position  `yaml:"-"`
 	ExpLabels      map[string]string `yaml:"exp_labels"`
 	ExpAnnotations map[string]string `yaml:"exp_annotations"`
 	ExpState       alertState        `yaml:"exp_state"`
@@ -71,18 +72,18 @@ type expAlert struct {
 
 // exprTest expects the result of an expression at one time.
 type exprTest struct {
-	Pos        engine.Position `yaml:"-"`
-	Expr       string          `yaml:"expr"`
-	EvalTime   dsl.Duration    `yaml:"eval_time"`
-	ExpSamples []expSample     `yaml:"exp_samples"`
+	Pos        rulefmt.Position `yaml:"-"`
+	Expr       string           `yaml:"expr"`
+	EvalTime   dsl.Duration     `yaml:"eval_time"`
+	ExpSamples []expSample      `yaml:"exp_samples"`
 }
 
 // expSample is one expected sample; Labels is a series such as
 // {tenant_id="acme"}, empty for none.
 type expSample struct {
-	Pos    engine.Position `yaml:"-"`
-	Labels string          `yaml:"labels"`
-	Value  float64         `yaml:"value"`
+	Pos    rulefmt.Position `yaml:"-"`
+	Labels string           `yaml:"labels"`
+	Value  float64          `yaml:"value"`
 }
 
 // timestamp is an RFC 3339 time or unix seconds.
@@ -122,22 +123,22 @@ var keyHints = map[string]string{
 // repeated keys, and values of the wrong kind, are errors at file:line:col.
 type decoder struct {
 	file string
-	errs engine.Errors
+	errs rulefmt.Errors
 }
 
 var (
 	nodeType     = reflect.TypeFor[yaml.Node]()
-	positionType = reflect.TypeFor[engine.Position]()
+	positionType = reflect.TypeFor[rulefmt.Position]()
 	durationType = reflect.TypeFor[dsl.Duration]()
 	unmarshaler  = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
-func (d *decoder) pos(n *yaml.Node) engine.Position {
-	return engine.Position{File: d.file, Line: n.Line, Col: n.Column}
+func (d *decoder) pos(n *yaml.Node) rulefmt.Position {
+	return rulefmt.Position{File: d.file, Line: n.Line, Col: n.Column}
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
-	d.errs = append(d.errs, &engine.FileError{Pos: d.pos(n), Err: fmt.Errorf(format, args...)})
+	d.errs = append(d.errs, &rulefmt.FileError{Pos: d.pos(n), Err: fmt.Errorf(format, args...)})
 }
 
 // decode fills v (addressable) from n; key names the value in messages.
@@ -256,7 +257,7 @@ func keyHint(key string, known []string) string {
 	if h, ok := keyHints[key]; ok {
 		return h
 	}
-	if best := engine.ClosestKey(key, known); best != "" {
+	if best := rulefmt.ClosestKey(key, known); best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	sorted := slices.Clone(known)
@@ -317,5 +318,5 @@ func yamlError(file string, err error) error {
 	if _, e := fmt.Sscanf(msg, "line %d:", &line); e == nil {
 		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
-	return engine.Errors{&engine.FileError{Pos: engine.Position{File: file, Line: line, Col: 1}, Err: fmt.Errorf("invalid YAML: %s", msg)}}
+	return rulefmt.Errors{&rulefmt.FileError{Pos: rulefmt.Position{File: file, Line: line, Col: 1}, Err: fmt.Errorf("invalid YAML: %s", msg)}}
 }

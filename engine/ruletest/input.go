@@ -17,8 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Keys of an input_events item that are not numeric columns.
@@ -40,7 +40,7 @@ type inputReader struct {
 	labelIdx map[string]int
 	columns  []string // numeric columns, sorted
 	parser   parser.Parser
-	errs     engine.Errors
+	errs     rulefmt.Errors
 }
 
 func newInputReader(file string, schema dsl.Schema) *inputReader {
@@ -55,12 +55,12 @@ func newInputReader(file string, schema dsl.Schema) *inputReader {
 }
 
 func (r *inputReader) errorf(n *yaml.Node, format string, args ...any) {
-	r.errs = append(r.errs, &engine.FileError{Pos: engine.Position{File: r.file, Line: n.Line, Col: n.Column}, Err: fmt.Errorf(format, args...)})
+	r.errs = append(r.errs, &rulefmt.FileError{Pos: rulefmt.Position{File: r.file, Line: n.Line, Col: n.Column}, Err: fmt.Errorf(format, args...)})
 }
 
 // read returns the events of one test: input_events expanded step by step
 // from start (step i at start + i·interval), and the explicit events.
-func (r *inputReader) read(t *testSpec, start time.Time) ([]memory.Event, engine.Errors) {
+func (r *inputReader) read(t *testSpec, start time.Time) ([]memory.Event, rulefmt.Errors) {
 	var events []memory.Event
 	for i := range t.InputEvents {
 		events = append(events, r.inputEvents(fmt.Sprintf("input_events[%d]", i), &t.InputEvents[i], start, time.Duration(t.Interval))...)

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // WriteText prints a file's result as promtool does: "Unit Testing: FILE",
@@ -34,7 +34,7 @@ func WriteText(w io.Writer, r FileResult) error {
 // failures of its tests.
 func (r *FileResult) failures() []string {
 	if r.Err != nil {
-		var errs engine.Errors
+		var errs rulefmt.Errors
 		if errors.As(r.Err, &errs) {
 			out := make([]string, len(errs))
 			for i, e := range errs {

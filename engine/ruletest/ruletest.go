@@ -23,6 +23,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Options configure a run.
@@ -133,10 +134,10 @@ func RunFile(ctx context.Context, file string, opts Options) FileResult {
 // loadRules loads the rule files named by the test file (relative to it)
 // with the production loader and orders their groups: group_eval_order
 // first, in its order, then the others as loaded.
-func loadRules(file string, tf *testFile, schema dsl.Schema, limits dsl.Limits) ([]*engine.GroupSpec, []string, error) {
+func loadRules(file string, tf *testFile, schema dsl.Schema, limits dsl.Limits) ([]*rulefmt.GroupSpec, []string, error) {
 	dir := filepath.Dir(file)
 	var globs []string
-	var errs engine.Errors
+	var errs rulefmt.Errors
 	for _, rf := range tf.RuleFiles {
 		if !filepath.IsAbs(rf) {
 			rf = filepath.Join(dir, rf)
@@ -150,7 +151,7 @@ func loadRules(file string, tf *testFile, schema dsl.Schema, limits dsl.Limits) 
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
-	groups, err := engine.LoadFiles(globs, engine.LoadOptions{Schema: schema, Limits: limits})
+	groups, err := rulefmt.LoadFiles(globs, rulefmt.LoadOptions{Schema: schema, Limits: limits})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -172,7 +173,7 @@ func loadRules(file string, tf *testFile, schema dsl.Schema, limits dsl.Limits) 
 		return nil, nil, errs
 	}
 	ordered := slices.Clone(groups)
-	slices.SortStableFunc(ordered, func(a, b *engine.GroupSpec) int {
+	slices.SortStableFunc(ordered, func(a, b *rulefmt.GroupSpec) int {
 		ra, okA := rank[a.Name]
 		rb, okB := rank[b.Name]
 		switch {
@@ -198,7 +199,7 @@ type testRun struct {
 	tf     *testFile
 	spec   *testSpec
 	name   string
-	groups []*engine.GroupSpec
+	groups []*rulefmt.GroupSpec
 	order  []string
 	opts   Options
 
@@ -221,15 +222,15 @@ func (r *recorder) Notify(_ context.Context, n engine.Notification) {
 
 // failure is one unmet expectation, at its place in the test file.
 type failure struct {
-	pos  engine.Position
+	pos  rulefmt.Position
 	text string
 }
 
-func (r *testRun) fail(pos engine.Position, format string, args ...any) {
+func (r *testRun) fail(pos rulefmt.Position, format string, args ...any) {
 	r.failures = append(r.failures, failure{pos: pos, text: fmt.Sprintf(format, args...)})
 }
 
-func (r *testRun) line(p engine.Position) int {
+func (r *testRun) line(p rulefmt.Position) int {
 	if p.File != r.file {
 		return math.MaxInt
 	}
@@ -271,7 +272,7 @@ func (r *testRun) run(ctx context.Context) TestResult {
 	if len(err) > 0 {
 		for _, e := range err {
 			pos := t.Pos
-			var fe *engine.FileError
+			var fe *rulefmt.FileError
 			if errors.As(e, &fe) {
 				pos = fe.Pos
 			}
@@ -427,7 +428,7 @@ func (r *testRun) checkNotifications(at *alertTest, ts time.Time) {
 			if !a.ResolvedAt.IsZero() {
 				status = "resolved"
 			}
-			ch := strings.Join(n.Rule.NotifyFor(a), ",")
+			ch := strings.Join(n.Rule.NotifyFor(a.Labels), ",")
 			if ch == "" {
 				ch = "default"
 			}

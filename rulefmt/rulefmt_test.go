@@ -1,4 +1,4 @@
-package engine_test
+package rulefmt_test
 
 import (
 	"errors"
@@ -10,19 +10,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // channels are the notifier names the rule file tests configure.
 var channels = []string{"ops-wecom"}
 
-func parseFile(t *testing.T, path string) ([]*engine.GroupSpec, error) {
+func parseFile(t *testing.T, path string) ([]*rulefmt.GroupSpec, error) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.ParseRuleFile(path, data, engine.LoadOptions{Channels: channels})
+	return rulefmt.ParseRuleFile(path, data, rulefmt.LoadOptions{Channels: channels})
 }
 
 func TestParseGoodFiles(t *testing.T) {
@@ -64,14 +64,14 @@ func TestParseRuleFileFields(t *testing.T) {
 		{"for and keep_firing_for are parsed", []time.Duration{alert.For, alert.KeepFiringFor}, []time.Duration{5 * time.Minute, 10 * time.Minute}},
 		{"labels are kept as templates", alert.Labels, map[string]string{"tenant": "{{ $labels.tenant_id }}"}},
 		{"annotations are kept as templates", alert.Annotations["summary"], "p95 latency of {{ $labels.tenant_id }} is {{ $value | humanize }}ms"},
-		{"severity is kept", alert.Severity, engine.SeverityWarning},
-		{"priority high maps to severity error", prio.Severity, engine.SeverityError},
+		{"severity is kept", alert.Severity, rulefmt.SeverityWarning},
+		{"priority high maps to severity error", prio.Severity, rulefmt.SeverityError},
 		{"cooldown and max_alerts_per_day are parsed", []any{alert.Cooldown, alert.MaxAlertsPerDay}, []any{30 * time.Minute, 10}},
 		{"notify lists channels", alert.Notify, []string{"ops-wecom"}},
-		{"no_data_state and error_state are parsed", []engine.StatePolicy{alert.NoDataState, alert.ErrorState}, []engine.StatePolicy{engine.KeepLast, engine.Alerting}},
-		{"no_data_state defaults to ok and error_state to keep_last", []engine.StatePolicy{prio.NoDataState, prio.ErrorState}, []engine.StatePolicy{engine.OK, engine.KeepLast}},
+		{"no_data_state and error_state are parsed", []rulefmt.StatePolicy{alert.NoDataState, alert.ErrorState}, []rulefmt.StatePolicy{rulefmt.KeepLast, rulefmt.Alerting}},
+		{"no_data_state defaults to ok and error_state to keep_last", []rulefmt.StatePolicy{prio.NoDataState, prio.ErrorState}, []rulefmt.StatePolicy{rulefmt.OK, rulefmt.KeepLast}},
 		{"debug is parsed", alert.Debug, true},
-		{"a rule's position is that of its first key", alert.Pos, engine.Position{File: "testdata/rules.good.yaml", Line: 14, Col: 9}},
+		{"a rule's position is that of its first key", alert.Pos, rulefmt.Position{File: "testdata/rules.good.yaml", Line: 14, Col: 9}},
 		{"a block scalar expr is kept as written", prio.ExprText, "sum by (tenant_id) (count_over_time(events{status=\"error\"}[5m]))\n  > 10\n"},
 	}
 	for _, c := range checks {
@@ -91,8 +91,8 @@ func equal(a, b any) bool {
 		return slices.Equal(x, b.([]string))
 	case []time.Duration:
 		return slices.Equal(x, b.([]time.Duration))
-	case []engine.StatePolicy:
-		return slices.Equal(x, b.([]engine.StatePolicy))
+	case []rulefmt.StatePolicy:
+		return slices.Equal(x, b.([]rulefmt.StatePolicy))
 	case []any:
 		return slices.Equal(x, b.([]any))
 	}
@@ -194,10 +194,10 @@ func TestParseBadFiles(t *testing.T) {
 			if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, want) {
 				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 			}
-			var es engine.Errors
-			var fe *engine.FileError
+			var es rulefmt.Errors
+			var fe *rulefmt.FileError
 			if !errors.As(err, &es) || !errors.As(es[0], &fe) || fe.Pos.File != path {
-				t.Errorf("err is %T, want engine.Errors of *engine.FileError", err)
+				t.Errorf("err is %T, want rulefmt.Errors of *rulefmt.FileError", err)
 			}
 		})
 	}
@@ -214,33 +214,33 @@ func TestParseBadFiles(t *testing.T) {
 func TestParseRuleFileChecks(t *testing.T) {
 	cases := []struct {
 		name string
-		opts engine.LoadOptions
+		opts rulefmt.LoadOptions
 		rule string
 		want string // "" for no error
 	}{
-		{"notify is not checked when no channels are configured", engine.LoadOptions{},
+		{"notify is not checked when no channels are configured", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  notify: [anything]", ""},
-		{"a recording rule's labels are not templates", engine.LoadOptions{},
+		{"a recording rule's labels are not templates", rulefmt.LoadOptions{},
 			"- record: r:count\n  expr: count_over_time(events[5m])\n  labels:\n    x: '{{ bad'", ""},
-		{"an alerting rule's labels are templates", engine.LoadOptions{},
+		{"an alerting rule's labels are templates", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  labels:\n    x: '{{ bad'",
 			`rules.yaml:7:14: group "g", rule "r": template: labels.x:1: function "bad" not defined`},
-		{"severity conflicting with a severity label is refused", engine.LoadOptions{},
+		{"severity conflicting with a severity label is refused", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  severity: info\n  labels:\n    severity: critical",
 			`rules.yaml:4:9: group "g", rule "r": severity "info" conflicts with labels.severity "critical"; keep one`},
-		{"an invalid label name is refused", engine.LoadOptions{},
+		{"an invalid label name is refused", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  labels:\n    __meta: x",
 			`rules.yaml:7:11: group "g", rule "r": labels: "__meta" is not a valid label name (letters, digits and _, not starting with a digit or __)`},
-		{"a bad no_data_state lists the policies", engine.LoadOptions{},
+		{"a bad no_data_state lists the policies", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  no_data_state: resolve",
 			`rules.yaml:6:24: group "g", rule "r": no_data_state "resolve": write keep_last, ok or alerting`},
-		{"a negative max_alerts_per_day is refused", engine.LoadOptions{},
+		{"a negative max_alerts_per_day is refused", rulefmt.LoadOptions{},
 			"- alert: r\n  expr: count_over_time(events[5m]) > 1\n  max_alerts_per_day: -1",
 			`rules.yaml:6:29: group "g", rule "r": max_alerts_per_day must be a non-negative integer (0 = no limit)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := engine.ParseRuleFile("rules.yaml", []byte(ruleFile("", tc.rule)), tc.opts)
+			_, err := rulefmt.ParseRuleFile("rules.yaml", []byte(ruleFile("", tc.rule)), tc.opts)
 			got := ""
 			if err != nil {
 				got = err.Error()
@@ -254,14 +254,14 @@ func TestParseRuleFileChecks(t *testing.T) {
 
 func TestLoadFiles(t *testing.T) {
 	t.Run("a group name used in two files is refused", func(t *testing.T) {
-		_, err := engine.LoadFiles([]string{"testdata/dup-group-*.yaml"}, engine.LoadOptions{})
+		_, err := rulefmt.LoadFiles([]string{"testdata/dup-group-*.yaml"}, rulefmt.LoadOptions{})
 		want := `testdata/dup-group-b.yaml:1:1: group "shared": group name already used in testdata/dup-group-a.yaml; group names must be unique across rule files`
 		if err == nil || err.Error() != want {
 			t.Errorf("got  %v\nwant %s", err, want)
 		}
 	})
 	t.Run("good files load in file order", func(t *testing.T) {
-		groups, err := engine.LoadFiles([]string{"testdata/*.good.yaml", "testdata/rules.good.yaml"}, engine.LoadOptions{Channels: channels})
+		groups, err := rulefmt.LoadFiles([]string{"testdata/*.good.yaml", "testdata/rules.good.yaml"}, rulefmt.LoadOptions{Channels: channels})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,20 +274,20 @@ func TestLoadFiles(t *testing.T) {
 		}
 	})
 	t.Run("errors of every file are returned together and no groups", func(t *testing.T) {
-		groups, err := engine.LoadFiles([]string{"testdata/bad-for.bad.yaml", "testdata/rules.good.yaml", "testdata/bad-severity.bad.yaml"}, engine.LoadOptions{Channels: channels})
-		var es engine.Errors
+		groups, err := rulefmt.LoadFiles([]string{"testdata/bad-for.bad.yaml", "testdata/rules.good.yaml", "testdata/bad-severity.bad.yaml"}, rulefmt.LoadOptions{Channels: channels})
+		var es rulefmt.Errors
 		if groups != nil || !errors.As(err, &es) || len(es) != 2 {
 			t.Fatalf("groups %v, err %v; want no groups and two errors", groups, err)
 		}
 	})
 	t.Run("a pattern that matches nothing loads nothing", func(t *testing.T) {
-		groups, err := engine.LoadFiles([]string{"testdata/none-*.yaml"}, engine.LoadOptions{})
+		groups, err := rulefmt.LoadFiles([]string{"testdata/none-*.yaml"}, rulefmt.LoadOptions{})
 		if err != nil || len(groups) != 0 {
 			t.Errorf("groups %v, err %v", groups, err)
 		}
 	})
 	t.Run("a bad pattern is an error", func(t *testing.T) {
-		if _, err := engine.LoadFiles([]string{"testdata/[.yaml"}, engine.LoadOptions{}); err == nil {
+		if _, err := rulefmt.LoadFiles([]string{"testdata/[.yaml"}, rulefmt.LoadOptions{}); err == nil {
 			t.Error("no error")
 		}
 	})

@@ -1,4 +1,4 @@
-package engine
+package rulefmt
 
 import (
 	"errors"
@@ -378,7 +378,7 @@ func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates b
 		}
 		if templates {
 			// Named after the key, so the error reads "template: annotations.summary:1: ...".
-			tmpl := template.NewTemplateExpander(nil, templateDefs+val.Value, key+"."+k.Value, nil, 0, nil, nil, nil)
+			tmpl := template.NewTemplateExpander(nil, TemplateDefs+val.Value, key+"."+k.Value, nil, 0, nil, nil, nil)
 			if err := tmpl.ParseTest(); err != nil {
 				p.add(p.errAt(val, group, rule, "%v", err))
 			}
@@ -388,8 +388,10 @@ func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates b
 	return m
 }
 
-// templateDefs are the variables Prometheus defines for alert templates.
-const templateDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+// TemplateDefs are the variables Prometheus defines for alert templates,
+// prepended to every label and annotation template: checked here, expanded
+// by the engine.
+const TemplateDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
 
 func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	if n.Kind != yaml.MappingNode {

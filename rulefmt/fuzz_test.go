@@ -1,9 +1,9 @@
-package engine_test
+package rulefmt_test
 
 import (
 	"testing"
 
-	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // FuzzParseRuleFile: any bytes give groups or positioned errors, never a panic.
@@ -17,10 +17,10 @@ func FuzzParseRuleFile(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		groups, err := engine.ParseRuleFile("f.yaml", data, engine.LoadOptions{})
+		groups, err := rulefmt.ParseRuleFile("f.yaml", data, rulefmt.LoadOptions{})
 		if err != nil {
-			for _, e := range err.(engine.Errors) {
-				fe, ok := e.(*engine.FileError)
+			for _, e := range err.(rulefmt.Errors) {
+				fe, ok := e.(*rulefmt.FileError)
 				if !ok || fe.Pos.Line < 1 || fe.Pos.Col < 1 {
 					t.Fatalf("error without a position: %v", e)
 				}
