@@ -18,8 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/notify"
 	"github.com/callwatch/callwatch/exporter"
+	"github.com/callwatch/callwatch/notify"
 )
 
 // Config is the whole configuration file.

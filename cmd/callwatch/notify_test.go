@@ -20,6 +20,7 @@ import (
 
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chstore"
 )
 
 // hook is a webhook receiver that counts firing notifications per alert.
@@ -160,7 +161,7 @@ func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	audit, _ := clickhouse.NewAuditStore(conn, "callwatch_alert_log")
+	audit, _ := chstore.NewAuditStore(conn, "callwatch_alert_log")
 	intents := func(status string) int {
 		recs, err := audit.History(context.Background(), engine.AuditQuery{Kinds: []engine.AuditKind{engine.AuditNotification}})
 		if err != nil {

@@ -1,4 +1,4 @@
-package clickhouse
+package chstore
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
-	conn, err := Open(context.Background(), s.DSN(db))
+	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 func TestReadmeAuditQueriesRun(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
-	conn, err := Open(context.Background(), s.DSN(db))
+	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,3 @@
-// Package notify delivers fired and resolved alerts to channels: WeCom group
-// bots, webhooks, Alertmanager, DingTalk, Feishu, Slack and the log. A
-// Dispatcher implements engine.Notifier: it routes each notification to the
-// rule's channels, queues it per channel and never blocks evaluation; each
-// channel's Sender formats and posts one Batch.
 package notify
 
 import (

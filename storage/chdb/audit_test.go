@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chstore"
 )
 
 // TestAuditStoreRunsEmbedded runs engine/clickhouse's audit store on
@@ -15,7 +15,7 @@ import (
 func TestAuditStoreRunsEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
 	ctx := context.Background()
-	store, err := clickhouse.NewAuditStore(c, db+".callwatch_alert_log")
+	store, err := chstore.NewAuditStore(c, db+".callwatch_alert_log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestAuditStoreRunsEmbedded(t *testing.T) {
 	t.Run("migrate adds the columns an older table lacks", func(t *testing.T) {
 		old := db + ".old_log"
 		mustExec(t, c, "CREATE TABLE "+old+" (`time` DateTime, `nanos` Int64, `kind` String) ENGINE = MergeTree ORDER BY (`time`, `nanos`)")
-		s, err := clickhouse.NewAuditStore(c, old)
+		s, err := chstore.NewAuditStore(c, old)
 		if err != nil {
 			t.Fatal(err)
 		}

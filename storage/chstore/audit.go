@@ -1,4 +1,4 @@
-package clickhouse
+package chstore
 
 import (
 	"context"
@@ -10,20 +10,8 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 )
-
-// Execer runs statements that return no rows.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) error
-}
-
-// ExecQuerier runs statements and queries: what the audit store needs.
-type ExecQuerier interface {
-	Conn
-	Execer
-}
-
-var _ ExecQuerier = (*NativeConn)(nil)
 
 // auditColumns are the audit table's columns, in order, with their types
 // and the conversion applied to the bound value on insert. Labels and
@@ -66,17 +54,17 @@ var auditColumns = []struct{ name, typ, conv string }{
 func AuditDDL(table string) string {
 	cols := make([]string, len(auditColumns))
 	for i, c := range auditColumns {
-		cols[i] = quoteIdent(c.name) + " " + c.typ
+		cols[i] = clickhouse.QuoteIdent(c.name) + " " + c.typ
 	}
 	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    %s\n) ENGINE = MergeTree\nPARTITION BY toYYYYMM(`time`)\nORDER BY (`time`, `nanos`)",
-		quoteTable(table), strings.Join(cols, ",\n    "))
+		clickhouse.QuoteTable(table), strings.Join(cols, ",\n    "))
 }
 
 // AuditStore is the audit trail in a ClickHouse table. When the table
 // disappears while callwatch runs (dropped by hand, lost with the server's
 // data), the next write or read re-creates it and goes through.
 type AuditStore struct {
-	conn  ExecQuerier
+	conn  clickhouse.ExecQuerier
 	table string
 	// Timeout bounds each statement (default 10s).
 	timeout time.Duration
@@ -89,7 +77,7 @@ var (
 )
 
 // NewAuditStore returns the store; call Migrate once to create the table.
-func NewAuditStore(conn ExecQuerier, table string) (*AuditStore, error) {
+func NewAuditStore(conn clickhouse.ExecQuerier, table string) (*AuditStore, error) {
 	if !validTable(table) {
 		return nil, fmt.Errorf("audit table %q: write table or database.table", table)
 	}
@@ -163,7 +151,7 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 		if have[c.name] {
 			continue
 		}
-		sql := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", quoteTable(s.table), quoteIdent(c.name), c.typ)
+		sql := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", clickhouse.QuoteTable(s.table), clickhouse.QuoteIdent(c.name), c.typ)
 		if err := s.conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("migrate audit table %s: add column %s: %w", s.table, c.name, err)
 		}
@@ -180,7 +168,7 @@ func (s *AuditStore) Record(ctx context.Context, recs ...engine.AuditRecord) err
 	names := make([]string, len(auditColumns))
 	conv := make([]string, len(auditColumns))
 	for i, c := range auditColumns {
-		names[i], conv[i] = quoteIdent(c.name), c.conv
+		names[i], conv[i] = clickhouse.QuoteIdent(c.name), c.conv
 	}
 	row := "SELECT " + strings.Join(conv, ", ")
 	rows := make([]string, len(recs))
@@ -189,7 +177,7 @@ func (s *AuditStore) Record(ctx context.Context, recs ...engine.AuditRecord) err
 		rows[i] = row
 		args = append(args, auditArgs(r)...)
 	}
-	sql := fmt.Sprintf("INSERT INTO %s (%s) %s", quoteTable(s.table), strings.Join(names, ", "), strings.Join(rows, " UNION ALL "))
+	sql := fmt.Sprintf("INSERT INTO %s (%s) %s", clickhouse.QuoteTable(s.table), strings.Join(names, ", "), strings.Join(rows, " UNION ALL "))
 	err := s.keep.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
@@ -271,12 +259,12 @@ func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine
 	}
 	cols := make([]string, len(auditColumns))
 	for i, c := range auditColumns {
-		cols[i] = quoteIdent(c.name)
+		cols[i] = clickhouse.QuoteIdent(c.name)
 		if c.typ == "DateTime" {
 			cols[i] = "toInt64(toUInt32(" + cols[i] + "))"
 		}
 	}
-	sql := "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(s.table)
+	sql := "SELECT " + strings.Join(cols, ", ") + " FROM " + clickhouse.QuoteTable(s.table)
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -335,7 +323,7 @@ func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.Se
 }
 
 func (s *AuditStore) lastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
-	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + quoteTable(s.table) +
+	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + clickhouse.QuoteTable(s.table) +
 		" WHERE `kind` = ? AND `notification_status` = ? AND `time` >= toDateTime(?) GROUP BY `channel`, `fingerprint`"
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

@@ -3,8 +3,9 @@
 // tables in a data directory on disk that survives restarts.
 //
 // Conn implements clickhouse.Conn and clickhouse.Execer, so the SQL
-// compiler, clickhouse.Source and the audit store run on it unchanged: the
-// same statements run on a ClickHouse server and embedded.
+// compiler, clickhouse.Source and the stores of storage/chstore run on it
+// unchanged: the same statements run on a ClickHouse server and embedded.
+// It is a database driver, not evaluation, so it lives under storage/.
 //
 // The library is loaded at run time with purego (dlopen, no cgo), only when
 // Open is called: a callwatch binary built without it runs everything else,

@@ -199,7 +199,7 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./engine/notify -run %s -update to create it)", err, t.Name())
+		t.Fatalf("%v (run go test ./notify -run %s -update to create it)", err, t.Name())
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from what was sent (-update rewrites it):\n--- got ---\n%s\n--- want ---\n%s", path, got, want)

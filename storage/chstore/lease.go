@@ -1,4 +1,4 @@
-package clickhouse
+package chstore
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 // LeaseStore keeps the heartbeats of callwatch replicas in a ClickHouse
@@ -17,7 +18,7 @@ import (
 // When the table disappears while callwatch runs, the next beat re-creates
 // it, so the election does not stay broken until a restart.
 type LeaseStore struct {
-	conn  ExecQuerier
+	conn  clickhouse.ExecQuerier
 	table string
 	keep  *recreator
 }
@@ -25,7 +26,7 @@ type LeaseStore struct {
 var _ engine.LeaseStore = (*LeaseStore)(nil)
 
 // NewLeaseStore returns a LeaseStore over table (table or database.table).
-func NewLeaseStore(conn ExecQuerier, table string) (*LeaseStore, error) {
+func NewLeaseStore(conn clickhouse.ExecQuerier, table string) (*LeaseStore, error) {
 	if conn == nil {
 		return nil, errors.New("lease store: no connection")
 	}
@@ -43,7 +44,7 @@ func (s *LeaseStore) SetLogger(l *slog.Logger) { s.keep.logger = l }
 
 // Migrate creates the table when it is missing.
 func (s *LeaseStore) Migrate(ctx context.Context) error {
-	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    `replica` String,\n    `at` DateTime\n) ENGINE = ReplacingMergeTree(`at`)\nORDER BY `replica`", quoteTable(s.table))
+	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    `replica` String,\n    `at` DateTime\n) ENGINE = ReplacingMergeTree(`at`)\nORDER BY `replica`", clickhouse.QuoteTable(s.table))
 	if err := s.conn.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("create lease table %s: %w", s.table, err)
 	}
@@ -54,7 +55,7 @@ func (s *LeaseStore) Migrate(ctx context.Context) error {
 func (s *LeaseStore) Beat(ctx context.Context, replica string) error {
 	// INSERT … SELECT with bound values: the form that works on 18.16
 	// through clickhouse-go (INSERT … VALUES with arguments hangs there).
-	sql := fmt.Sprintf("INSERT INTO %s (`replica`, `at`) SELECT ?, now()", quoteTable(s.table))
+	sql := fmt.Sprintf("INSERT INTO %s (`replica`, `at`) SELECT ?, now()", clickhouse.QuoteTable(s.table))
 	return s.keep.do(ctx, func(ctx context.Context) error { return s.conn.Exec(ctx, sql, replica) })
 }
 
@@ -70,7 +71,7 @@ func (s *LeaseStore) Alive(ctx context.Context, ttl time.Duration) ([]string, er
 }
 
 func (s *LeaseStore) alive(ctx context.Context, ttl time.Duration) ([]string, error) {
-	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT `replica` FROM %s GROUP BY `replica` HAVING max(`at`) >= now() - toInt64(?) ORDER BY `replica`", quoteTable(s.table)),
+	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT `replica` FROM %s GROUP BY `replica` HAVING max(`at`) >= now() - toInt64(?) ORDER BY `replica`", clickhouse.QuoteTable(s.table)),
 		int64(max(ttl.Round(time.Second), time.Second)/time.Second))
 	if err != nil {
 		return nil, err

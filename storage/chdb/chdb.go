@@ -53,7 +53,7 @@ type Options struct {
 }
 
 // Conn is a session of embedded ClickHouse. It implements clickhouse.Conn
-// and clickhouse.Execer, so clickhouse.Source and clickhouse.AuditStore
+// and clickhouse.Execer, so clickhouse.Source and chstore.AuditStore
 // run on it unchanged.
 //
 // The library runs one statement at a time per session: calls are
