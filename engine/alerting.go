@@ -174,6 +174,9 @@ type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time, series Serie
 // evalEnv is what a group passes to its rules for one evaluation.
 type evalEnv struct {
 	ts, queryTS    time.Time
+	interval       time.Duration
+	resendDelay    time.Duration
+	notify         bool // a live evaluation, not a replay
 	query          QueryFunc
 	series         SeriesSource
 	limit          int
@@ -241,9 +244,25 @@ func (r *AlertingRule) State() AlertState {
 	return s
 }
 
-// eval evaluates the rule at env.ts and updates its alerts. It returns the
-// ALERTS and ALERTS_FOR_STATE samples.
-func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
+// eval evaluates the rule at env.ts: it updates the rule's alerts and
+// returns their ALERTS and ALERTS_FOR_STATE samples, the transitions they
+// made, in label order, and, on a live evaluation, the alerts due for
+// sending.
+func (r *AlertingRule) eval(ctx context.Context, env evalEnv) (ruleOutput, error) {
+	samples, err := r.evalAlerts(ctx, env)
+	out := ruleOutput{alerts: samples, transitions: r.takeTransitions()}
+	slices.SortStableFunc(out.transitions, func(a, b Transition) int { return labels.Compare(a.Labels, b.Labels) })
+	// A replay sends nothing, so it must not mark alerts as sent either:
+	// what is due goes out at the first live evaluation.
+	if env.notify {
+		out.due = r.due(env.ts, env.resendDelay, env.interval)
+	}
+	return out, err
+}
+
+// evalAlerts queries the rule's expression at env.ts and updates its alerts.
+// It returns the ALERTS and ALERTS_FOR_STATE samples.
+func (r *AlertingRule) evalAlerts(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
 	start := time.Now()
 	q := r.spec.Quality
 	judged := q != nil && q.Value != nil
@@ -386,8 +405,11 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 				delete(r.active, h)
 			}
 			if a.State != StateInactive && !keepFiring {
-				if a.State == StateFiring {
+				switch a.State {
+				case StateFiring:
 					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "firing", To: "resolved", Value: a.Value, alert: *a})
+				case StatePending:
+					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "pending", To: "inactive", Value: a.Value, alert: *a})
 				}
 				a.State = StateInactive
 				a.ResolvedAt = ts

@@ -39,7 +39,18 @@ func (r *RecordingRule) Samples() ([]Sample, time.Time) {
 	return append([]Sample(nil), r.last...), r.at
 }
 
-func (r *RecordingRule) eval(ctx context.Context, env evalEnv) error {
+// eval evaluates the rule at env.ts and keeps its result, which it returns
+// as the series later rules of the group read.
+func (r *RecordingRule) eval(ctx context.Context, env evalEnv) (ruleOutput, error) {
+	err := r.evalSeries(ctx, env)
+	out := ruleOutput{record: r.spec.Record}
+	if err == nil {
+		out.recorded, _ = r.Samples()
+	}
+	return out, err
+}
+
+func (r *RecordingRule) evalSeries(ctx context.Context, env evalEnv) error {
 	start := time.Now()
 	res, err := env.query(ctx, r.spec.Expr, env.queryTS, env.series)
 	rec := EvalRecord{Time: env.ts, Statements: res.Statements, Paths: res.Paths, NoData: res.NoData}
