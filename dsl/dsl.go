@@ -203,7 +203,7 @@ func newError(input string, pos posrange.Pos, hint, format string, args ...any) 
 
 // limitError marks err, an *Error, as exceeding the named limit.
 func limitError(limit string, err error) error {
-	if e, ok := err.(*Error); ok {
+	if e := (*Error)(nil); errors.As(err, &e) {
 		e.Limit = limit
 	}
 	return err
@@ -521,7 +521,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		return nil, c.errf(vs.PosRange.Start, c.selectorHint(), "unknown selector %q", vs.Name)
 	}
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName {
+		if m.Name == model.MetricNameLabel {
 			if m.Type == labels.MatchEqual && m.Value == vs.Name {
 				continue
 			}
@@ -566,7 +566,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	}
 	return &parser.VectorSelector{
 		Name:          leaf.Name,
-		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, leaf.Name)},
+		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, leaf.Name)},
 		PosRange:      call.PosRange,
 	}, nil
 }
@@ -582,8 +582,8 @@ func unparen(e parser.Expr) parser.Expr {
 }
 
 // tooDeep returns the byte offset at which brackets ((, [, {) outside
-// string literals and comments nest deeper than max, or -1.
-func tooDeep(s string, max int) int {
+// string literals and comments nest deeper than limit, or -1.
+func tooDeep(s string, limit int) int {
 	depth := 0
 	var quote byte
 	for i := 0; i < len(s); i++ {
@@ -603,7 +603,7 @@ func tooDeep(s string, max int) int {
 				i++
 			}
 		case ch == '(' || ch == '[' || ch == '{':
-			if depth++; depth > max {
+			if depth++; depth > limit {
 				return i
 			}
 		case ch == ')' || ch == ']' || ch == '}':

@@ -346,7 +346,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		tmplData := template.AlertTemplateData(s.Labels.Map(), env.externalLabels, urlString(env.externalURL), promql.Sample{F: s.Value})
 		expand := func(text string) string { return r.expand(ctx, env, tmplData, text) }
 		lb.Reset(s.Labels)
-		lb.Del(labels.MetricName)
+		lb.Del(model.MetricNameLabel)
 		for k, v := range env.groupLabels {
 			lb.Set(k, v)
 		}
@@ -593,11 +593,11 @@ func (r *AlertingRule) alertSamples(ts time.Time) []promql.Sample {
 			continue
 		}
 		lb := labels.NewBuilder(a.Labels)
-		lb.Set(labels.MetricName, "ALERTS")
+		lb.Set(model.MetricNameLabel, "ALERTS")
 		lb.Set("alertstate", a.State.String())
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: 1})
 		lb = labels.NewBuilder(a.Labels)
-		lb.Set(labels.MetricName, "ALERTS_FOR_STATE")
+		lb.Set(model.MetricNameLabel, "ALERTS_FOR_STATE")
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: float64(a.ActiveAt.Unix())})
 	}
 	return out

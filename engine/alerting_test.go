@@ -131,7 +131,7 @@ func TestAlertStateMachine(t *testing.T) {
 			interval := cmp(tc.interval, time.Minute)
 			n := &notifications{}
 			sc := newScript(t0, interval, map[string]string{"tenant_id=acme": tc.values})
-			g := mustGroup(t, ruleFile("interval: "+interval.String(), "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")),
+			g := mustGroup(t, ruleFile("interval: "+interval.String(), "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)),
 				engine.GroupOptions{Query: sc.Query, Notifier: n, ResendDelay: tc.resend})
 			r := alertingRule(t, g, "A")
 			states, sent := strings.Fields(tc.states), strings.Fields(tc.sent)
@@ -180,13 +180,14 @@ func cmp[T comparable](v, def T) T {
 	return v
 }
 
-func indent(s, prefix string) string {
+// indent indents the lines of s as keys of a rules: list item.
+func indent(s string) string {
 	if s == "" {
 		return ""
 	}
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = prefix + l
+		lines[i] = "  " + l
 	}
 	return strings.Join(lines, "\n")
 }
@@ -394,7 +395,7 @@ func TestAlertLabels(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := newScript(t0, time.Minute, map[string]string{tc.sample: "1"})
-			g := mustGroup(t, ruleFile(tc.group, "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")), engine.GroupOptions{Query: sc.Query})
+			g := mustGroup(t, ruleFile(tc.group, "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)), engine.GroupOptions{Query: sc.Query})
 			g.Eval(context.Background(), t0)
 			alerts := alertingRule(t, g, "A").Alerts()
 			if len(alerts) != 1 {
@@ -711,7 +712,7 @@ func runStateTable(t *testing.T, rule string, values, states map[string]string, 
 	t.Helper()
 	n := &notifications{}
 	sc := newScript(t0, time.Minute, values)
-	g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(rule, "  ")), engine.GroupOptions{Query: sc.Query, Notifier: n})
+	g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(rule)), engine.GroupOptions{Query: sc.Query, Notifier: n})
 	r := alertingRule(t, g, "A")
 	wantSent := strings.Fields(sent)
 	wantHealth := strings.Fields(health)
@@ -808,7 +809,7 @@ func TestNoDataWithEvents(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, q := newMemory(events...)
-			g := mustGroup(t, ruleFile("", "- alert: A\n  "+tc.expr+"\n"+indent(tc.rule, "  ")), engine.GroupOptions{Query: q.QueryWith})
+			g := mustGroup(t, ruleFile("", "- alert: A\n  "+tc.expr+"\n"+indent(tc.rule)), engine.GroupOptions{Query: q.QueryWith})
 			r := alertingRule(t, g, "A")
 			var got, gotReason []string
 			for i := range 4 {
@@ -1005,7 +1006,7 @@ func TestCooldown(t *testing.T) {
 			}
 			n := &notifications{}
 			sc := newScript(start, time.Minute, values)
-			g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")),
+			g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)),
 				engine.GroupOptions{Query: sc.Query, Notifier: n, ResendDelay: time.Hour})
 			r := alertingRule(t, g, "A")
 			var sent []string

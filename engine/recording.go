@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/rulefmt"
@@ -69,7 +70,7 @@ func (r *RecordingRule) evalSeries(ctx context.Context, env evalEnv) error {
 	seen := map[uint64]bool{}
 	for _, s := range vec {
 		lb := labels.NewBuilder(s.Labels)
-		lb.Set(labels.MetricName, r.spec.Record)
+		lb.Set(model.MetricNameLabel, r.spec.Record)
 		for k, v := range env.groupLabels {
 			lb.Set(k, v)
 		}

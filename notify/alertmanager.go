@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -129,7 +130,7 @@ func (am *Alertmanager) Send(ctx context.Context, b Batch) error {
 }
 
 func retryAfterOf(err error) time.Duration {
-	if re, ok := err.(*RetryableError); ok {
+	if re := (*RetryableError)(nil); errors.As(err, &re) {
 		return re.After
 	}
 	return 0

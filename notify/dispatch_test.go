@@ -82,7 +82,7 @@ func firingAlert(tenant string, at time.Time) engine.Alert {
 	return engine.Alert{State: engine.StateFiring, Labels: labels.FromStrings("alertname", "TenantCost", "tenant_id", tenant), ActiveAt: at, FiredAt: at, Value: 1}
 }
 
-func run(t *testing.T, d *Dispatcher) func() {
+func run(_ *testing.T, d *Dispatcher) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx, 5*time.Second); close(done) }()

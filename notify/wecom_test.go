@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -266,7 +267,7 @@ func TestWeComWithoutMobilesSendsOneMessage(t *testing.T) {
 
 func TestWeComTimeoutIsRetryableAndErrorsHideTheKey(t *testing.T) {
 	release := make(chan struct{})
-	srv := newService(t, func(w http.ResponseWriter, _ request) { <-release })
+	srv := newService(t, func(_ http.ResponseWriter, _ request) { <-release })
 	s := newSender(t, ChannelConfig{Name: "ops", Type: "wecom", URL: srv.URL + "/cgi-bin/webhook/send?key=secret-key",
 		Timeout: 50 * time.Millisecond}, Options{})
 	err := send(t, s, firingBatch())
@@ -287,7 +288,7 @@ func TestWeComTimeoutIsRetryableAndErrorsHideTheKey(t *testing.T) {
 
 func TestWeComReturnsTheCallersCancellation(t *testing.T) {
 	arrived, release := make(chan struct{}), make(chan struct{})
-	srv := newService(t, func(w http.ResponseWriter, _ request) { arrived <- struct{}{}; <-release })
+	srv := newService(t, func(_ http.ResponseWriter, _ request) { arrived <- struct{}{}; <-release })
 	defer close(release)
 	s := newSender(t, ChannelConfig{Name: "ops", Type: "wecom", URL: srv.URL + "/?key=k"}, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -295,7 +296,7 @@ func TestWeComReturnsTheCallersCancellation(t *testing.T) {
 	go func() { done <- s.Send(ctx, firingBatch()) }()
 	<-arrived
 	cancel()
-	if err := <-done; err != context.Canceled || IsRetryable(err) {
+	if err := <-done; !errors.Is(err, context.Canceled) || IsRetryable(err) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}
 }

@@ -1,6 +1,7 @@
 package rulefmt_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/callwatch/callwatch/rulefmt"
@@ -19,9 +20,13 @@ func FuzzParseRuleFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		groups, err := rulefmt.ParseRuleFile("f.yaml", data, rulefmt.LoadOptions{})
 		if err != nil {
-			for _, e := range err.(rulefmt.Errors) {
-				fe, ok := e.(*rulefmt.FileError)
-				if !ok || fe.Pos.Line < 1 || fe.Pos.Col < 1 {
+			var es rulefmt.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err is %T, want rulefmt.Errors", err)
+			}
+			for _, e := range es {
+				var fe *rulefmt.FileError
+				if !errors.As(e, &fe) || fe.Pos.Line < 1 || fe.Pos.Col < 1 {
 					t.Fatalf("error without a position: %v", e)
 				}
 			}

@@ -1,6 +1,7 @@
 package rulefmt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -234,7 +235,9 @@ func ParseRuleFile(file string, data []byte, opts LoadOptions) ([]*GroupSpec, er
 	}
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool {
-			a, b := p.errs[i].(*FileError), p.errs[j].(*FileError)
+			var a, b *FileError
+			errors.As(p.errs[i], &a) // every error of the parser is a *FileError (errAt, yamlErr)
+			errors.As(p.errs[j], &b)
 			if a.Pos.Line != b.Pos.Line {
 				return a.Pos.Line < b.Pos.Line
 			}
@@ -368,7 +371,7 @@ func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates b
 	m := map[string]string{}
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := v.Content[i], v.Content[i+1]
-		if !model.LabelName(k.Value).IsValidLegacy() || strings.HasPrefix(k.Value, "__") {
+		if !model.LegacyValidation.IsValidLabelName(k.Value) || strings.HasPrefix(k.Value, "__") {
 			p.add(p.errAt(k, group, rule, "%s: %q is not a valid label name (letters, digits and _, not starting with a digit or __)", key, k.Value))
 			continue
 		}
@@ -378,7 +381,7 @@ func (p *fileParser) labelMap(v *yaml.Node, group, rule, key string, templates b
 		}
 		if templates {
 			// Named after the key, so the error reads "template: annotations.summary:1: ...".
-			tmpl := template.NewTemplateExpander(nil, TemplateDefs+val.Value, key+"."+k.Value, nil, 0, nil, nil, nil)
+			tmpl := template.NewTemplateExpander(context.Background(), TemplateDefs+val.Value, key+"."+k.Value, nil, 0, nil, nil, nil)
 			if err := tmpl.ParseTest(); err != nil {
 				p.add(p.errAt(val, group, rule, "%v", err))
 			}
@@ -420,7 +423,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	case r.Alert == "" && r.Record == "":
 		p.add(p.errAt(n, g.Name, "", "a rule needs alert: NAME (alerting) or record: NAME (recording)"))
 		return nil
-	case r.Record != "" && !model.IsValidLegacyMetricName(r.Record):
+	case r.Record != "" && !model.LegacyValidation.IsValidMetricName(r.Record):
 		p.add(p.errAt(n, g.Name, name, "record: %q is not a valid metric name (letters, digits, _ and :)", r.Record))
 	case r.Alert != "" && !model.LabelValue(r.Alert).IsValid():
 		p.add(p.errAt(n, g.Name, name, "alert: %q is not a valid name", r.Alert))

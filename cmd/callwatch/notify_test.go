@@ -34,7 +34,7 @@ type hook struct {
 
 func newHook(t *testing.T) *hook {
 	h := &hook{firing: map[string]int{}, stop: make(chan struct{})}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		hang := h.hang
 		h.mu.Unlock()

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { os.Exit(server.Run(m)) }
 
 func TestEvalLeavesReportsFailuresWithTheStatement(t *testing.T) {
 	src, err := New(Options{
-		Conn: ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
+		Conn: ConnFunc(func(context.Context, string, ...any) (Rows, error) {
 			return nil, context.DeadlineExceeded
 		}),
 		Table:   "events",

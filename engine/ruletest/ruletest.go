@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -582,7 +583,7 @@ func (r *testRun) checkExpr(ctx context.Context, et *exprTest) {
 		}
 		// Results carry no metric name; a name in the expectation documents
 		// what is tested and is not compared.
-		lset = lset.DropMetricName()
+		lset = lset.DropReserved(isMetricName)
 		expByLabels[lset.Hash()] = s.Value
 		exp = append(exp, sampleLine(lset, s.Value))
 	}
@@ -620,13 +621,13 @@ func (r *testRun) seriesNow() seriesMap {
 			if rr, ok := rule.(*engine.RecordingRule); ok {
 				samples, _ := rr.Samples()
 				for _, s := range samples {
-					m[rr.Name()] = append(m[rr.Name()], engine.Sample{Labels: s.Labels.DropMetricName(), Value: s.Value})
+					m[rr.Name()] = append(m[rr.Name()], engine.Sample{Labels: s.Labels.DropReserved(isMetricName), Value: s.Value})
 				}
 			}
 		}
 		for _, s := range g.AlertSamples() {
-			name := s.Metric.Get(labels.MetricName)
-			m[name] = append(m[name], engine.Sample{Labels: s.Metric.DropMetricName(), Value: s.F})
+			name := s.Metric.Get(model.MetricNameLabel)
+			m[name] = append(m[name], engine.Sample{Labels: s.Metric.DropReserved(isMetricName), Value: s.F})
 		}
 	}
 	return m
@@ -729,3 +730,6 @@ func diff(exp, got []line) (string, bool) {
 	}
 	return strings.TrimSuffix(sb.String(), "\n"), false
 }
+
+// isMetricName selects __name__ for labels.Labels.DropReserved.
+func isMetricName(name string) bool { return name == model.MetricNameLabel }

@@ -162,7 +162,7 @@ func typeDecoder(typ string) (decoder, error) {
 	switch typ {
 	case "Nothing":
 		// The type of NULL: only Nullable(Nothing) has values, all NULL.
-		return func(r *reader) (value, error) { return value{null: true}, nil }, nil
+		return func(_ *reader) (value, error) { return value{null: true}, nil }, nil
 	case "String":
 		return func(r *reader) (value, error) {
 			s, err := r.string()

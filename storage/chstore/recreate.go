@@ -29,7 +29,7 @@ func (r *recreator) do(ctx context.Context, op func(context.Context) error) erro
 		return err
 	}
 	if merr := r.recreate(ctx); merr != nil {
-		return fmt.Errorf("%w; re-creating the table failed: %v", err, merr)
+		return fmt.Errorf("%w; re-creating the table failed: %v", err, merr) //nolint:errorlint // callers match err (its ClickHouse code); merr is context
 	}
 	return op(ctx)
 }
