@@ -266,13 +266,13 @@ func Parse(input string, opts Options) (*Expr, error) {
 func convertParseError(input string, err error) error {
 	var perrs parser.ParseErrors
 	if !errors.As(err, &perrs) || len(perrs) == 0 {
-		return &Error{Line: 1, Col: 1, Msg: err.Error(), Hint: "check the expression against the README's DSL reference"}
+		return &Error{Line: 1, Col: 1, Msg: err.Error(), Hint: "check the expression against docs/language.md"}
 	}
 	pe := perrs[0]
 	msg := pe.Err.Error()
 	// Every parse error gets a hint: the specific ones below, else a pointer
 	// to the shape of a valid expression.
-	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see the README's DSL reference)"
+	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see docs/language.md)"
 	switch {
 	case strings.Contains(msg, "expected type range vector"):
 		hint = "range functions take a window: write e.g. p95(latency_ms[5m]) or count_over_time(events[5m])"

@@ -70,8 +70,8 @@ func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
 	})
 }
 
-// TestReadmeAuditQueriesRun runs the SQL the README shows for common
-// questions against the audit table, so the examples stay valid.
+// TestReadmeAuditQueriesRun runs the SQL docs/notifications.md shows for
+// common questions against the audit table, so the examples stay valid.
 func TestReadmeAuditQueriesRun(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
@@ -84,14 +84,14 @@ func TestReadmeAuditQueriesRun(t *testing.T) {
 	if err := store.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/notifications.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(readme)
 	start := strings.Index(text, "-- What fired today")
 	if start < 0 {
-		t.Fatal("README has no audit SQL examples")
+		t.Fatal("docs/notifications.md has no audit SQL examples")
 	}
 	block := text[start:]
 	block = block[:strings.Index(block, "```")]
