@@ -15,6 +15,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/testrules"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -94,22 +95,8 @@ func parseLabels(s string) labels.Labels {
 	return b.Labels()
 }
 
-// ruleFile returns a rule file with one group "g" holding the rules, which
-// are written at the indentation of a rules: list item.
-func ruleFile(groupExtra, rules string) string {
-	var sb strings.Builder
-	sb.WriteString("groups:\n  - name: g\n")
-	for _, l := range strings.Split(strings.TrimSpace(groupExtra), "\n") {
-		if l != "" {
-			sb.WriteString("    " + l + "\n")
-		}
-	}
-	sb.WriteString("    rules:\n")
-	for _, l := range strings.Split(strings.Trim(rules, "\n"), "\n") {
-		sb.WriteString("      " + l + "\n")
-	}
-	return sb.String()
-}
+// ruleFile returns a rule file with one group "g" holding rules.
+func ruleFile(groupExtra, rules string) string { return testrules.File(groupExtra, rules) }
 
 // mustGroup parses a rule file holding one group and builds the group.
 func mustGroup(t *testing.T, file string, opts engine.GroupOptions) *engine.Group {

@@ -8,6 +8,10 @@ import (
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
+// The noise controls at run time: rulefmt parses thresholds, hysteresis,
+// min_events, new_group_grace and no_data_window into a rulefmt.Quality;
+// an alerting rule judges each group's value with them here.
+
 // groupState is what a judged rule remembers of a group between evaluations.
 type groupState struct {
 	firstSeen, lastSeen time.Time

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callwatch/callwatch/internal/testrules"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -25,19 +26,5 @@ func TestQualityFileErrors(t *testing.T) {
 	}
 }
 
-// ruleFile returns a rule file with one group "g" holding the rules, which
-// are written at the indentation of a rules: list item.
-func ruleFile(groupExtra, rules string) string {
-	var sb strings.Builder
-	sb.WriteString("groups:\n  - name: g\n")
-	for _, l := range strings.Split(strings.TrimSpace(groupExtra), "\n") {
-		if l != "" {
-			sb.WriteString("    " + l + "\n")
-		}
-	}
-	sb.WriteString("    rules:\n")
-	for _, l := range strings.Split(strings.Trim(rules, "\n"), "\n") {
-		sb.WriteString("      " + l + "\n")
-	}
-	return sb.String()
-}
+// ruleFile returns a rule file with one group "g" holding rules.
+func ruleFile(groupExtra, rules string) string { return testrules.File(groupExtra, rules) }
