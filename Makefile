@@ -50,10 +50,20 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## lint: gofmt and go vet
-lint:
+## lint: gofmt, go vet and golangci-lint (errorlint, revive, staticcheck, unparam, misspell, …; see .golangci.yml)
+lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+
+# golangci-lint is pinned and installed into .cache/bin when missing (or at
+# another version), so every checkout lints with the same rules.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         := .cache/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+$(GOLANGCI_LINT):
+	@mkdir -p .cache/bin
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv .cache/bin/golangci-lint $@
 
 ## fmt: format the code
 fmt:
@@ -64,7 +74,7 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./dsl -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/clickhouse -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
-	$(GO) test ./engine -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
+	$(GO) test ./rulefmt -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./web -run '^$$' -fuzz FuzzAPI -fuzztime $(FUZZTIME)
 

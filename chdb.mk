@@ -3,9 +3,9 @@
 # The library is the ClickHouse engine as a shared object (559 MB unpacked,
 # glibc only, linux/amd64), shipped in an npm package. It is fetched at a
 # pinned version into .cache/chdb/ (ignored by git) and loaded by
-# engine/chdb at run time: callwatch builds and runs without it, and only
+# storage/chdb at run time: callwatch builds and runs without it, and only
 # embedded storage needs it. CALLWATCH_CHDB_LIB points callwatch at a copy
-# elsewhere. Keep CHDB_VERSION equal to chdb.Version in engine/chdb.
+# elsewhere. Keep CHDB_VERSION equal to chdb.Version in storage/chdb.
 #
 # Include this file after the Makefile's first target, so that it does not
 # become the default goal.

@@ -7,7 +7,7 @@
 //     process and sorted there (the replaced service's method);
 //   - handwritten: one fused SQL per window and grouping, every rule an -If
 //     aggregate (a full re-evaluation done as well as plain SQL can);
-//   - callwatch: the rule files loaded with engine.LoadFiles and every group
+//   - callwatch: the rule files loaded with rulefmt.LoadFiles and every group
 //     evaluated with Group.Eval over the ClickHouse source, first cold, then
 //     one interval later after a minute of new events (steady).
 //
@@ -56,6 +56,7 @@ import (
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/exporter"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // benchNow is the fixed end of the dataset: the evaluation time of the cold
@@ -246,7 +247,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 
 	rules := pack()
-	specs, err := engine.LoadFiles([]string{filepath.Join(o.rulesDir, "*.yaml")}, engine.LoadOptions{Schema: dsl.DefaultSchema()})
+	specs, err := rulefmt.LoadFiles([]string{filepath.Join(o.rulesDir, "*.yaml")}, rulefmt.LoadOptions{Schema: dsl.DefaultSchema()})
 	if err != nil {
 		return fmt.Errorf("load the rule pack: %w", err)
 	}
@@ -551,7 +552,7 @@ FROM
 // newGroups builds the groups over a fresh source; inc nil turns
 // incremental evaluation off. serve's default is incremental with 1m
 // buckets and a 2m late window.
-func newGroups(conn clickhouse.Conn, specs []*engine.GroupSpec, metrics *engine.Metrics, inc *clickhouse.Incremental) ([]*engine.Group, *clickhouse.Source, error) {
+func newGroups(conn clickhouse.Conn, specs []*rulefmt.GroupSpec, metrics *engine.Metrics, inc *clickhouse.Incremental) ([]*engine.Group, *clickhouse.Source, error) {
 	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: dsl.DefaultSchema(), Columns: clickhouse.EventsColumns(dsl.DefaultSchema()), Incremental: inc})
 	if err != nil {
 		return nil, nil, err
@@ -571,8 +572,8 @@ func newGroups(conn clickhouse.Conn, specs []*engine.GroupSpec, metrics *engine.
 // decomposable returns the groups with only their rules whose leaves are
 // all decomposable (no quantile, no stddev): the rules the incremental path
 // computes entirely.
-func decomposable(specs []*engine.GroupSpec) []*engine.GroupSpec {
-	var out []*engine.GroupSpec
+func decomposable(specs []*rulefmt.GroupSpec) []*rulefmt.GroupSpec {
+	var out []*rulefmt.GroupSpec
 	for _, g := range specs {
 		ng := *g
 		ng.Rules = nil
@@ -1427,7 +1428,7 @@ func writeRules(dir string, rules []benchRule) error {
 }
 
 // checkPack checks that the rule files hold exactly the pack defined here.
-func checkPack(specs []*engine.GroupSpec, rules []benchRule) error {
+func checkPack(specs []*rulefmt.GroupSpec, rules []benchRule) error {
 	want := map[string]string{}
 	for _, r := range rules {
 		want[r.name] = r.expr()

@@ -18,8 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/notify"
 	"github.com/callwatch/callwatch/exporter"
+	"github.com/callwatch/callwatch/notify"
 )
 
 // Config is the whole configuration file.
@@ -351,7 +351,7 @@ func yamlError(err error) error {
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		text := m[2]
 		if k := unknownKeyRe.FindStringSubmatch(text); k != nil {
-			text = fmt.Sprintf("unknown key %q; check its spelling against the README's config reference", k[1])
+			text = fmt.Sprintf("unknown key %q; check its spelling against docs/configuration.md", k[1])
 		}
 		return fmt.Errorf("%s: %s", m[1], text)
 	}

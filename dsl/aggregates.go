@@ -50,10 +50,10 @@ const (
 type TakeOff int
 
 const (
-	// Subtract: the leaving bucket's state is taken off.
+	// Subtract takes the leaving bucket's state off.
 	Subtract TakeOff = iota
-	// Reread: an extreme cannot be subtracted; when the time of the
-	// window's extreme leaves the window, the extreme is read again.
+	// Reread reads an extreme again when its time leaves the window: an
+	// extreme cannot be subtracted.
 	Reread
 )
 

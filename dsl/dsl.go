@@ -208,7 +208,7 @@ func newError(input string, pos posrange.Pos, hint, format string, args ...any) 
 
 // limitError marks err, an *Error, as exceeding the named limit.
 func limitError(limit string, err error) error {
-	if e, ok := err.(*Error); ok {
+	if e := (*Error)(nil); errors.As(err, &e) {
 		e.Limit = limit
 	}
 	return err
@@ -272,13 +272,13 @@ func Parse(input string, opts Options) (*Expr, error) {
 func convertParseError(input string, err error) error {
 	var perrs parser.ParseErrors
 	if !errors.As(err, &perrs) || len(perrs) == 0 {
-		return &Error{Line: 1, Col: 1, Msg: err.Error(), Hint: "check the expression against the README's DSL reference"}
+		return &Error{Line: 1, Col: 1, Msg: err.Error(), Hint: "check the expression against docs/language.md"}
 	}
 	pe := perrs[0]
 	msg := pe.Err.Error()
 	// Every parse error gets a hint: the specific ones below, else a pointer
 	// to the shape of a valid expression.
-	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see the README's DSL reference)"
+	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see docs/language.md)"
 	switch {
 	case strings.Contains(msg, "expected type range vector"):
 		hint = "range functions take a window: write e.g. p95(latency_ms[5m]) or count_over_time(events[5m])"
@@ -527,7 +527,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		return nil, c.errf(vs.PosRange.Start, c.selectorHint(), "unknown selector %q", vs.Name)
 	}
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName {
+		if m.Name == model.MetricNameLabel {
 			if m.Type == labels.MatchEqual && m.Value == vs.Name {
 				continue
 			}
@@ -572,7 +572,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	}
 	return &parser.VectorSelector{
 		Name:          leaf.Name,
-		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, leaf.Name)},
+		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, leaf.Name)},
 		PosRange:      call.PosRange,
 	}, nil
 }
@@ -588,8 +588,8 @@ func unparen(e parser.Expr) parser.Expr {
 }
 
 // tooDeep returns the byte offset at which brackets ((, [, {) outside
-// string literals and comments nest deeper than max, or -1.
-func tooDeep(s string, max int) int {
+// string literals and comments nest deeper than limit, or -1.
+func tooDeep(s string, limit int) int {
 	depth := 0
 	var quote byte
 	for i := 0; i < len(s); i++ {
@@ -609,7 +609,7 @@ func tooDeep(s string, max int) int {
 				i++
 			}
 		case ch == '(' || ch == '[' || ch == '{':
-			if depth++; depth > max {
+			if depth++; depth > limit {
 				return i
 			}
 		case ch == ')' || ch == ']' || ch == '}':

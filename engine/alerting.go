@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/template"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // resolvedRetention is how long a resolved alert is kept, and re-sent, so a
@@ -173,6 +174,9 @@ type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time, series Serie
 // evalEnv is what a group passes to its rules for one evaluation.
 type evalEnv struct {
 	ts, queryTS    time.Time
+	interval       time.Duration
+	resendDelay    time.Duration
+	notify         bool // a live evaluation, not a replay
 	query          QueryFunc
 	series         SeriesSource
 	limit          int
@@ -189,7 +193,7 @@ type evalEnv struct {
 // resolved alerts kept 15 minutes) and callwatch's controls.
 type AlertingRule struct {
 	ruleState
-	spec *RuleSpec
+	spec *rulefmt.RuleSpec
 
 	mu     sync.Mutex
 	active map[uint64]*Alert
@@ -204,12 +208,12 @@ type AlertingRule struct {
 }
 
 // NewAlertingRule returns an alerting rule for spec.
-func NewAlertingRule(spec *RuleSpec) *AlertingRule {
+func NewAlertingRule(spec *rulefmt.RuleSpec) *AlertingRule {
 	return &AlertingRule{spec: spec, active: map[uint64]*Alert{}}
 }
 
 // Spec returns the rule as written.
-func (r *AlertingRule) Spec() *RuleSpec { return r.spec }
+func (r *AlertingRule) Spec() *rulefmt.RuleSpec { return r.spec }
 
 // Name returns the alert name.
 func (r *AlertingRule) Name() string { return r.spec.Alert }
@@ -240,9 +244,25 @@ func (r *AlertingRule) State() AlertState {
 	return s
 }
 
-// eval evaluates the rule at env.ts and updates its alerts. It returns the
-// ALERTS and ALERTS_FOR_STATE samples.
-func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
+// eval evaluates the rule at env.ts: it updates the rule's alerts and
+// returns their ALERTS and ALERTS_FOR_STATE samples, the transitions they
+// made, in label order, and, on a live evaluation, the alerts due for
+// sending.
+func (r *AlertingRule) eval(ctx context.Context, env evalEnv) (ruleOutput, error) {
+	samples, err := r.evalAlerts(ctx, env)
+	out := ruleOutput{alerts: samples, transitions: r.takeTransitions()}
+	slices.SortStableFunc(out.transitions, func(a, b Transition) int { return labels.Compare(a.Labels, b.Labels) })
+	// A replay sends nothing, so it must not mark alerts as sent either:
+	// what is due goes out at the first live evaluation.
+	if env.notify {
+		out.due = r.due(env.ts, env.resendDelay, env.interval)
+	}
+	return out, err
+}
+
+// evalAlerts queries the rule's expression at env.ts and updates its alerts.
+// It returns the ALERTS and ALERTS_FOR_STATE samples.
+func (r *AlertingRule) evalAlerts(ctx context.Context, env evalEnv) ([]promql.Sample, error) {
 	start := time.Now()
 	q := r.spec.Quality
 	judged := q != nil && q.Value != nil
@@ -277,18 +297,18 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) ([]promql.Sample, 
 			env.logger.Info("rule evaluation failed", "rule", r.Name(), "err", err)
 		}
 		switch r.spec.ErrorState {
-		case KeepLast:
+		case rulefmt.KeepLast:
 			return r.alertSamples(env.queryTS), err
-		case OK:
+		case rulefmt.OK:
 			vec = nil
-		case Alerting:
+		case rulefmt.Alerting:
 			vec = r.keptWith("error")
 		}
 	case res.NoData:
 		switch r.spec.NoDataState {
-		case KeepLast:
+		case rulefmt.KeepLast:
 			return r.alertSamples(env.queryTS), nil
-		case Alerting:
+		case rulefmt.Alerting:
 			vec = r.keptWith("no_data")
 		}
 	}
@@ -326,7 +346,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		tmplData := template.AlertTemplateData(s.Labels.Map(), env.externalLabels, urlString(env.externalURL), promql.Sample{F: s.Value})
 		expand := func(text string) string { return r.expand(ctx, env, tmplData, text) }
 		lb.Reset(s.Labels)
-		lb.Del(labels.MetricName)
+		lb.Del(model.MetricNameLabel)
 		for k, v := range env.groupLabels {
 			lb.Set(k, v)
 		}
@@ -385,8 +405,11 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 				delete(r.active, h)
 			}
 			if a.State != StateInactive && !keepFiring {
-				if a.State == StateFiring {
+				switch a.State {
+				case StateFiring:
 					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "firing", To: "resolved", Value: a.Value, alert: *a})
+				case StatePending:
+					r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "pending", To: "inactive", Value: a.Value, alert: *a})
 				}
 				a.State = StateInactive
 				a.ResolvedAt = ts
@@ -550,7 +573,7 @@ func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text s
 		}
 		return out, nil
 	}
-	tmpl := template.NewTemplateExpander(ctx, templateDefs+text, "__alert_"+r.Name(), data,
+	tmpl := template.NewTemplateExpander(ctx, rulefmt.TemplateDefs+text, "__alert_"+r.Name(), data,
 		model.TimeFromUnixNano(env.ts.UnixNano()), qf, env.externalURL, nil)
 	out, err := tmpl.Expand()
 	if err != nil {
@@ -570,11 +593,11 @@ func (r *AlertingRule) alertSamples(ts time.Time) []promql.Sample {
 			continue
 		}
 		lb := labels.NewBuilder(a.Labels)
-		lb.Set(labels.MetricName, "ALERTS")
+		lb.Set(model.MetricNameLabel, "ALERTS")
 		lb.Set("alertstate", a.State.String())
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: 1})
 		lb = labels.NewBuilder(a.Labels)
-		lb.Set(labels.MetricName, "ALERTS_FOR_STATE")
+		lb.Set(model.MetricNameLabel, "ALERTS_FOR_STATE")
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: float64(a.ActiveAt.Unix())})
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 const alertExpr = `expr: sum by (tenant_id) (count_over_time(events{status="error"}[1m])) > 0`
@@ -130,7 +131,7 @@ func TestAlertStateMachine(t *testing.T) {
 			interval := cmp(tc.interval, time.Minute)
 			n := &notifications{}
 			sc := newScript(t0, interval, map[string]string{"tenant_id=acme": tc.values})
-			g := mustGroup(t, ruleFile("interval: "+interval.String(), "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")),
+			g := mustGroup(t, ruleFile("interval: "+interval.String(), "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)),
 				engine.GroupOptions{Query: sc.Query, Notifier: n, ResendDelay: tc.resend})
 			r := alertingRule(t, g, "A")
 			states, sent := strings.Fields(tc.states), strings.Fields(tc.sent)
@@ -179,13 +180,14 @@ func cmp[T comparable](v, def T) T {
 	return v
 }
 
-func indent(s, prefix string) string {
+// indent indents the lines of s as keys of a rules: list item.
+func indent(s string) string {
 	if s == "" {
 		return ""
 	}
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = prefix + l
+		lines[i] = "  " + l
 	}
 	return strings.Join(lines, "\n")
 }
@@ -393,7 +395,7 @@ func TestAlertLabels(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := newScript(t0, time.Minute, map[string]string{tc.sample: "1"})
-			g := mustGroup(t, ruleFile(tc.group, "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")), engine.GroupOptions{Query: sc.Query})
+			g := mustGroup(t, ruleFile(tc.group, "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)), engine.GroupOptions{Query: sc.Query})
 			g.Eval(context.Background(), t0)
 			alerts := alertingRule(t, g, "A").Alerts()
 			if len(alerts) != 1 {
@@ -591,7 +593,7 @@ func TestRecordingRuleFeedsLaterRules(t *testing.T) {
   expr: tenant:errors:1m > 2
 - record: tenant:errors:1m
   expr: sum by (tenant_id) (count_over_time(events{status="error"}[1m]))`)
-		_, err := engine.ParseRuleFile("rules.yaml", []byte(file), engine.LoadOptions{})
+		_, err := rulefmt.ParseRuleFile("rules.yaml", []byte(file), rulefmt.LoadOptions{})
 		want := `rules.yaml:5:15: group "g", rule "ManyErrors": expr: unknown selector "tenant:errors:1m"; select one of the fields cost, input_tokens, latency_ms, output_tokens, total_tokens or events (for counting), inside a range function: p95(latency_ms[5m])`
 		if err == nil || err.Error() != want {
 			t.Errorf("err = %v\nwant  %s", err, want)
@@ -710,7 +712,7 @@ func runStateTable(t *testing.T, rule string, values, states map[string]string, 
 	t.Helper()
 	n := &notifications{}
 	sc := newScript(t0, time.Minute, values)
-	g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(rule, "  ")), engine.GroupOptions{Query: sc.Query, Notifier: n})
+	g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(rule)), engine.GroupOptions{Query: sc.Query, Notifier: n})
 	r := alertingRule(t, g, "A")
 	wantSent := strings.Fields(sent)
 	wantHealth := strings.Fields(health)
@@ -807,7 +809,7 @@ func TestNoDataWithEvents(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, q := newMemory(events...)
-			g := mustGroup(t, ruleFile("", "- alert: A\n  "+tc.expr+"\n"+indent(tc.rule, "  ")), engine.GroupOptions{Query: q.QueryWith})
+			g := mustGroup(t, ruleFile("", "- alert: A\n  "+tc.expr+"\n"+indent(tc.rule)), engine.GroupOptions{Query: q.QueryWith})
 			r := alertingRule(t, g, "A")
 			var got, gotReason []string
 			for i := range 4 {
@@ -1004,7 +1006,7 @@ func TestCooldown(t *testing.T) {
 			}
 			n := &notifications{}
 			sc := newScript(start, time.Minute, values)
-			g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule, "  ")),
+			g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr+"\n"+indent(tc.rule)),
 				engine.GroupOptions{Query: sc.Query, Notifier: n, ResendDelay: time.Hour})
 			r := alertingRule(t, g, "A")
 			var sent []string

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // AuditKind is what an audit record is about.
@@ -101,7 +103,7 @@ func ParseFingerprint(s string) (uint64, error) {
 }
 
 // NewAuditRecord describes alert a of rule at ts.
-func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *RuleSpec, a Alert) AuditRecord {
+func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *rulefmt.RuleSpec, a Alert) AuditRecord {
 	l := a.Labels.Map()
 	ann := a.Annotations.Map()
 	sev := l["severity"]
@@ -110,7 +112,7 @@ func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *RuleSpec, 
 	}
 	title := ann["title"]
 	if title == "" {
-		title = fmt.Sprintf("[%s] %s", strings.ToUpper(orDefault(sev, string(SeverityWarning))), rule.Name())
+		title = fmt.Sprintf("[%s] %s", strings.ToUpper(orDefault(sev, string(rulefmt.SeverityWarning))), rule.Name())
 	}
 	msg := ann["message"]
 	if msg == "" {

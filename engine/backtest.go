@@ -9,9 +9,11 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
-// Transition is a change of an alert's state found by a backtest.
+// Transition is a change of an alert's state, recorded by its rule where it
+// happens and read by the audit trail and by backtests.
 type Transition struct {
 	Time   time.Time     `json:"time"`
 	Group  string        `json:"group"`
@@ -23,6 +25,19 @@ type Transition struct {
 
 	alert Alert
 	kind  AuditKind
+}
+
+// notifies reports whether a direct channel (WeCom and the like) would
+// receive a message for t: a firing or a resolve that cooldown and
+// max_alerts_per_day did not hold back, or a tier change.
+func (t Transition) notifies() bool {
+	switch {
+	case t.kind == AuditTier:
+		return true
+	case t.To == "firing", t.To == "resolved":
+		return t.alert.Suppressed == ""
+	}
+	return false
 }
 
 // BacktestOptions configure Backtest.
@@ -52,8 +67,11 @@ type BacktestResult struct {
 
 // Backtest evaluates the groups over [From, To] as the running engine would
 // have, and reports every alert state change and how many notifications
-// each rule would have sent.
-func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (BacktestResult, error) {
+// each rule would have sent. The transitions are those the rules record as
+// they evaluate (the ones the audit trail gets), in a deterministic order:
+// by time, groups due at one time in the order given, each group's rules in
+// file order, each rule's alerts in label order.
+func Backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOptions) (BacktestResult, error) {
 	if !opts.To.After(opts.From) {
 		return BacktestResult{}, fmt.Errorf("--to must be after --from")
 	}
@@ -83,12 +101,12 @@ func Backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 // withoutControls returns copies of the groups whose rules with noise
 // controls are replaced by plain rules: the value compared with the lowest
 // threshold, no recovery, min_events, grace or per-group no data.
-func withoutControls(specs []*GroupSpec, schema dsl.Schema) ([]*GroupSpec, bool) {
+func withoutControls(specs []*rulefmt.GroupSpec, schema dsl.Schema) ([]*rulefmt.GroupSpec, bool) {
 	changed := false
-	out := make([]*GroupSpec, len(specs))
+	out := make([]*rulefmt.GroupSpec, len(specs))
 	for i, g := range specs {
 		gc := *g
-		gc.Rules = make([]*RuleSpec, len(g.Rules))
+		gc.Rules = make([]*rulefmt.RuleSpec, len(g.Rules))
 		for j, r := range g.Rules {
 			rc := *r
 			if q := r.Quality; q != nil && q.Value != nil {
@@ -106,12 +124,11 @@ func withoutControls(specs []*GroupSpec, schema dsl.Schema) ([]*GroupSpec, bool)
 	return out, changed
 }
 
-func backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (BacktestResult, error) {
+func backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOptions) (BacktestResult, error) {
 	res := BacktestResult{Notifications: map[string]int{}}
 	type sched struct {
 		g    *Group
 		next time.Time
-		last map[string]map[uint64]Alert // by rule name
 	}
 	var groups []*sched
 	total := 0
@@ -123,7 +140,7 @@ func backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 		o := opts.GroupOptions
 		o.Notifier = nil
 		g := NewGroup(&gs, o)
-		groups = append(groups, &sched{g: g, next: g.EvalTimestamp(opts.From), last: map[string]map[uint64]Alert{}})
+		groups = append(groups, &sched{g: g, next: g.EvalTimestamp(opts.From)})
 		total += int(opts.To.Sub(g.EvalTimestamp(opts.From))/g.interval) + 1
 	}
 	done := 0
@@ -138,53 +155,20 @@ func backtest(ctx context.Context, specs []*GroupSpec, opts BacktestOptions) (Ba
 		}
 		s := groups[0]
 		ts := s.next
-		s.g.Eval(ctx, ts)
+		for _, t := range s.g.eval(ctx, ts, true) {
+			if t.kind == AuditHeld {
+				continue // the alert kept its state: no change to report
+			}
+			res.Transitions = append(res.Transitions, t)
+			if t.notifies() {
+				res.Notifications[t.Rule]++
+			}
+		}
 		res.Evaluations++
 		for _, r := range s.g.rules {
 			if h, err, _, _ := r.Status(); h == HealthBad && err != nil {
 				res.Errors++
 			}
-			ar, ok := r.(*AlertingRule)
-			if !ok {
-				continue
-			}
-			last := s.last[ar.Name()]
-			now := map[uint64]Alert{}
-			for _, a := range ar.Alerts() {
-				if a.State == StateInactive {
-					continue
-				}
-				fp := a.Fingerprint()
-				now[fp] = a
-				prev, had := last[fp]
-				if !had || prev.State != a.State {
-					from := "inactive"
-					if had {
-						from = prev.State.String()
-					}
-					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: a.Labels, From: from, To: a.State.String(), Value: a.Value})
-					if a.State == StateFiring && a.Suppressed == "" {
-						res.Notifications[ar.Name()]++
-					}
-				} else if a.State == StateFiring && prev.Labels.Get("severity") != a.Labels.Get("severity") {
-					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: a.Labels,
-						From: "firing/" + prev.Labels.Get("severity"), To: "firing/" + a.Labels.Get("severity"), Value: a.Value})
-					res.Notifications[ar.Name()]++
-				}
-			}
-			for fp, prev := range last {
-				if _, still := now[fp]; !still {
-					to := "resolved"
-					if prev.State == StatePending {
-						to = "inactive"
-					}
-					res.Transitions = append(res.Transitions, Transition{Time: ts, Group: s.g.Name(), Rule: ar.Name(), Labels: prev.Labels, From: prev.State.String(), To: to, Value: prev.Value})
-					if to == "resolved" && prev.Suppressed == "" {
-						res.Notifications[ar.Name()]++
-					}
-				}
-			}
-			s.last[ar.Name()] = now
 		}
 		s.next = ts.Add(s.g.interval)
 		done++

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // DatasourceDownName is the built-in alert raised when ClickHouse does not
@@ -19,11 +20,11 @@ const DatasourceDownName = "DatasourceDown"
 // their error_state.
 func DatasourceDownGroup(ping func(ctx context.Context) error, interval, hold time.Duration, opts GroupOptions) *Group {
 	e, _ := dsl.Parse("vector(1)", dsl.Options{Schema: opts.Schema})
-	spec := &GroupSpec{Name: "callwatch-builtin", File: "<builtin>", Interval: interval, Rules: []*RuleSpec{{
-		Alert: DatasourceDownName, ExprText: "built in: fires when ClickHouse does not answer SELECT 1 (no expression to query)", Expr: e, For: hold, Severity: SeverityCritical,
+	spec := &rulefmt.GroupSpec{Name: "callwatch-builtin", File: "<builtin>", Interval: interval, Rules: []*rulefmt.RuleSpec{{
+		Alert: DatasourceDownName, ExprText: "built in: fires when ClickHouse does not answer SELECT 1 (no expression to query)", Expr: e, For: hold, Severity: rulefmt.SeverityCritical,
 		Labels:      map[string]string{"alert_type": "datasource"},
 		Annotations: map[string]string{"summary": "ClickHouse does not answer: rules cannot be evaluated and keep their last state", "message": "ClickHouse 无法连接：告警规则暂停评估并保持上次状态"},
-		NoDataState: OK, ErrorState: OK,
+		NoDataState: rulefmt.OK, ErrorState: rulefmt.OK,
 	}}}
 	opts.Batch, opts.Coalescer = nil, nil
 	opts.Query = func(ctx context.Context, _ *dsl.Expr, _ time.Time, _ SeriesSource) (Result, error) {

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // Notification is what an alerting rule has to say at one evaluation: the
@@ -19,7 +21,7 @@ import (
 // resolved ones during their retention).
 type Notification struct {
 	Group  string
-	Rule   *RuleSpec
+	Rule   *rulefmt.RuleSpec
 	Time   time.Time
 	Alerts []Alert
 }
@@ -82,12 +84,32 @@ func (o *GroupOptions) applyDefaults() {
 	}
 }
 
-// Rule is an alerting or recording rule.
+// Rule is an alerting or recording rule. A rule evaluates itself: the
+// group loops over its rules without asking which kind each is.
 type Rule interface {
 	Name() string
-	Spec() *RuleSpec
+	Spec() *rulefmt.RuleSpec
 	Status() (RuleHealth, error, time.Time, time.Duration)
 	History() []EvalRecord
+	// eval evaluates the rule at env.ts and returns what it adds to the
+	// group's evaluation. The error, if any, is the rule's failure at this
+	// timestamp; out is still meaningful (error_state applies).
+	eval(ctx context.Context, env evalEnv) (out ruleOutput, err error)
+}
+
+// ruleOutput is what one rule's evaluation adds to its group's.
+type ruleOutput struct {
+	// alerts are an alerting rule's ALERTS and ALERTS_FOR_STATE samples.
+	alerts []promql.Sample
+	// record names a recording rule's series; recorded is its result,
+	// which the rules after it read at the same timestamp.
+	record   string
+	recorded []Sample
+	// transitions are the state changes of an alerting rule's alerts, in
+	// label order, for the audit trail and backtests.
+	transitions []Transition
+	// due are the alerts to send now (live evaluations only).
+	due []Alert
 }
 
 var (
@@ -98,7 +120,7 @@ var (
 // Group is a rule group: its rules are evaluated in order at each aligned
 // timestamp. Eval is deterministic for a timestamp; the loop around it is thin.
 type Group struct {
-	spec     *GroupSpec
+	spec     *rulefmt.GroupSpec
 	rules    []Rule
 	interval time.Duration
 	opts     GroupOptions
@@ -110,7 +132,7 @@ type Group struct {
 }
 
 // NewGroup builds a group from its spec.
-func NewGroup(spec *GroupSpec, opts GroupOptions) *Group {
+func NewGroup(spec *rulefmt.GroupSpec, opts GroupOptions) *Group {
 	opts.applyDefaults()
 	g := &Group{spec: spec, interval: spec.Interval, opts: opts}
 	if g.interval <= 0 {
@@ -133,7 +155,7 @@ func (g *Group) Name() string { return g.spec.Name }
 func (g *Group) File() string { return g.spec.File }
 
 // Spec returns the group as written.
-func (g *Group) Spec() *GroupSpec { return g.spec }
+func (g *Group) Spec() *rulefmt.GroupSpec { return g.spec }
 
 // Interval returns the evaluation interval.
 func (g *Group) Interval() time.Duration { return g.interval }
@@ -167,7 +189,10 @@ func (r recorded) Series(name string, _ time.Time) []Sample { return r[name] }
 // Eval evaluates every rule at ts and sends what is due.
 func (g *Group) Eval(ctx context.Context, ts time.Time) { g.eval(ctx, ts, true) }
 
-func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
+// eval evaluates every rule at ts, in order, and returns the transitions
+// their alerts made: rule by rule, each rule's in label order. A replay
+// (notify false) neither audits nor sends.
+func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) (trans []Transition) {
 	start := time.Now()
 	series := recorded{}
 	// A rule reading the output of a recording rule that failed at this
@@ -195,6 +220,7 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	}
 	env := evalEnv{
 		ts: ts, queryTS: ts.Add(-g.spec.QueryOffset), query: query, series: series,
+		interval: g.interval, resendDelay: g.opts.ResendDelay, notify: notify,
 		limit: g.spec.Limit, groupLabels: g.spec.Labels, externalLabels: g.opts.ExternalLabels,
 		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema, limits: g.opts.Limits,
 	}
@@ -202,37 +228,31 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	m := g.opts.Metrics
 	for _, rule := range g.rules {
 		if ctx.Err() != nil {
-			return
+			return trans
 		}
 		m.evalStarted(g)
-		switch r := rule.(type) {
-		case *AlertingRule:
-			samples, err := r.eval(ctx, env)
+		out, err := rule.eval(ctx, env)
+		if err != nil {
+			m.evalFailed(g)
+			g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", rule.Name(), "err", err)
+		}
+		alertSamples = append(alertSamples, out.alerts...)
+		if out.record != "" {
 			if err != nil {
-				m.evalFailed(g)
-				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
+				failed[out.record] = err
+			} else {
+				series[out.record] = append(series[out.record], out.recorded...)
 			}
-			alertSamples = append(alertSamples, samples...)
-			trans := r.takeTransitions()
-			// A replay sends nothing, so it must not mark alerts as sent
-			// either: what is due goes out at the first live evaluation.
-			if !notify {
-				continue
-			}
-			g.audit(ctx, r, trans)
-			due := r.due(ts, g.opts.ResendDelay, g.interval)
-			if len(due) > 0 && g.opts.Notifier != nil {
-				g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: ts, Alerts: due})
-			}
-		case *RecordingRule:
-			if err := r.eval(ctx, env); err != nil {
-				failed[r.Name()] = err
-				m.evalFailed(g)
-				g.opts.Logger.Warn("evaluating rule failed", "group", g.Name(), "rule", r.Name(), "err", err)
-				continue
-			}
-			out, _ := r.Samples()
-			series[r.Name()] = append(series[r.Name()], out...)
+		}
+		for i := range out.transitions {
+			out.transitions[i].Group, out.transitions[i].Rule = g.Name(), rule.Name()
+		}
+		trans = append(trans, out.transitions...)
+		if notify {
+			g.audit(ctx, rule, out.transitions)
+		}
+		if len(out.due) > 0 && g.opts.Notifier != nil {
+			g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: rule.Spec(), Time: ts, Alerts: out.due})
 		}
 	}
 	dur := time.Since(start)
@@ -241,6 +261,7 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) {
 	g.mu.Unlock()
 	m.groupEvaluated(g, ts, dur)
 	g.opts.Logger.Debug("rule group evaluated", "group", g.Name(), "time", ts, "notify", notify, "duration", dur)
+	return trans
 }
 
 // batchable returns the expressions of the group's rules whose leaves can be
@@ -264,17 +285,20 @@ func (g *Group) batchable() []*dsl.Expr {
 }
 
 // audit writes the transitions of an evaluation to the audit trail.
-func (g *Group) audit(ctx context.Context, r *AlertingRule, trans []Transition) {
+func (g *Group) audit(ctx context.Context, r Rule, trans []Transition) {
 	if g.opts.Audit == nil || len(trans) == 0 {
 		return
 	}
 	recs := make([]AuditRecord, 0, len(trans))
 	for _, t := range trans {
+		if t.To == "inactive" {
+			continue // a pending alert that never fired is not in the audit trail
+		}
 		kind := t.kind
 		if kind == "" {
 			kind = AuditKind(t.To)
 		}
-		rec := NewAuditRecord(kind, t.Time, g.Name(), r.spec, t.alert)
+		rec := NewAuditRecord(kind, t.Time, g.Name(), r.Spec(), t.alert)
 		if kind == AuditTier {
 			rec.Reason = "severity " + strings.TrimPrefix(t.From, "firing/") + " → " + strings.TrimPrefix(t.To, "firing/")
 		}
@@ -310,16 +334,8 @@ func (g *Group) copyState(old *Group) {
 // and labels. An edited threshold keeps the rule's alerts (they resolve,
 // and are sent resolved, at the next evaluation if the new expression no
 // longer returns them); a longer for moves firing alerts back to pending.
-func ruleKey(r *RuleSpec) string {
-	return r.Name() + "\x00" + string(r.Severity) + "\x00" + joinPairs(sortedPairs(r.Labels))
-}
-
-func joinPairs(p []string) string {
-	out := ""
-	for _, s := range p {
-		out += s + "\x01"
-	}
-	return out
+func ruleKey(r *rulefmt.RuleSpec) string {
+	return r.Name() + "\x00" + string(r.Severity) + "\x00" + labels.FromMap(r.Labels).String()
 }
 
 // run evaluates the group at every aligned timestamp until ctx ends.

@@ -15,6 +15,8 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/testrules"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // t0 is the first evaluation time of most tests: aligned to the minute.
@@ -93,27 +95,13 @@ func parseLabels(s string) labels.Labels {
 	return b.Labels()
 }
 
-// ruleFile returns a rule file with one group "g" holding the rules, which
-// are written at the indentation of a rules: list item.
-func ruleFile(groupExtra, rules string) string {
-	var sb strings.Builder
-	sb.WriteString("groups:\n  - name: g\n")
-	for _, l := range strings.Split(strings.TrimSpace(groupExtra), "\n") {
-		if l != "" {
-			sb.WriteString("    " + l + "\n")
-		}
-	}
-	sb.WriteString("    rules:\n")
-	for _, l := range strings.Split(strings.Trim(rules, "\n"), "\n") {
-		sb.WriteString("      " + l + "\n")
-	}
-	return sb.String()
-}
+// ruleFile returns a rule file with one group "g" holding rules.
+func ruleFile(groupExtra, rules string) string { return testrules.File(groupExtra, rules) }
 
 // mustGroup parses a rule file holding one group and builds the group.
 func mustGroup(t *testing.T, file string, opts engine.GroupOptions) *engine.Group {
 	t.Helper()
-	specs, err := engine.ParseRuleFile("rules.yaml", []byte(file), engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile("rules.yaml", []byte(file), rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatalf("parse rule file:\n%s\n%v", file, err)
 	}

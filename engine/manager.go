@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // ManagerOptions configure a Manager.
@@ -113,7 +115,7 @@ func (m *Manager) Load(ctx context.Context) error { return m.Reload(ctx, ReloadO
 // sent resolved. A reload that would remove every rule, or empty a rule file
 // that held rules, is refused unless opts.Force is set.
 func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
-	specs, err := LoadFiles(m.opts.RuleFiles, LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, Limits: m.opts.Limits})
+	specs, err := rulefmt.LoadFiles(m.opts.RuleFiles, rulefmt.LoadOptions{Schema: m.opts.Schema, Channels: m.opts.Channels, Limits: m.opts.Limits})
 	if err != nil {
 		m.opts.Metrics.reloaded(false, m.opts.Now())
 		return err
@@ -192,7 +194,7 @@ func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 // (every file truncated, a glob that no longer matches), or a rule file
 // that held rules and is now empty (a truncation: 0 bytes or only blanks).
 // A deleted file is deliberate; its rules are removed. m.mu is held.
-func (m *Manager) refuseAccident(specs []*GroupSpec) error {
+func (m *Manager) refuseAccident(specs []*rulefmt.GroupSpec) error {
 	running := map[string]int{} // rule file → rules running from it
 	total := 0
 	for _, g := range m.groups {
@@ -222,7 +224,7 @@ func (m *Manager) refuseAccident(specs []*GroupSpec) error {
 		}
 		data, err := os.ReadFile(f)
 		if err != nil {
-			continue // deleted (or unreadable, which LoadFiles would have reported)
+			continue // deleted (or unreadable, which rulefmt.LoadFiles would have reported)
 		}
 		if len(bytes.TrimSpace(data)) == 0 {
 			emptied = append(emptied, fmt.Sprintf("%s (held %d rules)", f, n))

@@ -29,15 +29,15 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// groupRule finds a manager's alerting rule by group and name.
-func groupRule(t *testing.T, m *engine.Manager, group, name string) *engine.AlertingRule {
+// groupRule finds a manager's alerting rule by name in group "g".
+func groupRule(t *testing.T, m *engine.Manager, name string) *engine.AlertingRule {
 	t.Helper()
 	for _, g := range m.Groups() {
-		if g.Name() == group {
+		if g.Name() == "g" {
 			return alertingRule(t, g, name)
 		}
 	}
-	t.Fatalf("no group %q", group)
+	t.Fatal(`no group "g"`)
 	return nil
 }
 
@@ -116,7 +116,7 @@ func TestManagerReload(t *testing.T) {
 		if len(after) != 1 || after[0] != before[0] || len(after[0].Rules()) != 2 {
 			t.Fatalf("groups changed after a failed reload: %d groups, %d rules", len(after), len(after[0].Rules()))
 		}
-		if a := groupRule(t, m, "g", "A").Alerts(); len(a) != 1 || a[0].State != engine.StateFiring {
+		if a := groupRule(t, m, "A").Alerts(); len(a) != 1 || a[0].State != engine.StateFiring {
 			t.Errorf("A's alerts after a failed reload: %+v, want one firing", a)
 		}
 
@@ -164,23 +164,23 @@ func TestManagerReload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, name := range []string{"A", "C"} {
-			a := groupRule(t, m, "g", name).Alerts()
+			a := groupRule(t, m, name).Alerts()
 			if len(a) != 1 || a[0].State != engine.StateFiring || !a[0].ActiveAt.Equal(t0) || !a[0].LastSentAt.Equal(t0) {
 				t.Errorf("%s after reload: %+v, want firing since %s, last sent then", name, a, t0.Format("15:04"))
 			}
 		}
-		if a := groupRule(t, m, "g", "B").Alerts(); len(a) != 0 {
+		if a := groupRule(t, m, "B").Alerts(); len(a) != 0 {
 			t.Errorf("B after reload: %+v, want no alerts (its labels changed)", a)
 		}
-		if h := groupRule(t, m, "g", "A").History(); len(h) != 2 {
+		if h := groupRule(t, m, "A").History(); len(h) != 2 {
 			t.Errorf("A's history after reload has %d records, want 2", len(h))
 		}
 
 		evalAll(m, t0.Add(2*time.Minute))
-		if a := groupRule(t, m, "g", "B").Alerts(); len(a) != 1 || !a[0].ActiveAt.Equal(t0.Add(2*time.Minute)) {
+		if a := groupRule(t, m, "B").Alerts(); len(a) != 1 || !a[0].ActiveAt.Equal(t0.Add(2*time.Minute)) {
 			t.Errorf("B after the next evaluation: %+v, want active since 10:02", a)
 		}
-		if a := groupRule(t, m, "g", "C").Alerts(); len(a) != 1 || a[0].Annotations.Get("summary") != "new" {
+		if a := groupRule(t, m, "C").Alerts(); len(a) != 1 || a[0].Annotations.Get("summary") != "new" {
 			t.Errorf("C after the next evaluation: %+v, want the new annotation", a)
 		}
 		// A keeps its send schedule: last sent at 10:00, re-sent at 10:02;
@@ -284,7 +284,7 @@ func TestManagerRestore(t *testing.T) {
 			if c := n.count(); c != 0 {
 				t.Fatalf("%d notifications sent during restore, want none", c)
 			}
-			r := groupRule(t, m, "g", "Errors")
+			r := groupRule(t, m, "Errors")
 			alerts := r.Alerts()
 			if tc.wantState == engine.StateInactive {
 				if len(alerts) != 0 {
@@ -424,7 +424,7 @@ func TestManagerRun(t *testing.T) {
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		// A changed rule file is reloaded and its groups run.
-		a := groupRule(t, m, "g", "B").Alerts()
+		a := groupRule(t, m, "B").Alerts()
 		if len(a) != 1 || a[0].ActiveAt.UTC().Format("15:04:05") != "00:04:00" {
 			t.Errorf("B's alerts %+v, want one active since 00:04:00", a)
 		}

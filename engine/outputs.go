@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 )
 
 // DefaultOutputLookback is how long after its evaluation a rule's output
@@ -70,7 +70,7 @@ func (o Outputs) Series(name string, ts time.Time) []Sample {
 	for _, g := range o.Groups() {
 		if name == "ALERTS" || name == "ALERTS_FOR_STATE" {
 			for _, s := range g.AlertSamples() {
-				if s.Metric.Get(labels.MetricName) == name && current(time.UnixMilli(s.T)) {
+				if s.Metric.Get(model.MetricNameLabel) == name && current(time.UnixMilli(s.T)) {
 					out = append(out, Sample{Labels: s.Metric, Value: s.F})
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -66,7 +67,7 @@ func TestQuerierRunsPromQLAboveLeaves(t *testing.T) {
 			}
 			got := map[string]float64{}
 			for _, s := range res.Vector {
-				if s.Labels.Has(labels.MetricName) {
+				if s.Labels.Has(model.MetricNameLabel) {
 					t.Errorf("result keeps __name__: %v", s.Labels)
 				}
 				got[s.Labels.Get("tenant_id")] = s.Value

@@ -6,7 +6,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // RecordingRule evaluates its expression and keeps the result as a series
@@ -14,7 +17,7 @@ import (
 // and exported on /metrics.
 type RecordingRule struct {
 	ruleState
-	spec *RuleSpec
+	spec *rulefmt.RuleSpec
 
 	mu   sync.Mutex
 	last []Sample
@@ -22,10 +25,10 @@ type RecordingRule struct {
 }
 
 // NewRecordingRule returns a recording rule for spec.
-func NewRecordingRule(spec *RuleSpec) *RecordingRule { return &RecordingRule{spec: spec} }
+func NewRecordingRule(spec *rulefmt.RuleSpec) *RecordingRule { return &RecordingRule{spec: spec} }
 
 // Spec returns the rule as written.
-func (r *RecordingRule) Spec() *RuleSpec { return r.spec }
+func (r *RecordingRule) Spec() *rulefmt.RuleSpec { return r.spec }
 
 // Name returns the recorded series name.
 func (r *RecordingRule) Name() string { return r.spec.Record }
@@ -37,7 +40,18 @@ func (r *RecordingRule) Samples() ([]Sample, time.Time) {
 	return append([]Sample(nil), r.last...), r.at
 }
 
-func (r *RecordingRule) eval(ctx context.Context, env evalEnv) error {
+// eval evaluates the rule at env.ts and keeps its result, which it returns
+// as the series later rules of the group read.
+func (r *RecordingRule) eval(ctx context.Context, env evalEnv) (ruleOutput, error) {
+	err := r.evalSeries(ctx, env)
+	out := ruleOutput{record: r.spec.Record}
+	if err == nil {
+		out.recorded, _ = r.Samples()
+	}
+	return out, err
+}
+
+func (r *RecordingRule) evalSeries(ctx context.Context, env evalEnv) error {
 	start := time.Now()
 	res, err := env.query(ctx, r.spec.Expr, env.queryTS, env.series)
 	rec := EvalRecord{Time: env.ts, Statements: res.Statements, Paths: res.Paths, NoData: res.NoData}
@@ -56,7 +70,7 @@ func (r *RecordingRule) eval(ctx context.Context, env evalEnv) error {
 	seen := map[uint64]bool{}
 	for _, s := range vec {
 		lb := labels.NewBuilder(s.Labels)
-		lb.Set(labels.MetricName, r.spec.Record)
+		lb.Set(model.MetricNameLabel, r.spec.Record)
 		for k, v := range env.groupLabels {
 			lb.Set(k, v)
 		}

@@ -342,7 +342,7 @@ func TestTheFileWatcherNeverForces(t *testing.T) {
 		writeFile(t, file, "")
 		time.Sleep(3 * time.Minute)
 		synctest.Wait()
-		if a := groupRule(t, m, "g", "A").Alerts(); len(a) != 1 || a[0].State != engine.StateFiring {
+		if a := groupRule(t, m, "A").Alerts(); len(a) != 1 || a[0].State != engine.StateFiring {
 			t.Errorf("A after its file was truncated: %+v, want still firing", a)
 		}
 		if got := resolvedSent(sent.take()); len(got) != 0 {

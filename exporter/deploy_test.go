@@ -64,7 +64,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 			}
 		}
 	}
-	// The notifiers' metrics (engine/notify's dispatcher registers them).
+	// The notifiers' metrics (notify's dispatcher registers them).
 	for _, n := range []string{"callwatch_notifications_sent_total", "callwatch_notifications_failed_total",
 		"callwatch_notifications_dropped_total", "callwatch_notifications_skipped_total", "callwatch_notification_queue_length"} {
 		names[n] = true

@@ -19,6 +19,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // fakeRules serves fixed groups.
@@ -36,7 +37,7 @@ func testRules(t *testing.T, ts time.Time, results map[string][]engine.Sample) f
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, err := engine.ParseRuleFile("testdata/rules.yaml", data, engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile("testdata/rules.yaml", data, rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func TestRulesCollectorSkipsWhatItCannotExport(t *testing.T) {
       - record: tenant:calls:count5m
         expr: sum by (tenant_id) (count_over_time(events[5m]))
 `
-	specs, err := engine.ParseRuleFile("rules.yaml", []byte(data), engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile("rules.yaml", []byte(data), rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

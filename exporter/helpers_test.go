@@ -19,9 +19,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/chdb"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/storage/chdb"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

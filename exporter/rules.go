@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
@@ -49,14 +50,14 @@ func (c *rulesCollector) Collect(ch chan<- prometheus.Metric) {
 	ok := true
 	seen := map[uint64]bool{}
 	emit := func(lset labels.Labels, value float64, help string) {
-		name := lset.Get(labels.MetricName)
+		name := lset.Get(model.MetricNameLabel)
 		if name == "" || reserved(name) || seen[lset.Hash()] {
 			ok = false
 			return
 		}
 		var names, values []string
 		lset.Range(func(l labels.Label) {
-			if l.Name != labels.MetricName {
+			if l.Name != model.MetricNameLabel {
 				names = append(names, l.Name)
 				values = append(values, l.Value)
 			}
@@ -77,16 +78,16 @@ func (c *rulesCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			samples, _ := rr.Samples()
 			for _, s := range samples {
-				if n := s.Labels.Get(labels.MetricName); n == "ALERTS" || n == "ALERTS_FOR_STATE" {
+				if n := s.Labels.Get(model.MetricNameLabel); n == "ALERTS" || n == "ALERTS_FOR_STATE" {
 					ok = false // the alerting rules' series
 					continue
 				}
-				emit(s.Labels, s.Value, "Last result of the recording rule "+s.Labels.Get(labels.MetricName)+".")
+				emit(s.Labels, s.Value, "Last result of the recording rule "+s.Labels.Get(model.MetricNameLabel)+".")
 			}
 		}
 		for _, s := range g.AlertSamples() {
 			help := "Pending and firing alerts of callwatch's alerting rules (1 per alert), as Prometheus' ALERTS."
-			if s.Metric.Get(labels.MetricName) == "ALERTS_FOR_STATE" {
+			if s.Metric.Get(model.MetricNameLabel) == "ALERTS_FOR_STATE" {
 				help = "The time (unix seconds) each pending or firing alert became active, as Prometheus' ALERTS_FOR_STATE."
 			}
 			emit(s.Metric, s.F, help)

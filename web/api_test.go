@@ -15,6 +15,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 type staticRules []*engine.Group
@@ -41,7 +42,7 @@ func setup(t testing.TB) (*httptest.Server, *int) {
     annotations:
       summary: "{{ $labels.tenant_id }} has {{ $value }} errors"
 `
-	specs, err := engine.ParseRuleFile(file, []byte(data), engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile(file, []byte(data), rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 //go:embed templates
@@ -260,7 +261,7 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	// The most severe first, then the newest.
 	bySeverity := func(as []alertView, at func(alertView) time.Time) {
 		sort.SliceStable(as, func(i, j int) bool {
-			if si, sj := engine.Severity(as[i].Severity).Rank(), engine.Severity(as[j].Severity).Rank(); si != sj {
+			if si, sj := rulefmt.Severity(as[i].Severity).Rank(), rulefmt.Severity(as[j].Severity).Rank(); si != sj {
 				return si > sj
 			}
 			return at(as[i]).After(at(as[j]))

@@ -18,6 +18,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // promFixture serves the query API over events in memory and one group
@@ -56,7 +57,7 @@ func newPromFixture(t testing.TB) *promFixture {
     for: 5m
     keep_firing_for: 1m
 `
-	specs, err := engine.ParseRuleFile(file, []byte(data), engine.LoadOptions{})
+	specs, err := rulefmt.ParseRuleFile(file, []byte(data), rulefmt.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

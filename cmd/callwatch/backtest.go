@@ -17,6 +17,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -70,7 +71,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(files) == 0 {
 		files = ruleGlobs(*configFile, cfg)
 	}
-	specs, err := engine.LoadFiles(files, engine.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()})
+	specs, err := rulefmt.LoadFiles(files, rulefmt.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()})
 	if err != nil {
 		return err
 	}

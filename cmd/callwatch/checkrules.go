@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // runCheckRules runs `callwatch check rules FILE...`: exit 0 when every file
@@ -42,17 +42,17 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "callwatch check rules: %v\n", err)
 		return 2
 	}
-	opts := engine.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()}
+	opts := rulefmt.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()}
 	if *configFile != "" {
 		opts.Channels = cfg.ChannelNames()
 	}
 	failed := false
 	for _, f := range fs.Args() {
-		groups, err := engine.LoadFiles([]string{f}, opts)
+		groups, err := rulefmt.LoadFiles([]string{f}, opts)
 		if err != nil {
 			failed = true
 			fmt.Fprintf(stdout, "Checking %s\n  FAILED:\n", f)
-			var errs engine.Errors
+			var errs rulefmt.Errors
 			if errors.As(err, &errs) {
 				for _, e := range errs {
 					fmt.Fprintf(stdout, "%s\n", e)

@@ -36,7 +36,7 @@ func (r *received) get(k string) int {
 // alertname and status; it stops with the test.
 func newAlertHook(t *testing.T) (*received, *httptest.Server) {
 	got := &received{n: map[string]int{}}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hook := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		var p struct {
 			Alerts []struct {
 				Status string            `json:"status"`
@@ -198,7 +198,7 @@ func notifierDown(t *testing.T, mode string) {
 	db := errorEvents(t, s, 5)
 	var mu sync.Mutex
 	failing, attempts, delivered := true, 0, 0
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		attempts++
 		fail := failing

@@ -99,7 +99,7 @@ func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	db := errorEvents(t, s, 5)
 	var mu sync.Mutex
 	var messages []string // status of each webhook message
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hook := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		var p struct {
 			Status string `json:"status"`
 		}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err != nil {
-		if ue, ok := err.(usageError); ok {
+		if ue := (usageError{}); errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "callwatch %s: %s\n", args[0], ue.msg)
 			return 2
 		}

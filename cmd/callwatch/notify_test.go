@@ -20,6 +20,7 @@ import (
 
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chstore"
 )
 
 // hook is a webhook receiver that counts firing notifications per alert.
@@ -33,7 +34,7 @@ type hook struct {
 
 func newHook(t *testing.T) *hook {
 	h := &hook{firing: map[string]int{}, stop: make(chan struct{})}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		hang := h.hang
 		h.mu.Unlock()
@@ -160,7 +161,7 @@ func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	audit, _ := clickhouse.NewAuditStore(conn, "callwatch_alert_log")
+	audit, _ := chstore.NewAuditStore(conn, "callwatch_alert_log")
 	intents := func(status string) int {
 		recs, err := audit.History(context.Background(), engine.AuditQuery{Kinds: []engine.AuditKind{engine.AuditNotification}})
 		if err != nil {

@@ -106,7 +106,7 @@ func TestNoSecretIsShownAfterEveryKindOfChannelFailure(t *testing.T) {
 	refused := "http://" + proctest.FreeAddr(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	hanging := failingService(t, func(w http.ResponseWriter, r *http.Request) {
+	hanging := failingService(t, func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():

@@ -25,9 +25,10 @@ import (
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/chdb"
 	"github.com/callwatch/callwatch/engine/clickhouse"
-	"github.com/callwatch/callwatch/engine/notify"
+	"github.com/callwatch/callwatch/notify"
+	"github.com/callwatch/callwatch/storage/chdb"
+	"github.com/callwatch/callwatch/storage/chstore"
 	"github.com/callwatch/callwatch/web"
 )
 
@@ -121,7 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	audit, err := clickhouse.NewAuditStore(conn, cfg.ClickHouse.AuditTable)
+	audit, err := chstore.NewAuditStore(conn, cfg.ClickHouse.AuditTable)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// The history API and the status page read the audit trail on the
 	// ad-hoc queries' connections, not the rules'.
-	auditReads, err := clickhouse.NewAuditStore(queryConn, cfg.ClickHouse.AuditTable)
+	auditReads, err := chstore.NewAuditStore(queryConn, cfg.ClickHouse.AuditTable)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var elector *engine.Elector
 	var sender func() bool
 	if cfg.HA.Enabled {
-		lease, err := clickhouse.NewLeaseStore(conn, cfg.HA.LeaseTable)
+		lease, err := chstore.NewLeaseStore(conn, cfg.HA.LeaseTable)
 		if err != nil {
 			return err
 		}

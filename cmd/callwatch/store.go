@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/callwatch/callwatch/config"
-	"github.com/callwatch/callwatch/engine/chdb"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chdb"
 )
 
 // store is a ClickHouse connection: a server's or the embedded engine's.

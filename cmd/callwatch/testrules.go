@@ -16,7 +16,7 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/memory"
-	"github.com/callwatch/callwatch/engine/ruletest"
+	"github.com/callwatch/callwatch/ruletest"
 )
 
 // runTestRules runs `callwatch test rules FILE...` and returns the exit

@@ -31,7 +31,7 @@ func serverDatabase(t *testing.T) (*clickhouse.NativeConn, string) {
 }
 
 // TestEventsContractOnTheServer runs the events-SQL contract against the
-// server; engine/chdb runs it on embedded ClickHouse.
+// server; storage/chdb runs it on embedded ClickHouse.
 func TestEventsContractOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.Events(t, conn, db)
@@ -45,7 +45,7 @@ func TestDifferentialOnTheServer(t *testing.T) {
 }
 
 // TestIncrementalStepAfterStepOnTheServer steps the incremental path
-// through arriving events on the server, with the fixed seed: engine/chdb
+// through arriving events on the server, with the fixed seed: storage/chdb
 // runs a seed from the clock, so the two backends explore as the fixed and
 // the clock seed did on the server alone, in about the same time (a seed
 // costs a minute of each).

@@ -16,5 +16,9 @@
 //
 // Source runs those statements through a minimal Conn and implements
 // engine.LeafSource. NativeConn adapts clickhouse-go's native protocol to
-// Conn; an embedded engine can implement the same interface.
+// Conn; an embedded engine (storage/chdb) implements the same interface.
+// Conn, Execer and ExecQuerier, identifier quoting (QuoteIdent, QuoteTable)
+// and ErrorCode (exec.go) are the connection layer every package that
+// talks to ClickHouse shares: the audit and lease stores of
+// storage/chstore, the exporter and the demo traffic.
 package clickhouse

@@ -211,7 +211,7 @@ func checkStatement(st Statement, allowed map[string]bool) error {
 		case isDigit(c):
 			m := sqlNumber.FindString(sql[i:])
 			if _, err := strconv.ParseFloat(m, 64); err != nil {
-				return fmt.Errorf("number %q at byte %d: %v", m, i, err)
+				return fmt.Errorf("number %q at byte %d: %w", m, i, err)
 			}
 			i += len(m)
 			if i < len(sql) && (sql[i] == '_' || isLetter(sql[i])) {

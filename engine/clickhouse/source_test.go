@@ -14,7 +14,7 @@ import (
 // The SQL-level tests of Source (windows, matchers, aggregates, the
 // differential and incremental suites) are contracts of every backend: they
 // are in internal/storetest, run here against the server (backend_test.go)
-// and by engine/chdb on embedded ClickHouse. What is left here needs no
+// and by storage/chdb on embedded ClickHouse. What is left here needs no
 // server or is about the native connection.
 
 var server = chtest.NewShared()
@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { os.Exit(server.Run(m)) }
 
 func TestEvalLeavesReportsFailuresWithTheStatement(t *testing.T) {
 	src, err := New(Options{
-		Conn: ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
+		Conn: ConnFunc(func(context.Context, string, ...any) (Rows, error) {
 			return nil, context.DeadlineExceeded
 		}),
 		Table:   "events",

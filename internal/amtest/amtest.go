@@ -36,7 +36,7 @@ const InstallHint = "Prometheus Alertmanager is not installed: `make test` insta
 
 // ErrNotInstalled is returned by StartAlertmanager when no
 // prometheus-alertmanager binary is found.
-var ErrNotInstalled = errors.New(InstallHint)
+var ErrNotInstalled = errors.New(InstallHint) //nolint:staticcheck // ST1005: the hint is a sentence printed as is
 
 // StartTimeout bounds how long an Alertmanager may take to become ready.
 const StartTimeout = 30 * time.Second

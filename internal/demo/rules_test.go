@@ -9,6 +9,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // backtestBaseline evaluates rules.d/baseline.yaml, as the running engine
@@ -23,7 +24,7 @@ func backtestBaseline(t *testing.T, g *Generator, d time.Duration) []engine.Tran
 		events = append(events, e.Memory())
 	}
 	store.Add(events...)
-	specs, err := engine.LoadFiles([]string{"../../rules.d/baseline.yaml"}, engine.LoadOptions{Schema: dsl.DefaultSchema()})
+	specs, err := rulefmt.LoadFiles([]string{"../../rules.d/baseline.yaml"}, rulefmt.LoadOptions{Schema: dsl.DefaultSchema()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func (p *Proc) WaitReady(timeout time.Duration, ready func() error) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited: %v", p.name, p.waitErr)
+			return fmt.Errorf("%s exited: %w", p.name, p.waitErr)
 		default:
 		}
 		if last = ready(); last == nil {

@@ -38,7 +38,7 @@ const InstallHint = "Prometheus is not installed: `make test` installs it (apt-g
 
 // ErrNotInstalled is returned by StartServer when no prometheus binary is
 // found.
-var ErrNotInstalled = errors.New(InstallHint)
+var ErrNotInstalled = errors.New(InstallHint) //nolint:staticcheck // ST1005: the hint is a sentence printed as is
 
 // StartTimeout bounds how long a server may take to become ready.
 const StartTimeout = 30 * time.Second

@@ -2,7 +2,7 @@ package storetest
 
 // The contract of the events SQL, run once per backend like the stores'
 // (the ClickHouse 18.16 server in engine/clickhouse's tests, embedded
-// ClickHouse 26.x in engine/chdb's), so the two cannot drift apart as
+// ClickHouse 26.x in storage/chdb's), so the two cannot drift apart as
 // mirrored copies would.
 
 import (

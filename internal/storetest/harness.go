@@ -337,7 +337,7 @@ func forEachSeed(t *testing.T, seeds []uint64, suite func(t *testing.T, seed uin
 }
 
 // packageDir is the directory of the package under test, relative to the
-// module's root (./engine/chdb), for the commands that replay a seed.
+// module's root (./storage/chdb), for the commands that replay a seed.
 func packageDir() string {
 	wd, err := os.Getwd()
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package storetest holds the contract tests of callwatch's use of
 // ClickHouse, run once per backend from the same code: a ClickHouse 18.16
 // server through clickhouse-go (engine/clickhouse) and embedded ClickHouse
-// 26.x (engine/chdb). They cover the stores (the audit trail, the HA lease:
+// 26.x (storage/chdb). They cover the stores (the audit trail, the HA lease:
 // this file) and the events SQL: the hand-written suites of Events, the
 // Differential suite over random expressions and the incremental path
 // stepped through arriving events (IncrementalStepAfterStep), all compared
@@ -24,6 +24,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chstore"
 )
 
 // logBuffer collects a store's log lines.
@@ -60,9 +61,9 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 	firing := engine.AuditRecord{Time: at, Kind: engine.AuditFiring, Fingerprint: "00000000000000ff", Group: "g", Rule: "Errors"}
 	ack := engine.AuditRecord{Time: at.Add(time.Second), Kind: engine.AuditAcknowledged, Fingerprint: "00000000000000ff", Rule: "Errors", By: "alice"}
 
-	newAudit := func(t *testing.T, table string) (*clickhouse.AuditStore, *logBuffer) {
+	newAudit := func(t *testing.T, table string) (*chstore.AuditStore, *logBuffer) {
 		t.Helper()
-		store, err := clickhouse.NewAuditStore(conn, table)
+		store, err := chstore.NewAuditStore(conn, table)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 	})
 
 	t.Run("a failure that is not a missing table is a store error and is not retried", func(t *testing.T) {
-		store, err := clickhouse.NewAuditStore(conn, "no_such_database_cw.audit")
+		store, err := chstore.NewAuditStore(conn, "no_such_database_cw.audit")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 
 	t.Run("a heartbeat after the lease table was dropped re-creates it and goes through", func(t *testing.T) {
 		table := db + ".replicas"
-		lease, err := clickhouse.NewLeaseStore(conn, table)
+		lease, err := chstore.NewLeaseStore(conn, table)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -349,7 +349,7 @@ func (g *Exprs) regex(values []string) string {
 	}
 }
 
-func (g *Exprs) aggregation(depth int, ctx lctx) gnode {
+func (g *Exprs) aggregation(depth int, _ lctx) gnode {
 	op := pick(g, []string{"sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile"})
 	var grouping string
 	inner := lctx{grouped: true}
@@ -645,11 +645,11 @@ func (g *Exprs) oddLiteral() gnode {
 	return gnode{s: strconv.FormatFloat(v, 'g', -1, 64), scalar: true, exact: true}
 }
 
-// labelSubset returns between min and max distinct labels in random order.
-func (g *Exprs) labelSubset(min, max int) []string {
+// labelSubset returns between lo and hi distinct labels in random order.
+func (g *Exprs) labelSubset(lo, hi int) []string {
 	ls := slices.Clone(g.schema.Labels)
 	g.rng.Shuffle(len(ls), func(i, j int) { ls[i], ls[j] = ls[j], ls[i] })
-	return ls[:min+g.rng.IntN(max-min+1)]
+	return ls[:lo+g.rng.IntN(hi-lo+1)]
 }
 
 func without(xs, drop []string) []string {

@@ -1,0 +1,24 @@
+// Package testrules writes rule files for tests: the tests of rulefmt (the
+// format) and of engine (the runtime) build their files the same way, so
+// the helper exists once.
+package testrules
+
+import "strings"
+
+// File returns a rule file with one group "g" holding rules, which are
+// written at the indentation of a rules: list item; groupExtra holds more
+// keys of the group (interval: 30s), one per line.
+func File(groupExtra, rules string) string {
+	var sb strings.Builder
+	sb.WriteString("groups:\n  - name: g\n")
+	for _, l := range strings.Split(strings.TrimSpace(groupExtra), "\n") {
+		if l != "" {
+			sb.WriteString("    " + l + "\n")
+		}
+	}
+	sb.WriteString("    rules:\n")
+	for _, l := range strings.Split(strings.Trim(rules, "\n"), "\n") {
+		sb.WriteString("      " + l + "\n")
+	}
+	return sb.String()
+}

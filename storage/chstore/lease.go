@@ -1,0 +1,89 @@
+package chstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// LeaseStore keeps the heartbeats of callwatch replicas in a ClickHouse
+// table, for engine.Elector: one row per beat, timed by the server's clock
+// (so the replicas' clocks need not agree), in a ReplacingMergeTree that
+// keeps one row per replica as parts merge. It works on 18.16 and 26.x.
+// When the table disappears while callwatch runs, the next beat re-creates
+// it, so the election does not stay broken until a restart.
+type LeaseStore struct {
+	conn  clickhouse.ExecQuerier
+	table string
+	keep  *recreator
+}
+
+var _ engine.LeaseStore = (*LeaseStore)(nil)
+
+// NewLeaseStore returns a LeaseStore over table (table or database.table).
+func NewLeaseStore(conn clickhouse.ExecQuerier, table string) (*LeaseStore, error) {
+	if conn == nil {
+		return nil, errors.New("lease store: no connection")
+	}
+	if !validTable(table) {
+		return nil, fmt.Errorf("lease store: %q is not a table name", table)
+	}
+	s := &LeaseStore{conn: conn, table: table}
+	s.keep = &recreator{table: table, migrate: s.Migrate}
+	return s, nil
+}
+
+// SetLogger sets where the store logs what it does on its own, such as
+// re-creating its table (default: nowhere). Call it before using the store.
+func (s *LeaseStore) SetLogger(l *slog.Logger) { s.keep.logger = l }
+
+// Migrate creates the table when it is missing.
+func (s *LeaseStore) Migrate(ctx context.Context) error {
+	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    `replica` String,\n    `at` DateTime\n) ENGINE = ReplacingMergeTree(`at`)\nORDER BY `replica`", clickhouse.QuoteTable(s.table))
+	if err := s.conn.Exec(ctx, ddl); err != nil {
+		return fmt.Errorf("create lease table %s: %w", s.table, err)
+	}
+	return nil
+}
+
+// Beat records that replica is alive now, by the server's clock.
+func (s *LeaseStore) Beat(ctx context.Context, replica string) error {
+	// INSERT … SELECT with bound values: the form that works on 18.16
+	// through clickhouse-go (INSERT … VALUES with arguments hangs there).
+	sql := fmt.Sprintf("INSERT INTO %s (`replica`, `at`) SELECT ?, now()", clickhouse.QuoteTable(s.table))
+	return s.keep.do(ctx, func(ctx context.Context) error { return s.conn.Exec(ctx, sql, replica) })
+}
+
+// Alive returns the replicas whose last beat is at most ttl old, by the
+// server's clock, sorted by name.
+func (s *LeaseStore) Alive(ctx context.Context, ttl time.Duration) ([]string, error) {
+	var out []string
+	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
+		out, err = s.alive(ctx, ttl)
+		return err
+	})
+	return out, err
+}
+
+func (s *LeaseStore) alive(ctx context.Context, ttl time.Duration) ([]string, error) {
+	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT `replica` FROM %s GROUP BY `replica` HAVING max(`at`) >= now() - toInt64(?) ORDER BY `replica`", clickhouse.QuoteTable(s.table)),
+		int64(max(ttl.Round(time.Second), time.Second)/time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
