@@ -126,6 +126,38 @@ type Leaf struct {
 	Grouped bool
 	// Pos is the leaf's position in Expr.Input.
 	Pos posrange.PositionRange
+	// Sub is the subquery the leaf sits in, nil outside one: the leaf is
+	// then evaluated at every step of the subquery (see Subquery.Times).
+	Sub *Subquery
+}
+
+// Subquery is a subquery expr[Range:Step] offset Offset: its expression is
+// evaluated at the times Times returns, and a range function of PromQL
+// (max_over_time, …) reads the results.
+type Subquery struct {
+	Range, Step, Offset time.Duration
+}
+
+// DefaultSubqueryStep is the step of a subquery written without one
+// ([1h:]), as Prometheus takes its evaluation interval.
+const DefaultSubqueryStep = time.Minute
+
+// Times returns the times, in unix milliseconds, at which a subquery read
+// at ts evaluates its expression: the multiples of Step in
+// [ts − Offset − Range, ts − Offset], as Prometheus aligns them.
+func (s *Subquery) Times(ts time.Time) (start, end int64, step time.Duration) {
+	step = s.Step
+	if step <= 0 {
+		step = DefaultSubqueryStep
+	}
+	iv := step.Milliseconds()
+	end = ts.UnixMilli() - s.Offset.Milliseconds()
+	from := end - s.Range.Milliseconds()
+	start = iv * (from / iv)
+	if start < from {
+		start += iv
+	}
+	return start, end, step
 }
 
 // Window returns the leaf's window at evaluation time ts: events with
@@ -178,6 +210,9 @@ func (l *Leaf) Key() string {
 		sb.WriteByte(',')
 	}
 	fmt.Fprintf(&sb, "|%d|%d|%v|%s", l.Range, l.Offset, l.Grouped, strings.Join(l.By, ","))
+	if l.Sub != nil {
+		fmt.Fprintf(&sb, "|sub %d:%d offset %d", l.Sub.Range, l.Sub.Step, l.Sub.Offset)
+	}
 	return sb.String()
 }
 
@@ -323,6 +358,8 @@ type checker struct {
 	leaves []*Leaf
 	byKey  map[string]*Leaf
 	series []string
+	// sub is the subquery being visited, nil outside one.
+	sub *Subquery
 }
 
 func (c *checker) errf(pos posrange.Pos, hint, format string, args ...any) error {
@@ -396,8 +433,8 @@ func (c *checker) visit(node parser.Expr, g *grouping, depth int) (parser.Expr, 
 			"a range selector is not a result by itself")
 	case *parser.SubqueryExpr:
 		return nil, c.errf(n.PositionRange().Start,
-			"range functions pool raw events directly: write e.g. max_over_time(latency_ms[1h]) instead of a [1h:1m] subquery",
-			"subqueries are not supported")
+			"read a subquery with a range function, e.g. max_over_time(p95(latency_ms[5m])[1h:5m])",
+			"a subquery is not a result by itself")
 	default:
 		return nil, c.errf(node.PositionRange().Start, "", "%T is not supported here", node)
 	}
@@ -466,10 +503,8 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	}
 	ms, ok := unparen(args[0]).(*parser.MatrixSelector)
 	if !ok {
-		if _, sub := unparen(args[0]).(*parser.SubqueryExpr); sub {
-			return nil, c.errf(args[0].PositionRange().Start,
-				"range functions pool raw events directly: write e.g. max_over_time(latency_ms[1h]) instead of a [1h:1m] subquery",
-				"subqueries are not supported")
+		if sq, sub := unparen(args[0]).(*parser.SubqueryExpr); sub {
+			return c.subquery(call, rf, sq, g)
 		}
 		return nil, c.errf(args[0].PositionRange().Start, "write e.g. "+name+"(latency_ms[5m])", "%s takes a range selector over a field or events", name)
 	}
@@ -559,6 +594,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		}
 		leaf.Grouped, leaf.By = true, g.by
 	}
+	leaf.Sub = c.sub
 	if prev, ok := c.byKey[leaf.Key()]; ok {
 		leaf = prev
 	} else {
@@ -575,6 +611,69 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		LabelMatchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, leaf.Name)},
 		PosRange:      call.PosRange,
 	}, nil
+}
+
+// subquery checks a range function over a subquery, f(expr[range:step]):
+// f stays PromQL's own function over the subquery's samples, and the range
+// functions inside expr become leaves evaluated at every step of the
+// subquery (Leaf.Sub), which a backend computes in one query for all the
+// steps.
+func (c *checker) subquery(call *parser.Call, rf rangeFunc, sq *parser.SubqueryExpr, g *grouping) (parser.Expr, error) {
+	pos := sq.PositionRange().Start
+	name := call.Func.Name
+	switch {
+	case c.sub != nil:
+		return nil, c.errf(pos, "compute the inner subquery in a recording rule and read its output", "subqueries cannot be nested")
+	case rf.agg == AggRate || rf.agg == AggIncrease:
+		return nil, c.errf(call.PosRange.Start, "a subquery's samples are not a counter: read them with avg_over_time, max_over_time, sum_over_time, …",
+			"%s over a subquery is not supported", name)
+	case sq.Timestamp != nil || sq.StartOrEnd != 0:
+		return nil, c.errf(pos, "write offset 1h to look into the past", "the @ modifier is not supported")
+	case sq.OriginalOffsetExpr != nil || sq.RangeExpr != nil || sq.StepExpr != nil:
+		return nil, c.errf(pos, "write plain durations such as [1h:5m] offset 1d", "duration expressions are not supported")
+	case sq.Range <= 0 || sq.OriginalOffset < 0 || sq.Step < 0:
+		return nil, c.errf(pos, "write a subquery such as [1h:5m]", "the subquery's range must be longer than zero and its offset not negative")
+	case sq.Range > MaxLookback || sq.OriginalOffset > MaxLookback:
+		return nil, c.errf(pos, fmt.Sprintf("write a range and an offset of at most %s", model.Duration(MaxLookback)), "the subquery looks back too far")
+	}
+	sub := &Subquery{Range: sq.Range, Step: sq.Step, Offset: sq.OriginalOffset}
+	if _, _, step := sub.Times(time.Unix(0, 0)); sq.Range/step > 11000 {
+		return nil, c.errf(pos, "raise the step or shorten the range", "the subquery has %d steps, more than 11000", sq.Range/step)
+	}
+	c.sub = sub
+	inner, err := c.visit(sq.Expr, g, 1)
+	c.sub = nil
+	if err != nil {
+		return nil, err
+	}
+	if inner.Type() != parser.ValueTypeVector {
+		return nil, c.errf(sq.Expr.PositionRange().Start, "a subquery's expression must give a vector, e.g. p95(latency_ms[5m])", "the subquery's expression gives a %s", inner.Type())
+	}
+	// The longest look-back: the subquery's, plus that of its leaves.
+	if maxRange := c.opts.Limits.MaxRange; maxRange > 0 {
+		for _, l := range c.leaves {
+			if l.Sub == sub && sub.Range+sub.Offset+l.Range+l.Offset > maxRange {
+				return nil, limitError("max_window", c.errf(pos, fmt.Sprintf("shorten the subquery or its windows, or raise limits.max_window (now %s)", model.Duration(maxRange)),
+					"the subquery with %s looks back %s, more than the configured maximum", l.Func, model.Duration(sub.Range+sub.Offset+l.Range+l.Offset)))
+			}
+		}
+	}
+	sq.Expr = inner
+	fn := name
+	args := []parser.Expr{sq}
+	switch {
+	case rf.param:
+		args = []parser.Expr{call.Args[0], sq}
+	case rf.agg == AggQuantile:
+		// pNN over a subquery is PromQL's quantile_over_time of its samples.
+		fn = "quantile_over_time"
+		args = []parser.Expr{&parser.NumberLiteral{Val: rf.quantile, PosRange: call.PosRange}, sq}
+	}
+	f := parser.Functions[fn]
+	if f == nil {
+		return nil, c.errf(call.PosRange.Start, "", "%s over a subquery is not supported", name)
+	}
+	return &parser.Call{Func: f, Args: args, PosRange: call.PosRange}, nil
 }
 
 func unparen(e parser.Expr) parser.Expr {

@@ -92,6 +92,10 @@ type QuerierOptions struct {
 type Querier struct {
 	opts QuerierOptions
 	ng   *promql.Engine
+	// base is the source the querier was made with: a batch's querier
+	// keeps it for the leaves inside subqueries, which are evaluated over
+	// ranges of times, never from the batch.
+	base LeafSource
 }
 
 // NewQuerier returns a Querier.
@@ -110,9 +114,12 @@ func NewQuerier(opts QuerierOptions) *Querier {
 		MaxSamples:    opts.MaxSamples,
 		Timeout:       opts.Timeout,
 		LookbackDelta: time.Minute,
+		// A subquery without a step ([1h:]) steps by dsl's default, the
+		// times its leaves are computed for (dsl.Subquery.Times).
+		NoStepSubqueryIntervalFn: func(int64) int64 { return dsl.DefaultSubqueryStep.Milliseconds() },
 		Parser:        parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
 	})
-	return &Querier{opts: opts, ng: ng}
+	return &Querier{opts: opts, ng: ng, base: opts.Source}
 }
 
 // Query evaluates e at ts, with the querier's own SeriesSource.
@@ -124,26 +131,50 @@ func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result,
 // outputs) from series, which may be nil.
 func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seriesSrc SeriesSource) (Result, error) {
 	ts = ts.Truncate(time.Millisecond)
-	lr := LeafResult{}
-	if len(e.Leaves) > 0 {
-		var err error
-		lr, err = q.opts.Source.EvalLeaves(ctx, ts, e.Leaves)
+	lr := LeafResult{Vectors: make([][]Sample, len(e.Leaves))}
+	var plain []*dsl.Leaf
+	var plainAt []int
+	for i, l := range e.Leaves {
+		if l.Sub == nil {
+			plain, plainAt = append(plain, l), append(plainAt, i)
+		}
+	}
+	if len(plain) > 0 {
+		got, err := q.opts.Source.EvalLeaves(ctx, ts, plain)
 		if err != nil {
 			return Result{}, err
 		}
-		if len(lr.Vectors) != len(e.Leaves) {
-			return Result{}, fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(e.Leaves))
+		if len(got.Vectors) != len(plain) {
+			return Result{}, fmt.Errorf("leaf source returned %d results for %d leaves", len(got.Vectors), len(plain))
 		}
-		for i, v := range lr.Vectors {
+		lr.Statements = got.Statements
+		for k, i := range plainAt {
+			lr.Vectors[i] = got.Vectors[k]
+			if got.Paths != nil {
+				if lr.Paths == nil {
+					lr.Paths = make([]LeafPath, len(e.Leaves))
+				}
+				lr.Paths[i] = got.Paths[k]
+			}
+		}
+		for k, v := range got.Vectors {
 			if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
 				return Result{Statements: lr.Statements}, fmt.Errorf("%w: %s returned %d groups, more than limits.max_series_per_rule (%d): group by fewer labels",
-					ErrTooManySeries, e.Leaves[i].Func, len(v), q.opts.MaxSeries)
+					ErrTooManySeries, plain[k].Func, len(v), q.opts.MaxSeries)
 			}
 		}
 	}
-	series := make(map[string][]Sample, len(e.Leaves)+len(e.Series))
+	snap := &snapshot{series: make(map[string][]Sample, len(e.Leaves)+len(e.Series)), ts: ts.UnixMilli()}
+	subStmts, err := q.subqueryLeaves(ctx, e, ts, snap)
+	lr.Statements = append(lr.Statements, subStmts...)
+	if err != nil {
+		return Result{Statements: lr.Statements}, err
+	}
+	series := snap.series
 	for i, l := range e.Leaves {
-		series[l.Name] = lr.Vectors[i]
+		if l.Sub == nil {
+			series[l.Name] = lr.Vectors[i]
+		}
 	}
 	noData := len(e.Leaves) > 0
 	for _, v := range lr.Vectors {
@@ -151,12 +182,22 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 			noData = false
 		}
 	}
+	for _, pts := range snap.points {
+		for _, p := range pts {
+			if len(p.samples) > 0 {
+				noData = false
+			}
+		}
+	}
 	if seriesSrc != nil {
 		for _, name := range e.Series {
 			series[name] = seriesSrc.Series(name, ts)
 		}
 	}
-	qry, err := q.ng.NewInstantQuery(ctx, &snapshot{series: series, ts: ts.UnixMilli()}, nil, e.Query, ts)
+	// Samples are exactly at the times they were computed for: a lookback
+	// shorter than any step keeps PromQL from carrying a group's value into
+	// a subquery step at which it had none.
+	qry, err := q.ng.NewInstantQuery(ctx, snap, promql.NewPrometheusQueryOpts(false, time.Millisecond, nil), e.Query, ts)
 	if err != nil {
 		return Result{}, fmt.Errorf("prepare query: %w", err)
 	}
@@ -186,6 +227,15 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 type snapshot struct {
 	series map[string][]Sample
 	ts     int64
+	// points are the samples of leaves inside subqueries, at each of the
+	// subquery's times (unix ms), by leaf name.
+	points map[string][]timedSamples
+}
+
+// timedSamples are a leaf's samples at one time.
+type timedSamples struct {
+	t       int64
+	samples []Sample
 }
 
 func (s *snapshot) Querier(_, _ int64) (storage.Querier, error) { return s, nil }
@@ -196,6 +246,9 @@ func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms 
 		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
 			name = m.Value
 		}
+	}
+	if pts, ok := s.points[name]; ok {
+		return s.selectPoints(name, pts, ms)
 	}
 	var out []storage.Series
 	for _, smp := range s.series[name] {
@@ -215,6 +268,113 @@ func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms 
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
 	return &seriesSet{series: out, i: -1}
+}
+
+// selectPoints serves a subquery leaf's samples as series with a point at
+// each time the leaf had a sample there.
+func (s *snapshot) selectPoints(name string, pts []timedSamples, ms []*labels.Matcher) storage.SeriesSet {
+	byLabels := map[string]*promql.Series{}
+	for _, p := range pts {
+		for _, smp := range p.samples {
+			lb := labels.NewBuilder(smp.Labels)
+			lb.Set(labels.MetricName, name)
+			lset := lb.Labels()
+			match := true
+			for _, m := range ms {
+				if !m.Matches(lset.Get(m.Name)) {
+					match = false
+					break
+				}
+			}
+			if !match {
+				continue
+			}
+			k := lset.String()
+			sr := byLabels[k]
+			if sr == nil {
+				sr = &promql.Series{Metric: lset}
+				byLabels[k] = sr
+			}
+			sr.Floats = append(sr.Floats, promql.FPoint{T: p.t, F: smp.Value})
+		}
+	}
+	out := make([]storage.Series, 0, len(byLabels))
+	for _, sr := range byLabels {
+		out = append(out, promql.NewStorageSeries(*sr))
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
+	return &seriesSet{series: out, i: -1}
+}
+
+// subqueryLeaves computes the leaves of e that sit inside subqueries at
+// every time their subquery reads at ts, into snap.points: per subquery,
+// one range evaluation of the base source (one query per leaf shape on
+// ClickHouse, for all the steps), never the batch of ts.
+func (q *Querier) subqueryLeaves(ctx context.Context, e *dsl.Expr, ts time.Time, snap *snapshot) ([]string, error) {
+	bySub := map[dsl.Subquery][]*dsl.Leaf{}
+	var subs []dsl.Subquery
+	for _, l := range e.Leaves {
+		if l.Sub == nil {
+			continue
+		}
+		if _, ok := bySub[*l.Sub]; !ok {
+			subs = append(subs, *l.Sub)
+		}
+		bySub[*l.Sub] = append(bySub[*l.Sub], l)
+	}
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	snap.points = map[string][]timedSamples{}
+	var stmts []string
+	samples := 0
+	for _, sub := range subs {
+		leaves := bySub[sub]
+		start, end, step := sub.Times(ts)
+		for _, l := range leaves {
+			snap.points[l.Name] = nil
+		}
+		if start > end {
+			continue
+		}
+		from, to := time.UnixMilli(start).UTC(), time.UnixMilli(end).UTC()
+		var results []LeafResult
+		if rs, ok := q.base.(RangeLeafSource); ok {
+			var err error
+			if results, err = rs.EvalLeavesRange(ctx, from, to, step, leaves); err != nil {
+				return append(stmts, statements(results)...), err
+			}
+		} else {
+			for t := from; !t.After(to); t = t.Add(step) {
+				lr, err := q.base.EvalLeaves(ctx, t, leaves)
+				results = append(results, lr)
+				if err != nil {
+					return append(stmts, statements(results)...), err
+				}
+			}
+		}
+		stmts = append(stmts, statements(results)...)
+		for k, lr := range results {
+			if len(lr.Vectors) != len(leaves) {
+				return stmts, fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(leaves))
+			}
+			t := start + int64(k)*step.Milliseconds()
+			for i, l := range leaves {
+				v := lr.Vectors[i]
+				if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
+					return stmts, fmt.Errorf("%w: %s returned %d groups at %s, more than limits.max_series_per_rule (%d): group by fewer labels",
+						ErrTooManySeries, l.Func, len(v), time.UnixMilli(t).UTC().Format(time.RFC3339), q.opts.MaxSeries)
+				}
+				samples += len(v)
+				snap.points[l.Name] = append(snap.points[l.Name], timedSamples{t: t, samples: v})
+			}
+		}
+		if samples > q.opts.MaxSamples {
+			return stmts, fmt.Errorf("%w: the subqueries' range functions returned %d samples, more than the maximum of %d: raise the subquery's step or shorten its range",
+				ErrTooManySamples, samples, q.opts.MaxSamples)
+		}
+	}
+	return stmts, nil
 }
 
 func (s *snapshot) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
@@ -271,6 +431,9 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 	index := map[string]int{}
 	for _, e := range exprs {
 		for _, l := range e.Leaves {
+			if l.Sub != nil {
+				continue // evaluated over its subquery's times by QueryWith
+			}
 			if _, ok := index[l.Key()]; !ok {
 				index[l.Key()] = len(leaves)
 				leaves = append(leaves, l)
@@ -325,7 +488,7 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 		}
 		return out, nil
 	})
-	bq := &Querier{opts: q.opts, ng: q.ng}
+	bq := &Querier{opts: q.opts, ng: q.ng, base: q.base}
 	bq.opts.Source = src
 	return bq.QueryWith, batchErr
 }

@@ -61,3 +61,10 @@ func TestRangeMatchesInstantsOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.RangeMatchesInstants(t, conn, db, storetest.Seeds(t, *seedFlag))
 }
+
+// TestSubqueriesOnTheServer evaluates subqueries over range functions on
+// the server and in memory.
+func TestSubqueriesOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.SubqueriesMatchInstants(t, conn, db)
+}

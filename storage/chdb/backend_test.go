@@ -48,3 +48,10 @@ func TestRangeMatchesInstantsEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
 	storetest.RangeMatchesInstants(t, c, db, embeddedSeeds(t))
 }
+
+// TestSubqueriesEmbedded evaluates subqueries over range functions on
+// embedded ClickHouse and in memory.
+func TestSubqueriesEmbedded(t *testing.T) {
+	c, db := newDatabase(t)
+	storetest.SubqueriesMatchInstants(t, c, db)
+}
