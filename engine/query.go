@@ -117,7 +117,7 @@ func NewQuerier(opts QuerierOptions) *Querier {
 		// A subquery without a step ([1h:]) steps by dsl's default, the
 		// times its leaves are computed for (dsl.Subquery.Times).
 		NoStepSubqueryIntervalFn: func(int64) int64 { return dsl.DefaultSubqueryStep.Milliseconds() },
-		Parser:        parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
+		Parser:                   parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
 	})
 	return &Querier{opts: opts, ng: ng, base: opts.Source}
 }

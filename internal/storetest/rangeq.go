@@ -122,8 +122,8 @@ func SubqueriesMatchInstants(t *testing.T, conn clickhouse.ExecQuerier, db strin
 	times := []time.Time{base, base.Add(2*time.Minute + 30*time.Second), base.Add(29*time.Minute + 250*time.Millisecond)}
 	for _, tc := range []struct {
 		expr, inner, outer string // inner and outer: the manual check, "" for none
-		step                      time.Duration
-		rng                       time.Duration
+		step               time.Duration
+		rng                time.Duration
 	}{
 		{`max_over_time(p95(latency_ms[5m])[1h:5m])`, `p95(latency_ms[5m])`, "max", 5 * time.Minute, time.Hour},
 		{`avg_over_time(sum by (tenant_id) (count_over_time(events[5m]))[30m:1m])`, `sum by (tenant_id) (count_over_time(events[5m]))`, "avg", time.Minute, 30 * time.Minute},
