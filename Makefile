@@ -50,16 +50,19 @@ deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# golangci-lint is pinned and installed into .cache/bin when missing (or at
+# another version), so every checkout lints with the same rules.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         := .cache/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# (Defined before the lint rule: make expands a rule's prerequisites as it
+# reads it.)
+
 ## lint: gofmt, go vet and golangci-lint (errorlint, revive, staticcheck, unparam, misspell, …; see .golangci.yml)
 lint: $(GOLANGCI_LINT)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
 
-# golangci-lint is pinned and installed into .cache/bin when missing (or at
-# another version), so every checkout lints with the same rules.
-GOLANGCI_LINT_VERSION := v2.15.0
-GOLANGCI_LINT         := .cache/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 $(GOLANGCI_LINT):
 	@mkdir -p .cache/bin
 	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
