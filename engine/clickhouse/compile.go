@@ -82,27 +82,34 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 	if opts.Schema.Time == "" {
 		opts.Schema = dsl.DefaultSchema()
 	}
-	type shape struct {
-		rng, offset time.Duration
-		by          string
-	}
-	var builders []*builder
-	byShape := map[shape]*builder{}
-	for i, l := range leaves {
-		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
-		b, ok := byShape[k]
-		if !ok {
-			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: opts.Seed, tcol: quoteIdent(opts.Schema.Time), cols: opts.Columns}
-			byShape[k] = b
-			builders = append(builders, b)
-		}
-		b.add(i, l)
-	}
+	builders := byShape(leaves, opts.Seed, opts.Schema.Time, opts.Columns)
 	stmts := make([]Statement, len(builders))
 	for i, b := range builders {
 		stmts[i] = b.build(opts, ts)
 	}
 	return stmts
+}
+
+// byShape puts the leaves into one builder per shape (window, offset,
+// grouping), in the order the shapes first appear.
+func byShape(leaves []*dsl.Leaf, seed bool, timeCol string, cols Columns) []*builder {
+	type shape struct {
+		rng, offset time.Duration
+		by          string
+	}
+	var builders []*builder
+	index := map[shape]*builder{}
+	for i, l := range leaves {
+		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
+		b, ok := index[k]
+		if !ok {
+			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: seed, tcol: quoteIdent(timeCol), cols: cols}
+			index[k] = b
+			builders = append(builders, b)
+		}
+		b.add(i, l)
+	}
+	return builders
 }
 
 // fragment is a piece of SQL and the values of its placeholders.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -136,22 +135,7 @@ func abs(a int64) int64 {
 // compileRange builds one statement per shape of leaves (all of them on
 // the range path).
 func (s *Source) compileRange(start, end time.Time, step time.Duration, n int, leaves []*dsl.Leaf) []Statement {
-	type shape struct {
-		rng, offset time.Duration
-		by          string
-	}
-	var builders []*builder
-	byShape := map[shape]*builder{}
-	for i, l := range leaves {
-		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
-		b, ok := byShape[k]
-		if !ok {
-			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, tcol: quoteIdent(s.opts.Schema.Time), cols: s.opts.Columns}
-			byShape[k] = b
-			builders = append(builders, b)
-		}
-		b.add(i, l)
-	}
+	builders := byShape(leaves, false, s.opts.Schema.Time, s.opts.Columns)
 	stmts := make([]Statement, len(builders))
 	for i, b := range builders {
 		stmts[i] = b.buildRange(s.opts, start, end, step, n)

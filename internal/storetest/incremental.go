@@ -69,28 +69,9 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	overflowed := 0
 
 	// The leaves of the generated expressions, deduplicated.
-	g := gen.NewExprs(gen.Options{Rand: rng, Schema: schema, Exact: leafExact})
-	var leaves []*dsl.Leaf
-	seen := map[string]bool{}
-	inputs := slices.Clone(gen.Pinned)
 	// Extremes over windows longer than a first evaluation's catch-up and
 	// shorter than the steps: their cold state's extreme leaves the window.
-	inputs = append(inputs, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])")
-	for range diffExprs / 2 {
-		inputs = append(inputs, g.Expr())
-	}
-	for _, in := range inputs {
-		e, err := dsl.Parse(in, dsl.Options{Schema: schema})
-		if err != nil {
-			continue
-		}
-		for _, l := range e.Leaves {
-			if !seen[l.Key()] {
-				seen[l.Key()] = true
-				leaves = append(leaves, l)
-			}
-		}
-	}
+	leaves := generatedLeaves(rng, schema, diffExprs/2, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])")
 
 	// Steps: every 30s over the second hour, then jumps (a restart, a
 	// backtest) and one time that is not on a bucket edge (full path).
@@ -184,4 +165,29 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	}
 	t.Logf("seed %d: %d events, %d leaves, %d steps; %d leaves incremental, %d quantiles from value counts (%d reads, %d rows, %d families stepped along), %d full; %d reads of %d buckets; steady steps read %v buckets (%d groupings); %d quantiles over a budget of 4",
 		seed, len(data.Events), len(leaves), len(steps), st.Leaves, st.QuantileLeaves, st.ValueQueries, st.ValueRows, st.CoSteps, st.FullLeaves, st.Queries, st.BucketsRead, steadyReads, grids, overflowed)
+}
+
+// generatedLeaves returns the distinct leaves of the pinned expressions,
+// extra, and n generated ones.
+func generatedLeaves(rng *rand.Rand, schema dsl.Schema, n int, extra ...string) []*dsl.Leaf {
+	g := gen.NewExprs(gen.Options{Rand: rng, Schema: schema, Exact: leafExact})
+	inputs := append(slices.Clone(gen.Pinned), extra...)
+	for range n {
+		inputs = append(inputs, g.Expr())
+	}
+	var leaves []*dsl.Leaf
+	seen := map[string]bool{}
+	for _, in := range inputs {
+		e, err := dsl.Parse(in, dsl.Options{Schema: schema})
+		if err != nil {
+			continue
+		}
+		for _, l := range e.Leaves {
+			if !seen[l.Key()] {
+				seen[l.Key()] = true
+				leaves = append(leaves, l)
+			}
+		}
+	}
+	return leaves
 }

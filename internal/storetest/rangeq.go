@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,27 +26,8 @@ func RangeMatchesInstants(t *testing.T, conn clickhouse.ExecQuerier, db string, 
 		schema := dsl.DefaultSchema()
 		data := gen.NewData(rng, schema)
 		tb := newEventsTable(t, conn, fmt.Sprintf("%s.range_events_%d", db, seed), data.Events)
-		g := gen.NewExprs(gen.Options{Rand: rng, Schema: schema, Exact: leafExact})
-		var leaves []*dsl.Leaf
-		seen := map[string]bool{}
-		inputs := slices.Clone(gen.Pinned)
-		inputs = append(inputs, "p95(latency_ms[5m])", "max by (tenant_id) (p99(latency_ms{status=\"ok\"}[10m] offset 1m))",
+		leaves := generatedLeaves(rng, schema, diffExprs/3, "p95(latency_ms[5m])", "max by (tenant_id) (p99(latency_ms{status=\"ok\"}[10m] offset 1m))",
 			"count_over_time(events[2h])", "absent_over_time(events{tenant_id=\"nobody\"}[1m])")
-		for range diffExprs / 3 {
-			inputs = append(inputs, g.Expr())
-		}
-		for _, in := range inputs {
-			e, err := dsl.Parse(in, dsl.Options{Schema: schema})
-			if err != nil {
-				continue
-			}
-			for _, l := range e.Leaves {
-				if !seen[l.Key()] {
-					seen[l.Key()] = true
-					leaves = append(leaves, l)
-				}
-			}
-		}
 		base := time.Date(2025, 11, 24, 14, 0, 0, 0, time.UTC)
 		ranges := []struct {
 			start time.Time
