@@ -105,6 +105,7 @@ func (p *fileParser) quality(n *yaml.Node, g *GroupSpec, r *RuleSpec) {
 		if r.Severity != "" {
 			p.add(p.errAt(v, g.Name, name, "with thresholds, each tier has its severity; remove the rule's severity/priority"))
 		}
+		r.Warnings = append(r.Warnings, p.tierOrder(v, g.Name, name, q.Thresholds)...)
 	}
 	for _, k := range []string{"recover_below", "recover_above"} {
 		if v := mapValue(n, k); v != nil {
@@ -250,3 +251,22 @@ func (s *RuleSpec) RepeatInterval() time.Duration {
 
 // String describes a tier, for messages.
 func (t Threshold) String() string { return fmt.Sprintf("%s %s %v", t.Severity, t.Op, t.Value) }
+
+// tierOrder warns about tiers whose values do not grow stricter with their
+// severity: with warning > 5000 and critical > 3000, every group past the
+// warning tier is past the critical one too, so warning never shows.
+func (p *fileParser) tierOrder(v *yaml.Node, group, rule string, ts []Threshold) []error {
+	var out []error
+	for i := 1; i < len(ts); i++ {
+		lo, hi := ts[i-1], ts[i]
+		up := func(op string) bool { return op == ">" || op == ">=" }
+		down := func(op string) bool { return op == "<" || op == "<=" }
+		switch {
+		case up(lo.Op) && up(hi.Op) && hi.Value <= lo.Value,
+			down(lo.Op) && down(hi.Op) && hi.Value >= lo.Value:
+			out = append(out, p.errAt(v, group, rule, "thresholds out of order: %s (%s %v) is not stricter than %s (%s %v), so a group past %s is always past %s and %s never shows; give the more severe tier the stricter value",
+				hi.Severity, hi.Op, hi.Value, lo.Severity, lo.Op, lo.Value, lo.Severity, hi.Severity, lo.Severity))
+		}
+	}
+	return out
+}

@@ -441,6 +441,15 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	}
 	if v := mapValue(n, "for"); v != nil {
 		r.For = p.duration(v, g.Name, name, "for")
+		interval := g.Interval
+		if interval <= 0 {
+			interval = time.Minute // the default evaluation interval
+		}
+		if r.For > 0 && r.For < interval {
+			r.Warnings = append(r.Warnings, p.errAt(v, g.Name, name,
+				"for %s is shorter than the group's interval %s: an alert is only judged at evaluations, so it fires at the first one after it turns pending, %s later; write for: %s or longer, or leave for out",
+				model.Duration(r.For), model.Duration(interval), model.Duration(interval), model.Duration(interval)))
+		}
 	}
 	if v := mapValue(n, "keep_firing_for"); v != nil {
 		r.KeepFiringFor = p.duration(v, g.Name, name, "keep_firing_for")

@@ -89,7 +89,7 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found\n", f, n)
 		if len(warnings) > 0 {
-			fmt.Fprintf(stdout, "  WARNING: %d expressions are always empty (their rules never fire or record anything):\n", len(warnings))
+			fmt.Fprintf(stdout, "  WARNING: %d findings (rules that cannot work as written):\n", len(warnings))
 			for _, w := range warnings {
 				fmt.Fprintf(stdout, "%s\n", w)
 			}

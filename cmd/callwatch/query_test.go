@@ -124,7 +124,7 @@ func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut); code != 0 ||
-		!strings.Contains(out.String(), "SUCCESS: 2 rules found") ||
+		!strings.Contains(out.String(), "SUCCESS: 2 rules found") || !strings.Contains(out.String(), "WARNING: 1 findings") ||
 		!strings.Contains(out.String(), rules+`:5:15: group "g", rule "ErrorRatio": expr: the two sides of / never match`) ||
 		!strings.Contains(out.String(), "ignoring(status)") || strings.Contains(out.String(), "ErrorRatioFixed") {
 		t.Errorf("check rules: exit %d, want 0 with one warning at 5:15 naming ignoring(status)\n%s%s", code, out.String(), errOut.String())
@@ -146,5 +146,51 @@ func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
 	if code := run(context.Background(), []string{"query", "--events", events, `count_over_time(events{status="error"}[5m]) / count_over_time(events[5m])`}, &out, &errOut); code == 0 ||
 		!strings.Contains(errOut.String(), "never match") {
 		t.Errorf("query of an always-empty expression: exit %d, want an error\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+// TestStaticChecksOfRuleFiles: a for shorter than the group's interval and
+// tiers out of order are warnings at their line, and fatal with --lint fatal.
+func TestStaticChecksOfRuleFiles(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`groups:
+  - name: g
+    interval: 2m
+    rules:
+      - alert: Short
+        expr: max by (tenant_id) (p95(latency_ms[5m])) > 5000
+        for: 1m
+        severity: warning
+      - alert: Tiers
+        expr: max by (tenant_id) (p95(latency_ms[5m]))
+        thresholds:
+          - {severity: warning, op: ">", value: 5000}
+          - {severity: critical, op: ">", value: 3000}
+      - alert: Fine
+        expr: max by (tenant_id) (p95(latency_ms[5m]))
+        for: 4m
+        thresholds:
+          - {severity: warning, op: ">", value: 3000}
+          - {severity: critical, op: ">", value: 5000}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut)
+	for _, want := range []string{
+		"WARNING: 2 findings",
+		rules + `:7:14: group "g", rule "Short": for 1m is shorter than the group's interval 2m`,
+		rules + `:12:11: group "g", rule "Tiers": thresholds out of order: critical (> 3000) is not stricter than warning (> 5000)`,
+	} {
+		if code != 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("check rules: exit %d, want 0 and %q in\n%s%s", code, want, out.String(), errOut.String())
+		}
+	}
+	if strings.Contains(out.String(), `rule "Fine"`) {
+		t.Errorf("a rule with ordered tiers and a long enough for was reported:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"check", "rules", "--lint", "fatal", rules}, &out, &errOut); code != 1 {
+		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out.String())
 	}
 }
