@@ -94,6 +94,11 @@ type Expr struct {
 	// expression is always empty. They are warnings in a rule file and
 	// errors for an ad-hoc query.
 	Findings []*Error
+	// ResultLabels are the label names the result's samples carry, when
+	// ResultKnown (the static checks could follow them): a template that
+	// reads another label of the events reads an empty string.
+	ResultLabels []string
+	ResultKnown  bool
 }
 
 // Selector selects events: a field (or events) and label matchers.
@@ -300,8 +305,9 @@ func Parse(input string, opts Options) (*Expr, error) {
 			"expression of type %s", ast.Type())
 	}
 	sort.Strings(c.series)
+	findings, resultLabels, known := lint(input, ast, c.leaves)
 	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type(),
-		Findings: lint(input, ast, c.leaves)}, nil
+		Findings: findings, ResultLabels: resultLabels, ResultKnown: known}, nil
 }
 
 func convertParseError(input string, err error) error {

@@ -71,14 +71,23 @@ type linter struct {
 	findings []*Error
 }
 
-// lint returns the static findings of ast.
-func lint(input string, ast parser.Expr, leaves []*Leaf) []*Error {
+// lint returns the static findings of ast and, when they can be followed,
+// the label names its result's samples carry.
+func lint(input string, ast parser.Expr, leaves []*Leaf) ([]*Error, []string, bool) {
 	l := &linter{input: input, leaves: map[string]*Leaf{}}
 	for _, lf := range leaves {
 		l.leaves[lf.Name] = lf
 	}
-	l.shape(ast)
-	return l.findings
+	s := l.shape(ast)
+	if !s.known {
+		return l.findings, nil, false
+	}
+	names := make([]string, 0, len(s.labels))
+	for n := range s.labels {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return l.findings, names, true
 }
 
 func (l *linter) shape(node parser.Expr) labelShape {

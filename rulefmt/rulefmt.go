@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -537,6 +538,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 			for _, f := range e.Findings {
 				r.Warnings = append(r.Warnings, p.exprErr(exprNode, g.Name, name, f))
 			}
+			r.Warnings = append(r.Warnings, p.templateLabels(n, g.Name, name, e)...)
 		}
 	}
 	if r.Alert != "" {
@@ -549,6 +551,42 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 		}
 	}
 	return r
+}
+
+// templateLabelRef finds the labels a template reads: $labels.NAME,
+// .Labels.NAME and index $labels "NAME".
+var templateLabelRef = regexp.MustCompile(`(?:\$labels|\.Labels)\.([A-Za-z_][A-Za-z0-9_]*)|index\s+(?:\$labels|\.Labels)\s+"([A-Za-z_][A-Za-z0-9_]*)"`)
+
+// templateLabels warns about templates of an alerting rule's annotations
+// and labels that read a label of the events its expression's result
+// cannot carry: it always reads an empty string there.
+func (p *fileParser) templateLabels(n *yaml.Node, group, rule string, e *dsl.Expr) []error {
+	if !e.ResultKnown || mapValue(n, "alert") == nil {
+		return nil
+	}
+	var out []error
+	for _, key := range []string{"annotations", "labels"} {
+		v := mapValue(n, key)
+		if v == nil || v.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, val := v.Content[i], v.Content[i+1]
+			for _, m := range templateLabelRef.FindAllStringSubmatch(val.Value, -1) {
+				lbl := m[1] + m[2]
+				if !p.opts.Schema.IsLabel(lbl) || slices.Contains(e.ResultLabels, lbl) {
+					continue
+				}
+				have := "no labels"
+				if len(e.ResultLabels) > 0 {
+					have = "only " + strings.Join(e.ResultLabels, ", ")
+				}
+				out = append(out, p.errAt(val, group, rule, "%s.%s reads the label %s, but the expression's result carries %s: it is always empty; group by %s too (e.g. max by (%s) (...)) or leave it out of the template",
+					key, k.Value, lbl, have, lbl, strings.Join(append(slices.Clone(e.ResultLabels), lbl), ", ")))
+			}
+		}
+	}
+	return out
 }
 
 // recordedBefore lets a rule read the outputs of the recording rules listed

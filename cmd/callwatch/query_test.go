@@ -166,9 +166,16 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
         thresholds:
           - {severity: warning, op: ">", value: 5000}
           - {severity: critical, op: ">", value: 3000}
+      - alert: Template
+        expr: max by (tenant_id) (p95(latency_ms[5m])) > 5000
+        severity: warning
+        annotations:
+          summary: "{{ $labels.tenant_id }} on {{ $labels.model }} is slow"
       - alert: Fine
         expr: max by (tenant_id) (p95(latency_ms[5m]))
         for: 4m
+        annotations:
+          summary: "{{ $labels.tenant_id }} is slow"
         thresholds:
           - {severity: warning, op: ">", value: 3000}
           - {severity: critical, op: ">", value: 5000}
@@ -178,7 +185,8 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut)
 	for _, want := range []string{
-		"WARNING: 2 findings",
+		"WARNING: 3 findings",
+		rules + `:18:20: group "g", rule "Template": annotations.summary reads the label model, but the expression's result carries only tenant_id`,
 		rules + `:7:14: group "g", rule "Short": for 1m is shorter than the group's interval 2m`,
 		rules + `:12:11: group "g", rule "Tiers": thresholds out of order: critical (> 3000) is not stricter than warning (> 5000)`,
 	} {
