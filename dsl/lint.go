@@ -96,6 +96,8 @@ func (l *linter) shape(node parser.Expr) labelShape {
 		return l.shape(n.Expr)
 	case *parser.StepInvariantExpr:
 		return l.shape(n.Expr)
+	case *parser.SubqueryExpr:
+		return l.shape(n.Expr)
 	case *parser.UnaryExpr:
 		return l.shape(n.Expr)
 	case *parser.NumberLiteral, *parser.StringLiteral:
@@ -152,7 +154,7 @@ func (l *linter) shape(node parser.Expr) labelShape {
 		firstSet := false
 		for _, a := range n.Args {
 			s := l.shape(a)
-			if !firstSet && a.Type() == parser.ValueTypeVector {
+			if _, sub := a.(*parser.SubqueryExpr); !firstSet && (a.Type() == parser.ValueTypeVector || sub) {
 				first, firstSet = s, true
 			}
 		}
@@ -161,7 +163,10 @@ func (l *linter) shape(node parser.Expr) labelShape {
 			return labelShape{known: true, labels: map[string]string{}}
 		case "abs", "ceil", "floor", "round", "clamp", "clamp_min", "clamp_max", "exp", "ln", "log2", "log10",
 			"sqrt", "sgn", "sort", "sort_desc", "timestamp", "deg", "rad", "acos", "asin", "atan", "cos", "sin", "tan",
-			"acosh", "asinh", "atanh", "cosh", "sinh", "tanh", "last_over_time":
+			"acosh", "asinh", "atanh", "cosh", "sinh", "tanh", "last_over_time",
+			// over a subquery: its inner expression's labels
+			"avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
+			"stddev_over_time", "quantile_over_time", "present_over_time":
 			if firstSet {
 				return first
 			}

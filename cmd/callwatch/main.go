@@ -19,6 +19,7 @@ const usage = `usage: callwatch <command> [flags] [args]
 commands:
   serve         evaluate rules.d against ClickHouse, serve the API and /metrics
   query         evaluate an expression once, over ClickHouse or a JSON Lines events file
+  explain       show an expression's range functions, their path, SQL and result labels (--run: rows and bytes read)
   check rules   check rule files: YAML, expressions, templates, durations, duplicates
   test rules    run promtool-style unit tests of rules, in memory (or --clickhouse)
   backtest      evaluate rules over history and print when alerts would have fired
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "query":
 		err = runQuery(ctx, args[1:], stdout, stderr)
+	case "explain":
+		err = runExplain(ctx, args[1:], stdout, stderr)
 	case "serve":
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "demo":

@@ -1232,3 +1232,12 @@ func incNames(ils []incLeaf) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// PathOf says which path a leaf evaluated at ts takes with these options:
+// "" for the incremental path once its window's buckets are read, else
+// why it takes the full path at every evaluation (the reasons of
+// /api/v1/rules/evaluations).
+func (o Incremental) PathOf(ts time.Time, l *dsl.Leaf) string {
+	o.setDefaults()
+	return (&partials{opts: o}).eligible(ts, l)
+}

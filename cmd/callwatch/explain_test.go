@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+)
+
+// TestExplain: explain lists each range function with its grouping, window
+// and path in serve, the result labels, the static checks and the SQL;
+// --run reads the rows and bytes ClickHouse read; --rule explains a rule
+// of a file.
+func TestExplain(t *testing.T) {
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".calls", dsl.DefaultSchema()))
+	at := time.Unix(1764000000, 0).UTC()
+	var rows []map[string]any
+	for i := range 200 {
+		rows = append(rows, map[string]any{"created_at": at.Add(-time.Duration(i) * time.Second), "tenant_id": fmt.Sprintf("t%d", i%3), "status": "ok", "latency_ms": 100 + i})
+	}
+	s.InsertJSONEachRow(t, db, "calls", rows)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "callwatch.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n", s.DSN(db))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"explain", "--config.file", cfgFile, "--time", at.Format(time.RFC3339), "--run",
+		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0`}, &out, &errOut)
+	got := out.String()
+	for _, want := range []string{
+		"result labels: {tenant_id}",
+		"1. p95(latency_ms[5m])\n   window 5m, offset 0s; grouped by tenant_id\n   path in serve: incremental (value counts per bucket)",
+		"2. count_over_time(events[90s])\n   window 1m30s, offset 0s; grouped by tenant_id\n   path in serve: full at every evaluation: the window or offset is not a multiple of clickhouse.incremental.bucket",
+		"static checks: no findings",
+		"SQL of a full evaluation (2 statements",
+		"quantileExact(0.95)(`latency_ms`)",
+	} {
+		if code != 0 || !strings.Contains(got, want) {
+			t.Errorf("explain: exit %d, want %q in\n%s%s", code, want, got, errOut.String())
+		}
+	}
+	// Both statements ran: the 5m one read the 200 rows' time range.
+	ran := regexp.MustCompile(`-- ran in \S+: read (\d+) rows, (\d+) bytes; returned (\d+) groups`).FindAllStringSubmatch(got, -1)
+	if len(ran) != 2 || ran[0][1] == "0" || ran[0][2] == "0" || ran[0][3] != "3" {
+		t.Errorf("--run: want two statements with rows and bytes read and 3 groups for the first, got %q\n%s", ran, got)
+	}
+
+	rules := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`groups:
+  - name: g
+    rules:
+      - alert: Ratio
+        expr: count_over_time(events{status="error"}[5m]) / count_over_time(events[5m]) > 0.05
+        severity: warning
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	code = run(context.Background(), []string{"explain", "--rule", "Ratio", rules}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "static checks: 1 findings") || !strings.Contains(out.String(), "one group, labelled {status=\"error\"}") {
+		t.Errorf("explain --rule: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"explain", "--rule", "Nope", rules}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `no rule named "Nope"`) {
+		t.Errorf("explain --rule of a missing rule: exit %d %s", code, errOut.String())
+	}
+}
