@@ -61,7 +61,7 @@ func ReadColumns(ctx context.Context, conn Conn, table string) (Columns, error) 
 		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
 	}
 	if len(cols) == 0 {
-		return nil, fmt.Errorf("the events table %s does not exist: create it (see docs/language.md, \"Events in JSON Lines\") or set clickhouse.events_table", table)
+		return nil, fmt.Errorf("the events table %s does not exist: create it (docs/language.md, \"The events table\", gives the DDL) or set clickhouse.events_table", table)
 	}
 	return cols, nil
 }
