@@ -17,6 +17,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -79,6 +80,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("no rule groups in %s", strings.Join(files, ", "))
 	}
 	var src engine.LeafSource
+	waitFills := func() {}
 	if *eventsFile != "" {
 		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())
 		if err != nil {
@@ -86,15 +88,32 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		src = store
 	} else {
-		s, closeFn, err := openClickHouseSource(ctx, cfg, incremental(cfg))
+		// History is read as fast as it evaluates: the background reads of
+		// a window's value counts (a quantile's first evaluation) run at
+		// once and each step waits for them, so the next steps slide on
+		// them instead of taking the full path again.
+		inc := incremental(cfg)
+		if inc != nil {
+			inc.FillSettle = -1
+		}
+		s, closeFn, err := openClickHouseSource(ctx, cfg, inc)
 		if err != nil {
 			return err
 		}
 		defer closeFn()
 		src = s
+		if cs, ok := s.(*clickhouse.Source); ok {
+			waitFills = cs.WaitFills
+		}
 	}
 	q := engine.NewQuerier(engine.QuerierOptions{Source: src})
-	progress := progressBar(stderr)
+	bar := progressBar(stderr)
+	progress := func(done, total int) {
+		waitFills()
+		if bar != nil {
+			bar(done, total)
+		}
+	}
 	res, err := engine.Backtest(ctx, specs, engine.BacktestOptions{
 		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Batch: q.Batch, Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()},
 		From:         from, To: to, Step: step, Progress: progress,
