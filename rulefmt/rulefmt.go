@@ -140,6 +140,10 @@ type LoadOptions struct {
 	Channels []string
 	// Limits bound every expression (see dsl.Limits).
 	Limits dsl.Limits
+	// Bucket and LateWindow are the incremental path's
+	// (clickhouse.incremental), zero when it is off: windows that cannot
+	// use it well are warned about.
+	Bucket, LateWindow time.Duration
 }
 
 // LoadFiles expands the globs and loads every rule file. All problems are
@@ -539,6 +543,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 				r.Warnings = append(r.Warnings, p.exprErr(exprNode, g.Name, name, f))
 			}
 			r.Warnings = append(r.Warnings, p.templateLabels(n, g.Name, name, e)...)
+			r.Warnings = append(r.Warnings, p.windows(exprNode, g, name, e)...)
 		}
 	}
 	if r.Alert != "" {
@@ -551,6 +556,36 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 		}
 	}
 	return r
+}
+
+// windows warns about range functions the incremental path cannot slide:
+// a window or offset that is not a whole number of buckets (computed in full
+// at every evaluation), or a window no longer than the late window (every
+// bucket of it is still open, so all of it is read again each time).
+func (p *fileParser) windows(exprNode *yaml.Node, g *GroupSpec, rule string, e *dsl.Expr) []error {
+	b, late := p.opts.Bucket, p.opts.LateWindow
+	if b <= 0 {
+		return nil
+	}
+	var out []error
+	for _, l := range e.Leaves {
+		text := e.Input[l.Pos.Start:l.Pos.End]
+		at := &dsl.Error{Msg: ""}
+		at.Line, at.Col = dsl.LineCol(e.Input, int(l.Pos.Start))
+		switch {
+		case l.Sub != nil:
+		case l.Range%b != 0 || l.Offset%b != 0:
+			at.Msg = fmt.Sprintf("%s: the window or offset is not a whole number of clickhouse.incremental.bucket (%s), so it is read in full at every evaluation", text, model.Duration(b))
+			at.Hint = "write windows and offsets in whole buckets, e.g. [5m] offset 1h"
+		case late > 0 && l.Range <= late:
+			at.Msg = fmt.Sprintf("%s: the window is no longer than clickhouse.incremental.late_window (%s), so all of it is read again at every evaluation", text, model.Duration(late))
+			at.Hint = "widen the window, or shorten late_window if your gateway writes rows promptly"
+		}
+		if at.Msg != "" {
+			out = append(out, p.exprErr(exprNode, g.Name, rule, at))
+		}
+	}
+	return out
 }
 
 // templateLabelRef finds the labels a template reads: $labels.NAME,

@@ -43,6 +43,9 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		return 2
 	}
 	opts := rulefmt.LoadOptions{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()}
+	if inc := incremental(cfg); inc != nil {
+		opts.Bucket, opts.LateWindow = inc.Bucket, inc.LateWindow
+	}
 	if *configFile != "" {
 		opts.Channels = cfg.ChannelNames()
 	}
@@ -89,7 +92,7 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found\n", f, n)
 		if len(warnings) > 0 {
-			fmt.Fprintf(stdout, "  WARNING: %d findings (rules that cannot work as written):\n", len(warnings))
+			fmt.Fprintf(stdout, "  WARNING: %d findings:\n", len(warnings))
 			for _, w := range warnings {
 				fmt.Fprintf(stdout, "%s\n", w)
 			}

@@ -171,6 +171,9 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
         severity: warning
         annotations:
           summary: "{{ $labels.tenant_id }} on {{ $labels.model }} is slow"
+      - alert: Window
+        expr: count_over_time(events{status="error"}[90s]) > 3
+        severity: warning
       - alert: Fine
         expr: max by (tenant_id) (p95(latency_ms[5m]))
         for: 4m
@@ -185,7 +188,8 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut)
 	for _, want := range []string{
-		"WARNING: 3 findings",
+		"WARNING: 4 findings",
+		`rule "Window": expr: count_over_time(events{status="error"}[90s]): the window or offset is not a whole number of clickhouse.incremental.bucket (1m)`,
 		rules + `:18:20: group "g", rule "Template": annotations.summary reads the label model, but the expression's result carries only tenant_id`,
 		rules + `:7:14: group "g", rule "Short": for 1m is shorter than the group's interval 2m`,
 		rules + `:12:11: group "g", rule "Tiers": thresholds out of order: critical (> 3000) is not stricter than warning (> 5000)`,
