@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,8 +22,9 @@ import (
 
 // spreadEvents writes n events over the two hours before now, three
 // tenants taking turns, every fifth one an error, and returns the
-// database.
-func spreadEvents(t *testing.T, n int) (db string, now time.Time) {
+// database and a JSON Lines file of the same events (for `callwatch query
+// --events`).
+func spreadEvents(t *testing.T, n int) (db string, now time.Time, jsonl string) {
 	t.Helper()
 	s := server.Get(t)
 	db = s.NewDatabase(t)
@@ -35,7 +40,20 @@ func spreadEvents(t *testing.T, n int) (db string, now time.Time) {
 			"model": []string{"gpt-4o", "claude"}[(i/3)%2], "status": status, "latency_ms": 100 + (i*37)%5000, "cost": 0.25})
 	}
 	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
-	return db, now
+	var b strings.Builder
+	for _, r := range rows {
+		r["created_at"] = r["created_at"].(time.Time).Format(time.RFC3339)
+		line, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(append(line, '\n'))
+	}
+	jsonl = filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(jsonl, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return db, now, jsonl
 }
 
 const promAPIRules = `groups:
@@ -102,8 +120,8 @@ func sec(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMilli())
 // instant queries at each of its steps, rule outputs by name, and
 // Debian's promtool as a client.
 func TestQueryAPIOnClickHouse(t *testing.T) {
-	db, now := spreadEvents(t, 600)
-	base, _, _ := serveOn(t, server.Get(t), db, promAPIRules, "")
+	db, now, jsonl := spreadEvents(t, 600)
+	base, dir, _ := serveOn(t, server.Get(t), db, promAPIRules, "")
 	waitFor(t, "the recording rule to be evaluated", 20*time.Second, func() bool {
 		_, a := apiCall(t, grafanaGET(t, base, "/api/v1/query", url.Values{"query": {"tenant:calls:5m"}}))
 		return a.Status == "success" && strings.Contains(string(a.Data), "acme")
@@ -176,6 +194,9 @@ func TestQueryAPIOnClickHouse(t *testing.T) {
 			t.Fatalf("only %d points compared: %s", points, a.Data)
 		}
 	})
+	t.Run("a range query equals `callwatch query --time` at each step, over ClickHouse and over the same events in memory", func(t *testing.T) {
+		rangeEqualsCLI(t, base, filepath.Join(dir, "callwatch.yaml"), jsonl, now)
+	})
 	t.Run("promtool query instant reads callwatch as a Prometheus", func(t *testing.T) {
 		out, err := promtest.Run(t, nil, "query", "instant", "--time="+now.Format(time.RFC3339), base, `sum by (tenant_id) (count_over_time(events[2h]))`)
 		if err != nil || !strings.Contains(string(out), `{tenant_id="acme"} => 200 @[`) {
@@ -189,4 +210,88 @@ func TestQueryAPIOnClickHouse(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
+}
+
+// rangeEqualsCLI checks that every step of /api/v1/query_range answers
+// what `callwatch query --time` answers at that time, on the ClickHouse of
+// configFile and in memory over the events of jsonl: each sample equal,
+// and no series present in one and missing in the other.
+func rangeEqualsCLI(t *testing.T, base, configFile, jsonl string, now time.Time) {
+	type vector map[string]string // labels as JSON -> value
+	start, end, step := now.Add(-2*time.Hour), now, 15*time.Minute
+	for _, expr := range []string{
+		`sum by (tenant_id) (count_over_time(events{status="error"}[10m])) / sum by (tenant_id) (count_over_time(events[10m]))`,
+		`max by (tenant_id, model) (p95(latency_ms[20m])) > 1000`,
+		`sum(sum_over_time(cost[30m])) * 2`,
+		`scalar(count_over_time(events{tenant_id="beta"}[1h]))`,
+	} {
+		_, a := apiCall(t, grafanaGET(t, base, "/api/v1/query_range", url.Values{"query": {expr}, "start": {sec(start)}, "end": {sec(end)}, "step": {"900"}}))
+		var m struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric json.RawMessage `json:"metric"`
+				Values [][2]any        `json:"values"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(a.Data, &m); err != nil || a.Status != "success" || m.ResultType != "matrix" {
+			t.Fatalf("%s: %+v %v", expr, a, err)
+		}
+		byStep := map[string]vector{}
+		for _, s := range m.Result {
+			for _, p := range s.Values {
+				ts := strconv.FormatFloat(p[0].(float64), 'f', -1, 64)
+				if byStep[ts] == nil {
+					byStep[ts] = vector{}
+				}
+				byStep[ts][string(s.Metric)] = p[1].(string)
+			}
+		}
+		compared := 0
+		for ts := start; !ts.After(end); ts = ts.Add(step) {
+			at := sec(ts)
+			for _, src := range [][]string{{"--config.file", configFile}, {"--events", jsonl}} {
+				var out, errOut bytes.Buffer
+				args := append([]string{"query"}, src...)
+				if code := run(context.Background(), append(args, "--time", at, expr), &out, &errOut); code != 0 {
+					t.Fatalf("callwatch query %s --time %s %q: exit %d: %s", src[0], at, expr, code, errOut.String())
+				}
+				var inst struct {
+					ResultType string          `json:"resultType"`
+					Result     json.RawMessage `json:"result"`
+				}
+				if err := json.Unmarshal(out.Bytes(), &inst); err != nil {
+					t.Fatalf("callwatch query printed %q: %v", out.String(), err)
+				}
+				got := vector{}
+				switch inst.ResultType {
+				case "scalar":
+					var p [2]any
+					json.Unmarshal(inst.Result, &p)
+					got["{}"] = p[1].(string)
+				case "vector":
+					var v []struct {
+						Metric json.RawMessage `json:"metric"`
+						Value  [2]any          `json:"value"`
+					}
+					json.Unmarshal(inst.Result, &v)
+					for _, s := range v {
+						got[string(s.Metric)] = s.Value[1].(string)
+					}
+				default:
+					t.Fatalf("callwatch query printed a %s", inst.ResultType)
+				}
+				want := byStep[at]
+				if len(want) == 0 && len(got) == 0 {
+					continue
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s at %s: the range query gives\n  %v\nand callwatch query %s gives\n  %v", expr, at, want, src[0], got)
+				}
+				compared += len(got)
+			}
+		}
+		if compared < 10 {
+			t.Fatalf("%s: only %d samples compared: %s", expr, compared, a.Data)
+		}
+	}
 }
