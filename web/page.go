@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/rulefmt"
 )
@@ -53,7 +54,8 @@ const (
 //
 // The page is rendered on the server (html/template, which escapes every
 // value) and needs no assets or front-end build: its CSS and a few lines
-// of script are inline. The forms post to /ui/ handlers that call
+// of script are inline. With Options.QueryRange, each rule shows its
+// expression over the last hours as an SVG chart (see chart.go). The forms post to /ui/ handlers that call
 // Options.Actions and Options.Silences, as the JSON API does, and redirect
 // back to the page with a message (post/redirect/get). They record the
 // operator's name, given once in the page's sign-in form. When
@@ -73,6 +75,9 @@ func PageHandler(opts Options) http.Handler {
 	if opts.MaxConcurrentQueries <= 0 {
 		opts.MaxConcurrentQueries = 4
 	}
+	if opts.Schema.Time == "" {
+		opts.Schema = dsl.DefaultSchema()
+	}
 	return pageHandler(opts, newGuard(opts), make(slots, opts.MaxConcurrentQueries))
 }
 
@@ -90,6 +95,7 @@ func pageHandler(opts Options, g *guard, s slots) http.Handler {
 		slots:  s,
 		tmpl:   template.Must(template.New("page.html").Funcs(pageFuncs).ParseFS(templateFS, "templates/page.html")),
 		script: template.JS(script),
+		charts: &chartCache{},
 		csp: "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
 			"'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
 	}
@@ -111,6 +117,7 @@ type page struct {
 	tmpl   *template.Template
 	script template.JS
 	csp    string
+	charts *chartCache
 }
 
 // pageData is everything the template shows.
@@ -132,6 +139,10 @@ type pageData struct {
 	History                   []engine.AuditRecord
 	HistoryError              string
 	Script                    template.JS
+	// ChartRange is the range of the rules' charts, one of ChartRanges;
+	// empty when charts are off (no range queries).
+	ChartRange  string
+	ChartRanges []string
 }
 
 type alertView struct {
@@ -164,6 +175,7 @@ type ruleView struct {
 	EvalTime                                   time.Duration
 	Samples                                    int
 	SQL                                        []string
+	Chart                                      *chartView
 }
 
 type silenceView struct {
@@ -190,6 +202,7 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
 	p.collectRules(&d, now)
+	p.collectCharts(r.Context(), &d, r, now)
 	if p.opts.Silences != nil {
 		for _, s := range p.opts.Silences.List(now) {
 			d.Silences = append(d.Silences, silenceView{Silence: s, MatchersText: s.MatchersString(), Active: s.Active(now)})
@@ -531,6 +544,7 @@ var pageFuncs = template.FuncMap{
 	"ms": func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
 	},
+	"chartTitle": chartTitle,
 	"alertsOf": func(as []alertView, p pageData, state string) alertList {
 		return alertList{Alerts: as, Page: p, State: state}
 	},

@@ -1,0 +1,244 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/memory"
+)
+
+const chartRules = `groups:
+- name: charts
+  interval: 1m
+  rules:
+  - record: tenant:p95:5m
+    expr: max by (tenant_id) (p95(latency_ms[5m]))
+  - alert: SlowTenant
+    expr: tenant:p95:5m > 5000
+    for: 10m
+    severity: warning
+  - alert: LatencyTiers
+    expr: max by (tenant_id) (p95(latency_ms[5m]))
+    thresholds:
+      - {severity: warning, op: ">", value: 3000}
+      - {severity: critical, op: ">", value: 8000}
+    recover_below: 2500
+  - record: latency:inf
+    expr: max_over_time(latency_ms[5m]) / 0 + (max_over_time(latency_ms[5m]) - max_over_time(latency_ms[5m])) / 0
+`
+
+// chartFixture serves the page over three hours of calls: acme is slow
+// (9 s) from minute 60 to 90, the hostile tenant is always fast. The rules
+// were evaluated every minute of those hours, so the audit trail holds
+// SlowTenant's pending and firing spans.
+func chartFixture(t *testing.T) (*httptest.Server, time.Time) {
+	t.Helper()
+	base := time.Unix(1764000000, 0).UTC()
+	store := memory.New(dsl.Schema{})
+	for m := range 180 {
+		for s := 0; s < 60; s += 20 {
+			ts := base.Add(time.Duration(m)*time.Minute + time.Duration(s)*time.Second)
+			lat := 120.0
+			if m >= 60 && m < 90 {
+				lat = 9000
+			}
+			store.Add(memory.Event{Time: ts, Labels: []string{"acme", "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"latency_ms": lat}})
+			store.Add(memory.Event{Time: ts, Labels: []string{hostile, "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"latency_ms": 50}})
+		}
+	}
+	file := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(file, []byte(chartRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := base.Add(180 * time.Minute)
+	clock := base
+	audit := &memAudit{}
+	var mgr *engine.Manager
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store, Series: engine.Outputs{Groups: func() []*engine.Group { return mgr.Groups() }}})
+	mgr = engine.NewManager(engine.ManagerOptions{
+		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: audit},
+		RuleFiles:    []string{file}, RestoreWindow: -1, Now: func() time.Time { return clock },
+	})
+	ctx := context.Background()
+	if err := mgr.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for ; !clock.After(now); clock = clock.Add(time.Minute) {
+		for _, g := range mgr.Groups() {
+			g.Eval(ctx, clock)
+		}
+	}
+	clock = now
+	opts := Options{Rules: mgr, History: audit, QueryRange: q.QueryRange, Now: func() time.Time { return now }}
+	srv := httptest.NewServer(Handler(opts))
+	t.Cleanup(srv.Close)
+	return srv, base
+}
+
+// figure returns the chart of a rule's row in the page.
+func figure(t *testing.T, page, rule string) string {
+	t.Helper()
+	_, row, found := strings.Cut(page, `id="`+engine.RuleAnchor("charts", rule)+`"`)
+	if !found {
+		t.Fatalf("no row for %s", rule)
+	}
+	row, _, _ = strings.Cut(row, "</tr>")
+	_, fig, found := strings.Cut(row, `<figure class="chart"`)
+	if !found {
+		t.Fatalf("no chart for %s:\n%s", rule, row)
+	}
+	fig, _, _ = strings.Cut(fig, "</figure>")
+	return fig
+}
+
+func TestRuleCharts(t *testing.T) {
+	srv, _ := chartFixture(t)
+	_, page := fetch(t, http.DefaultClient, srv.URL+"/")
+
+	t.Run("an alert's chart draws the compared value, its threshold and the spans it was pending and firing", func(t *testing.T) {
+		fig := figure(t, page, "SlowTenant")
+		for _, want := range []string{`<svg role="img"`, `class="span pending"`, `class="span firing"`, `&gt; 5000 (warning)`,
+			`class="series"`, "last 3h", `{tenant_id=&#34;acme&#34;}`,
+		} {
+			if !strings.Contains(fig, want) {
+				t.Fatalf("the chart lacks %q:\n%s", want, fig)
+			}
+		}
+		// The recording rule read by name is charted through its
+		// expression (a rule keeps only its last output), without the
+		// comparison (which would leave only the values above 5000).
+		if !strings.Contains(fig, "charted: <code>(max by (tenant_id) (p95(latency_ms[5m])))</code>") {
+			t.Fatalf("the chart does not say it inlined the recording rule:\n%s", fig)
+		}
+		// Pending from minute 60, firing from minute 70 (for: 10m) until
+		// the slow calls leave the 5m window.
+		for _, want := range []string{"pending 17:00:00–17:10:00 UTC", "firing 17:10:00–17:35:00 UTC"} {
+			if !strings.Contains(fig, want) {
+				t.Fatalf("want a span %q:\n%s", want, fig)
+			}
+		}
+	})
+	t.Run("severity tiers and the recovery threshold are drawn", func(t *testing.T) {
+		fig := figure(t, page, "LatencyTiers")
+		for _, want := range []string{`&gt; 3000 (warning)`, `&gt; 8000 (critical)`, `recovers at 2500`, `class="threshold recover"`} {
+			if !strings.Contains(fig, want) {
+				t.Fatalf("the chart lacks %q:\n%s", want, fig)
+			}
+		}
+	})
+	t.Run("labels that are markup are shown as text", func(t *testing.T) {
+		if strings.Contains(page, hostile) || strings.Contains(page, "<script>alert") {
+			t.Fatal("the hostile tenant's name reached the page unescaped")
+		}
+		if !strings.Contains(figure(t, page, "LatencyTiers"), "&lt;script&gt;alert(1)&lt;/script&gt;") {
+			t.Fatal("the hostile tenant's series is not in the legend")
+		}
+	})
+	t.Run("NaN and infinite values are left out and said so", func(t *testing.T) {
+		fig := figure(t, page, "latency:inf")
+		if !strings.Contains(fig, "NaN or infinite values not drawn") || strings.Contains(fig, "NaN,") || strings.Contains(fig, "Inf") {
+			t.Fatalf("%s", fig)
+		}
+	})
+	t.Run("the range is one of a fixed few: anything else is the default", func(t *testing.T) {
+		_, p := fetch(t, http.DefaultClient, srv.URL+"/?chart=24h")
+		if !strings.Contains(figure(t, p, "SlowTenant"), "last 24h") {
+			t.Fatal("?chart=24h did not chart a day")
+		}
+		for _, bad := range []string{"100000h", "-1h", "NaN", "1e308s", "<script>"} {
+			_, p := fetch(t, http.DefaultClient, srv.URL+"/?chart="+strings.ReplaceAll(bad, "<", "%3C"))
+			if !strings.Contains(figure(t, p, "SlowTenant"), "last 3h") {
+				t.Fatalf("?chart=%s did not fall back to 3h", bad)
+			}
+		}
+	})
+	t.Run("every path holds at most 120 points", func(t *testing.T) {
+		for _, d := range strings.Split(page, ` d="`)[1:] {
+			d, _, _ = strings.Cut(d, `"`)
+			if n := strings.Count(d, ","); n > chartPoints+1 {
+				t.Fatalf("a path of %d points", n)
+			}
+		}
+	})
+}
+
+// chartCheck loads the status page in an iframe and reports, for each
+// chart, what Chromium made of its SVG: whether it is SVG, the length of
+// its lines, the size of its spans and whether everything lies inside the
+// chart.
+const chartCheck = `<!doctype html>
+<title>chart check</title>
+<iframe id="f" src="/" style="width:1400px;height:3000px"></iframe>
+<pre id="out"></pre>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var d = document.getElementById("f").contentDocument, out = [];
+  d.querySelectorAll("tr.rule").forEach(function (row) {
+    var svg = row.querySelector("figure.chart svg");
+    if (!svg) { out.push({rule: row.id, svg: false}); return; }
+    var vb = svg.viewBox.baseVal, r = {rule: row.id, svg: svg.namespaceURI === "http://www.w3.org/2000/svg", lines: 0, length: 0, spans: {}, thresholds: 0, outside: 0};
+    svg.querySelectorAll("path.series").forEach(function (p) { r.lines++; r.length += p.getTotalLength(); });
+    svg.querySelectorAll("rect.span").forEach(function (s) { var c = s.getAttribute("class").split(" ")[1]; r.spans[c] = (r.spans[c] || 0) + s.getBBox().width; });
+    svg.querySelectorAll("line.threshold").forEach(function () { r.thresholds++; });
+    svg.querySelectorAll("path, rect, line, circle").forEach(function (e) {
+      var b = e.getBBox();
+      if (b.x < -0.5 || b.y < -0.5 || b.x + b.width > vb.width + 0.5 || b.y + b.height > vb.height + 0.5) r.outside++;
+    });
+    r.shown = svg.getBoundingClientRect().width;
+    out.push(r);
+  });
+  document.getElementById("out").textContent = JSON.stringify(out);
+});
+</script>`
+
+func TestBrowserShowsRuleCharts(t *testing.T) {
+	bin := chromium(t)
+	srv, _ := chartFixture(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /test/charts", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, chartCheck)
+	})
+	mux.Handle("/", srv.Config.Handler)
+	front := httptest.NewServer(mux)
+	t.Cleanup(front.Close)
+	dom := dumpDOM(t, bin, front.URL+"/test/charts", 3*time.Second)
+	_, report, _ := strings.Cut(dom, `<pre id="out">`)
+	report, _, _ = strings.Cut(report, "</pre>")
+	var charts []struct {
+		Rule       string             `json:"rule"`
+		SVG        bool               `json:"svg"`
+		Lines      int                `json:"lines"`
+		Length     float64            `json:"length"`
+		Spans      map[string]float64 `json:"spans"`
+		Thresholds int                `json:"thresholds"`
+		Outside    int                `json:"outside"`
+		Shown      float64            `json:"shown"`
+	}
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(report, "&quot;", `"`)), &charts); err != nil || len(charts) != 4 {
+		t.Fatalf("%v: %s", err, dom)
+	}
+	t.Logf("%+v", charts)
+	for _, c := range charts {
+		if !c.SVG || c.Outside != 0 || c.Shown < 300 {
+			t.Errorf("%s: Chromium drew %+v", c.Rule, c)
+		}
+	}
+	slow := charts[1]
+	if slow.Lines != 2 || slow.Length < 500 || slow.Thresholds != 1 || slow.Spans["pending"] < 20 || slow.Spans["firing"] < 50 {
+		t.Errorf("SlowTenant's chart in Chromium: %+v", slow)
+	}
+	if tiers := charts[2]; tiers.Thresholds != 3 {
+		t.Errorf("LatencyTiers's chart in Chromium: %+v", tiers)
+	}
+}
