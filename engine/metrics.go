@@ -91,8 +91,15 @@ func (m *Metrics) groupsLoaded(groups []*Group, old []*Group) {
 		m.rules.DeleteLabelValues(k)
 	}
 	for _, g := range groups {
-		m.interval.WithLabelValues(groupKey(g)).Set(g.interval.Seconds())
-		m.rules.WithLabelValues(groupKey(g)).Set(float64(len(g.rules)))
+		k := groupKey(g)
+		m.interval.WithLabelValues(k).Set(g.interval.Seconds())
+		m.rules.WithLabelValues(k).Set(float64(len(g.rules)))
+		// A loaded group's counters exist from 0, as Prometheus' NewGroup
+		// makes them: increase() over a group that never failed is 0, not
+		// nothing, and a dashboard's failure panel is not empty.
+		for _, c := range []*prometheus.CounterVec{m.evalTotal, m.evalFailures, m.missedIterations, m.iterations} {
+			c.WithLabelValues(k)
+		}
 	}
 }
 
