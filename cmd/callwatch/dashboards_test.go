@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/promtest"
+)
+
+// dashboardsFastRules fire at once on demo traffic, so ALERTS, the rule
+// engine's metrics and the notifiers' have data within seconds; rules.d's
+// own groups run every minute beside them.
+const dashboardsFastRules = `groups:
+- name: fast
+  interval: 1s
+  rules:
+  - alert: DemoTraffic
+    expr: sum by (tenant_id) (count_over_time(events[1m])) > 0
+    severity: info
+`
+
+// serveDemo runs `callwatch serve --demo` (make run's setup) on ClickHouse
+// 18.16: demo traffic with a 15-minute backfill, rules.d's rules and the
+// fast ones, alerts printed on the console, the exporter updated every
+// second.
+func serveDemo(t *testing.T) (base string) {
+	t.Helper()
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
+	for _, f := range []string{"baseline.yaml", "quality.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "rules.d", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "rules", f), data, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "rules", "fast.yaml"), []byte(dashboardsFastRules), 0o644)
+	cfg := fmt.Sprintf(`clickhouse:
+  dsn: %s
+  events_table: ai_call_events
+rule_files: [rules/*.yaml]
+notifiers:
+  - {name: console, type: log}
+default_notify: [console]
+exporter:
+  interval: 1s
+`, s.DSN(db))
+	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0",
+			"--demo", "--demo.rate", "40"}, out, errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop within 10s of cancellation")
+		}
+	})
+	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(errOut.String()); m != nil {
+			return m[1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("serve did not start: %s", errOut.String())
+	return ""
+}
+
+// dashboard is what the tests read of a Grafana dashboard: the queries of
+// its panels, annotations and template variables.
+type dashboard struct {
+	Templating struct {
+		List []struct {
+			Name       string `json:"name"`
+			Type       string `json:"type"`
+			Definition string `json:"definition"`
+		} `json:"list"`
+	} `json:"templating"`
+	Annotations struct {
+		List []struct {
+			Name string `json:"name"`
+			Expr string `json:"expr"`
+		} `json:"list"`
+	} `json:"annotations"`
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			RefID   string `json:"refId"`
+			Expr    string `json:"expr"`
+			Instant bool   `json:"instant"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T, name string) dashboard {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+// panelQuery is one query of a dashboard, with Grafana's variables
+// replaced as Grafana replaces them.
+type panelQuery struct {
+	where, expr string
+	instant     bool
+}
+
+// queries returns every panel and annotation query of d, its variables
+// set to vars and Grafana's built-in ones to what Grafana sends for a
+// dashboard over the last rng.
+func (d dashboard) queries(vars map[string]string, rng string) []panelQuery {
+	r := []string{"$__rate_interval", "1m", "$__range", rng, "$__interval", "1m"}
+	for k, v := range vars {
+		r = append(r, "$"+k, v)
+	}
+	rep := strings.NewReplacer(r...)
+	var out []panelQuery
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, panelQuery{fmt.Sprintf("panel %q, query %s", p.Title, tg.RefID), rep.Replace(tg.Expr), tg.Instant})
+		}
+	}
+	for _, a := range d.Annotations.List {
+		if a.Expr != "" {
+			out = append(out, panelQuery{fmt.Sprintf("annotation %q", a.Name), rep.Replace(a.Expr), false})
+		}
+	}
+	return out
+}
+
+// labelValuesQuery matches Grafana's label_values(selector, label) and
+// label_values(label).
+var labelValuesQuery = regexp.MustCompile(`^label_values\((?:(.+),\s*)?([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
+
+// variableValues asks base, as Grafana's Prometheus data source does, for
+// the values of every query variable of d (GET
+// /api/v1/label/<label>/values?match[]=...), in the order they are
+// declared, each one's earlier variables set to All.
+func variableValues(t *testing.T, base string, d dashboard, start, end time.Time, all map[string]string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	rep := func(s string) string {
+		for k, v := range all {
+			s = strings.ReplaceAll(s, "$"+k, v)
+		}
+		return s
+	}
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		m := labelValuesQuery.FindStringSubmatch(v.Definition)
+		if m == nil {
+			t.Fatalf("variable %s: %q is not label_values(...), which this test knows how Grafana sends", v.Name, v.Definition)
+		}
+		q := url.Values{"start": {sec(start)}, "end": {sec(end)}}
+		if m[1] != "" {
+			q.Set("match[]", rep(m[1]))
+		}
+		code, a := apiCall(t, grafanaGET(t, base, "/api/v1/label/"+m[2]+"/values", q))
+		var values []string
+		if code != 200 || json.Unmarshal(a.Data, &values) != nil || len(values) == 0 {
+			t.Errorf("variable %s (%s) has no values: %d %+v", v.Name, v.Definition, code, a)
+		}
+		out[v.Name] = values
+	}
+	return out
+}
+
+// hasData runs q against base as Grafana would — a range query over
+// [start, end] at step, or an instant query now (Grafana sends the
+// dashboard's "to"; callwatch's ALERTS holds only the rules' last
+// evaluation, which an instant query at an earlier end may predate) —
+// and reports whether it returned any sample, with the answer when not.
+func hasData(t *testing.T, base string, q panelQuery, start, end time.Time, step time.Duration) (bool, string) {
+	t.Helper()
+	form := url.Values{"query": {q.expr}, "start": {sec(start)}, "end": {sec(end)}, "step": {fmt.Sprint(step.Seconds())}}
+	path := "/api/v1/query_range"
+	if q.instant {
+		form = url.Values{"query": {q.expr}, "time": {sec(time.Now())}}
+		path = "/api/v1/query"
+	}
+	code, a := apiCall(t, grafanaPOST(t, base, path, form))
+	var data struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	if code != 200 || json.Unmarshal(a.Data, &data) != nil {
+		return false, fmt.Sprintf("%d %s: %s", code, a.ErrorType, a.Error)
+	}
+	return len(data.Result) > 0, string(a.Data)
+}
+
+// TestDashboardsReturnData runs make run's setup — `callwatch serve
+// --demo` — and checks that every query of both shipped dashboards
+// returns data: the one on scraped metrics through a real Prometheus 2.42
+// scraping callwatch, once as text (le="10") and once as protobuf with
+// native histograms on (le="10.0"), and the one on the events through
+// callwatch's own query API, as Grafana sends its requests.
+func TestDashboardsReturnData(t *testing.T) {
+	base := serveDemo(t)
+	u, _ := url.Parse(base)
+	target := net.JoinHostPort(u.Hostname(), u.Port())
+	// Prometheus 2.42 asks for OpenMetrics, whose buckets read le="10.0";
+	// scrapers of the classic text format (vmagent, older Prometheus) read
+	// le="10": this proxy asks for that format only.
+	textOnly := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, base+r.URL.Path, nil)
+		req.Header.Set("Accept", "text/plain;version=0.0.4")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(textOnly.Close)
+	text := promtest.Start(t, promtest.Options{Targets: []string{textOnly.Listener.Addr().String()}})
+	om := promtest.Start(t, promtest.Options{Targets: []string{target}})
+	proto := promtest.Start(t, promtest.Options{Targets: []string{target}, EnableFeatures: []string{"native-histograms"}})
+
+	scraped := readDashboard(t, "callwatch.json")
+	all := map[string]string{"job": ".*", "tenant": ".*", "app_code": ".*", "model": ".*"}
+	for _, p := range []struct {
+		name string
+		srv  *promtest.Server
+	}{{"the classic text format", text}, {"OpenMetrics", om}, {"protobuf with native histograms", proto}} {
+		t.Run("every query of callwatch.json returns data from a Prometheus scraping callwatch as "+p.name, func(t *testing.T) {
+			var empty []string
+			for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+				empty = nil
+				end := time.Now()
+				for _, q := range scraped.queries(all, "1h") {
+					if ok, ans := hasData(t, p.srv.URL, q, end.Add(-5*time.Minute), end, 15*time.Second); !ok {
+						empty = append(empty, fmt.Sprintf("%s: %s\n    %s", q.where, q.expr, ans))
+					}
+				}
+				if len(empty) == 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(empty) > 0 {
+				t.Fatalf("%d queries return nothing:\n%s", len(empty), strings.Join(empty, "\n"))
+			}
+			vals := variableValues(t, p.srv.URL, scraped, time.Now().Add(-time.Hour), time.Now(), all)
+			if !strings.Contains(strings.Join(vals["tenant"], ","), "globex") {
+				t.Errorf("the tenant variable lists %v", vals["tenant"])
+			}
+		})
+	}
+	t.Run(`"Calls slower than 10s" reads the 10 s bucket whether Prometheus stores it as le="10" or le="10.0"`, func(t *testing.T) {
+		for _, c := range []struct {
+			srv  *promtest.Server
+			want string
+		}{{text, "10"}, {om, "10.0"}} {
+			v := c.srv.Query(t, `count by (le) (callwatch_call_duration_seconds_bucket{le=~"10(\\.0)?"})`)
+			if len(v) != 1 || v[0].Metric["le"] != c.want {
+				t.Errorf("want the bucket stored as le=%q, got %+v", c.want, v)
+			}
+		}
+		// The panel's query before the fix is empty on OpenMetrics.
+		if v := om.Query(t, `callwatch_call_duration_seconds_bucket{le="10"}`); len(v) != 0 {
+			t.Errorf(`le="10" matches an OpenMetrics scrape's buckets (%d series): the fix proves nothing`, len(v))
+		}
+	})
+
+	events := readDashboard(t, "callwatch-events.json")
+	t.Run("every query and variable of callwatch-events.json returns data from callwatch's own query API", func(t *testing.T) {
+		end := time.Now()
+		start := end.Add(-30 * time.Minute)
+		vals := variableValues(t, base, events, start, end, all)
+		if len(vals) != 3 {
+			t.Fatalf("variables %v", vals)
+		}
+		one := map[string]string{"tenant": vals["tenant"][0], "app_code": ".*", "model": ".*"}
+		for _, vars := range []map[string]string{all, one} {
+			for _, q := range events.queries(vars, "30m") {
+				if ok, ans := hasData(t, base, q, start, end, time.Minute); !ok {
+					t.Errorf("%s (tenant %s) returns nothing: %s\n    %s", q.where, vars["tenant"], q.expr, ans)
+				}
+			}
+		}
+	})
+}
