@@ -135,11 +135,13 @@ type chartEntry struct {
 	view chartView
 }
 
-func (c *chartCache) get(key string, end time.Time) (chartView, bool) {
+// get returns the chart of key, whether it is the chart ending at end,
+// and whether there is one at all.
+func (c *chartCache) get(key string, end time.Time) (v chartView, fresh, found bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	return e.view, ok && e.end.Equal(end)
+	e, found := c.entries[key]
+	return e.view, found && e.end.Equal(end), found
 }
 
 func (c *chartCache) put(key string, end time.Time, v chartView) {
@@ -515,8 +517,10 @@ func legendText(s engine.RangeSeries) string {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 
-// collectCharts computes the charts of the rules of d, from the cache when
-// it holds this step's, else within chartBudget.
+// collectCharts fills in the charts of the rules of d: from the cache when
+// it holds this step's, else computed within chartBudget, the charts never
+// computed first and then the oldest; a chart the budget leaves out shows
+// its last computed state, or says it comes with the next reload.
 func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, now time.Time) {
 	if p.opts.QueryRange == nil {
 		return
@@ -524,46 +528,69 @@ func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, 
 	rng, dur := chartRange(r)
 	d.ChartRange, d.ChartRanges = rng, chartRanges
 	start, end, step := chartWindow(now, dur)
+	// The rules are looked up by group and name: a reload since
+	// collectRules read them may have changed the list.
 	records := map[string]*rulefmt.RuleSpec{}
-	type ruleRef struct {
-		gi, ri int
-		rule   engine.Rule
-		group  string
-	}
-	var refs []ruleRef
-	gi := 0
+	rules := map[string]engine.Rule{}
 	for _, g := range p.opts.Rules.Groups() {
-		for ri, rule := range g.Rules() {
+		for _, rule := range g.Rules() {
 			if rr, ok := rule.(*engine.RecordingRule); ok {
 				records[rr.Name()] = rr.Spec()
 			}
-			if gi < len(d.Groups) && ri < len(d.Groups[gi].Rules) {
-				refs = append(refs, ruleRef{gi, ri, rule, g.Name()})
+			rules[g.Name()+"\x00"+rule.Name()] = rule
+		}
+	}
+	type todo struct {
+		rv    *ruleView
+		rule  engine.Rule
+		group string
+		key   string
+		stale *chartView
+	}
+	var missing, stale []todo
+	live := map[string]bool{}
+	for gi := range d.Groups {
+		for ri := range d.Groups[gi].Rules {
+			rv := &d.Groups[gi].Rules[ri]
+			rule, ok := rules[d.Groups[gi].Name+"\x00"+rv.Name]
+			if !ok {
+				continue
+			}
+			key := rng + "\x00" + d.Groups[gi].Name + "\x00" + rv.Name + "\x00" + rule.Spec().ExprText
+			live[key] = true
+			v, fresh, found := p.charts.get(key, end)
+			switch {
+			case fresh:
+				rv.Chart = &v
+			case found:
+				stale = append(stale, todo{rv, rule, d.Groups[gi].Name, key, &v})
+			default:
+				missing = append(missing, todo{rv, rule, d.Groups[gi].Name, key, nil})
 			}
 		}
-		gi++
 	}
+	p.charts.keep(live)
 	ctx, cancel := context.WithTimeout(ctx, chartBudget)
 	defer cancel()
 	var recs []engine.AuditRecord
 	recsRead := false
-	live := map[string]bool{}
-	for _, ref := range refs {
-		spec := ref.rule.Spec()
-		key := rng + "\x00" + ref.group + "\x00" + spec.Name() + "\x00" + spec.ExprText
-		live[key] = true
-		rv := &d.Groups[ref.gi].Rules[ref.ri]
-		if v, ok := p.charts.get(key, end); ok {
-			rv.Chart = &v
+	for _, t := range append(missing, stale...) {
+		if ctx.Err() != nil {
+			if t.stale != nil {
+				t.rv.Chart = t.stale
+			} else {
+				t.rv.Chart = &chartView{Range: rng, Note: "not computed yet (the page spends at most " + chartBudget.String() + " on charts per view): the next reload shows it"}
+			}
 			continue
 		}
+		spec := t.rule.Spec()
 		cs, err := p.specOf(spec, records)
 		if err != nil {
-			rv.Chart = &chartView{Range: rng, Note: "not charted: " + err.Error()}
+			t.rv.Chart = &chartView{Range: rng, Note: "not charted: " + err.Error()}
 			continue
 		}
 		var alerts []engine.Alert
-		if ar, ok := ref.rule.(*engine.AlertingRule); ok {
+		if ar, ok := t.rule.(*engine.AlertingRule); ok {
 			alerts = ar.Alerts()
 			if !recsRead && p.opts.History != nil {
 				recsRead = true
@@ -572,17 +599,19 @@ func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, 
 		}
 		var mine []engine.AuditRecord
 		for _, rec := range recs {
-			if rec.Group == ref.group && rec.Rule == spec.Name() {
+			if rec.Group == t.group && rec.Rule == spec.Name() {
 				mine = append(mine, rec)
 			}
 		}
 		v := p.chart(ctx, cs, mine, alerts, rng, start, end, step)
-		rv.Chart = &v
-		if v.Drawn {
-			p.charts.put(key, end, v)
+		switch {
+		case v.Drawn:
+			p.charts.put(t.key, end, v)
+		case t.stale != nil && (ctx.Err() != nil || strings.HasPrefix(v.Note, "not computed")):
+			v = *t.stale // out of time or slots: the last chart beats a note
 		}
+		t.rv.Chart = &v
 	}
-	p.charts.keep(live)
 }
 
 // spanRecords reads the firing and resolved records of [start−1d, end]

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ const chartRules = `groups:
 // (9 s) from minute 60 to 90, the hostile tenant is always fast. The rules
 // were evaluated every minute of those hours, so the audit trail holds
 // SlowTenant's pending and firing spans.
-func chartFixture(t *testing.T) (*httptest.Server, time.Time) {
+func chartFixture(t *testing.T, configure ...func(*Options)) (*httptest.Server, time.Time) {
 	t.Helper()
 	base := time.Unix(1764000000, 0).UTC()
 	store := memory.New(dsl.Schema{})
@@ -80,6 +81,9 @@ func chartFixture(t *testing.T) (*httptest.Server, time.Time) {
 	}
 	clock = now
 	opts := Options{Rules: mgr, History: audit, QueryRange: q.QueryRange, Now: func() time.Time { return now }}
+	for _, c := range configure {
+		c(&opts)
+	}
 	srv := httptest.NewServer(Handler(opts))
 	t.Cleanup(srv.Close)
 	return srv, base
@@ -168,6 +172,65 @@ func TestRuleCharts(t *testing.T) {
 			if n := strings.Count(d, ","); n > chartPoints+1 {
 				t.Fatalf("a path of %d points", n)
 			}
+		}
+	})
+}
+
+func TestRuleChartsAreBounded(t *testing.T) {
+	t.Run("a page view charts for at most 4 s, and the charts it left out come with the next views", func(t *testing.T) {
+		var calls atomic.Int32
+		srv, _ := chartFixture(t, func(o *Options) {
+			inner := o.QueryRange
+			o.QueryRange = func(ctx context.Context, e *dsl.Expr, start, end time.Time, step time.Duration) (engine.RangeResult, error) {
+				calls.Add(1)
+				select { // a slow ClickHouse: 1.5 s a chart
+				case <-time.After(1500 * time.Millisecond):
+				case <-ctx.Done():
+					return engine.RangeResult{}, ctx.Err()
+				}
+				return inner(ctx, e, start, end, step)
+			}
+		})
+		began := time.Now()
+		_, page := fetch(t, http.DefaultClient, srv.URL+"/")
+		if took := time.Since(began); took > chartBudget+2*time.Second {
+			t.Fatalf("the page took %s", took)
+		}
+		if n := strings.Count(page, "not computed"); n == 0 || strings.Count(page, "<svg") == 0 {
+			t.Fatalf("want some charts drawn and some left for later: %d notes, %d charts", n, strings.Count(page, "<svg"))
+		}
+		for range 3 {
+			_, page = fetch(t, http.DefaultClient, srv.URL+"/")
+		}
+		if n := strings.Count(page, "<svg"); n != 4 {
+			t.Fatalf("after four views, %d of 4 charts are drawn", n)
+		}
+		before := calls.Load()
+		fetch(t, http.DefaultClient, srv.URL+"/")
+		if calls.Load() != before {
+			t.Fatalf("a view within the same step queried again (%d range queries)", calls.Load()-before)
+		}
+	})
+	t.Run("with every query slot taken, the page still answers and says why a chart is missing", func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		srv, _ := chartFixture(t, func(o *Options) {
+			o.MaxConcurrentQueries = 1
+			inner := o.QueryRange
+			o.QueryRange = func(ctx context.Context, e *dsl.Expr, start, end time.Time, step time.Duration) (engine.RangeResult, error) {
+				if e.Input == "count_over_time(events[1m])" {
+					<-release // a Grafana query holding the only slot
+				}
+				return inner(ctx, e, start, end, step)
+			}
+		})
+		go http.Get(srv.URL + "/api/v1/query_range?query=count_over_time(events[1m])&start=0&end=60&step=60")
+		time.Sleep(200 * time.Millisecond)
+		began := time.Now()
+		_, page := fetch(t, http.DefaultClient, srv.URL+"/")
+		// The charts and the history read share the page's 5 s.
+		if took := time.Since(began); took > 6*time.Second || !strings.Contains(page, "query slot") {
+			t.Fatalf("took %s; the page says: %s", took, page)
 		}
 	})
 }

@@ -202,7 +202,11 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
 	p.collectRules(&d, now)
-	p.collectCharts(r.Context(), &d, r, now)
+	// The charts and the history read share one deadline, so a page view
+	// waits at most 5 s for ClickHouse or for query slots.
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	p.collectCharts(ctx, &d, r, now)
 	if p.opts.Silences != nil {
 		for _, s := range p.opts.Silences.List(now) {
 			d.Silences = append(d.Silences, silenceView{Silence: s, MatchersText: s.MatchersString(), Active: s.Active(now)})
@@ -211,7 +215,6 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 	if p.opts.History != nil {
 		// The page's history read takes a query slot, as the API's does:
 		// reloading the page in a loop cannot crowd out the rules.
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		if release, err := p.slots.take(ctx); err != nil {
 			d.HistoryError = "the history is not shown: every query slot (limits.max_concurrent_queries) stayed busy"
 		} else {
@@ -222,7 +225,6 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 			}
 			d.History = recs
 		}
-		cancel()
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
