@@ -40,6 +40,9 @@ const (
 	chartBottom      = 18.0 // room for the time axis labels
 )
 
+// builtinFile is the file of engine's built-in groups (DatasourceDownGroup).
+const builtinFile = "<builtin>"
+
 // chartRanges are the ranges the page offers (?chart=), the first the
 // default; any other value falls back to it.
 var chartRanges = []string{"3h", "1h", "6h", "12h", "24h"}
@@ -533,6 +536,9 @@ func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, 
 	records := map[string]*rulefmt.RuleSpec{}
 	rules := map[string]engine.Rule{}
 	for _, g := range p.opts.Rules.Groups() {
+		if g.File() == builtinFile {
+			continue // built-in rules have no expression to chart
+		}
 		for _, rule := range g.Rules() {
 			if rr, ok := rule.(*engine.RecordingRule); ok {
 				records[rr.Name()] = rr.Spec()

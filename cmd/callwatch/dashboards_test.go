@@ -223,10 +223,11 @@ func hasData(t *testing.T, base string, q panelQuery, start, end time.Time, step
 
 // TestDashboardsReturnData runs make run's setup — `callwatch serve
 // --demo` — and checks that every query of both shipped dashboards
-// returns data: the one on scraped metrics through a real Prometheus 2.42
-// scraping callwatch, once as text (le="10") and once as protobuf with
-// native histograms on (le="10.0"), and the one on the events through
-// callwatch's own query API, as Grafana sends its requests.
+// returns data: the one on scraped metrics through real Prometheus 2.42
+// servers scraping callwatch as the classic text format (le="10"), as
+// OpenMetrics (le="10.0") and as protobuf with native histograms on; the
+// one on the events through callwatch's own query API, as Grafana sends
+// its requests. The status page charts every rule of rules.d there too.
 func TestDashboardsReturnData(t *testing.T) {
 	base := serveDemo(t)
 	u, _ := url.Parse(base)
@@ -293,6 +294,35 @@ func TestDashboardsReturnData(t *testing.T) {
 		// The panel's query before the fix is empty on OpenMetrics.
 		if v := om.Query(t, `callwatch_call_duration_seconds_bucket{le="10"}`); len(v) != 0 {
 			t.Errorf(`le="10" matches an OpenMetrics scrape's buckets (%d series): the fix proves nothing`, len(v))
+		}
+	})
+
+	t.Run("the status page charts every rule over ClickHouse 18.16", func(t *testing.T) {
+		var page string
+		for range 4 { // a view charts for at most 4 s; the next ones add the rest
+			resp, err := http.Get(base + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			page = string(body)
+		}
+		rows := strings.Split(page, `<tr class="rule"`)[1:]
+		if len(rows) < 10 {
+			t.Fatalf("%d rules on the page", len(rows))
+		}
+		for _, row := range rows {
+			row, _, _ = strings.Cut(row, "</tr>")
+			if strings.Contains(row, `id="rule-callwatch-builtin/`) {
+				if strings.Contains(row, "<figure") {
+					t.Errorf("a built-in rule, which has no expression, has a chart:\n%s", row)
+				}
+				continue
+			}
+			if !strings.Contains(row, "<svg") || strings.Contains(row, "failed") || strings.Contains(row, "not charted") {
+				t.Errorf("a rule without its chart:\n%s", row)
+			}
 		}
 	})
 
