@@ -156,12 +156,13 @@ func (c *chartCache) put(key string, end time.Time, v chartView) {
 	c.entries[key] = chartEntry{end: end, view: v}
 }
 
-// keep drops the entries whose key is not in live: rules that are gone.
-func (c *chartCache) keep(live map[string]bool) {
+// keep drops the entries of range rng whose key is not in live: rules
+// that are gone or changed. Other ranges' entries stay for their viewers.
+func (c *chartCache) keep(rng string, live map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.entries {
-		if !live[k] {
+		if strings.HasPrefix(k, rng+"\x00") && !live[k] {
 			delete(c.entries, k)
 		}
 	}
@@ -416,23 +417,28 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 		}
 	}
 	for _, t := range ths {
-		lo, hi = math.Min(lo, t.Value), math.Max(hi, t.Value)
+		if !math.IsNaN(t.Value) && !math.IsInf(t.Value, 0) {
+			lo, hi = math.Min(lo, t.Value), math.Max(hi, t.Value)
+		}
 	}
-	if math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+	if lo > hi { // nothing finite to draw
 		lo, hi = 0, 1
 	}
 	if lo > 0 && lo < hi/2 {
 		lo = 0 // counts and latencies read best from zero
 	}
-	if hi-lo < 1e-9*math.Max(1, math.Abs(hi)) || math.IsInf(hi-lo, 0) {
+	// Halves keep every difference finite, up to ±MaxFloat64.
+	if hi/2-lo/2 <= 1e-9*math.Max(1, math.Abs(hi)/2) {
 		pad := math.Max(1, math.Abs(hi)/10)
-		if math.IsInf(hi-lo, 0) {
-			lo, hi = -math.MaxFloat64/4, math.MaxFloat64/4
-		} else {
-			lo, hi = lo-pad, hi+pad
-		}
+		lo, hi = math.Max(lo-pad, -math.MaxFloat64), math.Min(hi+pad, math.MaxFloat64)
 	}
-	y := func(f float64) float64 { return 6 + plotH*(1-(f-lo)/(hi-lo)) }
+	y := func(f float64) float64 {
+		frac := (f/2 - lo/2) / (hi/2 - lo/2)
+		if math.IsNaN(frac) {
+			frac = 0
+		}
+		return 6 + plotH*(1-math.Max(0, math.Min(1, frac)))
+	}
 	for i, s := range series {
 		l := chartLine{Color: chartColors[i%len(chartColors)]}
 		var b strings.Builder
@@ -491,8 +497,7 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 			v.Firing++
 		}
 	}
-	for i := range 3 {
-		f := lo + (hi-lo)*float64(i)/2
+	for _, f := range []float64{lo, lo/2 + hi/2, hi} {
 		v.YTicks = append(v.YTicks, chartTick{Pos: y(f) + 4, Text: strconv.FormatFloat(f, 'g', 4, 64)})
 	}
 	for i := range 4 {
@@ -575,7 +580,7 @@ func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, 
 			}
 		}
 	}
-	p.charts.keep(live)
+	p.charts.keep(rng, live)
 	ctx, cancel := context.WithTimeout(ctx, chartBudget)
 	defer cancel()
 	var recs []engine.AuditRecord

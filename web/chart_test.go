@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -304,4 +305,47 @@ func TestBrowserShowsRuleCharts(t *testing.T) {
 	if tiers := charts[2]; tiers.Thresholds != 3 {
 		t.Errorf("LatencyTiers's chart in Chromium: %+v", tiers)
 	}
+}
+
+// FuzzChartDraw: whatever the values — NaN, ±Inf, ±MaxFloat64, values a
+// hair apart — every coordinate drawn is a finite number inside the chart.
+func FuzzChartDraw(f *testing.F) {
+	f.Add(1.0, 2.0, 3.0, 5000.0)
+	f.Add(math.NaN(), math.Inf(1), math.Inf(-1), 0.0)
+	f.Add(math.MaxFloat64, -math.MaxFloat64, 0.0, math.MaxFloat64)
+	f.Add(1.0, 1.0+1e-15, 1.0, 1.0)
+	f.Add(-1e-300, 1e-300, 0.0, -5.0)
+	f.Fuzz(func(t *testing.T, a, b, c, threshold float64) {
+		start := time.Unix(1764000000, 0).UTC()
+		end := start.Add(3 * time.Hour)
+		res := engine.RangeResult{Matrix: []engine.RangeSeries{{Points: []engine.Point{
+			{T: start.UnixMilli(), V: a}, {T: start.Add(time.Hour).UnixMilli(), V: b}, {T: end.UnixMilli(), V: c},
+		}}}}
+		var v chartView
+		draw(&v, res, []chartThresholdSpec{{Op: ">", Value: threshold, Severity: "warning"}}, nil, start, end)
+		inside := func(what string, x, y float64) {
+			if math.IsNaN(x) || math.IsNaN(y) || x < 0 || x > chartWidth || y < 0 || y > chartHeight {
+				t.Fatalf("%s at (%v, %v) for values %v %v %v, threshold %v", what, x, y, a, b, c, threshold)
+			}
+		}
+		for _, l := range v.Lines {
+			for _, pt := range strings.Fields(strings.NewReplacer("M", " ", "L", " ").Replace(l.Path)) {
+				var x, y float64
+				if _, err := fmt.Sscanf(pt, "%g,%g", &x, &y); err != nil {
+					t.Fatalf("path %q: %v", l.Path, err)
+				}
+				inside("a point", x, y)
+			}
+		}
+		for _, th := range v.Thresholds {
+			if !math.IsInf(threshold, 0) && !math.IsNaN(threshold) {
+				inside("a threshold", chartLeft, th.Y)
+			}
+		}
+		for _, tk := range v.YTicks {
+			if strings.Contains(tk.Text, "NaN") {
+				t.Fatalf("a value axis label %q", tk.Text)
+			}
+		}
+	})
 }
