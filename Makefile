@@ -80,6 +80,7 @@ fuzz:
 	$(GO) test ./rulefmt -run '^$$' -fuzz FuzzParseRuleFile -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./web -run '^$$' -fuzz FuzzAPI -fuzztime $(FUZZTIME)
+	$(GO) test ./web -run '^$$' -fuzz FuzzChartDraw -fuzztime $(FUZZTIME)
 
 ## clean: remove build outputs
 clean:
