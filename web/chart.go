@@ -43,12 +43,16 @@ const (
 // builtinFile is the file of engine's built-in groups (DatasourceDownGroup).
 const builtinFile = "<builtin>"
 
-// chartRanges are the ranges the page offers (?chart=), the first the
-// default; any other value falls back to it.
-var chartRanges = []string{"3h", "1h", "6h", "12h", "24h"}
+// chartRangeList are the ranges the page offers (?chart=), the first the
+// default; any other value falls back to it. chartColorList are the
+// series' colours, in legend order. (Constants: the package holds no
+// mutable state.)
+const (
+	chartRangeList = "3h 1h 6h 12h 24h"
+	chartColorList = "#175cd3 #7a5af8 #0e9384 #dd2590 #6172f3 #ca8504 #4e5ba6 #099250"
+)
 
-// chartColors are the series' colours, in legend order.
-var chartColors = []string{"#175cd3", "#7a5af8", "#0e9384", "#dd2590", "#6172f3", "#ca8504", "#4e5ba6", "#099250"}
+func chartRanges() []string { return strings.Fields(chartRangeList) }
 
 // chartView is what the template shows for one rule's chart.
 type chartView struct {
@@ -57,27 +61,25 @@ type chartView struct {
 	// value compared with the thresholds, recording rules inlined).
 	Expr string
 	// Note says why there is no chart, or what it leaves out.
-	Note         string
-	Width        float64
-	Height       float64
-	PlotLeft     float64
-	PlotBottom   float64
-	Lines        []chartLine
-	Thresholds   []chartThreshold
-	Spans        []chartSpan
-	YTicks       []chartTick
-	XTicks       []chartTick
-	Legend       []chartLegend
-	MoreSeries   int
-	NonFinite    int
-	Drawn        bool
-	Pending      int // spans, for the caption
-	Firing       int
-	StartText    string
-	EndText      string
-	Step         string
-	ValueMinText string
-	ValueMaxText string
+	Note       string
+	Width      float64
+	Height     float64
+	PlotLeft   float64
+	PlotBottom float64
+	Lines      []chartLine
+	Thresholds []chartThreshold
+	Spans      []chartSpan
+	YTicks     []chartTick
+	XTicks     []chartTick
+	Legend     []chartLegend
+	MoreSeries int
+	NonFinite  int
+	Drawn      bool
+	Pending    int // spans, for the caption
+	Firing     int
+	StartText  string
+	EndText    string
+	Step       string
 }
 
 type chartLine struct {
@@ -170,15 +172,16 @@ func (c *chartCache) keep(rng string, live map[string]bool) {
 
 // chartRange returns the range the request asks for, one of chartRanges.
 func chartRange(r *http.Request) (string, time.Duration) {
+	ranges := chartRanges()
 	want := r.URL.Query().Get("chart")
-	for _, s := range chartRanges {
+	for _, s := range ranges {
 		if s == want {
 			d, _ := time.ParseDuration(s)
 			return s, d
 		}
 	}
-	d, _ := time.ParseDuration(chartRanges[0])
-	return chartRanges[0], d
+	d, _ := time.ParseDuration(ranges[0])
+	return ranges[0], d
 }
 
 // chartWindow returns the start, end and step of a chart of rng ending at
@@ -439,8 +442,9 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 		}
 		return 6 + plotH*(1-math.Max(0, math.Min(1, frac)))
 	}
+	colors := strings.Fields(chartColorList)
 	for i, s := range series {
-		l := chartLine{Color: chartColors[i%len(chartColors)]}
+		l := chartLine{Color: colors[i%len(colors)]}
 		var b strings.Builder
 		var prev int64
 		stepMs := int64((end.Sub(start) / chartPoints) / time.Millisecond)
@@ -508,7 +512,6 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 		}
 		v.XTicks = append(v.XTicks, chartTick{Pos: x(t), Text: t.UTC().Format("15:04"), Anchor: anchor})
 	}
-	v.ValueMinText, v.ValueMaxText = strconv.FormatFloat(lo, 'g', 4, 64), strconv.FormatFloat(hi, 'g', 4, 64)
 	if len(series) == 0 {
 		v.Note = "no value over this range"
 	}
@@ -534,7 +537,7 @@ func (p *page) collectCharts(ctx context.Context, d *pageData, r *http.Request, 
 		return
 	}
 	rng, dur := chartRange(r)
-	d.ChartRange, d.ChartRanges = rng, chartRanges
+	d.ChartRange, d.ChartRanges = rng, chartRanges()
 	start, end, step := chartWindow(now, dur)
 	// The rules are looked up by group and name: a reload since
 	// collectRules read them may have changed the list.
@@ -645,6 +648,6 @@ func (p *page) spanRecords(ctx context.Context, start, end time.Time) []engine.A
 
 // chartTitle is the accessible description of a chart.
 func chartTitle(v *chartView) string {
-	return fmt.Sprintf("%s from %s to %s, every %s: %d series, %d pending and %d firing spans",
-		"value", v.StartText, v.EndText, v.Step, len(v.Lines)+v.MoreSeries, v.Pending, v.Firing)
+	return fmt.Sprintf("values from %s to %s, every %s: %d series, %d pending and %d firing spans",
+		v.StartText, v.EndText, v.Step, len(v.Lines)+v.MoreSeries, v.Pending, v.Firing)
 }
