@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/promtest"
@@ -343,4 +344,46 @@ func TestDashboardsReturnData(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEventsDashboardIsCallwatchsLanguage checks, without servers, that
+// every query of callwatch-events.json is an expression callwatch accepts
+// within the default limits, that its variables are the ones its queries
+// use, and that it does not share the scraped dashboard's uid.
+func TestEventsDashboardIsCallwatchsLanguage(t *testing.T) {
+	d := readDashboard(t, "callwatch-events.json")
+	declared := map[string]bool{}
+	for _, v := range d.Templating.List {
+		declared[v.Name] = true
+	}
+	varRef := regexp.MustCompile(`\$([a-z_]+)`)
+	qs := d.queries(map[string]string{"tenant": ".*", "app_code": ".*", "model": ".*"}, "31d")
+	if len(qs) < 20 {
+		t.Fatalf("%d queries", len(qs))
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range varRef.FindAllStringSubmatch(tg.Expr, -1) {
+				if !declared[m[1]] && !strings.HasPrefix(m[1], "__") {
+					t.Errorf("panel %q uses $%s, which is not a variable of the dashboard", p.Title, m[1])
+				}
+			}
+		}
+	}
+	limits := config.Default().Limits.DSL()
+	for _, q := range qs {
+		if _, err := dsl.Parse(q.expr, dsl.Options{Schema: dsl.DefaultSchema(), Limits: limits, Series: func(name string) bool { return name == "ALERTS" }}); err != nil {
+			t.Errorf("%s: %v", q.where, err)
+		}
+	}
+	var uids [2]struct {
+		UID string `json:"uid"`
+	}
+	for i, name := range []string{"callwatch.json", "callwatch-events.json"} {
+		data, _ := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", name))
+		json.Unmarshal(data, &uids[i])
+	}
+	if uids[0].UID == "" || uids[0].UID == uids[1].UID {
+		t.Errorf("the dashboards' uids %q and %q must differ", uids[0].UID, uids[1].UID)
+	}
 }
