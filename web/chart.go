@@ -213,12 +213,12 @@ func (p *page) specOf(spec *rulefmt.RuleSpec, records map[string]*rulefmt.RuleSp
 			ths = append(ths, chartThresholdSpec{Op: "recover", Severity: "recover", Value: *rv, Recover: true})
 		}
 	case spec.Alert != "":
-		if c, ok := dsl.SplitComparison(spec.ExprText); ok {
+		if c, ok := dsl.SplitComparison(conditionOf(p.parser, spec.ExprText)); ok {
 			text = c.Value
 			ths = append(ths, chartThresholdSpec{Op: c.Op, Severity: string(spec.Severity), Value: c.Threshold})
 		}
 	}
-	inlined := inlineRecords(text, records, chartInlineDepth)
+	inlined := inlineRecords(p.parser, text, records, chartInlineDepth)
 	e, err := dsl.Parse(inlined, dsl.Options{Schema: p.opts.Schema, Limits: p.opts.Limits, Series: engine.Outputs{Groups: p.opts.Rules.Groups}.Has})
 	if err != nil {
 		return chartSpec{}, err
@@ -226,13 +226,36 @@ func (p *page) specOf(spec *rulefmt.RuleSpec, records map[string]*rulefmt.RuleSp
 	return chartSpec{expr: e, rewritten: inlined != spec.ExprText, thresholds: ths}, nil
 }
 
+// conditionOf returns the first operand of an expression joined by and
+// or unless — `ratio > 0.05 and count >= 20` is charted as the ratio —
+// and the expression itself otherwise.
+func conditionOf(ps parser.Parser, text string) string {
+	ast, err := ps.ParseExpr(text)
+	if err != nil {
+		return text
+	}
+	for {
+		switch e := ast.(type) {
+		case *parser.ParenExpr:
+			ast = e.Expr
+			continue
+		case *parser.BinaryExpr:
+			if e.Op == parser.LAND || e.Op == parser.LUNLESS {
+				ast = e.LHS
+				continue
+			}
+		}
+		return ast.String()
+	}
+}
+
 // inlineRecords replaces, up to depth times, each selector of a recording
 // rule's output that has no matcher but its name by the rule's expression
 // in parentheses. Selectors with matchers, and anything that does not
 // parse, are left as they are (they chart the outputs the rules keep).
-func inlineRecords(text string, records map[string]*rulefmt.RuleSpec, depth int) string {
+func inlineRecords(ps parser.Parser, text string, records map[string]*rulefmt.RuleSpec, depth int) string {
 	for range depth {
-		ast, err := parser.NewParser(parser.Options{}).ParseExpr(text)
+		ast, err := ps.ParseExpr(text)
 		if err != nil {
 			return text
 		}
@@ -485,8 +508,11 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 		if t.Recover {
 			class = "threshold recover"
 		}
-		ty := y(t.Value)
-		v.Thresholds = append(v.Thresholds, chartThreshold{Y: ty, Label: label, Class: class, LabelY: ty - 3})
+		ty, labelY := y(t.Value), y(t.Value)-3
+		if labelY < 10 {
+			labelY = ty + 11 // below a line at the top, inside the chart
+		}
+		v.Thresholds = append(v.Thresholds, chartThreshold{Y: ty, Label: label, Class: class, LabelY: labelY})
 	}
 	for _, sp := range spans {
 		x0, x1 := x(sp.from), x(sp.to)

@@ -35,6 +35,8 @@ const chartRules = `groups:
       - {severity: warning, op: ">", value: 3000}
       - {severity: critical, op: ">", value: 8000}
     recover_below: 2500
+  - alert: BusyAndSlow
+    expr: max by (tenant_id) (p95(latency_ms[5m])) > 5000 and sum by (tenant_id) (count_over_time(events[5m])) >= 5
   - record: latency:inf
     expr: max_over_time(latency_ms[5m]) / 0 + (max_over_time(latency_ms[5m]) - max_over_time(latency_ms[5m])) / 0
 `
@@ -141,6 +143,12 @@ func TestRuleCharts(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a condition joined by and charts its first comparison's value", func(t *testing.T) {
+		fig := figure(t, page, "BusyAndSlow")
+		if !strings.Contains(fig, "&gt; 5000") || !strings.Contains(fig, `class="span firing"`) || strings.Contains(fig, "no value") {
+			t.Fatalf("%s", fig)
+		}
+	})
 	t.Run("labels that are markup are shown as text", func(t *testing.T) {
 		if strings.Contains(page, hostile) || strings.Contains(page, "<script>alert") {
 			t.Fatal("the hostile tenant's name reached the page unescaped")
@@ -203,8 +211,8 @@ func TestRuleChartsAreBounded(t *testing.T) {
 		for range 3 {
 			_, page = fetch(t, http.DefaultClient, srv.URL+"/")
 		}
-		if n := strings.Count(page, "<svg"); n != 4 {
-			t.Fatalf("after four views, %d of 4 charts are drawn", n)
+		if n := strings.Count(page, "<svg"); n != 5 {
+			t.Fatalf("after four views, %d of 5 charts are drawn", n)
 		}
 		before := calls.Load()
 		fetch(t, http.DefaultClient, srv.URL+"/")
@@ -289,7 +297,7 @@ func TestBrowserShowsRuleCharts(t *testing.T) {
 		Outside    int                `json:"outside"`
 		Shown      float64            `json:"shown"`
 	}
-	if err := json.Unmarshal([]byte(strings.ReplaceAll(report, "&quot;", `"`)), &charts); err != nil || len(charts) != 4 {
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(report, "&quot;", `"`)), &charts); err != nil || len(charts) != 5 {
 		t.Fatalf("%v: %s", err, dom)
 	}
 	t.Logf("%+v", charts)

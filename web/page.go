@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
@@ -96,6 +97,7 @@ func pageHandler(opts Options, g *guard, s slots) http.Handler {
 		tmpl:   template.Must(template.New("page.html").Funcs(pageFuncs).ParseFS(templateFS, "templates/page.html")),
 		script: template.JS(script),
 		charts: &chartCache{},
+		parser: parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
 		csp: "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
 			"'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
 	}
@@ -118,6 +120,9 @@ type page struct {
 	script template.JS
 	csp    string
 	charts *chartCache
+	// parser reads rules' expressions for their charts, with callwatch's
+	// functions (p95, …).
+	parser parser.Parser
 }
 
 // pageData is everything the template shows.
