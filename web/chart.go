@@ -218,8 +218,14 @@ func (p *page) specOf(spec *rulefmt.RuleSpec, records map[string]*rulefmt.RuleSp
 			ths = append(ths, chartThresholdSpec{Op: c.Op, Severity: string(spec.Severity), Value: c.Threshold})
 		}
 	}
+	opts := dsl.Options{Schema: p.opts.Schema, Limits: p.opts.Limits, Series: engine.Outputs{Groups: p.opts.Rules.Groups}.Has}
 	inlined := inlineRecords(p.parser, text, records, chartInlineDepth)
-	e, err := dsl.Parse(inlined, dsl.Options{Schema: p.opts.Schema, Limits: p.opts.Limits, Series: engine.Outputs{Groups: p.opts.Rules.Groups}.Has})
+	e, err := dsl.Parse(inlined, opts)
+	if err != nil && inlined != text {
+		// Inlined past a limit (size, nesting): chart the outputs by name.
+		inlined = text
+		e, err = dsl.Parse(text, opts)
+	}
 	if err != nil {
 		return chartSpec{}, err
 	}
