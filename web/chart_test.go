@@ -45,7 +45,7 @@ const chartRules = `groups:
 // (9 s) from minute 60 to 90, the hostile tenant is always fast. The rules
 // were evaluated every minute of those hours, so the audit trail holds
 // SlowTenant's pending and firing spans.
-func chartFixture(t *testing.T, configure ...func(*Options)) (*httptest.Server, time.Time) {
+func chartFixture(t *testing.T, configure ...func(*Options)) *httptest.Server {
 	t.Helper()
 	base := time.Unix(1764000000, 0).UTC()
 	store := memory.New(dsl.Schema{})
@@ -89,7 +89,7 @@ func chartFixture(t *testing.T, configure ...func(*Options)) (*httptest.Server, 
 	}
 	srv := httptest.NewServer(Handler(opts))
 	t.Cleanup(srv.Close)
-	return srv, base
+	return srv
 }
 
 // figure returns the chart of a rule's row in the page.
@@ -109,7 +109,7 @@ func figure(t *testing.T, page, rule string) string {
 }
 
 func TestRuleCharts(t *testing.T) {
-	srv, _ := chartFixture(t)
+	srv := chartFixture(t)
 	_, page := fetch(t, http.DefaultClient, srv.URL+"/")
 
 	t.Run("an alert's chart draws the compared value, its threshold and the spans it was pending and firing", func(t *testing.T) {
@@ -188,7 +188,7 @@ func TestRuleCharts(t *testing.T) {
 func TestRuleChartsAreBounded(t *testing.T) {
 	t.Run("a page view charts for at most 4 s, and the charts it left out come with the next views", func(t *testing.T) {
 		var calls atomic.Int32
-		srv, _ := chartFixture(t, func(o *Options) {
+		srv := chartFixture(t, func(o *Options) {
 			inner := o.QueryRange
 			o.QueryRange = func(ctx context.Context, e *dsl.Expr, start, end time.Time, step time.Duration) (engine.RangeResult, error) {
 				calls.Add(1)
@@ -223,7 +223,7 @@ func TestRuleChartsAreBounded(t *testing.T) {
 	t.Run("with every query slot taken, the page still answers and says why a chart is missing", func(t *testing.T) {
 		release := make(chan struct{})
 		defer close(release)
-		srv, _ := chartFixture(t, func(o *Options) {
+		srv := chartFixture(t, func(o *Options) {
 			o.MaxConcurrentQueries = 1
 			inner := o.QueryRange
 			o.QueryRange = func(ctx context.Context, e *dsl.Expr, start, end time.Time, step time.Duration) (engine.RangeResult, error) {
@@ -275,7 +275,7 @@ document.getElementById("f").addEventListener("load", function () {
 
 func TestBrowserShowsRuleCharts(t *testing.T) {
 	bin := chromium(t)
-	srv, _ := chartFixture(t)
+	srv := chartFixture(t)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /test/charts", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
