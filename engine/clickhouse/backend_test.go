@@ -68,3 +68,10 @@ func TestSubqueriesOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.SubqueriesMatchInstants(t, conn, db)
 }
+
+// TestIncrementalConcurrentOnTheServer evaluates from two goroutines while
+// background reads run (go test -race checks the locking).
+func TestIncrementalConcurrentOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.IncrementalConcurrent(t, conn, db)
+}

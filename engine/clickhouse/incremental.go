@@ -889,7 +889,9 @@ func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, r bu
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
 	defer cancel()
 	sort.Ints(slots)
+	g.mu.Lock() // evaluations add columns to the grid meanwhile
 	st := g.statement(s, []bucketRange{r}, slots)
+	g.mu.Unlock()
 	got, err := g.query(ctx, s, st, 0)
 	if err != nil {
 		return // the cold states stay: the leaves slide on them

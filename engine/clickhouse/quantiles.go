@@ -172,9 +172,13 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 	// (their rules were removed by a reload).
 	p.mu.Lock()
 	for k, f := range p.families {
+		if !f.mu.TryLock() {
+			continue // being stepped: it is in use
+		}
 		if f.used > 0 && f.used < ts.Unix()-2*f.span-600 {
 			delete(p.families, k)
 		}
+		f.mu.Unlock()
 	}
 	p.mu.Unlock()
 	p.statsMu.Lock()
@@ -357,7 +361,7 @@ func (p *partials) coFamilies(f *vcFamily, ts time.Time) []*vcFamily {
 	p.mu.Lock()
 	var cands []*vcFamily
 	for _, o := range p.families {
-		if o != f && o.stream == f.stream {
+		if o != f {
 			cands = append(cands, o)
 		}
 	}
@@ -367,7 +371,7 @@ func (p *partials) coFamilies(f *vcFamily, ts time.Time) []*vcFamily {
 		if !o.mu.TryLock() {
 			continue
 		}
-		if o.win == nil || o.filling || o.over != "" || o.leaf == nil || o.next() != ts.Unix() {
+		if o.stream != f.stream || o.win == nil || o.filling || o.over != "" || o.leaf == nil || o.next() != ts.Unix() {
 			o.mu.Unlock()
 			continue
 		}
