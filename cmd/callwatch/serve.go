@@ -26,6 +26,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/demo"
 	"github.com/callwatch/callwatch/notify"
 	"github.com/callwatch/callwatch/storage/chdb"
 	"github.com/callwatch/callwatch/storage/chstore"
@@ -40,7 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	externalURL := fs.String("web.external-url", "", "URL under which callwatch is reachable, for links in alerts")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
 	demoTraffic := fs.Bool("demo", false, "also write demo traffic (several tenants, scripted incidents) into the events table")
-	demoRate := fs.Float64("demo.rate", 20, "demo calls per second")
+	demoRate := fs.Float64("demo.rate", demo.DefaultRate, "demo calls per second, mean over a day (see callwatch demo --rate)")
 	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
 	corsPattern := fs.String("web.cors.origin", ".*", "regex of the origins whose scripts may read the query API (CORS), fully anchored, as Prometheus' flag")
 	allowOpenWrites := fs.Bool("web.allow-unauthenticated-writes", false,

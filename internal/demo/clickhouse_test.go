@@ -131,7 +131,7 @@ func TestNewInserterChecksItsInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Date(2025, 11, 24, 2, 0, 0, 0, time.UTC)
-		events := New(Options{Seed: 1, Start: start}).Generate(start, start.Add(time.Second))[:5]
+		events := New(Options{Seed: 1, Start: start, Rate: 20}).Generate(start, start.Add(time.Second))[:5]
 		events[0].TenantID = "o'brien"
 		if err := ins.Write(context.Background(), events); err != nil {
 			t.Fatal(err)

@@ -45,10 +45,12 @@ func (e Event) Memory() memory.Event {
 type Options struct {
 	// Seed selects the random streams; the same seed gives the same events.
 	Seed uint64
-	// Rate is the mean number of calls per second over a day (default 20);
-	// the daily rhythm makes it lower at night and higher at office hours.
+	// Rate is the mean number of calls per second over a day (default
+	// DefaultRate); the daily rhythm makes it lower at night and higher at
+	// office hours.
 	Rate float64
-	// ErrorRatio is the share of failed calls outside incidents (default 0.02).
+	// ErrorRatio is the share of failed calls outside incidents (default
+	// DefaultErrorRatio).
 	ErrorRatio float64
 	// Start is when the generator starts: the script's incidents are timed
 	// from it. The zero value means the time New is called.
@@ -61,6 +63,24 @@ type Options struct {
 	Location *time.Location
 }
 
+// The defaults model the small platform the baseline's thresholds in
+// rules.d were set for, so that its normal traffic stays under every one of
+// them and only the scripted incidents fire: at 0.3 calls per second the
+// chat app peaks at about 600 calls an hour, 800 with the retries of two
+// rounds of incidents (ChatCallVolume: 1000), the
+// biggest tenant spends about ¥65 and uses about 14M tokens a day
+// (TenantCost: ¥100, TenantTokenUsage: 20M), the smallest still calls
+// several times in 10 minutes at night (TenantSilent), and 0.02% of failed
+// calls keep the platform under 10 errors in 5 minutes (ErrorBurst) and a
+// tenant's 20 to 60 calls in 5 minutes under 5% failed (TenantErrorRatio:
+// two failures among 40 calls are 5%, so at 0.05% it already trips by
+// chance about once in ten days, at 0.2% a few times a day).
+// A higher rate makes the volume and daily rules fire on normal traffic.
+const (
+	DefaultRate       = 0.3
+	DefaultErrorRatio = 0.0002
+)
+
 // Generator draws call events. It is safe for concurrent use: it holds no
 // mutable state.
 type Generator struct {
@@ -72,10 +92,10 @@ type Generator struct {
 // New returns a Generator.
 func New(opts Options) *Generator {
 	if opts.Rate <= 0 {
-		opts.Rate = 20
+		opts.Rate = DefaultRate
 	}
 	if opts.ErrorRatio <= 0 {
-		opts.ErrorRatio = 0.02
+		opts.ErrorRatio = DefaultErrorRatio
 	}
 	if opts.Start.IsZero() {
 		opts.Start = time.Now()
@@ -153,6 +173,9 @@ func (g *Generator) second(sec int64) []Event {
 		for range n {
 			out = append(out, g.call(r, t, tn.name, eff))
 		}
+		for range poisson(r, eff.runaway) {
+			out = append(out, runawayCall(r, t, tn.name))
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
@@ -166,15 +189,18 @@ func (g *Generator) call(r *rand.Rand, t time.Time, tenant string, eff effect) E
 		Time:     t.Add(time.Duration(r.IntN(1000)) * time.Millisecond),
 		TenantID: tenant, AppCode: app.name, Model: m.name, Provider: m.provider, Status: "ok",
 	}
-	in := math.Min(lognormal(r, app.inputMedian, 0.7)*eff.inputFactor, 128000)
-	out := math.Min(lognormal(r, app.outputMedian, 0.6), 4096)
-	latency := (m.ttftMs + out*m.msPerToken) * lognormal(r, 1, 0.35)
+	in := math.Min(lognormal(r, app.inputMedian, 0.7), 128000)
+	// The apps ask for at most maxOutput tokens.
+	out := math.Min(lognormal(r, app.outputMedian, 0.6), maxOutput)
+	// The time to the first token varies, the generation's speed hardly;
+	// the variation is bounded, so that outliers come from incidents.
+	latency := m.ttftMs*boundedLognormal(r, 0.3) + out*m.msPerToken*boundedLognormal(r, 0.1)
+	errRatio := g.opts.ErrorRatio
+	codes := errorCodes
 	if eff.slow > 0 && r.Float64() < eff.slow {
 		// A degraded upstream: the call waits several seconds.
 		latency = lognormal(r, 7500, 0.3)
 	}
-	errRatio := g.opts.ErrorRatio
-	codes := errorCodes
 	if eff.errorRatio > 0 {
 		errRatio, codes = eff.errorRatio, burstCodes
 	}
@@ -188,7 +214,7 @@ func (g *Generator) call(r *rand.Rand, t time.Time, tenant string, eff effect) E
 			// The client gives up after 30 s; the provider bills nothing.
 			in, out, latency = 0, 0, 30000
 		case "upstream_5xx":
-			in, out, latency = 0, 0, lognormal(r, m.ttftMs*1.5, 0.5)
+			in, out, latency = 0, 0, m.ttftMs*boundedLognormal(r, 0.3)
 		case "content_filter":
 			// The prompt was read (and billed), the answer withheld.
 			out, latency = 0, lognormal(r, m.ttftMs, 0.3)
@@ -196,8 +222,31 @@ func (g *Generator) call(r *rand.Rand, t time.Time, tenant string, eff effect) E
 	}
 	ev.InputTokens, ev.OutputTokens = uint32(math.Round(in)), uint32(math.Round(out))
 	ev.LatencyMs = uint32(math.Max(1, math.Min(math.Round(latency), 30000)))
-	ev.Cost = math.Round((float64(ev.InputTokens)*m.inPrice+float64(ev.OutputTokens)*m.outPrice)/1e6*1e6) / 1e6
+	ev.Cost = cost(m, ev.InputTokens, ev.OutputTokens)
 	return ev
+}
+
+// maxOutput is the apps' max_tokens.
+const maxOutput = 600
+
+// cost is the price of a call in CNY, rounded to 1e-6.
+func cost(m model, in, out uint32) float64 {
+	return math.Round((float64(in)*m.inPrice+float64(out)*m.outPrice)/1e6*1e6) / 1e6
+}
+
+// runawayCall is one call of a cost surge's runaway job: an agent loop
+// that sends its whole context, near the model's limit, to the most
+// expensive model again and again, for a short tool call in return.
+func runawayCall(r *rand.Rand, t time.Time, tenant string) Event {
+	m := claudeSonnet
+	in := uint32(math.Round(math.Min(lognormal(r, 110000, 0.1), 128000)))
+	out := uint32(math.Round(lognormal(r, 60, 0.3)))
+	latency := m.ttftMs*boundedLognormal(r, 0.3) + float64(out)*m.msPerToken
+	return Event{
+		Time:     t.Add(time.Duration(r.IntN(1000)) * time.Millisecond),
+		TenantID: tenant, AppCode: "agent", Model: m.name, Provider: m.provider, Status: "ok",
+		LatencyMs: uint32(math.Round(latency)), InputTokens: in, OutputTokens: out, Cost: cost(m, in, out),
+	}
 }
 
 // tenant is a customer of the platform and its share of the traffic.
@@ -242,15 +291,20 @@ type app struct {
 	models                    []choice[model]
 }
 
+// apps call mostly the cheap models, as a small platform watching its
+// spend does; the expensive ones are a few percent of the calls.
 var apps = []choice[app]{
-	{app{"chat", 900, 280, []choice[model]{{gpt4o, 0.25}, {gpt4oMini, 0.35}, {claudeSonnet, 0.2}, {qwenMax, 0.2}}}, 0.45},
-	{app{"search", 1600, 160, []choice[model]{{gpt4oMini, 0.6}, {qwenMax, 0.4}}}, 0.25},
-	{app{"agent", 3200, 450, []choice[model]{{gpt4o, 0.4}, {claudeSonnet, 0.5}, {qwenMax, 0.1}}}, 0.15},
-	{app{"summarize", 4200, 240, []choice[model]{{gpt4oMini, 0.5}, {qwenMax, 0.3}, {claudeSonnet, 0.2}}}, 0.15},
+	{app{"chat", 600, 200, []choice[model]{{gpt4o, 0.1}, {gpt4oMini, 0.55}, {claudeSonnet, 0.05}, {qwenMax, 0.3}}}, 0.35},
+	{app{"search", 1000, 120, []choice[model]{{gpt4oMini, 0.6}, {qwenMax, 0.4}}}, 0.35},
+	{app{"agent", 2000, 300, []choice[model]{{gpt4o, 0.15}, {gpt4oMini, 0.3}, {claudeSonnet, 0.05}, {qwenMax, 0.5}}}, 0.15},
+	{app{"summarize", 2500, 180, []choice[model]{{gpt4oMini, 0.7}, {qwenMax, 0.3}}}, 0.15},
 }
 
 var (
-	errorCodes = []choice[string]{{"rate_limited", 0.35}, {"upstream_5xx", 0.3}, {"timeout", 0.2}, {"content_filter", 0.15}}
+	// errorCodes are the failures of normal traffic. Timeouts (30 s) are
+	// not among them: one among a small tenant's few calls would be its
+	// p95, and TenantP95Latency would fire.
+	errorCodes = []choice[string]{{"rate_limited", 0.45}, {"upstream_5xx", 0.4}, {"content_filter", 0.15}}
 	// burstCodes are the failures of an error burst: a provider in trouble.
 	// No timeouts, so a burst does not move the tenant's latency too.
 	burstCodes = []choice[string]{{"upstream_5xx", 0.7}, {"rate_limited", 0.3}}
@@ -288,6 +342,12 @@ func pick[T any](r *rand.Rand, cs []choice[T]) T {
 // lognormal draws from the lognormal distribution with the given median.
 func lognormal(r *rand.Rand, median, sigma float64) float64 {
 	return median * math.Exp(sigma*r.NormFloat64())
+}
+
+// boundedLognormal draws a factor around 1 from the lognormal distribution
+// with sigma, truncated at three sigmas.
+func boundedLognormal(r *rand.Rand, sigma float64) float64 {
+	return math.Exp(sigma * math.Max(-3, math.Min(3, r.NormFloat64())))
 }
 
 // poisson draws a Poisson count with mean lambda: Knuth's method for small

