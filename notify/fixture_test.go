@@ -60,7 +60,7 @@ func costRule() *rulefmt.RuleSpec {
 
 // costAlert is one alert of costRule with its annotations expanded.
 func costAlert(tenant string, value float64) engine.Alert {
-	v := formatValue(value)
+	v := FormatValue(value)
 	return engine.Alert{
 		State: engine.StateFiring,
 		Labels: labels.FromStrings("alertname", "TenantCost", "alert_type", "cost_threshold",

@@ -334,7 +334,7 @@ func (t *Templates) alertData(a engine.Alert, rule *rulefmt.RuleSpec) AlertData 
 		Severity:    strings.ToUpper(severityOf(a, rule)),
 		Message:     a.Annotations.Get("message"),
 		Summary:     a.Annotations.Get("summary"),
-		Value:       formatValue(a.Value),
+		Value:       FormatValue(a.Value),
 		Threshold:   a.Annotations.Get("threshold"),
 		TenantID:    a.Labels.Get("tenant_id"),
 		AppCode:     a.Labels.Get("app_code"),
@@ -599,9 +599,13 @@ func alertKey(a engine.Alert, rule *rulefmt.RuleSpec) string {
 	return strings.Join(parts, ", ")
 }
 
-// formatValue writes a value for people: integers without decimals, others
-// with at most four, tiny ones with four significant digits.
-func formatValue(v float64) string {
+// FormatValue writes a value for people, the one rendering of the
+// messages and of the status page: from a million up with an SI prefix and
+// four significant digits, as the templates' humanize writes it in
+// annotations (6.533M); below, as the baseline's messages wrote it
+// (当前值: 3456.789), integers without decimals, others with at most four
+// decimals, tiny ones with four significant digits.
+func FormatValue(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "NaN"
@@ -609,7 +613,17 @@ func formatValue(v float64) string {
 		return "+Inf"
 	case math.IsInf(v, -1):
 		return "-Inf"
-	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+	case math.Abs(v) >= 1e6:
+		prefix := ""
+		for _, p := range []string{"k", "M", "G", "T", "P", "E", "Z", "Y"} {
+			if math.Abs(v) < 1000 {
+				break
+			}
+			v /= 1000
+			prefix = p
+		}
+		return strconv.FormatFloat(v, 'g', 4, 64) + prefix
+	case v == math.Trunc(v):
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case math.Abs(v) < 1e-3:
 		return strconv.FormatFloat(v, 'g', 4, 64)

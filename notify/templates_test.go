@@ -53,11 +53,11 @@ func TestFormatValue(t *testing.T) {
 		v    float64
 		want string
 	}{
-		{12, "12"}, {0, "0"}, {-3, "-3"}, {123.456, "123.456"}, {0.0526315789, "0.0526"}, {5234.56789, "5234.5679"},
-		{0.00012345, "0.0001234"}, {1e20, "100000000000000000000"}, {math.NaN(), "NaN"}, {math.Inf(1), "+Inf"}, {math.Inf(-1), "-Inf"},
+		{12, "12"}, {0, "0"}, {-3, "-3"}, {123.456, "123.456"}, {0.0526315789, "0.0526"}, {5234.56789, "5234.5679"}, {999999, "999999"}, {1e6, "1M"}, {6533230, "6.533M"}, {-2.5e9, "-2.5G"},
+		{0.00012345, "0.0001234"}, {1e20, "100E"}, {math.NaN(), "NaN"}, {math.Inf(1), "+Inf"}, {math.Inf(-1), "-Inf"},
 	} {
-		if got := formatValue(tc.v); got != tc.want {
-			t.Errorf("formatValue(%v) = %q, want %q", tc.v, got, tc.want)
+		if got := FormatValue(tc.v); got != tc.want {
+			t.Errorf("FormatValue(%v) = %q, want %q", tc.v, got, tc.want)
 		}
 	}
 }

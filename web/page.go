@@ -24,6 +24,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/notify"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -298,7 +299,7 @@ func (p *page) alertView(a engine.Alert, now time.Time) alertView {
 		Name: a.Labels.Get(labels.AlertName), Severity: a.Labels.Get("severity"), State: a.State.String(),
 		Fingerprint: engine.FingerprintString(a.Fingerprint()),
 		Title:       ann["title"], Summary: ann["summary"], Message: ann["message"],
-		Value:    strconv.FormatFloat(a.Value, 'g', 6, 64),
+		Value:    notify.FormatValue(a.Value),
 		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt,
 		AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckComment: a.AckComment, Suppressed: a.Suppressed,
 	}
@@ -546,6 +547,8 @@ var pageFuncs = template.FuncMap{
 	},
 	"until": func(now, t time.Time) string { return roughDuration(t.Sub(now)) },
 	"dur":   roughDuration,
+	// value writes a value as the notifications do (6.533M, 3456.789).
+	"value": notify.FormatValue,
 	// anchor is the id of a rule's row, which alerts' generatorURL opens.
 	"anchor": engine.RuleAnchor,
 	"ms": func(d time.Duration) string {
