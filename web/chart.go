@@ -16,6 +16,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/notify"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -503,12 +504,12 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 	}
 	v.Drawn = true
 	for _, t := range ths {
-		label := t.Op + " " + strconv.FormatFloat(t.Value, 'g', 6, 64)
+		label := t.Op + " " + notify.FormatValue(t.Value)
 		if t.Severity != "" && !t.Recover {
 			label += " (" + t.Severity + ")"
 		}
 		if t.Recover {
-			label = "recovers at " + strconv.FormatFloat(t.Value, 'g', 6, 64)
+			label = "recovers at " + notify.FormatValue(t.Value)
 		}
 		class := "threshold " + t.Severity
 		if t.Recover {
@@ -534,7 +535,7 @@ func draw(v *chartView, res engine.RangeResult, ths []chartThresholdSpec, spans 
 		}
 	}
 	for _, f := range []float64{lo, lo/2 + hi/2, hi} {
-		v.YTicks = append(v.YTicks, chartTick{Pos: y(f) + 4, Text: strconv.FormatFloat(f, 'g', 4, 64)})
+		v.YTicks = append(v.YTicks, chartTick{Pos: y(f) + 4, Text: notify.FormatValue(f)})
 	}
 	for i := range 4 {
 		t := start.Add(end.Sub(start) * time.Duration(i) / 3)

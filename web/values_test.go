@@ -57,7 +57,7 @@ func TestPageWritesValuesAsTheNotificationsDo(t *testing.T) {
 	for _, g := range mgr.Groups() {
 		g.Eval(ctx, now)
 	}
-	opts := Options{Rules: mgr, Actions: mgr, History: audit, Now: func() time.Time { return now }}
+	opts := Options{Rules: mgr, Actions: mgr, History: audit, QueryRange: q.QueryRange, Now: func() time.Time { return now }}
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", PageHandler(opts))
 	srv := httptest.NewServer(mux)
@@ -91,6 +91,20 @@ func TestPageWritesValuesAsTheNotificationsDo(t *testing.T) {
 	t.Run("the summary and the value column agree", func(t *testing.T) {
 		if !strings.Contains(firing, "acme used 6.533M tokens") {
 			t.Errorf("no humanized summary:\n%s", firing)
+		}
+	})
+	// Each series here has one point, drawn as a dot: its colour once
+	// failed the template, and the page ended in the middle of the chart.
+	t.Run("a chart of lone points does not end the page", func(t *testing.T) {
+		if !strings.Contains(body, `fill="#`) || !strings.Contains(body, "</html>") {
+			t.Fatalf("the page ends with …%s", body[max(0, len(body)-300):])
+		}
+	})
+	t.Run("the chart's threshold is written as the value is", func(t *testing.T) {
+		_, row, _ := strings.Cut(body, `id="`+engine.RuleAnchor("values", "TenantTokens")+`"`)
+		row, _, _ = strings.Cut(row, "</tr>")
+		if !strings.Contains(row, "&gt; 1M") {
+			t.Errorf("the chart of TenantTokens does not label its threshold \"> 1M\":\n%s", row)
 		}
 	})
 	t.Run("no value is written in exponent notation", func(t *testing.T) {
