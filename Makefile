@@ -39,7 +39,7 @@ test-faults: deps
 
 ## check-rules: check rules.d (YAML, expressions, templates, durations)
 check-rules: build
-	$(BIN) check rules rules.d/*.yaml
+	$(BIN) check rules rules.d/*.yaml deploy/demo/rules/*.yaml
 
 ## test-rules: run the unit tests of rules.d in alerts_test/ (in memory)
 test-rules: build

@@ -26,7 +26,7 @@ func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
-	rate := fs.Float64("rate", demo.DefaultRate, "mean calls per second over a day (the daily rhythm varies it); above about 0.4 the hourly and daily thresholds of rules.d fire on normal traffic")
+	rate := fs.Float64("rate", demo.DefaultRate, "mean calls per second over a day (the daily rhythm varies it); above about 0.4 the hourly and daily thresholds of the demo's rules fire on normal traffic")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same calls for the same seconds")
 	backfill := fs.Duration("backfill", 10*time.Minute, "write this much past traffic first, so the rules' windows are not empty")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")

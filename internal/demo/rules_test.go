@@ -13,12 +13,12 @@ import (
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
-// backtestBaseline evaluates rules.d/baseline.yaml, as the running engine
+// backtestBaseline evaluates the demo's baseline rules (deploy/demo/rules/baseline.yaml), as the running engine
 // would with its one-minute groups, over the demo's events from start to
 // start+d, with a 10-minute backfill before start.
 func backtestBaseline(t *testing.T, g *Generator, d time.Duration) []engine.Transition {
 	t.Helper()
-	return backtestRules(t, g, []string{"../../rules.d/baseline.yaml"}, 10*time.Minute, d, 0)
+	return backtestRules(t, g, []string{"../../deploy/demo/rules/baseline.yaml"}, 10*time.Minute, d, 0)
 }
 
 // never is what first returns when there is no such transition.
@@ -135,7 +135,7 @@ func TestSilentTenantIsAbsent(t *testing.T) {
 }
 
 // ruleFiles are the rules `make run` serves over the demo's traffic.
-var ruleFiles = []string{"../../rules.d/baseline.yaml", "../../rules.d/quality.yaml"}
+var ruleFiles = []string{"../../deploy/demo/rules/baseline.yaml", "../../rules.d/quality.yaml"}
 
 // backtestRules evaluates the rule files, as the running engine would with
 // their one-minute groups (or every step when step is positive), over the
