@@ -1,106 +1,14 @@
 package chdb
 
 import (
-	"context"
 	"testing"
-	"time"
 
-	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/storage/chstore"
+	"github.com/callwatch/callwatch/internal/storetest"
 )
 
-// TestAuditStoreRunsEmbedded runs engine/clickhouse's audit store on
-// embedded ClickHouse: its DDL, migration (twice, and onto an older table
-// missing columns), inserts, and every filter of History.
+// TestAuditStoreRunsEmbedded runs the audit store's shared suite on
+// embedded ClickHouse; storage/chstore runs it on a 18.16 server.
 func TestAuditStoreRunsEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
-	ctx := context.Background()
-	store, err := chstore.NewAuditStore(c, db+".callwatch_alert_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 { // migrating twice is harmless
-		if err := store.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at := time.Date(2025, 11, 24, 16, 0, 0, 123, time.UTC)
-	firing := engine.AuditRecord{
-		Time: at, Kind: engine.AuditFiring, Fingerprint: "00000000000000ff", Group: "g", Rule: "TenantCost",
-		AlertType: "cost_threshold", Severity: "error", Title: "[HIGH] TenantCost", Message: "规则 'TenantCost' 触发告警\n当前值: ¥112.50",
-		Labels: map[string]string{"tenant_id": "it's \"quoted\"", "alertname": "TenantCost"}, Annotations: map[string]string{"summary": "x"},
-		TenantID: "it's \"quoted\"", Value: 0.15951100000000001 + 112, Threshold: "¥100.00", ActiveAt: at.Add(-time.Minute).Truncate(time.Second), FiredAt: at.Truncate(time.Second),
-	}
-	sent := firing
-	sent.Time, sent.Kind, sent.Channel, sent.NotifyStatus, sent.NotifyState, sent.Attempt, sent.LatencyMs, sent.Result =
-		at.Add(time.Second), engine.AuditNotification, "ops-wecom", engine.NotifySent, "firing", 2, 35, "ok"
-	ack := engine.AuditRecord{Time: at.Add(2 * time.Second), Kind: engine.AuditAcknowledged, Fingerprint: firing.Fingerprint, Rule: "TenantCost", By: "alice", Comment: "on it'; DROP TABLE x; --"}
-	if err := store.Record(ctx, firing, sent, ack); err != nil {
-		t.Fatal(err)
-	}
-	got, err := store.History(ctx, engine.AuditQuery{Rule: "TenantCost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 || got[0].Kind != engine.AuditAcknowledged || got[2].Kind != engine.AuditFiring {
-		t.Fatalf("history = %+v", got)
-	}
-	if got[0].By != "alice" || got[0].Comment != ack.Comment || !got[0].Time.Equal(ack.Time) {
-		t.Errorf("ack = %+v", got[0])
-	}
-	g := got[1]
-	if g.Channel != "ops-wecom" || g.NotifyStatus != "sent" || g.Attempt != 2 || g.LatencyMs != 35 || g.Value != firing.Value ||
-		g.Labels["tenant_id"] != `it's "quoted"` || g.Message != firing.Message || !g.FiredAt.Equal(firing.FiredAt) ||
-		!g.ActiveAt.Equal(firing.ActiveAt) || !g.Time.Equal(sent.Time) || g.Annotations["summary"] != "x" {
-		t.Errorf("notification = %+v", g)
-	}
-	t.Run("filters by label, kind, fingerprint and time", func(t *testing.T) {
-		got, err := store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": `it's "quoted"`},
-			Kinds: []engine.AuditKind{engine.AuditNotification}, From: at, To: at.Add(time.Hour), Fingerprint: firing.Fingerprint})
-		if err != nil || len(got) != 1 || got[0].Channel != "ops-wecom" {
-			t.Fatalf("got %+v, %v", got, err)
-		}
-		got, err = store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": "other"}})
-		if err != nil || len(got) != 0 {
-			t.Fatalf("label filter matched %d, %v", len(got), err)
-		}
-		got, err = store.History(ctx, engine.AuditQuery{Limit: 1})
-		if err != nil || len(got) != 1 || got[0].Kind != engine.AuditAcknowledged {
-			t.Fatalf("limit 1: %+v, %v", got, err)
-		}
-	})
-	t.Run("last sent is the latest successful notification per channel and alert", func(t *testing.T) {
-		resolved := sent
-		resolved.Time, resolved.NotifyState = at.Add(time.Minute), "resolved"
-		failed := sent
-		failed.Time, failed.NotifyStatus, failed.NotifyState = at.Add(2*time.Minute), engine.NotifyFailed, "firing"
-		if err := store.Record(ctx, resolved, failed); err != nil {
-			t.Fatal(err)
-		}
-		got, err := store.LastSent(ctx, at.Add(-time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 1 || got[0].Channel != "ops-wecom" || got[0].State != "resolved" || !got[0].At.Equal(resolved.Time) || got[0].Severity != "error" {
-			t.Fatalf("last sent = %+v", got)
-		}
-	})
-	t.Run("migrate adds the columns an older table lacks", func(t *testing.T) {
-		old := db + ".old_log"
-		mustExec(t, c, "CREATE TABLE "+old+" (`time` DateTime, `nanos` Int64, `kind` String) ENGINE = MergeTree ORDER BY (`time`, `nanos`)")
-		s, err := chstore.NewAuditStore(c, old)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Record(ctx, ack); err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.History(ctx, engine.AuditQuery{})
-		if err != nil || len(got) != 1 || got[0].Comment != ack.Comment {
-			t.Fatalf("got %+v, %v", got, err)
-		}
-	})
+	storetest.AuditStore(t, c, db)
 }

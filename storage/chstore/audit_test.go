@@ -1,86 +1,27 @@
-package chstore
+package chstore_test
 
 import (
 	"context"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/storetest"
+	"github.com/callwatch/callwatch/storage/chstore"
 )
 
+// TestAuditStoreWritesAndReadsEveryField runs the audit store's shared
+// suite on a 18.16 server; storage/chdb runs it on embedded ClickHouse.
 func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	store, err := NewAuditStore(conn, db+".callwatch_alert_log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for range 2 { // migrating twice is harmless
-		if err := store.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at := time.Date(2025, 11, 24, 16, 0, 0, 123, time.UTC)
-	firing := engine.AuditRecord{
-		Time: at, Kind: engine.AuditFiring, Fingerprint: "00000000000000ff", Group: "g", Rule: "TenantCost",
-		AlertType: "cost_threshold", Severity: "error", Title: "[HIGH] TenantCost", Message: "规则 'TenantCost' 触发告警\n当前值: ¥112.50",
-		Labels: map[string]string{"tenant_id": "it's \"quoted\"", "alertname": "TenantCost"}, Annotations: map[string]string{"summary": "x"},
-		TenantID: "it's \"quoted\"", Value: 112.5, Threshold: "¥100.00", ActiveAt: at.Add(-time.Minute).Truncate(time.Second), FiredAt: at.Truncate(time.Second),
-	}
-	sent := firing
-	sent.Time, sent.Kind, sent.Channel, sent.NotifyStatus, sent.NotifyState, sent.Attempt, sent.LatencyMs, sent.Result =
-		at.Add(time.Second), engine.AuditNotification, "ops-wecom", engine.NotifySent, "firing", 2, 35, "ok"
-	ack := engine.AuditRecord{Time: at.Add(2 * time.Second), Kind: engine.AuditAcknowledged, Fingerprint: firing.Fingerprint, Rule: "TenantCost", By: "alice", Comment: "on it'; DROP TABLE x; --"}
-	if err := store.Record(ctx, firing, sent, ack); err != nil {
-		t.Fatal(err)
-	}
-	got, err := store.History(ctx, engine.AuditQuery{Rule: "TenantCost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 || got[0].Kind != engine.AuditAcknowledged || got[2].Kind != engine.AuditFiring {
-		t.Fatalf("history = %+v", got)
-	}
-	if got[0].By != "alice" || got[0].Comment != ack.Comment {
-		t.Errorf("ack = %+v", got[0])
-	}
-	g := got[1]
-	if g.Channel != "ops-wecom" || g.NotifyStatus != "sent" || g.Attempt != 2 || g.LatencyMs != 35 || g.Value != 112.5 ||
-		g.Labels["tenant_id"] != `it's "quoted"` || g.Message != firing.Message || !g.FiredAt.Equal(firing.FiredAt) || !g.Time.Equal(sent.Time) {
-		t.Errorf("notification = %+v", g)
-	}
-	t.Run("filters by label, kind and time", func(t *testing.T) {
-		got, err := store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": `it's "quoted"`}, Kinds: []engine.AuditKind{engine.AuditNotification}, From: at, To: at.Add(time.Hour)})
-		if err != nil || len(got) != 1 || got[0].Channel != "ops-wecom" {
-			t.Fatalf("got %+v, %v", got, err)
-		}
-		got, _ = store.History(ctx, engine.AuditQuery{Labels: map[string]string{"tenant_id": "other"}})
-		if len(got) != 0 {
-			t.Fatalf("label filter matched %d", len(got))
-		}
-	})
+	conn, db := chstore.ServerDatabase(t)
+	storetest.AuditStore(t, conn, db)
 }
 
 // TestReadmeAuditQueriesRun runs the SQL docs/notifications.md shows for
 // common questions against the audit table, so the examples stay valid.
 func TestReadmeAuditQueriesRun(t *testing.T) {
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	store, _ := NewAuditStore(conn, "callwatch_alert_log")
+	conn, _ := chstore.ServerDatabase(t)
+	store, _ := chstore.NewAuditStore(conn, "callwatch_alert_log")
 	if err := store.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
