@@ -327,7 +327,6 @@ func (q *Querier) subqueryLeaves(ctx context.Context, e *dsl.Expr, ts time.Time,
 	}
 	snap.points = map[string][]timedSamples{}
 	var stmts []string
-	samples := 0
 	for _, sub := range subs {
 		leaves := bySub[sub]
 		start, end, step := sub.Times(ts)
@@ -338,40 +337,19 @@ func (q *Querier) subqueryLeaves(ctx context.Context, e *dsl.Expr, ts time.Time,
 			continue
 		}
 		from, to := time.UnixMilli(start).UTC(), time.UnixMilli(end).UTC()
-		var results []LeafResult
-		if rs, ok := q.base.(RangeLeafSource); ok {
-			var err error
-			if results, err = rs.EvalLeavesRange(ctx, from, to, step, leaves); err != nil {
-				return append(stmts, statements(results)...), err
-			}
-		} else {
-			for t := from; !t.After(to); t = t.Add(step) {
-				lr, err := q.base.EvalLeaves(ctx, t, leaves)
-				results = append(results, lr)
-				if err != nil {
-					return append(stmts, statements(results)...), err
-				}
-			}
+		times := make([]time.Time, 0, (end-start)/step.Milliseconds()+1)
+		for t := from; !t.After(to); t = t.Add(step) {
+			times = append(times, t)
 		}
+		results, err := q.leavesRange(ctx, q.base, leaves, from, to, step, times)
 		stmts = append(stmts, statements(results)...)
-		for k, lr := range results {
-			if len(lr.Vectors) != len(leaves) {
-				return stmts, fmt.Errorf("leaf source returned %d results for %d leaves", len(lr.Vectors), len(leaves))
-			}
-			t := start + int64(k)*step.Milliseconds()
-			for i, l := range leaves {
-				v := lr.Vectors[i]
-				if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
-					return stmts, fmt.Errorf("%w: %s returned %d groups at %s, more than limits.max_series_per_rule (%d): group by fewer labels",
-						ErrTooManySeries, l.Func, len(v), time.UnixMilli(t).UTC().Format(time.RFC3339), q.opts.MaxSeries)
-				}
-				samples += len(v)
-				snap.points[l.Name] = append(snap.points[l.Name], timedSamples{t: t, samples: v})
-			}
+		if err != nil {
+			return stmts, err
 		}
-		if samples > q.opts.MaxSamples {
-			return stmts, fmt.Errorf("%w: the subqueries' range functions returned %d samples, more than the maximum of %d: raise the subquery's step or shorten its range",
-				ErrTooManySamples, samples, q.opts.MaxSamples)
+		for k, lr := range results {
+			for i, l := range leaves {
+				snap.points[l.Name] = append(snap.points[l.Name], timedSamples{t: times[k].UnixMilli(), samples: lr.Vectors[i]})
+			}
 		}
 	}
 	return stmts, nil

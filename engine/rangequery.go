@@ -87,7 +87,7 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 	for k := range times {
 		times[k] = start.Add(time.Duration(k) * step)
 	}
-	results, err := q.leavesRange(ctx, e, start, end, step, times)
+	results, err := q.leavesRange(ctx, q.opts.Source, e.Leaves, start, end, step, times)
 	if err != nil {
 		return RangeResult{Statements: statements(results)}, err
 	}
@@ -134,16 +134,16 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 	return out, nil
 }
 
-// leavesRange computes e's leaves at every time of times: in one call
+// leavesRange computes leaves from src at every time of times: in one call
 // when the source can, else step by step.
-func (q *Querier) leavesRange(ctx context.Context, e *dsl.Expr, start, end time.Time, step time.Duration, times []time.Time) ([]LeafResult, error) {
-	if len(e.Leaves) == 0 {
+func (q *Querier) leavesRange(ctx context.Context, src LeafSource, leaves []*dsl.Leaf, start, end time.Time, step time.Duration, times []time.Time) ([]LeafResult, error) {
+	if len(leaves) == 0 {
 		return nil, nil
 	}
 	var results []LeafResult
-	if rs, ok := q.opts.Source.(RangeLeafSource); ok {
+	if rs, ok := src.(RangeLeafSource); ok {
 		var err error
-		if results, err = rs.EvalLeavesRange(ctx, start, end, step, e.Leaves); err != nil {
+		if results, err = rs.EvalLeavesRange(ctx, start, end, step, leaves); err != nil {
 			return results, err
 		}
 		if len(results) != len(times) {
@@ -156,7 +156,7 @@ func (q *Querier) leavesRange(ctx context.Context, e *dsl.Expr, start, end time.
 			if err := ctx.Err(); err != nil {
 				return results, err
 			}
-			lr, err := q.opts.Source.EvalLeaves(ctx, ts, e.Leaves)
+			lr, err := src.EvalLeaves(ctx, ts, leaves)
 			results = append(results, lr)
 			if err != nil {
 				return results, err
@@ -172,13 +172,13 @@ func (q *Querier) leavesRange(ctx context.Context, e *dsl.Expr, start, end time.
 	}
 	samples := 0
 	for k, lr := range results {
-		if len(lr.Vectors) != len(e.Leaves) {
-			return results, fmt.Errorf("leaf source returned %d results for %d leaves at step %d", len(lr.Vectors), len(e.Leaves), k)
+		if len(lr.Vectors) != len(leaves) {
+			return results, fmt.Errorf("leaf source returned %d results for %d leaves at step %d", len(lr.Vectors), len(leaves), k)
 		}
 		for i, v := range lr.Vectors {
 			if q.opts.MaxSeries > 0 && len(v) > q.opts.MaxSeries {
 				return results, fmt.Errorf("%w: %s returned %d groups at %s, more than limits.max_series_per_rule (%d): group by fewer labels",
-					ErrTooManySeries, e.Leaves[i].Func, len(v), times[k].UTC().Format(time.RFC3339), q.opts.MaxSeries)
+					ErrTooManySeries, leaves[i].Func, len(v), times[k].UTC().Format(time.RFC3339), q.opts.MaxSeries)
 			}
 			samples += len(v)
 		}

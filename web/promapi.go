@@ -594,18 +594,27 @@ func matchAll(ms []*labels.Matcher, l labels.Labels) bool {
 	return true
 }
 
+// metaParams reads what the label and series endpoints share, in this
+// order: start and end, match[] (required when requireMatch), timeout.
+func (a *api) metaParams(r *http.Request, requireMatch bool) (start, end time.Time, sels []selector, timeout time.Duration, aerr *apiError) {
+	if start, end, aerr = a.span(r); aerr != nil {
+		return
+	}
+	if sels, aerr = a.selectors(r); aerr != nil {
+		return
+	}
+	if requireMatch && len(sels) == 0 {
+		aerr = badData("no match[] parameter provided")
+		return
+	}
+	timeout, aerr = a.deadline(r)
+	return
+}
+
 // labelNames serves /api/v1/labels: the labels of events (and __name__)
 // and those of the rules' outputs.
 func (a *api) labelNames(r *http.Request) (any, *apiError) {
-	start, end, aerr := a.span(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	sels, aerr := a.selectors(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	timeout, aerr := a.deadline(r)
+	start, end, sels, timeout, aerr := a.metaParams(r, false)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -643,15 +652,7 @@ func (a *api) labelValues(r *http.Request) (any, *apiError) {
 	if !model.LabelName(name).IsValidLegacy() {
 		return nil, badData("invalid label name: %q", name)
 	}
-	start, end, aerr := a.span(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	sels, aerr := a.selectors(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	timeout, aerr := a.deadline(r)
+	start, end, sels, timeout, aerr := a.metaParams(r, false)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -691,18 +692,7 @@ func (a *api) labelValues(r *http.Request) (any, *apiError) {
 // (one per combination of label values, with the selector's name) and of
 // the rules' outputs.
 func (a *api) series(r *http.Request) (any, *apiError) {
-	start, end, aerr := a.span(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	sels, aerr := a.selectors(r)
-	if aerr != nil {
-		return nil, aerr
-	}
-	if len(sels) == 0 {
-		return nil, badData("no match[] parameter provided")
-	}
-	timeout, aerr := a.deadline(r)
+	start, end, sels, timeout, aerr := a.metaParams(r, true)
 	if aerr != nil {
 		return nil, aerr
 	}
