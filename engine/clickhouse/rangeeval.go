@@ -173,11 +173,14 @@ func (b *builder) buildRange(opts Options, start, end time.Time, step time.Durat
 	inner.Column("cw_k", "intDiv(toUInt64(toUInt32("+inner.Time()+")) + ?, ?)", bw-1, bw)
 	lo := "(intDiv(toInt64(cw_k) + ? + ?, ?) - ?)" // ⌈(k−a)/sB⌉
 	hi := "(intDiv(toInt64(cw_k) + ? + ?, ?) - ?)" // ⌊(k−a+rB−1)/sB⌋
-	inner.Column("cw_js", "arrayFilter(x -> x >= 0 AND x < ?, arrayMap(x -> "+lo+" + x, range(toUInt64(greatest("+hi+" - "+lo+" + 1, 0)))))",
+	// A bucket belongs to at most ⌈rB/sB⌉ steps: the array is capped at
+	// that, whatever the arithmetic's types on a server.
+	inner.Column("cw_js", "arrayFilter(x -> x >= 0 AND x < ?, arrayMap(x -> "+lo+" + x, range(toUInt64(least(greatest("+hi+" - "+lo+" + 1, 0), ?)))))",
 		n,
 		m*sB-a, sB-1, sB, m,
 		m*sB-a, rB-1, sB, m,
-		m*sB-a, sB-1, sB, m)
+		m*sB-a, sB-1, sB, m,
+		(rB+sB-1)/sB)
 	states := map[string]string{}
 	for _, e := range b.exprs {
 		param := ""
