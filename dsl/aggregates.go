@@ -97,6 +97,11 @@ type ValueCount struct {
 type State struct {
 	Count, Sum float64
 	Mean, M2   float64
+	// M2Noise bounds the rounding error that taking parts off (Remove)
+	// has left in M2: a subtraction of large moments that nearly cancel
+	// leaves noise of about ε times their size, which no later step can
+	// tell from a spread. A variance at or below it is 0.
+	M2Noise    float64
 	Min, Max   float64
 	Values     []ValueCount
 	MoreValues []ValueCount
@@ -143,6 +148,7 @@ func (s *State) Merge(o *State, ps []Partial) {
 			// Chan et al.'s parallel combination.
 			d := o.Mean - s.Mean
 			s.M2 += o.M2 + d*d*s.Count*o.Count/n
+			s.M2Noise += o.M2Noise
 			s.Mean += d * o.Count / n
 			if math.IsNaN(s.M2) || math.IsNaN(s.Mean) {
 				// Finite values whose differences overflow: the
@@ -188,7 +194,12 @@ func (s *State) Remove(o *State, ps []Partial) {
 			mean := s.Mean + (s.Mean-o.Mean)*o.Count/n
 			d := o.Mean - mean
 			if !math.IsInf(s.M2, 0) { // an overflowed M2 cannot be taken apart: it stays +Inf
-				s.M2 = max(s.M2-o.M2-d*d*n*o.Count/s.Count, 0)
+				between := d * d * n * o.Count / s.Count
+				// Each operand carries a relative error of a few ε (the
+				// reads' own summation included); the difference carries
+				// their sum, however small it is.
+				s.M2Noise += o.M2Noise + removeNoise*(s.M2+o.M2+between)
+				s.M2 = max(s.M2-o.M2-between, 0)
 			}
 			s.Mean = mean
 		case PartialValues:
@@ -326,9 +337,15 @@ func QuantileOfValues(phi float64, vs []ValueCount, more ...ValueCount) float64 
 // gives 0 below it (a spread under 1e-7 of the mean's magnitude).
 const stddevResolution = 1e-14
 
+// removeNoise is the relative error, in units of the moments' size, that
+// one Remove leaves in M2: 64 ε (float64's ε is 2⁻⁵²), room for the few
+// roundings of the subtraction and for what the operands bring from
+// their own summation.
+const removeNoise = 64 * 0x1p-52
+
 func stddev(s *State) float64 {
 	v := s.M2 / s.Count
-	if v <= stddevResolution*s.Mean*s.Mean {
+	if s.M2 <= s.M2Noise || v <= stddevResolution*s.Mean*s.Mean {
 		return 0
 	}
 	return math.Sqrt(v)

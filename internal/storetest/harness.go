@@ -326,6 +326,12 @@ const fixedSeed = 20251124
 func forEachSeed(t *testing.T, seeds []uint64, suite func(t *testing.T, seed uint64)) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			if seed != fixedSeed {
+				// Written now, not logged at the end: a run killed
+				// midway (out of memory, a timeout) still names the
+				// clock's seed it was exploring.
+				fmt.Fprintf(os.Stderr, "%s: starting with seed %d (replay: CALLWATCH_SEED=%d)\n", t.Name(), seed, seed)
+			}
 			defer func() {
 				if t.Failed() {
 					t.Logf("reproduce with: go test %s -run '%s' -v -seed=%d  (or CALLWATCH_SEED=%d)", packageDir(), t.Name(), seed, seed)
