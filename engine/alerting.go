@@ -205,6 +205,12 @@ type AlertingRule struct {
 	transitions []Transition
 	// groups are the groups a rule with noise controls has seen.
 	groups map[uint64]*groupState
+	// episodes are the alerts' last transitions in the audit trail, read
+	// at start and settled at the first healthy live evaluation;
+	// auditedUpTo the time of each alert's last row there, before which a
+	// replayed transition is not audited again (episodes.go).
+	episodes    map[uint64]episode
+	auditedUpTo map[uint64]time.Time
 }
 
 // NewAlertingRule returns an alerting rule for spec.
@@ -320,6 +326,15 @@ func (r *AlertingRule) evalAlerts(ctx context.Context, env evalEnv) ([]promql.Sa
 		err = aerr
 		return nil, err
 	}
+	if env.notify && err == nil && len(held) == 0 {
+		// The first healthy live evaluation after a start: the episodes
+		// no alert continued ended while callwatch was down.
+		r.mu.Lock()
+		if r.episodes != nil {
+			r.settleEpisodes(env.ts)
+		}
+		r.mu.Unlock()
+	}
 	return r.alertSamples(env.queryTS), err
 }
 
@@ -386,6 +401,9 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 			continue
 		}
 		r.active[h] = a
+		if r.continueEpisode(h, a, ts) {
+			continue // the audit trail's episode goes on: not a new alert
+		}
 		if r.spec.For > 0 {
 			r.transitions = append(r.transitions, Transition{Time: ts, Labels: a.Labels, From: "inactive", To: "pending", Value: a.Value, alert: *a})
 		}

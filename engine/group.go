@@ -120,10 +120,13 @@ var (
 // Group is a rule group: its rules are evaluated in order at each aligned
 // timestamp. Eval is deterministic for a timestamp; the loop around it is thin.
 type Group struct {
-	spec     *rulefmt.GroupSpec
-	rules    []Rule
-	interval time.Duration
-	opts     GroupOptions
+	// auditReplay says the start-up replay audits the transitions the
+	// audit trail lacks (set by the manager when it could read the trail).
+	auditReplay bool
+	spec        *rulefmt.GroupSpec
+	rules       []Rule
+	interval    time.Duration
+	opts        GroupOptions
 
 	mu       sync.Mutex
 	lastEval time.Time
@@ -248,8 +251,13 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) (trans []Tr
 			out.transitions[i].Group, out.transitions[i].Rule = g.Name(), rule.Name()
 		}
 		trans = append(trans, out.transitions...)
-		if notify {
+		switch ar, alerting := rule.(*AlertingRule); {
+		case notify:
 			g.audit(ctx, rule, out.transitions)
+		case g.auditReplay && alerting:
+			// The start-up replay audits the transitions the audit
+			// trail lacks (an alert that fired while callwatch was down).
+			g.audit(ctx, rule, ar.unaudited(out.transitions))
 		}
 		if len(out.due) > 0 && g.opts.Notifier != nil {
 			g.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: rule.Spec(), Time: ts, Alerts: out.due})

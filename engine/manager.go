@@ -163,7 +163,11 @@ func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 	}
 	removed := m.resolveRemoved(groups)
 	if !m.restored {
+		m.loadEpisodes(ctx, groups)
 		m.restore(ctx, groups)
+		for _, g := range groups {
+			g.auditReplay = false
+		}
 		m.restoreFromAudit(ctx, groups)
 		m.restored = true
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 type auditLog struct {
 	mu   sync.Mutex
 	recs []engine.AuditRecord
+	fail error
 }
 
 func (l *auditLog) Record(_ context.Context, recs ...engine.AuditRecord) error {
@@ -29,7 +32,30 @@ func (l *auditLog) Record(_ context.Context, recs ...engine.AuditRecord) error {
 	return nil
 }
 
-var _ engine.Auditor = (*auditLog)(nil)
+var (
+	_ engine.Auditor     = (*auditLog)(nil)
+	_ engine.AuditReader = (*auditLog)(nil)
+)
+
+// History returns the records of the query's kinds at or after its From,
+// newest first, as the ClickHouse store does; fail, when set, is its error.
+func (l *auditLog) History(_ context.Context, q engine.AuditQuery) ([]engine.AuditRecord, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return nil, l.fail
+	}
+	var out []engine.AuditRecord
+	for i := len(l.recs) - 1; i >= 0; i-- {
+		r := l.recs[i]
+		if r.Time.Before(q.From) || (len(q.Kinds) > 0 && !slices.Contains(q.Kinds, r.Kind)) {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	return out, nil
+}
 
 // kinds returns "kind/rule/reason" for every record of the given kind.
 func (l *auditLog) kinds(kind engine.AuditKind) []string {
