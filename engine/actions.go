@@ -72,6 +72,7 @@ func (m *Manager) record(ctx context.Context, rec AuditRecord) error {
 	if m.opts.Audit == nil {
 		return nil
 	}
+	rec.Replica = m.opts.Replica
 	return m.opts.Audit.Record(ctx, rec)
 }
 
@@ -136,4 +137,69 @@ func (m *Manager) restoreFromAudit(ctx context.Context, groups []*Group) {
 			}
 		}
 	}
+}
+
+// syncOverlap is how far before the last sync SyncActions reads again: an
+// audit row of another replica may become visible late (its insert still
+// in flight, the replicas' clocks apart). Rows read twice are applied once:
+// an action applies only to the firing it was made on.
+const syncOverlap = time.Minute
+
+// SyncActions applies the acknowledgements and manual resolves recorded in
+// the audit trail since the last call, by any replica, to this replica's
+// alerts: an action made on one replica takes effect on all within the
+// interval of the calls, without a restart. An action applies only to an
+// alert that is firing and fired by the action's time (not to a later
+// firing of the same alert), so reading a row again, or this replica's own
+// rows, changes nothing. It returns how many actions took effect.
+func (m *Manager) SyncActions(ctx context.Context) (int, error) {
+	if m.opts.AuditReader == nil {
+		return 0, nil
+	}
+	now := m.opts.Now()
+	m.syncMu.Lock()
+	from := m.syncedTo
+	m.syncMu.Unlock()
+	if from.IsZero() {
+		from = now
+	}
+	recs, err := m.opts.AuditReader.History(ctx, AuditQuery{From: from.Add(-syncOverlap),
+		Kinds: []AuditKind{AuditAcknowledged, AuditManualResolve}, Limit: 10000})
+	if err != nil {
+		return 0, fmt.Errorf("read the replicas' actions from the audit trail: %w", err)
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	applied := 0
+	for _, rec := range recs {
+		fp, err := ParseFingerprint(rec.Fingerprint)
+		if err != nil {
+			continue
+		}
+		g, r := m.findAlert(fp)
+		if r == nil {
+			continue
+		}
+		a, ok := r.Alert(fp)
+		if !ok || a.State != StateFiring || a.FiredAt.After(rec.Time) {
+			continue
+		}
+		switch rec.Kind {
+		case AuditAcknowledged:
+			if a.AckedAt.Before(rec.Time) {
+				if _, err := r.acknowledge(fp, rec.By, rec.Comment, rec.Time); err == nil {
+					applied++
+				}
+			}
+		case AuditManualResolve:
+			if _, err := r.resolveManually(fp, rec.Time); err == nil {
+				applied++
+				m.opts.Logger.Info("alert resolved by hand on another replica", "group", g.Name(), "rule", r.Name(),
+					"fingerprint", rec.Fingerprint, "by", rec.By, "replica", rec.Replica)
+			}
+		}
+	}
+	m.syncMu.Lock()
+	m.syncedTo = now
+	m.syncMu.Unlock()
+	return applied, nil
 }

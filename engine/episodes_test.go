@@ -21,12 +21,14 @@ type episodeProcess struct {
 	sent *notifications
 	// fail, when set, makes every query fail (ClickHouse down).
 	fail *error
+	// now is the manager's clock.
+	now *time.Time
 }
 
 func startProcess(t *testing.T, now time.Time, audit *auditLog, events []memory.Event) *episodeProcess {
 	t.Helper()
 	_, q := newMemory(events...)
-	p := &episodeProcess{sent: &notifications{}, fail: new(error)}
+	p := &episodeProcess{sent: &notifications{}, fail: new(error), now: &now}
 	query := func(ctx context.Context, e *dsl.Expr, ts time.Time, s engine.SeriesSource) (engine.Result, error) {
 		if *p.fail != nil {
 			return engine.Result{}, *p.fail
@@ -42,7 +44,7 @@ func startProcess(t *testing.T, now time.Time, audit *auditLog, events []memory.
 		GroupOptions: engine.GroupOptions{Query: query, Notifier: p.sent, Audit: audit},
 		AuditReader:  audit,
 		RuleFiles:    []string{f},
-		Now:          func() time.Time { return now },
+		Now:          func() time.Time { return *p.now },
 	})
 	if err := p.m.Load(context.Background()); err != nil {
 		t.Fatal(err)
@@ -178,4 +180,64 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 			t.Errorf("audit rows %q written without knowing what the trail holds, want none", got)
 		}
 	})
+}
+
+func TestSyncActionsAppliesOtherReplicasActionsOnce(t *testing.T) {
+	audit := &auditLog{}
+	events := everyMinute(t0.Add(-30*time.Second), t0.Add(2*time.Hour), "acme", "error")
+	a := startProcess(t, t0.Add(-5*time.Minute), audit, events)
+	b := startProcess(t, t0.Add(-5*time.Minute), audit, events)
+	for i := range 3 {
+		evalAll(a.m, t0.Add(time.Duration(i)*time.Minute))
+		evalAll(b.m, t0.Add(time.Duration(i)*time.Minute))
+	}
+	*a.now, *b.now = t0.Add(2*time.Minute+10*time.Second), t0.Add(2*time.Minute+10*time.Second)
+	alertOf := func(p *episodeProcess) engine.Alert {
+		t.Helper()
+		al := groupRule(t, p.m, "Errors").Alerts()
+		if len(al) != 1 {
+			t.Fatalf("alerts %+v, want one", al)
+		}
+		return al[0]
+	}
+	first := alertOf(a)
+	fp := first.Fingerprint()
+	if _, err := b.m.Acknowledge(context.Background(), fp, "alice", "on it"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.m.SyncActions(context.Background()); err != nil || n != 1 {
+		t.Fatalf("SyncActions = %d, %v; want the acknowledgement applied", n, err)
+	}
+	if got := alertOf(a); got.AckedBy != "alice" || got.AckComment != "on it" {
+		t.Errorf("replica a's alert after the sync: acked by %q (%q), want alice (on it)", got.AckedBy, got.AckComment)
+	}
+	if n, _ := a.m.SyncActions(context.Background()); n != 0 {
+		t.Errorf("a second sync applied %d actions, want 0 (the row was applied)", n)
+	}
+	if n, _ := b.m.SyncActions(context.Background()); n != 0 {
+		t.Errorf("replica b applied its own acknowledgement again: %d", n)
+	}
+
+	if _, err := b.m.Resolve(context.Background(), fp, "alice", "fixed"); err != nil {
+		t.Fatal(err)
+	}
+	a.sent.take()
+	if n, _ := a.m.SyncActions(context.Background()); n != 1 {
+		t.Errorf("SyncActions applied %d actions, want the manual resolve", n)
+	}
+	if got := alertOf(a); got.State != engine.StateInactive {
+		t.Errorf("replica a's alert after b resolved it by hand: %s, want resolved", got.State)
+	}
+	// The condition still holds: the alert fires again after for, and the
+	// old resolve, read again, does not touch the new firing.
+	for i := 3; i <= 6; i++ {
+		evalAll(a.m, t0.Add(time.Duration(i)*time.Minute))
+	}
+	*a.now = t0.Add(6*time.Minute + 10*time.Second)
+	if got := alertOf(a); got.State != engine.StateFiring {
+		t.Fatalf("replica a's alert after for: %s, want firing again", got.State)
+	}
+	if n, _ := a.m.SyncActions(context.Background()); n != 0 {
+		t.Errorf("the old resolve applied to the new firing: %d actions", n)
+	}
 }

@@ -36,6 +36,9 @@ type ManagerOptions struct {
 	AuditReader AuditReader
 	// Builtin are groups callwatch adds to the rule files' (DatasourceDown).
 	Builtin []*Group
+	// Replica names this instance in the audit rows of its operators'
+	// actions, which SyncActions applies on the other replicas.
+	Replica string
 }
 
 // Manager loads rule files, runs their groups and reloads them, all or
@@ -50,6 +53,10 @@ type Manager struct {
 	runCtx   context.Context
 	filesSum [32]byte
 	restored bool
+
+	// syncedTo is the time of the last SyncActions.
+	syncMu   sync.Mutex
+	syncedTo time.Time
 }
 
 // NewManager returns a Manager; call Load (or Run) to start.

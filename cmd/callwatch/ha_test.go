@@ -152,3 +152,67 @@ rule_files: [rules.yaml]
 		t.Fatalf("the receiver got %v, want one firing message from two replicas × two Alertmanagers", messages)
 	}
 }
+
+// TestHAReplicasShareActions: an acknowledgement and a silence made on one
+// replica take effect on the other within seconds, through the audit
+// table, without a restart.
+func TestHAReplicasShareActions(t *testing.T) {
+	s := server.Get(t)
+	db := errorEvents(t, s, 5)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
+  - name: g
+    interval: 1s
+    rules:
+      - alert: Errors
+        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
+`), 0o644)
+	var procs []*proc
+	for _, replica := range []string{"a", "b"} {
+		f := filepath.Join(dir, replica+".yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+  dsn: %s
+ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s}
+rule_files: [rules.yaml]
+`, s.DSN(db), replica)), 0o644)
+		procs = append(procs, startProc(t, f))
+	}
+	a, b := procs[0], procs[1]
+	type alertsJSON struct {
+		Data struct {
+			Alerts []struct {
+				Fingerprint string `json:"fingerprint"`
+				AckedBy     string `json:"ackedBy"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	alerts := func(p *proc) alertsJSON {
+		var out alertsJSON
+		getJSON(t, p.base+"/api/v1/alerts", &out)
+		return out
+	}
+	for _, p := range procs {
+		waitFor(t, "both replicas to fire", 20*time.Second, func() bool { return len(alerts(p).Data.Alerts) == 1 })
+	}
+
+	fp := alerts(b).Data.Alerts[0].Fingerprint
+	if code, body := post(t, b.base+"/api/v1/alerts/"+fp+"/ack", `{"by":"alice","comment":"on it"}`); code != 200 {
+		t.Fatalf("ack on replica b: HTTP %d %s", code, body)
+	}
+	acked := time.Now()
+	waitFor(t, "replica a to see b's acknowledgement", 10*time.Second, func() bool { return alerts(a).Data.Alerts[0].AckedBy == "alice" })
+	t.Logf("an acknowledgement on b reached a in %s", time.Since(acked).Round(10*time.Millisecond))
+
+	if code, body := post(t, a.base+"/api/v1/silences", `{"matchers":"{tenant_id=\"acme\"}","duration":"1h","createdBy":"bob"}`); code != 200 {
+		t.Fatalf("silence on replica a: HTTP %d %s", code, body)
+	}
+	waitFor(t, "replica b to list a's silence", 10*time.Second, func() bool {
+		var sil struct {
+			Data []struct {
+				CreatedBy string `json:"createdBy"`
+			} `json:"data"`
+		}
+		getJSON(t, b.base+"/api/v1/silences", &sil)
+		return len(sil.Data) == 1 && sil.Data[0].CreatedBy == "bob"
+	})
+}

@@ -237,7 +237,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Channels:     cfg.ChannelNames(),
 		AuditReader:  audit,
 		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
+		Replica:      replicaName(cfg),
 	})
+	if cfg.HA.Enabled {
+		go syncReplicas(ctx, cfg.HA.Heartbeat.D(), mgr, silences, audit, logger)
+	}
 
 	stopExporter, err := startExporter(ctx, cfg, cfg.Exporter, conn, cols, mgr, reg, logger)
 	if err != nil {
@@ -391,4 +395,35 @@ func newDispatcher(cfg *config.Config, stdout io.Writer, logger *slog.Logger, ex
 		QueueSize: cfg.Notification.QueueSize, MaxAttempts: cfg.Notification.MaxAttempts,
 		ExternalURL: extURL, Registerer: reg, Logger: logger, Replica: replicaName(cfg), Sender: sender,
 	}), nil
+}
+
+// syncReplicas shares the operators' actions between replicas through the
+// audit trail, every heartbeat: an acknowledgement, a manual resolve or a
+// silence made on one replica takes effect on all, without a restart.
+func syncReplicas(ctx context.Context, every time.Duration, mgr *engine.Manager, silences *engine.Silences, audit engine.AuditReader, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	since := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if _, err := mgr.SyncActions(ctx); err != nil {
+			logger.Warn("sharing acknowledgements and resolves between replicas failed; retrying", "err", err)
+		}
+		// Silences: their rows since the last read (and a minute before,
+		// for rows that became visible late); applying one again is
+		// harmless.
+		recs, err := audit.History(ctx, engine.AuditQuery{From: since.Add(-time.Minute),
+			Kinds: []engine.AuditKind{engine.AuditSilence, engine.AuditUnsilence}, Limit: 10000})
+		if err != nil {
+			logger.Warn("sharing silences between replicas failed; retrying", "err", err)
+			continue
+		}
+		silences.Restore(recs, now)
+		since = now
+	}
 }
