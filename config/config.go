@@ -67,6 +67,12 @@ type HA struct {
 	// takeover takes.
 	Heartbeat dsl.Duration `yaml:"heartbeat"`
 	TTL       dsl.Duration `yaml:"ttl"`
+	// ShareGroups divides the rule groups between the live replicas
+	// (default false: every replica evaluates every group): each group
+	// is evaluated, and its alerts sent to every channel, by one replica,
+	// chosen by a hash of the group's name over the live set; a dead
+	// replica's groups move within TTL.
+	ShareGroups bool `yaml:"share_groups"`
 }
 
 // Web configures the HTTP API.
@@ -386,6 +392,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HA.Heartbeat <= 0 || c.HA.TTL <= c.HA.Heartbeat {
 		return fmt.Errorf("ha: heartbeat must be positive and ttl longer than it (e.g. heartbeat: 5s, ttl: 15s)")
+	}
+	if c.HA.ShareGroups && !c.HA.Enabled {
+		return fmt.Errorf("ha.share_groups: the replicas share groups through the lease table; add ha.enabled: true")
 	}
 	if !tableRe.MatchString(c.ClickHouse.AuditTable) {
 		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)

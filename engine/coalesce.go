@@ -73,7 +73,7 @@ func (c *Coalescer) batch(ctx context.Context, g *Group, ts time.Time) QueryFunc
 			// A group is due at qts when its own evaluation time for the
 			// query time is aligned to its interval.
 			ots := qts.Add(o.spec.QueryOffset)
-			if o == g || (o.opts.Batch != nil && o.EvalTimestamp(ots).Equal(ots)) {
+			if o == g || (o.opts.Batch != nil && o.EvalTimestamp(ots).Equal(ots) && o.owns()) {
 				e.members[o] = true
 				e.exprs = append(e.exprs, o.batchable()...)
 			}

@@ -67,6 +67,10 @@ type GroupOptions struct {
 	// Audit receives alert transitions (pending, firing, resolved); nil
 	// records nothing.
 	Audit Auditor
+	// Owns, when set, says whether this replica evaluates the named
+	// group (the Elector's Owns): replicas then share the groups instead
+	// of each evaluating all (share.go). Nil evaluates every group.
+	Owns func(group string) bool
 }
 
 func (o *GroupOptions) applyDefaults() {
@@ -128,10 +132,16 @@ type Group struct {
 	interval    time.Duration
 	opts        GroupOptions
 
+	// takeOver, set by the manager, runs when this replica starts
+	// evaluating a group another one evaluated (share.go).
+	takeOver func(ctx context.Context, g *Group, ts time.Time)
+
 	mu       sync.Mutex
 	lastEval time.Time
 	lastDur  time.Duration
 	alerts   []promql.Sample
+	// released says another replica evaluates the group.
+	released bool
 }
 
 // NewGroup builds a group from its spec.
@@ -334,7 +344,7 @@ func (g *Group) copyState(old *Group) {
 		}
 	}
 	old.mu.Lock()
-	g.lastEval, g.lastDur, g.alerts = old.lastEval, old.lastDur, old.alerts
+	g.lastEval, g.lastDur, g.alerts, g.released = old.lastEval, old.lastDur, old.alerts, old.released
 	old.mu.Unlock()
 }
 
@@ -362,6 +372,14 @@ func (g *Group) run(ctx context.Context, now func() time.Time) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if !g.owns() {
+			g.release()
+			next = g.EvalTimestamp(now()).Add(g.interval)
+			continue
+		}
+		if g.Released() && g.takeOver != nil {
+			g.takeOver(ctx, g, next)
 		}
 		g.Eval(ctx, next)
 		// Skip the timestamps an evaluation overran, and count them.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sync"
@@ -53,6 +54,8 @@ type Elector struct {
 	mu       sync.Mutex
 	leader   bool
 	lastSeen time.Time // last successful read of the live set
+	alive    []string  // the live set of that read, sorted
+	stale    bool      // the store has not been read for longer than TTL
 }
 
 // NewElector returns an Elector; call Start.
@@ -77,6 +80,51 @@ func (e *Elector) Leader() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.leader
+}
+
+// Owner returns the live replica that evaluates the rule group named
+// group: rendezvous hashing over the live set, so every replica reaches the
+// same answer from the same view, and when a replica dies or joins only the
+// groups it owned (or takes) move. Empty before the first successful read
+// of the live set.
+func (e *Elector) Owner(group string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return owner(e.alive, group)
+}
+
+// Owns reports whether this replica evaluates the rule group: it is the
+// group's Owner, or the lease store has not been readable for longer than
+// TTL (then every replica evaluates every group: during a database outage
+// a duplicate is better than a group nobody evaluates).
+func (e *Elector) Owns(group string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.alive) == 0 || e.stale {
+		return true
+	}
+	return owner(e.alive, group) == e.opts.Replica
+}
+
+// owner is the replica of alive with the highest hash of (replica, group).
+func owner(alive []string, group string) string {
+	best, bestHash := "", uint64(0)
+	for _, r := range alive {
+		h := fnv.New64a()
+		h.Write([]byte(r))
+		h.Write([]byte{0})
+		h.Write([]byte(group))
+		// FNV's last bytes barely mix into the high bits: finish with
+		// a multiply-xorshift so near names spread.
+		x := h.Sum64()
+		x ^= x >> 33
+		x *= 0xff51afd7ed558ccd
+		x ^= x >> 33
+		if best == "" || x > bestHash {
+			best, bestHash = r, x
+		}
+	}
+	return best
 }
 
 // Start runs the first round synchronously, so the replica knows its role
@@ -117,10 +165,13 @@ func (e *Elector) Round(ctx context.Context, now time.Time) {
 		if !slices.Contains(alive, e.opts.Replica) {
 			alive = append(alive, e.opts.Replica)
 		}
+		slices.Sort(alive)
+		e.alive = alive
 		leader = slices.Min(alive) == e.opts.Replica
 	case e.lastSeen.IsZero() || now.Sub(e.lastSeen) > e.opts.TTL:
 		leader = true
 	}
+	e.stale = err != nil && (e.lastSeen.IsZero() || now.Sub(e.lastSeen) > e.opts.TTL)
 	e.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
 		e.opts.Logger.Warn("sender election: the lease store failed", "err", err, "sender", leader)

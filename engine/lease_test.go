@@ -102,3 +102,72 @@ func TestElector(t *testing.T) {
 		}
 	})
 }
+
+func TestElectorSharesGroups(t *testing.T) {
+	t0 := time.Date(2025, 11, 24, 12, 0, 0, 0, time.UTC)
+	store := &fakeLease{now: t0, beats: map[string]time.Time{}}
+	mk := func(name string) *Elector {
+		return NewElector(ElectorOptions{Store: store, Replica: name, Interval: time.Second, TTL: 3 * time.Second})
+	}
+	es := []*Elector{mk("callwatch-a"), mk("callwatch-b"), mk("callwatch-c")}
+	ctx := context.Background()
+	for _, e := range es {
+		e.Round(ctx, t0)
+	}
+	for _, e := range es { // every replica sees the others
+		e.Round(ctx, t0)
+	}
+	groups := make([]string, 60)
+	for i := range groups {
+		groups[i] = "tenant-group-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+	}
+	owners := map[string]string{}
+	count := map[string]int{}
+	for _, g := range groups {
+		n := 0
+		for _, e := range es {
+			if e.Owns(g) {
+				n++
+				owners[g] = e.opts.Replica
+			}
+		}
+		if n != 1 {
+			t.Fatalf("group %s is owned by %d replicas, want exactly 1", g, n)
+		}
+		if o := es[0].Owner(g); o != owners[g] || es[1].Owner(g) != o {
+			t.Fatalf("replicas disagree on %s's owner: %s vs %s", g, es[0].Owner(g), owners[g])
+		}
+		count[owners[g]]++
+	}
+	for _, e := range es {
+		if c := count[e.opts.Replica]; c < 10 {
+			t.Errorf("%s owns %d of 60 groups, want a fair share (the hash spreads): %v", e.opts.Replica, c, count)
+		}
+	}
+	// c dies: after the TTL only its groups move.
+	late := t0.Add(5 * time.Second)
+	store.now = late
+	for range 2 { // both beat, then both read
+		es[0].Round(ctx, late)
+		es[1].Round(ctx, late)
+	}
+	for _, g := range groups {
+		now := es[0].Owner(g)
+		if owners[g] != "callwatch-c" && now != owners[g] {
+			t.Errorf("group %s moved from %s to %s although %s is alive", g, owners[g], now, owners[g])
+		}
+		if now == "callwatch-c" {
+			t.Errorf("group %s still owned by the dead replica", g)
+		}
+	}
+	// The store unreadable for longer than the TTL: every replica
+	// evaluates every group (a duplicate is better than none).
+	store.err = errors.New("clickhouse down")
+	store.now = late.Add(10 * time.Second)
+	es[0].Round(ctx, late.Add(10*time.Second))
+	for _, g := range groups {
+		if !es[0].Owns(g) {
+			t.Fatalf("with the lease store down, a does not evaluate %s", g)
+		}
+	}
+}

@@ -39,6 +39,10 @@ type ManagerOptions struct {
 	// Replica names this instance in the audit rows of its operators'
 	// actions, which SyncActions applies on the other replicas.
 	Replica string
+	// OnTakeOver, when set, runs after this replica took over a group
+	// another one evaluated (with GroupOptions.Owns): the place to re-read
+	// what the channels were told.
+	OnTakeOver func(ctx context.Context)
 }
 
 // Manager loads rule files, runs their groups and reloads them, all or
@@ -71,7 +75,11 @@ func NewManager(opts ManagerOptions) *Manager {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Manager{opts: opts}
+	m := &Manager{opts: opts}
+	for _, g := range opts.Builtin {
+		g.takeOver = m.takeOver
+	}
+	return m
 }
 
 // Groups returns the running groups, sorted by file and name.
@@ -129,7 +137,9 @@ func (m *Manager) Reload(ctx context.Context, opts ReloadOptions) error {
 	}
 	groups := make([]*Group, 0, len(specs))
 	for _, s := range specs {
-		groups = append(groups, NewGroup(s, m.opts.GroupOptions))
+		g := NewGroup(s, m.opts.GroupOptions)
+		g.takeOver = m.takeOver
+		groups = append(groups, g)
 		for _, r := range s.Rules {
 			for _, w := range r.Warnings {
 				m.opts.Logger.Warn("rule can never fire or record anything", "err", w)
@@ -320,19 +330,16 @@ func (r removedRule) send(ctx context.Context) {
 // time (for, keep_firing_for), without notifying, so a restart neither
 // re-waits for nor loses a keep-firing window.
 func (m *Manager) restore(ctx context.Context, groups []*Group) {
-	if m.opts.RestoreWindow < 0 {
-		return
-	}
 	now := m.opts.Now()
 	for _, g := range groups {
-		var hold time.Duration
-		for _, r := range g.spec.Rules {
-			hold = max(hold, r.For+r.KeepFiringFor)
-		}
-		if hold == 0 {
+		if !g.owns() {
+			g.release() // another replica evaluates it; taken over if that changes
 			continue
 		}
-		window := min(hold+g.interval, m.opts.RestoreWindow)
+		window := m.replayWindow(g)
+		if window == 0 {
+			continue
+		}
 		last := g.EvalTimestamp(now)
 		n := g.replay(ctx, last.Add(-window), last)
 		m.opts.Logger.Info("restored rule group state", "group", g.Name(), "evaluations", n, "window", window)

@@ -17,6 +17,7 @@ type Metrics struct {
 	lastDuration     *prometheus.GaugeVec
 	interval         *prometheus.GaugeVec
 	rules            *prometheus.GaugeVec
+	owned            *prometheus.GaugeVec
 	reloadOK         prometheus.Gauge
 	reloadTime       prometheus.Gauge
 }
@@ -38,6 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastDuration:     groupVec("rule_group_last_duration_seconds", "The duration of the last rule group evaluation."),
 		interval:         groupVec("rule_group_interval_seconds", "The interval of a rule group."),
 		rules:            groupVec("rule_group_rules", "The number of rules."),
+		owned:            groupVec("rule_group_owned", "1 when this replica evaluates the group, 0 when another replica does (ha.share_groups)."),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "callwatch", Name: "config_last_reload_successful",
 			Help: "Whether the last rule reload attempt was successful."}),
 		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "callwatch", Name: "config_last_reload_success_timestamp_seconds",
@@ -45,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.evalTotal, m.evalFailures, m.iterations, m.missedIterations, m.lastEvalTime,
-			m.lastDuration, m.interval, m.rules, m.reloadOK, m.reloadTime)
+			m.lastDuration, m.interval, m.rules, m.owned, m.reloadOK, m.reloadTime)
 	}
 	return m
 }
@@ -89,11 +91,13 @@ func (m *Metrics) groupsLoaded(groups []*Group, old []*Group) {
 		k := groupKey(g)
 		m.interval.DeleteLabelValues(k)
 		m.rules.DeleteLabelValues(k)
+		m.owned.DeleteLabelValues(k)
 	}
 	for _, g := range groups {
 		k := groupKey(g)
 		m.interval.WithLabelValues(k).Set(g.interval.Seconds())
 		m.rules.WithLabelValues(k).Set(float64(len(g.rules)))
+		m.setOwned(g, !g.Released())
 		// A loaded group's counters exist from 0, as Prometheus' NewGroup
 		// makes them: increase() over a group that never failed is 0, not
 		// nothing, and a dashboard's failure panel is not empty.
@@ -112,5 +116,11 @@ func (m *Metrics) reloaded(ok bool, at time.Time) {
 		m.reloadTime.Set(float64(at.Unix()))
 	} else {
 		m.reloadOK.Set(0)
+	}
+}
+
+func (m *Metrics) setOwned(g *Group, owned bool) {
+	if m != nil {
+		m.owned.WithLabelValues(groupKey(g)).Set(map[bool]float64{true: 1}[owned])
 	}
 }

@@ -172,6 +172,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Interval: cfg.HA.Heartbeat.D(), TTL: cfg.HA.TTL.D(), Logger: logger,
 			OnChange: func(leader bool) { senderGauge.Set(map[bool]float64{true: 1}[leader]) }})
 		sender = elector.Leader
+		if cfg.HA.ShareGroups {
+			// Each group's owner evaluates it and sends its alerts to
+			// every channel: no other replica has them to send.
+			sender = nil
+		}
 	}
 	dispatcher, err := newDispatcher(cfg, stdout, logger, extURL, reg, audit, silences, sender)
 	if err != nil {
@@ -205,7 +210,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		<-dispatchDone
 	}()
 
+	var owns func(string) bool
+	if elector != nil && cfg.HA.ShareGroups {
+		owns = elector.Owns
+	}
 	groupOpts := engine.GroupOptions{
+		Owns:           owns,
 		Query:          querier.QueryWith,
 		Batch:          querier.Batch,
 		Coalescer:      engine.NewCoalescer(querier),
@@ -238,6 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		AuditReader:  audit,
 		Builtin:      []*engine.Group{engine.DatasourceDownGroup(ping, cfg.ClickHouse.HealthInterval.D(), cfg.ClickHouse.DownAfter.D(), groupOpts)},
 		Replica:      replicaName(cfg),
+		OnTakeOver:   seed,
 	})
 	if cfg.HA.Enabled {
 		go syncReplicas(ctx, cfg.HA.Heartbeat.D(), mgr, silences, audit, logger)
