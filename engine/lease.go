@@ -2,7 +2,8 @@ package engine
 
 import (
 	"context"
-	"hash/fnv"
+	"crypto/sha256"
+	"encoding/binary"
 	"log/slog"
 	"slices"
 	"sync"
@@ -106,21 +107,13 @@ func (e *Elector) Owns(group string) bool {
 	return owner(e.alive, group) == e.opts.Replica
 }
 
-// owner is the replica of alive with the highest hash of (replica, group).
+// owner is the replica of alive with the highest hash of (replica, group):
+// SHA-256, so names that differ in one character still spread evenly.
 func owner(alive []string, group string) string {
 	best, bestHash := "", uint64(0)
 	for _, r := range alive {
-		h := fnv.New64a()
-		h.Write([]byte(r))
-		h.Write([]byte{0})
-		h.Write([]byte(group))
-		// FNV's last bytes barely mix into the high bits: finish with
-		// a multiply-xorshift so near names spread.
-		x := h.Sum64()
-		x ^= x >> 33
-		x *= 0xff51afd7ed558ccd
-		x ^= x >> 33
-		if best == "" || x > bestHash {
+		sum := sha256.Sum256([]byte(r + "\x00" + group))
+		if x := binary.BigEndian.Uint64(sum[:8]); best == "" || x > bestHash {
 			best, bestHash = r, x
 		}
 	}

@@ -171,3 +171,15 @@ func TestElectorSharesGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerSpreadsNearNames: replica and group names a character apart
+// (a, b; t1 … t6) still spread: a weak hash gave every group to b.
+func TestOwnerSpreadsNearNames(t *testing.T) {
+	count := map[string]int{}
+	for i := 1; i <= 12; i++ {
+		count[owner([]string{"a", "b"}, "t"+string(rune('0'+i%10))+string(rune('a'+i/10)))]++
+	}
+	if count["a"] < 3 || count["b"] < 3 {
+		t.Errorf("owners of 12 near group names: %v, want both replicas to have a share", count)
+	}
+}

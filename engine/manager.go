@@ -61,6 +61,12 @@ type Manager struct {
 	// syncedTo is the time of the last SyncActions.
 	syncMu   sync.Mutex
 	syncedTo time.Time
+
+	// sharedRecs are the audit trail's last transitions by group and
+	// rule, read at sharedAt, for SharedAlerts.
+	sharedMu   sync.Mutex
+	sharedAt   time.Time
+	sharedRecs map[string][]AuditRecord
 }
 
 // NewManager returns a Manager; call Load (or Run) to start.

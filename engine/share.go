@@ -2,7 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sort"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // This file shares the rule groups between replicas: with
@@ -89,4 +94,69 @@ func (m *Manager) replayWindow(g *Group) time.Duration {
 		return 0
 	}
 	return min(hold+g.interval, m.opts.RestoreWindow)
+}
+
+// sharedTTL is how long SharedAlerts answers from its last read of the
+// audit trail: API clients poll, ClickHouse need not answer each poll.
+const sharedTTL = 5 * time.Second
+
+// SharedAlerts returns the pending and firing alerts of the groups another
+// replica evaluates (Released), by rule, as the audit trail holds them: the
+// owner audits every transition, so each alert is there with its labels,
+// annotations, times and the value of its last transition. Reads are
+// cached for a few seconds.
+func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, error) {
+	var released []*Group
+	for _, g := range m.Groups() {
+		if g.Released() {
+			released = append(released, g)
+		}
+	}
+	if len(released) == 0 || m.opts.AuditReader == nil {
+		return nil, nil
+	}
+	now := m.opts.Now()
+	m.sharedMu.Lock()
+	defer m.sharedMu.Unlock()
+	if m.sharedRecs == nil || now.Sub(m.sharedAt) > sharedTTL || now.Before(m.sharedAt) {
+		recs, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon),
+			Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve}, Limit: 100000})
+		if err != nil {
+			return nil, fmt.Errorf("read the alerts of the groups other replicas evaluate: %w", err)
+		}
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+		last := map[string]AuditRecord{}
+		for _, r := range recs {
+			last[r.Group+"\x00"+r.Rule+"\x00"+r.Fingerprint] = r
+		}
+		m.sharedRecs = map[string][]AuditRecord{}
+		for _, r := range last {
+			k := r.Group + "\x00" + r.Rule
+			m.sharedRecs[k] = append(m.sharedRecs[k], r)
+		}
+		m.sharedAt = now
+	}
+	out := map[*AlertingRule][]Alert{}
+	for _, g := range released {
+		for _, rule := range g.rules {
+			ar, ok := rule.(*AlertingRule)
+			if !ok {
+				continue
+			}
+			for _, rec := range m.sharedRecs[g.Name()+"\x00"+ar.Name()] {
+				ep := episode{last: rec, open: rec.Kind == AuditPending || rec.Kind == AuditFiring || rec.Kind == AuditTier}
+				if !ep.open || !ar.mayHave(rec.Labels) {
+					continue
+				}
+				a := Alert{State: StatePending, Labels: labels.FromMap(rec.Labels), Annotations: labels.FromMap(rec.Annotations),
+					Value: rec.Value, ActiveAt: rec.ActiveAt}
+				if ep.firing() {
+					a.State, a.FiredAt = StateFiring, rec.FiredAt
+				}
+				out[ar] = append(out[ar], a)
+			}
+			slices.SortFunc(out[ar], func(x, y Alert) int { return labels.Compare(x.Labels, y.Labels) })
+		}
+	}
+	return out, nil
 }

@@ -23,12 +23,23 @@ type Rules interface {
 	Groups() []*engine.Group
 }
 
+// SharedRules is Rules whose groups may be evaluated by other replicas
+// (ha.share_groups): the alerts of those groups come from shared state.
+// *engine.Manager is one.
+type SharedRules interface {
+	Rules
+	SharedAlerts(ctx context.Context) (map[*engine.AlertingRule][]engine.Alert, error)
+}
+
 // QueryFunc evaluates an expression at ts.
 type QueryFunc func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error)
 
 // Options configure the handler.
 type Options struct {
 	Rules Rules
+	// Owner, when set, names the replica that evaluates a group
+	// (ha.share_groups), shown as the group's evaluatedBy.
+	Owner func(group string) string
 	Query QueryFunc
 	// QueryRange evaluates /api/v1/query_range; nil disables it.
 	QueryRange RangeQueryFunc
@@ -270,12 +281,13 @@ func toAlertJSON(a engine.Alert) alertJSON {
 	return out
 }
 
-func (a *api) alerts(w http.ResponseWriter, _ *http.Request) {
+func (a *api) alerts(w http.ResponseWriter, r *http.Request) {
 	out := []alertJSON{}
+	alertsOf := a.alertsOf(r.Context())
 	for _, g := range a.opts.Rules.Groups() {
 		for _, r := range g.Rules() {
 			if ar, isAlert := r.(*engine.AlertingRule); isAlert {
-				for _, al := range ar.Alerts() {
+				for _, al := range alertsOf(g, ar) {
 					if al.State != engine.StateInactive {
 						out = append(out, toAlertJSON(al))
 					}
@@ -317,6 +329,31 @@ type groupJSON struct {
 	Limit          int        `json:"limit"`
 	LastEvaluation time.Time  `json:"lastEvaluation"`
 	EvaluationTime float64    `json:"evaluationTime"`
+	// EvaluatedBy names the replica that evaluates the group
+	// (ha.share_groups).
+	EvaluatedBy string `json:"evaluatedBy,omitempty"`
+}
+
+// alertsOf returns a function giving a rule's alerts: its own, or, for a
+// group another replica evaluates, the shared state's (read once per
+// request; when it cannot be read, none, and the error is logged).
+func (a *api) alertsOf(ctx context.Context) func(g *engine.Group, r *engine.AlertingRule) []engine.Alert {
+	var shared map[*engine.AlertingRule][]engine.Alert
+	read := false
+	return func(g *engine.Group, r *engine.AlertingRule) []engine.Alert {
+		sr, ok := a.opts.Rules.(SharedRules)
+		if !ok || !g.Released() {
+			return r.Alerts()
+		}
+		if !read {
+			read = true
+			var err error
+			if shared, err = sr.SharedAlerts(ctx); err != nil {
+				a.opts.Logger.Warn("reading the alerts other replicas evaluate failed", "err", err)
+			}
+		}
+		return shared[r]
+	}
 }
 
 func (a *api) rules(w http.ResponseWriter, r *http.Request) {
@@ -326,10 +363,14 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	groups := []groupJSON{}
+	alertsOf := a.alertsOf(r.Context())
 	for _, g := range a.opts.Rules.Groups() {
 		last, dur := g.LastEval()
 		gj := groupJSON{Name: g.Name(), File: g.File(), Rules: []ruleJSON{}, Interval: g.Interval().Seconds(),
 			Limit: g.Spec().Limit, LastEvaluation: last.UTC(), EvaluationTime: dur.Seconds()}
+		if a.opts.Owner != nil {
+			gj.EvaluatedBy = a.opts.Owner(g.Name())
+		}
 		for _, rule := range g.Rules() {
 			spec := rule.Spec()
 			health, lastErr, lastEval, evalDur := rule.Status()
@@ -357,7 +398,7 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 					rj.Annotations = map[string]string{}
 				}
 				alerts := []alertJSON{}
-				for _, al := range rr.Alerts() {
+				for _, al := range alertsOf(g, rr) {
 					if al.State != engine.StateInactive {
 						alerts = append(alerts, toAlertJSON(al))
 					}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,4 +216,123 @@ rule_files: [rules.yaml]
 		getJSON(t, b.base+"/api/v1/silences", &sil)
 		return len(sil.Data) == 1 && sil.Data[0].CreatedBy == "bob"
 	})
+}
+
+// TestHAReplicasShareGroups: with ha.share_groups, two replicas divide the
+// rule groups: each group is evaluated by exactly one of them, each alert
+// reaches the webhook once, and both replicas' /api/v1/alerts show every
+// alert. When one replica is killed, the other takes its groups over
+// within the lease's TTL, keeping each alert's start and sending nothing
+// twice.
+func TestHAReplicasShareGroups(t *testing.T) {
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	now := time.Now().UTC()
+	tenants := []string{"t1", "t2", "t3", "t4", "t5", "t6"}
+	var rows []map[string]any
+	for _, tenant := range tenants {
+		for range 3 {
+			rows = append(rows, map[string]any{"created_at": now, "tenant_id": tenant, "status": "error"})
+		}
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	got, hook := newAlertHook(t)
+	dir := t.TempDir()
+	var rules strings.Builder
+	rules.WriteString("groups:\n")
+	for _, tenant := range tenants {
+		fmt.Fprintf(&rules, `  - name: %s
+    interval: 1s
+    rules:
+      - alert: Errors_%s
+        expr: sum by (tenant_id) (count_over_time(events{status="error",tenant_id=%q}[10m])) > 2
+`, tenant, tenant, tenant)
+	}
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules.String()), 0o644)
+	var procs []*proc
+	for _, replica := range []string{"a", "b"} {
+		f := filepath.Join(dir, replica+".yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+  dsn: %s
+notifiers:
+  - {name: pager, type: webhook, url: %q, timeout: 2s}
+default_notify: [pager]
+ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s, share_groups: true}
+rule_files: [rules.yaml]
+`, s.DSN(db), hook.URL, replica)), 0o644)
+		procs = append(procs, startProc(t, f))
+	}
+	a, b := procs[0], procs[1]
+	owned := func(p *proc, group string) float64 {
+		return metric(t, p.base, `callwatch_rule_group_owned{rule_group="`+filepath.Join(dir, "rules.yaml")+`;`+group+`"}`)
+	}
+	waitFor(t, "the replicas to divide the groups", 15*time.Second, func() bool {
+		for _, g := range tenants {
+			if owned(a, g)+owned(b, g) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	var onA int
+	for _, g := range tenants {
+		onA += int(owned(a, g))
+	}
+	if onA == 0 || onA == len(tenants) {
+		t.Errorf("replica a evaluates %d of %d groups: the hash gave one replica everything", onA, len(tenants))
+	}
+	activeAt := map[string]string{}
+	allAlerts := func(p *proc) map[string]string {
+		var out struct {
+			Data struct {
+				Alerts []struct {
+					Labels   map[string]string `json:"labels"`
+					State    string            `json:"state"`
+					ActiveAt string            `json:"activeAt"`
+				} `json:"alerts"`
+			} `json:"data"`
+		}
+		getJSON(t, p.base+"/api/v1/alerts", &out)
+		m := map[string]string{}
+		for _, al := range out.Data.Alerts {
+			if al.State == "firing" {
+				m[al.Labels["tenant_id"]] = al.ActiveAt
+			}
+		}
+		return m
+	}
+	for _, p := range procs {
+		waitFor(t, "every alert on both replicas' API", 20*time.Second, func() bool { return len(allAlerts(p)) == len(tenants) })
+	}
+	activeAt = allAlerts(b)
+	waitFor(t, "every alert delivered", 10*time.Second, func() bool {
+		for _, tenant := range tenants {
+			if got.get("Errors_"+tenant+"/firing") < 1 {
+				return false
+			}
+		}
+		return true
+	})
+
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	waitFor(t, "replica b to take every group", 10*time.Second, func() bool {
+		for _, g := range tenants {
+			if owned(b, g) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(3 * time.Second)
+	after := allAlerts(b)
+	for _, tenant := range tenants {
+		if after[tenant] != activeAt[tenant] {
+			t.Errorf("%s's alert: active since %s before the takeover, %s after; want it kept", tenant, activeAt[tenant], after[tenant])
+		}
+		if n := got.get("Errors_" + tenant + "/firing"); n != 1 {
+			t.Errorf("%s's alert reached the webhook %d times, want once", tenant, n)
+		}
+	}
 }

@@ -264,8 +264,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	adhoc := engine.NewQuerier(engine.QuerierOptions{Source: querySrc, Series: engine.Outputs{Groups: mgr.Groups}, Logger: logger,
 		MaxSeries: cfg.Limits.MaxSeriesPerRule, Timeout: cfg.Limits.QueryTimeout.D()})
 	var ready atomic.Bool
+	var owner func(string) string
+	if owns != nil {
+		owner = elector.Owner
+	}
 	handler := web.Handler(web.Options{
 		Rules:  mgr,
+		Owner:  owner,
 		Schema: schema,
 		Limits: cfg.Limits.DSL(),
 		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
