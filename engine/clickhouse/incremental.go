@@ -822,16 +822,7 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 	}
 	var statements []string
 	if len(ranges) > 0 {
-		sort.Slice(ranges, func(i, j int) bool { return ranges[i].lo < ranges[j].lo })
-		merged := ranges[:1]
-		for _, r := range ranges[1:] {
-			if last := &merged[len(merged)-1]; r.lo <= last.hi+1 {
-				last.hi = max(last.hi, r.hi)
-			} else {
-				merged = append(merged, r)
-			}
-		}
-		sql, err := p.readBuckets(ctx, s, g, merged, slots, ts, now, finalUpTo)
+		sql, err := p.readBuckets(ctx, s, g, mergeRanges(ranges), slots, ts, now, finalUpTo)
 		statements = append(statements, sql)
 		if err != nil {
 			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sds[0].l.Func, err)
@@ -858,13 +849,16 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 	// again.
 	var keys []string
 	var fillSlots []int
-	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	var fill []bucketRange
 	for _, t := range todo {
 		if t.il.lastBucket-t.il.first >= maxFillBuckets {
 			continue
 		}
 		keys = append(keys, t.il.key)
-		lo, hi = min(lo, t.cs.from+1), max(hi, t.cs.k0)
+		// Each leaf's own cold part: leaves far apart in time (an
+		// offset of a week) must not make one read of every bucket
+		// between them.
+		fill = append(fill, bucketRange{t.cs.from + 1, t.cs.k0})
 		for _, sl := range t.il.allSlots() {
 			if !slices.Contains(fillSlots, sl) {
 				fillSlots = append(fillSlots, sl)
@@ -872,7 +866,8 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 		}
 	}
 	if len(keys) > 0 && !p.opts.KeepColdStates {
-		p.queueFill(func() { p.fillGrid(s, g, keys, fillSlots, bucketRange{lo, hi}) })
+		rs := mergeRanges(fill)
+		p.queueFill(func() { p.fillGrid(s, g, keys, fillSlots, rs) })
 	}
 	return statements, nil
 }
@@ -881,16 +876,31 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 // (two days of 1m buckets): a longer window keeps its cold state.
 const maxFillBuckets = 2880
 
-// fillGrid reads the slots' partial aggregates over the final buckets r
-// (the cold parts of leaves keys) into g, in the background, and drops the
-// cold states the buckets now cover.
-func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, r bucketRange) {
+// mergeRanges sorts bucket ranges and merges those that overlap or touch.
+func mergeRanges(rs []bucketRange) []bucketRange {
+	rs = slices.Clone(rs)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })
+	merged := rs[:1]
+	for _, r := range rs[1:] {
+		if last := &merged[len(merged)-1]; r.lo <= last.hi+1 {
+			last.hi = max(last.hi, r.hi)
+		} else {
+			merged = append(merged, r)
+		}
+	}
+	return merged
+}
+
+// fillGrid reads the slots' partial aggregates over the final buckets rs
+// (the cold parts of leaves keys, each range at most maxFillBuckets) into
+// g, in the background, and drops the cold states the buckets now cover.
+func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, rs []bucketRange) {
 	defer p.fills.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
 	defer cancel()
 	sort.Ints(slots)
 	g.mu.Lock() // evaluations add columns to the grid meanwhile
-	st := g.statement(s, []bucketRange{r}, slots)
+	st := g.statement(s, rs, slots)
 	g.mu.Unlock()
 	got, err := g.query(ctx, s, st, 0)
 	if err != nil {
@@ -901,40 +911,67 @@ func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, r bu
 	// Only the buckets the grid still keeps (the window moved on while
 	// reading) and that are final: the rest are read by evaluations.
 	finalUpTo := floorDiv(p.opts.Now().Add(-p.opts.LateWindow).Unix(), g.width)
-	r.lo = max(r.lo, g.last-g.span)
-	r.hi = min(r.hi, finalUpTo)
-	if r.lo > r.hi {
-		return
-	}
-	kept := got[:0]
-	for _, row := range got {
-		if row.bucket >= r.lo && row.bucket <= r.hi {
-			kept = append(kept, row)
+	var kept []bucketRange
+	for _, r := range rs {
+		r.lo, r.hi = max(r.lo, g.last-g.span), min(r.hi, finalUpTo)
+		if r.lo <= r.hi {
+			kept = append(kept, r)
 		}
 	}
-	if err := g.store(kept, []bucketRange{r}, slots, 0, p.opts.Now(), finalUpTo); err != nil {
+	if len(kept) == 0 {
 		return
 	}
-	// Blocks folded before hold the same final buckets; they are built
-	// again from the stored ones all the same.
-	for q, blk := range g.blocks {
-		if (q+1)*blockSize >= r.lo && q*blockSize+1 <= r.hi {
-			for _, sl := range slots {
-				if sl < len(blk.final) {
-					blk.final[sl] = false
+	in := func(k int64) bool {
+		for _, r := range kept {
+			if k >= r.lo && k <= r.hi {
+				return true
+			}
+		}
+		return false
+	}
+	rows := got[:0]
+	for _, row := range got {
+		if in(row.bucket) {
+			rows = append(rows, row)
+		}
+	}
+	if err := g.store(rows, kept, slots, 0, p.opts.Now(), finalUpTo); err != nil {
+		return
+	}
+	read := 0
+	for _, r := range kept {
+		read += int(r.hi - r.lo + 1)
+		// Blocks folded before hold the same final buckets; they are
+		// built again from the stored ones all the same.
+		for q, blk := range g.blocks {
+			if (q+1)*blockSize >= r.lo && q*blockSize+1 <= r.hi {
+				for _, sl := range slots {
+					if sl < len(blk.final) {
+						blk.final[sl] = false
+					}
 				}
 			}
 		}
 	}
 	for _, k := range keys {
-		if cs := g.cold[k]; cs != nil && cs.from+1 >= r.lo && cs.k0 <= r.hi {
+		if cs := g.cold[k]; cs != nil && covered(kept, cs.from+1, cs.k0) {
 			delete(g.cold, k)
 		}
 	}
 	p.statsMu.Lock()
 	p.stats.Fills++
-	p.stats.BucketsRead += int(r.hi - r.lo + 1)
+	p.stats.BucketsRead += read
 	p.statsMu.Unlock()
+}
+
+// covered reports whether the merged ranges rs hold every bucket lo … hi.
+func covered(rs []bucketRange, lo, hi int64) bool {
+	for _, r := range rs {
+		if lo >= r.lo && hi <= r.hi {
+			return true
+		}
+	}
+	return false
 }
 
 // fresh reports whether slot sl of bucket k need not be read.
