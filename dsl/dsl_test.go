@@ -3,7 +3,9 @@ package dsl_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -645,6 +647,36 @@ func TestEveryRangeFunctionParses(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEveryRangeFunctionIsDocumented: each range function has a row in
+// the range-function table of docs/language.md (its first cell names it).
+func TestEveryRangeFunctionIsDocumented(t *testing.T) {
+	page, err := os.ReadFile("../docs/language.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(page), "\n### Range functions\n")
+	if !ok {
+		t.Fatal(`docs/language.md has no "### Range functions" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+	var firstCells []string
+	for _, line := range strings.Split(section, "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "| `") {
+			firstCells = append(firstCells, cells[1])
+		}
+	}
+	for _, name := range dsl.RangeFunctionNames() {
+		word := regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\b`)
+		found := false
+		for _, c := range firstCells {
+			found = found || word.MatchString(c)
+		}
+		if !found {
+			t.Errorf("%s has no row in the range-function table of docs/language.md", name)
+		}
+	}
 }
 
 func TestInstantFunctionsAreKnownToPrometheus(t *testing.T) {

@@ -16,10 +16,11 @@ import (
 
 // Incremental configures the incremental path of a Source: decomposable
 // leaves (count, sum, avg, min, max, rate, increase, absent and present
-// over time) are computed from per-bucket partial aggregates that
-// ClickHouse computes once per bucket and the Source keeps, so an
-// evaluation reads only the buckets it has not read since they became
-// final, plus the late-arrival window, instead of its whole window.
+// over time, and the threshold counts count_le and count_gt over time)
+// are computed from per-bucket partial aggregates that ClickHouse computes
+// once per bucket and the Source keeps, so an evaluation reads only the
+// buckets it has not read since they became final, plus the late-arrival
+// window, instead of its whole window.
 //
 // A bucket of width B holds the events of (k·B−B, k·B]. A leaf takes the
 // incremental path when its window, its offset and its evaluation time are
