@@ -43,6 +43,11 @@ const (
 	// PartialValues are the counts of each distinct value: an exact
 	// quantile is read from them by an order-statistics walk.
 	PartialValues
+	// PartialAtOrBelow is the number of values at or below the leaf's
+	// Threshold: the events of count_le_over_time, and, taken off the
+	// count, those of count_gt_over_time. The leaf key holds the
+	// threshold, so two thresholds never share a state.
+	PartialAtOrBelow
 	numPartials
 )
 
@@ -66,12 +71,13 @@ type PartialSpec struct {
 }
 
 var partials = [numPartials]PartialSpec{
-	PartialCount:   {PartialCount, "count", Subtract},
-	PartialSum:     {PartialSum, "sum", Subtract},
-	PartialMoments: {PartialMoments, "moments", Subtract},
-	PartialMin:     {PartialMin, "min", Reread},
-	PartialMax:     {PartialMax, "max", Reread},
-	PartialValues:  {PartialValues, "value counts", Subtract},
+	PartialCount:     {PartialCount, "count", Subtract},
+	PartialSum:       {PartialSum, "sum", Subtract},
+	PartialMoments:   {PartialMoments, "moments", Subtract},
+	PartialMin:       {PartialMin, "min", Reread},
+	PartialMax:       {PartialMax, "max", Reread},
+	PartialValues:    {PartialValues, "value counts", Subtract},
+	PartialAtOrBelow: {PartialAtOrBelow, "count at or below the threshold", Subtract},
 }
 
 func (p Partial) String() string {
@@ -101,14 +107,17 @@ type State struct {
 	// has left in M2: a subtraction of large moments that nearly cancel
 	// leaves noise of about ε times their size, which no later step can
 	// tell from a spread. A variance at or below it is 0.
-	M2Noise    float64
-	Min, Max   float64
+	M2Noise  float64
+	Min, Max float64
+	// AtOrBelow is the number of values at or below the leaf's threshold.
+	AtOrBelow  float64
 	Values     []ValueCount
 	MoreValues []ValueCount
 }
 
-// Add adds one event's value to the partials ps of s.
-func (s *State) Add(v float64, ps []Partial) {
+// Add adds one event's value to the partials ps of s; le is the leaf's
+// Threshold, which PartialAtOrBelow compares the value with.
+func (s *State) Add(v float64, ps []Partial, le float64) {
 	n := s.Count + 1
 	for _, p := range ps {
 		switch p {
@@ -129,6 +138,10 @@ func (s *State) Add(v float64, ps []Partial) {
 			}
 		case PartialValues:
 			s.Values = append(s.Values, ValueCount{v, 1}) // sorted by Finish
+		case PartialAtOrBelow:
+			if v <= le {
+				s.AtOrBelow++
+			}
 		}
 	}
 	s.Count = n
@@ -166,6 +179,8 @@ func (s *State) Merge(o *State, ps []Partial) {
 			}
 		case PartialValues:
 			s.Values = MergeValues(s.Values, o.Values, 1)
+		case PartialAtOrBelow:
+			s.AtOrBelow += o.AtOrBelow
 		}
 	}
 	s.Count = n
@@ -204,6 +219,8 @@ func (s *State) Remove(o *State, ps []Partial) {
 			s.Mean = mean
 		case PartialValues:
 			s.Values = MergeValues(s.Values, o.Values, -1)
+		case PartialAtOrBelow:
+			s.AtOrBelow -= o.AtOrBelow
 		}
 	}
 	s.Count = n
@@ -385,6 +402,12 @@ var aggregates = [...]Aggregate{
 	}},
 	AggAbsent:  {AggAbsent, []Partial{PartialCount}, func(*State, *Leaf) float64 { return 1 }},
 	AggPresent: {AggPresent, []Partial{PartialCount}, func(*State, *Leaf) float64 { return 1 }},
+	// A group exists when it has events (the count): with none at or
+	// below the threshold it is 0, not absent, so good/total ratios read
+	// 0 instead of nothing. The values above are the others: a value is
+	// finite (non-finite ones are skipped), so it is above or at or below.
+	AggCountLE: {AggCountLE, []Partial{PartialCount, PartialAtOrBelow}, func(s *State, _ *Leaf) float64 { return s.AtOrBelow }},
+	AggCountGT: {AggCountGT, []Partial{PartialCount, PartialAtOrBelow}, func(s *State, _ *Leaf) float64 { return s.Count - s.AtOrBelow }},
 }
 
 // Aggregates returns the description of every aggregate.

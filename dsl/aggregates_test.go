@@ -36,7 +36,8 @@ func TestEveryAggregateIsDescribedOnce(t *testing.T) {
 // counts equal the element at ⌊φ·n⌋ of the sorted values.
 func TestMergeAndRemoveAreInverse(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	all := []Partial{PartialCount, PartialSum, PartialMoments, PartialMin, PartialMax, PartialValues}
+	all := []Partial{PartialCount, PartialSum, PartialMoments, PartialMin, PartialMax, PartialValues, PartialAtOrBelow}
+	const le = 10 // the threshold of PartialAtOrBelow: a value of 10 is at it
 	for round := range 200 {
 		n := 1 + rng.IntN(50)
 		vals := make([]float64, n)
@@ -46,11 +47,11 @@ func TestMergeAndRemoveAreInverse(t *testing.T) {
 		cut := rng.IntN(n)
 		var whole, a, b State
 		for i, v := range vals {
-			whole.Add(v, all)
+			whole.Add(v, all, le)
 			if i < cut {
-				a.Add(v, all)
+				a.Add(v, all, le)
 			} else {
-				b.Add(v, all)
+				b.Add(v, all, le)
 			}
 		}
 		whole.Values, a.Values, b.Values = SortValues(whole.Values), SortValues(a.Values), SortValues(b.Values)
@@ -75,6 +76,7 @@ func TestMergeAndRemoveAreInverse(t *testing.T) {
 		nearM2("merged M2", merged.M2, whole.M2, whole)
 		near("merged min", merged.Min, whole.Min)
 		near("merged max", merged.Max, whole.Max)
+		near("merged count at or below", merged.AtOrBelow, whole.AtOrBelow)
 		if !slices.Equal(merged.Values, whole.Values) {
 			t.Fatalf("round %d: merged values %v, want %v", round, merged.Values, whole.Values)
 		}
@@ -86,6 +88,7 @@ func TestMergeAndRemoveAreInverse(t *testing.T) {
 			near("rest sum", rest.Sum, b.Sum)
 			near("rest mean", rest.Mean, b.Mean)
 			nearM2("rest M2", rest.M2, b.M2, whole)
+			near("rest count at or below", rest.AtOrBelow, b.AtOrBelow)
 			if !slices.Equal(rest.Values, b.Values) {
 				t.Fatalf("round %d: rest values %v, want %v", round, rest.Values, b.Values)
 			}
@@ -121,7 +124,7 @@ func TestStddevBelowResolutionIsZero(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var hard State
 	for range 5000 {
-		hard.Add(1e6+rng.Float64(), []Partial{PartialCount, PartialMoments})
+		hard.Add(1e6+rng.Float64(), []Partial{PartialCount, PartialMoments}, 0)
 	}
 	if got := Aggregates()[AggStddev].Finish(&hard, leaf); math.Abs(got-0.2887) > 0.01 {
 		t.Errorf("stddev of 1e6 + U(0,1) = %g, want about 0.2887", got)
@@ -141,13 +144,13 @@ func TestStddevAfterRemovingTheSpreadIsZero(t *testing.T) {
 		var wide, flat, all State
 		for range 1 + rng.IntN(50) {
 			v := math.Round(rng.Float64() * 60000)
-			wide.Add(v, ps)
-			all.Add(v, ps)
+			wide.Add(v, ps, 0)
+			all.Add(v, ps, 0)
 		}
 		flatValue := math.Round(rng.Float64() * 3000)
 		for range 1 + rng.IntN(20) {
-			flat.Add(flatValue, ps)
-			all.Add(flatValue, ps)
+			flat.Add(flatValue, ps, 0)
+			all.Add(flatValue, ps, 0)
 		}
 		all.Remove(&wide, ps)
 		if got := leaf.Finish(&all); got != 0 {
@@ -157,9 +160,50 @@ func TestStddevAfterRemovingTheSpreadIsZero(t *testing.T) {
 		// (n−1)/n², far above the noise: it must show.
 		var spread State
 		spread.Merge(&all, ps)
-		spread.Add(flatValue+1, ps)
+		spread.Add(flatValue+1, ps, 0)
 		if got := leaf.Finish(&spread); got == 0 {
 			t.Fatalf("trial %d: a spread of 1 after the removal reads as stddev 0", trial)
+		}
+	}
+}
+
+// TestCountAtOrBelowAndAbove: count_le_over_time counts the values at or
+// below its threshold (the boundary included) and count_gt_over_time the
+// others; a group whose values are all above reads 0, not absent; the
+// threshold is part of the leaf's key, so two thresholds are two leaves.
+func TestCountAtOrBelowAndAbove(t *testing.T) {
+	e, err := Parse(`count_le_over_time(latency_ms[5m], 2000) + count_gt_over_time(latency_ms[5m], 2000) + count_le_over_time(latency_ms[5m], 2000.5) + count_le_over_time(latency_ms[5m], -1)`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Leaves) != 4 {
+		t.Fatalf("%d leaves, want 4 (one per function and threshold)", len(e.Leaves))
+	}
+	le, gt, half, neg := e.Leaves[0], e.Leaves[1], e.Leaves[2], e.Leaves[3]
+	if le.Agg != AggCountLE || gt.Agg != AggCountGT || le.Threshold != 2000 || half.Threshold != 2000.5 || neg.Threshold != -1 {
+		t.Fatalf("leaves %+v %+v %+v %+v", le, gt, half, neg)
+	}
+	for _, tc := range []struct {
+		values                     []float64
+		le, gt, leHalf, leNegative float64
+	}{
+		{[]float64{0, 1999, 2000, 2000, 2000.5, 2001, 5000}, 4, 3, 5, 0},
+		// Every value above the threshold: the group is there, with 0.
+		{[]float64{2001, 9000}, 0, 2, 0, 0},
+		// A missing number reads 0: at or below any threshold ≥ 0.
+		{[]float64{0}, 1, 0, 1, 0},
+	} {
+		for _, c := range []struct {
+			leaf *Leaf
+			want float64
+		}{{le, tc.le}, {gt, tc.gt}, {half, tc.leHalf}, {neg, tc.leNegative}} {
+			var st State
+			for _, v := range tc.values {
+				st.Add(v, c.leaf.Partials(), c.leaf.Threshold)
+			}
+			if got := c.leaf.Finish(&st); got != c.want {
+				t.Errorf("%s(%v) with threshold %v = %v, want %v", c.leaf.Func, tc.values, c.leaf.Threshold, got, c.want)
+			}
 		}
 	}
 }

@@ -117,10 +117,12 @@ type Leaf struct {
 	Name string
 	// Func is the function as written (p95, rate, ...), for messages.
 	Func string
-	// Agg is the aggregate; Quantile is φ for AggQuantile.
-	Agg      Agg
-	Quantile float64
-	Selector Selector
+	// Agg is the aggregate; Quantile is φ for AggQuantile, Threshold the
+	// le or gt of AggCountLE and AggCountGT (a number, never NaN).
+	Agg       Agg
+	Quantile  float64
+	Threshold float64
+	Selector  Selector
 	// Range is the window width w; Offset shifts the window into the past.
 	Range, Offset time.Duration
 	// By are the grouping labels (sorted); nil pools every event into one group.
@@ -209,7 +211,7 @@ func (l *Leaf) GroupLabels(values []string) labels.Labels {
 // Key identifies the leaf's computation: the same key means the same result.
 func (l *Leaf) Key() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%d|%v|%s|", l.Agg, l.Quantile, l.Selector.Field)
+	fmt.Fprintf(&sb, "%d|%v|%v|%s|", l.Agg, l.Quantile, l.Threshold, l.Selector.Field)
 	for _, m := range l.Selector.Matchers {
 		sb.WriteString(m.String())
 		sb.WriteByte(',')
@@ -321,6 +323,8 @@ func convertParseError(input string, err error) error {
 	// to the shape of a valid expression.
 	hint := "write an expression such as max by (tenant_id) (p95(latency_ms[5m])) > 5000 (see docs/language.md)"
 	switch {
+	case strings.Contains(msg, `in call to function "count_`), strings.Contains(msg, `argument(s) in call to "count_`):
+		hint = "count_le_over_time and count_gt_over_time take a range selector and a threshold, a number literal: write e.g. count_le_over_time(latency_ms[5m], 2000)"
 	case strings.Contains(msg, "expected type range vector"):
 		hint = "range functions take a window: write e.g. p95(latency_ms[5m]) or count_over_time(events[5m])"
 	case strings.Contains(msg, "@ modifier"):
@@ -504,6 +508,12 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		leaf.Quantile = num.Val
 		args = args[1:]
 	}
+	if rf.threshold {
+		if err := c.threshold(call, leaf); err != nil {
+			return nil, err
+		}
+		args = args[:1]
+	}
 	if len(args) != 1 {
 		return nil, c.errf(pos, "", "%s takes one range selector", name)
 	}
@@ -619,6 +629,28 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	}, nil
 }
 
+// threshold reads the threshold of count_le_over_time and
+// count_gt_over_time, the second argument, into leaf: a number literal,
+// not NaN (±Inf is allowed: every value is at or below +Inf).
+func (c *checker) threshold(call *parser.Call, leaf *Leaf) error {
+	name := call.Func.Name
+	example := fmt.Sprintf("write e.g. %s(latency_ms[5m], 2000)", name)
+	if len(call.Args) != 2 {
+		return c.errf(call.PosRange.Start, example, "%s takes a range selector and a threshold", name)
+	}
+	arg := call.Args[1]
+	num, ok := unparen(arg).(*parser.NumberLiteral)
+	if !ok {
+		return c.errf(arg.PositionRange().Start, "the threshold is fixed when the rule loads: "+example,
+			"the threshold of %s must be a number literal", name)
+	}
+	if math.IsNaN(num.Val) {
+		return c.errf(arg.PositionRange().Start, "no value compares with NaN: "+example, "the threshold of %s is NaN", name)
+	}
+	leaf.Threshold = num.Val
+	return nil
+}
+
 // subquery checks a range function over a subquery, f(expr[range:step]):
 // f stays PromQL's own function over the subquery's samples, and the range
 // functions inside expr become leaves evaluated at every step of the
@@ -632,6 +664,9 @@ func (c *checker) subquery(call *parser.Call, rf rangeFunc, sq *parser.SubqueryE
 		return nil, c.errf(pos, "compute the inner subquery in a recording rule and read its output", "subqueries cannot be nested")
 	case rf.agg == AggRate || rf.agg == AggIncrease:
 		return nil, c.errf(call.PosRange.Start, "a subquery's samples are not a counter: read them with avg_over_time, max_over_time, sum_over_time, …",
+			"%s over a subquery is not supported", name)
+	case rf.threshold:
+		return nil, c.errf(call.PosRange.Start, "count the subquery's samples that pass a filter: count_over_time((expr <= 2000)[1h:5m])",
 			"%s over a subquery is not supported", name)
 	case sq.Timestamp != nil || sq.StartOrEnd != 0:
 		return nil, c.errf(pos, "write offset 1h to look into the past", "the @ modifier is not supported")

@@ -3,7 +3,9 @@ package dsl_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -512,6 +514,14 @@ func TestParseRejects(t *testing.T) {
 		{name: "a φ below 0 is rejected", expr: `quantile_over_time(-0.1, latency_ms[5m])`, line: 1, col: 20, msg: "out of range"},
 		{name: "a φ that is NaN is rejected", expr: `quantile_over_time(NaN, latency_ms[5m])`, line: 1, col: 20, msg: "out of range"},
 		{name: "a φ that is not a literal is rejected", expr: `quantile_over_time(scalar(vector(0.5)), latency_ms[5m])`, line: 1, col: 20, msg: "must be a number literal"},
+		{name: "count_le_over_time without a threshold says to write one", expr: `count_le_over_time(latency_ms[5m])`, line: 1, col: 1, msg: "takes a range selector and a threshold"},
+		{name: "a threshold that is not a literal is rejected", expr: `count_le_over_time(latency_ms[5m], scalar(vector(2000)))`, line: 1, col: 36, msg: "must be a number literal"},
+		{name: "a threshold computed from literals is rejected", expr: `count_gt_over_time(latency_ms[5m], 1000 * 2)`, line: 1, col: 36, msg: "must be a number literal"},
+		{name: "a threshold that is NaN is rejected", expr: `count_gt_over_time(latency_ms[5m], NaN)`, line: 1, col: 36, msg: "is NaN"},
+		{name: "a threshold that is a vector is a parse error with a hint", expr: `count_le_over_time(latency_ms[5m], count_over_time(events[5m]))`, line: 1, col: 36, msg: "expected type scalar"},
+		{name: "a threshold before the window is a parse error", expr: `count_le_over_time(2000, latency_ms[5m])`, line: 1, col: 20, msg: "expected type range vector"},
+		{name: "count_le_over_time of events is rejected", expr: `count_le_over_time(events[5m], 1)`, line: 1, col: 20, msg: "needs a field, not events"},
+		{name: "count_gt_over_time over a subquery is rejected", expr: `count_gt_over_time(sum(count_over_time(events[5m]))[1h:5m], 3)`, line: 1, col: 1, msg: "count_gt_over_time over a subquery is not supported"},
 		{name: "the anchored modifier is rejected", expr: `count_over_time(events[5m] anchored)`, line: 1, col: 17, msg: "anchored and smoothed modifiers are not supported"},
 		{name: "the smoothed modifier is rejected", expr: `rate(events[5m] smoothed)`, line: 1, col: 6, msg: "anchored and smoothed modifiers are not supported"},
 		{name: "a duration expression is rejected", expr: `count_over_time(events[5m+1m])`, line: 1, col: 1, msg: "duration expressions are not supported"},
@@ -607,8 +617,11 @@ func TestEveryRangeFunctionParses(t *testing.T) {
 	for _, name := range names {
 		t.Run(name+" parses in a minimal expression", func(t *testing.T) {
 			expr := name + "(latency_ms[5m])"
-			if name == "quantile_over_time" {
+			switch name {
+			case "quantile_over_time":
 				expr = name + "(0.5, latency_ms[5m])"
+			case "count_le_over_time", "count_gt_over_time":
+				expr = name + "(latency_ms[5m], 2000)"
 			}
 			e, err := dsl.Parse(expr, dsl.Options{})
 			if err != nil {
@@ -634,6 +647,36 @@ func TestEveryRangeFunctionParses(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEveryRangeFunctionIsDocumented: each range function has a row in
+// the range-function table of docs/language.md (its first cell names it).
+func TestEveryRangeFunctionIsDocumented(t *testing.T) {
+	page, err := os.ReadFile("../docs/language.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(page), "\n### Range functions\n")
+	if !ok {
+		t.Fatal(`docs/language.md has no "### Range functions" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+	var firstCells []string
+	for _, line := range strings.Split(section, "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "| `") {
+			firstCells = append(firstCells, cells[1])
+		}
+	}
+	for _, name := range dsl.RangeFunctionNames() {
+		word := regexp.MustCompile(`\b` + regexp.QuoteMeta(name) + `\b`)
+		found := false
+		for _, c := range firstCells {
+			found = found || word.MatchString(c)
+		}
+		if !found {
+			t.Errorf("%s has no row in the range-function table of docs/language.md", name)
+		}
+	}
 }
 
 func TestInstantFunctionsAreKnownToPrometheus(t *testing.T) {

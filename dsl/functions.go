@@ -26,9 +26,13 @@ const (
 	AggIncrease
 	AggAbsent
 	AggPresent
+	// AggCountLE and AggCountGT count the events whose value is at or
+	// below, or above, the leaf's Threshold.
+	AggCountLE
+	AggCountGT
 )
 
-var aggNames = [...]string{"count", "sum", "avg", "min", "max", "quantile", "stddev", "rate", "increase", "absent", "present"}
+var aggNames = [...]string{"count", "sum", "avg", "min", "max", "quantile", "stddev", "rate", "increase", "absent", "present", "count_le", "count_gt"}
 
 func (a Agg) String() string { return aggNames[a] }
 
@@ -41,6 +45,9 @@ type rangeFunc struct {
 	// first argument instead (quantile_over_time).
 	quantile float64
 	param    bool
+	// threshold says the second argument is a threshold (a number
+	// literal), as in MetricsQL's count_le_over_time(m[d], le).
+	threshold bool
 	// events says the function accepts the value-less events selector.
 	events bool
 }
@@ -64,6 +71,8 @@ var rangeFuncs = map[string]rangeFunc{
 	"increase":           {agg: AggIncrease, events: true},
 	"absent_over_time":   {agg: AggAbsent, events: true},
 	"present_over_time":  {agg: AggPresent, events: true},
+	"count_le_over_time": {agg: AggCountLE, threshold: true},
+	"count_gt_over_time": {agg: AggCountGT, threshold: true},
 }
 
 // instantFuncs are PromQL functions over instant vectors and scalars that
@@ -104,9 +113,15 @@ var newParser = sync.OnceValue(func() parser.Parser {
 // components (such as a PromQL engine) that must parse rewritten queries.
 func ParserFunctions() map[string]*parser.Function {
 	funcs := maps.Clone(parser.Functions)
-	for name := range rangeFuncs {
+	for name, rf := range rangeFuncs {
 		if _, ok := funcs[name]; !ok {
-			funcs[name] = &parser.Function{Name: name, ArgTypes: []parser.ValueType{parser.ValueTypeMatrix}, ReturnType: parser.ValueTypeVector}
+			f := &parser.Function{Name: name, ArgTypes: []parser.ValueType{parser.ValueTypeMatrix}, ReturnType: parser.ValueTypeVector}
+			if rf.threshold {
+				// The threshold may be left out for the parser, so
+				// the checker says what to write (see checker.leaf).
+				f.ArgTypes, f.Variadic = append(f.ArgTypes, parser.ValueTypeScalar), 1
+			}
+			funcs[name] = f
 		}
 	}
 	return funcs

@@ -24,6 +24,10 @@ func TestLintProvesSidesThatNeverMatch(t *testing.T) {
 		{`sum without (status) (count_over_time(events{status="error"}[5m])) / count_over_time(events[5m])`, `only the left side carries app_code`}, // grouped by every other label
 		{`count_over_time(events[5m]) * on(tenant_id) group_left count_over_time(events[5m])`, ``},
 		{`vector(1) + count_over_time(events{status="x"}[5m])`, `only the right side carries status`},
+		// The latency SLI: a threshold count over a total.
+		{`count_le_over_time(latency_ms{status="ok"}[5m], 2000) / count_over_time(latency_ms[5m])`, `only the left side carries status`},
+		{`sum by (tenant_id) (count_le_over_time(latency_ms[5m], 2000)) / sum by (tenant_id) (count_over_time(latency_ms[5m]))`, ``},
+		{`count_gt_over_time(latency_ms[5m], 2000) / count_over_time(latency_ms{tenant_id="a"}[5m])`, `only the right side carries tenant_id`},
 	} {
 		e, err := Parse(tc.expr, Options{})
 		if err != nil {

@@ -36,15 +36,18 @@ func TestExplain(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"explain", "--config.file", cfgFile, "--time", at.Format(time.RFC3339), "--run",
-		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0`}, &out, &errOut)
+		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0` +
+			` and on(tenant_id) sum by (tenant_id) (count_le_over_time(latency_ms[5m], 250)) > 0`}, &out, &errOut)
 	got := out.String()
 	for _, want := range []string{
 		"result labels: {tenant_id}",
 		"1. p95(latency_ms[5m])\n   window 5m, offset 0s; grouped by tenant_id\n   path in serve: incremental (value counts per bucket)",
 		"2. count_over_time(events[90s])\n   window 1m30s, offset 0s; grouped by tenant_id\n   path in serve: full at every evaluation: the window or offset is not a multiple of clickhouse.incremental.bucket",
+		"3. count_le_over_time(latency_ms[5m], 250)\n   window 5m, offset 0s; grouped by tenant_id\n   path in serve: incremental (partial aggregates per bucket)",
 		"static checks: no findings",
 		"SQL of a full evaluation (2 statements",
 		"quantileExact(0.95)(`latency_ms`)",
+		"countIf(toFloat64(`latency_ms`) <= (250))",
 	} {
 		if code != 0 || !strings.Contains(got, want) {
 			t.Errorf("explain: exit %d, want %q in\n%s%s", code, want, got, errOut.String())

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -248,6 +249,41 @@ var fullPartials = map[dsl.Partial]fullPartial{
 		},
 		func(st *dsl.State, v []float64) { st.Values = []dsl.ValueCount{{Value: v[0], Count: st.Count}} },
 	},
+	dsl.PartialAtOrBelow: {
+		func(l *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("count", "", "", atOrBelow(l, value, cond))}
+		},
+		func(st *dsl.State, v []float64) { st.AtOrBelow = v[0] },
+	},
+}
+
+// atOrBelow is the leaf's condition and its value at or below its
+// threshold (dsl.PartialAtOrBelow). The value is compared as a Float64, as
+// the memory evaluator compares it, and the threshold is written as a
+// literal (thresholdSQL), so the comparison is the same on every server.
+func atOrBelow(l *dsl.Leaf, value string, cond fragment) fragment {
+	le := "toFloat64(" + value + ") <= " + thresholdSQL(l.Threshold)
+	if cond.sql == "" {
+		return fragment{sql: le}
+	}
+	return fragment{sql: cond.sql + " AND " + le, args: cond.args}
+}
+
+// thresholdSQL writes a threshold (a float64 dsl checked, never NaN, never
+// user text) as a literal that every server reads back exactly: the
+// shortest decimal that round-trips, which ClickHouse 18.16 (strtod) and
+// current releases parse to the same float64; inf for the infinities; and,
+// for a subnormal, which 18.16 refuses as out of range, its bits.
+func thresholdSQL(t float64) string {
+	switch {
+	case math.IsInf(t, 1):
+		return "inf"
+	case math.IsInf(t, -1):
+		return "-inf"
+	case t != 0 && math.Abs(t) < 0x1p-1022:
+		return "reinterpretAsFloat64(reinterpretAsString(toUInt64(" + strconv.FormatUint(math.Float64bits(t), 10) + ")))"
+	}
+	return "(" + strconv.FormatFloat(t, 'g', -1, 64) + ")"
 }
 
 // checkPartials reports a partial state that a backend's table lacks.

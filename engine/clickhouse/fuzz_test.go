@@ -160,6 +160,8 @@ var sqlKeywords = map[string]bool{
 	"count": true, "countIf": true, "sum": true, "sumIf": true, "avg": true, "avgIf": true,
 	"min": true, "minIf": true, "max": true, "maxIf": true, "quantileExact": true, "quantileExactIf": true, "quantilesExact": true, "quantilesExactIf": true, "arrayElement": true,
 	"stddevPopStable": true, "stddevPopStableIf": true, "varPopStable": true, "varPopStableIf": true,
+	// The thresholds of count_le_over_time and count_gt_over_time.
+	"inf": true, "reinterpretAsFloat64": true, "reinterpretAsString": true, "toUInt64": true,
 }
 
 // sqlIdentifiers are the names compiled SQL may quote: the schema's columns
@@ -227,6 +229,9 @@ func checkStatement(st Statement, allowed map[string]bool) error {
 		case strings.HasPrefix(sql[i:], "!=") || strings.HasPrefix(sql[i:], "<=") || strings.HasPrefix(sql[i:], ">="):
 			i += 2
 		case strings.IndexByte("(),=<>+.", c) >= 0:
+			i++
+		case c == '-' && !strings.HasPrefix(sql[i:], "--"):
+			// A negative threshold; -- would start a comment.
 			i++
 		default:
 			return fmt.Errorf("unexpected %q at byte %d", sql[i:i+1], i)

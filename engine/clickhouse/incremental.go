@@ -16,10 +16,11 @@ import (
 
 // Incremental configures the incremental path of a Source: decomposable
 // leaves (count, sum, avg, min, max, rate, increase, absent and present
-// over time) are computed from per-bucket partial aggregates that
-// ClickHouse computes once per bucket and the Source keeps, so an
-// evaluation reads only the buckets it has not read since they became
-// final, plus the late-arrival window, instead of its whole window.
+// over time, and the threshold counts count_le and count_gt over time)
+// are computed from per-bucket partial aggregates that ClickHouse computes
+// once per bucket and the Source keeps, so an evaluation reads only the
+// buckets it has not read since they became final, plus the late-arrival
+// window, instead of its whole window.
 //
 // A bucket of width B holds the events of (k·B−B, k·B]. A leaf takes the
 // incremental path when its window, its offset and its evaluation time are
@@ -117,6 +118,7 @@ const (
 	colMax
 	colMean
 	colM2
+	colAtOrBelow
 )
 
 // bucketPartial is how the incremental path keeps a partial state per
@@ -125,7 +127,7 @@ const (
 // back from one (blocks of buckets).
 type bucketPartial struct {
 	kinds   []colKind
-	columns func(value string, cond fragment) []fragment
+	columns func(l *dsl.Leaf, value string, cond fragment) []fragment
 	fill    func(st *dsl.State, v []float64)
 	put     func(st *dsl.State, v []float64)
 }
@@ -136,24 +138,37 @@ type bucketPartial struct {
 // aggregate.
 var bucketPartials = map[dsl.Partial]bucketPartial{
 	dsl.PartialCount: {[]colKind{colCount},
-		func(_ string, cond fragment) []fragment { return []fragment{aggregate("count", "", "", cond)} },
+		func(_ *dsl.Leaf, _ string, cond fragment) []fragment {
+			return []fragment{aggregate("count", "", "", cond)}
+		},
 		func(st *dsl.State, v []float64) { st.Count = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Count }},
 	dsl.PartialSum: {[]colKind{colSum},
-		func(value string, cond fragment) []fragment { return []fragment{aggregate("sum", "", value, cond)} },
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("sum", "", value, cond)}
+		},
 		func(st *dsl.State, v []float64) { st.Sum = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Sum }},
 	dsl.PartialMoments: {[]colKind{colMean, colM2},
-		func(value string, cond fragment) []fragment {
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
 			return []fragment{aggregate("avg", "", value, cond), aggregate("varPopStable", "", value, cond)}
 		},
 		// The bucket read gives the variance; the slot keeps M2 = n·var.
 		func(st *dsl.State, v []float64) { st.Mean, st.M2 = v[0], v[1] },
 		func(st *dsl.State, v []float64) { v[0], v[1] = st.Mean, st.M2 }},
 	dsl.PartialMin: {[]colKind{colMin},
-		func(value string, cond fragment) []fragment { return []fragment{aggregate("min", "", value, cond)} },
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("min", "", value, cond)}
+		},
 		func(st *dsl.State, v []float64) { st.Min = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Min }},
 	dsl.PartialMax: {[]colKind{colMax},
-		func(value string, cond fragment) []fragment { return []fragment{aggregate("max", "", value, cond)} },
+		func(_ *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("max", "", value, cond)}
+		},
 		func(st *dsl.State, v []float64) { st.Max = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.Max }},
+	dsl.PartialAtOrBelow: {[]colKind{colAtOrBelow},
+		func(l *dsl.Leaf, value string, cond fragment) []fragment {
+			return []fragment{aggregate("count", "", "", atOrBelow(l, value, cond))}
+		},
+		func(st *dsl.State, v []float64) { st.AtOrBelow = v[0] }, func(st *dsl.State, v []float64) { v[0] = st.AtOrBelow }},
 }
 
 // checkIncremental reports an aggregate the incremental path cannot
@@ -440,7 +455,7 @@ func (g *grid) slotsFor(l *dsl.Leaf) (parts []leafSlots, count int) {
 	for _, p := range l.Partials() {
 		bp := bucketPartials[p]
 		ls := leafSlots{p: p}
-		for k, f := range bp.columns(value, cond) {
+		for k, f := range bp.columns(l, value, cond) {
 			sl := g.slot(bp.kinds[k], f, cond, countSlot)
 			if p == dsl.PartialCount {
 				countSlot = sl

@@ -29,12 +29,23 @@ func TestEveryBackendComputesEveryAggregate(t *testing.T) {
 			}
 		})
 	}
-	t.Run("the incremental path without moments fails", func(t *testing.T) {
-		saved := bucketPartials[dsl.PartialMoments]
-		delete(bucketPartials, dsl.PartialMoments)
-		defer func() { bucketPartials[dsl.PartialMoments] = saved }()
-		if err := checkIncremental(); err == nil || !strings.Contains(err.Error(), "stddev needs moments") {
-			t.Fatalf("checkIncremental without moments = %v", err)
-		}
-	})
+	for _, tc := range []struct {
+		p    dsl.Partial
+		want []string
+	}{
+		{dsl.PartialMoments, []string{"stddev needs moments"}},
+		{dsl.PartialAtOrBelow, []string{"count_le needs count at or below the threshold", "count_gt needs count at or below the threshold"}},
+	} {
+		t.Run("the incremental path without "+tc.p.String()+" fails", func(t *testing.T) {
+			saved := bucketPartials[tc.p]
+			delete(bucketPartials, tc.p)
+			defer func() { bucketPartials[tc.p] = saved }()
+			err := checkIncremental()
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Fatalf("checkIncremental without %s = %v, want it to say %q", tc.p, err, w)
+				}
+			}
+		})
+	}
 }

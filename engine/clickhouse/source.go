@@ -384,6 +384,9 @@ func leafText(l *dsl.Leaf) string {
 	if l.Offset > 0 {
 		sb.WriteString(" offset " + model.Duration(l.Offset).String())
 	}
+	if l.Agg == dsl.AggCountLE || l.Agg == dsl.AggCountGT {
+		sb.WriteString(", " + strconv.FormatFloat(l.Threshold, 'g', -1, 64))
+	}
 	sb.WriteString(")")
 	if l.Grouped {
 		sb.WriteString(" by (" + strings.Join(l.By, ", ") + ")")

@@ -140,7 +140,7 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 			groups[key] = g
 			order = append(order, key)
 		}
-		g.st.Add(v, ps)
+		g.st.Add(v, ps, l.Threshold)
 	}
 	if l.Agg == dsl.AggAbsent {
 		if len(groups) > 0 {

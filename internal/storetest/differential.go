@@ -407,7 +407,7 @@ func leafString(l *dsl.Leaf) string {
 	for i, m := range l.Selector.Matchers {
 		ms[i] = m.String()
 	}
-	return fmt.Sprintf("%s φ=%v %s{%s}[%s] offset %s grouped=%v by %v", l.Func, l.Quantile, l.Selector.Field,
+	return fmt.Sprintf("%s φ=%v threshold=%v %s{%s}[%s] offset %s grouped=%v by %v", l.Func, l.Quantile, l.Threshold, l.Selector.Field,
 		strings.Join(ms, ", "), gen.PromDuration(l.Range), gen.PromDuration(l.Offset), l.Grouped, l.By)
 }
 

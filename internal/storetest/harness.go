@@ -239,15 +239,15 @@ func (tb *eventsTable) one(t *testing.T, expr string, ts time.Time) map[string]f
 }
 
 // leafExact reports whether both backends compute a leaf's value bit for
-// bit: counts, min, max and quantiles (which pick one of the values), and
-// sums of integer columns (ClickHouse sums UInt32 into UInt64, Go into a
-// float64, both exactly below 2^53). rate and increase are such a count or
+// bit: counts (those at or below a threshold too), min, max and quantiles
+// (which pick one of the values), and sums of integer columns (ClickHouse
+// sums UInt32 into UInt64, Go into a float64, both exactly below 2^53). rate and increase are such a count or
 // sum, divided (for rate) by the window in Go on both sides, so they are
 // exact too unless the field is a float column. avg and stddev, and sums
 // of floats, depend on the order of additions.
 func leafExact(l *dsl.Leaf) bool {
 	switch l.Agg {
-	case dsl.AggCount, dsl.AggAbsent, dsl.AggPresent, dsl.AggMin, dsl.AggMax, dsl.AggQuantile:
+	case dsl.AggCount, dsl.AggAbsent, dsl.AggPresent, dsl.AggMin, dsl.AggMax, dsl.AggQuantile, dsl.AggCountLE, dsl.AggCountGT:
 		return true
 	case dsl.AggSum, dsl.AggRate, dsl.AggIncrease:
 		types := clickhouse.EventsColumns(dsl.DefaultSchema())

@@ -72,7 +72,10 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	// The leaves of the generated expressions, deduplicated.
 	// Extremes over windows longer than a first evaluation's catch-up and
 	// shorter than the steps: their cold state's extreme leaves the window.
-	leaves := generatedLeaves(rng, schema, diffExprs/2, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])")
+	// Threshold counts over windows that slide by taking leaving buckets
+	// off, on the boundary value of many latencies.
+	leaves := generatedLeaves(rng, schema, diffExprs/2, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])",
+		"sum by (tenant_id) (count_le_over_time(latency_ms[10m], 1000))", "count_gt_over_time(cost{status=\"ok\"}[15m], 0.5)")
 
 	// Steps: every 30s over the second hour, then jumps (a restart, a
 	// backtest) and one time that is not on a bucket edge (full path).

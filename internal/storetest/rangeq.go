@@ -111,6 +111,11 @@ func SubqueriesMatchInstants(t *testing.T, conn clickhouse.ExecQuerier, db strin
 		{`min_over_time(avg_over_time(cost[2m])[20m:2m] offset 5m) * 2`, "", "", 0, 0},
 		{`p95(sum by (app_code) (rate(events[5m]))[15m:30s]) > 0`, "", "", 0, 0},
 		{`count_over_time(count_over_time(events{tenant_id="nobody"}[1m])[10m:1m]) or vector(0)`, "", "", 0, 0},
+		// The latency SLI's share of fast calls, averaged over the steps,
+		// and a threshold count with none above it in some groups.
+		{`avg_over_time((sum by (tenant_id) (count_le_over_time(latency_ms[5m], 2000)) / sum by (tenant_id) (count_over_time(latency_ms[5m])))[30m:1m])`,
+			`sum by (tenant_id) (count_le_over_time(latency_ms[5m], 2000)) / sum by (tenant_id) (count_over_time(latency_ms[5m]))`, "avg", time.Minute, 30 * time.Minute},
+		{`max_over_time(sum by (model) (count_gt_over_time(cost{status="ok"}[2m], 50))[20m:2m])`, `sum by (model) (count_gt_over_time(cost{status="ok"}[2m], 50))`, "max", 2 * time.Minute, 20 * time.Minute},
 	} {
 		e, err := dsl.Parse(tc.expr, dsl.Options{Schema: schema})
 		if err != nil {

@@ -408,6 +408,9 @@ var everyLeafExprs = []string{
 	`absent_over_time(events{tenant_id="nobody"}[5m])`,
 	`absent_over_time(events[5m])`,
 	`sum by (tenant_id) (present_over_time(events{model=~"gpt"}[5m]))`,
+	`count_le_over_time(latency_ms[1h], 2000) / count_over_time(latency_ms[1h])`,
+	`sum by (tenant_id) (count_gt_over_time(cost{status="ok"}[30m], 50))`,
+	`sum by (tenant_id) (count_le_over_time(latency_ms[1h], -1))`, // every group 0
 	`sum_over_time(cost[10m] offset 30m)`,
 	`sum by (tenant_id) (count_over_time(events[10m] offset 1h))`,
 	`count_over_time(events{model=~"multi.line"}[2h])`,
@@ -583,6 +586,12 @@ func reference(schema dsl.Schema, l *dsl.Leaf, ts time.Time, events []memory.Eve
 			v = count
 		case dsl.AggPresent:
 			v = 1
+		case dsl.AggCountLE, dsl.AggCountGT:
+			for _, x := range vals {
+				if (x <= l.Threshold) == (l.Agg == dsl.AggCountLE) {
+					v++
+				}
+			}
 		default:
 			panic("reference: no definition of " + l.Func)
 		}
@@ -620,6 +629,7 @@ var oddExprs = []string{
 	`sum_over_time(cost[1h])`, `avg_over_time(cost[1h])`, `min_over_time(cost[1h])`, `max_over_time(cost[1h])`,
 	`p95(cost[1h])`, `stddev_over_time(cost[1h])`, `count_over_time(events[1h])`, `rate(cost[1h])`,
 	`max by (tenant_id) (max_over_time(latency_ms[1h]))`,
+	`count_le_over_time(cost[1h], 0)`, `count_gt_over_time(cost[1h], 0)`,
 }
 
 // NegativeAndHugeValues checks that negative and huge costs are values like
@@ -679,7 +689,9 @@ func NullFieldsCountAsZero(t *testing.T, conn clickhouse.ExecQuerier, db string)
 		t.Fatal(err)
 	}
 	want := map[string]float64{`sum_over_time(cost[1h])`: 1.5, `avg_over_time(cost[1h])`: 0.75, `min_over_time(cost[1h])`: 0,
-		`max_over_time(cost[1h])`: 1.5, `p95(cost[1h])`: 1.5, `count_over_time(events[1h])`: 2}
+		`max_over_time(cost[1h])`: 1.5, `p95(cost[1h])`: 1.5, `count_over_time(events[1h])`: 2,
+		// The NULL is 0: at or below 0, and not above it.
+		`count_le_over_time(cost[1h], 0)`: 1, `count_gt_over_time(cost[1h], 0)`: 1}
 	for _, expr := range oddExprs {
 		leaves := parseLeaves(t, expr)
 		for _, ts := range []time.Time{sqlTS, sqlTS.Add(time.Minute)} {

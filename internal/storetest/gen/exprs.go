@@ -39,13 +39,20 @@ var Pinned = []string{
 	`sum by (tenant_id) (sum_over_time(latency_ms[100y]))`,
 	`count_over_time(events[1h] offset 4294967296s)`,
 	`count_over_time(events[100y] offset 100y)`,
+	// Thresholds: on a value many events have (the boundary is in), below
+	// every value (groups of 0, not absent), above every value, and the
+	// latency SLI's share of calls at or under 2 s.
+	`sum by (tenant_id) (count_le_over_time(latency_ms[2h], 1000) + count_gt_over_time(latency_ms[2h], 1000))`,
+	`count_le_over_time(latency_ms{status="ok"}[1h], -1) + count_gt_over_time(cost[1h], inf)`,
+	`sum by (model) (count_le_over_time(cost[30m], 0.5)) / sum by (model) (count_over_time(cost[30m]))`,
+	`count_le_over_time(latency_ms[5m], 2000) / count_over_time(latency_ms[5m])`,
 }
 
 // rangeFuncs are the range functions the generator writes: whether they
 // take φ first and whether they accept the events selector. A test checks
 // this list against dsl.RangeFunctionNames, so a new function must be
 // added here.
-var rangeFuncs = map[string]struct{ phi, events bool }{
+var rangeFuncs = map[string]struct{ phi, events, threshold bool }{
 	"count_over_time":    {events: true},
 	"sum_over_time":      {},
 	"avg_over_time":      {},
@@ -63,6 +70,8 @@ var rangeFuncs = map[string]struct{ phi, events bool }{
 	"increase":           {events: true},
 	"absent_over_time":   {events: true},
 	"present_over_time":  {events: true},
+	"count_le_over_time": {threshold: true},
+	"count_gt_over_time": {threshold: true},
 }
 
 // wantFeatures must each appear at least once per seed (Missing).
@@ -246,6 +255,9 @@ func (g *Exprs) leaf(ctx lctx) gnode {
 		}
 		b.WriteString(" offset " + PromDuration(o))
 	}
+	if info.threshold {
+		b.WriteString(", " + g.threshold())
+	}
 	b.WriteString(")")
 	n := gnode{s: b.String(), exact: true}
 	// Exactness comes from the parsed leaf, as the comparison decides it.
@@ -258,6 +270,38 @@ func (g *Exprs) leaf(ctx lctx) gnode {
 		n.names = sortedSet(eqNames)
 	}
 	return n
+}
+
+// threshold returns the threshold of count_le_over_time or
+// count_gt_over_time: mostly a value that many events have (latencies of
+// round hundreds, costs of eighths and of four decimals, zeros), so the
+// boundary is tested; below and above every value; the infinities; and a
+// subnormal, which ClickHouse 18.16 cannot read as a decimal.
+func (g *Exprs) threshold() string {
+	var t float64
+	switch p := g.rng.IntN(20); {
+	case p < 6:
+		t = float64(100 * g.rng.IntN(20))
+	case p < 9:
+		t = float64(g.rng.IntN(800)) / 8
+	case p < 12:
+		t = float64(g.rng.IntN(10000)) / 10000
+	case p < 14:
+		t = pick(g, []float64{0, -1, -0.5})
+	case p < 16:
+		t = float64(g.rng.IntN(8000))
+	case p < 17:
+		t = pick(g, []float64{1e9, math.Inf(1), math.Inf(-1), 5e-324})
+	default:
+		t = g.rng.Float64() * 100
+	}
+	switch {
+	case math.IsInf(t, 1):
+		return pick(g, []string{"Inf", "+Inf", "inf"})
+	case math.IsInf(t, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(t, 'g', -1, 64)
 }
 
 // matcher returns a matcher and, for an equality matcher on a non-empty
