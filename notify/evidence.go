@@ -52,12 +52,13 @@ const (
 	evidenceBudget    = 1024
 )
 
-// evidenceData is ev for templates, in language lang; nil for nil.
-func evidenceData(ev *engine.Evidence, lang string) *EvidenceData {
+// evidenceData is ev for templates, in t's language; nil for nil. The
+// budget counts the values as escaped for t's format.
+func (t *Templates) evidenceData(ev *engine.Evidence) *EvidenceData {
 	if ev == nil {
 		return nil
 	}
-	w := words[lang]
+	w := words[t.lang]
 	d := &EvidenceData{Error: ev.Error}
 	if ev.Error != "" {
 		return d
@@ -66,7 +67,7 @@ func evidenceData(ev *engine.Evidence, lang string) *EvidenceData {
 	d.Window = model.Duration(ev.To.Sub(ev.From)).String()
 	d.Total = strconv.FormatUint(ev.Total, 10)
 	d.Group = clipUTF8(groupText(ev.Group), 2*evidenceChatBytes)
-	used := len(d.Leaf) + len(d.Group)
+	used := len(t.esc(d.Leaf)) + len(t.esc(d.Group))
 	for _, l := range ev.Top {
 		ld := EvidenceLabelData{Label: l.Label}
 		other := l.Other
@@ -75,7 +76,7 @@ func evidenceData(ev *engine.Evidence, lang string) *EvidenceData {
 			if v.Value == "" {
 				vd.Value = `""`
 			}
-			if used += len(vd.Value) + 16; used > evidenceBudget {
+			if used += len(t.esc(vd.Value)) + 16; used > evidenceBudget {
 				d.Cut = true
 				other += v.Count
 				continue
@@ -89,7 +90,7 @@ func evidenceData(ev *engine.Evidence, lang string) *EvidenceData {
 	}
 	for _, id := range ev.Examples {
 		id = clipUTF8(id, evidenceChatBytes)
-		if used += len(id) + 2; used > evidenceBudget {
+		if used += len(t.esc(id)) + 2; used > evidenceBudget {
 			d.Cut = true
 			break
 		}
@@ -156,7 +157,7 @@ func escapeEvidence(d *EvidenceData, esc func(string) string) *EvidenceData {
 // Alertmanager annotation, the webhook's GET parameter and legacy field,
 // the log's attribute.
 func (t *Templates) EvidenceText(a engine.Alert) string {
-	d := evidenceData(a.Evidence, t.lang)
+	d := t.evidenceData(a.Evidence)
 	if d == nil {
 		return ""
 	}

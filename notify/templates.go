@@ -348,7 +348,7 @@ func (t *Templates) alertData(a engine.Alert, rule *rulefmt.RuleSpec) AlertData 
 		ResolvedAt:  t.formatTime(a.ResolvedAt),
 		Labels:      a.Labels.Map(),
 		Annotations: a.Annotations.Map(),
-		Evidence:    evidenceData(a.Evidence, t.lang),
+		Evidence:    t.evidenceData(a.Evidence),
 	}
 	if ad.Rule == "" && rule != nil {
 		ad.Rule = rule.Alert
