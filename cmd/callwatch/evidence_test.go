@@ -61,11 +61,15 @@ func TestServeSendsEvidence(t *testing.T) {
 		`\n- error_code: rate_limited 3 (60%), <@all> **x** 1 (20%), timeout 1 (20%)\n- model: gpt-4o 5 (100%)\n- 示例调用 (最近的): req-0, req-1"`)
 
 	conn := s.Conn(t, db)
-	var text string
+	var text, top string
 	waitFor(t, "the firing row of the audit table", 10*time.Second, func() bool {
-		r := conn.QueryRow(context.Background(), "SELECT evidence FROM callwatch_alert_log WHERE kind = 'firing' AND rule_name = 'ErrorBurst'")
-		return r.Scan(&text) == nil && text != ""
+		// The query of docs/notifications.md.
+		r := conn.QueryRow(context.Background(), "SELECT evidence, visitParamExtractRaw(evidence, 'top') FROM callwatch_alert_log WHERE kind = 'firing' AND rule_name = 'ErrorBurst'")
+		return r.Scan(&text, &top) == nil && text != ""
 	})
+	if !strings.HasPrefix(top, `[{"label":"error_code","values":[{"value":"rate_limited","count":3,`) {
+		t.Errorf("visitParamExtractRaw(evidence, 'top') = %s", top)
+	}
 	var ev engine.Evidence
 	if err := json.Unmarshal([]byte(text), &ev); err != nil {
 		t.Fatalf("evidence column %q: %v", text, err)
