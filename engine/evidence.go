@@ -111,7 +111,9 @@ type EvidenceSource interface {
 // events of values not listed, values and ids cut to their bounds, and
 // the leaf, window, group and example order.
 func FinishEvidence(e *dsl.Expr, q EvidenceQuery, ev Evidence) Evidence {
-	ev.Leaf = e.Input[q.Leaf.Pos.Start:q.Leaf.Pos.End]
+	if start, end := int(q.Leaf.Pos.Start), int(q.Leaf.Pos.End); start >= 0 && start <= end && end <= len(e.Input) {
+		ev.Leaf = e.Input[start:end]
+	}
 	ev.From, ev.To = time.Unix(q.From.Unix(), 0).UTC(), time.Unix(q.To.Unix(), 0).UTC()
 	ev.Group = q.Group
 	for i := range ev.Top {
