@@ -42,7 +42,7 @@ func TestServeSendsEvidence(t *testing.T) {
           examples: 2
 `
 	// request_id alone keeps the baseline table's time, labels and fields.
-	_, _, out := serveOn(t, s, db, rules, "schema:\n  request_id: request_id\n")
+	base, _, out := serveOn(t, s, db, rules, "schema:\n  request_id: request_id\n")
 	waitFor(t, "the console notification with evidence", 15*time.Second, func() bool {
 		return strings.Contains(out.String(), "status=firing rule=ErrorBurst")
 	})
@@ -50,6 +50,18 @@ func TestServeSendsEvidence(t *testing.T) {
 	if line := out.String(); !containsAll(line, `evidence="佐证: 最近 5m 内 count_over_time(events{status=\"error\"}[5m]) (tenant_id=\"acme\") 共 5 次调用`,
 		`\n- error_code: rate_limited 3 (60%), <@all> **x** 1 (20%), timeout 1 (20%)\n- model: gpt-4o 5 (100%)\n- 示例调用 (最近的): req-0, req-1"`) {
 		t.Errorf("the console line lacks the evidence:\n%s", line)
+	}
+
+	var api struct {
+		Data struct {
+			Alerts []struct {
+				Evidence *engine.Evidence `json:"evidence"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	getJSON(t, base+"/api/v1/alerts", &api)
+	if a := api.Data.Alerts; len(a) != 1 || a[0].Evidence == nil || a[0].Evidence.Total != 5 {
+		t.Errorf("/api/v1/alerts does not show the evidence: %+v", a)
 	}
 
 	conn := s.Conn(t, db)
