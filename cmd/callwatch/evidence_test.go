@@ -64,6 +64,19 @@ func TestServeSendsEvidence(t *testing.T) {
 		t.Errorf("/api/v1/alerts does not show the evidence: %+v", a)
 	}
 
+	var hist struct {
+		Data []engine.AuditRecord `json:"data"`
+	}
+	waitFor(t, "the firing record with its evidence in /api/v1/alerts/history", 10*time.Second, func() bool {
+		getJSON(t, base+"/api/v1/alerts/history", &hist)
+		for _, r := range hist.Data {
+			if r.Kind == engine.AuditFiring && r.Evidence != nil && r.Evidence.Total == 5 {
+				return true
+			}
+		}
+		return false
+	})
+
 	conn := s.Conn(t, db)
 	var text, top string
 	waitFor(t, "the firing row of the audit table", 10*time.Second, func() bool {
