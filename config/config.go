@@ -159,6 +159,10 @@ type Notification struct {
 	ResendDelay dsl.Duration `yaml:"resend_delay"`
 	// DrainTimeout bounds how long shutdown waits for queues to drain (default 10s).
 	DrainTimeout dsl.Duration `yaml:"drain_timeout"`
+	// EvidenceTimeout bounds the evidence of one rule at one evaluation
+	// (rules' evidence:, default 5s): the notifications of alerts whose
+	// evidence is not ready by then go out without it, saying so.
+	EvidenceTimeout dsl.Duration `yaml:"evidence_timeout"`
 }
 
 // ClickHouse configures the connection and the tables.
@@ -238,7 +242,7 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Schema.Time == "" && c.Schema.Labels == nil && c.Schema.Fields == nil {
 		d := dsl.DefaultSchema()
-		c.Schema = Schema{Time: d.Time, Labels: d.Labels, Fields: map[string]Columns{}}
+		c.Schema = Schema{Time: d.Time, Labels: d.Labels, Fields: map[string]Columns{}, RequestID: c.Schema.RequestID}
 		for k, v := range d.Fields {
 			c.Schema.Fields[k] = Columns(v)
 		}

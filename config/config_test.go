@@ -32,6 +32,9 @@ schema:
 		{"a schema field naming a label column is rejected", "schema:\n  time: t\n  labels: [a]\n  fields: {x: a}\n", "not numeric"},
 		{"a schema column that is not an identifier is rejected", "schema:\n  time: t\n  labels: [\"a`b\"]\n  fields: {x: y}\n", "not a plain column name"},
 		{"a bad duration says where", "clickhouse:\n  query_timeout: soon\n", "2:"},
+		{"a request-id column may be mapped alone, on the default schema", "schema:\n  request_id: request_id\nnotification: {evidence_timeout: 2s}\n", ""},
+		{"a request-id column that is a label is rejected", "schema:\n  time: t\n  labels: [a]\n  fields: {x: y}\n  request_id: a\n", `schema.request_id: "a" is already a label`},
+		{"a request-id column that is a field's column is rejected", "schema:\n  time: t\n  labels: [a]\n  fields: {x: y}\n  request_id: y\n", `schema.request_id: "y" is a numeric field's column`},
 		{"incremental evaluation can be tuned or turned off", "clickhouse:\n  incremental: {enabled: false, bucket: 30s, late_window: 5m}\n", ""},
 		{"an incremental bucket must be whole seconds", "clickhouse:\n  incremental: {bucket: 1500ms}\n", "clickhouse.incremental.bucket: 1.5s is not a whole number of seconds"},
 		{"an unknown incremental key is an error", "clickhouse:\n  incremental: {buckets: 1m}\n", `unknown key "buckets"`},
@@ -139,5 +142,16 @@ func TestRedactDSNErrorHidesThePasswordInAnyForm(t *testing.T) {
 	}
 	if got := RedactDSNError(dsn, context.DeadlineExceeded); !errors.Is(got, context.DeadlineExceeded) {
 		t.Errorf("the cause is lost: %v", got)
+	}
+}
+
+func TestRequestIDReachesTheSchema(t *testing.T) {
+	c, err := Parse([]byte("schema:\n  request_id: request_id\nnotification: {evidence_timeout: 2s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Schema.DSL()
+	if d.RequestID != "request_id" || d.Time != "created_at" || len(d.Labels) != 6 || c.Notification.EvidenceTimeout.D().String() != "2s" {
+		t.Fatalf("schema %+v, evidence timeout %s", d, c.Notification.EvidenceTimeout.D())
 	}
 }

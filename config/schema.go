@@ -17,11 +17,14 @@ type Schema struct {
 	Labels []string `yaml:"labels"`
 	// Fields maps selector names to a column or a list of columns added up.
 	Fields map[string]Columns `yaml:"fields"`
+	// RequestID is the column holding each call's request id (optional):
+	// with it, a rule's evidence can list example calls.
+	RequestID string `yaml:"request_id"`
 }
 
 // DSL returns the schema for the dsl package.
 func (s Schema) DSL() dsl.Schema {
-	d := dsl.Schema{Time: s.Time, Labels: s.Labels, Fields: map[string]dsl.Columns{}}
+	d := dsl.Schema{Time: s.Time, Labels: s.Labels, Fields: map[string]dsl.Columns{}, RequestID: s.RequestID}
 	for k, v := range s.Fields {
 		d.Fields[k] = dsl.Columns(v)
 	}

@@ -21,6 +21,10 @@ type Schema struct {
 	Labels []string
 	// Fields maps a selector name to the numeric columns whose sum it is.
 	Fields map[string]Columns
+	// RequestID is the string column holding a call's request id, read
+	// only to show example calls in notifications (a rule's
+	// evidence.examples); "" when the table has none.
+	RequestID string
 }
 
 // Columns are the columns whose sum is a field's value.
@@ -83,6 +87,19 @@ func (s Schema) Validate() error {
 			}
 			if seen[c] == "a label" || c == s.Time {
 				return fmt.Errorf("schema.fields.%s: column %q is not numeric (it is %s)", name, c, seen[c])
+			}
+		}
+	}
+	if s.RequestID != "" {
+		if err := checkIdent("schema.request_id", s.RequestID); err != nil {
+			return err
+		}
+		if what, dup := seen[s.RequestID]; dup {
+			return fmt.Errorf("schema.request_id: %q is already %s; name the column holding each call's request id", s.RequestID, what)
+		}
+		for _, c := range s.NumericColumns() {
+			if c == s.RequestID {
+				return fmt.Errorf("schema.request_id: %q is a numeric field's column; name the column holding each call's request id", c)
 			}
 		}
 	}

@@ -78,6 +78,10 @@ type Alert struct {
 	// Reason says why the alert's state is being kept rather than judged
 	// (below min_events, no data), for rules with noise controls.
 	Reason string
+
+	// Evidence is what explains the alert, gathered when it started
+	// firing (a rule's evidence:); nil for a rule without it.
+	Evidence *Evidence
 }
 
 // Fingerprint identifies the alert by its labels (without the severity,
@@ -186,6 +190,10 @@ type evalEnv struct {
 	logger         *slog.Logger
 	schema         dsl.Schema
 	limits         dsl.Limits
+	// evidence gathers rules' evidence, within evidenceTimeout per rule
+	// and evaluation; nil gathers none.
+	evidence        EvidenceSource
+	evidenceTimeout time.Duration
 }
 
 // AlertingRule turns the result of its expression into alerts, with
@@ -258,6 +266,7 @@ func (r *AlertingRule) eval(ctx context.Context, env evalEnv) (ruleOutput, error
 	samples, err := r.evalAlerts(ctx, env)
 	out := ruleOutput{alerts: samples, transitions: r.takeTransitions()}
 	slices.SortStableFunc(out.transitions, func(a, b Transition) int { return labels.Compare(a.Labels, b.Labels) })
+	r.gatherEvidence(ctx, env, out.transitions)
 	// A replay sends nothing, so it must not mark alerts as sent either:
 	// what is due goes out at the first live evaluation.
 	if env.notify {

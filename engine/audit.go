@@ -74,6 +74,9 @@ type AuditRecord struct {
 	SilenceID string `json:"silence_id,omitempty"`
 	// Replica names the callwatch instance that wrote the row.
 	Replica string `json:"replica,omitempty"`
+	// Evidence is what explained the alert when it started firing (the
+	// firing record of a rule with evidence:).
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Auditor appends records to the audit trail.
@@ -121,12 +124,16 @@ func NewAuditRecord(kind AuditKind, ts time.Time, group string, rule *rulefmt.Ru
 	if msg == "" {
 		msg = ann["description"]
 	}
-	return AuditRecord{
+	rec := AuditRecord{
 		Time: ts, Kind: kind, Fingerprint: FingerprintString(a.Fingerprint()), Group: group, Rule: rule.Name(),
 		AlertType: l["alert_type"], Severity: sev, Title: title, Message: msg, Labels: l, Annotations: ann,
 		TenantID: l["tenant_id"], AppCode: l["app_code"], Value: a.Value, Threshold: ann["threshold"],
 		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt, Reason: orDefault(a.Reason, a.Suppressed),
 	}
+	if kind == AuditFiring {
+		rec.Evidence = a.Evidence
+	}
+	return rec
 }
 
 func orDefault(s, d string) string {

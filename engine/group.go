@@ -71,6 +71,13 @@ type GroupOptions struct {
 	// group (the Elector's Owns): replicas then share the groups instead
 	// of each evaluating all (share.go). Nil evaluates every group.
 	Owns func(group string) bool
+	// Evidence gathers the evidence of rules that ask for it (evidence:)
+	// when their alerts start firing; nil gathers none.
+	Evidence EvidenceSource
+	// EvidenceTimeout bounds the evidence of one rule at one evaluation,
+	// so a slow query delays its notifications by at most this much
+	// (default 5s); they then go out without it, saying so.
+	EvidenceTimeout time.Duration
 }
 
 func (o *GroupOptions) applyDefaults() {
@@ -79,6 +86,9 @@ func (o *GroupOptions) applyDefaults() {
 	}
 	if o.ResendDelay <= 0 {
 		o.ResendDelay = time.Minute
+	}
+	if o.EvidenceTimeout <= 0 {
+		o.EvidenceTimeout = DefaultEvidenceTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -236,6 +246,7 @@ func (g *Group) eval(ctx context.Context, ts time.Time, notify bool) (trans []Tr
 		interval: g.interval, resendDelay: g.opts.ResendDelay, notify: notify,
 		limit: g.spec.Limit, groupLabels: g.spec.Labels, externalLabels: g.opts.ExternalLabels,
 		externalURL: g.opts.ExternalURL, logger: g.opts.Logger, schema: g.opts.Schema, limits: g.opts.Limits,
+		evidence: g.opts.Evidence, evidenceTimeout: g.opts.EvidenceTimeout,
 	}
 	var alertSamples []promql.Sample
 	m := g.opts.Metrics

@@ -41,6 +41,8 @@ type Alertmanager struct {
 	http    httpClient
 	targets []string
 	ext     *url.URL
+	// tmpl writes the evidence annotation.
+	tmpl *Templates
 }
 
 var _ Sender = (*Alertmanager)(nil)
@@ -58,12 +60,16 @@ type amAlert struct {
 // milliseconds), which Prometheus' notifier sends.
 const amTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
+// EvidenceAnnotation is the annotation that carries an alert's evidence
+// (a rule's evidence:) as text to Alertmanager.
+const EvidenceAnnotation = "evidence"
+
 // AlertmanagerPostPath is the API v2 path alerts are posted to, under each
 // URL's own path (a route prefix).
 const AlertmanagerPostPath = "/api/v2/alerts"
 
-func newAlertmanager(h httpClient, opts Options) (*Alertmanager, error) {
-	am := &Alertmanager{http: h, ext: opts.ExternalURL}
+func newAlertmanager(h httpClient, tmpl *Templates, opts Options) (*Alertmanager, error) {
+	am := &Alertmanager{http: h, ext: opts.ExternalURL, tmpl: tmpl}
 	for _, s := range h.cfg.URLs {
 		u, err := url.Parse(s)
 		if err != nil {
@@ -82,7 +88,11 @@ func (am *Alertmanager) Send(ctx context.Context, b Batch) error {
 	for _, bb := range batchesOf(b) {
 		gen := generatorURL(externalURL(bb, am.ext), bb.Group, bb.Rule)
 		for _, a := range bb.Alerts {
-			alerts = append(alerts, toAMAlert(a, gen))
+			aa := toAMAlert(a, gen)
+			if ev := am.tmpl.EvidenceText(a); ev != "" {
+				aa.Annotations[EvidenceAnnotation] = ev
+			}
+			alerts = append(alerts, aa)
 		}
 	}
 	if len(alerts) == 0 {

@@ -232,6 +232,7 @@ func escapeAlerts(alerts []AlertData, esc func(string) string) []AlertData {
 		a.TenantID, a.AppCode, a.Key, a.Time = esc(a.TenantID), esc(a.AppCode), esc(a.Key), esc(a.Time)
 		a.ActiveAt, a.FiredAt, a.ResolvedAt = esc(a.ActiveAt), esc(a.FiredAt), esc(a.ResolvedAt)
 		a.Labels, a.Annotations = escapeMap(a.Labels, esc), escapeMap(a.Annotations, esc)
+		a.Evidence = escapeEvidence(a.Evidence, esc)
 		out[i] = a
 	}
 	return out

@@ -49,7 +49,7 @@ func (l *Log) Send(ctx context.Context, b Batch) error {
 	for _, bb := range batchesOf(b) {
 		for _, a := range bb.Alerts {
 			ad := l.tmpl.alertData(a, bb.Rule)
-			l.logger.LogAttrs(ctx, slog.LevelInfo, "alert",
+			attrs := []slog.Attr{
 				slog.String("channel", l.name),
 				slog.String("status", ad.Status),
 				slog.String("rule", ad.Rule),
@@ -60,7 +60,11 @@ func (l *Log) Send(ctx context.Context, b Batch) error {
 				slog.String("labels", a.Labels.String()),
 				slog.String("title", ad.Title),
 				slog.String("text", ad.Text),
-			)
+			}
+			if ev := l.tmpl.EvidenceText(a); ev != "" {
+				attrs = append(attrs, slog.String("evidence", ev))
+			}
+			l.logger.LogAttrs(ctx, slog.LevelInfo, "alert", attrs...)
 		}
 	}
 	return nil

@@ -88,7 +88,7 @@ func New(cfg ChannelConfig, opts Options) (Sender, error) {
 	case "webhook":
 		s = &Webhook{http: h, tmpl: tmpl, opts: opts}
 	case "alertmanager":
-		if s, err = newAlertmanager(h, opts); err != nil {
+		if s, err = newAlertmanager(h, tmpl, opts); err != nil {
 			return nil, r.err(err)
 		}
 	case "dingtalk":

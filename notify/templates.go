@@ -122,6 +122,10 @@ type AlertData struct {
 	Time                          string
 	ActiveAt, FiredAt, ResolvedAt string
 	Labels, Annotations           map[string]string
+	// Evidence is what explained the alert when it started firing (a
+	// rule's evidence:), nil without; the built-in texts show it under a
+	// firing alert with the template "evidence".
+	Evidence *EvidenceData
 }
 
 // DigestData is what the digest template is executed with: a summary of the
@@ -344,6 +348,7 @@ func (t *Templates) alertData(a engine.Alert, rule *rulefmt.RuleSpec) AlertData 
 		ResolvedAt:  t.formatTime(a.ResolvedAt),
 		Labels:      a.Labels.Map(),
 		Annotations: a.Annotations.Map(),
+		Evidence:    t.evidenceData(a.Evidence),
 	}
 	if ad.Rule == "" && rule != nil {
 		ad.Rule = rule.Alert
@@ -404,16 +409,20 @@ func (t *Templates) alertText(ad AlertData) string {
 var words = map[string]struct {
 	fired, resolved, value, lastValue, threshold, tenant, app string
 	digest                                                    string
+	// latest and highest say which calls evidence's examples are.
+	latest, highest string
 }{
 	"zh": {
 		fired: "规则 '%s' 触发告警", resolved: "规则 '%s' 已恢复",
 		value: "当前值", lastValue: "最后值", threshold: "阈值", tenant: "租户", app: "应用",
 		digest: "[callwatch] 告警摘要: %d 条告警, %d 个规则",
+		latest: "最近的", highest: "%s 最高的",
 	},
 	"en": {
 		fired: "Rule '%s' fired", resolved: "Rule '%s' resolved",
 		value: "Value", lastValue: "Last value", threshold: "Threshold", tenant: "Tenant", app: "App",
 		digest: "[callwatch] Alert digest: %d alerts from %d rules",
+		latest: "latest", highest: "highest %s",
 	},
 }
 
@@ -693,19 +702,12 @@ func truncateUTF8(s string, limit int, marker string) string {
 // stays for the templates written when it escaped.
 func templateFuncs(f Format) template.FuncMap {
 	fm := template.FuncMap{
-		"add":   func(a, b int) int { return a + b },
-		"upper": strings.ToUpper,
-		"lower": strings.ToLower,
-		"join":  func(sep string, s []string) string { return strings.Join(s, sep) },
-		"sortedKeys": func(m map[string]string) []string {
-			keys := make([]string, 0, len(m))
-			for k := range m {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			return keys
-		},
-		"esc": func(s string) string { return s },
+		"add":        func(a, b int) int { return a + b },
+		"upper":      strings.ToUpper,
+		"lower":      strings.ToLower,
+		"join":       func(sep string, s []string) string { return strings.Join(s, sep) },
+		"sortedKeys": sortedKeys,
+		"esc":        func(s string) string { return s },
 	}
 	switch f {
 	case FormatSlack:
@@ -719,6 +721,16 @@ func templateFuncs(f Format) template.FuncMap {
 		fm["link"] = func(text, u string) string { return "[" + text + "](" + linkTarget(u, "()<> ") + ")" }
 	}
 	return fm
+}
+
+// sortedKeys returns the keys of m, sorted.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // linkTarget percent-encodes the characters of u that would end the link

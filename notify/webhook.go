@@ -39,7 +39,8 @@ import (
 //	    "startsAt": "2025-11-24T15:58:00Z",  // became active (pending)
 //	    "endsAt": "2025-11-24T16:20:00Z",    // resolved at; absent while firing
 //	    "firedAt": "2025-11-24T16:00:00Z",   // started firing
-//	    "generatorURL": "http://callwatch:9099/#rule-g/TenantErrors"  // the rule on the status page
+//	    "generatorURL": "http://callwatch:9099/#rule-g/TenantErrors", // the rule on the status page
+//	    "evidence": {…}                      // a rule's evidence: (docs/notifications.md), when it has one
 //	  }],
 //	  "sentAt": "2025-11-24T16:00:01Z"
 //	}
@@ -50,7 +51,8 @@ import (
 // With method GET, each alert is one request whose query parameters are the
 // alert's fields flattened: version, status, group, rule, fingerprint,
 // value, startsAt, endsAt, firedAt, generatorURL, sentAt, labels.<name> and
-// annotations.<name>, added to the URL's own parameters.
+// annotations.<name>, and evidence (as text) when the alert has some,
+// added to the URL's own parameters.
 //
 // # Payload legacy
 //
@@ -66,7 +68,8 @@ import (
 //	  "alert_type": "cost_threshold",        // the alert_type label
 //	  "metric_value": "123.45",
 //	  "threshold_value": "¥100.00",          // `threshold` annotation, "" without one
-//	  "created_at": "2025-11-24T16:00:00+00:00"  // fired at, ISO 8601 in the sender's Location
+//	  "created_at": "2025-11-24T16:00:00+00:00", // fired at, ISO 8601 in the sender's Location
+//	  "evidence": "Evidence: …"              // a rule's evidence: as text; absent without
 //	}
 //
 // # Signature
@@ -118,6 +121,9 @@ type PayloadV1Alert struct {
 	EndsAt       *time.Time        `json:"endsAt,omitempty"`
 	FiredAt      *time.Time        `json:"firedAt,omitempty"`
 	GeneratorURL string            `json:"generatorURL,omitempty"`
+	// Evidence is what explained the alert when it started firing (a
+	// rule's evidence:), absent without.
+	Evidence *engine.Evidence `json:"evidence,omitempty"`
 }
 
 // LegacyPayload is the replaced service's webhook payload.
@@ -130,6 +136,9 @@ type LegacyPayload struct {
 	MetricValue    string `json:"metric_value"`
 	ThresholdValue string `json:"threshold_value"`
 	CreatedAt      string `json:"created_at"`
+	// Evidence is the alert's evidence as text (a rule's evidence:),
+	// absent without: a field the replaced service did not send.
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // legacyTimeFormat is ISO 8601 with a numeric offset and no fraction, which
@@ -255,6 +264,7 @@ func alertV1(a engine.Alert, genURL string) PayloadV1Alert {
 		StartsAt:     utcPtr(a.ActiveAt),
 		FiredAt:      utcPtr(a.FiredAt),
 		GeneratorURL: genURL,
+		Evidence:     a.Evidence,
 	}
 	if !math.IsNaN(a.Value) && !math.IsInf(a.Value, 0) {
 		v := a.Value
@@ -296,6 +306,9 @@ func (w *Webhook) v1Values(b Batch, a engine.Alert, ext *url.URL) url.Values {
 	v.Set("sentAt", w.http.now().UTC().Format(time.RFC3339Nano))
 	a.Labels.Range(func(l labels.Label) { v.Set("labels."+l.Name, l.Value) })
 	a.Annotations.Range(func(l labels.Label) { v.Set("annotations."+l.Name, l.Value) })
+	if ev := w.tmpl.EvidenceText(a); ev != "" {
+		v.Set("evidence", ev)
+	}
 	return v
 }
 
@@ -316,11 +329,12 @@ func (w *Webhook) legacyPayload(b Batch, a engine.Alert) LegacyPayload {
 		MetricValue:    ad.Value,
 		ThresholdValue: ad.Threshold,
 		CreatedAt:      at.In(w.tmpl.opts.Location).Format(legacyTimeFormat),
+		Evidence:       w.tmpl.EvidenceText(a),
 	}
 }
 
 func legacyValues(p LegacyPayload) url.Values {
-	return url.Values{
+	v := url.Values{
 		"alert_id":        {p.AlertID},
 		"title":           {p.Title},
 		"message":         {p.Message},
@@ -330,4 +344,8 @@ func legacyValues(p LegacyPayload) url.Values {
 		"threshold_value": {p.ThresholdValue},
 		"created_at":      {p.CreatedAt},
 	}
+	if p.Evidence != "" {
+		v["evidence"] = []string{p.Evidence}
+	}
+	return v
 }

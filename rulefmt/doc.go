@@ -3,7 +3,8 @@
 // callwatch's keys (severity or the baseline's priority, cooldown,
 // max_alerts_per_day, notify, no_data_state, error_state, debug) and the
 // noise controls (thresholds, recover_below/above, min_events,
-// new_group_grace, repeat_interval, no_data_window).
+// new_group_grace, repeat_interval, no_data_window) and evidence (what a
+// firing alert's notification carries to explain it).
 //
 // LoadFiles and ParseRuleFile turn files into GroupSpec and RuleSpec values
 // whose expressions are parsed, checked and planned by dsl. Nothing is

@@ -57,6 +57,10 @@ type RuleSpec struct {
 	// plain Prometheus rule, whose behaviour they never change.
 	Quality *Quality
 
+	// Evidence, when set, asks for what explains an alert when it starts
+	// firing (top label values, example calls); nil for none.
+	Evidence *Evidence
+
 	// Pos is where the rule starts in its file.
 	Pos Position
 	// Warnings are what the static checks prove about the rule without
@@ -201,7 +205,8 @@ var (
 	groupKeys = []string{"name", "interval", "query_offset", "limit", "labels", "rules"}
 	ruleKeys  = []string{"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations",
 		"severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "debug",
-		"thresholds", "recover_below", "recover_above", "min_events", "new_group_grace", "repeat_interval", "no_data_window"}
+		"thresholds", "recover_below", "recover_above", "min_events", "new_group_grace", "repeat_interval", "no_data_window",
+		"evidence"}
 )
 
 // ParseRuleFile parses and checks one rule file. Every problem is reported
@@ -469,7 +474,7 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 		r.Annotations = p.labelMap(v, g.Name, name, "annotations", true)
 	}
 	if r.Record != "" {
-		for _, k := range []string{"for", "keep_firing_for", "severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state"} {
+		for _, k := range []string{"for", "keep_firing_for", "severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "evidence"} {
 			if v := mapValue(n, k); v != nil {
 				p.add(p.errAt(v, g.Name, name, "%s applies to alerting rules only", k))
 			}
@@ -525,6 +530,9 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 				p.add(p.errAt(v, g.Name, name, "%s %q: write keep_last, ok or alerting", sp.key, s))
 			}
 		}
+	}
+	if v := mapValue(n, "evidence"); v != nil && r.Alert != "" {
+		r.Evidence = p.evidence(v, g.Name, name)
 	}
 	if v := mapValue(n, "debug"); v != nil {
 		if err := v.Decode(&r.Debug); err != nil {

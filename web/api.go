@@ -258,13 +258,16 @@ type alertJSON struct {
 	// Reason says why the alert's state is kept rather than judged (below
 	// min_events, no data).
 	Reason string `json:"reason,omitempty"`
+	// Evidence is what explained the alert when it started firing (a
+	// rule's evidence:).
+	Evidence *engine.Evidence `json:"evidence,omitempty"`
 }
 
 func toAlertJSON(a engine.Alert) alertJSON {
 	out := alertJSON{
 		Labels: a.Labels.Map(), Annotations: a.Annotations.Map(), State: a.State.String(),
 		Value: strconv.FormatFloat(a.Value, 'e', -1, 64), Fingerprint: engine.FingerprintString(a.Fingerprint()),
-		Suppressed: a.Suppressed, AckedBy: a.AckedBy, AckComment: a.AckComment, Reason: a.Reason,
+		Suppressed: a.Suppressed, AckedBy: a.AckedBy, AckComment: a.AckComment, Reason: a.Reason, Evidence: a.Evidence,
 	}
 	if !a.AckedAt.IsZero() {
 		t := a.AckedAt.UTC()

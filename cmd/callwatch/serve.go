@@ -228,6 +228,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:         logger,
 		Metrics:        engine.NewMetrics(reg),
 		Audit:          audit,
+		// Evidence reads on the ad-hoc queries' connections: a slow one
+		// never holds a rule's.
+		Evidence:        querySrc,
+		EvidenceTimeout: cfg.Notification.EvidenceTimeout.D(),
 	}
 	ping := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -102,6 +102,11 @@ func (c Columns) Check(table string, schema dsl.Schema) error {
 	for _, col := range schema.NumericColumns() {
 		check(col, "a field", "a number (Int*, UInt*, Float*, Decimal*)", isNumeric)
 	}
+	if schema.RequestID != "" {
+		check(schema.RequestID, "the request-id column", "String, FixedString, LowCardinality(String) or a UUID", func(b string) bool {
+			return b == "String" || b == "UUID" || strings.HasPrefix(b, "FixedString")
+		})
+	}
 	if len(probs) == 0 {
 		return nil
 	}
@@ -114,6 +119,8 @@ func roleKey(role string) string {
 		return "schema.time"
 	case "a label":
 		return "schema.labels"
+	case "the request-id column":
+		return "schema.request_id"
 	}
 	return "schema.fields"
 }
@@ -165,7 +172,8 @@ func (c Columns) wide(col string) bool {
 // Label is the SQL of a label column, a String whatever the column's
 // type: an Enum reads as its name (so a matcher on a name the Enum lacks
 // matches nothing instead of failing, and regexps apply), a FixedString
-// without its padding NULs (toStringCutToZero), and NULL as "".
+// without its padding NULs (toStringCutToZero), a UUID (a request-id
+// column) in its text form, and NULL as "".
 func (c Columns) Label(name string) string {
 	p := quoteIdent(name)
 	switch b := baseType(c[name]); {
@@ -173,6 +181,8 @@ func (c Columns) Label(name string) string {
 		p = "toString(" + p + ")"
 	case strings.HasPrefix(b, "FixedString"):
 		p = "toStringCutToZero(" + p + ")"
+	case b == "UUID": // a request-id column
+		p = "toString(" + p + ")"
 	}
 	if c.nullable(name) {
 		return "ifNull(" + p + ", '')"

@@ -463,7 +463,8 @@ func quoteTable(table string) string {
 // EventsDDL returns the CREATE TABLE IF NOT EXISTS statement of an events
 // table for schema: the time column as DateTime, label columns as String,
 // latency_ms and *_tokens columns as UInt32 and every other numeric column
-// as Float64, in a MergeTree partitioned by day and ordered by time. It
+// as Float64, the request-id column (when mapped) as String, in a MergeTree
+// partitioned by day and ordered by time. It
 // runs on ClickHouse 18.16 and on current releases.
 func EventsDDL(table string, schema dsl.Schema) string {
 	if schema.Time == "" {
@@ -477,6 +478,9 @@ func EventsDDL(table string, schema dsl.Schema) string {
 	}
 	for _, c := range schema.NumericColumns() {
 		cols = append(cols, quoteIdent(c)+" "+types[c])
+	}
+	if r := schema.RequestID; r != "" {
+		cols = append(cols, quoteIdent(r)+" "+types[r])
 	}
 	t := quoteIdent(schema.Time)
 	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    %s\n) ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(%s)\nORDER BY %s",
@@ -494,6 +498,9 @@ func EventsColumns(schema dsl.Schema) Columns {
 	}
 	for _, c := range schema.NumericColumns() {
 		cols[c] = numericType(c)
+	}
+	if schema.RequestID != "" {
+		cols[schema.RequestID] = "String"
 	}
 	return cols
 }

@@ -87,6 +87,17 @@ func (q *Select) Label(name, alias string) *Select {
 	return q
 }
 
+// LabelPrefix adds a String result column: the label (or request-id)
+// column name as Columns.Label reads it, cut to its first n bytes
+// (substring counts bytes, so the cut may split a character: the reader
+// mends it), named alias. It keeps a query's answer small whatever the
+// table holds; group and order by the column itself (Columns.Label).
+func (q *Select) LabelPrefix(name, alias string, n int) *Select {
+	q.labels = append(q.labels, selectItem{sql: "substring(" + q.cols.Label(name) + ", 1, " + strconv.Itoa(n) + ")", alias: alias})
+	q.text = ""
+	return q
+}
+
 // Column adds a result column as written, not converted: a subquery's
 // column that an outer Select reads (an aggregate state, a key), never one
 // that Run scans.

@@ -18,6 +18,9 @@ type Event struct {
 	Time   time.Time
 	Labels []string
 	Nums   map[string]float64
+	// RequestID is the call's request id (the schema's RequestID column),
+	// "" when it has none or the schema maps none.
+	RequestID string
 }
 
 // ReadJSONL reads events in JSON Lines: one object per line, keys are column
@@ -63,6 +66,10 @@ func ReadJSONL(r io.Reader, schema dsl.Schema) ([]Event, error) {
 		for k, v := range obj {
 			switch {
 			case k == schema.Time:
+			case k == schema.RequestID && k != "":
+				if s := unquote(v); s != "null" {
+					ev.RequestID = s
+				}
 			case numeric[k]:
 				s := unquote(v)
 				if s == "null" || s == "" {

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,5 +95,29 @@ func TestReadJSONLReportsLineAndColumn(t *testing.T) {
 	_, err = ReadJSONL(strings.NewReader(`{"latency_ms": 1}`), dsl.DefaultSchema())
 	if err == nil || !strings.Contains(err.Error(), "created_at") {
 		t.Fatalf("err = %v, want missing time column", err)
+	}
+}
+
+func TestReadJSONLReadsTheRequestID(t *testing.T) {
+	schema := dsl.DefaultSchema()
+	schema.RequestID = "request_id"
+	in := `{"created_at": 1, "request_id": "req-1"}
+{"created_at": 2, "request_id": 42}
+{"created_at": 3, "request_id": null}
+{"created_at": 4}`
+	evs, err := ReadJSONL(strings.NewReader(in), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.RequestID)
+	}
+	if want := []string{"req-1", "42", "", ""}; !slices.Equal(got, want) {
+		t.Fatalf("request ids %q, want %q", got, want)
+	}
+	evs, _ = ReadJSONL(strings.NewReader(in), dsl.DefaultSchema())
+	if evs[0].RequestID != "" {
+		t.Errorf("a schema without request_id read %q", evs[0].RequestID)
 	}
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -85,6 +86,27 @@ func AuditStore(t *testing.T, c clickhouse.ExecQuerier, db string) {
 			t.Fatalf("last sent = %+v", got)
 		}
 	})
+	evidence := engine.Evidence{
+		Leaf: `count_over_time(events{status="error"}[5m])`, From: at.Add(-5 * time.Minute).Truncate(time.Second), To: at.Truncate(time.Second),
+		Group: map[string]string{"tenant_id": "acme"}, Total: 8,
+		Top: []engine.EvidenceLabel{{Label: "error_code", Values: []engine.EvidenceValue{
+			{Value: "it's'); DROP TABLE x; --", Count: 5, Share: 5.0 / 8}, {Value: "\"quoted\"\n<@all>", Count: 2, Share: 0.25}}, Other: 1}},
+		Examples: []string{"req-1", "req-2"}, ExamplesBy: "latest",
+	}
+	withEvidence := firing
+	withEvidence.Time, withEvidence.Fingerprint, withEvidence.Evidence = at.Add(3*time.Second), "00000000000000ee", &evidence
+	t.Run("a firing's evidence is kept", func(t *testing.T) {
+		if err := store.Record(ctx, withEvidence); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.History(ctx, engine.AuditQuery{Fingerprint: withEvidence.Fingerprint})
+		if err != nil || len(got) != 1 || got[0].Evidence == nil {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+		if !reflect.DeepEqual(*got[0].Evidence, evidence) {
+			t.Fatalf("evidence read back as %+v, want %+v", *got[0].Evidence, evidence)
+		}
+	})
 	t.Run("migrate adds the columns an older table lacks", func(t *testing.T) {
 		old := db + ".old_log"
 		mustExec(t, c, "CREATE TABLE "+old+" (`time` DateTime, `nanos` Int64, `kind` String) ENGINE = MergeTree ORDER BY (`time`, `nanos`)")
@@ -95,11 +117,11 @@ func AuditStore(t *testing.T, c clickhouse.ExecQuerier, db string) {
 		if err := s.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Record(ctx, ack); err != nil {
+		if err := s.Record(ctx, ack, withEvidence); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.History(ctx, engine.AuditQuery{})
-		if err != nil || len(got) != 1 || got[0].Comment != ack.Comment {
+		if err != nil || len(got) != 2 || got[0].Evidence == nil || got[0].Evidence.Total != evidence.Total || got[1].Comment != ack.Comment || got[1].Evidence != nil {
 			t.Fatalf("got %+v, %v", got, err)
 		}
 	})

@@ -93,6 +93,10 @@ func insertEvents(t *testing.T, conn clickhouse.ExecQuerier, table string, schem
 			t.Fatalf("insertEvents cannot write column %s of type %s", c, types[c])
 		}
 	}
+	if schema.RequestID != "" {
+		cols = append(cols, "`"+schema.RequestID+"`")
+		sel = append(sel, fmt.Sprintf("c%d", len(sel)))
+	}
 	// Statements of at most ~64 KiB of values: ClickHouse parses at most
 	// max_query_size (256 KiB) of a query that is not INSERT … VALUES.
 	const maxBytes = 64 << 10
@@ -126,6 +130,10 @@ func insertEvents(t *testing.T, conn clickhouse.ExecQuerier, table string, schem
 				columns[k] = append(columns[k], uint64(v))
 			}
 			size += 22 * (1 + len(numeric))
+			if schema.RequestID != "" {
+				columns[len(cols)-1] = append(columns[len(cols)-1], ev.RequestID)
+				size += 2*len(ev.RequestID) + 4
+			}
 		}
 		var arrays []string
 		var args []any

@@ -50,6 +50,7 @@ func Events(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 		{"a table that does not fit the schema is refused with every problem", SchemaCheck},
 		{"the series limit is enforced inside ClickHouse", GroupLimit},
 		{"Enum, FixedString and Decimal columns are read as strings and numbers", OddColumnTypes},
+		{"an alert's evidence agrees with memory", EvidenceAgreesWithMemory},
 	} {
 		t.Run(s.name, func(t *testing.T) { s.suite(t, conn, db) })
 	}

@@ -47,6 +47,9 @@ var auditColumns = []struct{ name, typ, conv string }{
 	{"reason", "String", "?"},
 	{"silence_id", "String", "?"},
 	{"replica", "String", "?"},
+	// evidence is engine.Evidence as JSON, "" without: added by Migrate
+	// to older tables.
+	{"evidence", "String", "?"},
 }
 
 // AuditDDL is the CREATE TABLE of the audit table. It runs on 18.16 and
@@ -213,7 +216,20 @@ func auditArgs(r engine.AuditRecord) []any {
 		r.Title, r.Message, jsonText(r.Labels), jsonText(r.Annotations), r.TenantID, r.AppCode, r.Value, r.Threshold,
 		unix(r.ActiveAt), unix(r.FiredAt), unix(r.ResolvedAt), r.Channel, r.NotifyStatus, r.NotifyState, r.Result,
 		int64(max(r.Attempt, 0)), max(r.LatencyMs, 0), r.By, r.Comment, r.Reason, r.SilenceID, r.Replica,
+		evidenceText(r.Evidence),
 	}
+}
+
+// evidenceText is the evidence column's value: JSON, "" for none.
+func evidenceText(ev *engine.Evidence) string {
+	if ev == nil {
+		return ""
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return "" // Evidence holds strings, numbers and times only
+	}
+	return string(b)
 }
 
 // History returns the records matching f, newest first.
@@ -281,13 +297,13 @@ func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine
 		var (
 			t, nanos, activeAt, firedAt, resolvedAt int64
 			attempt, latency                        uint32
-			kind, labelsJSON, annJSON               string
+			kind, labelsJSON, annJSON, evidenceJSON string
 			r                                       engine.AuditRecord
 		)
 		if err := rows.Scan(&t, &nanos, &kind, &r.Fingerprint, &r.Group, &r.Rule, &r.AlertType, &r.Severity, &r.Title,
 			&r.Message, &labelsJSON, &annJSON, &r.TenantID, &r.AppCode, &r.Value, &r.Threshold, &activeAt, &firedAt,
 			&resolvedAt, &r.Channel, &r.NotifyStatus, &r.NotifyState, &r.Result, &attempt, &latency, &r.By,
-			&r.Comment, &r.Reason, &r.SilenceID, &r.Replica); err != nil {
+			&r.Comment, &r.Reason, &r.SilenceID, &r.Replica, &evidenceJSON); err != nil {
 			return nil, fmt.Errorf("read audit history: %w", err)
 		}
 		r.Time = time.Unix(0, nanos).UTC()
@@ -298,6 +314,12 @@ func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine
 			return nil, errors.New("read audit history: labels are not JSON")
 		}
 		_ = json.Unmarshal([]byte(annJSON), &r.Annotations)
+		if evidenceJSON != "" {
+			var ev engine.Evidence
+			if json.Unmarshal([]byte(evidenceJSON), &ev) == nil {
+				r.Evidence = &ev
+			}
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
