@@ -42,7 +42,7 @@ func TestFillReadsEachLeafsColdPartOnly(t *testing.T) {
 	if st.Fills == 0 {
 		t.Fatalf("no background fill ran (paths %v): the test does not reach the code it guards", res.Paths)
 	}
-	if max := 2 * 1440; st.BucketsRead > max {
-		t.Errorf("the fills read %d buckets for two day-long windows, want at most %d (each window's own)", st.BucketsRead, max)
+	if most := 2 * 1440; st.BucketsRead > most {
+		t.Errorf("the fills read %d buckets for two day-long windows, want at most %d (each window's own)", st.BucketsRead, most)
 	}
 }
