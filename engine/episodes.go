@@ -121,7 +121,7 @@ func (r *AlertingRule) continueEpisode(h uint64, a *Alert, ts time.Time) bool {
 	delete(r.episodes, h)
 	a.ActiveAt = ep.last.ActiveAt
 	if ep.firing() {
-		a.State, a.FiredAt = StateFiring, ep.last.FiredAt
+		a.State, a.FiredAt, a.Evidence = StateFiring, ep.last.FiredAt, ep.last.Evidence
 		if a.FiredAt.IsZero() {
 			a.FiredAt = ep.last.Time
 		}

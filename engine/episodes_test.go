@@ -81,12 +81,23 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 		for i := range 11 {
 			evalAll(first.m, t0.Add(time.Duration(i)*time.Minute))
 		}
+		// The firing row carries what explained the alert (evidence).
+		audit.mu.Lock()
+		for i := range audit.recs {
+			if audit.recs[i].Kind == engine.AuditFiring {
+				audit.recs[i].Evidence = &engine.Evidence{Leaf: "count_over_time(events[1m])", Total: 7}
+			}
+		}
+		audit.mu.Unlock()
 		// Restarted twenty minutes later: the replay covers 27m..30m only.
 		restart := t0.Add(30*time.Minute + 20*time.Second)
 		second := startProcess(t, restart, audit, events)
 		a := groupRule(t, second.m, "Errors").Alerts()
 		if len(a) != 1 || a[0].State != engine.StateFiring || !a[0].ActiveAt.Equal(t0) || !a[0].FiredAt.Equal(t0.Add(2*time.Minute)) {
 			t.Fatalf("after the restart: %+v, want firing, active since %s and fired at %s (the audit trail's), not the replay's", a, hhmm(t0), hhmm(t0.Add(2*time.Minute)))
+		}
+		if ev := a[0].Evidence; ev == nil || ev.Total != 7 {
+			t.Errorf("the restarted alert's evidence %+v, want the firing row's (7 events)", ev)
 		}
 		evalAll(second.m, t0.Add(31*time.Minute))
 		if got, want := audit.rows(), "pending@10:00 firing@10:02"; got != want {

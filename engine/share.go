@@ -151,7 +151,7 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 				a := Alert{State: StatePending, Labels: labels.FromMap(rec.Labels), Annotations: labels.FromMap(rec.Annotations),
 					Value: rec.Value, ActiveAt: rec.ActiveAt}
 				if ep.firing() {
-					a.State, a.FiredAt = StateFiring, rec.FiredAt
+					a.State, a.FiredAt, a.Evidence = StateFiring, rec.FiredAt, rec.Evidence
 				}
 				out[ar] = append(out[ar], a)
 			}
