@@ -51,6 +51,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
@@ -740,7 +741,7 @@ var _ exporter.Rules = ruleGroups(nil)
 func scrape(ctx context.Context, conn clickhouse.Conn, reg *prometheus.Registry, groups []*engine.Group, o options, rep *report, log *slog.Logger) error {
 	now := benchNow.Add(time.Duration(o.reps)*time.Minute + 10*time.Second)
 	e, err := exporter.New(exporter.Options{
-		Config:  exporter.Config{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
+		Config:  config.Exporter{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
 		Conn:    conn,
 		Table:   table,
 		Schema:  dsl.DefaultSchema(),

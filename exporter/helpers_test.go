@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
@@ -149,7 +150,7 @@ func (b *backend) insert(t *testing.T, events ...event) {
 
 // newExporter returns an exporter over conn counting from base, with no
 // safety lag, so that tests choose every bound.
-func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg Config, rules Rules) *Exporter {
+func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg config.Exporter, rules Rules) *Exporter {
 	t.Helper()
 	if cfg.SafetyLag == nil {
 		cfg.SafetyLag = new(dsl.Duration(0))
