@@ -708,9 +708,13 @@ func evalAll(ctx context.Context, groups []*engine.Group, ts time.Time) (timing,
 	}
 	for _, g := range groups {
 		for _, r := range g.Rules() {
-			health, err, last, _ := r.Status()
-			if health != engine.HealthGood || !last.Equal(ts) {
-				return t, fmt.Errorf("group %q, rule %q: health %s at %s: %v", g.Name(), r.Name(), health, last, err)
+			st := r.Status()
+			if st.Health != engine.HealthGood || !st.LastEval.Equal(ts) {
+				err := st.LastError
+				if err == nil {
+					err = errors.New("not evaluated at this step")
+				}
+				return t, fmt.Errorf("group %q, rule %q: health %s at %s: %w", g.Name(), r.Name(), st.Health, st.LastEval, err)
 			}
 		}
 	}

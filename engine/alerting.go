@@ -104,6 +104,20 @@ const (
 	HealthBad     RuleHealth = "err"
 )
 
+// RuleStatus is the outcome of a rule's last evaluation, as Prometheus'
+// rules report it: health, the evaluation's error, when it ran and how long
+// it took.
+type RuleStatus struct {
+	// Health is HealthUnknown until the rule is first evaluated.
+	Health RuleHealth
+	// LastError is the last evaluation's failure, nil when it succeeded.
+	LastError error
+	// LastEval is when the last evaluation ran (zero before the first).
+	LastEval time.Time
+	// EvalDuration is how long the last evaluation took.
+	EvalDuration time.Duration
+}
+
 // EvalRecord is one evaluation of a rule, kept for the debug API.
 type EvalRecord struct {
 	Time     time.Time     `json:"time"`
@@ -149,15 +163,15 @@ func (s *ruleState) record(rec EvalRecord, err error) {
 	}
 }
 
-// Status returns the rule's health, last error, last evaluation time and duration.
-func (s *ruleState) Status() (RuleHealth, error, time.Time, time.Duration) {
+// Status returns the outcome of the rule's last evaluation.
+func (s *ruleState) Status() RuleStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.health
 	if h == "" {
 		h = HealthUnknown
 	}
-	return h, s.lastErr, s.lastEval, s.evalDur
+	return RuleStatus{Health: h, LastError: s.lastErr, LastEval: s.lastEval, EvalDuration: s.evalDur}
 }
 
 // History returns the last evaluations, oldest first.
