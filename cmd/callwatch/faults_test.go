@@ -89,13 +89,7 @@ exporter:
   interval: 1s
 rule_files: [rules.yaml]
 `, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "")
 	return cfgFile
 }
 

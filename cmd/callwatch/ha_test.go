@@ -38,13 +38,7 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 	got, hook := newAlertHook(t)
 
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[20s])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "20s", "")
 	config := func(replica string) string {
 		f := filepath.Join(dir, replica+".yaml")
 		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
@@ -113,13 +107,7 @@ func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	ams := amtest.StartCluster(t, 2, hook.URL)
 
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "")
 	for _, replica := range []string{"a", "b"} {
 		f := filepath.Join(dir, replica+".yaml")
 		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:

@@ -137,14 +137,7 @@ notification:
   resend_delay: 1s
 %srule_files: [rules.yaml]
 `, dsn, hookURL, notification)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-        notify: [pager]
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "notify: [pager]")
 	return cfgFile
 }
 
