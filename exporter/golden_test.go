@@ -20,6 +20,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/golden"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -108,7 +109,7 @@ func exposition(t *testing.T, e *Exporter) []byte {
 
 func TestExpositionMatchesGoldenFile(t *testing.T) {
 	e, _ := goldenExporter(t)
-	golden(t, "exposition.golden.prom", exposition(t, e))
+	golden.Compare(t, "testdata/exposition.golden.prom", exposition(t, e))
 }
 
 func TestBuildInfoCarriesVersionRevisionAndGoVersion(t *testing.T) {
@@ -137,7 +138,7 @@ func TestUpdateSQLMatchesGoldenFile(t *testing.T) {
 		}
 		b.WriteString("\n\n")
 	}
-	golden(t, "queries.golden.sql", []byte(b.String()))
+	golden.Compare(t, "testdata/queries.golden.sql", []byte(b.String()))
 }
 
 // TestTheUpdateQueryReadsColumnsAsTheRulesDo: the exporter's update query
@@ -257,7 +258,7 @@ func TestAFailedUpdateServesTheLastValues(t *testing.T) {
 		return strings.Join(keep, "\n")
 	}
 	if got, want := callsOnly(exposition(t, e)), callsOnly(before); got != want {
-		t.Errorf("call metrics changed after a failed update:\n%s", diff(want, got))
+		t.Errorf("call metrics changed after a failed update:\n%s", golden.Diff(want, got))
 	}
 	// And recover.
 	conn.err = nil

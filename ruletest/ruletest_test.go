@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,9 +12,8 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var fixedNow = func() time.Time { return time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC) }
 
@@ -80,19 +78,7 @@ func TestAWrongExpectationFailsWithAReadableDiff(t *testing.T) {
 		t.Fatalf("want 3 failures in the first test and none in the second, got %+v", r.Tests)
 	}
 	got := text(t, r)
-	golden := strings.TrimSuffix(file, ".yaml") + ".out"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("output differs from %s (go test -update rewrites it):\n%s", golden, got)
-	}
+	golden.Compare(t, strings.TrimSuffix(file, ".yaml")+".out", []byte(got))
 	// The essentials, spelled out.
 	for _, s := range []string{
 		"wrong_expectation.bad.yaml:12:9: test \"acme is still pending at 11m\": alertname TenantP95Latency, eval_time 11m:",
