@@ -350,18 +350,7 @@ func TestTheFileWatcherNeverForces(t *testing.T) {
 		file := filepath.Join(dir, "rules.yaml")
 		writeFile(t, file, ruleFile("interval: 1m", "- alert: A\n  expr: count_over_time(events[1m]) > 0"))
 		sent := &notifications{}
-		m := engine.NewManager(engine.ManagerOptions{
-			GroupOptions:  engine.GroupOptions{Query: alwaysAcme, Notifier: sent},
-			RuleFiles:     []string{file},
-			RestoreWindow: -1,
-			WatchInterval: 5 * time.Second,
-		})
-		if err := m.Load(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { m.Run(ctx); close(done) }()
+		m, stop := runWatchedManager(t, file, alwaysAcme, sent)
 		time.Sleep(time.Minute)
 		synctest.Wait()
 
@@ -374,7 +363,6 @@ func TestTheFileWatcherNeverForces(t *testing.T) {
 		if got := resolvedSent(sent.take()); len(got) != 0 {
 			t.Errorf("sent resolved %v after a truncation", got)
 		}
-		cancel()
-		<-done
+		stop()
 	})
 }

@@ -93,18 +93,17 @@ rule_files: [rules.yaml]
 	return cfgFile
 }
 
-// startOutageServe starts a private ClickHouse holding error events (db)
-// and `callwatch serve` on it with outageConfig's rules and a webhook
+// startOutageServe writes error events into a new database (db) of s and
+// starts `callwatch serve` on it with outageConfig's rules and a webhook
 // receiving its notifications, and waits for the Errors alert to be
-// delivered: the starting point of a test that breaks the server.
-func startOutageServe(t *testing.T) (s *chtest.Server, db string, got *received, p *proc) {
+// delivered: the starting point of a fault test.
+func startOutageServe(t *testing.T, s *chtest.Server) (db string, got *received, p *proc) {
 	t.Helper()
-	s = chtest.Start(t)
 	db = errorEvents(t, s, 5)
 	got, hook := newAlertHook(t)
 	p = startProc(t, outageConfig(t, s.DSN(db), hook.URL))
 	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
-	return s, db, got, p
+	return db, got, p
 }
 
 // ruleHealth returns the health and state of the rule name as serve's
@@ -133,7 +132,8 @@ func ruleHealth(t *testing.T, base, name string) (health, state string) {
 // serve runs, the server hangs (SIGSTOP) and comes back. Run by
 // `make test-faults`, which prints the report lines.
 func TestFaultClickHouseHangs(t *testing.T) {
-	s, _, got, p := startOutageServe(t) // its own server: this test stops it
+	s := chtest.Start(t) // its own server: this test stops it
+	_, got, p := startOutageServe(t, s)
 	goroutinesBefore := metric(t, p.base, "go_goroutines")
 
 	// Fault: ClickHouse hangs.
@@ -277,7 +277,8 @@ rule_files: [rules.yaml]
 // resolves the firing alert; the kill fires DatasourceDown and evaluation
 // resumes on its own after each.
 func TestFaultClickHouseKilledAndErroring(t *testing.T) {
-	s, db, got, p := startOutageServe(t) // its own server: this test kills it
+	s := chtest.Start(t) // its own server: this test kills it
+	db, got, p := startOutageServe(t, s)
 	health := func() (string, string) { return ruleHealth(t, p.base, "Errors") }
 
 	// Fault 1: the server is killed, then restarted.
@@ -347,11 +348,7 @@ func post(t *testing.T, url, body string) (int, string) {
 // resolves its alert, sent to the receiver and written to the audit table.
 func TestFaultReloadToEmpty(t *testing.T) {
 	s := server.Get(t)
-	db := errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	_, got, p := startOutageServe(t, s)
 	firing := func() bool {
 		var a alerts
 		getJSON(t, p.base+"/api/v1/alerts", &a)
@@ -364,7 +361,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 	}
 
 	// Fault: the rule file is truncated, and callwatch reloads.
-	if err := os.Truncate(filepath.Join(filepath.Dir(cfgFile), "rules.yaml"), 0); err != nil {
+	if err := os.Truncate(filepath.Join(filepath.Dir(p.cfgFile), "rules.yaml"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -419,11 +416,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 // audited.
 func TestFaultAuditTableDropped(t *testing.T) {
 	s := server.Get(t)
-	db := errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	db, _, p := startOutageServe(t, s)
 	var a struct {
 		Data struct {
 			Alerts []struct {

@@ -79,9 +79,10 @@ func (h *hook) count() (alerts, messages int) {
 
 // proc is callwatch serve in its own process, so a test can SIGKILL it.
 type proc struct {
-	cmd  *exec.Cmd
-	base string
-	log  *syncBuffer
+	cmd     *exec.Cmd
+	base    string
+	log     *syncBuffer
+	cfgFile string // the configuration file it serves
 }
 
 func startProc(t *testing.T, cfgFile string) *proc {
@@ -93,7 +94,7 @@ func startProc(t *testing.T, cfgFile string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, log: &syncBuffer{}}
+	p := &proc{cmd: cmd, log: &syncBuffer{}, cfgFile: cfgFile}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
