@@ -23,6 +23,20 @@ func runFile(t *testing.T, file string, opts Options) FileResult {
 	return RunFile(context.Background(), file, opts)
 }
 
+// wantFailure fails the test unless r failed with an output (out) that holds
+// each of wants.
+func wantFailure(t *testing.T, r FileResult, out string, wants []string) {
+	t.Helper()
+	if !r.Failed() {
+		t.Fatalf("passed, want a failure:\n%s", out)
+	}
+	for _, s := range wants {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}
+
 func text(t *testing.T, r FileResult) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -203,14 +217,7 @@ func TestExpectations(t *testing.T) {
 				}
 				return
 			}
-			if !r.Failed() {
-				t.Fatalf("passed, want a failure:\n%s", out)
-			}
-			for _, s := range tc.fail {
-				if !strings.Contains(out, s) {
-					t.Errorf("output lacks %q:\n%s", s, out)
-				}
-			}
+			wantFailure(t, r, out, tc.fail)
 		})
 	}
 }
@@ -368,15 +375,7 @@ func TestInputAndFileErrorsAreClear(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeTest(t, head+tc.body)
 			r := runFile(t, path, Options{})
-			out := text(t, r)
-			if !r.Failed() {
-				t.Fatalf("passed:\n%s", out)
-			}
-			for _, s := range tc.want {
-				if !strings.Contains(out, s) {
-					t.Errorf("output lacks %q:\n%s", s, out)
-				}
-			}
+			wantFailure(t, r, text(t, r), tc.want)
 		})
 	}
 }
