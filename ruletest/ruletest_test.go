@@ -107,6 +107,15 @@ func TestAWrongExpectationFailsWithAReadableDiff(t *testing.T) {
 	}
 }
 
+// acmeAt12m expects TenantP95Latency's alert for acme at 12m; a case adds
+// keys of the expected alert.
+const acmeAt12m = `    alert_rule_test:
+      - eval_time: 12m
+        alertname: TenantP95Latency
+        exp_alerts:
+          - exp_labels: {tenant_id: acme, severity: error}
+            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}`
+
 func TestExpectations(t *testing.T) {
 	const head = "rule_files: [RULES]\ntests:\n  - name: t\n    input_events:\n" +
 		"      - labels: {tenant_id: acme}\n        latency_ms: '800x9 6000x9'\n        count: 3\n"
@@ -123,12 +132,7 @@ func TestExpectations(t *testing.T) {
 		},
 		{
 			name: "an alert expected pending that is firing fails",
-			tests: `    alert_rule_test:
-      - eval_time: 12m
-        alertname: TenantP95Latency
-        exp_alerts:
-          - exp_labels: {tenant_id: acme, severity: error}
-            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}
+			tests: acmeAt12m + `
             exp_state: pending`,
 			fail: []string{
 				`      - {alertname="TenantP95Latency", severity="error", tenant_id="acme"} pending annotations=`,
@@ -137,12 +141,7 @@ func TestExpectations(t *testing.T) {
 		},
 		{
 			name: "exp_value compares the expression's value",
-			tests: `    alert_rule_test:
-      - eval_time: 12m
-        alertname: TenantP95Latency
-        exp_alerts:
-          - exp_labels: {tenant_id: acme, severity: error}
-            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}
+			tests: acmeAt12m + `
             exp_value: 6001`,
 			fail: []string{"firing value=6001 annotations", "+ {alertname=\"TenantP95Latency\", severity=\"error\", tenant_id=\"acme\"} firing value=6000"},
 		},
