@@ -519,22 +519,19 @@ var ErrNotFiring = errors.New("the alert is not firing")
 
 // acknowledge marks a firing alert acknowledged.
 func (r *AlertingRule) acknowledge(fp uint64, by, comment string, ts time.Time) (Alert, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	a, ok := r.active[fp]
-	if !ok {
-		return Alert{}, ErrAlertNotFound
-	}
-	if a.State != StateFiring {
-		return *a, ErrNotFiring
-	}
-	a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment
-	return *a, nil
+	return r.changeFiring(fp, func(a *Alert) { a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment })
 }
 
 // resolveManually resolves a firing alert now; it is sent resolved, and
 // fires again (after for) if its condition still holds.
 func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
+	return r.changeFiring(fp, func(a *Alert) { a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{} })
+}
+
+// changeFiring applies change to the firing alert fp and returns the
+// result: ErrAlertNotFound when the rule has no such alert, ErrNotFiring
+// (with the alert unchanged) when it is not firing.
+func (r *AlertingRule) changeFiring(fp uint64, change func(*Alert)) (Alert, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a, ok := r.active[fp]
@@ -544,7 +541,7 @@ func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
 	if a.State != StateFiring {
 		return *a, ErrNotFiring
 	}
-	a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{}
+	change(a)
 	return *a, nil
 }
 
