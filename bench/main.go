@@ -1369,22 +1369,24 @@ func (r benchRule) valueExpr() string {
 			agg = "sum by (tenant_id) "
 		}
 		return agg + "(count_over_time(" + sel("events", `status="error"`) + ")) / " + agg + "(count_over_time(" + sel("events") + "))"
-	case "CallCount":
-		return wrap("sum", "count_over_time("+sel("events")+")")
-	case "TokenUsage":
-		return wrap("sum", "sum_over_time("+sel("total_tokens")+")")
-	case "Cost":
-		return wrap("sum", "sum_over_time("+sel("cost")+")")
-	case "LatencyAvg":
-		return wrap("max", "avg_over_time("+sel("latency_ms")+")")
-	case "LatencyP95":
-		return wrap("max", "p95("+sel("latency_ms")+")")
-	case "LatencyP99":
-		return wrap("max", "p99("+sel("latency_ms")+")")
-	case "LatencyMax":
-		return wrap("max", "max_over_time("+sel("latency_ms")+")")
 	}
-	panic("unknown kind " + r.kind.name)
+	k, ok := oneFunctionKinds[r.kind.name]
+	if !ok {
+		panic("unknown kind " + r.kind.name)
+	}
+	return wrap(k.agg, k.fn+"("+sel(k.field)+")")
+}
+
+// oneFunctionKinds are the rule kinds whose value is one range function of
+// one field, aggregated across tenants by agg.
+var oneFunctionKinds = map[string]struct{ agg, fn, field string }{
+	"CallCount":  {"sum", "count_over_time", "events"},
+	"TokenUsage": {"sum", "sum_over_time", "total_tokens"},
+	"Cost":       {"sum", "sum_over_time", "cost"},
+	"LatencyAvg": {"max", "avg_over_time", "latency_ms"},
+	"LatencyP95": {"max", "p95", "latency_ms"},
+	"LatencyP99": {"max", "p99", "latency_ms"},
+	"LatencyMax": {"max", "max_over_time", "latency_ms"},
 }
 
 func (r benchRule) threshold() float64 { return r.kind.thresholds[r.window] }
