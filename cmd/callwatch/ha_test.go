@@ -238,7 +238,6 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	if onA == 0 || onA == len(tenants) {
 		t.Errorf("replica a evaluates %d of %d groups: the hash gave one replica everything", onA, len(tenants))
 	}
-	activeAt := map[string]string{}
 	allAlerts := func(p *proc) map[string]string {
 		var out struct {
 			Data struct {
@@ -261,7 +260,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	for _, p := range procs {
 		waitFor(t, "every alert on both replicas' API", 20*time.Second, func() bool { return len(allAlerts(p)) == len(tenants) })
 	}
-	activeAt = allAlerts(b)
+	activeAt := allAlerts(b)
 	waitFor(t, "every alert delivered", 10*time.Second, func() bool {
 		for _, tenant := range tenants {
 			if got.get("Errors_"+tenant+"/firing") < 1 {

@@ -1,6 +1,7 @@
 package golden
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +14,8 @@ type recorder struct {
 	failed string
 }
 
-func (r *recorder) Errorf(format string, args ...any) { r.failed = format }
-func (r *recorder) Fatalf(format string, args ...any) { r.failed = format }
+func (r *recorder) Errorf(format string, args ...any) { r.failed = fmt.Sprintf(format, args...) }
+func (r *recorder) Fatalf(format string, args ...any) { r.failed = fmt.Sprintf(format, args...) }
 func (r *recorder) Helper()                           {}
 
 func TestCompareReportsAMismatchAndUpdateRewrites(t *testing.T) {
