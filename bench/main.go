@@ -51,6 +51,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
@@ -707,9 +708,13 @@ func evalAll(ctx context.Context, groups []*engine.Group, ts time.Time) (timing,
 	}
 	for _, g := range groups {
 		for _, r := range g.Rules() {
-			health, err, last, _ := r.Status()
-			if health != engine.HealthGood || !last.Equal(ts) {
-				return t, fmt.Errorf("group %q, rule %q: health %s at %s: %v", g.Name(), r.Name(), health, last, err)
+			st := r.Status()
+			if st.Health != engine.HealthGood || !st.LastEval.Equal(ts) {
+				err := st.LastError
+				if err == nil {
+					err = errors.New("not evaluated at this step")
+				}
+				return t, fmt.Errorf("group %q, rule %q: health %s at %s: %w", g.Name(), r.Name(), st.Health, st.LastEval, err)
 			}
 		}
 	}
@@ -740,7 +745,7 @@ var _ exporter.Rules = ruleGroups(nil)
 func scrape(ctx context.Context, conn clickhouse.Conn, reg *prometheus.Registry, groups []*engine.Group, o options, rep *report, log *slog.Logger) error {
 	now := benchNow.Add(time.Duration(o.reps)*time.Minute + 10*time.Second)
 	e, err := exporter.New(exporter.Options{
-		Config:  exporter.Config{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
+		Config:  config.Exporter{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
 		Conn:    conn,
 		Table:   table,
 		Schema:  dsl.DefaultSchema(),
@@ -1364,22 +1369,24 @@ func (r benchRule) valueExpr() string {
 			agg = "sum by (tenant_id) "
 		}
 		return agg + "(count_over_time(" + sel("events", `status="error"`) + ")) / " + agg + "(count_over_time(" + sel("events") + "))"
-	case "CallCount":
-		return wrap("sum", "count_over_time("+sel("events")+")")
-	case "TokenUsage":
-		return wrap("sum", "sum_over_time("+sel("total_tokens")+")")
-	case "Cost":
-		return wrap("sum", "sum_over_time("+sel("cost")+")")
-	case "LatencyAvg":
-		return wrap("max", "avg_over_time("+sel("latency_ms")+")")
-	case "LatencyP95":
-		return wrap("max", "p95("+sel("latency_ms")+")")
-	case "LatencyP99":
-		return wrap("max", "p99("+sel("latency_ms")+")")
-	case "LatencyMax":
-		return wrap("max", "max_over_time("+sel("latency_ms")+")")
 	}
-	panic("unknown kind " + r.kind.name)
+	k, ok := oneFunctionKinds[r.kind.name]
+	if !ok {
+		panic("unknown kind " + r.kind.name)
+	}
+	return wrap(k.agg, k.fn+"("+sel(k.field)+")")
+}
+
+// oneFunctionKinds are the rule kinds whose value is one range function of
+// one field, aggregated across tenants by agg.
+var oneFunctionKinds = map[string]struct{ agg, fn, field string }{
+	"CallCount":  {"sum", "count_over_time", "events"},
+	"TokenUsage": {"sum", "sum_over_time", "total_tokens"},
+	"Cost":       {"sum", "sum_over_time", "cost"},
+	"LatencyAvg": {"max", "avg_over_time", "latency_ms"},
+	"LatencyP95": {"max", "p95", "latency_ms"},
+	"LatencyP99": {"max", "p99", "latency_ms"},
+	"LatencyMax": {"max", "max_over_time", "latency_ms"},
 }
 
 func (r benchRule) threshold() float64 { return r.kind.thresholds[r.window] }

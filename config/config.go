@@ -18,7 +18,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/exporter"
 	"github.com/callwatch/callwatch/notify"
 )
 
@@ -40,7 +39,7 @@ type Config struct {
 	// ExternalLabels are added to every alert (e.g. the cluster), as in Prometheus.
 	ExternalLabels map[string]string `yaml:"external_labels"`
 	// Exporter configures the call-event metrics on /metrics.
-	Exporter exporter.Config `yaml:"exporter"`
+	Exporter Exporter `yaml:"exporter"`
 	// Web configures the HTTP API.
 	Web Web `yaml:"web"`
 	// Limits guard ClickHouse against expressions that would scan too much.

@@ -108,6 +108,20 @@ const (
 	HealthBad     RuleHealth = "err"
 )
 
+// RuleStatus is the outcome of a rule's last evaluation, as Prometheus'
+// rules report it: health, the evaluation's error, when it ran and how long
+// it took.
+type RuleStatus struct {
+	// Health is HealthUnknown until the rule is first evaluated.
+	Health RuleHealth
+	// LastError is the last evaluation's failure, nil when it succeeded.
+	LastError error
+	// LastEval is when the last evaluation ran (zero before the first).
+	LastEval time.Time
+	// EvalDuration is how long the last evaluation took.
+	EvalDuration time.Duration
+}
+
 // EvalRecord is one evaluation of a rule, kept for the debug API.
 type EvalRecord struct {
 	Time     time.Time     `json:"time"`
@@ -153,15 +167,15 @@ func (s *ruleState) record(rec EvalRecord, err error) {
 	}
 }
 
-// Status returns the rule's health, last error, last evaluation time and duration.
-func (s *ruleState) Status() (RuleHealth, error, time.Time, time.Duration) {
+// Status returns the outcome of the rule's last evaluation.
+func (s *ruleState) Status() RuleStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.health
 	if h == "" {
 		h = HealthUnknown
 	}
-	return h, s.lastErr, s.lastEval, s.evalDur
+	return RuleStatus{Health: h, LastError: s.lastErr, LastEval: s.lastEval, EvalDuration: s.evalDur}
 }
 
 // History returns the last evaluations, oldest first.
@@ -514,22 +528,19 @@ var ErrNotFiring = errors.New("the alert is not firing")
 
 // acknowledge marks a firing alert acknowledged.
 func (r *AlertingRule) acknowledge(fp uint64, by, comment string, ts time.Time) (Alert, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	a, ok := r.active[fp]
-	if !ok {
-		return Alert{}, ErrAlertNotFound
-	}
-	if a.State != StateFiring {
-		return *a, ErrNotFiring
-	}
-	a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment
-	return *a, nil
+	return r.changeFiring(fp, func(a *Alert) { a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment })
 }
 
 // resolveManually resolves a firing alert now; it is sent resolved, and
 // fires again (after for) if its condition still holds.
 func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
+	return r.changeFiring(fp, func(a *Alert) { a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{} })
+}
+
+// changeFiring applies change to the firing alert fp and returns the
+// result: ErrAlertNotFound when the rule has no such alert, ErrNotFiring
+// (with the alert unchanged) when it is not firing.
+func (r *AlertingRule) changeFiring(fp uint64, change func(*Alert)) (Alert, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a, ok := r.active[fp]
@@ -539,7 +550,7 @@ func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
 	if a.State != StateFiring {
 		return *a, ErrNotFiring
 	}
-	a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{}
+	change(a)
 	return *a, nil
 }
 

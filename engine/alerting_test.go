@@ -272,7 +272,8 @@ func TestGroupLimit(t *testing.T) {
 			g.Eval(context.Background(), t0)
 			n.take()
 			g.Eval(context.Background(), t0.Add(time.Minute))
-			health, err, _, _ := r.Status()
+			st := r.Status()
+			health, err := st.Health, st.LastError
 			if tc.wantErr == "" {
 				if err != nil || health != engine.HealthGood {
 					t.Fatalf("health %s, err %v; want ok", health, err)
@@ -298,8 +299,8 @@ func TestGroupLimit(t *testing.T) {
 		g := mustGroup(t, ruleFile("limit: 1", "- record: tenant:errors:1m\n  expr: sum by (tenant_id) (count_over_time(events[1m]))"), engine.GroupOptions{Query: sc.Query})
 		g.Eval(context.Background(), t0)
 		r := g.Rules()[0].(*engine.RecordingRule)
-		if _, err, _, _ := r.Status(); err == nil || err.Error() != "exceeded limit of 1 with 2 series" {
-			t.Errorf("err = %v, want exceeded limit of 1 with 2 series", err)
+		if st := r.Status(); st.LastError == nil || st.LastError.Error() != "exceeded limit of 1 with 2 series" {
+			t.Errorf("err = %v, want exceeded limit of 1 with 2 series", st.LastError)
 		}
 		if s, _ := r.Samples(); len(s) != 0 {
 			t.Errorf("recorded %v, want nothing", s)
@@ -314,7 +315,8 @@ func TestDuplicateLabelSet(t *testing.T) {
 		r := alertingRule(t, g, "A")
 		g.Eval(context.Background(), t0)
 		g.Eval(context.Background(), t0.Add(time.Minute))
-		_, err, _, _ := r.Status()
+		st := r.Status()
+		err := st.LastError
 		want := `vector contains metrics with the same labelset after applying alert labels: {alertname="A", app_code="any", tenant_id="acme"}`
 		if err == nil || err.Error() != want {
 			t.Fatalf("err = %v\nwant %s", err, want)
@@ -328,7 +330,8 @@ func TestDuplicateLabelSet(t *testing.T) {
 		sc := newScript(t0, time.Minute, map[string]string{"tenant_id=acme": "1", "tenant_id=beta": "1"})
 		g := mustGroup(t, ruleFile("", "- record: errors:1m\n  expr: sum by (tenant_id) (count_over_time(events[1m]))\n  labels:\n    tenant_id: all"), engine.GroupOptions{Query: sc.Query})
 		g.Eval(context.Background(), t0)
-		_, err, _, _ := g.Rules()[0].Status()
+		st := g.Rules()[0].Status()
+		err := st.LastError
 		want := `vector contains metrics with the same labelset after applying rule labels: {__name__="errors:1m", tenant_id="all"}`
 		if err == nil || err.Error() != want {
 			t.Fatalf("err = %v\nwant %s", err, want)
@@ -451,8 +454,8 @@ func TestAlertTemplates(t *testing.T) {
 		if !strings.HasPrefix(got, "<error expanding template: ") || !strings.Contains(got, `error calling humanize: strconv.ParseFloat: parsing "x": invalid syntax`) {
 			t.Errorf("summary = %q", got)
 		}
-		if h, _, _, _ := r.Status(); h != engine.HealthGood {
-			t.Errorf("health %s, want ok", h)
+		if st := r.Status(); st.Health != engine.HealthGood {
+			t.Errorf("health %s, want ok", st.Health)
 		}
 	})
 	t.Run("annotations follow the latest value while labels stay those of the alert", func(t *testing.T) {
@@ -741,7 +744,8 @@ func runStateTable(t *testing.T, rule string, values, states map[string]string, 
 			t.Errorf("step %d: sent %d alerts, want %s", i, got, wantSent[i])
 		}
 		if len(wantHealth) > 0 {
-			h, err, _, _ := r.Status()
+			st := r.Status()
+			h, err := st.Health, st.LastError
 			want := map[string]engine.RuleHealth{"o": engine.HealthGood, "e": engine.HealthBad}[wantHealth[i]]
 			if h != want {
 				t.Errorf("step %d: health %s (%v), want %s", i, h, err, want)
@@ -865,7 +869,8 @@ func TestHistory(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("history\n got %+v\nwant %+v", got, want)
 		}
-		health, err, last, _ := r.Status()
+		st := r.Status()
+		health, err, last := st.Health, st.LastError, st.LastEval
 		if health != engine.HealthGood || err != nil || !last.Equal(t0.Add(2*time.Minute)) {
 			t.Errorf("status %s %v %s, want ok at the last evaluation", health, err, last)
 		}
@@ -884,8 +889,8 @@ func TestHistory(t *testing.T) {
 	})
 	t.Run("a rule not yet evaluated has unknown health", func(t *testing.T) {
 		g := mustGroup(t, ruleFile("", "- alert: A\n  "+alertExpr), engine.GroupOptions{Query: newScript(t0, time.Minute, nil).Query})
-		if h, _, _, _ := alertingRule(t, g, "A").Status(); h != engine.HealthUnknown {
-			t.Errorf("health %s, want unknown", h)
+		if st := alertingRule(t, g, "A").Status(); st.Health != engine.HealthUnknown {
+			t.Errorf("health %s, want unknown", st.Health)
 		}
 	})
 }
@@ -919,8 +924,8 @@ func TestFailedRecordingRuleDoesNotResolveDependents(t *testing.T) {
 			}
 			states = append(states, s)
 			if i == 1 {
-				if h, err, _, _ := r.Status(); h != engine.HealthBad || err == nil {
-					t.Errorf("the dependent alert's health at the failed step is %s (%v), want err", h, err)
+				if st := r.Status(); st.Health != engine.HealthBad || st.LastError == nil {
+					t.Errorf("the dependent alert's health at the failed step is %s (%v), want err", st.Health, st.LastError)
 				}
 			}
 		}

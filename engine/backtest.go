@@ -166,7 +166,7 @@ func backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOpti
 		}
 		res.Evaluations++
 		for _, r := range s.g.rules {
-			if h, err, _, _ := r.Status(); h == HealthBad && err != nil {
+			if st := r.Status(); st.Health == HealthBad && st.LastError != nil {
 				res.Errors++
 			}
 		}

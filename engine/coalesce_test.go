@@ -81,8 +81,8 @@ func TestCoalescerComputesGroupsDueTogetherOnce(t *testing.T) {
 	}
 	for _, g := range []*engine.Group{a, b, slow} {
 		for _, r := range g.Rules() {
-			if health, err, _, _ := r.Status(); health != engine.HealthGood {
-				t.Errorf("group %s: rule %s: %s %v", g.Name(), r.Name(), health, err)
+			if st := r.Status(); st.Health != engine.HealthGood {
+				t.Errorf("group %s: rule %s: %s %v", g.Name(), r.Name(), st.Health, st.LastError)
 			}
 		}
 	}
@@ -97,10 +97,10 @@ func TestCoalescerComputesGroupsDueTogetherOnce(t *testing.T) {
 	if len(calls) != 3 {
 		t.Fatalf("a failed shared batch: want the shared call and one per group, got %v", calls)
 	}
-	if health, err, _, _ := a.Rules()[0].Status(); health != engine.HealthGood {
-		t.Errorf("group a after b's leaf failed: %s %v", health, err)
+	if st := a.Rules()[0].Status(); st.Health != engine.HealthGood {
+		t.Errorf("group a after b's leaf failed: %s %v", st.Health, st.LastError)
 	}
-	if health, _, _, _ := b.Rules()[0].Status(); health != engine.HealthBad {
-		t.Errorf("group b with a failing leaf: health %s, want %s", health, engine.HealthBad)
+	if st := b.Rules()[0].Status(); st.Health != engine.HealthBad {
+		t.Errorf("group b with a failing leaf: health %s, want %s", st.Health, engine.HealthBad)
 	}
 }

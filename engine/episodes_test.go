@@ -54,10 +54,8 @@ func startProcess(t *testing.T, now time.Time, audit *auditLog, events []memory.
 
 // rows returns "kind@15:04" for every audit row of the alert's transitions.
 func (l *auditLog) rows() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, r := range l.recs {
+	for _, r := range l.Records() {
 		switch r.Kind {
 		case engine.AuditPending, engine.AuditFiring, engine.AuditResolved:
 			out = append(out, string(r.Kind)+"@"+r.Time.Format("15:04"))

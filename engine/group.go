@@ -103,7 +103,7 @@ func (o *GroupOptions) applyDefaults() {
 type Rule interface {
 	Name() string
 	Spec() *rulefmt.RuleSpec
-	Status() (RuleHealth, error, time.Time, time.Duration)
+	Status() RuleStatus
 	History() []EvalRecord
 	// eval evaluates the rule at env.ts and returns what it adds to the
 	// group's evaluation. The error, if any, is the rule's failure at this

@@ -392,21 +392,7 @@ func TestManagerRun(t *testing.T) {
 			return alwaysAcme(ctx, e, ts, s)
 		}
 		n := &notifications{}
-		m := engine.NewManager(engine.ManagerOptions{
-			GroupOptions:  engine.GroupOptions{Query: query, Notifier: n},
-			RuleFiles:     []string{f},
-			RestoreWindow: -1,
-			WatchInterval: 5 * time.Second,
-		})
-		if err := m.Load(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			m.Run(ctx)
-			close(done)
-		}()
+		m, stop := runWatchedManager(t, f, query, n)
 
 		time.Sleep(3 * time.Minute)
 		synctest.Wait()
@@ -428,10 +414,34 @@ func TestManagerRun(t *testing.T) {
 		if len(a) != 1 || a[0].ActiveAt.UTC().Format("15:04:05") != "00:04:00" {
 			t.Errorf("B's alerts %+v, want one active since 00:04:00", a)
 		}
+		stop()
+	})
+}
 
+// runWatchedManager loads a manager over file, evaluating with query and
+// notifying n, that checks the file for changes every 5 seconds, and runs
+// it; stop ends the run and waits for it.
+func runWatchedManager(t *testing.T, file string, query engine.QueryFunc, n engine.Notifier) (m *engine.Manager, stop func()) {
+	t.Helper()
+	m = engine.NewManager(engine.ManagerOptions{
+		GroupOptions:  engine.GroupOptions{Query: query, Notifier: n},
+		RuleFiles:     []string{file},
+		RestoreWindow: -1,
+		WatchInterval: 5 * time.Second,
+	})
+	if err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		m.Run(ctx)
+		close(done)
+	}()
+	return m, func() {
 		cancel()
 		<-done
-	})
+	}
 }
 
 func TestDatasourceDownFiresThroughTheNormalPath(t *testing.T) {

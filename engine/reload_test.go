@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,20 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/audittest"
 )
 
 // auditLog records what an engine writes to the audit trail.
 type auditLog struct {
-	mu   sync.Mutex
-	recs []engine.AuditRecord
+	audittest.Log
 	fail error
-}
-
-func (l *auditLog) Record(_ context.Context, recs ...engine.AuditRecord) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, recs...)
-	return nil
 }
 
 var (
@@ -40,14 +32,13 @@ var (
 // History returns the records of the query's kinds at or after its From,
 // newest first, as the ClickHouse store does; fail, when set, is its error.
 func (l *auditLog) History(_ context.Context, q engine.AuditQuery) ([]engine.AuditRecord, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.fail != nil {
 		return nil, l.fail
 	}
+	recs := l.Records()
 	var out []engine.AuditRecord
-	for i := len(l.recs) - 1; i >= 0; i-- {
-		r := l.recs[i]
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
 		if r.Time.Before(q.From) || (len(q.Kinds) > 0 && !slices.Contains(q.Kinds, r.Kind)) {
 			continue
 		}
@@ -59,10 +50,8 @@ func (l *auditLog) History(_ context.Context, q engine.AuditQuery) ([]engine.Aud
 
 // kinds returns "kind/rule/reason" for every record of the given kind.
 func (l *auditLog) kinds(kind engine.AuditKind) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, r := range l.recs {
+	for _, r := range l.Records() {
 		if r.Kind == kind {
 			out = append(out, string(r.Kind)+"/"+r.Rule+"/"+r.Reason)
 		}
@@ -350,18 +339,7 @@ func TestTheFileWatcherNeverForces(t *testing.T) {
 		file := filepath.Join(dir, "rules.yaml")
 		writeFile(t, file, ruleFile("interval: 1m", "- alert: A\n  expr: count_over_time(events[1m]) > 0"))
 		sent := &notifications{}
-		m := engine.NewManager(engine.ManagerOptions{
-			GroupOptions:  engine.GroupOptions{Query: alwaysAcme, Notifier: sent},
-			RuleFiles:     []string{file},
-			RestoreWindow: -1,
-			WatchInterval: 5 * time.Second,
-		})
-		if err := m.Load(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { m.Run(ctx); close(done) }()
+		m, stop := runWatchedManager(t, file, alwaysAcme, sent)
 		time.Sleep(time.Minute)
 		synctest.Wait()
 
@@ -374,7 +352,6 @@ func TestTheFileWatcherNeverForces(t *testing.T) {
 		if got := resolvedSent(sent.take()); len(got) != 0 {
 			t.Errorf("sent resolved %v after a truncation", got)
 		}
-		cancel()
-		<-done
+		stop()
 	})
 }

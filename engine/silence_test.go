@@ -25,7 +25,7 @@ func TestSilencesRecordByTheInjectedClock(t *testing.T) {
 	if err := s.Expire(context.Background(), sil.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if r := audit.recs; len(r) != 2 || !r[0].Time.Equal(t0) || !r[1].Time.Equal(t0.Add(10*time.Minute)) {
+	if r := audit.Records(); len(r) != 2 || !r[0].Time.Equal(t0) || !r[1].Time.Equal(t0.Add(10*time.Minute)) {
 		t.Fatalf("audit rows %+v; want the silence at %v and its expiry ten minutes later", r, t0)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
@@ -21,7 +22,7 @@ import (
 func TestLateRowsAreCountedOnce(t *testing.T) { forEachBackend(t, testLateRowsAreCountedOnce) }
 
 func testLateRowsAreCountedOnce(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(2 * time.Minute))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, config.Exporter{LateWindow: new(dsl.Duration(2 * time.Minute))}, nil)
 	acme := func(d time.Duration, status string) event {
 		return event{at: at(d), tenant: "acme", app: "chat", model: "gpt-4o", provider: "openai", status: status,
 			latencyMS: 800, inTokens: 100, outTokens: 10, cost: 0.5}
@@ -89,7 +90,7 @@ func TestCountersNeverDecreaseAcrossUpdates(t *testing.T) {
 }
 
 func testCountersNeverDecreaseAcrossUpdates(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(time.Minute))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, config.Exporter{LateWindow: new(dsl.Duration(time.Minute))}, nil)
 	var last float64
 	for i := range 20 {
 		now := time.Duration(i+1) * 10 * time.Second
@@ -116,7 +117,7 @@ func TestZeroLateWindowReadsOnlyNewRows(t *testing.T) {
 }
 
 func testZeroLateWindowReadsOnlyNewRows(t *testing.T, tb *backend) {
-	e := newTestExporter(t, tb.conn, tb.table, Config{LateWindow: new(dsl.Duration(0))}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, config.Exporter{LateWindow: new(dsl.Duration(0))}, nil)
 	tb.insert(t, event{at: at(10 * time.Second), tenant: "t"})
 	mustUpdate(t, e, at(20*time.Second))
 	tb.insert(t, event{at: at(15 * time.Second), tenant: "t"}) // behind the watermark
@@ -148,20 +149,20 @@ func testDurationHistogramMatchesClientGolang(t *testing.T, tb *backend) {
 		durations = append(durations, float64(ms)/1000)
 	}
 	var extra []event
-	for _, b := range DefaultDurationBuckets() {
+	for _, b := range config.DefaultDurationBuckets() {
 		ms := int(math.Round(b * 1000))
 		for _, v := range []int{ms - 1, ms, ms + 1} {
 			extra = append(extra, event{at: at(2 * time.Second), tenant: "acme", latencyMS: v}, event{at: at(3 * time.Second), tenant: "acme", latencyMS: v})
 		}
 	}
 	tb.insert(t, extra...)
-	e := newTestExporter(t, tb.conn, tb.table, Config{}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, config.Exporter{}, nil)
 	start := time.Now()
 	mustUpdate(t, e, at(time.Minute))
 	t.Logf("update over %d calls took %v", len(durations)+len(extra), time.Since(start))
 
 	ref := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "ref", Help: "ref", Buckets: DefaultDurationBuckets(),
+		Name: "ref", Help: "ref", Buckets: config.DefaultDurationBuckets(),
 		NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 0,
 	})
 	for _, d := range durations {
@@ -270,7 +271,7 @@ func testLabelsBeyondTheCapAreFoldedIntoOther(t *testing.T, tb *backend) {
 	tb.insert(t, events...)
 
 	t.Run("the top values over the lookback keep their own series", func(t *testing.T) {
-		e := newTestExporter(t, tb.conn, tb.table, Config{LabelLimits: map[string]int{"tenant_id": 2}}, nil)
+		e := newTestExporter(t, tb.conn, tb.table, config.Exporter{LabelLimits: map[string]int{"tenant_id": 2}}, nil)
 		mustUpdate(t, e, at(time.Minute))
 		mfs := gather(t, e)
 		got := map[string]float64{}
@@ -297,7 +298,7 @@ func testLabelsBeyondTheCapAreFoldedIntoOther(t *testing.T, tb *backend) {
 		}
 	})
 	t.Run("new values are admitted by volume while there is room", func(t *testing.T) {
-		e := newTestExporter(t, tb.conn, tb.table, Config{LabelLimits: map[string]int{"tenant_id": 4}, CardinalityLookback: dsl.Duration(time.Second)}, nil)
+		e := newTestExporter(t, tb.conn, tb.table, config.Exporter{LabelLimits: map[string]int{"tenant_id": 4}, CardinalityLookback: dsl.Duration(time.Second)}, nil)
 		// The lookback (the second before 20s) holds nothing: the first
 		// update meets a, b, c, d, e after the start and admits the
 		// busiest four: d (4), c (3), a (2), then b and e tie at 1, b
@@ -319,7 +320,7 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e := newTestExporter(t, conn, tb.table, Config{QueryTimeout: dsl.Duration(5 * time.Second)}, nil)
+	e := newTestExporter(t, conn, tb.table, config.Exporter{QueryTimeout: dsl.Duration(5 * time.Second)}, nil)
 	tb.insert(t, event{at: at(10 * time.Second), tenant: "acme", status: "success", latencyMS: 300})
 	mustUpdate(t, e, at(30*time.Second))
 	before := gather(t, e)
@@ -388,7 +389,7 @@ func testNullLabelsAndNonFiniteValues(t *testing.T, tb *backend) {
 		t.Fatal(err)
 	}
 	for name, cols := range map[string]clickhouse.Columns{"read types": read, "unknown types": nil} {
-		e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+		e, err := New(Options{Config: config.Exporter{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +448,7 @@ func testOddColumnsReadAsTheRulesReadThem(t *testing.T, tb *backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
+	e, err := New(Options{Config: config.Exporter{SafetyLag: new(dsl.Duration(0))}, Conn: tb.conn, Table: tb.table, Columns: cols, Start: base})
 	if err != nil {
 		t.Fatal(err)
 	}

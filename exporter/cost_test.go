@@ -9,6 +9,8 @@ import (
 
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callwatch/callwatch/config"
 )
 
 func TestAnUpdateReadsOnlyTheNewRowsAndTheLateWindow(t *testing.T) {
@@ -24,7 +26,7 @@ func TestAnUpdateReadsOnlyTheNewRowsAndTheLateWindow(t *testing.T) {
 
 	var read atomic.Uint64
 	ctx := chgo.Context(context.Background(), chgo.WithProgress(func(p *chgo.Progress) { read.Add(p.Rows) }))
-	e := newTestExporter(t, tb.conn, tb.table, Config{}, nil)
+	e := newTestExporter(t, tb.conn, tb.table, config.Exporter{}, nil)
 	for i, now := range []time.Duration{30 * time.Second, 45 * time.Second, 60 * time.Second} {
 		read.Store(0)
 		start := time.Now()
@@ -59,7 +61,7 @@ func TestScrapeAndUpdateTimings(t *testing.T) {
 			}
 		}
 	}
-	e := newTestExporter(t, conn, "calls", Config{}, nil)
+	e := newTestExporter(t, conn, "calls", config.Exporter{}, nil)
 	start := time.Now()
 	mustUpdate(t, e, at(time.Minute))
 	updateTook := time.Since(start)

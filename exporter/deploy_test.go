@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/internal/promtest"
 )
@@ -44,7 +45,7 @@ func TestPrometheusDeployFilesPassPromtool(t *testing.T) {
 // rule engine's and the notifiers', with the series names of histograms.
 func knownMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	e := newTestExporter(t, &fakeConn{}, "calls", Config{}, nil)
+	e := newTestExporter(t, &fakeConn{}, "calls", config.Exporter{}, nil)
 	rec := &recorder{}
 	engine.NewMetrics(rec)
 	collectors := append([]prometheus.Collector{e}, rec.collectors...)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/internal/promtest"
@@ -62,7 +63,7 @@ func TestPrometheusScrapesTheExporterFedByClickHouse(t *testing.T) {
 	// Counting starts 30s back, so that the test can insert rows behind the
 	// watermark without waiting.
 	e, err := New(Options{
-		Config: Config{SafetyLag: new(dsl.Duration(0)), LateWindow: new(dsl.Duration(2 * time.Minute))},
+		Config: config.Exporter{SafetyLag: new(dsl.Duration(0)), LateWindow: new(dsl.Duration(2 * time.Minute))},
 		Conn:   tb.conn, Table: tb.table, Rules: rules, Start: started.Add(-30 * time.Second),
 	})
 	if err != nil {
@@ -156,7 +157,7 @@ func TestPrometheusScrapesTheExporterFedByClickHouse(t *testing.T) {
 	// Prometheus' interpolation, exactly.
 	for _, q := range []float64{0.5, 0.95} {
 		expr := `histogram_quantile(` + strconv.FormatFloat(q, 'g', -1, 64) + `, sum by (le) (rate(callwatch_call_duration_seconds_bucket{tenant_id="acme"}[5m])))`
-		want := histogramQuantile(q, DefaultDurationBuckets())
+		want := histogramQuantile(q, config.DefaultDurationBuckets())
 		v := classic.Query(t, expr)
 		if len(v) != 1 || math.Abs(v[0].Value-want) > 1e-9 {
 			t.Errorf("%s = %v, want %v", expr, v, want)

@@ -181,11 +181,27 @@ type row struct {
 	native  int32
 	zero    bool
 	calls   float64
+	sums
+}
+
+// sums are the measures of a set of calls that add up: a row's, a cell's.
+type sums struct {
 	// latencySum is in the latency column's unit (milliseconds).
 	latencySum, input, output, cost float64
 	// nonfinite counts the NaN and ±Inf values of latency, input, output
 	// and cost, left out of their sums.
 	nonfinite [4]float64
+}
+
+// add adds o's measures to s's.
+func (s *sums) add(o sums) {
+	s.latencySum += o.latencySum
+	s.input += o.input
+	s.output += o.output
+	s.cost += o.cost
+	for k, v := range o.nonfinite {
+		s.nonfinite[k] += v
+	}
 }
 
 // readRows runs the update query over (from, to] and reads its whole
@@ -246,11 +262,10 @@ func readRows(ctx context.Context, conn clickhouse.Conn, q updateQuery, nBuckets
 // cell is the aggregate of the calls of one series (one combination of
 // exported label values, after folding).
 type cell struct {
-	labels                          []string
-	calls, errors                   float64
-	latencySum, input, output, cost float64
-	nonfinite                       [4]float64
-	hist                            histogram
+	labels        []string
+	calls, errors float64
+	sums
+	hist histogram
 }
 
 func newCell(labels []string, nBuckets int) *cell {
@@ -262,13 +277,7 @@ func (c *cell) addRow(r row) {
 	if r.failed {
 		c.errors += r.calls
 	}
-	c.latencySum += r.latencySum
-	c.input += r.input
-	c.output += r.output
-	c.cost += r.cost
-	for k, v := range r.nonfinite {
-		c.nonfinite[k] += v
-	}
+	c.sums.add(r.sums)
 	n := uint64(r.calls)
 	c.hist.classic[r.bucket] += n
 	if r.zero {
@@ -281,13 +290,7 @@ func (c *cell) addRow(r row) {
 func (c *cell) add(o *cell) {
 	c.calls += o.calls
 	c.errors += o.errors
-	c.latencySum += o.latencySum
-	c.input += o.input
-	c.output += o.output
-	c.cost += o.cost
-	for k, v := range o.nonfinite {
-		c.nonfinite[k] += v
-	}
+	c.sums.add(o.sums)
 	c.hist.add(o.hist)
 }
 

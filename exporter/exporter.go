@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 )
@@ -36,9 +37,9 @@ const (
 
 // Options configure an Exporter.
 type Options struct {
-	// Config is the exporter's configuration; zero fields take their
-	// defaults.
-	Config Config
+	// Config is the exporter's section of the configuration file; zero
+	// fields take their defaults.
+	Config config.Exporter
 	// Conn runs the queries.
 	Conn clickhouse.Conn
 	// Table is the events table, optionally qualified by its database.
@@ -70,7 +71,7 @@ type Options struct {
 // never waits for ClickHouse. Register adds the rules collector too.
 type Exporter struct {
 	opts   Options
-	cfg    Config
+	cfg    config.Exporter
 	labels []string // exported label columns
 	// statusIdx is the index of the status label in labels, or -1.
 	statusIdx int
@@ -167,7 +168,7 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 	if cfg.Labels == nil {
-		for _, l := range DefaultLabels() {
+		for _, l := range config.DefaultExporterLabels() {
 			if opts.Schema.IsLabel(l) {
 				cfg.Labels = append(cfg.Labels, l)
 			}
@@ -196,7 +197,7 @@ func New(opts Options) (*Exporter, error) {
 	e.finalized, e.watermark = e.start, e.start
 	e.histOpts = histogramOptions{bounds: cfg.DurationBuckets, native: e.query.native, schema: int32(*cfg.NativeHistogramSchema), created: e.start}
 	for _, l := range e.labels {
-		e.caps = append(e.caps, newLabelCap(l, opts.Columns.Label(l), cfg.limit(l)))
+		e.caps = append(e.caps, newLabelCap(l, opts.Columns.Label(l), cfg.Limit(l)))
 	}
 	e.d = e.newDescs(cols)
 	e.queryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -2,10 +2,15 @@ package exporter
 
 import (
 	"context"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 )
 
@@ -16,7 +21,7 @@ func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
 		updateRow("acme", "chat", "gpt-4o", "openai", "success", false, 4, -2, 1, 800, 0, 0, 0),
 		updateRow("beta", "chat", "gpt-4o", "openai", "success", false, 4, -2, 2, 1600, 0, 0, 0),
 	}}
-	e := newTestExporter(t, conn, "calls", Config{LateWindow: new(dsl.Duration(0))}, nil)
+	e := newTestExporter(t, conn, "calls", config.Exporter{LateWindow: new(dsl.Duration(0))}, nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -42,7 +47,7 @@ func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
 
 func TestRunUpdatesEveryIntervalUntilCancelled(t *testing.T) {
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{Interval: dsl.Duration(10 * time.Millisecond)}, Conn: conn, Table: "calls"})
+	e, err := New(Options{Config: config.Exporter{Interval: dsl.Duration(10 * time.Millisecond)}, Conn: conn, Table: "calls"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +90,7 @@ func TestWithoutTheStatusLabelErrorsKeepEveryLabel(t *testing.T) {
 		{"acme", 0.0, 1.0, 4, -2, 2, 1600, 0, 0, 0.0},
 		{"acme", 0.0, 0.0, 4, -2, 5, 4000, 0, 0, 0.0},
 	}}
-	e := newTestExporter(t, conn, "calls", Config{Labels: []string{"tenant_id"}}, nil)
+	e := newTestExporter(t, conn, "calls", config.Exporter{Labels: []string{"tenant_id"}}, nil)
 	mustUpdate(t, e, at(time.Minute))
 	mfs := gather(t, e)
 	if got := labelSets(mfs, "callwatch_calls_total"); len(got) != 1 || got[0] != "tenant_id=acme" {
@@ -101,7 +106,7 @@ func TestWithoutTheStatusLabelErrorsKeepEveryLabel(t *testing.T) {
 
 func TestStartIsFlooredToASecondAndShiftedByTheSafetyLag(t *testing.T) {
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(5 * time.Second))}, Conn: conn, Table: "calls",
+	e, err := New(Options{Config: config.Exporter{SafetyLag: new(dsl.Duration(5 * time.Second))}, Conn: conn, Table: "calls",
 		Start: at(10*time.Second + 700*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
@@ -121,9 +126,33 @@ func TestLabelValuesThatAreNotUTF8AreRepaired(t *testing.T) {
 	conn := &fakeConn{update: [][]any{
 		updateRow("ac\xffme", "chat", "gpt-4o", "openai", "success", false, 4, -2, 1, 800, 0, 0, 0),
 	}}
-	e := newTestExporter(t, conn, "calls", Config{}, nil)
+	e := newTestExporter(t, conn, "calls", config.Exporter{}, nil)
 	mustUpdate(t, e, at(time.Minute))
 	if v := sum(gather(t, e), "callwatch_calls_total", map[string]string{"tenant_id": "ac\uFFFDme"}); v != 1 {
 		t.Fatalf("callwatch_calls_total{tenant_id=ac\\uFFFDme} = %v, want 1", v)
+	}
+}
+
+func TestDefaultLabelsAreThoseTheSchemaMaps(t *testing.T) {
+	schema := dsl.Schema{Time: "ts", Labels: []string{"tenant_id", "model", "status", "region"},
+		Fields: map[string]dsl.Columns{"latency_ms": {"duration_ms"}}}
+	e, err := New(Options{Conn: &fakeConn{}, Table: "calls", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"tenant_id", "model", "status"}; !reflect.DeepEqual(e.labels, want) {
+		t.Fatalf("labels = %v, want %v", e.labels, want)
+	}
+	// Only the fields the schema maps have metrics.
+	ch := make(chan *prometheus.Desc, 100)
+	e.Describe(ch)
+	close(ch)
+	var names []string
+	for d := range ch {
+		names = append(names, d.String())
+	}
+	all := strings.Join(names, "\n")
+	if strings.Contains(all, "tokens") || strings.Contains(all, "cost") || !strings.Contains(all, "callwatch_call_duration_seconds") {
+		t.Errorf("descriptors:\n%s", all)
 	}
 }

@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/golden"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -78,7 +80,7 @@ func goldenExporter(t *testing.T) (*Exporter, *fakeConn) {
 		`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) > 10`: {sample(12, "tenant_id", "acme")},
 		"max by (tenant_id) (p95(latency_ms[5m])) > 5000":                       {sample(30000, "tenant_id", "acme")},
 	})
-	e := newTestExporter(t, conn, "calls", Config{LabelLimits: map[string]int{"tenant_id": 2}}, rules)
+	e := newTestExporter(t, conn, "calls", config.Exporter{LabelLimits: map[string]int{"tenant_id": 2}}, rules)
 	mustUpdate(t, e, at(time.Minute))
 	return e, conn
 }
@@ -107,7 +109,7 @@ func exposition(t *testing.T, e *Exporter) []byte {
 
 func TestExpositionMatchesGoldenFile(t *testing.T) {
 	e, _ := goldenExporter(t)
-	golden(t, "exposition.golden.prom", exposition(t, e))
+	golden.Compare(t, "testdata/exposition.golden.prom", exposition(t, e))
 }
 
 func TestBuildInfoCarriesVersionRevisionAndGoVersion(t *testing.T) {
@@ -136,7 +138,7 @@ func TestUpdateSQLMatchesGoldenFile(t *testing.T) {
 		}
 		b.WriteString("\n\n")
 	}
-	golden(t, "queries.golden.sql", []byte(b.String()))
+	golden.Compare(t, "testdata/queries.golden.sql", []byte(b.String()))
 }
 
 // TestTheUpdateQueryReadsColumnsAsTheRulesDo: the exporter's update query
@@ -152,7 +154,7 @@ func TestTheUpdateQueryReadsColumnsAsTheRulesDo(t *testing.T) {
 	cols["model"] = "LowCardinality(Nullable(String))"
 	cols["cost"] = "Nullable(Float64)"
 	conn := &fakeConn{}
-	e, err := New(Options{Config: Config{SafetyLag: new(dsl.Duration(0))}, Conn: conn, Table: "analytics.calls", Columns: cols, Start: base})
+	e, err := New(Options{Config: config.Exporter{SafetyLag: new(dsl.Duration(0))}, Conn: conn, Table: "analytics.calls", Columns: cols, Start: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ func fmtArg(a any) string {
 
 func TestDescribeNeverQueries(t *testing.T) {
 	conn := &fakeConn{err: errors.New("must not be called")}
-	e := newTestExporter(t, conn, "calls", Config{}, fakeRules{})
+	e := newTestExporter(t, conn, "calls", config.Exporter{}, fakeRules{})
 	conn.queries = nil
 	ch := make(chan *prometheus.Desc, 100)
 	e.Describe(ch)
@@ -256,7 +258,7 @@ func TestAFailedUpdateServesTheLastValues(t *testing.T) {
 		return strings.Join(keep, "\n")
 	}
 	if got, want := callsOnly(exposition(t, e)), callsOnly(before); got != want {
-		t.Errorf("call metrics changed after a failed update:\n%s", diff(want, got))
+		t.Errorf("call metrics changed after a failed update:\n%s", golden.Diff(want, got))
 	}
 	// And recover.
 	conn.err = nil
@@ -268,7 +270,7 @@ func TestAFailedUpdateServesTheLastValues(t *testing.T) {
 
 func TestCancellationIsNotAFailure(t *testing.T) {
 	conn := &fakeConn{}
-	e := newTestExporter(t, conn, "calls", Config{}, nil)
+	e := newTestExporter(t, conn, "calls", config.Exporter{}, nil)
 	conn.err = context.Canceled
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -305,8 +307,8 @@ func TestNativeBucketsAreServedInTheProtobufFormat(t *testing.T) {
 			if h.GetSchema() != 3 || h.ZeroThreshold == nil {
 				t.Errorf("histogram %v: schema %d, zero threshold %v; want native schema 3", m.Label, h.GetSchema(), h.ZeroThreshold)
 			}
-			if len(h.Bucket) != len(DefaultDurationBuckets()) {
-				t.Errorf("histogram %v: %d classic buckets, want %d", m.Label, len(h.Bucket), len(DefaultDurationBuckets()))
+			if len(h.Bucket) != len(config.DefaultDurationBuckets()) {
+				t.Errorf("histogram %v: %d classic buckets, want %d", m.Label, len(h.Bucket), len(config.DefaultDurationBuckets()))
 			}
 			var native int64
 			for _, n := range decodeNative(h.PositiveSpan, h.PositiveDelta) {
@@ -349,7 +351,7 @@ func TestRulesCollectorSkipsWhatItCannotExport(t *testing.T) {
 		g.Eval(context.Background(), at(0))
 		groups = append(groups, g)
 	}
-	e := newTestExporter(t, &fakeConn{}, "calls", Config{}, groups)
+	e := newTestExporter(t, &fakeConn{}, "calls", config.Exporter{}, groups)
 	mfs := gather(t, e)
 	if got := labelSets(mfs, "tenant:calls:count5m"); len(got) != 1 {
 		t.Errorf("tenant:calls:count5m series = %v, want one (the duplicate skipped)", got)

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,13 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
 	"github.com/callwatch/callwatch/storage/chdb"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var server = chtest.NewShared()
 
@@ -149,7 +146,7 @@ func (b *backend) insert(t *testing.T, events ...event) {
 
 // newExporter returns an exporter over conn counting from base, with no
 // safety lag, so that tests choose every bound.
-func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg Config, rules Rules) *Exporter {
+func newTestExporter(t *testing.T, conn clickhouse.Conn, table string, cfg config.Exporter, rules Rules) *Exporter {
 	t.Helper()
 	if cfg.SafetyLag == nil {
 		cfg.SafetyLag = new(dsl.Duration(0))
@@ -249,45 +246,4 @@ func labelSets(mfs []*dto.MetricFamily, name string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the output (go test -update rewrites it):\n%s", path, diff(string(want), string(got)))
-	}
-}
-
-// diff is a line diff, enough to read a golden mismatch.
-func diff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n  want %q\n  got  %q\n", i+1, wl, gl)
-		}
-	}
-	return b.String()
 }

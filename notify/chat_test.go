@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/callwatch/callwatch/internal/golden"
 )
 
 // fakeDingTalk behaves like a DingTalk custom robot: access token, the
@@ -317,7 +319,7 @@ func TestLogWritesOneLinePerAlert(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("%d lines, want 4:\n%s", len(lines), out.String())
 	}
-	golden(t, "log.txt", out.Bytes())
+	golden.Compare(t, "testdata/log.txt", out.Bytes())
 	contains(t, "line", lines[0], "msg=alert channel=console status=firing rule=TenantCost severity=error", "time=2025-11-24T16:00:00Z", "value=123.456")
 	contains(t, "line", lines[3], "status=resolved")
 

@@ -18,9 +18,7 @@ func TestDispatcherTakesTheInjectedClock(t *testing.T) {
 	d.Notify(context.Background(), engine.Notification{Rule: rule, Time: t0, Alerts: []engine.Alert{firingAlert("acme", t0)}})
 	waitUntil(t, "the attempt", func() bool { return log.statuses()[engine.NotifySent] == 1 })
 	stop()
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	for _, r := range log.recs {
+	for _, r := range log.Records() {
 		want := t0 // the intent is dated by its evaluation
 		if r.NotifyStatus == engine.NotifySent {
 			want = clock // the attempt, by the dispatcher's clock

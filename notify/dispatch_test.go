@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/audittest"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -54,23 +55,12 @@ func (r *recorder) alerts() (firing, resolved int) {
 	return
 }
 
-type auditLog struct {
-	mu   sync.Mutex
-	recs []engine.AuditRecord
-}
-
-func (l *auditLog) Record(_ context.Context, recs ...engine.AuditRecord) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, recs...)
-	return nil
-}
+// auditLog records what the dispatcher writes to the audit trail.
+type auditLog struct{ audittest.Log }
 
 func (l *auditLog) statuses() map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	m := map[string]int{}
-	for _, r := range l.recs {
+	for _, r := range l.Records() {
 		m[r.NotifyStatus]++
 	}
 	return m

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,10 +19,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/golden"
 	"github.com/callwatch/callwatch/rulefmt"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // evalTime is the evaluation the sample batches come from.
 var evalTime = time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
@@ -184,28 +181,6 @@ func newSender(t *testing.T, cfg ChannelConfig, opts Options) Sender {
 	return s
 }
 
-// golden compares got with testdata/name, or rewrites it under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./notify -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from what was sent (-update rewrites it):\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
-	}
-}
-
 // goldenBodies compares the JSON bodies of reqs, indented, with a golden file.
 func goldenBodies(t *testing.T, name string, reqs []request) {
 	t.Helper()
@@ -216,7 +191,7 @@ func goldenBodies(t *testing.T, name string, reqs []request) {
 		}
 		out.WriteString("\n")
 	}
-	golden(t, name, out.Bytes())
+	golden.Compare(t, filepath.Join("testdata", name), out.Bytes())
 }
 
 // classify describes an error the way the dispatcher sees it.

@@ -197,14 +197,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) {
 			return
 		}
 		m := reflect.MakeMap(v.Type())
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if seen[k.Value] {
-				d.errorf(k, "%s: key %q appears twice", key, k.Value)
-				continue
-			}
-			seen[k.Value] = true
+		for k, val := range mappingPairs(n, func(k *yaml.Node) { d.errorf(k, "%s: key %q appears twice", key, k.Value) }) {
 			e := reflect.New(v.Type().Elem()).Elem()
 			d.decode(val, e, key+"."+k.Value)
 			m.SetMapIndex(reflect.ValueOf(k.Value), e)

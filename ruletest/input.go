@@ -3,6 +3,7 @@ package ruletest
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"sort"
@@ -177,13 +178,19 @@ func (r *inputReader) inputEvents(what string, n *yaml.Node, start time.Time, in
 }
 
 // pairs yields the keys and values of a mapping, reporting repeated keys.
-func (r *inputReader) pairs(what string, n *yaml.Node) func(func(k, v *yaml.Node) bool) {
+func (r *inputReader) pairs(what string, n *yaml.Node) iter.Seq2[*yaml.Node, *yaml.Node] {
+	return mappingPairs(n, func(k *yaml.Node) { r.errorf(k, "%s: key %q appears twice", what, k.Value) })
+}
+
+// mappingPairs yields the keys and values of a mapping node; a key that
+// appears again is passed to repeated instead, with its value left out.
+func mappingPairs(n *yaml.Node, repeated func(k *yaml.Node)) iter.Seq2[*yaml.Node, *yaml.Node] {
 	return func(yield func(k, v *yaml.Node) bool) {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if seen[k.Value] {
-				r.errorf(k, "%s: key %q appears twice", what, k.Value)
+				repeated(k)
 				continue
 			}
 			seen[k.Value] = true

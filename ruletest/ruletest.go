@@ -400,8 +400,8 @@ func (r *testRun) hasAlert(name string) bool {
 func (r *testRun) ruleErrors(g *engine.Group, ts time.Time) bool {
 	ok := true
 	for _, rule := range g.Rules() {
-		_, err, last, _ := rule.Status()
-		if err != nil && last.Equal(ts) {
+		st := rule.Status()
+		if err := st.LastError; err != nil && st.LastEval.Equal(ts) {
 			r.fail(rule.Spec().Pos, "%s: test %q: group %q, rule %q, time %s: %v", rule.Spec().Pos, r.name, g.Name(), rule.Name(), offsetString(ts.Sub(r.start)), err)
 			ok = false
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,9 +12,8 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var fixedNow = func() time.Time { return time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC) }
 
@@ -23,6 +21,20 @@ func runFile(t *testing.T, file string, opts Options) FileResult {
 	t.Helper()
 	opts.Now = fixedNow
 	return RunFile(context.Background(), file, opts)
+}
+
+// wantFailure fails the test unless r failed with an output (out) that holds
+// each of wants.
+func wantFailure(t *testing.T, r FileResult, out string, wants []string) {
+	t.Helper()
+	if !r.Failed() {
+		t.Fatalf("passed, want a failure:\n%s", out)
+	}
+	for _, s := range wants {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
 }
 
 func text(t *testing.T, r FileResult) string {
@@ -80,19 +92,7 @@ func TestAWrongExpectationFailsWithAReadableDiff(t *testing.T) {
 		t.Fatalf("want 3 failures in the first test and none in the second, got %+v", r.Tests)
 	}
 	got := text(t, r)
-	golden := strings.TrimSuffix(file, ".yaml") + ".out"
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Fatalf("output differs from %s (go test -update rewrites it):\n%s", golden, got)
-	}
+	golden.Compare(t, strings.TrimSuffix(file, ".yaml")+".out", []byte(got))
 	// The essentials, spelled out.
 	for _, s := range []string{
 		"wrong_expectation.bad.yaml:12:9: test \"acme is still pending at 11m\": alertname TenantP95Latency, eval_time 11m:",
@@ -106,6 +106,15 @@ func TestAWrongExpectationFailsWithAReadableDiff(t *testing.T) {
 		}
 	}
 }
+
+// acmeAt12m expects TenantP95Latency's alert for acme at 12m; a case adds
+// keys of the expected alert.
+const acmeAt12m = `    alert_rule_test:
+      - eval_time: 12m
+        alertname: TenantP95Latency
+        exp_alerts:
+          - exp_labels: {tenant_id: acme, severity: error}
+            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}`
 
 func TestExpectations(t *testing.T) {
 	const head = "rule_files: [RULES]\ntests:\n  - name: t\n    input_events:\n" +
@@ -123,12 +132,7 @@ func TestExpectations(t *testing.T) {
 		},
 		{
 			name: "an alert expected pending that is firing fails",
-			tests: `    alert_rule_test:
-      - eval_time: 12m
-        alertname: TenantP95Latency
-        exp_alerts:
-          - exp_labels: {tenant_id: acme, severity: error}
-            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}
+			tests: acmeAt12m + `
             exp_state: pending`,
 			fail: []string{
 				`      - {alertname="TenantP95Latency", severity="error", tenant_id="acme"} pending annotations=`,
@@ -137,12 +141,7 @@ func TestExpectations(t *testing.T) {
 		},
 		{
 			name: "exp_value compares the expression's value",
-			tests: `    alert_rule_test:
-      - eval_time: 12m
-        alertname: TenantP95Latency
-        exp_alerts:
-          - exp_labels: {tenant_id: acme, severity: error}
-            exp_annotations: {summary: "tenant acme: p95 latency 6000 ms"}
+			tests: acmeAt12m + `
             exp_value: 6001`,
 			fail: []string{"firing value=6001 annotations", "+ {alertname=\"TenantP95Latency\", severity=\"error\", tenant_id=\"acme\"} firing value=6000"},
 		},
@@ -217,14 +216,7 @@ func TestExpectations(t *testing.T) {
 				}
 				return
 			}
-			if !r.Failed() {
-				t.Fatalf("passed, want a failure:\n%s", out)
-			}
-			for _, s := range tc.fail {
-				if !strings.Contains(out, s) {
-					t.Errorf("output lacks %q:\n%s", s, out)
-				}
-			}
+			wantFailure(t, r, out, tc.fail)
 		})
 	}
 }
@@ -382,15 +374,7 @@ func TestInputAndFileErrorsAreClear(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeTest(t, head+tc.body)
 			r := runFile(t, path, Options{})
-			out := text(t, r)
-			if !r.Failed() {
-				t.Fatalf("passed:\n%s", out)
-			}
-			for _, s := range tc.want {
-				if !strings.Contains(out, s) {
-					t.Errorf("output lacks %q:\n%s", s, out)
-				}
-			}
+			wantFailure(t, r, text(t, r), tc.want)
 		})
 	}
 }

@@ -376,7 +376,8 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, rule := range g.Rules() {
 			spec := rule.Spec()
-			health, lastErr, lastEval, evalDur := rule.Status()
+			st := rule.Status()
+			health, lastErr, lastEval, evalDur := st.Health, st.LastError, st.LastEval, st.EvalDuration
 			rj := ruleJSON{Name: rule.Name(), Query: spec.ExprText, Labels: spec.Labels, Health: string(health),
 				LastEvaluation: lastEval.UTC(), EvaluationTime: evalDur.Seconds(), Severity: string(spec.Severity), Notify: spec.Notify}
 			if rj.Labels == nil {

@@ -250,7 +250,8 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 		last, dur := g.LastEval()
 		gv := groupView{Name: g.Name(), File: g.File(), Interval: g.Interval(), LastEval: last, EvalTime: dur}
 		for _, rule := range g.Rules() {
-			health, lastErr, lastEval, evalDur := rule.Status()
+			st := rule.Status()
+			health, lastErr, lastEval, evalDur := st.Health, st.LastError, st.LastEval, st.EvalDuration
 			rv := ruleView{Name: rule.Name(), Type: "recording", Health: string(health), Expr: rule.Spec().ExprText,
 				LastEval: lastEval, EvalTime: evalDur}
 			if lastErr != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,23 +20,15 @@ import (
 )
 
 func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backtest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("backtest", stderr, "usage: callwatch backtest --from T [--to T] [--step D] [--format table|json] [--events F.jsonl] [--config.file F] [RULE_FILE...]")
 	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
 	eventsFile := fs.String("events", "", "backtest over this JSON Lines events file in memory instead of ClickHouse")
 	fromFlag := fs.String("from", "", "start, RFC 3339 or unix seconds (required)")
 	toFlag := fs.String("to", "", "end, RFC 3339 or unix seconds (default now)")
 	stepFlag := fs.String("step", "", "evaluation step (default: each group's interval)")
 	format := fs.String("format", "table", "output: table or json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch backtest --from T [--to T] [--step D] [--format table|json] [--events F.jsonl] [--config.file F] [RULE_FILE...]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if *format != "table" && *format != "json" {
 		return usageError{"--format: write table or json"}

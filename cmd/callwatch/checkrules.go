@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -13,18 +12,12 @@ import (
 // runCheckRules runs `callwatch check rules FILE...`: exit 0 when every file
 // is clean, 1 when any has problems, 2 on usage errors (promtool's codes).
 func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check rules", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("check rules", stderr, "usage: callwatch check rules [--config.file F] [--lint warn|fatal|none] FILE...")
 	configFile := fs.String("config.file", "", "configuration file, for the schema and the channel names (default: built-in defaults)")
 	lint := fs.String("lint", "warn", "what the static checks' findings (an expression that is always empty) do: warn, fatal (fail like a problem, as promtool's --lint-fatal) or none")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch check rules [--config.file F] [--lint warn|fatal|none] FILE...")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if help, err := parseFlags(fs, args); help {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() == 0 {

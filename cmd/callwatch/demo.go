@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,24 +21,16 @@ type demoOptions struct {
 }
 
 func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", stderr, "usage: callwatch demo [--config.file F] [--rate N] [--seed S] [--backfill 10m] [--duration D]",
+		"\nWrites realistic call events with scripted incidents into the configured events table.")
 	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
 	rate := fs.Float64("rate", demo.DefaultRate, "mean calls per second over a day (the daily rhythm varies it); above about 0.4 the hourly and daily thresholds of the demo's rules fire on normal traffic")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same calls for the same seconds")
 	backfill := fs.Duration("backfill", 10*time.Minute, "write this much past traffic first, so the rules' windows are not empty")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch demo [--config.file F] [--rate N] [--seed S] [--backfill 10m] [--duration D]")
-		fmt.Fprintln(stderr, "\nWrites realistic call events with scripted incidents into the configured events table.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
@@ -51,11 +41,10 @@ func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *backfill < 0 || *duration < 0 {
 		return usageError{"--backfill and --duration must not be negative"}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{"--log.level: write debug, info, warn or error"}
+	logger, err := newLogger(*logLevel, stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := loadConfig(*configFile)
 	if err != nil {
 		return err

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,8 +12,7 @@ import (
 func TestDemoWritesTrafficIntoClickHouse(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
-	cfgFile := filepath.Join(t.TempDir(), "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n", s.DSN(db))), 0o644)
+	cfgFile := callsConfig(t, s, db)
 
 	var stderr syncBuffer
 	err := runDemo(context.Background(), []string{"--config.file", cfgFile, "--rate", "50", "--backfill", "1m", "--duration", "3s"}, nil, &stderr)

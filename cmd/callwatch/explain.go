@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -25,21 +23,14 @@ import (
 // with --run, the statements run against ClickHouse with the rows and
 // bytes they read and their time.
 func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("explain", stderr, "usage: callwatch explain [--config.file F] [--time T] [--run] 'EXPR'",
+		"       callwatch explain [--config.file F] [--time T] [--run] --rule NAME FILE")
 	configFile := fs.String("config.file", "", "configuration file: schema, limits, incremental options and, with --run, the ClickHouse DSN (default: built-in defaults)")
 	rule := fs.String("rule", "", "explain the expression of the rule of this name in the rule file given instead of an expression")
 	at := fs.String("time", "", "evaluation time, RFC 3339 or unix seconds (default now)")
 	runIt := fs.Bool("run", false, "run the statements against the configured ClickHouse and report rows and bytes read and time")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch explain [--config.file F] [--time T] [--run] 'EXPR'\n       callwatch explain [--config.file F] [--time T] [--run] --rule NAME FILE")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError{"give one quoted expression, or --rule NAME and one rule file"}
@@ -48,11 +39,9 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ts := time.Now().Truncate(time.Minute)
-	if *at != "" {
-		if ts, err = dsl.ParseTime(*at); err != nil {
-			return usageError{"--time: " + err.Error()}
-		}
+	ts, err := parseTimeFlag(*at, time.Now().Truncate(time.Minute))
+	if err != nil {
+		return err
 	}
 	schema := cfg.Schema.DSL()
 	var expr *dsl.Expr

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 // TestExplain: explain lists each range function with its grouping, window
@@ -21,19 +18,13 @@ import (
 // of a file.
 func TestExplain(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".calls", dsl.DefaultSchema()))
 	at := time.Unix(1764000000, 0).UTC()
 	var rows []map[string]any
 	for i := range 200 {
 		rows = append(rows, map[string]any{"created_at": at.Add(-time.Duration(i) * time.Second), "tenant_id": fmt.Sprintf("t%d", i%3), "status": "ok", "latency_ms": 100 + i})
 	}
-	s.InsertJSONEachRow(t, db, "calls", rows)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n", s.DSN(db))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := callsConfig(t, s, callsTable(t, s, rows))
+	dir := filepath.Dir(cfgFile)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"explain", "--config.file", cfgFile, "--time", at.Format(time.RFC3339), "--run",
 		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0` +

@@ -15,7 +15,7 @@ import (
 // running rules (recording-rule results, ALERTS), registers it on reg and
 // starts its background updater. stop ends the updater; call it before
 // closing conn.
-func startExporter(ctx context.Context, cfg *config.Config, ecfg exporter.Config, conn clickhouse.Conn, cols clickhouse.Columns,
+func startExporter(ctx context.Context, cfg *config.Config, ecfg config.Exporter, conn clickhouse.Conn, cols clickhouse.Columns,
 	rules exporter.Rules, reg prometheus.Registerer, logger *slog.Logger) (stop func(), err error) {
 	e, err := exporter.New(exporter.Options{
 		Config:  ecfg,

@@ -89,14 +89,43 @@ exporter:
   interval: 1s
 rule_files: [rules.yaml]
 `, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "")
 	return cfgFile
+}
+
+// startOutageServe writes error events into a new database (db) of s and
+// starts `callwatch serve` on it with outageConfig's rules and a webhook
+// receiving its notifications, and waits for the Errors alert to be
+// delivered: the starting point of a fault test.
+func startOutageServe(t *testing.T, s *chtest.Server) (db string, got *received, p *proc) {
+	t.Helper()
+	db = errorEvents(t, s, 5)
+	got, hook := newAlertHook(t)
+	p = startProc(t, outageConfig(t, s.DSN(db), hook.URL))
+	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	return db, got, p
+}
+
+// ruleHealth returns the health and state of the rule name as serve's
+// /api/v1/rules at base shows them ("" when it shows no such rule).
+func ruleHealth(t *testing.T, base, name string) (health, state string) {
+	t.Helper()
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct{ Name, Health, State string } `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	getJSON(t, base+"/api/v1/rules", &rules)
+	for _, g := range rules.Data.Groups {
+		for _, r := range g.Rules {
+			if r.Name == name {
+				return r.Health, r.State
+			}
+		}
+	}
+	return "", ""
 }
 
 // TestFaultClickHouseHangs is the fault suite's ClickHouse outage: while
@@ -104,14 +133,7 @@ rule_files: [rules.yaml]
 // `make test-faults`, which prints the report lines.
 func TestFaultClickHouseHangs(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test stops it
-	db := errorEvents(t, s, 5)
-
-	got, hook := newAlertHook(t)
-
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	_, got, p := startOutageServe(t, s)
 	goroutinesBefore := metric(t, p.base, "go_goroutines")
 
 	// Fault: ClickHouse hangs.
@@ -120,26 +142,7 @@ func TestFaultClickHouseHangs(t *testing.T) {
 	}
 	faultAt := time.Now()
 	waitFor(t, "DatasourceDown to be delivered", 30*time.Second, func() bool { return got.get("DatasourceDown/firing") >= 1 })
-	var rules struct {
-		Data struct {
-			Groups []struct {
-				Rules []struct {
-					Name, Health, State string
-				} `json:"rules"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	waitFor(t, "the rule to show error health", 10*time.Second, func() bool {
-		getJSON(t, p.base+"/api/v1/rules", &rules)
-		for _, g := range rules.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Name == "Errors" {
-					return r.Health == "err" && r.State == "firing"
-				}
-			}
-		}
-		return false
-	})
+	waitFor(t, "the rule to show error health", 10*time.Second, func() bool { h, st := ruleHealth(t, p.base, "Errors"); return h == "err" && st == "firing" })
 	waitFor(t, "callwatch_datasource_up to be 0", 10*time.Second, func() bool { return metric(t, p.base, "callwatch_datasource_up") == 0 })
 	time.Sleep(3 * time.Second) // a long-ish outage: no false resolve, no growth
 	if n := got.get("Errors/resolved"); n != 0 {
@@ -153,17 +156,7 @@ func TestFaultClickHouseHangs(t *testing.T) {
 	}
 	resumedAt := time.Now()
 	waitFor(t, "DatasourceDown to resolve", 30*time.Second, func() bool { return got.get("DatasourceDown/resolved") >= 1 })
-	waitFor(t, "the rule to be healthy again", 30*time.Second, func() bool {
-		getJSON(t, p.base+"/api/v1/rules", &rules)
-		for _, g := range rules.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Name == "Errors" {
-					return r.Health == "ok"
-				}
-			}
-		}
-		return false
-	})
+	waitFor(t, "the rule to be healthy again", 30*time.Second, func() bool { h, _ := ruleHealth(t, p.base, "Errors"); return h == "ok" })
 	recovered := time.Since(resumedAt)
 	if metric(t, p.base, "callwatch_datasource_up") != 1 {
 		waitFor(t, "callwatch_datasource_up to be 1", 10*time.Second, func() bool { return metric(t, p.base, "callwatch_datasource_up") == 1 })
@@ -285,29 +278,8 @@ rule_files: [rules.yaml]
 // resumes on its own after each.
 func TestFaultClickHouseKilledAndErroring(t *testing.T) {
 	s := chtest.Start(t) // its own server: this test kills it
-	db := errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
-	health := func() (string, string) {
-		var rules struct {
-			Data struct {
-				Groups []struct {
-					Rules []struct{ Name, Health, State string } `json:"rules"`
-				} `json:"groups"`
-			} `json:"data"`
-		}
-		getJSON(t, p.base+"/api/v1/rules", &rules)
-		for _, g := range rules.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Name == "Errors" {
-					return r.Health, r.State
-				}
-			}
-		}
-		return "", ""
-	}
+	db, got, p := startOutageServe(t, s)
+	health := func() (string, string) { return ruleHealth(t, p.base, "Errors") }
 
 	// Fault 1: the server is killed, then restarted.
 	if err := s.Kill(); err != nil {
@@ -376,11 +348,7 @@ func post(t *testing.T, url, body string) (int, string) {
 // resolves its alert, sent to the receiver and written to the audit table.
 func TestFaultReloadToEmpty(t *testing.T) {
 	s := server.Get(t)
-	db := errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	_, got, p := startOutageServe(t, s)
 	firing := func() bool {
 		var a alerts
 		getJSON(t, p.base+"/api/v1/alerts", &a)
@@ -393,7 +361,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 	}
 
 	// Fault: the rule file is truncated, and callwatch reloads.
-	if err := os.Truncate(filepath.Join(filepath.Dir(cfgFile), "rules.yaml"), 0); err != nil {
+	if err := os.Truncate(filepath.Join(filepath.Dir(p.cfgFile), "rules.yaml"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -448,11 +416,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 // audited.
 func TestFaultAuditTableDropped(t *testing.T) {
 	s := server.Get(t)
-	db := errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	cfgFile := outageConfig(t, s.DSN(db), hook.URL)
-	p := startProc(t, cfgFile)
-	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
+	db, _, p := startOutageServe(t, s)
 	var a struct {
 		Data struct {
 			Alerts []struct {

@@ -38,25 +38,8 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 	got, hook := newAlertHook(t)
 
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[20s])) > 2
-`), 0o644)
-	config := func(replica string) string {
-		f := filepath.Join(dir, replica+".yaml")
-		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
-  dsn: %s
-notifiers:
-  - {name: pager, type: webhook, url: %q, timeout: 2s}
-default_notify: [pager]
-ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s}
-rule_files: [rules.yaml]
-`, s.DSN(db), hook.URL, replica)), 0o644)
-		return f
-	}
+	writeErrorsRule(t, dir, "20s", "")
+	config := func(replica string) string { return haConfig(t, dir, s.DSN(db), hook.URL, replica, "") }
 
 	a := startProc(t, config("replica-a"))
 	waitFor(t, "replica a to deliver the firing alert", 15*time.Second, func() bool { return got.get("Errors/firing") == 1 })
@@ -113,13 +96,7 @@ func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	ams := amtest.StartCluster(t, 2, hook.URL)
 
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "")
 	for _, replica := range []string{"a", "b"} {
 		f := filepath.Join(dir, replica+".yaml")
 		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
@@ -161,22 +138,10 @@ func TestHAReplicasShareActions(t *testing.T) {
 	s := server.Get(t)
 	db := errorEvents(t, s, 5)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "")
 	var procs []*proc
 	for _, replica := range []string{"a", "b"} {
-		f := filepath.Join(dir, replica+".yaml")
-		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
-  dsn: %s
-ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s}
-rule_files: [rules.yaml]
-`, s.DSN(db), replica)), 0o644)
-		procs = append(procs, startProc(t, f))
+		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), "", replica, "")))
 	}
 	a, b := procs[0], procs[1]
 	type alertsJSON struct {
@@ -252,16 +217,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules.String()), 0o644)
 	var procs []*proc
 	for _, replica := range []string{"a", "b"} {
-		f := filepath.Join(dir, replica+".yaml")
-		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
-  dsn: %s
-notifiers:
-  - {name: pager, type: webhook, url: %q, timeout: 2s}
-default_notify: [pager]
-ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s, share_groups: true}
-rule_files: [rules.yaml]
-`, s.DSN(db), hook.URL, replica)), 0o644)
-		procs = append(procs, startProc(t, f))
+		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), hook.URL, replica, ", share_groups: true")))
 	}
 	a, b := procs[0], procs[1]
 	owned := func(p *proc, group string) float64 {
@@ -334,4 +290,23 @@ rule_files: [rules.yaml]
 			t.Errorf("%s's alert reached the webhook %d times, want once", tenant, n)
 		}
 	}
+}
+
+// haConfig writes dir/REPLICA.yaml, the configuration of one replica of a
+// high-availability pair over the database of dsn: the rules of
+// dir/rules.yaml, a quick lease (200ms heartbeat, 1s TTL) and more keys of
+// the ha section (", share_groups: true"); with a hookURL, a webhook
+// channel pager is the default channel. It returns the file.
+func haConfig(t *testing.T, dir, dsn, hookURL, replica, more string) string {
+	t.Helper()
+	var notifiers string
+	if hookURL != "" {
+		notifiers = fmt.Sprintf("notifiers:\n  - {name: pager, type: webhook, url: %q, timeout: 2s}\ndefault_notify: [pager]\n", hookURL)
+	}
+	f := filepath.Join(dir, replica+".yaml")
+	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n%sha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s%s}\nrule_files: [rules.yaml]\n", dsn, notifiers, replica, more)
+	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

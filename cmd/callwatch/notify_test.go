@@ -79,9 +79,10 @@ func (h *hook) count() (alerts, messages int) {
 
 // proc is callwatch serve in its own process, so a test can SIGKILL it.
 type proc struct {
-	cmd  *exec.Cmd
-	base string
-	log  *syncBuffer
+	cmd     *exec.Cmd
+	base    string
+	log     *syncBuffer
+	cfgFile string // the configuration file it serves
 }
 
 func startProc(t *testing.T, cfgFile string) *proc {
@@ -93,7 +94,7 @@ func startProc(t *testing.T, cfgFile string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, log: &syncBuffer{}}
+	p := &proc{cmd: cmd, log: &syncBuffer{}, cfgFile: cfgFile}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -137,14 +138,7 @@ notification:
   resend_delay: 1s
 %srule_files: [rules.yaml]
 `, dsn, hookURL, notification)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-        notify: [pager]
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "notify: [pager]")
 	return cfgFile
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,20 +17,12 @@ import (
 )
 
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("query", stderr, "usage: callwatch query [--config.file F] [--events F.jsonl] [--time T] 'EXPR'")
 	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
 	eventsFile := fs.String("events", "", "evaluate in memory over this JSON Lines events file instead of ClickHouse")
 	at := fs.String("time", "", "evaluation time, RFC 3339 or unix seconds (default now)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch query [--config.file F] [--events F.jsonl] [--time T] 'EXPR'")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError{"give exactly one expression, quoted, e.g. 'p95(latency_ms[5m]) > 5000'"}
@@ -41,11 +32,9 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	ts := time.Now()
-	if *at != "" {
-		if ts, err = dsl.ParseTime(*at); err != nil {
-			return usageError{"--time: " + err.Error()}
-		}
+	ts, err := parseTimeFlag(*at, time.Now())
+	if err != nil {
+		return err
 	}
 	expr, err := dsl.Parse(input, dsl.Options{Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL()})
 	if err != nil {

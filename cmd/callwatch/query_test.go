@@ -9,15 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 func TestQuery(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".calls", dsl.DefaultSchema()))
 	at := time.Unix(1764000000, 0).UTC()
 	var rows []map[string]any
 	var jsonl strings.Builder
@@ -30,11 +25,8 @@ func TestQuery(t *testing.T) {
 		rows = append(rows, map[string]any{"created_at": ts, "tenant_id": tenant, "status": "ok", "latency_ms": lat})
 		fmt.Fprintf(&jsonl, `{"created_at": %q, "tenant_id": %q, "status": "ok", "latency_ms": %d}`+"\n", ts.Format(time.RFC3339), tenant, lat)
 	}
-	s.InsertJSONEachRow(t, db, "calls", rows)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n", s.DSN(db))), 0o644)
-	eventsFile := filepath.Join(dir, "events.jsonl")
+	cfgFile := callsConfig(t, s, callsTable(t, s, rows))
+	eventsFile := filepath.Join(filepath.Dir(cfgFile), "events.jsonl")
 	os.WriteFile(eventsFile, []byte(jsonl.String()), 0o644)
 
 	const want = `{"resultType":"vector","result":[{"metric":{"tenant_id":"acme"},"value":[1764000000,"5123"]},{"metric":{"tenant_id":"beta"},"value":[1764000000,"9000"]}]}` + "\n"

@@ -154,14 +154,7 @@ rule_files: [rules.yaml]
 		amAuth(refused), amAuth(failingService(t, echoFailure(500))))
 	channels := []string{"wecom", "hook-post", "hook-get", "slack", "feishu", "dingtalk", "am"}
 	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[10m])) > 2
-        notify: [wecom, hook-post, hook-get, slack, feishu, dingtalk, am, console]
-`), 0o644)
+	writeErrorsRule(t, dir, "10m", "notify: [wecom, hook-post, hook-get, slack, feishu, dingtalk, am, console]")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}

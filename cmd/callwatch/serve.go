@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,8 +33,7 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", stderr)
 	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
 	listen := fs.String("web.listen-address", "127.0.0.1:9466", "address the HTTP API and /metrics listen on")
 	externalURL := fs.String("web.external-url", "", "URL under which callwatch is reachable, for links in alerts")
@@ -46,17 +44,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	corsPattern := fs.String("web.cors.origin", ".*", "regex of the origins whose scripts may read the query API (CORS), fully anchored, as Prometheus' flag")
 	allowOpenWrites := fs.Bool("web.allow-unauthenticated-writes", false,
 		"listen beyond loopback without web.admin_token: anyone who reaches the address may then reload rules and acknowledge, resolve and silence alerts")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err.Error()}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{"--log.level: write debug, info, warn or error"}
+	logger, err := newLogger(*logLevel, stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := loadConfig(*configFile)
 	if err != nil {
 		return err

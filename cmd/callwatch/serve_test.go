@@ -18,6 +18,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 var server = chtest.NewShared()
@@ -47,6 +48,20 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// writeErrorsRule writes dir/rules.yaml: one group evaluated every second
+// whose alert Errors fires for each tenant with more than 2 error events in
+// window; extra is one more key of the rule (notify: [pager]) or "".
+func writeErrorsRule(t *testing.T, dir, window, extra string) {
+	t.Helper()
+	rule := "- alert: Errors\n  expr: sum by (tenant_id) (count_over_time(events{status=\"error\"}[" + window + "])) > 2\n"
+	if extra != "" {
+		rule += "  " + extra + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(testrules.File("interval: 1s", rule)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startServe runs `callwatch serve` on a real ClickHouse with the given rule
@@ -260,6 +275,27 @@ func TestServeEvaluatesIncrementally(t *testing.T) {
 	if len(a.Data.Alerts) != 1 || a.Data.Alerts[0].State != "firing" || a.Data.Alerts[0].Annotations["summary"] != "acme: 5 errors" {
 		t.Fatalf("alerts after the switch to partial aggregates: %+v", a)
 	}
+}
+
+// callsTable creates the events table calls (the default schema) in a new
+// database of s, inserts rows into it and returns the database.
+func callsTable(t *testing.T, s *chtest.Server, rows []map[string]any) (db string) {
+	t.Helper()
+	db = s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+".calls", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "calls", rows)
+	return db
+}
+
+// callsConfig writes, in a new temporary directory, a configuration file
+// naming the events table calls of database db on s, and returns its path.
+func callsConfig(t *testing.T, s *chtest.Server, db string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "callwatch.yaml")
+	if err := os.WriteFile(f, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n", s.DSN(db))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // errorEvents creates an events table in a new database of s holding n

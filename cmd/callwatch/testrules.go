@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,8 +21,7 @@ import (
 // code: 0 when every test passes, 1 when any fails, 2 on usage errors
 // (promtool's codes).
 func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("test rules", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("test rules", stderr, "usage: callwatch test rules [--config.file F] [--run REGEX] [--junit FILE] TEST_FILE...")
 	configFile := fs.String("config.file", "", "configuration file, for the schema (default: built-in defaults)")
 	junitFile := fs.String("junit", "", "also write a JUnit XML report to this file")
 	onServer := fs.Bool("clickhouse", false, "evaluate each test's events in the configured ClickHouse (a temporary table) instead of in memory")
@@ -33,14 +30,9 @@ func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		runs = append(runs, s)
 		return nil
 	})
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: callwatch test rules [--config.file F] [--run REGEX] [--junit FILE] TEST_FILE...")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if help, err := parseFlags(fs, args); help {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() == 0 {

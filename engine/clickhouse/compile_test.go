@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +11,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenTS is the evaluation time of the golden files; its fraction of a
 // second shows that window bounds are floored to whole seconds.
@@ -63,23 +61,7 @@ func TestCompileMatchesGoldenFiles(t *testing.T) {
 				cols = tc.cols()
 			}
 			got := renderGolden(tc.expr, Compile(CompileOptions{Table: "ai_call_events", Columns: cols}, goldenTS, e.Leaves), e.Leaves)
-			path := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./engine/clickhouse -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("compiled SQL differs from %s (run with -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
-			}
+			golden.Compare(t, filepath.Join("testdata", tc.name+".golden"), []byte(got))
 		})
 	}
 }

@@ -254,18 +254,26 @@ func (r *recorder) Write(_ context.Context, events []Event) error {
 	return nil
 }
 
+// startRun runs g into sink in the background; stop cancels the run and
+// returns its error.
+func startRun(t *testing.T, g *Generator, sink *recorder, opts RunOptions) (stop func() error) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- g.Run(ctx, sink, opts) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func TestRun(t *testing.T) {
 	t.Run("run writes the backfill and then every second, losing nothing", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			start := time.Now()
-			g := New(Options{Seed: 9})
-			sink := &recorder{}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error)
-			go func() { done <- g.Run(ctx, sink, RunOptions{Backfill: 2 * time.Minute}) }()
+			g, sink := New(Options{Seed: 9}), &recorder{}
+			stop := startRun(t, g, sink, RunOptions{Backfill: 2 * time.Minute})
 			time.Sleep(30*time.Second + time.Millisecond)
-			cancel()
-			if err := <-done; err != nil {
+			if err := stop(); err != nil {
 				t.Fatalf("run: %v", err)
 			}
 			want := g.Generate(start.Add(-2*time.Minute), start.Add(30*time.Second))
@@ -277,18 +285,14 @@ func TestRun(t *testing.T) {
 	t.Run("a failing sink gets the missed events with the next write", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			start := time.Now()
-			g := New(Options{Seed: 9})
-			sink := &recorder{}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error)
-			go func() { done <- g.Run(ctx, sink, RunOptions{}) }()
+			g, sink := New(Options{Seed: 9}), &recorder{}
+			stop := startRun(t, g, sink, RunOptions{})
 			time.Sleep(2*time.Second + time.Millisecond)
 			sink.mu.Lock()
 			sink.fail = 3
 			sink.mu.Unlock()
 			time.Sleep(8 * time.Second)
-			cancel()
-			<-done
+			stop()
 			want := g.Generate(start, start.Add(10*time.Second))
 			if !slices.EqualFunc(sink.events, want, func(a, b Event) bool { return a == b }) {
 				t.Fatalf("got %d events, want %d", len(sink.events), len(want))

@@ -1,4 +1,4 @@
-package exporter
+package config
 
 import (
 	"fmt"
@@ -11,10 +11,12 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 )
 
-// Config is the exporter's section of callwatch's configuration file
-// (`exporter:`). The zero value means every default; SetDefaults fills them
-// in and Validate checks the result without I/O.
-type Config struct {
+// Exporter is the exporter's section of callwatch's configuration file
+// (`exporter:`), the settings the exporter package consumes. It lives here,
+// not in the exporter, so that reading the configuration knows no adapter's
+// internals. The zero value means every default; SetDefaults fills them in
+// and Validate checks the result without I/O.
+type Exporter struct {
 	// Interval is how often the background updater reads new events
 	// (default 15s).
 	Interval dsl.Duration `yaml:"interval"`
@@ -63,9 +65,9 @@ type Config struct {
 	CostCurrency string `yaml:"cost_currency"`
 }
 
-// DefaultLabels returns the labels exported when Config.Labels is omitted,
+// DefaultExporterLabels returns the labels exported when Exporter.Labels is omitted,
 // if the schema maps them.
-func DefaultLabels() []string {
+func DefaultExporterLabels() []string {
 	return []string{"tenant_id", "app_code", "model", "provider", "status"}
 }
 
@@ -77,17 +79,17 @@ func DefaultDurationBuckets() []float64 {
 	return []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}
 }
 
-// DefaultConfig returns a Config with every default filled in.
-func DefaultConfig() Config {
-	var c Config
+// DefaultExporter returns an Exporter with every default filled in.
+func DefaultExporter() Exporter {
+	var c Exporter
 	c.SetDefaults()
 	return c
 }
 
 // SetDefaults fills in the defaults of the fields left empty. Labels stays
 // nil when omitted: the exporter then picks DefaultLabels present in the
-// schema, which only New knows.
-func (c *Config) SetDefaults() {
+// schema, which only the exporter knows.
+func (c *Exporter) SetDefaults() {
 	setDuration := func(d *dsl.Duration, def time.Duration) {
 		if *d == 0 {
 			*d = dsl.Duration(def)
@@ -128,7 +130,7 @@ func (c *Config) SetDefaults() {
 
 // Validate checks the configuration, with defaults applied, against the
 // schema of the events table. It does no I/O.
-func (c *Config) Validate(schema dsl.Schema) error {
+func (c *Exporter) Validate(schema dsl.Schema) error {
 	positive := []struct {
 		key string
 		d   dsl.Duration
@@ -138,7 +140,7 @@ func (c *Config) Validate(schema dsl.Schema) error {
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
-			return fmt.Errorf("exporter.%s: must be positive, e.g. %s", p.key, model.Duration(defaultOf(p.key)))
+			return fmt.Errorf("exporter.%s: must be positive, e.g. %s", p.key, model.Duration(exporterDefault(p.key)))
 		}
 	}
 	if *c.LateWindow < 0 {
@@ -196,9 +198,9 @@ func (c *Config) Validate(schema dsl.Schema) error {
 	return nil
 }
 
-// defaultOf returns the default of a duration key, for error messages.
-func defaultOf(key string) time.Duration {
-	d := DefaultConfig()
+// exporterDefault returns the default of a duration key, for error messages.
+func exporterDefault(key string) time.Duration {
+	d := DefaultExporter()
 	switch key {
 	case "interval":
 		return d.Interval.D()
@@ -210,8 +212,9 @@ func defaultOf(key string) time.Duration {
 	return d.CardinalityRefresh.D()
 }
 
-// limit returns the value cap of label l.
-func (c *Config) limit(l string) int {
+// Limit returns the value cap of label l: its LabelLimits entry, else
+// LabelLimit.
+func (c *Exporter) Limit(l string) int {
 	if n, ok := c.LabelLimits[l]; ok {
 		return n
 	}

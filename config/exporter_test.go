@@ -1,4 +1,4 @@
-package exporter
+package config
 
 import (
 	"bytes"
@@ -8,29 +8,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
 )
 
-// decode decodes an exporter section strictly, as config.Parse does.
-func decode(t *testing.T, data string) (Config, error) {
+// decodeExporter decodes an exporter section strictly, as config.Parse does.
+func decodeExporter(t *testing.T, data string) (Exporter, error) {
 	t.Helper()
-	var c Config
+	var c Exporter
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(data)))
 	dec.KnownFields(true)
 	err := dec.Decode(&c)
 	return c, err
 }
 
-func TestTheZeroConfigMeansTheDefaults(t *testing.T) {
-	c := Config{}
+func TestTheZeroExporterSectionMeansTheDefaults(t *testing.T) {
+	c := Exporter{}
 	c.SetDefaults()
 	if err := c.Validate(dsl.DefaultSchema()); err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultConfig()
+	want := DefaultExporter()
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("SetDefaults = %+v, want %+v", c, want)
 	}
@@ -50,12 +49,12 @@ func TestTheZeroConfigMeansTheDefaults(t *testing.T) {
 	}
 }
 
-func TestAFullConfigDecodesStrictly(t *testing.T) {
-	data, err := os.ReadFile("testdata/config.good.yaml")
+func TestAFullExporterSectionDecodesStrictly(t *testing.T) {
+	data, err := os.ReadFile("testdata/exporter.good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := decode(t, string(data))
+	c, err := decodeExporter(t, string(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func TestAFullConfigDecodesStrictly(t *testing.T) {
 	if err := c.Validate(dsl.DefaultSchema()); err != nil {
 		t.Fatal(err)
 	}
-	if c.LateWindow.D() != 5*time.Minute || c.SafetyLag.D() != 0 || c.limit("tenant_id") != 500 || c.limit("status") != 50 ||
+	if c.LateWindow.D() != 5*time.Minute || c.SafetyLag.D() != 0 || c.Limit("tenant_id") != 500 || c.Limit("status") != 50 ||
 		*c.NativeHistogram || *c.NativeHistogramSchema != 2 || c.ErrorStatus != "failed" || c.CostCurrency != "USD" {
 		t.Errorf("decoded %+v", c)
 	}
@@ -76,7 +75,7 @@ func TestAFullConfigDecodesStrictly(t *testing.T) {
 	}
 }
 
-func TestConfigErrorsSayWhatToWrite(t *testing.T) {
+func TestExporterErrorsSayWhatToWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string
 	}{
@@ -92,7 +91,7 @@ func TestConfigErrorsSayWhatToWrite(t *testing.T) {
 		{"the status label is a label column", "status_label: outcome", `exporter.status_label: "outcome" is not a label column`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := decode(t, tc.yaml)
+			c, err := decodeExporter(t, tc.yaml)
 			if err == nil {
 				c.SetDefaults()
 				err = c.Validate(dsl.DefaultSchema())
@@ -104,44 +103,20 @@ func TestConfigErrorsSayWhatToWrite(t *testing.T) {
 	}
 }
 
-func TestNegativeDurationsFromCodeAreRejected(t *testing.T) {
-	// YAML cannot write a negative duration; a Config built in Go can.
+func TestNegativeExporterDurationsFromCodeAreRejected(t *testing.T) {
+	// YAML cannot write a negative duration; an Exporter built in Go can.
 	for _, tc := range []struct {
-		c    Config
+		c    Exporter
 		want string
 	}{
-		{Config{QueryTimeout: dsl.Duration(-time.Second)}, "exporter.query_timeout: must be positive, e.g. 10s"},
-		{Config{LateWindow: new(dsl.Duration(-time.Minute))}, "exporter.late_window: must not be negative"},
-		{Config{SafetyLag: new(dsl.Duration(-time.Second))}, "exporter.safety_lag: must not be negative"},
-		{Config{LabelLimit: -1}, "exporter.label_limit: must be at least 1"},
+		{Exporter{QueryTimeout: dsl.Duration(-time.Second)}, "exporter.query_timeout: must be positive, e.g. 10s"},
+		{Exporter{LateWindow: new(dsl.Duration(-time.Minute))}, "exporter.late_window: must not be negative"},
+		{Exporter{SafetyLag: new(dsl.Duration(-time.Second))}, "exporter.safety_lag: must not be negative"},
+		{Exporter{LabelLimit: -1}, "exporter.label_limit: must be at least 1"},
 	} {
 		tc.c.SetDefaults()
 		if err := tc.c.Validate(dsl.DefaultSchema()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.c, err, tc.want)
 		}
-	}
-}
-
-func TestDefaultLabelsAreThoseTheSchemaMaps(t *testing.T) {
-	schema := dsl.Schema{Time: "ts", Labels: []string{"tenant_id", "model", "status", "region"},
-		Fields: map[string]dsl.Columns{"latency_ms": {"duration_ms"}}}
-	e, err := New(Options{Conn: &fakeConn{}, Table: "calls", Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"tenant_id", "model", "status"}; !reflect.DeepEqual(e.labels, want) {
-		t.Fatalf("labels = %v, want %v", e.labels, want)
-	}
-	// Only the fields the schema maps have metrics.
-	ch := make(chan *prometheus.Desc, 100)
-	e.Describe(ch)
-	close(ch)
-	var names []string
-	for d := range ch {
-		names = append(names, d.String())
-	}
-	all := strings.Join(names, "\n")
-	if strings.Contains(all, "tokens") || strings.Contains(all, "cost") || !strings.Contains(all, "callwatch_call_duration_seconds") {
-		t.Errorf("descriptors:\n%s", all)
 	}
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// newFlags returns the flag set of the subcommand name. Its errors go to
+// stderr, and so does its usage: the lines of usage, then the flags (the
+// flag package's default usage when usage is empty).
+func newFlags(name string, stderr io.Writer, usage ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if len(usage) > 0 {
+		fs.Usage = func() {
+			for _, l := range usage {
+				fmt.Fprintln(stderr, l)
+			}
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses a subcommand's arguments. help is true after -h or
+// --help, which printed the usage (exit 0); a bad flag, already reported
+// with the usage by the flag package, is a usageError (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, usageError{err.Error()}
+	}
+	return false, nil
+}
+
+// parseTimeFlag reads --time: RFC 3339 or unix seconds; def when empty.
+func parseTimeFlag(s string, def time.Time) (time.Time, error) {
+	if s == "" {
+		return def, nil
+	}
+	ts, err := dsl.ParseTime(s)
+	if err != nil {
+		return time.Time{}, usageError{"--time: " + err.Error()}
+	}
+	return ts, nil
+}
+
+// newLogger returns the logger of --log.level, writing text to stderr.
+func newLogger(level string, stderr io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{"--log.level: write debug, info, warn or error"}
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
+}
