@@ -80,13 +80,14 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 			evalAll(first.m, t0.Add(time.Duration(i)*time.Minute))
 		}
 		// The firing row carries what explained the alert (evidence).
-		audit.mu.Lock()
-		for i := range audit.recs {
-			if audit.recs[i].Kind == engine.AuditFiring {
-				audit.recs[i].Evidence = &engine.Evidence{Leaf: "count_over_time(events[1m])", Total: 7}
+		recs := audit.Records()
+		for i := range recs {
+			if recs[i].Kind == engine.AuditFiring {
+				recs[i].Evidence = &engine.Evidence{Leaf: "count_over_time(events[1m])", Total: 7}
 			}
 		}
-		audit.mu.Unlock()
+		audit = &auditLog{}
+		audit.Record(context.Background(), recs...)
 		// Restarted twenty minutes later: the replay covers 27m..30m only.
 		restart := t0.Add(30*time.Minute + 20*time.Second)
 		second := startProcess(t, restart, audit, events)

@@ -35,10 +35,8 @@ func (e *evidenceFunc) count() int {
 
 // firing returns the records of alerts that started firing.
 func (a *auditLog) firing() []engine.AuditRecord {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	var out []engine.AuditRecord
-	for _, r := range a.recs {
+	for _, r := range a.Records() {
 		if r.Kind == engine.AuditFiring {
 			out = append(out, r)
 		}

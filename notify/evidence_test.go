@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/golden"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -109,7 +111,7 @@ func TestEvidenceInEveryChatChannel(t *testing.T) {
 				t.Errorf("the hostile value reads as markup:\n%s", text)
 			}
 			if tc.typ == "wecom" {
-				golden(t, "wecom_evidence_"+tc.lang+".json", reqs[0].Body)
+				golden.Compare(t, filepath.Join("testdata", "wecom_evidence_"+tc.lang+".json"), reqs[0].Body)
 			}
 		})
 	}

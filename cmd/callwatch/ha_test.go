@@ -193,15 +193,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
 	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
 	tenants := []string{"t1", "t2", "t3", "t4", "t5", "t6"}
-	var rows []map[string]any
-	for _, tenant := range tenants {
-		for range 3 {
-			rows = append(rows, map[string]any{"created_at": now, "tenant_id": tenant, "status": "error"})
-		}
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
 	got, hook := newAlertHook(t)
 	dir := t.TempDir()
 	var rules strings.Builder
@@ -235,6 +227,18 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	for _, g := range tenants {
 		onA += int(owned(a, g))
 	}
+	// The errors start once the replicas have divided the groups: a
+	// group that moves while its alert's first message is in flight (b
+	// joining right after a fired it) may be sent twice, which the
+	// at-least-once contract allows and this test does not measure.
+	now := time.Now().UTC()
+	var rows []map[string]any
+	for _, tenant := range tenants {
+		for range 3 {
+			rows = append(rows, map[string]any{"created_at": now, "tenant_id": tenant, "status": "error"})
+		}
+	}
+	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
 	if onA == 0 || onA == len(tenants) {
 		t.Errorf("replica a evaluates %d of %d groups: the hash gave one replica everything", onA, len(tenants))
 	}
