@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
 	"github.com/callwatch/callwatch/internal/storetest"
 )
 
@@ -74,4 +75,33 @@ func TestSubqueriesOnTheServer(t *testing.T) {
 func TestIncrementalConcurrentOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.IncrementalConcurrent(t, conn, db)
+}
+
+// TestDistributedEventsOnACluster runs the differential suites against a
+// Distributed events table over two shards of 18.16 servers (rows spread
+// by rand()): every leaf — full, incremental, range — computed through the
+// Distributed table must give the memory evaluator's answer, as on one
+// server.
+func TestDistributedEventsOnACluster(t *testing.T) {
+	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Shards: 2})
+	db := cluster.NewDatabase(t)
+	// Through the first shard's server; an insert returns once its rows are
+	// on their shards.
+	conn, err := clickhouse.Open(context.Background(), cluster.Shards[0][0].DSN(db)+"?max_query_size=4194304&insert_distributed_sync=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := storetest.ClusterConn{ExecQuerier: conn, Cluster: cluster}
+	seeds := storetest.Seeds(t, *seedFlag)
+	t.Run("Differential", func(t *testing.T) { storetest.Differential(t, c, db, seeds[:1]) })
+	t.Run("IncrementalStepAfterStep", func(t *testing.T) {
+		storetest.IncrementalStepAfterStep(t, c, db, seeds[len(seeds)-1:], clickhouse.IncrementalGroupings)
+	})
+	t.Run("RangeMatchesInstants", func(t *testing.T) { storetest.RangeMatchesInstants(t, c, db, seeds[:1]) })
+	split := storetest.EventsSplitAcrossShards(t, cluster, db)
+	if len(split) < 3 {
+		t.Errorf("events tables on the shards: %v, want one per suite", split)
+	}
+	t.Logf("rows per shard: %v", split)
 }

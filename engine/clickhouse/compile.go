@@ -27,6 +27,10 @@ type CompileOptions struct {
 	// forward: the sum of an avg leaf, and the time of a min or max leaf's
 	// extreme (argMinIf/argMaxIf).
 	Seed bool
+	// Distributed says the table is a Distributed table: aggregates whose
+	// partial states do not cross between servers intact are computed
+	// another way (see distributedSafe).
+	Distributed bool
 }
 
 // Statement is one compiled query and the map from its result columns back
@@ -83,7 +87,7 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 	if opts.Schema.Time == "" {
 		opts.Schema = dsl.DefaultSchema()
 	}
-	builders := byShape(leaves, opts.Seed, opts.Schema.Time, opts.Columns)
+	builders := byShape(leaves, opts.Seed, opts.Distributed, opts.Schema.Time, opts.Columns)
 	stmts := make([]Statement, len(builders))
 	for i, b := range builders {
 		stmts[i] = b.build(opts, ts)
@@ -93,7 +97,7 @@ func Compile(opts CompileOptions, ts time.Time, leaves []*dsl.Leaf) []Statement 
 
 // byShape puts the leaves into one builder per shape (window, offset,
 // grouping), in the order the shapes first appear.
-func byShape(leaves []*dsl.Leaf, seed bool, timeCol string, cols Columns) []*builder {
+func byShape(leaves []*dsl.Leaf, seed, distributed bool, timeCol string, cols Columns) []*builder {
 	type shape struct {
 		rng, offset time.Duration
 		by          string
@@ -104,7 +108,7 @@ func byShape(leaves []*dsl.Leaf, seed bool, timeCol string, cols Columns) []*bui
 		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
 		b, ok := index[k]
 		if !ok {
-			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: seed, tcol: quoteIdent(timeCol), cols: cols}
+			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: seed, dist: distributed, tcol: quoteIdent(timeCol), cols: cols}
 			index[k] = b
 			builders = append(builders, b)
 		}
@@ -133,6 +137,9 @@ type fragment struct {
 type aggSpec struct {
 	fn, param, args string
 	elem            int
+	// finish, when set, is applied to the aggregate's value: a format
+	// with one %s.
+	finish string
 }
 
 // fragment0 is a condition kept on a quantile column.
@@ -158,6 +165,7 @@ type builder struct {
 	condIndex  map[string]bool
 	unfiltered bool
 	seed       bool    // CompileOptions.Seed
+	dist       bool    // CompileOptions.Distributed
 	tcol       string  // the quoted time column
 	cols       Columns // CompileOptions.Columns
 }
@@ -175,6 +183,9 @@ func (b *builder) add(i int, l *dsl.Leaf) {
 	for _, p := range l.Partials() {
 		pc := PartialColumns{Partial: p}
 		for _, f := range fullPartials[p].columns(l, value, cond) {
+			if b.dist {
+				f = distributedSafe(f)
+			}
 			pc.Cols = append(pc.Cols, b.column(f))
 		}
 		if p == dsl.PartialCount {
@@ -411,6 +422,26 @@ func aggregate(fn, param, value string, cond fragment) fragment {
 		fn += "(" + param + ")"
 	}
 	return fragment{sql: "toFloat64(" + fn + "(" + strings.Join(args, ", ") + "))", args: cond.args, agg: spec}
+}
+
+// distributedSafe returns an aggregate column that a Distributed table
+// computes right: the column itself, except the stable variance. The
+// partial state of varPopStable (and of every *Stable function) is
+// written by ClickHouse 18.16 in a form its reader does not expect, so a
+// shard's state breaks the stream it is sent on ("Unknown compression
+// method", "Syntax error (data type)"). There the shards send the values
+// (groupArray, whose state crosses intact, as quantileExact's does) and
+// the server that merges computes the variance over them: the same
+// Welford variance, at the cost of moving the values, as a quantile does.
+func distributedSafe(f fragment) fragment {
+	if f.agg == nil || (f.agg.fn != "varPopStable" && f.agg.fn != "varPopStableIf") {
+		return f
+	}
+	fn := "groupArray" + strings.TrimPrefix(f.agg.fn, "varPopStable")
+	const finish = "arrayReduce('varPopStable', %s)"
+	f.agg = &aggSpec{fn: fn, args: f.agg.args, finish: finish}
+	f.sql = "toFloat64(" + fmt.Sprintf(finish, fn+"("+f.agg.args+")") + ")"
+	return f
 }
 
 // condition compiles label matchers into a boolean SQL expression; it is

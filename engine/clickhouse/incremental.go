@@ -183,6 +183,7 @@ func checkIncremental() error {
 // partials keeps the per-bucket partial aggregates of every grouping.
 type partials struct {
 	opts  Incremental
+	dist  bool // Options.Distributed
 	mu    sync.Mutex
 	grids map[string]*grid
 	// families are the value counts of quantile leaves, by vcKey;
@@ -234,6 +235,7 @@ type grid struct {
 	mu      sync.Mutex
 	by      []string
 	columns Columns // the source's Options.Columns
+	dist    bool    // the source's Options.Distributed
 	width   int64   // bucket width, seconds
 	slots   map[string]int
 	cols    []gridColumn
@@ -326,7 +328,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	k := strings.Join(by, ",")
 	g, ok := p.grids[k]
 	if !ok {
-		g = &grid{by: by, columns: columns, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
+		g = &grid{by: by, columns: columns, dist: p.dist, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
 			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
@@ -456,6 +458,9 @@ func (g *grid) slotsFor(l *dsl.Leaf) (parts []leafSlots, count int) {
 		bp := bucketPartials[p]
 		ls := leafSlots{p: p}
 		for k, f := range bp.columns(l, value, cond) {
+			if g.dist {
+				f = distributedSafe(f)
+			}
 			sl := g.slot(bp.kinds[k], f, cond, countSlot)
 			if p == dsl.PartialCount {
 				countSlot = sl

@@ -71,7 +71,7 @@ func (s *Source) EvalLeavesRange(ctx context.Context, start, end time.Time, step
 		for j := range n {
 			ts := start.Add(time.Duration(j) * step)
 			vectors := make([][]engine.Sample, len(sub))
-			for _, st := range Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Columns: s.opts.Columns}, ts, sub) {
+			for _, st := range Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Columns: s.opts.Columns, Distributed: s.opts.Distributed}, ts, sub) {
 				results[j].Statements = append(results[j].Statements, st.SQL)
 				if err := s.run(ctx, st, sub, vectors, nil); err != nil {
 					return results, fmt.Errorf("compute %s: %w", leafNames(st, sub), err)
@@ -135,7 +135,7 @@ func abs(a int64) int64 {
 // compileRange builds one statement per shape of leaves (all of them on
 // the range path).
 func (s *Source) compileRange(start, end time.Time, step time.Duration, n int, leaves []*dsl.Leaf) []Statement {
-	builders := byShape(leaves, false, s.opts.Schema.Time, s.opts.Columns)
+	builders := byShape(leaves, false, s.opts.Distributed, s.opts.Schema.Time, s.opts.Columns)
 	stmts := make([]Statement, len(builders))
 	for i, b := range builders {
 		stmts[i] = b.buildRange(s.opts, start, end, step, n)
@@ -198,6 +198,9 @@ func (b *builder) buildRange(opts Options, start, end time.Time, step time.Durat
 		merge := e.agg.fn + "Merge" + param + "(" + alias + ")"
 		if e.agg.elem > 0 {
 			merge = "arrayElement(" + merge + ", " + strconv.Itoa(e.agg.elem) + ")"
+		}
+		if e.agg.finish != "" {
+			merge = fmt.Sprintf(e.agg.finish, merge)
 		}
 		outer.Value("", "toFloat64("+merge+")")
 	}

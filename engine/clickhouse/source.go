@@ -63,6 +63,11 @@ type Options struct {
 	// limit to raise. The engine's own check (QuerierOptions.MaxSeries)
 	// then names the leaf.
 	MaxGroups int
+	// Distributed says the table is a Distributed table over shards (see
+	// ReadEngine): every leaf gives the answer it gives on one server, a
+	// stddev or stdvar leaf at the cost of moving its values to the
+	// server that merges (see CompileOptions.Distributed).
+	Distributed bool
 	// Incremental, when not nil, computes decomposable leaves from
 	// per-bucket partial aggregates kept between evaluations (see
 	// Incremental); nil computes every leaf with a full query.
@@ -105,6 +110,7 @@ func New(opts Options) (*Source, error) {
 	s := &Source{opts: opts}
 	if opts.Incremental != nil {
 		s.inc = newPartials(*opts.Incremental)
+		s.inc.dist = opts.Distributed
 	}
 	return s, nil
 }
@@ -214,7 +220,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				}
 			}
 		}
-		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Columns: s.opts.Columns, Seed: s.inc != nil}, ts, full)
+		stmts := Compile(CompileOptions{Table: s.opts.Table, Schema: s.opts.Schema, Columns: s.opts.Columns, Seed: s.inc != nil, Distributed: s.opts.Distributed}, ts, full)
 		for _, st := range stmts {
 			res.Statements = append(res.Statements, st.SQL)
 			if err := s.run(ctx, st, full, vectors, raw); err != nil {

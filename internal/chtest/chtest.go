@@ -141,6 +141,20 @@ func start(bin []string, base string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
+	s, err := prepare(base, ports[0], ports[1], "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startProc(bin); err != nil {
+		return nil, fmt.Errorf("start clickhouse (%s): %w", strings.Join(bin, " "), err)
+	}
+	return s, nil
+}
+
+// prepare writes the files of a server listening on tcpPort and httpPort
+// into a new directory under base, its configuration extended by extra
+// (elements of <yandex>), and returns the server, not started.
+func prepare(base string, tcpPort, httpPort int, extra string) (*Server, error) {
 	dir, err := os.MkdirTemp(base, "server-")
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
@@ -151,23 +165,19 @@ func start(bin []string, base string) (*Server, error) {
 		}
 	}
 	config := filepath.Join(dir, "config.xml")
-	if err := os.WriteFile(config, []byte(configXML(dir, ports[0], ports[1])), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte(configXML(dir, tcpPort, httpPort, extra)), 0o644); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	s := &Server{
-		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		Port:     ports[0],
-		HTTPPort: ports[1],
+	return &Server{
+		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort)),
+		Port:     tcpPort,
+		HTTPPort: httpPort,
 		Dir:      dir,
 		client:   clientCommand(),
-	}
-	if err := s.startProc(bin); err != nil {
-		return nil, fmt.Errorf("start clickhouse (%s): %w", strings.Join(bin, " "), err)
-	}
-	return s, nil
+	}, nil
 }
 
 // startProc starts the server process on s.Dir's configuration, its output
@@ -364,9 +374,10 @@ func quoteIdent(name string) string {
 }
 
 // configXML is the smallest server configuration that keeps every file in
-// dir and opens nothing but the native and HTTP ports on 127.0.0.1. The root
-// element is <yandex>, which 18.16 requires and current releases still accept.
-func configXML(dir string, tcpPort, httpPort int) string {
+// dir and opens nothing but the native and HTTP ports on 127.0.0.1, plus
+// extra (elements of the root: a cluster's). The root element is <yandex>,
+// which 18.16 requires and current releases still accept.
+func configXML(dir string, tcpPort, httpPort int, extra string) string {
 	return fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
     <logger>
@@ -389,8 +400,8 @@ func configXML(dir string, tcpPort, httpPort int) string {
     <mark_cache_size>67108864</mark_cache_size>
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
-</yandex>
-`, dir, tcpPort, httpPort)
+%[4]s</yandex>
+`, dir, tcpPort, httpPort, extra)
 }
 
 const usersXML = `<?xml version="1.0"?>

@@ -90,3 +90,32 @@ func TestStartGivesEachTestItsOwnServer(t *testing.T) {
 		t.Fatalf("SELECT 1 = %d, %v", one, err)
 	}
 }
+
+func TestClusterDistributesReadsOverItsShards(t *testing.T) {
+	c := StartCluster(t, ClusterOptions{Shards: 2})
+	if len(c.Shards) != 2 || len(c.Servers()) != 2 || c.Shards[0][0].Addr == c.Shards[1][0].Addr {
+		t.Fatalf("cluster of %d shards, servers %v", len(c.Shards), c.Servers())
+	}
+	db := c.NewDatabase(t)
+	c.Exec(t, "CREATE TABLE "+db+".local (n UInt32) ENGINE = MergeTree ORDER BY n")
+	c.Exec(t, "CREATE TABLE "+db+".all AS "+db+".local ENGINE = Distributed("+c.Name+", "+db+", local, rand())")
+	for i, s := range c.Servers() {
+		s.Exec(t, "INSERT INTO "+db+".local SELECT number + ? FROM system.numbers LIMIT 10", 100*i)
+	}
+	for _, s := range c.Servers() {
+		var n, shard uint64
+		if err := s.Conn(t, db).QueryRow(context.Background(), "SELECT count(), sum(n >= 100) FROM all").Scan(&n, &shard); err != nil {
+			t.Fatal(err)
+		}
+		if n != 20 || shard != 10 {
+			t.Errorf("through %s: %d rows, %d from the second shard; want 20 and 10", s.Addr, n, shard)
+		}
+		var macro string
+		if err := s.Conn(t, db).QueryRow(context.Background(), "SELECT substitution FROM system.macros WHERE macro = 'shard'").Scan(&macro); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]string{c.Shards[0][0].Addr: "1", c.Shards[1][0].Addr: "2"}[s.Addr]; macro != want {
+			t.Errorf("{shard} on %s = %q, want %q", s.Addr, macro, want)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 	mem := memory.New(schema)
 	mem.Add(data.Events...)
 	table := fmt.Sprintf("%s.diff_events_%d", db, seed)
-	mustExec(t, conn, clickhouse.EventsDDL(table, schema))
+	createEventsTable(t, conn, table, schema)
 	// Shuffled, in a few inserts: several parts, read by several threads,
 	// so ClickHouse adds in another order than the memory evaluator.
 	rows := slices.Clone(data.Events)
@@ -85,7 +85,7 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 		insertEvents(t, conn, table, schema, rows[part*len(rows)/4:(part+1)*len(rows)/4])
 	}
 	checkStoredCosts(t, conn, table, data.Events)
-	ch, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema})
+	ch, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema, Distributed: distributed(conn)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ type eventsTable struct {
 func newEventsTable(t *testing.T, conn clickhouse.ExecQuerier, table string, events []memory.Event) *eventsTable {
 	t.Helper()
 	schema := dsl.DefaultSchema()
-	mustExec(t, conn, clickhouse.EventsDDL(table, schema))
+	createEventsTable(t, conn, table, schema)
 	tb := &eventsTable{conn: conn, name: table, schema: schema, mem: memory.New(schema)}
 	tb.add(t, events...)
 	tb.full = tb.source(t, nil)
@@ -58,7 +58,7 @@ func (tb *eventsTable) add(t *testing.T, events ...memory.Event) {
 // incremental path with it.
 func (tb *eventsTable) source(t *testing.T, inc *clickhouse.Incremental) *clickhouse.Source {
 	t.Helper()
-	src, err := clickhouse.New(clickhouse.Options{Conn: tb.conn, Table: tb.name, Schema: tb.schema, Incremental: inc})
+	src, err := clickhouse.New(clickhouse.Options{Conn: tb.conn, Table: tb.name, Schema: tb.schema, Incremental: inc, Distributed: distributed(tb.conn)})
 	if err != nil {
 		t.Fatal(err)
 	}

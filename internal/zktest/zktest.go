@@ -1,0 +1,136 @@
+// Package zktest starts a private ZooKeeper for tests: the one that keeps
+// the replicated tables and the ON CLUSTER queue of a ClickHouse cluster
+// (chtest.StartCluster). It runs Debian's zookeeper package (apt-get
+// install zookeeper, which `make deps` does) as a standalone server
+// (org.apache.zookeeper.server.ZooKeeperServerMain, without zkServer.sh),
+// with its own data directory, on a free port of 127.0.0.1, and is killed
+// when the test ends. Without it the test is skipped, or fails when
+// CI=true.
+package zktest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
+)
+
+// ErrNotInstalled is returned by StartServer when java or ZooKeeper's jar
+// is missing.
+var ErrNotInstalled = errors.New("ZooKeeper is not installed: `make deps` installs it (apt-get install zookeeper)")
+
+// jar is where Debian's zookeeper package puts ZooKeeper; its manifest
+// names the jars it needs.
+const jar = "/usr/share/java/zookeeper.jar"
+
+// StartTimeout bounds how long ZooKeeper may take to answer ruok (a JVM
+// starting on a loaded machine).
+const StartTimeout = 60 * time.Second
+
+// Server is a running private ZooKeeper.
+type Server struct {
+	// Addr is the client address, 127.0.0.1:PORT.
+	Addr string
+	// Host and Port are Addr's parts, as a ClickHouse <zookeeper> node
+	// names them.
+	Host string
+	Port int
+	// Dir holds the configuration, the data and the log.
+	Dir string
+
+	proc *proctest.Proc
+}
+
+// Start starts ZooKeeper for one test and kills it when the test ends.
+// When it is not installed it skips the test, or fails it when the
+// environment variable CI is "true".
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := StartServer(t.TempDir())
+	if err != nil {
+		proctest.SkipOrFatal(t, err, ErrNotInstalled)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// StartServer starts ZooKeeper with its files under dir. The caller must
+// Close it. It returns ErrNotInstalled when java or the jar is missing.
+func StartServer(dir string) (*Server, error) {
+	java, err := proctest.Binary(ErrNotInstalled, "java")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(jar); err != nil {
+		return nil, ErrNotInstalled
+	}
+	return proctest.Retry(func() (*Server, error) { return start(java, dir) })
+}
+
+func start(java, base string) (*Server, error) {
+	port, err := proctest.FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("start zookeeper: %w", err)
+	}
+	dir, err := os.MkdirTemp(base, "zookeeper-")
+	if err != nil {
+		return nil, fmt.Errorf("start zookeeper: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return nil, fmt.Errorf("start zookeeper: %w", err)
+	}
+	// A short tick: sessions of killed clients expire within seconds.
+	cfg := fmt.Sprintf("tickTime=500\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
+		"admin.enableServer=false\n4lw.commands.whitelist=ruok\n", filepath.Join(dir, "data"), port)
+	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("start zookeeper: %w", err)
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Host: "127.0.0.1", Port: port, Dir: dir}
+	logPath := filepath.Join(dir, "zookeeper.log")
+	s.proc, err = proctest.Start(dir, logPath, java, "-Xmx256m", "-cp", jar,
+		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(dir, "zoo.cfg"))
+	if err != nil {
+		return nil, fmt.Errorf("start zookeeper (%s): %w", java, err)
+	}
+	if err := s.proc.WaitReady(StartTimeout, s.ruok); err != nil {
+		_ = s.proc.Kill()
+		return nil, fmt.Errorf("start zookeeper: %w\n%s", err, proctest.LogTail(logPath))
+	}
+	return s, nil
+}
+
+// ruok asks ZooKeeper whether it serves (the four-letter word ruok, which
+// a serving ZooKeeper answers imok).
+func (s *Server) ruok() error {
+	conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte("ruok")); err != nil {
+		return err
+	}
+	answer, err := io.ReadAll(conn)
+	if err != nil {
+		return err
+	}
+	if string(answer) != "imok" {
+		return fmt.Errorf("ruok answered %q", answer)
+	}
+	return nil
+}
+
+// Kill kills ZooKeeper (SIGKILL), keeping its files, for outage tests;
+// it is safe to call more than once.
+func (s *Server) Kill() error { return s.proc.Kill() }
+
+// Close kills ZooKeeper. Its files go with the test's directory.
+func (s *Server) Close() { _ = s.proc.Kill() }
