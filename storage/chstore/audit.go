@@ -54,13 +54,19 @@ var auditColumns = []struct{ name, typ, conv string }{
 
 // AuditDDL is the CREATE TABLE of the audit table. It runs on 18.16 and
 // on current releases.
-func AuditDDL(table string) string {
+func AuditDDL(table string) string { return auditDef(table).ddl("")[0] }
+
+// AuditClusterDDL are the statements that create the audit table on
+// cluster (see SetCluster): a ReplicatedMergeTree table_local on every
+// server and the Distributed table in front, both ON CLUSTER.
+func AuditClusterDDL(table, cluster string) []string { return auditDef(table).ddl(cluster) }
+
+func auditDef(table string) tableDef {
 	cols := make([]string, len(auditColumns))
 	for i, c := range auditColumns {
 		cols[i] = clickhouse.QuoteIdent(c.name) + " " + c.typ
 	}
-	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n    %s\n) ENGINE = MergeTree\nPARTITION BY toYYYYMM(`time`)\nORDER BY (`time`, `nanos`)",
-		clickhouse.QuoteTable(table), strings.Join(cols, ",\n    "))
+	return tableDef{table: table, columns: cols, engine: "MergeTree", tail: "\nPARTITION BY toYYYYMM(`time`)\nORDER BY (`time`, `nanos`)"}
 }
 
 // AuditStore is the audit trail in a ClickHouse table. When the table
@@ -69,6 +75,7 @@ func AuditDDL(table string) string {
 type AuditStore struct {
 	conn  clickhouse.ExecQuerier
 	table string
+	place placement
 	// Timeout bounds each statement (default 10s).
 	timeout time.Duration
 	keep    *recreator
@@ -84,9 +91,23 @@ func NewAuditStore(conn clickhouse.ExecQuerier, table string) (*AuditStore, erro
 	if !validTable(table) {
 		return nil, fmt.Errorf("audit table %q: write table or database.table", table)
 	}
-	s := &AuditStore{conn: conn, table: table, timeout: 10 * time.Second}
+	s := &AuditStore{conn: conn, table: table, place: newPlacement(table), timeout: 10 * time.Second}
 	s.keep = &recreator{table: table, migrate: s.Migrate}
 	return s, nil
+}
+
+// SetCluster keeps the audit trail on a ClickHouse cluster (the name of
+// one in the servers' remote_servers; "" is one server, the default):
+// Migrate creates the tables ON CLUSTER (AuditClusterDDL), records are
+// written into the replicated table on the server callwatch is connected
+// to, and read through the Distributed table, so every replica of
+// callwatch sees every record, whichever server it is connected to. Call
+// it before Migrate.
+func (s *AuditStore) SetCluster(cluster string) error {
+	if err := s.place.setCluster(cluster); err != nil {
+		return fmt.Errorf("audit table %s: %w", s.table, err)
+	}
+	return nil
 }
 
 // SetLogger sets where the store logs what it does on its own, such as
@@ -125,11 +146,14 @@ func validTable(t string) bool {
 func (s *AuditStore) Migrate(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.conn.Exec(ctx, AuditDDL(s.table)); err != nil {
-		return fmt.Errorf("create audit table %s: %w", s.table, err)
+	for _, ddl := range auditDef(s.table).ddl(s.place.cluster) {
+		if err := s.conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create audit table %s: %w", s.table, err)
+		}
 	}
-	// 18.16 has no ADD COLUMN IF NOT EXISTS: compare with system.columns.
-	db, table, ok := strings.Cut(s.table, ".")
+	// 18.16 has no ADD COLUMN IF NOT EXISTS: compare with system.columns
+	// (of the table that stores the rows, on a cluster the local one).
+	db, table, ok := strings.Cut(s.place.write, ".")
 	dbExpr, args := "currentDatabase()", []any{}
 	if ok {
 		dbExpr, args = "?", append(args, db)
@@ -154,12 +178,29 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 		if have[c.name] {
 			continue
 		}
-		sql := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", clickhouse.QuoteTable(s.table), clickhouse.QuoteIdent(c.name), c.typ)
-		if err := s.conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("migrate audit table %s: add column %s: %w", s.table, c.name, err)
+		for _, sql := range s.addColumn(c.name, c.typ) {
+			if err := s.conn.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("migrate audit table %s: add column %s: %w", s.table, c.name, err)
+			}
 		}
 	}
 	return nil
+}
+
+// addColumn returns the ALTERs that add a column: to the table, or on a
+// cluster to the replicated tables (one replica per shard runs it, the
+// others take it from ZooKeeper) and to the Distributed table on every
+// server.
+func (s *AuditStore) addColumn(name, typ string) []string {
+	add := " ADD COLUMN " + clickhouse.QuoteIdent(name) + " " + typ
+	if s.place.cluster == "" {
+		return []string{"ALTER TABLE " + clickhouse.QuoteTable(s.table) + add}
+	}
+	on := " ON CLUSTER " + s.place.cluster
+	return []string{
+		"ALTER TABLE " + clickhouse.QuoteTable(s.place.write) + on + add,
+		"ALTER TABLE " + clickhouse.QuoteTable(s.place.read) + on + add,
+	}
 }
 
 // Record appends records in one INSERT … SELECT with bound values (the
@@ -180,7 +221,7 @@ func (s *AuditStore) Record(ctx context.Context, recs ...engine.AuditRecord) err
 		rows[i] = row
 		args = append(args, auditArgs(r)...)
 	}
-	sql := fmt.Sprintf("INSERT INTO %s (%s) %s", clickhouse.QuoteTable(s.table), strings.Join(names, ", "), strings.Join(rows, " UNION ALL "))
+	sql := fmt.Sprintf("INSERT INTO %s (%s) %s", clickhouse.QuoteTable(s.place.write), strings.Join(names, ", "), strings.Join(rows, " UNION ALL "))
 	err := s.keep.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
@@ -280,7 +321,7 @@ func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine
 			cols[i] = "toInt64(toUInt32(" + cols[i] + "))"
 		}
 	}
-	sql := "SELECT " + strings.Join(cols, ", ") + " FROM " + clickhouse.QuoteTable(s.table)
+	sql := "SELECT " + strings.Join(cols, ", ") + " FROM " + clickhouse.QuoteTable(s.place.read)
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -345,7 +386,7 @@ func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.Se
 }
 
 func (s *AuditStore) lastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
-	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + clickhouse.QuoteTable(s.table) +
+	sql := "SELECT `channel`, `fingerprint`, argMax(`notification_state`, `nanos`), argMax(`severity`, `nanos`), max(`nanos`) FROM " + clickhouse.QuoteTable(s.place.read) +
 		" WHERE `kind` = ? AND `notification_status` = ? AND `time` >= toDateTime(?) GROUP BY `channel`, `fingerprint`"
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

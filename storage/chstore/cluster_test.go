@@ -1,0 +1,175 @@
+package chstore_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/zktest"
+	"github.com/callwatch/callwatch/storage/chstore"
+)
+
+// TestStoresOnAClusterShareTheirRows runs two 18.16 servers as two
+// replicas of one shard, kept by a private ZooKeeper, with callwatch's
+// tables created ON CLUSTER: a record audited through one server is read
+// through the other, and two callwatch replicas heartbeating through
+// different servers see each other and elect the same sender.
+func TestStoresOnAClusterShareTheirRows(t *testing.T) {
+	zk := zktest.Start(t)
+	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Name: "calls", Replicas: 2, ZooKeeper: zk.Addr})
+	db := cluster.NewDatabase(t)
+	ctx := context.Background()
+	var conns []*clickhouse.NativeConn
+	for _, s := range cluster.Servers() {
+		conn, err := clickhouse.Open(ctx, s.DSN(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conns = append(conns, conn)
+	}
+	// within polls until ok holds, for what replication brings within
+	// seconds.
+	within := func(what string, ok func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			good, got := ok()
+			if good {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %s after 30s", what, got)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	t.Run("a record audited through one server is read through the other", func(t *testing.T) {
+		var stores []*chstore.AuditStore
+		for _, conn := range conns {
+			s, err := chstore.NewAuditStore(conn, db+".audit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetCluster(cluster.Name); err != nil {
+				t.Fatal(err)
+			}
+			// Both replicas of callwatch migrate: the second finds the
+			// tables there.
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			stores = append(stores, s)
+		}
+		for _, s := range cluster.Servers() {
+			engines := tableEngines(t, s, db)
+			if engines["audit_local"] != "ReplicatedMergeTree" || engines["audit"] != "Distributed" {
+				t.Fatalf("tables on %s: %v; want audit_local ReplicatedMergeTree and audit Distributed", s.Addr, engines)
+			}
+		}
+		at := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+		rec := engine.AuditRecord{Time: at, Kind: engine.AuditAcknowledged, Fingerprint: "00000000000000ff", Rule: "Errors", By: "alice", Comment: "on it"}
+		if err := stores[0].Record(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		within("the acknowledgement read through the second server", func() (bool, string) {
+			got, err := stores[1].History(ctx, engine.AuditQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(got) == 1 && got[0].By == "alice" && got[0].Comment == "on it" && got[0].Time.Equal(at), describe(got)
+		})
+		// The Distributed table reads the shard once: a second record is
+		// not read twice through either server.
+		if err := stores[1].Record(ctx, engine.AuditRecord{Time: at.Add(time.Second), Kind: engine.AuditManualResolve, Fingerprint: "00000000000000ff", Rule: "Errors", By: "bob"}); err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range stores {
+			within("both records through server "+cluster.Servers()[i].Addr, func() (bool, string) {
+				got, err := s.History(ctx, engine.AuditQuery{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(got) == 2 && got[0].By == "bob" && got[1].By == "alice", describe(got)
+			})
+		}
+	})
+
+	t.Run("heartbeats through different servers elect one sender", func(t *testing.T) {
+		names := []string{"callwatch-a", "callwatch-b"}
+		var electors []*engine.Elector
+		var leases []*chstore.LeaseStore
+		for i, conn := range conns {
+			lease, err := chstore.NewLeaseStore(conn, db+".replicas")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lease.SetCluster(cluster.Name); err != nil {
+				t.Fatal(err)
+			}
+			if err := lease.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := lease.Beat(ctx, names[i]); err != nil {
+				t.Fatal(err)
+			}
+			leases = append(leases, lease)
+			electors = append(electors, engine.NewElector(engine.ElectorOptions{Store: lease, Replica: names[i], Interval: time.Second, TTL: time.Minute}))
+		}
+		// Each replica's view, through its own server, holds both.
+		for i, lease := range leases {
+			within("the live set through server "+cluster.Servers()[i].Addr, func() (bool, string) {
+				alive, err := lease.Alive(ctx, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return slices.Equal(alive, names), "[" + strings.Join(alive, " ") + "]"
+			})
+		}
+		now := time.Now()
+		for _, e := range electors {
+			e.Round(ctx, now)
+		}
+		if !electors[0].Leader() || electors[1].Leader() {
+			t.Fatalf("senders: callwatch-a %v, callwatch-b %v; want callwatch-a alone", electors[0].Leader(), electors[1].Leader())
+		}
+	})
+}
+
+// tableEngines returns the engines of db's tables on s, by name.
+func tableEngines(t *testing.T, s *chtest.Server, db string) map[string]string {
+	t.Helper()
+	rows, err := s.Conn(t, db).Query(context.Background(), "SELECT name, engine FROM system.tables WHERE database = ?", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, eng string
+		if err := rows.Scan(&name, &eng); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = eng
+	}
+	return out
+}
+
+// describe lists records by who made them, for messages.
+func describe(recs []engine.AuditRecord) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(string(r.Kind) + " by " + r.By)
+	}
+	return b.String() + "]"
+}
