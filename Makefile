@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/callwatch
 # Debian packages the tests need: real servers, started by the tests themselves.
-TEST_DEBS := clickhouse-server clickhouse-client prometheus prometheus-alertmanager chromium
+TEST_DEBS := clickhouse-server clickhouse-client prometheus prometheus-alertmanager chromium zookeeper
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GOTEST_FLAGS ?= -timeout 20m
 

@@ -175,6 +175,11 @@ type ClickHouse struct {
 	// AuditTable records alert transitions, notifications and operator
 	// actions (default callwatch_alert_log); created at start when missing.
 	AuditTable string `yaml:"audit_table"`
+	// Cluster, when set, is the name of a cluster in the ClickHouse
+	// servers' remote_servers: callwatch's own tables (the audit and lease
+	// tables) are created ON CLUSTER, replicated through ZooKeeper, with a
+	// Distributed table in front (docs/operations.md). Empty: one server.
+	Cluster string `yaml:"cluster"`
 	// HealthInterval is how often the built-in DatasourceDown alert pings
 	// ClickHouse (default 15s); DownAfter how long pings must fail before it
 	// fires (default 1m).
@@ -367,7 +372,10 @@ func yamlError(err error) error {
 	return fmt.Errorf(" %s", msg)
 }
 
-var tableRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+var (
+	tableRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+	clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 // Validate checks the configuration without I/O.
 func (c *Config) Validate() error {
@@ -401,6 +409,12 @@ func (c *Config) Validate() error {
 	}
 	if !tableRe.MatchString(c.ClickHouse.AuditTable) {
 		return fmt.Errorf("clickhouse.audit_table: %q is not a table name; write table or database.table", c.ClickHouse.AuditTable)
+	}
+	if c.ClickHouse.Cluster != "" && !clusterRe.MatchString(c.ClickHouse.Cluster) {
+		return fmt.Errorf("clickhouse.cluster: %q is not a cluster name; write the name of a cluster in the servers' remote_servers (letters, digits, _)", c.ClickHouse.Cluster)
+	}
+	if c.ClickHouse.Cluster != "" && c.ClickHouse.Embedded.Path != "" {
+		return fmt.Errorf("clickhouse.cluster: embedded ClickHouse is one process, not a cluster; remove cluster, or embedded.path to use servers")
 	}
 	if err := c.Schema.DSL().Validate(); err != nil {
 		return err

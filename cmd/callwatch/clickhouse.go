@@ -21,8 +21,14 @@ func openClickHouseSource(ctx context.Context, cfg *config.Config, inc *clickhou
 		conn.Close()
 		return nil, nil, err
 	}
+	distributed, err := eventsDistributed(ctx, cfg, conn)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
 	src, err := clickhouse.New(clickhouse.Options{
 		Columns:      cols,
+		Distributed:  distributed,
 		Conn:         conn,
 		Table:        cfg.ClickHouse.EventsTable,
 		Schema:       cfg.Schema.DSL(),
@@ -45,6 +51,16 @@ func incremental(cfg *config.Config) *clickhouse.Incremental {
 		return nil
 	}
 	return &clickhouse.Incremental{Bucket: inc.Bucket.D(), LateWindow: inc.LateWindow.D(), MaxDistinctValues: inc.MaxDistinctValues}
+}
+
+// eventsDistributed reports whether the events table is a Distributed
+// table over a cluster's shards, which the SQL of a stddev leaf depends on
+// (clickhouse.Options.Distributed).
+func eventsDistributed(ctx context.Context, cfg *config.Config, conn clickhouse.Conn) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ClickHouse.QueryTimeout.D())
+	defer cancel()
+	engine, err := clickhouse.ReadEngine(ctx, conn, cfg.ClickHouse.EventsTable)
+	return engine == "Distributed", err
 }
 
 // eventsColumns reads the events table's column types and checks them

@@ -100,7 +100,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols,
+	distributed, err := eventsDistributed(ctx, cfg, conn)
+	if err != nil {
+		return err
+	}
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols, Distributed: distributed,
 		QueryTimeout: cfg.ClickHouse.QueryTimeout.D(), MaxGroups: cfg.Limits.MaxSeriesPerRule, Incremental: incremental(cfg)})
 	if err != nil {
 		return err
@@ -112,7 +116,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeQueryConn()
-	querySrc, err := clickhouse.New(clickhouse.Options{Conn: queryConn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols,
+	querySrc, err := clickhouse.New(clickhouse.Options{Conn: queryConn, Table: cfg.ClickHouse.EventsTable, Schema: cfg.Schema.DSL(), Columns: cols, Distributed: distributed,
 		QueryTimeout: cfg.Limits.QueryTimeout.D(), MaxGroups: cfg.Limits.MaxSeriesPerRule})
 	if err != nil {
 		return err
@@ -122,6 +126,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	audit.SetLogger(logger)
+	if err := audit.SetCluster(cfg.ClickHouse.Cluster); err != nil {
+		return err
+	}
 	if err := audit.Migrate(ctx); err != nil {
 		return err
 	}
@@ -132,6 +139,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	auditReads.SetLogger(logger)
+	if err := auditReads.SetCluster(cfg.ClickHouse.Cluster); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -156,6 +166,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		lease.SetLogger(logger)
+		if err := lease.SetCluster(cfg.ClickHouse.Cluster); err != nil {
+			return err
+		}
 		if err := lease.Migrate(ctx); err != nil {
 			return err
 		}

@@ -66,6 +66,38 @@ func ReadColumns(ctx context.Context, conn Conn, table string) (Columns, error) 
 	return cols, nil
 }
 
+// ReadEngine reads the engine of table (table or database.table):
+// MergeTree, Distributed, … It returns an error that names the table when
+// the table does not exist.
+func ReadEngine(ctx context.Context, conn Conn, table string) (string, error) {
+	db, name := "", table
+	if i := strings.IndexByte(table, '.'); i >= 0 {
+		db, name = table[:i], table[i+1:]
+	}
+	sql := "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = ?"
+	args := []any{name}
+	if db != "" {
+		sql = "SELECT engine FROM system.tables WHERE database = ? AND name = ?"
+		args = []any{db, name}
+	}
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return "", fmt.Errorf("read the engine of %s: %w", table, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return "", fmt.Errorf("read the engine of %s: %w", table, err)
+		}
+		return "", fmt.Errorf("the table %s does not exist", table)
+	}
+	var engine string
+	if err := rows.Scan(&engine); err != nil {
+		return "", fmt.Errorf("read the engine of %s: %w", table, err)
+	}
+	return engine, rows.Err()
+}
+
 // Check reports, in one error, every column of schema that the table lacks
 // or whose type cannot serve its role: the time column must be DateTime or
 // DateTime64, labels strings, fields numbers.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,10 +28,15 @@ import (
 var ErrNotInstalled = errors.New("ZooKeeper is not installed: `make deps` installs it (apt-get install zookeeper)")
 
 // jar is where Debian's zookeeper package puts ZooKeeper; its manifest
-// names the jars it needs.
-const jar = "/usr/share/java/zookeeper.jar"
+// names the jars it needs. logJar, when installed (Debian's libslf4j-java,
+// a dependency), sends ZooKeeper's log to its output, which the log file
+// keeps.
+const (
+	jar    = "/usr/share/java/zookeeper.jar"
+	logJar = "/usr/share/java/slf4j-simple.jar"
+)
 
-// StartTimeout bounds how long ZooKeeper may take to answer ruok (a JVM
+// StartTimeout bounds how long ZooKeeper may take to serve (a JVM
 // starting on a loaded machine).
 const StartTimeout = 60 * time.Second
 
@@ -88,42 +94,48 @@ func start(java, base string) (*Server, error) {
 	}
 	// A short tick: sessions of killed clients expire within seconds.
 	cfg := fmt.Sprintf("tickTime=500\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
-		"admin.enableServer=false\n4lw.commands.whitelist=ruok\n", filepath.Join(dir, "data"), port)
+		"admin.enableServer=false\n4lw.commands.whitelist=srvr\n", filepath.Join(dir, "data"), port)
 	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("start zookeeper: %w", err)
 	}
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Host: "127.0.0.1", Port: port, Dir: dir}
 	logPath := filepath.Join(dir, "zookeeper.log")
-	s.proc, err = proctest.Start(dir, logPath, java, "-Xmx256m", "-cp", jar,
+	classpath := jar
+	if _, err := os.Stat(logJar); err == nil {
+		classpath += ":" + logJar
+	}
+	s.proc, err = proctest.Start(dir, logPath, java, "-Xmx256m", "-cp", classpath,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(dir, "zoo.cfg"))
 	if err != nil {
 		return nil, fmt.Errorf("start zookeeper (%s): %w", java, err)
 	}
-	if err := s.proc.WaitReady(StartTimeout, s.ruok); err != nil {
+	if err := s.proc.WaitReady(StartTimeout, s.serving); err != nil {
 		_ = s.proc.Kill()
 		return nil, fmt.Errorf("start zookeeper: %w\n%s", err, proctest.LogTail(logPath))
 	}
 	return s, nil
 }
 
-// ruok asks ZooKeeper whether it serves (the four-letter word ruok, which
-// a serving ZooKeeper answers imok).
-func (s *Server) ruok() error {
+// serving asks ZooKeeper whether it serves sessions: the four-letter word
+// srvr, which ZooKeeper answers with its mode once its database is
+// loaded. (ruok is answered imok before that, and a ClickHouse server
+// that connects then is dropped, and may crash.)
+func (s *Server) serving() error {
 	conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("ruok")); err != nil {
+	if _, err := conn.Write([]byte("srvr")); err != nil {
 		return err
 	}
 	answer, err := io.ReadAll(conn)
 	if err != nil {
 		return err
 	}
-	if string(answer) != "imok" {
-		return fmt.Errorf("ruok answered %q", answer)
+	if !strings.Contains(string(answer), "Mode: standalone") {
+		return fmt.Errorf("srvr answered %q", answer)
 	}
 	return nil
 }

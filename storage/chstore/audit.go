@@ -146,7 +146,11 @@ func validTable(t string) bool {
 func (s *AuditStore) Migrate(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	for _, ddl := range auditDef(s.table).ddl(s.place.cluster) {
+	ddls, err := auditDef(s.table).clusterDDL(ctx, s.conn, s.place.cluster)
+	if err != nil {
+		return fmt.Errorf("create audit table %s: %w", s.table, err)
+	}
+	for _, ddl := range ddls {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("create audit table %s: %w", s.table, err)
 		}

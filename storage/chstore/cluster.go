@@ -1,6 +1,7 @@
 package chstore
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -51,18 +52,37 @@ func (d tableDef) ddl(cluster string) []string {
 	}
 	local := d.table + LocalSuffix
 	args := append([]string{"'" + fmt.Sprintf(ZooKeeperPath, local) + "'", "'{replica}'"}, d.args...)
-	db, name, ok := strings.Cut(local, ".")
-	if ok {
-		db = "'" + db + "'"
-	} else {
-		db, name = "currentDatabase()", local
-	}
+	db, name, _ := strings.Cut(local, ".") // qualified by clusterDDL
 	return []string{
 		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s %s ENGINE = Replicated%s(%s)%s",
 			clickhouse.QuoteTable(local), cluster, cols, d.engine, strings.Join(args, ", "), d.tail),
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s AS %s ENGINE = Distributed(%s, %s, '%s', rand())",
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s AS %s ENGINE = Distributed(%s, '%s', '%s', rand())",
 			clickhouse.QuoteTable(d.table), cluster, clickhouse.QuoteTable(local), cluster, db, name),
 	}
+}
+
+// clusterDDL returns d's statements for cluster (see ddl), a table
+// without a database qualified by the connection's: a statement ON
+// CLUSTER runs on every server in a database of its own choosing, and the
+// ZooKeeper path and the Distributed table must name the database.
+func (d tableDef) clusterDDL(ctx context.Context, conn clickhouse.Conn, cluster string) ([]string, error) {
+	if cluster == "" || strings.Contains(d.table, ".") {
+		return d.ddl(cluster), nil
+	}
+	rows, err := conn.Query(ctx, "SELECT currentDatabase()")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var db string
+	if !rows.Next() {
+		return nil, fmt.Errorf("no current database: %w", rows.Err())
+	}
+	if err := rows.Scan(&db); err != nil {
+		return nil, err
+	}
+	d.table = db + "." + d.table
+	return d.ddl(cluster), rows.Err()
 }
 
 // placement is where a store's rows live: the table it reads (the

@@ -106,7 +106,8 @@ func TestStoresOnAClusterShareTheirRows(t *testing.T) {
 		var electors []*engine.Elector
 		var leases []*chstore.LeaseStore
 		for i, conn := range conns {
-			lease, err := chstore.NewLeaseStore(conn, db+".replicas")
+			// Unqualified: in the connection's database.
+			lease, err := chstore.NewLeaseStore(conn, "replicas")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -71,7 +71,11 @@ func (s *LeaseStore) SetLogger(l *slog.Logger) { s.keep.logger = l }
 
 // Migrate creates the table when it is missing.
 func (s *LeaseStore) Migrate(ctx context.Context) error {
-	for _, ddl := range leaseDef(s.table).ddl(s.place.cluster) {
+	ddls, err := leaseDef(s.table).clusterDDL(ctx, s.conn, s.place.cluster)
+	if err != nil {
+		return fmt.Errorf("create lease table %s: %w", s.table, err)
+	}
+	for _, ddl := range ddls {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("create lease table %s: %w", s.table, err)
 		}
