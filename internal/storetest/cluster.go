@@ -51,6 +51,23 @@ func createEventsTable(t *testing.T, conn clickhouse.ExecQuerier, table string, 
 	}
 }
 
+// Sizer is a connection that runs the randomized suites on fewer
+// generated expressions than the default, where each statement is slow
+// (a cluster's distributed queries).
+type Sizer interface {
+	// SuiteScale is the fraction (0 to 1) of the default number of
+	// generated expressions to run.
+	SuiteScale() float64
+}
+
+// exprsFor is n scaled by conn's Sizer, when it has one, and at least 10.
+func exprsFor(conn clickhouse.ExecQuerier, n int) int {
+	if s, ok := conn.(Sizer); ok && s.SuiteScale() > 0 {
+		return max(10, int(float64(n)*min(s.SuiteScale(), 1)))
+	}
+	return n
+}
+
 // ClusterConn is a connection to one server of a cluster whose events
 // tables are Distributed tables: it creates every events table as
 // TABLE_local (clickhouse.EventsDDL) on every server and TABLE, a
@@ -60,7 +77,13 @@ func createEventsTable(t *testing.T, conn clickhouse.ExecQuerier, table string, 
 type ClusterConn struct {
 	clickhouse.ExecQuerier
 	Cluster *chtest.Cluster
+	// Scale, when positive, is the fraction of the randomized suites'
+	// generated expressions to run (see Sizer).
+	Scale float64
 }
+
+// SuiteScale is c.Scale.
+func (c ClusterConn) SuiteScale() float64 { return c.Scale }
 
 var _ EventsTableCreator = ClusterConn{}
 

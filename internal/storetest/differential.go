@@ -93,7 +93,8 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 	// Expressions, until there are diffExprs of them and every feature is covered.
 	g := gen.NewExprs(gen.Options{Rand: rng, Schema: schema, Exact: leafExact})
 	inputs := slices.Clone(gen.Pinned)
-	for len(inputs) < len(gen.Pinned)+diffExprs || (len(g.Missing()) > 0 && len(inputs) < 5*diffExprs) {
+	n := exprsFor(conn, diffExprs)
+	for len(inputs) < len(gen.Pinned)+n || (len(g.Missing()) > 0 && len(inputs) < 5*diffExprs) {
 		inputs = append(inputs, g.Expr())
 	}
 	if m := g.Missing(); len(m) > 0 {

@@ -74,7 +74,7 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	// shorter than the steps: their cold state's extreme leaves the window.
 	// Threshold counts over windows that slide by taking leaving buckets
 	// off, on the boundary value of many latencies.
-	leaves := generatedLeaves(rng, schema, diffExprs/2, "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])",
+	leaves := generatedLeaves(rng, schema, exprsFor(conn, diffExprs/2), "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])",
 		"sum by (tenant_id) (count_le_over_time(latency_ms[10m], 1000))", "count_gt_over_time(cost{status=\"ok\"}[15m], 0.5)")
 
 	// Steps: every 30s over the second hour, then jumps (a restart, a

@@ -26,7 +26,7 @@ func RangeMatchesInstants(t *testing.T, conn clickhouse.ExecQuerier, db string, 
 		schema := dsl.DefaultSchema()
 		data := gen.NewData(rng, schema)
 		tb := newEventsTable(t, conn, fmt.Sprintf("%s.range_events_%d", db, seed), data.Events)
-		leaves := generatedLeaves(rng, schema, diffExprs/3, "p95(latency_ms[5m])", "max by (tenant_id) (p99(latency_ms{status=\"ok\"}[10m] offset 1m))",
+		leaves := generatedLeaves(rng, schema, exprsFor(conn, diffExprs/3), "p95(latency_ms[5m])", "max by (tenant_id) (p99(latency_ms{status=\"ok\"}[10m] offset 1m))",
 			"count_over_time(events[2h])", "absent_over_time(events{tenant_id=\"nobody\"}[1m])")
 		base := time.Date(2025, 11, 24, 14, 0, 0, 0, time.UTC)
 		ranges := []struct {
