@@ -201,3 +201,29 @@ func TestDocsShowTheEventsDDL(t *testing.T) {
 		t.Errorf("docs/language.md shows\n%s\nEventsDDL writes\n%s", got, want)
 	}
 }
+
+// TestADistributedTableSendsNoStableVarianceState: on a Distributed table
+// a stddev leaf's variance is computed over the values the shards send
+// (groupArray), never from varPopStable states, which 18.16 does not send
+// intact between servers; on one server it stays varPopStable.
+func TestADistributedTableSendsNoStableVarianceState(t *testing.T) {
+	e, err := dsl.Parse(`stddev_over_time(latency_ms{status="ok"}[5m]) + stddev_over_time(cost[5m])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, distributed := range []bool{false, true} {
+		stmts := Compile(CompileOptions{Table: "events", Distributed: distributed}, goldenTS, e.Leaves)
+		var sql strings.Builder
+		for _, st := range stmts {
+			sql.WriteString(st.SQL)
+		}
+		stable := strings.Count(sql.String(), "varPopStableIf(") + strings.Count(sql.String(), "varPopStable(")
+		spread := strings.Count(sql.String(), "arrayReduce('varPopStable', groupArrayIf(")
+		if distributed && (stable != 0 || spread != 2) {
+			t.Errorf("distributed: %d varPopStable states, %d variances over sent values; want 0 and 2:\n%s", stable, spread, sql.String())
+		}
+		if !distributed && (stable != 2 || spread != 0) {
+			t.Errorf("one server: %d varPopStable states, %d variances over sent values; want 2 and 0:\n%s", stable, spread, sql.String())
+		}
+	}
+}

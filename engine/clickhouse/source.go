@@ -65,8 +65,8 @@ type Options struct {
 	MaxGroups int
 	// Distributed says the table is a Distributed table over shards (see
 	// ReadEngine): every leaf gives the answer it gives on one server, a
-	// stddev or stdvar leaf at the cost of moving its values to the
-	// server that merges (see CompileOptions.Distributed).
+	// stddev leaf at the cost of moving its values to the server that
+	// merges (see CompileOptions.Distributed).
 	Distributed bool
 	// Incremental, when not nil, computes decomposable leaves from
 	// per-bucket partial aggregates kept between evaluations (see

@@ -2,6 +2,7 @@ package chstore_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -173,4 +174,19 @@ func describe(recs []engine.AuditRecord) string {
 		b.WriteString(string(r.Kind) + " by " + r.By)
 	}
 	return b.String() + "]"
+}
+
+// TestDocsShowTheClusterDDL: the statements docs/operations.md shows for
+// users who create callwatch's tables on a cluster themselves are those
+// Migrate runs.
+func TestDocsShowTheClusterDDL(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddl := append(chstore.AuditClusterDDL("callwatch.callwatch_alert_log", "calls"), chstore.LeaseClusterDDL("callwatch.callwatch_replicas", "calls")...)
+	want := "```sql\n" + strings.Join(ddl, ";\n\n") + ";\n```"
+	if !strings.Contains(string(doc), want) {
+		t.Errorf("docs/operations.md does not show the cluster DDL; it should show\n%s", want)
+	}
 }
