@@ -144,7 +144,12 @@ func validTable(t string) bool {
 // Migrate creates the table when it is missing and adds columns a newer
 // callwatch needs to an older table.
 func (s *AuditStore) Migrate(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	timeout := s.timeout
+	if s.place.cluster != "" {
+		// A statement ON CLUSTER returns when every server has run it.
+		timeout = max(timeout, clusterDDLTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ddls, err := auditDef(s.table).clusterDDL(ctx, s.conn, s.place.cluster)
 	if err != nil {
@@ -157,54 +162,68 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	}
 	// 18.16 has no ADD COLUMN IF NOT EXISTS: compare with system.columns
 	// (of the table that stores the rows, on a cluster the local one).
-	db, table, ok := strings.Cut(s.place.write, ".")
-	dbExpr, args := "currentDatabase()", []any{}
-	if ok {
-		dbExpr, args = "?", append(args, db)
-	} else {
-		table = db
-	}
-	rows, err := s.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = "+dbExpr+" AND table = ?", append(args, table)...)
+	have, err := s.columns(ctx, s.place.write)
 	if err != nil {
 		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
 	}
-	have := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("migrate audit table %s: %w", s.table, err)
-		}
-		have[name] = true
-	}
-	rows.Close()
+	var add []string
 	for _, c := range auditColumns {
-		if have[c.name] {
-			continue
+		if !have[c.name] {
+			add = append(add, "ADD COLUMN "+clickhouse.QuoteIdent(c.name)+" "+c.typ)
 		}
-		for _, sql := range s.addColumn(c.name, c.typ) {
-			if err := s.conn.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("migrate audit table %s: add column %s: %w", s.table, c.name, err)
-			}
+	}
+	if len(add) > 0 {
+		// On a cluster, ON CLUSTER: one replica per shard runs it, the
+		// others take it from ZooKeeper.
+		sql := "ALTER TABLE " + clickhouse.QuoteTable(s.place.write) + onCluster(s.place.cluster) + " " + strings.Join(add, ", ")
+		if err := s.conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("migrate audit table %s: add columns: %w", s.table, err)
+		}
+	}
+	if s.place.cluster == "" {
+		return nil
+	}
+	// The Distributed table in front takes the new columns by being
+	// created again (it holds no rows): 18.16 refuses an ALTER ON CLUSTER
+	// of a table that is not replicated on a cluster whose shards are.
+	front, err := s.columns(ctx, s.place.read)
+	if err != nil {
+		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
+	}
+	if len(front) == len(auditColumns) {
+		return nil
+	}
+	for _, sql := range []string{"DROP TABLE IF EXISTS " + clickhouse.QuoteTable(s.place.read) + onCluster(s.place.cluster), ddls[len(ddls)-1]} {
+		if err := s.conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
 		}
 	}
 	return nil
 }
 
-// addColumn returns the ALTERs that add a column: to the table, or on a
-// cluster to the replicated tables (one replica per shard runs it, the
-// others take it from ZooKeeper) and to the Distributed table on every
-// server.
-func (s *AuditStore) addColumn(name, typ string) []string {
-	add := " ADD COLUMN " + clickhouse.QuoteIdent(name) + " " + typ
-	if s.place.cluster == "" {
-		return []string{"ALTER TABLE " + clickhouse.QuoteTable(s.table) + add}
+// columns returns the names of table's columns on the connected server.
+func (s *AuditStore) columns(ctx context.Context, table string) (map[string]bool, error) {
+	db, name, ok := strings.Cut(table, ".")
+	dbExpr, args := "currentDatabase()", []any{}
+	if ok {
+		dbExpr, args = "?", append(args, db)
+	} else {
+		name = db
 	}
-	on := " ON CLUSTER " + s.place.cluster
-	return []string{
-		"ALTER TABLE " + clickhouse.QuoteTable(s.place.write) + on + add,
-		"ALTER TABLE " + clickhouse.QuoteTable(s.place.read) + on + add,
+	rows, err := s.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = "+dbExpr+" AND table = ?", append(args, name)...)
+	if err != nil {
+		return nil, err
 	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		have[name] = true
+	}
+	return have, rows.Err()
 }
 
 // Record appends records in one INSERT … SELECT with bound values (the

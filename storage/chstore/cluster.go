@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/callwatch/callwatch/engine/clickhouse"
 )
@@ -21,6 +22,18 @@ const LocalSuffix = "_local"
 const ZooKeeperPath = "/clickhouse/tables/{shard}/%s"
 
 var clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// clusterDDLTimeout bounds a migration on a cluster, whose statements ON
+// CLUSTER return when every server has run them.
+const clusterDDLTimeout = 2 * time.Minute
+
+// onCluster is the ON CLUSTER clause of cluster, or "".
+func onCluster(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + cluster
+}
 
 // ValidCluster reports whether name can be a cluster's name in callwatch's
 // DDL: letters, digits and _, not starting with a digit.

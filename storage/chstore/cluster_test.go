@@ -190,3 +190,58 @@ func TestDocsShowTheClusterDDL(t *testing.T) {
 		t.Errorf("docs/operations.md does not show the cluster DDL; it should show\n%s", want)
 	}
 }
+
+// TestAnOldAuditTableOnAClusterGetsTheNewColumns: Migrate adds the columns
+// a newer callwatch needs to an audit table created ON CLUSTER by an
+// older one, on the replicated tables and the Distributed table of every
+// server, and a record written then is read with them through the other
+// server.
+func TestAnOldAuditTableOnAClusterGetsTheNewColumns(t *testing.T) {
+	zk := zktest.Start(t)
+	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Name: "calls", Replicas: 2, ZooKeeper: zk.Addr})
+	db := cluster.NewDatabase(t)
+	ctx := context.Background()
+	first := cluster.Servers()[0]
+	first.Exec(t, "CREATE TABLE "+db+".audit_local ON CLUSTER calls (`time` DateTime, `nanos` Int64, `kind` String) "+
+		"ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/"+db+".audit_local', '{replica}') ORDER BY (`time`, `nanos`)")
+	first.Exec(t, "CREATE TABLE "+db+".audit ON CLUSTER calls AS "+db+".audit_local ENGINE = Distributed(calls, '"+db+"', 'audit_local', rand())")
+	var stores []*chstore.AuditStore
+	for _, s := range cluster.Servers() {
+		conn, err := clickhouse.Open(ctx, s.DSN(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		store, err := chstore.NewAuditStore(conn, db+".audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.SetCluster("calls"); err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, store)
+	}
+	if err := stores[0].Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[1].Migrate(ctx); err != nil {
+		t.Fatalf("a second replica's migration, after the first: %v", err)
+	}
+	if err := stores[0].Record(ctx, engine.AuditRecord{Time: time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC), Kind: engine.AuditAcknowledged, Fingerprint: "00000000000000ff", By: "alice", Replica: "callwatch-a"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := stores[1].History(ctx, engine.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 && got[0].By == "alice" && got[0].Replica == "callwatch-a" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("through the second server: %s, want the acknowledgement by alice from callwatch-a", describe(got))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
