@@ -29,22 +29,11 @@ func TestHAReplicasOnAClusterElectOneSender(t *testing.T) {
 	ddl = strings.Replace(ddl, "ENGINE = MergeTree", "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/"+db+".ai_call_events_local', '{replica}')", 1)
 	first.Exec(t, ddl)
 	first.Exec(t, "CREATE TABLE "+db+".ai_call_events ON CLUSTER calls AS "+db+".ai_call_events_local ENGINE = Distributed(calls, '"+db+"', 'ai_call_events_local', rand())")
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for range 5 {
-		rows = append(rows, map[string]any{"created_at": now, "tenant_id": "acme", "status": "error"})
-	}
-	first.InsertJSONEachRow(t, db, "ai_call_events_local", rows)
+	first.InsertJSONEachRow(t, db, "ai_call_events_local", acmeErrors(5))
 
 	got, hook := newAlertHook(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`groups:
-  - name: g
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[30s])) > 2
-`), 0o644)
+	writeErrorsRule(t, dir, "30s", "")
 	config := func(replica string, s *chtest.Server) string {
 		f := filepath.Join(dir, replica+".yaml")
 		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
@@ -83,4 +72,14 @@ rule_files: [rules.yaml]
 			t.Errorf("the lease table's replica on %s holds %d beats (%v), want the beats of both", s.Addr, n, err)
 		}
 	}
+}
+
+// acmeErrors returns n erroring calls of tenant acme, now.
+func acmeErrors(n int) []map[string]any {
+	now := time.Now().UTC()
+	rows := make([]map[string]any, n)
+	for i := range rows {
+		rows[i] = map[string]any{"created_at": now, "tenant_id": "acme", "status": "error"}
+	}
+	return rows
 }

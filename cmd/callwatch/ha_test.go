@@ -28,12 +28,7 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 	s := server.Get(t)
 	db := s.NewDatabase(t)
 	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	now := time.Now().UTC()
-	var rows []map[string]any
-	for range 5 {
-		rows = append(rows, map[string]any{"created_at": now, "tenant_id": "acme", "status": "error"})
-	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	s.InsertJSONEachRow(t, db, "ai_call_events", acmeErrors(5))
 
 	got, hook := newAlertHook(t)
 

@@ -3,6 +3,8 @@ package clickhouse_test
 import (
 	"context"
 	"flag"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/callwatch/callwatch/engine/clickhouse"
@@ -106,4 +108,12 @@ func TestDistributedEventsOnACluster(t *testing.T) {
 		t.Errorf("events tables on the shards: %v, want one per suite", split)
 	}
 	t.Logf("rows per shard: %v", split)
+	for table, want := range map[string]string{db + ".range_events_" + strconv.FormatUint(seeds[0], 10): "Distributed", db + ".range_events_" + strconv.FormatUint(seeds[0], 10) + storetest.LocalSuffix: "MergeTree"} {
+		if got, err := clickhouse.ReadEngine(context.Background(), conn, table); err != nil || got != want {
+			t.Errorf("engine of %s = %q, %v; want %s", table, got, err, want)
+		}
+	}
+	if _, err := clickhouse.ReadEngine(context.Background(), conn, db+".nothing"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("engine of a missing table: %v, want an error saying it does not exist", err)
+	}
 }

@@ -34,17 +34,8 @@ type Columns map[string]string
 // ReadColumns reads the column types of table (table or database.table).
 // It returns an error that names the table when the table does not exist.
 func ReadColumns(ctx context.Context, conn Conn, table string) (Columns, error) {
-	db, name := "", table
-	if i := strings.IndexByte(table, '.'); i >= 0 {
-		db, name = table[:i], table[i+1:]
-	}
-	sql := "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = ?"
-	args := []any{name}
-	if db != "" {
-		sql = "SELECT name, type FROM system.columns WHERE database = ? AND table = ?"
-		args = []any{db, name}
-	}
-	rows, err := conn.Query(ctx, sql, args...)
+	where, args := tableIs(table, "table")
+	rows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE "+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
 	}
@@ -70,17 +61,8 @@ func ReadColumns(ctx context.Context, conn Conn, table string) (Columns, error) 
 // MergeTree, Distributed, … It returns an error that names the table when
 // the table does not exist.
 func ReadEngine(ctx context.Context, conn Conn, table string) (string, error) {
-	db, name := "", table
-	if i := strings.IndexByte(table, '.'); i >= 0 {
-		db, name = table[:i], table[i+1:]
-	}
-	sql := "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = ?"
-	args := []any{name}
-	if db != "" {
-		sql = "SELECT engine FROM system.tables WHERE database = ? AND name = ?"
-		args = []any{db, name}
-	}
-	rows, err := conn.Query(ctx, sql, args...)
+	where, args := tableIs(table, "name")
+	rows, err := conn.Query(ctx, "SELECT engine FROM system.tables WHERE "+where, args...)
 	if err != nil {
 		return "", fmt.Errorf("read the engine of %s: %w", table, err)
 	}
@@ -96,6 +78,17 @@ func ReadEngine(ctx context.Context, conn Conn, table string) (string, error) {
 		return "", fmt.Errorf("read the engine of %s: %w", table, err)
 	}
 	return engine, rows.Err()
+}
+
+// tableIs is the condition of a system table's rows that describe table
+// (table or database.table, an unqualified one in the current database),
+// whose name is in column col, and its values.
+func tableIs(table, col string) (string, []any) {
+	db, name, ok := strings.Cut(table, ".")
+	if !ok {
+		return "database = currentDatabase() AND " + col + " = ?", []any{table}
+	}
+	return "database = ? AND " + col + " = ?", []any{db, name}
 }
 
 // Check reports, in one error, every column of schema that the table lacks
