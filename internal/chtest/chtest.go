@@ -18,6 +18,10 @@
 //		db := s.NewDatabase(t)
 //		...
 //	}
+//
+// StartCluster starts several servers that name each other in
+// remote_servers, for Distributed tables over shards and, with a
+// ZooKeeper (package zktest), replicated tables and ON CLUSTER statements.
 package chtest
 
 import (

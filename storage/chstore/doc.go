@@ -7,6 +7,10 @@
 // quoting and its error codes), so a ClickHouse server and embedded
 // ClickHouse (storage/chdb) run them unchanged.
 //
+// On a ClickHouse cluster (SetCluster) each store's table is a Distributed
+// table over a replicated table on every server, created ON CLUSTER: rows
+// are written on the connected server and read from every shard.
+//
 // Each store creates its table (Migrate) and re-creates it when it
 // disappears while callwatch runs, instead of failing every write until a
 // restart. Writes and reads are wrapped as engine.StoreError, so the engine
