@@ -103,8 +103,9 @@ func TestDistributedEventsOnACluster(t *testing.T) {
 		storetest.IncrementalStepAfterStep(t, c, db, seeds[len(seeds)-1:], clickhouse.IncrementalGroupings)
 	})
 	t.Run("RangeMatchesInstants", func(t *testing.T) { storetest.RangeMatchesInstants(t, c, db, seeds[:1]) })
+	t.Run("EvidenceAgreesWithMemory", func(t *testing.T) { storetest.EvidenceAgreesWithMemory(t, c, db) })
 	split := storetest.EventsSplitAcrossShards(t, cluster, db)
-	if len(split) < 3 {
+	if len(split) < 4 {
 		t.Errorf("events tables on the shards: %v, want one per suite", split)
 	}
 	t.Logf("rows per shard: %v", split)

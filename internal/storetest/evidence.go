@@ -26,7 +26,7 @@ func EvidenceAgreesWithMemory(t *testing.T, conn clickhouse.ExecQuerier, db stri
 	schema := dsl.DefaultSchema()
 	schema.RequestID = "request_id"
 	table := db + ".evidence_events"
-	mustExec(t, conn, clickhouse.EventsDDL(table, schema))
+	createEventsTable(t, conn, table, schema)
 	ev := func(sec int64, id string, lbls map[string]string, latency, cost float64) memory.Event {
 		e := event(sec, lbls, map[string]float64{"latency_ms": latency, "cost": cost})
 		e.RequestID = id
@@ -59,7 +59,7 @@ func EvidenceAgreesWithMemory(t *testing.T, conn clickhouse.ExecQuerier, db stri
 	insertEvents(t, conn, table, schema, events)
 	mem := memory.New(schema)
 	mem.Add(events...)
-	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema})
+	src, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema, Distributed: distributed(conn)})
 	if err != nil {
 		t.Fatal(err)
 	}
