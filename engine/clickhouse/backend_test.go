@@ -75,3 +75,10 @@ func TestIncrementalConcurrentOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.IncrementalConcurrent(t, conn, db)
 }
+
+// TestSLOsMatchMemoryOnTheServer evaluates an SLO's and a budget's
+// generated groups on the server and in memory.
+func TestSLOsMatchMemoryOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.SLOsMatchMemory(t, conn, db)
+}
