@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/rulefmt"
@@ -157,7 +156,7 @@ func sloStatus(g *Group, s *rulefmt.SLOSpec, at time.Time) SLOStatus {
 	st := SLOStatus{Spec: s, File: g.File(), At: at}
 	rec, keys := recordedBy(g, s.By)
 	fires := firing(g, s.By, "severity")
-	fast := model.Duration(s.Alerts[0].Long).String()
+	fast := rulefmt.WindowString(s.Alerts[0].Long)
 	for _, k := range sortedKeys(keys) {
 		gs := SLOGroupStatus{Labels: keys[k], SLI: first(rec[rulefmt.SLISeries][k]),
 			BudgetRemaining: first(rec[rulefmt.BudgetRemainingSeries][k]), BurnRates: map[string]float64{}}

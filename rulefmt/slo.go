@@ -493,6 +493,15 @@ func merged(base, over map[string]string) map[string]string {
 	return out
 }
 
+// WindowString prints a window as it is written in rule files: whole
+// days as days (28d, not Prometheus' 4w), anything else as Prometheus does.
+func WindowString(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return model.Duration(d).String()
+}
+
 // round rounds f to n significant digits.
 func round(f float64, n int) float64 {
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'g', n, 64), 64)
@@ -512,7 +521,7 @@ func sumBy(by []string, inner string) string {
 
 // rangeOf writes sel[w] of a selector such as events{status="error"}.
 func rangeOf(sel string, w time.Duration) string {
-	return sel + "[" + model.Duration(w).String() + "]"
+	return sel + "[" + WindowString(w) + "]"
 }
 
 // countExpr counts the SLO's events in window w, per group.
@@ -544,16 +553,16 @@ func (s *SLOSpec) BurnRateExpr(w time.Duration) string {
 func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 	g := genGroup{Name: "slo:" + s.Name}
 	if interval > 0 {
-		g.Interval = model.Duration(interval).String()
+		g.Interval = WindowString(interval)
 	}
-	win := model.Duration(s.Window).String()
+	win := WindowString(s.Window)
 	g.Rules = append(g.Rules,
 		genRule{Record: SLISeries, Expr: "1 - (" + s.ErrorRatioExpr(s.Window) + ")", Labels: map[string]string{"slo": s.Name, "window": win}},
 		genRule{Record: BudgetRemainingSeries, Labels: map[string]string{"slo": s.Name},
 			Expr: fmt.Sprintf(`1 - (1 - %s{slo=%q, window=%q}) / %s`, SLISeries, s.Name, win, num(s.ErrorBudget()))})
 	for _, w := range s.Windows() {
 		g.Rules = append(g.Rules, genRule{Record: BurnRateSeries, Expr: s.BurnRateExpr(w),
-			Labels: map[string]string{"slo": s.Name, "window": model.Duration(w).String()}})
+			Labels: map[string]string{"slo": s.Name, "window": WindowString(w)}})
 	}
 	name := al.name
 	if name == "" {
@@ -566,7 +575,7 @@ func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 		}
 		t := al.tiers[tier]
 		labels := merged(merged(al.labels, t.labels), map[string]string{
-			"slo": s.Name, "long": model.Duration(a.Long).String(), "short": model.Duration(a.Short).String(), "burn_rate": num(a.Factor),
+			"slo": s.Name, "long": WindowString(a.Long), "short": WindowString(a.Short), "burn_rate": num(a.Factor),
 		})
 		annotations := merged(al.annotations, t.annotations)
 		if _, ok := annotations["summary"]; !ok {
@@ -582,7 +591,7 @@ func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 		long, short := s.BurnRateExpr(a.Long), s.BurnRateExpr(a.Short)
 		g.Rules = append(g.Rules, genRule{
 			Alert: name, Expr: "((" + long + ") <= (" + short + ") or (" + short + ")) > " + num(a.Factor),
-			For: model.Duration(a.For).String(), Labels: labels, Annotations: annotations,
+			For: WindowString(a.For), Labels: labels, Annotations: annotations,
 			Severity: string(a.Severity), Notify: notify, MinEvents: s.MinEvents,
 		})
 	}
@@ -681,10 +690,10 @@ func (b *BudgetSpec) ProjectedExpr() string {
 func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	g := genGroup{Name: "budget:" + b.Name}
 	if interval > 0 {
-		g.Interval = model.Duration(interval).String()
+		g.Interval = WindowString(interval)
 	}
-	per := model.Duration(b.Period).String()
-	pace := model.Duration(b.PaceWindow).String()
+	per := WindowString(b.Period)
+	pace := WindowString(b.PaceWindow)
 	lbl := map[string]string{"budget": b.Name}
 	g.Rules = append(g.Rules,
 		genRule{Record: SpentSeries, Expr: b.SpentExpr(), Labels: lbl},
@@ -719,7 +728,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	}
 	g.Rules = append(g.Rules, genRule{
 		Alert: paceAlert, Expr: fmt.Sprintf("100 * %s{budget=%q} / %s > 100", ProjectedSeries, b.Name, num(b.Limit)),
-		For: model.Duration(max(b.PaceWindow/24, time.Minute)).String(), Labels: merged(al.labels, map[string]string{"budget": b.Name}),
+		For: WindowString(max(b.PaceWindow/24, time.Minute)), Labels: merged(al.labels, map[string]string{"budget": b.Name}),
 		Annotations: ann, Severity: string(SeverityWarning), Notify: al.notify,
 	})
 	return g

@@ -5,9 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/common/model"
-
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/rulefmt"
 )
 
 type sloJSON struct {
@@ -89,11 +88,11 @@ func sloReport(groups []*engine.Group) map[string]any {
 	out := map[string]any{"slos": []sloJSON{}, "budgets": []budgetJSON{}}
 	var sj []sloJSON
 	for _, s := range slos {
-		j := sloJSON{Name: s.Spec.Name, File: s.File, Objective: s.Spec.Objective, Window: model.Duration(s.Spec.Window).String(),
+		j := sloJSON{Name: s.Spec.Name, File: s.File, Objective: s.Spec.Objective, Window: rulefmt.WindowString(s.Spec.Window),
 			ErrorBudget: s.Spec.ErrorBudget(), By: orEmpty(s.Spec.By), Evaluated: when(s.At), Groups: []sloGroupJSON{}}
 		for _, a := range s.Spec.Alerts {
-			j.Alerts = append(j.Alerts, burnJSON{Severity: string(a.Severity), Long: model.Duration(a.Long).String(),
-				Short: model.Duration(a.Short).String(), BurnRate: a.Factor, For: model.Duration(a.For).String()})
+			j.Alerts = append(j.Alerts, burnJSON{Severity: string(a.Severity), Long: rulefmt.WindowString(a.Long),
+				Short: rulefmt.WindowString(a.Short), BurnRate: a.Factor, For: rulefmt.WindowString(a.For)})
 		}
 		for _, g := range s.Groups {
 			gj := sloGroupJSON{Labels: g.Labels, SLI: finite(g.SLI), BudgetRemaining: finite(g.BudgetRemaining),
@@ -107,8 +106,8 @@ func sloReport(groups []*engine.Group) map[string]any {
 	}
 	var bj []budgetJSON
 	for _, b := range budgets {
-		j := budgetJSON{Name: b.Spec.Name, File: b.File, Limit: b.Spec.Limit, Period: model.Duration(b.Spec.Period).String(),
-			PaceWindow: model.Duration(b.Spec.PaceWindow).String(), By: orEmpty(b.Spec.By), Thresholds: b.Spec.Thresholds,
+		j := budgetJSON{Name: b.Spec.Name, File: b.File, Limit: b.Spec.Limit, Period: rulefmt.WindowString(b.Spec.Period),
+			PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow), By: orEmpty(b.Spec.By), Thresholds: b.Spec.Thresholds,
 			Evaluated: when(b.At), Groups: []budgetGroupJSON{}}
 		for _, g := range b.Groups {
 			j.Groups = append(j.Groups, budgetGroupJSON{Labels: g.Labels, Spent: finite(g.Spent), Projected: finite(g.Projected),

@@ -109,7 +109,7 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 		}
 		burns := g["burnRates"].(map[string]any)
 		for _, w := range []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour, 24 * time.Hour, 72 * time.Hour} {
-			key := fmt.Sprint(dslDuration(w))
+			key := rulefmt.WindowString(w)
 			want := count(tenant, w, true) / count(tenant, w, false) / 0.005
 			if got := burns[key]; got != want {
 				t.Errorf("%s: burn rate over %s: %v, want %v", tenant, key, got, want)
@@ -139,5 +139,3 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 	}
 }
 
-// dslDuration prints a window as the recorded series' window label.
-func dslDuration(d time.Duration) string { return dsl.Duration(d).String() }

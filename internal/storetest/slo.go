@@ -15,7 +15,8 @@ import (
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
-// sloRules are an SLO per tenant over 7 days and a spend budget, as a
+// sloRules are an availability and a latency SLO per tenant over 7 days
+// (calls at 2000 ms are good, at 2100 ms slow) and a spend budget, as a
 // user writes them: rulefmt compiles them into ordinary groups.
 const sloRules = `slos:
   - name: chat
@@ -25,6 +26,14 @@ const sloRules = `slos:
     sli:
       errors: 'events{app_code="chat", status="error"}'
       total: 'events{app_code="chat"}'
+  - name: fast
+    objective: 98
+    window: 7d
+    by: [tenant_id, app_code]
+    sli:
+      field: latency_ms
+      le: 2000
+      total: events
 budgets:
   - name: spend
     limit: 30
@@ -55,7 +64,7 @@ func SLOsMatchMemory(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 			app = "search"
 		}
 		events = append(events, event(0, map[string]string{"tenant_id": tenant, "app_code": app, "status": status},
-			map[string]float64{"cost": float64(1+rng.IntN(4)) / 4}))
+			map[string]float64{"cost": float64(1+rng.IntN(4)) / 4, "latency_ms": float64(1800 + 100*rng.IntN(6))}))
 		events[len(events)-1].Time = at
 	}
 	tb := newEventsTable(t, conn, db+".slo_events", events)
