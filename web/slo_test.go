@@ -138,4 +138,3 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 		t.Errorf("firing thresholds %s, want [25] (%v of 1000 spent)", got, spent)
 	}
 }
-
