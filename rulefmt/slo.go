@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -384,8 +386,16 @@ func (p *fileParser) selector(v *yaml.Node, what, key, def string) string {
 		p.add(p.errAt(v, "", "", "%s: %s must be a selector such as %s{status=\"error\"}", what, key, def))
 		return ""
 	}
+	added := 0 // the runes of text not typed in the file
 	if strings.HasPrefix(text, "{") {
 		text = def + text
+		added = utf8.RuneCountInString(def)
+	}
+	if e, err := parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}).ParseExpr(text); err == nil {
+		if _, ok := e.(*parser.VectorSelector); !ok {
+			p.add(p.errAt(v, "", "", "%s: %s must be one selector, such as %s{status=\"error\"}, not an expression", what, key, def))
+			return ""
+		}
 	}
 	name := text
 	if i := strings.IndexAny(text, "{["); i >= 0 {
@@ -406,7 +416,12 @@ func (p *fileParser) selector(v *yaml.Node, what, key, def string) string {
 			if de.Hint != "" {
 				msg += "; " + de.Hint
 			}
-			p.add(p.errAt(v, "", "", "%s: %s: %s", what, key, msg))
+			fe := p.errAt(v, "", "", "%s: %s: %s", what, key, msg)
+			// Point at the column inside the selector, as for an expr.
+			if off := de.Col - 1 - utf8.RuneCountInString(fn); de.Line == 1 && off >= 0 {
+				fe.Pos = p.valuePos(v, max(off-added, 0)+leadingSpace(v.Value))
+			}
+			p.add(fe)
 		} else {
 			p.add(p.errAt(v, "", "", "%s: %s: %v", what, key, err))
 		}
@@ -414,6 +429,9 @@ func (p *fileParser) selector(v *yaml.Node, what, key, def string) string {
 	}
 	return text
 }
+
+// leadingSpace counts the blanks selector trimmed off the front of a value.
+func leadingSpace(s string) int { return utf8.RuneCountInString(s) - utf8.RuneCountInString(strings.TrimLeft(s, " \t\n")) }
 
 // alerting reads the alerting: of an SLO or budget: the alert name,
 // labels, annotations and channels, and per tier (page, ticket) more of
