@@ -431,7 +431,9 @@ func (p *fileParser) selector(v *yaml.Node, what, key, def string) string {
 }
 
 // leadingSpace counts the blanks selector trimmed off the front of a value.
-func leadingSpace(s string) int { return utf8.RuneCountInString(s) - utf8.RuneCountInString(strings.TrimLeft(s, " \t\n")) }
+func leadingSpace(s string) int {
+	return utf8.RuneCountInString(s) - utf8.RuneCountInString(strings.TrimLeft(s, " \t\n"))
+}
 
 // alerting reads the alerting: of an SLO or budget: the alert name,
 // labels, annotations and channels, and per tier (page, ticket) more of
