@@ -82,11 +82,16 @@ func orEmpty[T any](s []T) []T {
 	return s
 }
 
+// sloReportJSON is the data of /api/v1/slos.
+type sloReportJSON struct {
+	SLOs    []sloJSON    `json:"slos"`
+	Budgets []budgetJSON `json:"budgets"`
+}
+
 // sloReport is the JSON of /api/v1/slos.
-func sloReport(groups []*engine.Group) map[string]any {
+func sloReport(groups []*engine.Group) sloReportJSON {
 	slos, budgets := engine.SLOStatuses(groups)
-	out := map[string]any{"slos": []sloJSON{}, "budgets": []budgetJSON{}}
-	var sj []sloJSON
+	out := sloReportJSON{SLOs: []sloJSON{}, Budgets: []budgetJSON{}}
 	for _, s := range slos {
 		j := sloJSON{Name: s.Spec.Name, File: s.File, Objective: s.Spec.Objective, Window: rulefmt.WindowString(s.Spec.Window),
 			ErrorBudget: s.Spec.ErrorBudget(), By: orEmpty(s.Spec.By), Evaluated: when(s.At), Groups: []sloGroupJSON{}}
@@ -102,9 +107,8 @@ func sloReport(groups []*engine.Group) map[string]any {
 			}
 			j.Groups = append(j.Groups, gj)
 		}
-		sj = append(sj, j)
+		out.SLOs = append(out.SLOs, j)
 	}
-	var bj []budgetJSON
 	for _, b := range budgets {
 		j := budgetJSON{Name: b.Spec.Name, File: b.File, Limit: b.Spec.Limit, Period: rulefmt.WindowString(b.Spec.Period),
 			PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow), By: orEmpty(b.Spec.By), Thresholds: b.Spec.Thresholds,
@@ -113,13 +117,7 @@ func sloReport(groups []*engine.Group) map[string]any {
 			j.Groups = append(j.Groups, budgetGroupJSON{Labels: g.Labels, Spent: finite(g.Spent), Projected: finite(g.Projected),
 				Exhaustion: when(g.Exhaustion), Firing: orEmpty(g.Firing)})
 		}
-		bj = append(bj, j)
-	}
-	if sj != nil {
-		out["slos"] = sj
-	}
-	if bj != nil {
-		out["budgets"] = bj
+		out.Budgets = append(out.Budgets, j)
 	}
 	return out
 }
