@@ -3,9 +3,13 @@ package web
 import (
 	"math"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/notify"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -126,4 +130,102 @@ func sloReport(groups []*engine.Group) sloReportJSON {
 // generated rules last recorded them.
 func (a *api) slos(w http.ResponseWriter, _ *http.Request) {
 	ok(w, sloReport(a.opts.Rules.Groups()))
+}
+
+// sloView is one SLO on the status page.
+type sloView struct {
+	Name, File, Objective, Window string
+	Groups                        []sloGroupView
+}
+
+type sloGroupView struct {
+	Labels []labelPair
+	// SLI and Remaining are percents as shown; RemainingBar is the
+	// remaining budget in [0, 100] for the bar.
+	SLI, Remaining string
+	RemainingBar   float64
+	BurnRates      []burnView
+	Exhaustion     time.Time
+	Exhausted      bool
+	Firing         []string
+}
+
+type burnView struct {
+	Window, Value string
+}
+
+// budgetView is one spend budget on the status page.
+type budgetView struct {
+	Name, File, Limit, Period, PaceWindow string
+	Groups                                []budgetGroupView
+}
+
+type budgetGroupView struct {
+	Labels           []labelPair
+	Spent, Projected string
+	SpentPct         string
+	SpentBar         float64
+	Exhaustion       time.Time
+	Exhausted        bool
+	Firing           []string
+}
+
+// percent writes a ratio as a percent with up to three decimals.
+func percent(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return "–"
+	}
+	return strconv.FormatFloat(math.Round(f*100000)/1000, 'f', -1, 64) + "%"
+}
+
+// bar clamps a ratio into a bar's [0, 100].
+func bar(f float64) float64 {
+	if math.IsNaN(f) {
+		return 0
+	}
+	return math.Round(min(max(f, 0), 1)*1000) / 10
+}
+
+func labelPairs(m map[string]string) []labelPair {
+	out := make([]labelPair, 0, len(m))
+	for k, v := range m {
+		out = append(out, labelPair{k, v})
+	}
+	slices.SortFunc(out, func(a, b labelPair) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// sloViews builds the status page's SLO and budget tables.
+func sloViews(groups []*engine.Group) ([]sloView, []budgetView) {
+	slos, budgets := engine.SLOStatuses(groups)
+	var sv []sloView
+	for _, s := range slos {
+		v := sloView{Name: s.Spec.Name, File: s.File, Objective: strconv.FormatFloat(s.Spec.Objective, 'f', -1, 64) + "%",
+			Window: rulefmt.WindowString(s.Spec.Window)}
+		for _, g := range s.Groups {
+			gv := sloGroupView{Labels: labelPairs(g.Labels), SLI: percent(g.SLI), Remaining: percent(g.BudgetRemaining),
+				RemainingBar: bar(g.BudgetRemaining), Exhaustion: g.Exhaustion, Exhausted: !g.Exhaustion.IsZero() && !g.Exhaustion.After(s.At),
+				Firing: g.Firing}
+			for _, w := range s.Spec.Windows() {
+				if b, ok := g.BurnRates[rulefmt.WindowString(w)]; ok {
+					gv.BurnRates = append(gv.BurnRates, burnView{Window: rulefmt.WindowString(w), Value: notify.FormatValue(b) + "×"})
+				}
+			}
+			v.Groups = append(v.Groups, gv)
+		}
+		sv = append(sv, v)
+	}
+	var bv []budgetView
+	for _, b := range budgets {
+		v := budgetView{Name: b.Spec.Name, File: b.File, Limit: notify.FormatValue(b.Spec.Limit), Period: rulefmt.WindowString(b.Spec.Period),
+			PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow)}
+		for _, g := range b.Groups {
+			ratio := g.Spent / b.Spec.Limit
+			v.Groups = append(v.Groups, budgetGroupView{Labels: labelPairs(g.Labels), Spent: notify.FormatValue(g.Spent),
+				Projected: notify.FormatValue(g.Projected), SpentPct: percent(ratio), SpentBar: bar(ratio), Exhaustion: g.Exhaustion,
+				Exhausted: !g.Exhaustion.IsZero() && !g.Exhaustion.After(b.At), Firing: g.Firing})
+		}
+		bv = append(bv, v)
+	}
+	return sv, bv
 }

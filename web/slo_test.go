@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,72 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 	}
 	if got := fmt.Sprint(bg["firingThresholds"]); got != "[25]" {
 		t.Errorf("firing thresholds %s, want [25] (%v of 1000 spent)", got, spent)
+	}
+}
+
+// TestPageShowsSLOsAndBudgets renders the status page's SLO and budget
+// tables: per group the SLI, the remaining error budget as a bar, the
+// burn rates, when the budget runs out and what fires.
+// sloPageGroups evaluates sloRules over calls of two tenants: acme fails 10
+// of 100 calls (10%, twenty budgets of 0.5%), beta 1 of 1000 (0.1%, a
+// fifth of the budget); each call costs 0.25. It returns the groups and
+// the time of their last evaluation.
+func sloPageGroups(t *testing.T) (staticRules, time.Time) {
+	t.Helper()
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	store := memory.New(dsl.Schema{})
+	for i := range 1100 {
+		tenant, status := "beta", "ok"
+		if i < 100 {
+			tenant = "acme"
+		}
+		if (tenant == "acme" && i < 10) || i == 100 {
+			status = "error"
+		}
+		store.Add(memory.Event{Time: at.Add(-4 * time.Minute), Labels: []string{tenant, "chat", "m", "p", status, ""}, Nums: map[string]float64{"cost": 0.25}})
+	}
+	specs, err := rulefmt.ParseRuleFile("slo.yaml", []byte(sloRules), rulefmt.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
+	var groups staticRules
+	for _, s := range specs {
+		g := engine.NewGroup(s, engine.GroupOptions{Query: q.QueryWith})
+		g.Eval(context.Background(), at.Add(-2*time.Minute)) // acme's page turns pending…
+		g.Eval(context.Background(), at)                     // …and fires after its 2m
+		groups = append(groups, g)
+	}
+	return groups, at
+}
+
+func TestPageShowsSLOsAndBudgets(t *testing.T) {
+	groups, at := sloPageGroups(t)
+	opts := Options{Rules: groups, Now: func() time.Time { return at }}
+	srv := httptest.NewServer(PageHandler(opts))
+	defer srv.Close()
+	_, body := fetch(t, browser(t), srv.URL+"/")
+	s := section(body, "slos")
+	for _, want := range []string{
+		`SLO avail <span class="muted small">slo.yaml · 99.5% of calls good over a rolling 7d</span>`,
+		// acme: overspent, an empty bar, and the page firing.
+		`<span class="label">tenant_id="acme"</span>`, `<td class="num">90%</td>`,
+		`value="0" title="-1900% of the error budget remains"`, `<span class="badge critical">spent</span>`,
+		`<span class="burn">1h 20×</span>`, `<span class="badge critical">critical</span>`,
+		// beta: 80% of the budget left, burning at 0.2×: it lasts 4 × 7d.
+		`<td class="num">99.9%</td>`, `value="80" title="80% of the error budget remains"`,
+		`<span class="burn">1h 0.2×</span>`, `>in 28d</time>`,
+		`Budget spend <span class="muted small">slo.yaml · 1000 per rolling 7d · pace of the last 1h</span>`,
+		`value="25" title="25% of the limit spent"`, `<span class="badge warning">25%</span>`,
+		`value="2.5" title="2.5% of the limit spent"`,
+		// beta spends 250 an hour: the 750 left last 3 hours.
+		`>in 3h</time>`,
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("the SLO section lacks %q:\n%s", want, s)
+		}
+	}
+	if _, plain := fetch(t, browser(t), newPageFixture(t, "").srv.URL+"/"); strings.Contains(plain, `id="slos"`) {
+		t.Error("a page without SLOs or budgets shows their section")
 	}
 }
