@@ -2,6 +2,8 @@ package engine
 
 import (
 	"cmp"
+	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -210,4 +213,123 @@ func budgetStatus(g *Group, b *rulefmt.BudgetSpec, at time.Time) BudgetStatus {
 		st.Groups = append(st.Groups, gs)
 	}
 	return st
+}
+
+// SLOPeriod is one period of an SLO or a budget over history, for one
+// group: met or missed, and how much of the budget it consumed.
+type SLOPeriod struct {
+	// Kind is "slo" or "budget".
+	Kind   string            `json:"kind"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+	// From and To bound the period; a Partial one is shorter than the
+	// SLO window or budget period (the end of the history).
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Partial bool      `json:"partial,omitempty"`
+	// SLI, Objective (percent) and Met are an SLO's; Spent and Limit a
+	// budget's.
+	SLI       float64 `json:"sli,omitempty"`
+	Objective float64 `json:"objective,omitempty"`
+	Met       bool    `json:"met"`
+	Spent     float64 `json:"spent,omitempty"`
+	Limit     float64 `json:"limit,omitempty"`
+	// Consumed is the share of the budget the period used: the error
+	// ratio over the error budget for an SLO, spent over the limit for a
+	// budget (1 is all of it).
+	Consumed float64 `json:"consumed"`
+}
+
+// SLOPeriodsOptions configure SLOPeriods.
+type SLOPeriodsOptions struct {
+	// Query evaluates an expression at a time.
+	Query func(ctx context.Context, e *dsl.Expr, ts time.Time) (Result, error)
+	// Schema and Limits parse the periods' expressions.
+	Schema dsl.Schema
+	Limits dsl.Limits
+	// From and To bound the history; periods start at From.
+	From, To time.Time
+}
+
+// SLOPeriods judges every SLO and budget among specs over consecutive
+// periods from From to To, each as long as the SLO window or budget period
+// (the last one shorter when the history ends first): an SLO is met in a
+// period when its error ratio over the period is within the error budget.
+// Each period is one query of the period's whole window at its end: the
+// ratio of sums, exactly as the recorded SLI.
+func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriodsOptions) ([]SLOPeriod, error) {
+	var out []SLOPeriod
+	for _, g := range specs {
+		var window time.Duration
+		switch {
+		case g.SLO != nil:
+			window = g.SLO.Window
+		case g.Budget != nil:
+			window = g.Budget.Period
+		default:
+			continue
+		}
+		for start := opts.From; start.Before(opts.To); start = start.Add(window) {
+			end := start.Add(window)
+			partial := end.After(opts.To)
+			if partial {
+				end = opts.To
+			}
+			w := end.Sub(start).Truncate(time.Second)
+			if w <= 0 {
+				break
+			}
+			rows, err := periodRows(ctx, g, opts, end, w)
+			if err != nil {
+				return nil, fmt.Errorf("%s at %s: %w", g.Name, end.UTC().Format(time.RFC3339), err)
+			}
+			for _, r := range rows {
+				r.From, r.To, r.Partial = start, end, partial
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// periodRows evaluates one period of length w ending at end.
+func periodRows(ctx context.Context, g *rulefmt.GroupSpec, opts SLOPeriodsOptions, end time.Time, w time.Duration) ([]SLOPeriod, error) {
+	parse := func(text string) (*dsl.Expr, error) {
+		return dsl.Parse(text, dsl.Options{Schema: opts.Schema, Limits: opts.Limits})
+	}
+	var rows []SLOPeriod
+	if s := g.SLO; s != nil {
+		e, err := parse(s.ErrorRatioExpr(w))
+		if err != nil {
+			return nil, err
+		}
+		res, err := opts.Query(ctx, e, end)
+		if err != nil {
+			return nil, err
+		}
+		for _, smp := range res.Vector {
+			_, lm := byKey(smp.Labels, s.By)
+			rows = append(rows, SLOPeriod{Kind: "slo", Name: s.Name, Labels: lm, SLI: 1 - smp.Value, Objective: s.Objective,
+				Met: smp.Value <= s.ErrorBudget(), Consumed: smp.Value / s.ErrorBudget()})
+		}
+	}
+	if b := g.Budget; b != nil {
+		spent := *b
+		spent.Period = w
+		e, err := parse(spent.SpentExpr())
+		if err != nil {
+			return nil, err
+		}
+		res, err := opts.Query(ctx, e, end)
+		if err != nil {
+			return nil, err
+		}
+		for _, smp := range res.Vector {
+			_, lm := byKey(smp.Labels, b.By)
+			rows = append(rows, SLOPeriod{Kind: "budget", Name: b.Name, Labels: lm, Spent: smp.Value, Limit: b.Limit,
+				Met: smp.Value <= b.Limit, Consumed: smp.Value / b.Limit})
+		}
+	}
+	slices.SortFunc(rows, func(a, b SLOPeriod) int { return strings.Compare(fmt.Sprint(a.Labels), fmt.Sprint(b.Labels)) })
+	return rows, nil
 }
