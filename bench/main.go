@@ -168,7 +168,7 @@ type report struct {
 	sloColdAll, sloSteadyAll []timing
 	sloStats                 clickhouse.IncrementalStats
 	sloSeries, sloRules      int
-	requeries                  int
+	requeries                int
 	// valueCounts are the value counts the incremental path holds for
 	// exact quantiles after the steady evaluations; quantileLeaves the
 	// quantile leaves it computed from them.
