@@ -29,6 +29,11 @@ budgets:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var check bytes.Buffer
+	if code := run(context.Background(), []string{"check", "rules", rules}, &check, &check); code != 0 ||
+		!strings.Contains(check.String(), "SUCCESS: 20 rules found (20 generated from SLOs (1) and budgets (1))") {
+		t.Errorf("check rules: exit %d\n%s", code, check.String())
+	}
 	// acme calls once an hour at :30, each costing 1: 1 call of 168 fails
 	// in the first week (0.595%, within 1%), 3 in the second (1.786%).
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
