@@ -294,41 +294,42 @@ func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriods
 
 // periodRows evaluates one period of length w ending at end.
 func periodRows(ctx context.Context, g *rulefmt.GroupSpec, opts SLOPeriodsOptions, end time.Time, w time.Duration) ([]SLOPeriod, error) {
-	parse := func(text string) (*dsl.Expr, error) {
-		return dsl.Parse(text, dsl.Options{Schema: opts.Schema, Limits: opts.Limits})
+	// query evaluates text at the period's end and makes a row of each
+	// group, labelled by its by labels.
+	query := func(text string, by []string, row func(v float64) SLOPeriod) ([]SLOPeriod, error) {
+		e, err := dsl.Parse(text, dsl.Options{Schema: opts.Schema, Limits: opts.Limits})
+		if err != nil {
+			return nil, err
+		}
+		res, err := opts.Query(ctx, e, end)
+		if err != nil {
+			return nil, err
+		}
+		var rows []SLOPeriod
+		for _, smp := range res.Vector {
+			r := row(smp.Value)
+			_, r.Labels = byKey(smp.Labels, by)
+			rows = append(rows, r)
+		}
+		return rows, nil
 	}
 	var rows []SLOPeriod
-	if s := g.SLO; s != nil {
-		e, err := parse(s.ErrorRatioExpr(w))
-		if err != nil {
-			return nil, err
-		}
-		res, err := opts.Query(ctx, e, end)
-		if err != nil {
-			return nil, err
-		}
-		for _, smp := range res.Vector {
-			_, lm := byKey(smp.Labels, s.By)
-			rows = append(rows, SLOPeriod{Kind: "slo", Name: s.Name, Labels: lm, SLI: 1 - smp.Value, Objective: s.Objective,
-				Met: smp.Value <= s.ErrorBudget(), Consumed: smp.Value / s.ErrorBudget()})
-		}
+	var err error
+	switch {
+	case g.SLO != nil:
+		s := g.SLO
+		rows, err = query(s.ErrorRatioExpr(w), s.By, func(ratio float64) SLOPeriod {
+			return SLOPeriod{Kind: "slo", Name: s.Name, SLI: 1 - ratio, Objective: s.Objective, Met: ratio <= s.ErrorBudget(), Consumed: ratio / s.ErrorBudget()}
+		})
+	case g.Budget != nil:
+		b := *g.Budget
+		b.Period = w
+		rows, err = query(b.SpentExpr(), b.By, func(spent float64) SLOPeriod {
+			return SLOPeriod{Kind: "budget", Name: b.Name, Spent: spent, Limit: b.Limit, Met: spent <= b.Limit, Consumed: spent / b.Limit}
+		})
 	}
-	if b := g.Budget; b != nil {
-		spent := *b
-		spent.Period = w
-		e, err := parse(spent.SpentExpr())
-		if err != nil {
-			return nil, err
-		}
-		res, err := opts.Query(ctx, e, end)
-		if err != nil {
-			return nil, err
-		}
-		for _, smp := range res.Vector {
-			_, lm := byKey(smp.Labels, b.By)
-			rows = append(rows, SLOPeriod{Kind: "budget", Name: b.Name, Labels: lm, Spent: smp.Value, Limit: b.Limit,
-				Met: smp.Value <= b.Limit, Consumed: smp.Value / b.Limit})
-		}
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(rows, func(a, b SLOPeriod) int { return strings.Compare(fmt.Sprint(a.Labels), fmt.Sprint(b.Labels)) })
 	return rows, nil

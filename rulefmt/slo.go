@@ -166,28 +166,23 @@ type alertTier struct {
 
 // slos parses the slos: list of a file into generated groups.
 func (p *fileParser) slos(list *yaml.Node) []*GroupSpec {
-	if list.Kind != yaml.SequenceNode {
-		p.add(p.errAt(list, "", "", "slos must be a list of SLOs, each with name:, objective:, window: and sli:"))
-		return nil
-	}
-	var out []*GroupSpec
-	for _, n := range list.Content {
-		if g := p.slo(n); g != nil {
-			out = append(out, g)
-		}
-	}
-	return out
+	return p.specList(list, "slos must be a list of SLOs, each with name:, objective:, window: and sli:", p.slo)
 }
 
 // budgets parses the budgets: list of a file into generated groups.
 func (p *fileParser) budgets(list *yaml.Node) []*GroupSpec {
+	return p.specList(list, "budgets must be a list of budgets, each with name:, limit: and period:", p.budget)
+}
+
+// specList parses each item of a slos: or budgets: list with one.
+func (p *fileParser) specList(list *yaml.Node, notList string, one func(*yaml.Node) *GroupSpec) []*GroupSpec {
 	if list.Kind != yaml.SequenceNode {
-		p.add(p.errAt(list, "", "", "budgets must be a list of budgets, each with name:, limit: and period:"))
+		p.add(p.errAt(list, "", "", "%s", notList))
 		return nil
 	}
 	var out []*GroupSpec
 	for _, n := range list.Content {
-		if g := p.budget(n); g != nil {
+		if g := one(n); g != nil {
 			out = append(out, g)
 		}
 	}

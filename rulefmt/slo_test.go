@@ -1,6 +1,7 @@
 package rulefmt_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestSLOAndBudgetCompileToRuleGroups(t *testing.T) {
 	for _, a := range s.Alerts {
 		factors = append(factors, a.Factor)
 	}
-	if got, want := factors, []float64{13.44, 5.6, 2.8, 0.933333}; !equalFloats(got, want) {
+	if got, want := factors, []float64{13.44, 5.6, 2.8, 0.933333}; !slices.Equal(got, want) {
 		t.Errorf("factors %v, want %v", got, want)
 	}
 	if got := s.ErrorBudget(); got != 0.001 {
@@ -83,18 +84,6 @@ func TestSLOAndBudgetCompileToRuleGroups(t *testing.T) {
 	if b.PaceWindow != 24*time.Hour {
 		t.Errorf("pace window %s, want the period / 30", b.PaceWindow)
 	}
-}
-
-func equalFloats(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSLOAndBudgetErrorsArePositioned(t *testing.T) {
