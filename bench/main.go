@@ -164,7 +164,11 @@ type report struct {
 	// decomposable rules (no quantile or stddev), incremental.
 	coldFullAll, steadyFullAll []timing
 	coldDecAll, steadyDecAll   []timing
-	requeries                  int
+	// The SLO pack (sloRules): cold and steady, and its leaves by path.
+	sloColdAll, sloSteadyAll []timing
+	sloStats                 clickhouse.IncrementalStats
+	sloSeries, sloRules      int
+	requeries                int
 	// valueCounts are the value counts the incremental path holds for
 	// exact quantiles after the steady evaluations; quantileLeaves the
 	// quantile leaves it computed from them.
@@ -356,6 +360,25 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	rep.work["handwritten"], rep.work["cold"] = handRead.div(o.reps), coldRead.div(o.reps)
 
+	// 3b. The SLO pack: 50 per-tenant 30-day SLOs, cold.
+	sloSpecs, err := rulefmt.ParseRuleFile("slo.yaml", []byte(sloRules), rulefmt.LoadOptions{Schema: dsl.DefaultSchema()})
+	if err != nil {
+		return fmt.Errorf("the SLO pack: %w", err)
+	}
+	sloGroups, sloSrc, err := newGroups(conn, sloSpecs, metrics, &clickhouse.Incremental{Now: func() time.Time { return clock }})
+	if err != nil {
+		return err
+	}
+	rep.sloRules = len(sloSpecs[0].Rules)
+	log.Info("callwatch: the SLO pack, cold", "slos", tenants, "rules", rep.sloRules)
+	clock = benchNow.Add(time.Second)
+	t, err := evalAll(ctx, sloGroups, benchNow)
+	if err != nil {
+		return fmt.Errorf("cold evaluation of the SLO pack: %w", err)
+	}
+	rep.sloColdAll = append(rep.sloColdAll, t)
+	sloSrc.WaitFills()
+
 	// 4. callwatch, steady: the groups of the last cold pass, one interval
 	// later each time, after a minute of new events.
 	log.Info("callwatch: steady evaluation after a minute of new events", "events_per_minute", rep.minuteEvents, "reps", o.reps)
@@ -387,6 +410,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("steady evaluation, decomposable rules: %w", err)
 		}
 		rep.steadyDecAll = append(rep.steadyDecAll, t)
+		if t, err = evalAll(ctx, sloGroups, after.Add(time.Minute)); err != nil {
+			return fmt.Errorf("steady evaluation of the SLO pack: %w", err)
+		}
+		rep.sloSteadyAll = append(rep.sloSteadyAll, t)
+		sloSrc.WaitFills()
+	}
+	rep.sloStats = sloSrc.IncrementalStats()
+	for _, g := range sloGroups {
+		for _, r := range g.Rules() {
+			if rr, ok := r.(*engine.RecordingRule); ok && rr.Name() == rulefmt.SLISeries {
+				samples, _ := rr.Samples()
+				rep.sloSeries = len(samples)
+			}
+		}
 	}
 	rep.work["steady"] = steadyRead.div(o.reps)
 	rep.rssEval = peakRSS()
@@ -1132,6 +1169,8 @@ func (r *report) write(o options) error {
 		{"steady_full_seconds", steadyFull.total.Seconds(), "seconds"},
 		{"cold_decomposable_seconds", coldDec.total.Seconds(), "seconds"},
 		{"steady_decomposable_seconds", steadyDec.total.Seconds(), "seconds"},
+		{"slo_cold_seconds", medianTiming(r.sloColdAll).total.Seconds(), "seconds"},
+		{"slo_steady_seconds", medianTiming(r.sloSteadyAll).total.Seconds(), "seconds"},
 		{"scrape_p50_seconds", r.scrapeP50.Seconds(), "seconds"},
 		{"scrape_p99_seconds", r.scrapeP99.Seconds(), "seconds"},
 		{"rss_bytes", float64(r.rss), "bytes"},
@@ -1172,6 +1211,10 @@ func (r *report) write(o options) error {
 		"steady_full_seconds":         fmt.Sprintf("incremental evaluation off; runs %s", totals(r.steadyFullAll)),
 		"cold_decomposable_seconds":   fmt.Sprintf("the %d rules without quantile or stddev, incremental; runs %s", r.decRules, totals(r.coldDecAll)),
 		"steady_decomposable_seconds": fmt.Sprintf("the same %d rules one minute later; runs %s", r.decRules, totals(r.steadyDecAll)),
+		"slo_cold_seconds": fmt.Sprintf("the SLO pack: one 30d availability SLO by tenant_id, %d per-tenant SLOs (%d SLI series), its %d generated rules; first evaluation",
+			tenants, r.sloSeries, r.sloRules),
+		"slo_steady_seconds": fmt.Sprintf("the same one minute later; runs %s; leaves %d incremental, %d full (windows over clickhouse.incremental.max_buckets take the full path)",
+			totals(r.sloSteadyAll), r.sloStats.Leaves, r.sloStats.FullLeaves),
 		"scrape_p50_seconds": fmt.Sprintf("%d series, %d bytes, %.1f ms CPU per scrape (handler and client); exporter update: first (%s of events) %.2f s, next %.3f s",
 			r.series, r.scrapeBytes, r.scrapeCPU*1e3, o.exporterAge, r.exporterFirst.Seconds(), r.exporterNext.Seconds()),
 		"scrape_p99_seconds": fmt.Sprintf("%d scrapes with gzip; without gzip p50 %.4f s, p99 %.4f s (%d scrapes)", o.scrapes, r.plainP50.Seconds(), r.plainP99.Seconds(), max(o.scrapes/4, 1)),
@@ -1257,6 +1300,17 @@ func human(v float64) string {
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
+
+// sloRules is the SLO pack: one availability SLO per tenant over 30 days
+// (the dataset's 50 tenants), compiled by rulefmt into a group of 9
+// recording and 4 burn-rate alerting rules.
+const sloRules = `slos:
+  - name: tenant-availability
+    objective: 99.9
+    window: 30d
+    by: [tenant_id]
+    sli: {errors: '{status="error"}', total: events}
+`
 
 // ---------------------------------------------------------------------------
 // The rule pack.

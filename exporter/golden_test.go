@@ -20,6 +20,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/engine/memory"
 	"github.com/callwatch/callwatch/internal/golden"
 	"github.com/callwatch/callwatch/rulefmt"
 )
@@ -361,5 +362,45 @@ func TestRulesCollectorSkipsWhatItCannotExport(t *testing.T) {
 	}
 	if v := sum(mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}); v != 0 {
 		t.Errorf("collector_success{rules} = %v, want 0", v)
+	}
+}
+
+// TestSLOGaugesOfDifferentGroupingsAreExported: two SLOs grouped by
+// different labels record the same series names with other label names;
+// /metrics exports both, and the scrape succeeds.
+func TestSLOGaugesOfDifferentGroupingsAreExported(t *testing.T) {
+	data := `slos:
+  - {name: a, objective: 99, window: 7d, by: [tenant_id], sli: {errors: '{status="error"}', total: events}}
+  - {name: b, objective: 99, window: 7d, by: [tenant_id, app_code], sli: {errors: '{status="error"}', total: events}}
+`
+	specs, err := rulefmt.ParseRuleFile("rules.yaml", []byte(data), rulefmt.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memory.New(dsl.Schema{})
+	for i := range 10 {
+		status := "ok"
+		if i%5 == 0 {
+			status = "error"
+		}
+		store.Add(memory.Event{Time: at(-time.Duration(i) * time.Minute), Labels: []string{"acme", "chat", "", "", status, ""}})
+	}
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
+	var groups fakeRules
+	for _, s := range specs {
+		g := engine.NewGroup(s, engine.GroupOptions{Query: q.QueryWith})
+		g.Eval(context.Background(), at(0))
+		groups = append(groups, g)
+	}
+	e := newTestExporter(t, &fakeConn{}, "calls", config.Exporter{}, groups)
+	mfs := gather(t, e)
+	// 2 of 10 calls failed: the SLI is 0.8 for both.
+	for _, want := range []map[string]string{{"slo": "a", "tenant_id": "acme"}, {"slo": "b", "tenant_id": "acme", "app_code": "chat"}} {
+		if v := sum(mfs, "slo:sli:ratio", want); v != 0.8 {
+			t.Errorf("slo:sli:ratio%v = %v, want 0.8", want, v)
+		}
+	}
+	if v := sum(mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}); v != 1 {
+		t.Errorf("collector_success{rules} = %v, want 1", v)
 	}
 }

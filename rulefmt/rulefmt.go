@@ -29,6 +29,11 @@ type GroupSpec struct {
 	Limit       int
 	Labels      map[string]string
 	Rules       []*RuleSpec
+
+	// SLO and Budget are the objective or budget the group was generated
+	// from (slos: and budgets: of the file); nil for a written group.
+	SLO    *SLOSpec
+	Budget *BudgetSpec
 }
 
 // RuleSpec is one alerting or recording rule: Prometheus' fields plus
@@ -201,7 +206,7 @@ func unwrapErrors(err error) []error {
 }
 
 var (
-	fileKeys  = []string{"groups"}
+	fileKeys  = []string{"groups", "slos", "budgets"}
 	groupKeys = []string{"name", "interval", "query_offset", "limit", "labels", "rules"}
 	ruleKeys  = []string{"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations",
 		"severity", "priority", "cooldown", "max_alerts_per_day", "notify", "no_data_state", "error_state", "debug",
@@ -225,7 +230,7 @@ func ParseRuleFile(file string, data []byte, opts LoadOptions) ([]*GroupSpec, er
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, Errors{p.errAt(root, "", "", "a rule file is a mapping with a groups: list")}
+		return nil, Errors{p.errAt(root, "", "", "a rule file is a mapping with a groups: list (and slos: and budgets: lists)")}
 	}
 	p.checkKeys(root, fileKeys, "", "")
 	var groups []*GroupSpec
@@ -246,6 +251,21 @@ func ParseRuleFile(file string, data []byte, opts LoadOptions) ([]*GroupSpec, er
 				groups = append(groups, g)
 			}
 		}
+	}
+	var generated []*GroupSpec
+	if sn := mapValue(root, "slos"); sn != nil {
+		generated = append(generated, p.slos(sn)...)
+	}
+	if bn := mapValue(root, "budgets"); bn != nil {
+		generated = append(generated, p.budgets(bn)...)
+	}
+	for _, g := range generated {
+		if names[g.Name] {
+			pos := g.Rules[0].Pos
+			p.add(&FileError{Pos: pos, Group: g.Name, Err: errors.New("group name is used twice in this file (an SLO's group is slo:NAME, a budget's budget:NAME)")})
+		}
+		names[g.Name] = true
+		groups = append(groups, g)
 	}
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool {

@@ -132,6 +132,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("/api/v1/", a.notFound)
 	mux.HandleFunc("GET /api/v1/rules", a.cors(a.rules))
 	mux.HandleFunc("GET /api/v1/alerts", a.cors(a.alerts))
+	mux.HandleFunc("GET /api/v1/slos", a.cors(a.slos))
 	mux.HandleFunc("GET /api/v1/rules/evaluations", a.evaluations)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("callwatch is Healthy.\n"))

@@ -264,3 +264,20 @@ func TestBrowserCrossSiteWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestBrowserShowsSLOBars renders the SLO and budget tables in Chromium:
+// the remaining budget and the spend are native <meter> bars, which need
+// neither script nor styles the page's policy would block.
+func TestBrowserShowsSLOBars(t *testing.T) {
+	bin := chromium(t)
+	groups, at := sloPageGroups(t)
+	srv := httptest.NewServer(PageHandler(Options{Rules: groups, Now: func() time.Time { return at }}))
+	defer srv.Close()
+	dom := dumpDOM(t, bin, srv.URL+"/", time.Second)
+	for _, want := range []string{`<section id="slos">`, `value="80" title="80% of the error budget remains"`, `value="25" title="25% of the limit spent"`,
+		`<span class="badge critical">critical</span>`} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the rendered DOM lacks %q:\n%s", want, dom)
+		}
+	}
+}

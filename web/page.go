@@ -149,6 +149,10 @@ type pageData struct {
 	// empty when charts are off (no range queries).
 	ChartRange  string
 	ChartRanges []string
+	// SLOs and Budgets are the objectives and spend budgets of the rule
+	// files, per group.
+	SLOs    []sloView
+	Budgets []budgetView
 }
 
 type alertView struct {
@@ -208,6 +212,7 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
 	p.collectRules(&d, now)
+	d.SLOs, d.Budgets = sloViews(p.opts.Rules.Groups())
 	// The charts and the history read share one deadline, so a page view
 	// waits at most 5 s for ClickHouse or for query slots.
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

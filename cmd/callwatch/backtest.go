@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,10 +113,17 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	periods, err := engine.SLOPeriods(ctx, specs, engine.SLOPeriodsOptions{Query: q.Query, Schema: cfg.Schema.DSL(), Limits: cfg.Limits.DSL(), From: from, To: to})
+	if err != nil {
+		return err
+	}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return enc.Encode(struct {
+			*engine.BacktestResult
+			Periods []engine.SLOPeriod `json:"sloPeriods"`
+		}{&res, periods})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tGROUP\tRULE\tLABELS\tFROM\tTO\tVALUE")
@@ -135,7 +144,41 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		fmt.Fprintf(stdout, "  %s: %d\n", n, res.Notifications[n])
 	}
+	printPeriods(stdout, periods)
 	return nil
+}
+
+// printPeriods writes the SLOs' and budgets' periods: met or missed, and
+// the budget each consumed.
+func printPeriods(w io.Writer, periods []engine.SLOPeriod) {
+	if len(periods) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nSLOs and budgets per period (an SLO is met when its error ratio stays within the error budget; consumed: the share of the budget used):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAME\tGROUP\tFROM\tTO\tVALUE\tTARGET\tRESULT\tCONSUMED")
+	for _, p := range periods {
+		keys := make([]string, 0, len(p.Labels))
+		for k, v := range p.Labels {
+			keys = append(keys, fmt.Sprintf("%s=%q", k, v))
+		}
+		sort.Strings(keys)
+		to := p.To.UTC().Format(time.RFC3339)
+		if p.Partial {
+			to += " (partial)"
+		}
+		value, target, result := "SLI "+rounded(p.SLI*100)+"%", rounded(p.Objective)+"%", "met"
+		if p.Kind == "budget" {
+			value, target = "spent "+rounded(p.Spent), "limit "+rounded(p.Limit)
+			result = "within"
+		}
+		if !p.Met {
+			result = map[string]string{"slo": "MISSED", "budget": "EXCEEDED"}[p.Kind]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t{%s}\t%s\t%s\t%s\t%s\t%s\t%s%%\n", p.Kind, p.Name, strings.Join(keys, ", "), p.From.UTC().Format(time.RFC3339), to,
+			value, target, result, rounded(p.Consumed*100))
+	}
+	tw.Flush()
 }
 
 // progressBar returns a progress callback drawing on w when the run is long
@@ -162,4 +205,9 @@ func progressBar(w io.Writer) func(done, total int) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// rounded writes f with at most three decimals.
+func rounded(f float64) string {
+	return strconv.FormatFloat(math.Round(f*1000)/1000, 'f', -1, 64)
 }

@@ -59,10 +59,16 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stdout)
 			continue
 		}
-		n := 0
+		n, slos, budgets := 0, 0, 0
 		var warnings []error
 		for _, g := range groups {
 			n += len(g.Rules)
+			if g.SLO != nil {
+				slos++
+			}
+			if g.Budget != nil {
+				budgets++
+			}
 			for _, r := range g.Rules {
 				warnings = append(warnings, r.Warnings...)
 			}
@@ -83,7 +89,11 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: 0 rules found (no file matches or the file is empty)\n\n", f)
 			continue
 		}
-		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found\n", f, n)
+		generated := ""
+		if slos+budgets > 0 {
+			generated = fmt.Sprintf(" (%d generated from SLOs (%d) and budgets (%d))", generatedRules(groups), slos, budgets)
+		}
+		fmt.Fprintf(stdout, "Checking %s\n  SUCCESS: %d rules found%s\n", f, n, generated)
 		if len(warnings) > 0 {
 			fmt.Fprintf(stdout, "  WARNING: %d findings:\n", len(warnings))
 			for _, w := range warnings {
@@ -96,4 +106,16 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	return 0
+}
+
+// generatedRules counts the rules of the groups generated from SLOs and
+// budgets.
+func generatedRules(groups []*rulefmt.GroupSpec) int {
+	n := 0
+	for _, g := range groups {
+		if g.SLO != nil || g.Budget != nil {
+			n += len(g.Rules)
+		}
+	}
+	return n
 }

@@ -118,3 +118,10 @@ func TestDistributedEventsOnACluster(t *testing.T) {
 		t.Errorf("engine of a missing table: %v, want an error saying it does not exist", err)
 	}
 }
+
+// TestSLOsMatchMemoryOnTheServer evaluates an SLO's and a budget's
+// generated groups on the server and in memory.
+func TestSLOsMatchMemoryOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.SLOsMatchMemory(t, conn, db)
+}

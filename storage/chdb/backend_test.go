@@ -55,3 +55,10 @@ func TestSubqueriesEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
 	storetest.SubqueriesMatchInstants(t, c, db)
 }
+
+// TestSLOsMatchMemoryEmbedded evaluates an SLO's and a budget's generated
+// groups on embedded ClickHouse and in memory.
+func TestSLOsMatchMemoryEmbedded(t *testing.T) {
+	c, db := newDatabase(t)
+	storetest.SLOsMatchMemory(t, c, db)
+}
