@@ -44,8 +44,12 @@ const (
 	sessionTTL = 12 * time.Hour
 	// refreshSeconds is how often the page reloads itself.
 	refreshSeconds = 10
-	// historyLimit is how many audit records the page shows.
+	// historyLimit is how many transitions (and acknowledgements,
+	// silences, …) the audit history shows.
 	historyLimit = 50
+	// notificationLimit caps the notification records the page reads to
+	// fold under those transitions.
+	notificationLimit = 1000
 )
 
 // PageHandler returns the status page, served at GET /, and the form
@@ -142,7 +146,8 @@ type pageData struct {
 	RuleCount, RuleErrors     int
 	Silences                  []silenceView
 	HasHistory                bool
-	History                   []engine.AuditRecord
+	History                   []historyRow
+	OtherNotifications        int // resends of alerts whose last transition is older than History
 	HistoryError              string
 	Script                    template.JS
 	// ChartRange is the range of the rules' charts, one of ChartRanges;
@@ -178,7 +183,7 @@ type groupView struct {
 type ruleView struct {
 	Name, Type, State, Health, Expr, LastError string
 	LastEval                                   time.Time
-	EvalTime                                   time.Duration
+	EvalTime, OwnTime                          time.Duration // its share of the group's time (shareGroupTime), its own
 	Samples                                    int
 	SQL                                        []string
 	Chart                                      *chartView
@@ -224,12 +229,11 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		if release, err := p.slots.take(ctx); err != nil {
 			d.HistoryError = "the history is not shown: every query slot (limits.max_concurrent_queries) stayed busy"
 		} else {
-			recs, err := p.opts.History.History(ctx, engine.AuditQuery{Limit: historyLimit})
+			d.History, d.OtherNotifications, err = readHistory(ctx, p.opts.History)
 			release()
 			if err != nil {
 				d.HistoryError = err.Error()
 			}
-			d.History = recs
 		}
 	}
 	h := w.Header()
@@ -249,11 +253,17 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	for _, g := range p.opts.Rules.Groups() {
 		last, dur := g.LastEval()
 		gv := groupView{Name: g.Name(), File: g.File(), Interval: g.Interval(), LastEval: last, EvalTime: dur}
+		var leaves []int
 		for _, rule := range g.Rules() {
+			if e := rule.Spec().Expr; e != nil {
+				leaves = append(leaves, len(e.Leaves))
+			} else {
+				leaves = append(leaves, 0)
+			}
 			st := rule.Status()
 			health, lastErr, lastEval, evalDur := st.Health, st.LastError, st.LastEval, st.EvalDuration
 			rv := ruleView{Name: rule.Name(), Type: "recording", Health: string(health), Expr: rule.Spec().ExprText,
-				LastEval: lastEval, EvalTime: evalDur}
+				LastEval: lastEval, EvalTime: evalDur, OwnTime: evalDur}
 			if lastErr != nil {
 				rv.LastError = lastErr.Error()
 				d.RuleErrors++
@@ -278,6 +288,7 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 			gv.Rules = append(gv.Rules, rv)
 			d.RuleCount++
 		}
+		shareGroupTime(gv, leaves)
 		d.Groups = append(d.Groups, gv)
 	}
 	// The most severe first, then the newest.
@@ -398,12 +409,20 @@ func (p *page) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: userCookie, Value: url.QueryEscape(user), Path: "/", MaxAge: 30 * 24 * 3600,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	if p.opts.AdminToken == "" {
+		p.done(w, r, "Acknowledgements and silences are recorded as "+user+".", nil)
+		return
+	}
 	p.done(w, r, "Signed in as "+user+".", nil)
 }
 
 func (p *page) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: userCookie, Path: "/", MaxAge: -1})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1})
+	if p.opts.AdminToken == "" {
+		p.done(w, r, "Name forgotten: give one to act.", nil)
+		return
+	}
 	p.done(w, r, "Signed out.", nil)
 }
 
@@ -413,7 +432,7 @@ func (p *page) act(h func(r *http.Request, user string) (string, error)) http.Ha
 	return func(w http.ResponseWriter, r *http.Request) {
 		user, ok := p.operator(r)
 		if !ok {
-			msg := "sign in first (top right): acknowledgements and silences record who did them"
+			msg := "give your name first (top right): acknowledgements and silences record who did them"
 			if p.opts.AdminToken != "" {
 				msg = "sign in with your name and the admin token first (top right)"
 			}
