@@ -766,3 +766,21 @@ func TestLineColCountsLinesAndCharacters(t *testing.T) {
 		})
 	}
 }
+
+func TestUnknownNamesSayWhatWasMeant(t *testing.T) {
+	opts := dsl.Options{Schema: dsl.DefaultSchema()}
+	for _, tc := range []struct{ expr, want string }{
+		{`p95(latncy_ms[5m]) > 1`, `unknown selector "latncy_ms"; did you mean "latency_ms"?`},
+		{`count_over_time(event[5m]) > 1`, `unknown selector "event"; did you mean "events"?`},
+		{`count_over_time(events{state="error"}[5m]) > 1`, `"state" is not a label of call events; did you mean "status"?`},
+		{`sum by (tenant) (count_over_time(events[5m])) > 1`, `"tenant" is not a label of call events; did you mean "tenant_id"?`},
+		{`sum by (region) (count_over_time(events[5m])) > 1`, `"region" is not a label of call events; group by labels of call events: tenant_id`},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			_, err := dsl.Parse(tc.expr, opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%s) = %v, want %q", tc.expr, err, tc.want)
+			}
+		})
+	}
+}

@@ -144,3 +144,43 @@ func checkIdent(where, name string) error {
 	}
 	return nil
 }
+
+// Closest returns the name of allowed nearest to s, when a misspelling
+// (at most two edits) away or the only name s begins (tenant for
+// tenant_id), or "": the "did you mean" of error messages.
+func Closest(s string, allowed []string) string {
+	best, bestD := "", 3
+	var prefixed []string
+	for _, a := range allowed {
+		if d := editDistance(s, a); d < bestD {
+			best, bestD = a, d
+		}
+		if len(s) >= 3 && strings.HasPrefix(a, s) {
+			prefixed = append(prefixed, a)
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		return prefixed[0]
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
