@@ -99,6 +99,10 @@ type Expr struct {
 	// reads another label of the events reads an empty string.
 	ResultLabels []string
 	ResultKnown  bool
+	// Unit is the unit of the result's values when it follows from
+	// Schema.Units (ms for p95(latency_ms[5m]) > 5000), "" for a count,
+	// a ratio, a rate or when unknown (see unit.go).
+	Unit string
 }
 
 // Selector selects events: a field (or events) and label matchers.
@@ -308,8 +312,12 @@ func Parse(input string, opts Options) (*Expr, error) {
 	}
 	sort.Strings(c.series)
 	findings, resultLabels, known := lint(input, ast, c.leaves)
+	byName := make(map[string]*Leaf, len(c.leaves))
+	for _, l := range c.leaves {
+		byName[l.Name] = l
+	}
 	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type(),
-		Findings: findings, ResultLabels: resultLabels, ResultKnown: known}, nil
+		Findings: findings, ResultLabels: resultLabels, ResultKnown: known, Unit: unitOf(ast, byName, c.opts.Schema.Units)}, nil
 }
 
 func convertParseError(input string, err error) error {

@@ -1,7 +1,9 @@
 package dsl
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -25,6 +27,9 @@ type Schema struct {
 	// only to show example calls in notifications (a rule's
 	// evidence.examples); "" when the table has none.
 	RequestID string
+	// Units maps a field to the unit of its values (ms, tokens, ¥), which
+	// the status page writes after them; a field without one has none.
+	Units map[string]string
 }
 
 // Columns are the columns whose sum is a field's value.
@@ -42,6 +47,7 @@ func DefaultSchema() Schema {
 			"total_tokens":  {"input_tokens", "output_tokens"},
 			"cost":          {"cost"},
 		},
+		Units: map[string]string{"latency_ms": "ms", "input_tokens": "tokens", "output_tokens": "tokens", "total_tokens": "tokens", "cost": "¥"},
 	}
 }
 
@@ -101,6 +107,15 @@ func (s Schema) Validate() error {
 			if c == s.RequestID {
 				return fmt.Errorf("schema.request_id: %q is a numeric field's column; name the column holding each call's request id", c)
 			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Units)) {
+		if s.Fields[name] == nil {
+			msg := fmt.Sprintf("schema.units: %q is not a field; give units to fields (%s)", name, strings.Join(s.FieldNames(), ", "))
+			if c := Closest(name, s.FieldNames()); c != "" {
+				msg += fmt.Sprintf("; did you mean %q?", c)
+			}
+			return errors.New(msg)
 		}
 	}
 	return nil

@@ -28,6 +28,8 @@ var transitionKinds = []engine.AuditKind{
 type historyRow struct {
 	engine.AuditRecord
 	Notifications []engine.AuditRecord
+	// Unit is the unit of the rule's values, when its rule is loaded.
+	Unit string
 }
 
 // NotificationSummary says what the row's notifications did, channel by

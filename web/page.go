@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -154,6 +156,9 @@ type pageData struct {
 	// empty when charts are off (no range queries).
 	ChartRange  string
 	ChartRanges []string
+	// units are the units of the alerting rules' values, by group and
+	// rule name (NUL between), for the audit history.
+	units map[string]string
 }
 
 type alertView struct {
@@ -200,7 +205,7 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 	d := pageData{
 		Now: now, Refresh: refreshSeconds, Script: p.script,
 		NeedToken: p.opts.AdminToken != "", Actions: p.opts.Actions != nil, Silencing: p.opts.Silences != nil,
-		Metrics: p.opts.Gatherer != nil, HasHistory: p.opts.History != nil,
+		Metrics: p.opts.Gatherer != nil, HasHistory: p.opts.History != nil, units: map[string]string{},
 	}
 	d.User, d.SignedIn = p.operator(r)
 	if c, err := r.Cookie(flashCookie); err == nil {
@@ -233,6 +238,9 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 			release()
 			if err != nil {
 				d.HistoryError = err.Error()
+			}
+			for i, h := range d.History {
+				d.History[i].Unit = d.units[h.Group+"\x00"+h.Rule]
 			}
 		}
 	}
@@ -273,8 +281,13 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 			}
 			if ar, ok := rule.(*engine.AlertingRule); ok {
 				rv.Type, rv.State = "alerting", ar.State().String()
+				unit := ""
+				if e := rule.Spec().Expr; e != nil {
+					unit = e.Unit
+					d.units[g.Name()+"\x00"+rule.Name()] = unit
+				}
 				for _, a := range ar.Alerts() {
-					v := p.alertView(a, now)
+					v := p.alertView(a, unit, now)
 					switch {
 					case a.State == engine.StateFiring:
 						d.Firing = append(d.Firing, v)
@@ -305,13 +318,13 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	sort.SliceStable(d.Resolved, func(i, j int) bool { return d.Resolved[i].ResolvedAt.After(d.Resolved[j].ResolvedAt) })
 }
 
-func (p *page) alertView(a engine.Alert, now time.Time) alertView {
+func (p *page) alertView(a engine.Alert, unit string, now time.Time) alertView {
 	ann := a.Annotations.Map()
 	v := alertView{
 		Name: a.Labels.Get(labels.AlertName), Severity: a.Labels.Get("severity"), State: a.State.String(),
 		Fingerprint: engine.FingerprintString(a.Fingerprint()),
 		Title:       ann["title"], Summary: ann["summary"], Message: ann["message"],
-		Value:    notify.FormatValue(a.Value),
+		Value:    valueText(a.Value, unit),
 		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt,
 		AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckComment: a.AckComment, Suppressed: a.Suppressed,
 	}
@@ -567,8 +580,8 @@ var pageFuncs = template.FuncMap{
 	},
 	"until": func(now, t time.Time) string { return roughDuration(t.Sub(now)) },
 	"dur":   roughDuration,
-	// value writes a value as the notifications do (6.533M, 3456.789).
-	"value": notify.FormatValue,
+	// valueIn writes a value with its unit (6.533M tokens, 3456.789 ms, ¥120.5).
+	"valueIn": valueText,
 	// anchor is the id of a rule's row, which alerts' generatorURL opens.
 	"anchor": engine.RuleAnchor,
 	"ms": func(d time.Duration) string {
@@ -608,4 +621,21 @@ func roughDuration(d time.Duration) string {
 		return out
 	}
 	return "0s"
+}
+
+// valueText writes a value as the notifications do (notify.FormatValue)
+// with its unit: after it (6.533M tokens, 3456.789 ms), or before it when
+// the unit is a currency sign (¥120.5).
+func valueText(v float64, unit string) string {
+	text := notify.FormatValue(v)
+	switch r, n := utf8.DecodeRuneInString(unit); {
+	case unit == "" || math.IsNaN(v) || math.IsInf(v, 0):
+		return text
+	case n == len(unit) && unicode.Is(unicode.Sc, r):
+		if strings.HasPrefix(text, "-") {
+			return "-" + unit + text[1:]
+		}
+		return unit + text
+	}
+	return text + " " + unit
 }

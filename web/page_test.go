@@ -235,7 +235,7 @@ func TestPageRendersTheState(t *testing.T) {
 			"acme has 5 errors", "规则 &#39;TenantErrors&#39; 触发告警", "<code>5</code>",
 			`active <time datetime="2025-11-24T16:00:30Z" title="2025-11-24 16:00:30 UTC">1m ago</time>`, "not acknowledged",
 		}},
-		{"the pending alert is listed apart", "pending", []string{`class="alertname">SlowTenant</b>`, "acme is slow", "<code>6000</code>"}},
+		{"the pending alert is listed apart", "pending", []string{`class="alertname">SlowTenant</b>`, "acme is slow", "<code>6000 ms</code>"}},
 		{"the resolved alert is listed apart", "resolved", []string{`class="alertname">GlobexCalls</b>`, "resolved <time"}},
 		{"rules show health, last evaluation, expression and SQL", "rules", []string{
 			"tenant:errors:5m", `<span class="badge ok">ok</span>`, "1 series", "max by (tenant_id) (max_over_time(latency_ms[5m])) &gt; 5000",

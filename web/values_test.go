@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -70,29 +71,32 @@ func TestPageWritesValuesAsTheNotificationsDo(t *testing.T) {
 	for _, tc := range []struct {
 		name, tenant string
 		value        float64
-		want         string
+		want, unit   string
 	}{
 		// 6533230 tokens: the summary's humanize says 6.533M, and so
-		// does the value column, not 6.53323e+06.
-		{"a count of millions is written with its prefix", "acme", 6533230, "6.533M"},
+		// does the value column, not 6.53323e+06, with the unit of
+		// input_tokens (schema.units).
+		{"a count of millions is written with its prefix", "acme", 6533230, "6.533M", " tokens"},
 		// A latency keeps its digits, as the baseline's messages wrote it.
-		{"a latency keeps its digits", "globex", 3456.789, "3456.789"},
+		{"a latency keeps its digits", "globex", 3456.789, "3456.789", " ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := notify.FormatValue(tc.value); got != tc.want {
 				t.Fatalf("notify.FormatValue(%v) = %q, want %q", tc.value, got, tc.want)
 			}
-			if !strings.Contains(firing, "<code>"+tc.want+"</code>") {
-				t.Errorf("the firing alerts do not show %s's value as <code>%s</code>:\n%s", tc.tenant, tc.want, firing)
+			if !strings.Contains(firing, "<code>"+tc.want+tc.unit+"</code>") {
+				t.Errorf("the firing alerts do not show %s's value as <code>%s%s</code>:\n%s", tc.tenant, tc.want, tc.unit, firing)
 			}
-			if !strings.Contains(history, "value "+tc.want) {
-				t.Errorf("the audit history does not show %s's value as %q:\n%s", tc.tenant, tc.want, history)
+			if !strings.Contains(history, "value "+tc.want+tc.unit+"</td>") {
+				t.Errorf("the audit history does not show %s's value as %q:\n%s", tc.tenant, tc.want+tc.unit, history)
 			}
 		})
 	}
 	t.Run("the summary and the value column agree", func(t *testing.T) {
-		if !strings.Contains(firing, "acme used 6.533M tokens") {
-			t.Errorf("no humanized summary:\n%s", firing)
+		for _, same := range [][2]string{{"acme used 6.533M tokens", "<code>6.533M tokens</code>"}, {"globex: 3456.789 ms", "<code>3456.789 ms</code>"}} {
+			if !strings.Contains(firing, same[0]) || !strings.Contains(firing, same[1]) {
+				t.Errorf("the summary %q and the value column %q do not both show:\n%s", same[0], same[1], firing)
+			}
 		}
 	})
 	// Each series here has one point, drawn as a dot: its colour once
@@ -223,5 +227,23 @@ func TestShareGroupTime(t *testing.T) {
 	shareGroupTime(even, []int{0, 0})
 	if even.Rules[0].EvalTime != 2*time.Millisecond || even.Rules[1].EvalTime != 2*time.Millisecond {
 		t.Errorf("rules without leaves share %v and %v of 4ms, want 2ms each", even.Rules[0].EvalTime, even.Rules[1].EvalTime)
+	}
+}
+
+func TestValueText(t *testing.T) {
+	for _, tc := range []struct {
+		v          float64
+		unit, want string
+	}{
+		{6533230, "tokens", "6.533M tokens"},
+		{3456.789, "ms", "3456.789 ms"},
+		{120.5, "¥", "¥120.5"},
+		{-3.25, "$", "-$3.25"},
+		{0.05, "", "0.05"},
+		{math.NaN(), "ms", "NaN"},
+	} {
+		if got := valueText(tc.v, tc.unit); got != tc.want {
+			t.Errorf("valueText(%v, %q) = %q, want %q", tc.v, tc.unit, got, tc.want)
+		}
 	}
 }
