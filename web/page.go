@@ -263,11 +263,16 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 		gv := groupView{Name: g.Name(), File: g.File(), Interval: g.Interval(), LastEval: last, EvalTime: dur}
 		var leaves []int
 		for _, rule := range g.Rules() {
+			// The leaves queried together (a subquery's are the rule's own).
+			batched := 0
 			if e := rule.Spec().Expr; e != nil {
-				leaves = append(leaves, len(e.Leaves))
-			} else {
-				leaves = append(leaves, 0)
+				for _, l := range e.Leaves {
+					if l.Sub == nil {
+						batched++
+					}
+				}
 			}
+			leaves = append(leaves, batched)
 			st := rule.Status()
 			health, lastErr, lastEval, evalDur := st.Health, st.LastError, st.LastEval, st.EvalDuration
 			rv := ruleView{Name: rule.Name(), Type: "recording", Health: string(health), Expr: rule.Spec().ExprText,

@@ -223,6 +223,14 @@ func TestShareGroupTime(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("shares %v, want %v", got, want)
 	}
+	t.Run("the rules' rows show the share and, on hover, both times", func(t *testing.T) {
+		f := newPageFixture(t, "")
+		_, body := fetch(t, browser(t), f.srv.URL+"/")
+		rules := section(body, "rules")
+		if n := strings.Count(rules, `<span title="its own `); n != 4 || !strings.Contains(rules, "the group spent querying its leaves together") {
+			t.Errorf("%d rule times explained, want the fixture's 4:\n%s", n, rules)
+		}
+	})
 	even := groupView{LastEval: at, EvalTime: 4 * time.Millisecond, Rules: []ruleView{{LastEval: at}, {LastEval: at}}}
 	shareGroupTime(even, []int{0, 0})
 	if even.Rules[0].EvalTime != 2*time.Millisecond || even.Rules[1].EvalTime != 2*time.Millisecond {
