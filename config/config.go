@@ -246,7 +246,11 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Schema.Time == "" && c.Schema.Labels == nil && c.Schema.Fields == nil {
 		d := dsl.DefaultSchema()
-		c.Schema = Schema{Time: d.Time, Labels: d.Labels, Fields: map[string]Columns{}, RequestID: c.Schema.RequestID}
+		units := c.Schema.Units // given alone, units apply to the default fields
+		if units == nil {
+			units = d.Units
+		}
+		c.Schema = Schema{Time: d.Time, Labels: d.Labels, Fields: map[string]Columns{}, RequestID: c.Schema.RequestID, Units: units}
 		for k, v := range d.Fields {
 			c.Schema.Fields[k] = Columns(v)
 		}

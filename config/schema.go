@@ -20,11 +20,14 @@ type Schema struct {
 	// RequestID is the column holding each call's request id (optional):
 	// with it, a rule's evidence can list example calls.
 	RequestID string `yaml:"request_id"`
+	// Units gives fields the unit the status page writes after their
+	// values: {latency_ms: ms, cost: "¥"}.
+	Units map[string]string `yaml:"units"`
 }
 
 // DSL returns the schema for the dsl package.
 func (s Schema) DSL() dsl.Schema {
-	d := dsl.Schema{Time: s.Time, Labels: s.Labels, Fields: map[string]dsl.Columns{}, RequestID: s.RequestID}
+	d := dsl.Schema{Time: s.Time, Labels: s.Labels, Fields: map[string]dsl.Columns{}, RequestID: s.RequestID, Units: s.Units}
 	for k, v := range s.Fields {
 		d.Fields[k] = dsl.Columns(v)
 	}

@@ -99,6 +99,10 @@ type Expr struct {
 	// reads another label of the events reads an empty string.
 	ResultLabels []string
 	ResultKnown  bool
+	// Unit is the unit of the result's values when it follows from
+	// Schema.Units (ms for p95(latency_ms[5m]) > 5000), "" for a count,
+	// a ratio, a rate or when unknown (see unit.go).
+	Unit string
 }
 
 // Selector selects events: a field (or events) and label matchers.
@@ -308,8 +312,12 @@ func Parse(input string, opts Options) (*Expr, error) {
 	}
 	sort.Strings(c.series)
 	findings, resultLabels, known := lint(input, ast, c.leaves)
+	byName := make(map[string]*Leaf, len(c.leaves))
+	for _, l := range c.leaves {
+		byName[l.Name] = l
+	}
 	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type(),
-		Findings: findings, ResultLabels: resultLabels, ResultKnown: known}, nil
+		Findings: findings, ResultLabels: resultLabels, ResultKnown: known, Unit: unitOf(ast, byName, c.opts.Schema.Units)}, nil
 }
 
 func convertParseError(input string, err error) error {
@@ -469,12 +477,25 @@ func (c *checker) instantSelector(vs *parser.VectorSelector) error {
 		c.series = append(c.series, vs.Name)
 		return nil
 	}
-	return c.errf(pos, c.selectorHint(), "unknown selector %q", vs.Name)
+	return c.errf(pos, c.selectorHint(vs.Name), "unknown selector %q", vs.Name)
 }
 
-func (c *checker) selectorHint() string {
-	return "select one of the fields " + strings.Join(c.opts.Schema.FieldNames(), ", ") +
+func (c *checker) selectorHint(name string) string {
+	hint := "select one of the fields " + strings.Join(c.opts.Schema.FieldNames(), ", ") +
 		" or events (for counting), inside a range function: p95(latency_ms[5m])"
+	if s := Closest(name, append(c.opts.Schema.FieldNames(), EventsSelector)); s != "" {
+		hint = fmt.Sprintf("did you mean %q? ", s) + hint
+	}
+	return hint
+}
+
+// labelHint is the hint of an unknown label name: the closest label, if
+// any, and then what to write.
+func (c *checker) labelHint(name, hint string) string {
+	if s := Closest(name, c.opts.Schema.Labels); s != "" {
+		return fmt.Sprintf("did you mean %q? ", s) + hint
+	}
+	return hint
 }
 
 func (c *checker) noAtNoOffset(vs *parser.VectorSelector) error {
@@ -575,7 +596,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 		return nil, c.errf(vs.PosRange.Start, "range functions apply to call events only; use the recorded series directly or recompute it from events",
 			"%q is a recorded series, which keeps no history", vs.Name)
 	default:
-		return nil, c.errf(vs.PosRange.Start, c.selectorHint(), "unknown selector %q", vs.Name)
+		return nil, c.errf(vs.PosRange.Start, c.selectorHint(vs.Name), "unknown selector %q", vs.Name)
 	}
 	for _, m := range vs.LabelMatchers {
 		if m.Name == model.MetricNameLabel {
@@ -585,7 +606,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 			return nil, c.errf(vs.PosRange.Start, "write the field name before the braces, e.g. latency_ms{...}", "matchers on __name__ are not supported")
 		}
 		if !c.opts.Schema.IsLabel(m.Name) {
-			return nil, c.errf(vs.PosRange.Start, "labels are "+strings.Join(c.opts.Schema.Labels, ", ")+" (map more in schema.labels)",
+			return nil, c.errf(vs.PosRange.Start, c.labelHint(m.Name, "labels are "+strings.Join(c.opts.Schema.Labels, ", ")+" (map more in schema.labels)"),
 				"%q is not a label of call events", m.Name)
 		}
 		sel.Matchers = append(sel.Matchers, m)
@@ -604,7 +625,7 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	if g != nil {
 		for _, l := range slices.Concat(g.by, g.without) {
 			if !c.opts.Schema.IsLabel(l) {
-				return nil, c.errf(g.pos, "group by labels of call events: "+strings.Join(c.opts.Schema.Labels, ", "),
+				return nil, c.errf(g.pos, c.labelHint(l, "group by labels of call events: "+strings.Join(c.opts.Schema.Labels, ", ")),
 					"%q is not a label of call events", l)
 			}
 		}

@@ -766,3 +766,58 @@ func TestLineColCountsLinesAndCharacters(t *testing.T) {
 		})
 	}
 }
+
+func TestUnknownNamesSayWhatWasMeant(t *testing.T) {
+	opts := dsl.Options{Schema: dsl.DefaultSchema()}
+	for _, tc := range []struct{ expr, want string }{
+		{`p95(latncy_ms[5m]) > 1`, `unknown selector "latncy_ms"; did you mean "latency_ms"?`},
+		{`count_over_time(event[5m]) > 1`, `unknown selector "event"; did you mean "events"?`},
+		{`count_over_time(events{state="error"}[5m]) > 1`, `"state" is not a label of call events; did you mean "status"?`},
+		{`sum by (tenant) (count_over_time(events[5m])) > 1`, `"tenant" is not a label of call events; did you mean "tenant_id"?`},
+		{`sum by (region) (count_over_time(events[5m])) > 1`, `"region" is not a label of call events; group by labels of call events: tenant_id`},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			_, err := dsl.Parse(tc.expr, opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%s) = %v, want %q", tc.expr, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestExprUnit(t *testing.T) {
+	opts := dsl.Options{Schema: dsl.DefaultSchema()}
+	for expr, want := range map[string]string{
+		`p95(latency_ms[5m]) > 5000`:                                                          "ms",
+		`max by (tenant_id) (avg_over_time(latency_ms[5m])) > 3000`:                           "ms",
+		`sum by (tenant_id) (sum_over_time(total_tokens[1d])) > 1e6`:                          "tokens",
+		`sum by (tenant_id) (sum_over_time(cost[1d])) > 100`:                                  "¥",
+		`max_over_time(p95(latency_ms[5m])[1h:5m]) > 5000`:                                    "ms",
+		`p95(latency_ms[5m]) - p50(latency_ms[5m]) > 100`:                                     "ms",
+		`p95(latency_ms[5m]) + 10 > 100`:                                                      "ms",
+		`count_over_time(events[5m]) > 3`:                                                     "",
+		`sum(count_over_time(events{status="error"}[5m])) / sum(count_over_time(events[5m]))`: "",
+		`p95(latency_ms[5m]) / 1000 > 5`:                                                      "",
+		`p95(latency_ms[5m]) > bool 5000`:                                                     "",
+		`rate(input_tokens[5m]) > 10`:                                                         "",
+		`p95(latency_ms[5m]) + sum_over_time(cost[5m])`:                                       "",
+	} {
+		e, err := dsl.Parse(expr, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if e.Unit != want {
+			t.Errorf("the unit of %s is %q, want %q", expr, e.Unit, want)
+		}
+	}
+	noUnits := dsl.DefaultSchema()
+	noUnits.Units = nil
+	if e, err := dsl.Parse(`p95(latency_ms[5m]) > 5000`, dsl.Options{Schema: noUnits}); err != nil || e.Unit != "" {
+		t.Errorf("without schema units: %v, unit %q", err, e.Unit)
+	}
+	bad := dsl.DefaultSchema()
+	bad.Units = map[string]string{"latency": "ms"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `schema.units: "latency" is not a field`) || !strings.Contains(err.Error(), `did you mean "latency_ms"?`) {
+		t.Errorf("Validate of units of an unknown field = %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 package dsl
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -25,6 +27,9 @@ type Schema struct {
 	// only to show example calls in notifications (a rule's
 	// evidence.examples); "" when the table has none.
 	RequestID string
+	// Units maps a field to the unit of its values (ms, tokens, ¥), which
+	// the status page writes after them; a field without one has none.
+	Units map[string]string
 }
 
 // Columns are the columns whose sum is a field's value.
@@ -42,6 +47,7 @@ func DefaultSchema() Schema {
 			"total_tokens":  {"input_tokens", "output_tokens"},
 			"cost":          {"cost"},
 		},
+		Units: map[string]string{"latency_ms": "ms", "input_tokens": "tokens", "output_tokens": "tokens", "total_tokens": "tokens", "cost": "¥"},
 	}
 }
 
@@ -103,6 +109,15 @@ func (s Schema) Validate() error {
 			}
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.Units)) {
+		if s.Fields[name] == nil {
+			msg := fmt.Sprintf("schema.units: %q is not a field; give units to fields (%s)", name, strings.Join(s.FieldNames(), ", "))
+			if c := Closest(name, s.FieldNames()); c != "" {
+				msg += fmt.Sprintf("; did you mean %q?", c)
+			}
+			return errors.New(msg)
+		}
+	}
 	return nil
 }
 
@@ -143,4 +158,44 @@ func checkIdent(where, name string) error {
 		return fmt.Errorf("%s: %q: names starting with __ are reserved", where, name)
 	}
 	return nil
+}
+
+// Closest returns the name of allowed nearest to s, when a misspelling
+// (at most two edits) away or the only name s begins (tenant for
+// tenant_id), or "": the "did you mean" of error messages.
+func Closest(s string, allowed []string) string {
+	best, bestD := "", 3
+	var prefixed []string
+	for _, a := range allowed {
+		if d := editDistance(s, a); d < bestD {
+			best, bestD = a, d
+		}
+		if len(s) >= 3 && strings.HasPrefix(a, s) {
+			prefixed = append(prefixed, a)
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		return prefixed[0]
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

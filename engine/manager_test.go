@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -475,5 +476,37 @@ func TestDatasourceDownFiresThroughTheNormalPath(t *testing.T) {
 	g.Eval(context.Background(), t0.Add(2*time.Minute))
 	if a := alertingRule(t, g, engine.DatasourceDownName).Alerts(); a[0].State != engine.StateInactive {
 		t.Fatalf("after ClickHouse answers again: %+v, want resolved", a)
+	}
+}
+
+// TestDatasourceDownSaysTheEventsTable: when ClickHouse answers but the
+// events table is missing, DatasourceDown fires with cause="events_table"
+// and a summary about the table, and the check's error (what is missing,
+// what to run) is its last evaluation's statement.
+func TestDatasourceDownSaysTheEventsTable(t *testing.T) {
+	missing := &engine.EventsTableError{Err: errors.New("the events table calls does not exist: create it (docs/language.md, \"The events table\", gives the DDL)")}
+	var pingErr error = missing
+	g := engine.DatasourceDownGroup(func(context.Context) error { return pingErr }, time.Minute, time.Minute, engine.GroupOptions{})
+	g.Eval(context.Background(), t0)
+	g.Eval(context.Background(), t0.Add(time.Minute))
+	rule := alertingRule(t, g, engine.DatasourceDownName)
+	a := rule.Alerts()
+	if len(a) != 1 || a[0].State != engine.StateFiring || a[0].Labels.Get("cause") != engine.CauseEventsTable {
+		t.Fatalf("alerts = %+v, want DatasourceDown firing with cause=%s", a, engine.CauseEventsTable)
+	}
+	if s := a[0].Annotations.Get("summary"); !strings.HasPrefix(s, "the events table is missing or does not fit the schema") {
+		t.Errorf("summary %q does not say the events table", s)
+	}
+	if h := rule.History(); len(h) == 0 || len(h[len(h)-1].Statements) != 1 || !strings.Contains(h[len(h)-1].Statements[0], "The events table") {
+		t.Errorf("the last evaluation does not carry the check's error: %+v", h)
+	}
+	// The server itself down: the alert of old, without a cause.
+	pingErr = errQuery
+	g.Eval(context.Background(), t0.Add(2*time.Minute))
+	g.Eval(context.Background(), t0.Add(3*time.Minute))
+	for _, a := range rule.Alerts() {
+		if a.State == engine.StateFiring && (a.Labels.Has("cause") || !strings.HasPrefix(a.Annotations.Get("summary"), "ClickHouse does not answer")) {
+			t.Errorf("with ClickHouse down: %v %v", a.Labels, a.Annotations)
+		}
 	}
 }

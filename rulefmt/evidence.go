@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/callwatch/callwatch/dsl"
 )
 
 // Evidence asks for what explains an alert of the rule when it starts
@@ -96,7 +98,7 @@ func (p *fileParser) evidenceTop(t *yaml.Node, group, rule string, ev *Evidence)
 			ok = false
 		case !p.opts.Schema.IsLabel(it.Value):
 			hint := "the labels are " + strings.Join(p.opts.Schema.Labels, ", ")
-			if s := closest(it.Value, p.opts.Schema.Labels); s != "" {
+			if s := dsl.Closest(it.Value, p.opts.Schema.Labels); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
 			}
 			p.add(p.errAt(it, group, rule, "evidence.top: %q is not a label of the schema; %s", it.Value, hint))

@@ -312,7 +312,7 @@ func (p *fileParser) checkKeys(n *yaml.Node, allowed []string, group, rule strin
 		switch {
 		case !slices.Contains(allowed, k.Value):
 			hint := "known keys: " + strings.Join(allowed, ", ")
-			if s := closest(k.Value, allowed); s != "" {
+			if s := dsl.Closest(k.Value, allowed); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
 			}
 			p.add(p.errAt(k, group, rule, "unknown key %q; %s", k.Value, hint))
@@ -844,35 +844,4 @@ func sortedPairs(m map[string]string) []string {
 
 // ClosestKey returns the allowed key nearest to s (edit distance under 3),
 // or "": the "did you mean" of strict YAML decoders.
-func ClosestKey(s string, allowed []string) string { return closest(s, allowed) }
-
-// closest returns the allowed key nearest to s by edit distance, if close.
-func closest(s string, allowed []string) string {
-	best, bestD := "", 3
-	for _, a := range allowed {
-		if d := editDistance(s, a); d < bestD {
-			best, bestD = a, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
-}
+func ClosestKey(s string, allowed []string) string { return dsl.Closest(s, allowed) }

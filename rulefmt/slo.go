@@ -319,7 +319,7 @@ func (p *fileParser) byLabels(n *yaml.Node, what string) []string {
 		}
 		if !p.opts.Schema.IsLabel(l) {
 			hint := "labels are " + strings.Join(p.opts.Schema.Labels, ", ")
-			if c := closest(l, p.opts.Schema.Labels); c != "" {
+			if c := dsl.Closest(l, p.opts.Schema.Labels); c != "" {
 				hint = fmt.Sprintf("did you mean %q?", c)
 			}
 			p.add(p.errAt(at, "", "", "%s: by: %q is not a label of call events; %s", what, l, hint))

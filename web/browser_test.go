@@ -281,3 +281,64 @@ func TestBrowserShowsSLOBars(t *testing.T) {
 		}
 	}
 }
+
+// foldedHistoryTest opens the first folded list of notifications of the
+// status page's audit history, in an iframe of the same origin, and copies
+// out the text of its row and of the page's header as Chromium shows them.
+const foldedHistoryTest = `<!doctype html>
+<title>folded history</title>
+<iframe id="f" src="/" style="width:1400px;height:1000px"></iframe>
+<pre id="out"></pre>
+<script>
+var f = document.getElementById("f"), out = document.getElementById("out");
+f.addEventListener("load", function () {
+  var d = f.contentDocument, det = d.querySelector("#history details.notifications");
+  if (!det) { out.textContent = "no folded notifications\n" + d.body.innerText; return; }
+  det.open = true;
+  out.textContent = "ROW\n" + det.closest("tr").innerText + "\nHEADER\n" + d.querySelector("header").innerText;
+});
+</script>`
+
+// TestBrowserStatusPageAtAGlance renders in Chromium what an operator reads
+// first: a firing's notifications folded under it, opened to each attempt,
+// and, without an admin token, a name box that is not a sign-in.
+func TestBrowserStatusPageAtAGlance(t *testing.T) {
+	bin := chromium(t)
+	f := newPageFixture(t, "")
+	at := f.clock()
+	labels := map[string]string{"alertname": "Burst", "tenant_id": "initech"}
+	note := func(d time.Duration, ch, status string, attempt int) engine.AuditRecord {
+		rec := engine.AuditRecord{Time: at.Add(d), Kind: engine.AuditNotification, Fingerprint: "00000000000000aa", Rule: "Burst",
+			Channel: ch, NotifyStatus: status, NotifyState: "firing", Attempt: attempt, Labels: labels}
+		if status == engine.NotifyFailed {
+			rec.Result = "HTTP 502"
+		}
+		return rec
+	}
+	if err := f.audit.Record(context.Background(),
+		engine.AuditRecord{Time: at, Kind: engine.AuditFiring, Fingerprint: "00000000000000aa", Rule: "Burst", Labels: labels, Value: 42},
+		note(0, "ops-wecom", engine.NotifyPending, 0), note(0, "ops-wecom", engine.NotifyFailed, 1), note(time.Second, "ops-wecom", engine.NotifySent, 2),
+		note(0, "alertmanager", engine.NotifySent, 1), note(75*time.Second, "alertmanager", engine.NotifySent, 1),
+	); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(2 * time.Minute)
+	f.mux.HandleFunc("GET /test/history", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, foldedHistoryTest)
+	})
+	dom := dumpDOM(t, bin, f.srv.URL+"/test/history", 3*time.Second)
+	_, report, _ := strings.Cut(dom, `<pre id="out">`)
+	report, _, _ = strings.Cut(report, "</pre>")
+	row, header, _ := strings.Cut(report, "HEADER")
+	for _, want := range []string{"5 notifications: ops-wecom sent, failed; alertmanager sent ×2 (1 resend)", "ops-wecom: failed (firing) HTTP 502",
+		"ops-wecom: sent (firing), attempt 2", "Burst", "value 42"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the opened row lacks %q:\n%s", want, report)
+		}
+	}
+	if !strings.Contains(header, "name for the audit trail (no password: no admin token is set)") || !strings.Contains(header, "Use this name") ||
+		strings.Contains(header, "Sign in") {
+		t.Errorf("the name box reads as a sign-in:\n%s", header)
+	}
+}

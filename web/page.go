@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -44,8 +46,12 @@ const (
 	sessionTTL = 12 * time.Hour
 	// refreshSeconds is how often the page reloads itself.
 	refreshSeconds = 10
-	// historyLimit is how many audit records the page shows.
+	// historyLimit is how many transitions (and acknowledgements,
+	// silences, …) the audit history shows.
 	historyLimit = 50
+	// notificationLimit caps the notification records the page reads to
+	// fold under those transitions.
+	notificationLimit = 1000
 )
 
 // PageHandler returns the status page, served at GET /, and the form
@@ -142,7 +148,8 @@ type pageData struct {
 	RuleCount, RuleErrors     int
 	Silences                  []silenceView
 	HasHistory                bool
-	History                   []engine.AuditRecord
+	History                   []historyRow
+	OtherNotifications        int // resends of alerts whose last transition is older than History
 	HistoryError              string
 	Script                    template.JS
 	// ChartRange is the range of the rules' charts, one of ChartRanges;
@@ -153,6 +160,9 @@ type pageData struct {
 	// files, per group.
 	SLOs    []sloView
 	Budgets []budgetView
+	// units are the units of the alerting rules' values, by group and
+	// rule name (NUL between), for the audit history.
+	units map[string]string
 }
 
 type alertView struct {
@@ -182,7 +192,7 @@ type groupView struct {
 type ruleView struct {
 	Name, Type, State, Health, Expr, LastError string
 	LastEval                                   time.Time
-	EvalTime                                   time.Duration
+	EvalTime, OwnTime                          time.Duration // its share of the group's time (shareGroupTime), its own
 	Samples                                    int
 	SQL                                        []string
 	Chart                                      *chartView
@@ -199,7 +209,7 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 	d := pageData{
 		Now: now, Refresh: refreshSeconds, Script: p.script,
 		NeedToken: p.opts.AdminToken != "", Actions: p.opts.Actions != nil, Silencing: p.opts.Silences != nil,
-		Metrics: p.opts.Gatherer != nil, HasHistory: p.opts.History != nil,
+		Metrics: p.opts.Gatherer != nil, HasHistory: p.opts.History != nil, units: map[string]string{},
 	}
 	d.User, d.SignedIn = p.operator(r)
 	if c, err := r.Cookie(flashCookie); err == nil {
@@ -229,12 +239,14 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		if release, err := p.slots.take(ctx); err != nil {
 			d.HistoryError = "the history is not shown: every query slot (limits.max_concurrent_queries) stayed busy"
 		} else {
-			recs, err := p.opts.History.History(ctx, engine.AuditQuery{Limit: historyLimit})
+			d.History, d.OtherNotifications, err = readHistory(ctx, p.opts.History)
 			release()
 			if err != nil {
 				d.HistoryError = err.Error()
 			}
-			d.History = recs
+			for i, h := range d.History {
+				d.History[i].Unit = d.units[h.Group+"\x00"+h.Rule]
+			}
 		}
 	}
 	h := w.Header()
@@ -254,11 +266,22 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	for _, g := range p.opts.Rules.Groups() {
 		last, dur := g.LastEval()
 		gv := groupView{Name: g.Name(), File: g.File(), Interval: g.Interval(), LastEval: last, EvalTime: dur}
+		var leaves []int
 		for _, rule := range g.Rules() {
+			// The leaves queried together (a subquery's are the rule's own).
+			batched := 0
+			if e := rule.Spec().Expr; e != nil {
+				for _, l := range e.Leaves {
+					if l.Sub == nil {
+						batched++
+					}
+				}
+			}
+			leaves = append(leaves, batched)
 			st := rule.Status()
 			health, lastErr, lastEval, evalDur := st.Health, st.LastError, st.LastEval, st.EvalDuration
 			rv := ruleView{Name: rule.Name(), Type: "recording", Health: string(health), Expr: rule.Spec().ExprText,
-				LastEval: lastEval, EvalTime: evalDur}
+				LastEval: lastEval, EvalTime: evalDur, OwnTime: evalDur}
 			if lastErr != nil {
 				rv.LastError = lastErr.Error()
 				d.RuleErrors++
@@ -268,8 +291,13 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 			}
 			if ar, ok := rule.(*engine.AlertingRule); ok {
 				rv.Type, rv.State = "alerting", ar.State().String()
+				unit := ""
+				if e := rule.Spec().Expr; e != nil {
+					unit = e.Unit
+					d.units[g.Name()+"\x00"+rule.Name()] = unit
+				}
 				for _, a := range ar.Alerts() {
-					v := p.alertView(a, now)
+					v := p.alertView(a, unit, now)
 					switch {
 					case a.State == engine.StateFiring:
 						d.Firing = append(d.Firing, v)
@@ -283,6 +311,7 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 			gv.Rules = append(gv.Rules, rv)
 			d.RuleCount++
 		}
+		shareGroupTime(gv, leaves)
 		d.Groups = append(d.Groups, gv)
 	}
 	// The most severe first, then the newest.
@@ -299,13 +328,13 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 	sort.SliceStable(d.Resolved, func(i, j int) bool { return d.Resolved[i].ResolvedAt.After(d.Resolved[j].ResolvedAt) })
 }
 
-func (p *page) alertView(a engine.Alert, now time.Time) alertView {
+func (p *page) alertView(a engine.Alert, unit string, now time.Time) alertView {
 	ann := a.Annotations.Map()
 	v := alertView{
 		Name: a.Labels.Get(labels.AlertName), Severity: a.Labels.Get("severity"), State: a.State.String(),
 		Fingerprint: engine.FingerprintString(a.Fingerprint()),
 		Title:       ann["title"], Summary: ann["summary"], Message: ann["message"],
-		Value:    notify.FormatValue(a.Value),
+		Value:    valueText(a.Value, unit),
 		ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, ResolvedAt: a.ResolvedAt,
 		AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckComment: a.AckComment, Suppressed: a.Suppressed,
 	}
@@ -403,12 +432,20 @@ func (p *page) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: userCookie, Value: url.QueryEscape(user), Path: "/", MaxAge: 30 * 24 * 3600,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+	if p.opts.AdminToken == "" {
+		p.done(w, r, "Acknowledgements and silences are recorded as "+user+".", nil)
+		return
+	}
 	p.done(w, r, "Signed in as "+user+".", nil)
 }
 
 func (p *page) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: userCookie, Path: "/", MaxAge: -1})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1})
+	if p.opts.AdminToken == "" {
+		p.done(w, r, "Name forgotten: give one to act.", nil)
+		return
+	}
 	p.done(w, r, "Signed out.", nil)
 }
 
@@ -418,7 +455,7 @@ func (p *page) act(h func(r *http.Request, user string) (string, error)) http.Ha
 	return func(w http.ResponseWriter, r *http.Request) {
 		user, ok := p.operator(r)
 		if !ok {
-			msg := "sign in first (top right): acknowledgements and silences record who did them"
+			msg := "give your name first (top right): acknowledgements and silences record who did them"
 			if p.opts.AdminToken != "" {
 				msg = "sign in with your name and the admin token first (top right)"
 			}
@@ -553,8 +590,8 @@ var pageFuncs = template.FuncMap{
 	},
 	"until": func(now, t time.Time) string { return roughDuration(t.Sub(now)) },
 	"dur":   roughDuration,
-	// value writes a value as the notifications do (6.533M, 3456.789).
-	"value": notify.FormatValue,
+	// valueIn writes a value with its unit (6.533M tokens, 3456.789 ms, ¥120.5).
+	"valueIn": valueText,
 	// anchor is the id of a rule's row, which alerts' generatorURL opens.
 	"anchor": engine.RuleAnchor,
 	"ms": func(d time.Duration) string {
@@ -594,4 +631,21 @@ func roughDuration(d time.Duration) string {
 		return out
 	}
 	return "0s"
+}
+
+// valueText writes a value as the notifications do (notify.FormatValue)
+// with its unit: after it (6.533M tokens, 3456.789 ms), or before it when
+// the unit is a currency sign (¥120.5).
+func valueText(v float64, unit string) string {
+	text := notify.FormatValue(v)
+	switch r, n := utf8.DecodeRuneInString(unit); {
+	case unit == "" || math.IsNaN(v) || math.IsInf(v, 0):
+		return text
+	case n == len(unit) && unicode.Is(unicode.Sc, r):
+		if strings.HasPrefix(text, "-") {
+			return "-" + unit + text[1:]
+		}
+		return unit + text
+	}
+	return text + " " + unit
 }

@@ -44,7 +44,9 @@ func (m *memAudit) Record(_ context.Context, recs ...engine.AuditRecord) error {
 func (m *memAudit) History(_ context.Context, q engine.AuditQuery) ([]engine.AuditRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := append([]engine.AuditRecord(nil), m.recs...)
+	out := slices.DeleteFunc(append([]engine.AuditRecord(nil), m.recs...), func(r engine.AuditRecord) bool {
+		return (len(q.Kinds) > 0 && !slices.Contains(q.Kinds, r.Kind)) || (!q.From.IsZero() && r.Time.Before(q.From))
+	})
 	slices.Reverse(out) // the newest first, also among records of one time
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
 	if q.Limit > 0 && len(out) > q.Limit {
@@ -233,7 +235,7 @@ func TestPageRendersTheState(t *testing.T) {
 			"acme has 5 errors", "规则 &#39;TenantErrors&#39; 触发告警", "<code>5</code>",
 			`active <time datetime="2025-11-24T16:00:30Z" title="2025-11-24 16:00:30 UTC">1m ago</time>`, "not acknowledged",
 		}},
-		{"the pending alert is listed apart", "pending", []string{`class="alertname">SlowTenant</b>`, "acme is slow", "<code>6000</code>"}},
+		{"the pending alert is listed apart", "pending", []string{`class="alertname">SlowTenant</b>`, "acme is slow", "<code>6000 ms</code>"}},
 		{"the resolved alert is listed apart", "resolved", []string{`class="alertname">GlobexCalls</b>`, "resolved <time"}},
 		{"rules show health, last evaluation, expression and SQL", "rules", []string{
 			"tenant:errors:5m", `<span class="badge ok">ok</span>`, "1 series", "max by (tenant_id) (max_over_time(latency_ms[5m])) &gt; 5000",
@@ -275,9 +277,24 @@ func TestPageRendersTheState(t *testing.T) {
 			t.Fatalf("refresh or headers missing; CSP %q", csp)
 		}
 	})
-	t.Run("without a name there are no buttons but a sign-in form", func(t *testing.T) {
+	t.Run("without a name there are no buttons but a name form", func(t *testing.T) {
 		if strings.Contains(body, `class="ack"`) || !strings.Contains(body, `action="/ui/login"`) || strings.Contains(body, `name="token"`) {
-			t.Fatal("buttons shown, or no sign-in form, or a token asked for")
+			t.Fatal("buttons shown, or no name form, or a token asked for")
+		}
+	})
+	// Without an admin token there is nothing to sign in to: the form
+	// asks for a name to record, and does not look like a sign-in (no
+	// "Sign in" button, no username autocomplete a password manager
+	// would fill).
+	t.Run("without an admin token the name box is not a sign-in", func(t *testing.T) {
+		header := body[strings.Index(body, "<header>"):strings.Index(body, "</header>")]
+		for _, bad := range []string{"Sign in", "sign in", `autocomplete="username"`, `type="password"`} {
+			if strings.Contains(header, bad) {
+				t.Errorf("the name box writes %q:\n%s", bad, header)
+			}
+		}
+		if !strings.Contains(header, "name for the audit trail (no password: no admin token is set)") || !strings.Contains(header, "Use this name") {
+			t.Errorf("the name box does not say what the name is for:\n%s", header)
 		}
 	})
 }
@@ -289,11 +306,11 @@ func TestPageForms(t *testing.T) {
 
 	t.Run("an action before signing in is refused", func(t *testing.T) {
 		_, body := submit(t, c, f.srv.URL+"/ui/alerts/"+acme+"/ack", nil)
-		if !strings.Contains(body, `<p class="flash bad" role="status">sign in first`) || f.alert(t, "TenantErrors", "acme").AckedBy != "" {
+		if !strings.Contains(body, `<p class="flash bad" role="status">give your name first`) || f.alert(t, "TenantErrors", "acme").AckedBy != "" {
 			t.Fatal("acknowledged without a name")
 		}
 	})
-	t.Run("signing in redirects back to the page with buttons", func(t *testing.T) {
+	t.Run("giving a name redirects back to the page with buttons", func(t *testing.T) {
 		noFollow := *c
 		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		resp, _ := submit(t, &noFollow, f.srv.URL+"/ui/login", url.Values{"user": {"alice"}})
@@ -301,10 +318,10 @@ func TestPageForms(t *testing.T) {
 			t.Fatalf("login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
 		_, body := fetch(t, c, f.srv.URL+"/")
-		if !strings.Contains(body, "signed in as <b>alice</b>") || !strings.Contains(body, `/ui/alerts/`+acme+`/ack`) {
+		if !strings.Contains(body, "acting as <b>alice</b>") || !strings.Contains(body, `/ui/alerts/`+acme+`/ack`) {
 			t.Fatal("no buttons after signing in")
 		}
-		if !strings.Contains(body, "Signed in as alice.") || !strings.Contains(body, `data-refresh="30"`) {
+		if !strings.Contains(body, "Acknowledgements and silences are recorded as alice.") || !strings.Contains(body, `data-refresh="30"`) {
 			t.Fatal("no message after the post, or the page refreshes before it can be read")
 		}
 	})
@@ -386,9 +403,9 @@ func TestPageForms(t *testing.T) {
 			t.Fatalf("cross-site post: %d", resp.StatusCode)
 		}
 	})
-	t.Run("signing out hides the buttons", func(t *testing.T) {
+	t.Run("changing the name hides the buttons", func(t *testing.T) {
 		_, body := submit(t, c, f.srv.URL+"/ui/logout", nil)
-		if strings.Contains(body, `class="ack"`) || !strings.Contains(body, `action="/ui/login"`) {
+		if strings.Contains(body, `class="ack"`) || !strings.Contains(body, `action="/ui/login"`) || !strings.Contains(body, "Name forgotten") {
 			t.Fatal("still signed in")
 		}
 	})

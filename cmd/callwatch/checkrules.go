@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/callwatch/callwatch/rulefmt"
 )
@@ -76,6 +78,7 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 		if *lint == "none" {
 			warnings = nil
 		}
+		sortByPosition(warnings)
 		if len(warnings) > 0 && *lint == "fatal" {
 			failed = true
 			fmt.Fprintf(stdout, "Checking %s\n  FAILED (--lint fatal):\n", f)
@@ -118,4 +121,21 @@ func generatedRules(groups []*rulefmt.GroupSpec) int {
 		}
 	}
 	return n
+}
+
+// sortByPosition orders findings as the file reads, by line and column
+// (each rule's checks find them in their own order).
+func sortByPosition(errs []error) {
+	pos := func(err error) (int, int) {
+		var fe *rulefmt.FileError
+		if errors.As(err, &fe) {
+			return fe.Pos.Line, fe.Pos.Col
+		}
+		return 0, 0
+	}
+	slices.SortStableFunc(errs, func(a, b error) int {
+		la, ca := pos(a)
+		lb, cb := pos(b)
+		return cmp.Or(cmp.Compare(la, lb), cmp.Compare(ca, cb))
+	})
 }

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/storage/chdb"
 )
 
 // openClickHouseSource connects to the configured ClickHouse server and
@@ -71,11 +77,54 @@ func eventsColumns(ctx context.Context, cfg *config.Config, conn clickhouse.Conn
 	ctx, cancel := context.WithTimeout(ctx, cfg.ClickHouse.QueryTimeout.D())
 	defer cancel()
 	cols, err := clickhouse.ReadColumns(ctx, conn, cfg.ClickHouse.EventsTable)
+	if errors.Is(err, clickhouse.ErrNoTable) {
+		return nil, &engine.EventsTableError{Err: fmt.Errorf("%w; for this configuration's schema, run:\n%s", err, clickhouse.EventsDDL(cfg.ClickHouse.EventsTable, cfg.Schema.DSL()))}
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := cols.Check(cfg.ClickHouse.EventsTable, cfg.Schema.DSL()); err != nil {
-		return nil, err
+		return nil, &engine.EventsTableError{Err: err}
 	}
 	return cols, nil
+}
+
+// pinger returns DatasourceDown's ping: ClickHouse answers SELECT 1, and
+// the events table still exists and fits the schema (a table dropped or
+// altered after start fails every rule with ClickHouse's message; the
+// alert then says the table is the problem, and the log what is missing
+// and what to run, once each time the problem changes).
+func pinger(cfg *config.Config, conn clickhouse.Conn, logger *slog.Logger) func(ctx context.Context) error {
+	var mu sync.Mutex
+	last := ""
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		rows, err := conn.Query(ctx, "SELECT 1")
+		if errors.Is(err, chdb.ErrBusy) {
+			return nil // the embedded engine answers, after the statement it runs
+		}
+		if err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		_, err = eventsColumns(ctx, cfg, conn)
+		if errors.Is(err, chdb.ErrBusy) {
+			return nil
+		}
+		var te *engine.EventsTableError
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.As(err, &te) && te.Error() != last:
+			logger.Error("the events table cannot serve the rules", "table", cfg.ClickHouse.EventsTable, "err", te)
+			last = te.Error()
+		case err == nil && last != "":
+			logger.Info("the events table fits the schema again", "table", cfg.ClickHouse.EventsTable)
+			last = ""
+		}
+		return err
+	}
 }

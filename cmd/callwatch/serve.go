@@ -27,7 +27,6 @@ import (
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/demo"
 	"github.com/callwatch/callwatch/notify"
-	"github.com/callwatch/callwatch/storage/chdb"
 	"github.com/callwatch/callwatch/storage/chstore"
 	"github.com/callwatch/callwatch/web"
 )
@@ -240,18 +239,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Evidence:        querySrc,
 		EvidenceTimeout: cfg.Notification.EvidenceTimeout.D(),
 	}
-	ping := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		rows, err := conn.Query(ctx, "SELECT 1")
-		if errors.Is(err, chdb.ErrBusy) {
-			return nil // the embedded engine answers, after the statement it runs
-		}
-		if err != nil {
-			return err
-		}
-		return rows.Close()
-	}
+	ping := pinger(cfg, conn, logger)
 	mgr := engine.NewManager(engine.ManagerOptions{
 		GroupOptions: groupOpts,
 		RuleFiles:    ruleGlobs(*configFile, cfg),

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -52,7 +53,7 @@ func ReadColumns(ctx context.Context, conn Conn, table string) (Columns, error) 
 		return nil, fmt.Errorf("read the columns of %s: %w", table, err)
 	}
 	if len(cols) == 0 {
-		return nil, fmt.Errorf("the events table %s does not exist: create it (docs/language.md, \"The events table\", gives the DDL) or set clickhouse.events_table", table)
+		return nil, noTableError{table}
 	}
 	return cols, nil
 }
@@ -91,6 +92,18 @@ func tableIs(table, col string) (string, []any) {
 	return "database = ? AND " + col + " = ?", []any{db, name}
 }
 
+// ErrNoTable matches (errors.Is) ReadColumns' error for a table that does
+// not exist.
+var ErrNoTable = errors.New("the table does not exist")
+
+type noTableError struct{ table string }
+
+func (e noTableError) Error() string {
+	return fmt.Sprintf("the events table %s does not exist: create it (docs/language.md, \"The events table\", gives the DDL) or set clickhouse.events_table", e.table)
+}
+
+func (noTableError) Is(target error) bool { return target == ErrNoTable }
+
 // Check reports, in one error, every column of schema that the table lacks
 // or whose type cannot serve its role: the time column must be DateTime or
 // DateTime64, labels strings, fields numbers.
@@ -108,7 +121,8 @@ func (c Columns) Check(table string, schema dsl.Schema) error {
 		t, found := c[col]
 		switch {
 		case !found:
-			probs = append(probs, fmt.Sprintf("column %q (%s) is missing; map an existing column in %s", col, role, roleKey(role)))
+			probs = append(probs, fmt.Sprintf("column %q (%s) is missing; map an existing column in %s, or add it: ALTER TABLE %s ADD COLUMN %s %s",
+				col, role, roleKey(role), quoteTable(table), quoteIdent(col), EventsColumns(schema)[col]))
 		case !ok(baseType(t)):
 			probs = append(probs, fmt.Sprintf("column %q (%s) has type %s; it must be %s", col, role, t, want))
 		}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/callwatch/callwatch/internal/golden"
+)
+
+// TestCheckRulesGolden runs `callwatch check rules` on each file of
+// testdata/lint, a corpus of rule files each broken one way (an expression
+// that never matches, a template reading a label the result cannot carry,
+// a for shorter than the interval, windows off the bucket or within the
+// late window, tiers out of order, unknown keys, bad durations, unknown
+// fields and labels, …) and compares what it prints, and its exit code,
+// with the file's .golden. go test ./cmd/callwatch -run TestCheckRulesGolden
+// -update rewrites them.
+func TestCheckRulesGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/lint/*.yaml")
+	if err != nil || len(files) < 15 {
+		t.Fatalf("the corpus testdata/lint/*.yaml has %d files (%v)", len(files), err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			golden.Compare(t, strings.TrimSuffix(f, ".yaml")+".golden", []byte(checkRulesTranscript(t, f)))
+		})
+	}
+}
+
+// checkRulesTranscript is the command line, its exit code and its output.
+func checkRulesTranscript(t *testing.T, file string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"check", "rules", file}, &out, &errOut)
+	if errOut.Len() > 0 {
+		t.Errorf("check rules %s wrote to stderr: %s", file, errOut.String())
+	}
+	return fmt.Sprintf("$ callwatch check rules %s\n%s(exit %d)\n", file, out.String(), code)
+}
+
+// TestCheckRulesLintModes: a file with warnings only passes by default,
+// fails with --lint=fatal (as promtool's --lint-fatal) and is silent with
+// --lint=none; a file with errors fails whatever the mode, and a clean
+// file passes in every mode.
+func TestCheckRulesLintModes(t *testing.T) {
+	const warned, broken, clean = "testdata/lint/never-match-ratio.yaml", "testdata/lint/unknown-rule-key.yaml", "testdata/lint/clean.yaml"
+	for _, tc := range []struct {
+		file, mode string
+		code       int
+		has, lacks string
+	}{
+		{warned, "--lint=warn", 0, "WARNING: 1 findings", "FAILED"},
+		{warned, "--lint=fatal", 1, "FAILED (--lint fatal):\n" + warned + ":6:15:", "SUCCESS"},
+		{warned, "--lint=none", 0, "SUCCESS: 1 rules found", "WARNING"},
+		{broken, "--lint=none", 1, "FAILED:", "SUCCESS"},
+		{broken, "--lint=fatal", 1, "FAILED:", "SUCCESS"},
+		{clean, "--lint=fatal", 0, "SUCCESS: 3 rules found", "WARNING"},
+	} {
+		t.Run(filepath.Base(tc.file)+" "+tc.mode, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), []string{"check", "rules", tc.mode, tc.file}, &out, &errOut)
+			if code != tc.code || !strings.Contains(out.String(), tc.has) || strings.Contains(out.String(), tc.lacks) {
+				t.Errorf("exit %d (want %d), want %q and no %q in\n%s%s", code, tc.code, tc.has, tc.lacks, out.String(), errOut.String())
+			}
+		})
+	}
+	t.Run("an unknown mode is a usage error", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"check", "rules", "--lint=strict", clean}, &out, &errOut); code != 2 ||
+			!strings.Contains(errOut.String(), `--lint "strict": write warn, fatal or none`) {
+			t.Errorf("exit %d, want 2 and what to write\n%s", code, errOut.String())
+		}
+	})
+}
