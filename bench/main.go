@@ -1213,7 +1213,7 @@ func (r *report) write(o options) error {
 		"steady_decomposable_seconds": fmt.Sprintf("the same %d rules one minute later; runs %s", r.decRules, totals(r.steadyDecAll)),
 		"slo_cold_seconds": fmt.Sprintf("the SLO pack: one 30d availability SLO by tenant_id, %d per-tenant SLOs (%d SLI series), its %d generated rules; first evaluation",
 			tenants, r.sloSeries, r.sloRules),
-		"slo_steady_seconds": fmt.Sprintf("the same one minute later; runs %s; leaves %d incremental, %d full (windows over clickhouse.incremental.max_buckets take the full path)",
+		"slo_steady_seconds": fmt.Sprintf("the same one minute later; runs %s; leaves %d incremental, %d full (a long window's first evaluation is full; then it slides on its cold state)",
 			totals(r.sloSteadyAll), r.sloStats.Leaves, r.sloStats.FullLeaves),
 		"scrape_p50_seconds": fmt.Sprintf("%d series, %d bytes, %.1f ms CPU per scrape (handler and client); exporter update: first (%s of events) %.2f s, next %.3f s",
 			r.series, r.scrapeBytes, r.scrapeCPU*1e3, o.exporterAge, r.exporterFirst.Seconds(), r.exporterNext.Seconds()),

@@ -46,3 +46,72 @@ func TestFillReadsEachLeafsColdPartOnly(t *testing.T) {
 		t.Errorf("the fills read %d buckets for two day-long windows, want at most %d (each window's own)", st.BucketsRead, most)
 	}
 }
+
+// TestThirtyDayWindowSlides: an SLO's 30-day window at 1m buckets is
+// computed incrementally. After the first evaluation each one-minute step
+// reads only the new, the late and the leaving buckets, the grid keeps
+// only the recent buckets (the cold state absorbs the final ones), and
+// every step equals the count of the events in the window.
+func TestThirtyDayWindowSlides(t *testing.T) {
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	// Events near both edges of the window: some leave it during the
+	// steps, some enter it.
+	var rows []map[string]any
+	var times []time.Time
+	for i := range 20 {
+		for _, at := range []time.Time{ts.Add(-30*24*time.Hour + time.Duration(i)*37*time.Second), ts.Add(-time.Hour + time.Duration(i)*3*time.Minute + 5*time.Second),
+			ts.Add(time.Duration(i) * 41 * time.Second)} {
+			times = append(times, at)
+			rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": []string{"acme", "globex"}[i%2], "status": "error"})
+		}
+	}
+	s.InsertJSONEachRow(t, db, "events", rows)
+	now := ts
+	src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
+		Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return now }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := dsl.Parse(`sum(count_over_time(events{status="error"}[30d]))`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range 30 {
+		at := ts.Add(time.Duration(step) * time.Minute)
+		now = at.Add(3 * time.Minute) // the late window (2m) has passed
+		before := src.IncrementalStats()
+		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for _, x := range times {
+			if x.After(at.Add(-30*24*time.Hour)) && !x.After(at) {
+				want++
+			}
+		}
+		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != float64(want) {
+			t.Fatalf("step %d: %v, want %d events", step, got, want)
+		}
+		if step == 0 {
+			continue
+		}
+		if p := res.Paths[0]; p.Path != "incremental" {
+			t.Fatalf("step %d: path %+v, want incremental", step, p)
+		}
+		if read := src.IncrementalStats().BucketsRead - before.BucketsRead; read > 8 {
+			t.Errorf("step %d read %d buckets, want the new, late and leaving ones only", step, read)
+		}
+		for _, g := range src.inc.grids {
+			if n := len(g.buckets); n > 20 {
+				t.Errorf("step %d: the grid keeps %d buckets, want only the recent ones (the cold state absorbs the rest)", step, n)
+			}
+		}
+	}
+	if st := src.IncrementalStats(); st.Absorbed == 0 {
+		t.Errorf("no bucket absorbed: %+v", st)
+	}
+}

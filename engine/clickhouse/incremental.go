@@ -44,9 +44,17 @@ type Incremental struct {
 	// interval evaluate at the same aligned time, and the first one's read
 	// serves the others (default 30s; negative disables it).
 	Reuse time.Duration
-	// MaxBuckets bounds the buckets of one window: longer windows take the
-	// full path (default 10080, a week of minutes).
+	// MaxBuckets bounds the buckets of a quantile's window, whose value
+	// counts the grid keeps per bucket: longer windows take the full path
+	// (default 10080, a week of minutes).
 	MaxBuckets int
+	// MaxColdBuckets bounds the buckets of any other window (default
+	// 46080, 32 days of minutes). A window longer than maxFillBuckets
+	// slides on its cold state, which absorbs each bucket once it is
+	// final, so the grid keeps only the recent buckets, and each step
+	// reads the bucket leaving the window: an SLO's 30 days cost what a
+	// minute of new events costs.
+	MaxColdBuckets int
 	// MaxDistinctValues bounds the distinct values of a field that a
 	// quantile keeps per group as value counts (default 50000): a field
 	// with more (a floating-point cost) takes the full path.
@@ -91,6 +99,9 @@ func (o *Incremental) setDefaults() {
 	}
 	if o.MaxBuckets <= 0 {
 		o.MaxBuckets = 10080
+	}
+	if o.MaxColdBuckets <= 0 {
+		o.MaxColdBuckets = 46080
 	}
 	if o.MaxDistinctValues <= 0 {
 		o.MaxDistinctValues = 50000
@@ -223,6 +234,9 @@ type IncrementalStats struct {
 	QuantileLeaves, ValueQueries, ValueRows, ValueCounts int
 	// Fills count the windows' value counts read in the background.
 	Fills int
+	// Absorbed counts the final buckets that long windows' cold states
+	// absorbed (the grid then need not keep them).
+	Absorbed int
 	// CoSteps count the families of quantile leaves stepped along with
 	// another family of their field and grouping, by its query (the
 	// leaves of other rule groups due at the same time).
@@ -314,8 +328,10 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 	switch {
 	case l.Range%b != 0 || l.Offset%b != 0:
 		return fmt.Sprintf("the window or offset is not a multiple of clickhouse.incremental.bucket (%s)", b)
-	case int(l.Range/b) > p.opts.MaxBuckets:
-		return fmt.Sprintf("the window has more than %d buckets", p.opts.MaxBuckets)
+	case slices.Contains(l.Partials(), dsl.PartialValues) && int(l.Range/b) > p.opts.MaxBuckets:
+		return fmt.Sprintf("the window has more than %d buckets (value counts are kept per bucket)", p.opts.MaxBuckets)
+	case int(l.Range/b) > max(p.opts.MaxBuckets, p.opts.MaxColdBuckets):
+		return fmt.Sprintf("the window has more than %d buckets", max(p.opts.MaxBuckets, p.opts.MaxColdBuckets))
 	case ts.Nanosecond() != 0 || ts.Unix()%int64(b/time.Second) != 0:
 		return fmt.Sprintf("the evaluation time is not on a bucket edge (the interval is not a multiple of %s)", b)
 	}
@@ -497,7 +513,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		for _, sl := range il.allSlots() {
 			g.used[sl] = ts.Unix()
 		}
-		g.span = max(g.span, int64((l.Range+l.Offset)/time.Second)/w+1)
+		g.span = max(g.span, g.reach(l, p.opts.LateWindow))
 		g.last = max(g.last, ts.Unix()/w)
 		if il.cold == nil && missing > p.opts.coldAbove {
 			deferred = append(deferred, i)
@@ -569,6 +585,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		}
 	}
 
+	absorbed := 0
 	for k := range ils {
 		il := &ils[k]
 		if cs := il.cold; cs != nil {
@@ -584,10 +601,14 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			}
 		}
 		vectors[il.i] = g.merge(*il)
+		if cs := il.cold; cs != nil && absorbs(il.l, w) {
+			absorbed += g.absorb(il, cs, min(finalUpTo, il.lastBucket))
+		}
 	}
 	g.evict()
 	p.statsMu.Lock()
 	p.stats.Leaves += len(ils)
+	p.stats.Absorbed += absorbed
 	p.statsMu.Unlock()
 	return statements, deferred, nil
 }
@@ -890,6 +911,63 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 		p.queueFill(func() { p.fillGrid(s, g, keys, fillSlots, rs) })
 	}
 	return statements, nil
+}
+
+// absorbs reports whether leaf l slides on a cold state that absorbs its
+// final buckets: a window too long for its cold part to be read into
+// buckets (maxFillBuckets), with no extreme (an extreme cannot be taken
+// off, so its cold part is read again instead).
+func absorbs(l *dsl.Leaf, width int64) bool {
+	return int64(l.Range/time.Second)/width > maxFillBuckets && l.Agg != dsl.AggMin && l.Agg != dsl.AggMax
+}
+
+// reach is how many buckets back from the evaluation time the grid keeps
+// for leaf l: its whole window and offset, or, for a window that absorbs
+// its buckets into its cold state, only the offset and the buckets not
+// final yet (the bucket leaving the window is read at each step).
+func (g *grid) reach(l *dsl.Leaf, late time.Duration) int64 {
+	if absorbs(l, g.width) {
+		return int64((l.Offset+late)/time.Second)/g.width + 2
+	}
+	return int64((l.Range+l.Offset)/time.Second)/g.width + 1
+}
+
+// absorb moves the leaf's final buckets after its cold part, up to upTo,
+// into the cold state, so the grid need not keep them: from then on they
+// are only read again when they leave the window. It returns how many it
+// absorbed.
+func (g *grid) absorb(il *incLeaf, cs *coldState, upTo int64) (n int) {
+	if cs.groups == nil {
+		cs.groups = map[string]*coldGroup{}
+	}
+	ps := il.l.Partials()
+	slots := il.allSlots()
+	for k := cs.k0 + 1; k <= upTo; k++ {
+		b := g.buckets[k]
+		if b == nil {
+			return n
+		}
+		for _, sl := range slots {
+			if sl >= len(b.final) || !b.final[sl] {
+				return n
+			}
+		}
+		for key, gr := range b.groups {
+			if gr.v[il.count] == 0 {
+				continue
+			}
+			cg := cs.groups[key]
+			if cg == nil {
+				cg = &coldGroup{values: gr.values}
+				cs.groups[key] = cg
+			}
+			bst := il.state(gr.v)
+			cg.st.Merge(&bst, ps)
+		}
+		cs.k0 = k
+		n++
+	}
+	return n
 }
 
 // maxFillBuckets bounds the windows whose cold part is read into buckets

@@ -75,7 +75,12 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	// Threshold counts over windows that slide by taking leaving buckets
 	// off, on the boundary value of many latencies.
 	leaves := generatedLeaves(rng, schema, exprsFor(conn, diffExprs/2), "max_over_time(latency_ms[10m])", "min_over_time(latency_ms[15m])",
-		"sum by (tenant_id) (count_le_over_time(latency_ms[10m], 1000))", "count_gt_over_time(cost{status=\"ok\"}[15m], 0.5)")
+		"sum by (tenant_id) (count_le_over_time(latency_ms[10m], 1000))", "count_gt_over_time(cost{status=\"ok\"}[15m], 0.5)",
+		// Windows of more than maxFillBuckets buckets (8h of 10s): their
+		// cold state absorbs each final bucket and the grid keeps only
+		// the recent ones (an SLO's 30 days at 1m buckets).
+		"sum by (tenant_id) (count_over_time(events{status=\"error\"}[9h]))", "sum by (model) (sum_over_time(cost[10h] offset 20m))",
+		"stddev_over_time(latency_ms{tenant_id=\"acme\"}[9h])", "count_gt_over_time(latency_ms[12h], 2000)")
 
 	// Steps: every 30s over the second hour, then jumps (a restart, a
 	// backtest) and one time that is not on a bucket edge (full path).
@@ -140,6 +145,9 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	st := inc.IncrementalStats()
 	if st.Leaves == 0 || st.FullLeaves == 0 || st.Fills == 0 || st.QuantileLeaves == 0 || st.CoSteps == 0 {
 		t.Errorf("want leaves on both paths, quantiles from value counts, buckets read in the background, families stepped together, got %+v", st)
+	}
+	if st.Absorbed == 0 {
+		t.Errorf("want the cold states of windows over 8h to absorb their final buckets, got %+v", st)
 	}
 	if ts := tight.IncrementalStats(); ts.Requeries == 0 {
 		t.Errorf("keeping cold states, want extremes queried again when they leave the window, got %+v", ts)
