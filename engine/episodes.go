@@ -55,12 +55,28 @@ func (m *Manager) loadEpisodes(ctx context.Context, groups []*Group) {
 	if m.opts.AuditReader == nil {
 		return
 	}
-	now := m.opts.Now()
-	recs, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon),
-		Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve}, Limit: 100000})
+	byRule, err := lastTransitions(ctx, m.opts.AuditReader, m.opts.Now())
 	if err != nil {
 		m.opts.Logger.Error("reading alert episodes from the audit trail failed; restored alerts restart their times", "err", err)
 		return
+	}
+	for _, g := range groups {
+		g.auditReplay = m.opts.Audit != nil
+		for _, rule := range g.rules {
+			if ar, ok := rule.(*AlertingRule); ok {
+				ar.setEpisodes(byRule[g.Name()+"\x00"+ar.Name()])
+			}
+		}
+	}
+}
+
+// lastTransitions reads each alert's last transition in the audit trail
+// (within episodeHorizon), by group and rule ("group\x00rule").
+func lastTransitions(ctx context.Context, reader AuditReader, now time.Time) (map[string][]AuditRecord, error) {
+	recs, err := reader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon),
+		Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve}, Limit: 100000})
+	if err != nil {
+		return nil, err
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
 	last := map[string]AuditRecord{}
@@ -71,14 +87,12 @@ func (m *Manager) loadEpisodes(ctx context.Context, groups []*Group) {
 	for _, r := range last {
 		byRule[r.Group+"\x00"+r.Rule] = append(byRule[r.Group+"\x00"+r.Rule], r)
 	}
-	for _, g := range groups {
-		g.auditReplay = m.opts.Audit != nil
-		for _, rule := range g.rules {
-			if ar, ok := rule.(*AlertingRule); ok {
-				ar.setEpisodes(byRule[g.Name()+"\x00"+ar.Name()])
-			}
-		}
-	}
+	return byRule, nil
+}
+
+// newEpisode is the episode whose last transition is rec.
+func newEpisode(rec AuditRecord) episode {
+	return episode{last: rec, open: rec.Kind == AuditPending || rec.Kind == AuditFiring || rec.Kind == AuditTier}
 }
 
 // setEpisodes keeps the audit trail's last transitions of the rule's alerts
@@ -94,8 +108,7 @@ func (r *AlertingRule) setEpisodes(recs []AuditRecord) {
 			continue
 		}
 		r.auditedUpTo[fp] = rec.Time
-		open := rec.Kind == AuditPending || rec.Kind == AuditFiring || rec.Kind == AuditTier
-		r.episodes[fp] = episode{last: rec, open: open}
+		r.episodes[fp] = newEpisode(rec)
 	}
 }
 

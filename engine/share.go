@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -119,21 +118,11 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 	m.sharedMu.Lock()
 	defer m.sharedMu.Unlock()
 	if m.sharedRecs == nil || now.Sub(m.sharedAt) > sharedTTL || now.Before(m.sharedAt) {
-		recs, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon),
-			Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve}, Limit: 100000})
+		byRule, err := lastTransitions(ctx, m.opts.AuditReader, now)
 		if err != nil {
 			return nil, fmt.Errorf("read the alerts of the groups other replicas evaluate: %w", err)
 		}
-		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
-		last := map[string]AuditRecord{}
-		for _, r := range recs {
-			last[r.Group+"\x00"+r.Rule+"\x00"+r.Fingerprint] = r
-		}
-		m.sharedRecs = map[string][]AuditRecord{}
-		for _, r := range last {
-			k := r.Group + "\x00" + r.Rule
-			m.sharedRecs[k] = append(m.sharedRecs[k], r)
-		}
+		m.sharedRecs = byRule
 		m.sharedAt = now
 	}
 	out := map[*AlertingRule][]Alert{}
@@ -144,7 +133,7 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 				continue
 			}
 			for _, rec := range m.sharedRecs[g.Name()+"\x00"+ar.Name()] {
-				ep := episode{last: rec, open: rec.Kind == AuditPending || rec.Kind == AuditFiring || rec.Kind == AuditTier}
+				ep := newEpisode(rec)
 				if !ep.open || !ar.mayHave(rec.Labels) {
 					continue
 				}
