@@ -252,22 +252,26 @@ func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms 
 	}
 	var out []storage.Series
 	for _, smp := range s.series[name] {
-		lb := labels.NewBuilder(smp.Labels)
-		lb.Set(labels.MetricName, name)
-		lset := lb.Labels()
-		match := true
-		for _, m := range ms {
-			if !m.Matches(lset.Get(m.Name)) {
-				match = false
-				break
-			}
-		}
-		if match {
+		if lset, match := named(smp.Labels, name, ms); match {
 			out = append(out, promql.NewStorageSeries(promql.Series{Metric: lset, Floats: []promql.FPoint{{T: s.ts, F: smp.Value}}}))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
 	return &seriesSet{series: out, i: -1}
+}
+
+// named returns a sample's labels with the series name set, and whether
+// they match every matcher.
+func named(ls labels.Labels, name string, ms []*labels.Matcher) (labels.Labels, bool) {
+	lb := labels.NewBuilder(ls)
+	lb.Set(labels.MetricName, name)
+	lset := lb.Labels()
+	for _, m := range ms {
+		if !m.Matches(lset.Get(m.Name)) {
+			return lset, false
+		}
+	}
+	return lset, true
 }
 
 // selectPoints serves a subquery leaf's samples as series with a point at
@@ -276,16 +280,7 @@ func (s *snapshot) selectPoints(name string, pts []timedSamples, ms []*labels.Ma
 	byLabels := map[string]*promql.Series{}
 	for _, p := range pts {
 		for _, smp := range p.samples {
-			lb := labels.NewBuilder(smp.Labels)
-			lb.Set(labels.MetricName, name)
-			lset := lb.Labels()
-			match := true
-			for _, m := range ms {
-				if !m.Matches(lset.Get(m.Name)) {
-					match = false
-					break
-				}
-			}
+			lset, match := named(smp.Labels, name, ms)
 			if !match {
 				continue
 			}
