@@ -408,10 +408,16 @@ func configXML(dir string, tcpPort, httpPort int, extra string) string {
 `, dir, tcpPort, httpPort, extra)
 }
 
+// usersXML lets the default user in from loopback. Its profile shortens
+// how long an ALTER of a replicated table waits for a replica to apply it
+// (replication_alter_columns_timeout, 60 s by default), so that a test
+// with a replica down does not wait a minute for each.
 const usersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
-        <default></default>
+        <default>
+            <replication_alter_columns_timeout>5</replication_alter_columns_timeout>
+        </default>
     </profiles>
     <users>
         <default>

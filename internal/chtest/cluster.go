@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +54,17 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 		proctest.SkipOrFatal(t, err, ErrNotInstalled)
 	}
 	t.Cleanup(c.Close)
+	// A failed test shows the end of each server's error log (the cause of
+	// a statement ON CLUSTER that never finished is in some server's log,
+	// not in the error the client got). Registered after Close, it runs
+	// before it.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range c.Servers() {
+				t.Logf("server %s (port %d):\n%s", s.Dir, s.Port, proctest.LogTail(filepath.Join(s.Dir, "log", "err.log")))
+			}
+		}
+	})
 	return c
 }
 

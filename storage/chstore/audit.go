@@ -155,14 +155,18 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create audit table %s: %w", s.table, err)
 	}
-	for _, ddl := range ddls {
-		if err := s.conn.Exec(ctx, ddl); err != nil {
+	for i, ddl := range ddls {
+		table := s.place.write
+		if i > 0 {
+			table = s.place.read
+		}
+		if err := execOnCluster(ctx, s.conn, s.place.cluster, ddl, hasColumns(s.conn, table, 1), s.keep.logger); err != nil {
 			return fmt.Errorf("create audit table %s: %w", s.table, err)
 		}
 	}
 	// 18.16 has no ADD COLUMN IF NOT EXISTS: compare with system.columns
 	// (of the table that stores the rows, on a cluster the local one).
-	have, err := s.columns(ctx, s.place.write)
+	have, err := tableColumns(ctx, s.conn, s.place.write)
 	if err != nil {
 		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
 	}
@@ -176,7 +180,7 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 		// On a cluster, ON CLUSTER: one replica per shard runs it, the
 		// others take it from ZooKeeper.
 		sql := "ALTER TABLE " + clickhouse.QuoteTable(s.place.write) + onCluster(s.place.cluster) + " " + strings.Join(add, ", ")
-		if err := s.conn.Exec(ctx, sql); err != nil {
+		if err := execOnCluster(ctx, s.conn, s.place.cluster, sql, hasColumns(s.conn, s.place.write, len(auditColumns)), s.keep.logger); err != nil {
 			return fmt.Errorf("migrate audit table %s: add columns: %w", s.table, err)
 		}
 	}
@@ -186,44 +190,24 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	// The Distributed table in front takes the new columns by being
 	// created again (it holds no rows): 18.16 refuses an ALTER ON CLUSTER
 	// of a table that is not replicated on a cluster whose shards are.
-	front, err := s.columns(ctx, s.place.read)
+	front, err := tableColumns(ctx, s.conn, s.place.read)
 	if err != nil {
 		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
 	}
 	if len(front) == len(auditColumns) {
 		return nil
 	}
-	for _, sql := range []string{"DROP TABLE IF EXISTS " + clickhouse.QuoteTable(s.place.read) + onCluster(s.place.cluster), ddls[len(ddls)-1]} {
-		if err := s.conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
-		}
+	dropped := func(ctx context.Context) bool {
+		have, err := tableColumns(ctx, s.conn, s.place.read)
+		return err == nil && len(have) == 0
+	}
+	if err := execOnCluster(ctx, s.conn, s.place.cluster, "DROP TABLE IF EXISTS "+clickhouse.QuoteTable(s.place.read)+onCluster(s.place.cluster), dropped, s.keep.logger); err != nil {
+		return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
+	}
+	if err := execOnCluster(ctx, s.conn, s.place.cluster, ddls[len(ddls)-1], hasColumns(s.conn, s.place.read, len(auditColumns)), s.keep.logger); err != nil {
+		return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
 	}
 	return nil
-}
-
-// columns returns the names of table's columns on the connected server.
-func (s *AuditStore) columns(ctx context.Context, table string) (map[string]bool, error) {
-	db, name, ok := strings.Cut(table, ".")
-	dbExpr, args := "currentDatabase()", []any{}
-	if ok {
-		dbExpr, args = "?", append(args, db)
-	} else {
-		name = db
-	}
-	rows, err := s.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = "+dbExpr+" AND table = ?", append(args, name)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	have := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, err
-		}
-		have[name] = true
-	}
-	return have, rows.Err()
 }
 
 // Record appends records in one INSERT … SELECT with bound values (the

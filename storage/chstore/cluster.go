@@ -2,11 +2,14 @@ package chstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
 
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
@@ -26,6 +29,103 @@ var clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // clusterDDLTimeout bounds a migration on a cluster, whose statements ON
 // CLUSTER return when every server has run them.
 const clusterDDLTimeout = 2 * time.Minute
+
+// clusterWait is how long Migrate waits for a statement ON CLUSTER to be
+// reported done by every server before it looks at the connected server
+// for itself (see execOnCluster). The server's own bound,
+// distributed_ddl_task_timeout, is 180 s by default; callwatch does not
+// send it: clickhouse-go writes integer settings to a server as old as
+// 18.16 as unsigned varints, which 18.16 reads zigzag-encoded for a
+// signed setting such as this one, so 3 s arrived as -2, "wait forever".
+var clusterWait = 10 * time.Second
+
+// isDDLTimeout reports whether err is the server's answer that a statement
+// ON CLUSTER has not been reported done by every server in time (code 159,
+// TIMEOUT_EXCEEDED), or 18.16's "Cannot execute replicated DDL query on
+// leader" (code 48) that a replica reports when the leader has not
+// finished an ALTER within its own wait: in both the statement goes on in
+// the background.
+func isDDLTimeout(err error) bool {
+	var ex *chgo.Exception
+	if errors.As(err, &ex) {
+		return ex.Code == 159 || (ex.Code == 48 && strings.Contains(ex.Message, "replicated DDL"))
+	}
+	return false
+}
+
+// execOnCluster runs sql, a statement ON CLUSTER when cluster is not "",
+// waiting at most clusterWait for every server to report it done. When
+// that wait ends first (one is down, or 18.16's queue leaves a report
+// pending long after ZooKeeper carried the change),
+// the statement has done its part when done reports so for the connected
+// server: it polls done within ctx, and returns the server's answer only
+// when done never does. The others run the statement from the queue when
+// they can.
+func execOnCluster(ctx context.Context, conn clickhouse.ExecQuerier, cluster, sql string, done func(context.Context) bool, logger *slog.Logger) error {
+	if cluster == "" {
+		return conn.Exec(ctx, sql)
+	}
+	wait, cancel := context.WithTimeout(ctx, clusterWait)
+	err := conn.Exec(wait, sql)
+	// Past the wait clickhouse-go answers with the connection's read
+	// timeout (set to the wait's deadline) rather than the context's
+	// error, at times before the context's own timer has fired.
+	deadline, _ := wait.Deadline()
+	waited := !time.Now().Before(deadline) && ctx.Err() == nil
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if !waited && !isDDLTimeout(err) {
+		return err
+	}
+	for !done(ctx) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (and not done on this server either: run the statement again when every server of cluster %s is up)", err, cluster)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if logger != nil {
+		logger.Warn("a statement ON CLUSTER is done on this server but still pending on another; that one runs it from the queue when it can", "cluster", cluster, "err", err)
+	}
+	return nil
+}
+
+// tableColumns returns the names of table's columns (table or
+// database.table) on the connected server; none when it does not exist.
+func tableColumns(ctx context.Context, conn clickhouse.Conn, table string) (map[string]bool, error) {
+	db, name, ok := strings.Cut(table, ".")
+	dbExpr, args := "currentDatabase()", []any{}
+	if ok {
+		dbExpr, args = "?", append(args, db)
+	} else {
+		name = db
+	}
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = "+dbExpr+" AND table = ?", append(args, name)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		have[name] = true
+	}
+	return have, rows.Err()
+}
+
+// hasColumns is a done for execOnCluster: table has n columns on the
+// connected server (exists, for a CREATE; has the new ones, for an ALTER).
+func hasColumns(conn clickhouse.Conn, table string, n int) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		have, err := tableColumns(ctx, conn, table)
+		return err == nil && len(have) >= n
+	}
+}
 
 // onCluster is the ON CLUSTER clause of cluster, or "".
 func onCluster(cluster string) string {

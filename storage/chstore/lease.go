@@ -75,8 +75,12 @@ func (s *LeaseStore) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create lease table %s: %w", s.table, err)
 	}
-	for _, ddl := range ddls {
-		if err := s.conn.Exec(ctx, ddl); err != nil {
+	for i, ddl := range ddls {
+		table := s.place.write
+		if i > 0 {
+			table = s.place.read
+		}
+		if err := execOnCluster(ctx, s.conn, s.place.cluster, ddl, hasColumns(s.conn, table, 1), s.keep.logger); err != nil {
 			return fmt.Errorf("create lease table %s: %w", s.table, err)
 		}
 	}
