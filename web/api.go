@@ -287,11 +287,11 @@ func toAlertJSON(a engine.Alert) alertJSON {
 
 func (a *api) alerts(w http.ResponseWriter, r *http.Request) {
 	out := []alertJSON{}
-	alertsOf := a.alertsOf(r.Context())
+	alertsFor := alertsOf(r.Context(), a.opts)
 	for _, g := range a.opts.Rules.Groups() {
 		for _, r := range g.Rules() {
 			if ar, isAlert := r.(*engine.AlertingRule); isAlert {
-				for _, al := range alertsOf(g, ar) {
+				for _, al := range alertsFor(g, ar) {
 					if al.State != engine.StateInactive {
 						out = append(out, toAlertJSON(al))
 					}
@@ -339,13 +339,14 @@ type groupJSON struct {
 }
 
 // alertsOf returns a function giving a rule's alerts: its own, or, for a
-// group another replica evaluates, the shared state's (read once per
-// request; when it cannot be read, none, and the error is logged).
-func (a *api) alertsOf(ctx context.Context) func(g *engine.Group, r *engine.AlertingRule) []engine.Alert {
+// group another replica evaluates (ha.share_groups), the shared state's,
+// read once per request (when it cannot be read, none, and the error is
+// logged). The API and the status page show the same alerts through it.
+func alertsOf(ctx context.Context, opts Options) func(g *engine.Group, r *engine.AlertingRule) []engine.Alert {
 	var shared map[*engine.AlertingRule][]engine.Alert
 	read := false
 	return func(g *engine.Group, r *engine.AlertingRule) []engine.Alert {
-		sr, ok := a.opts.Rules.(SharedRules)
+		sr, ok := opts.Rules.(SharedRules)
 		if !ok || !g.Released() {
 			return r.Alerts()
 		}
@@ -353,7 +354,7 @@ func (a *api) alertsOf(ctx context.Context) func(g *engine.Group, r *engine.Aler
 			read = true
 			var err error
 			if shared, err = sr.SharedAlerts(ctx); err != nil {
-				a.opts.Logger.Warn("reading the alerts other replicas evaluate failed", "err", err)
+				opts.Logger.Warn("reading the alerts other replicas evaluate failed", "err", err)
 			}
 		}
 		return shared[r]
@@ -367,7 +368,7 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	groups := []groupJSON{}
-	alertsOf := a.alertsOf(r.Context())
+	alertsFor := alertsOf(r.Context(), a.opts)
 	for _, g := range a.opts.Rules.Groups() {
 		last, dur := g.LastEval()
 		gj := groupJSON{Name: g.Name(), File: g.File(), Rules: []ruleJSON{}, Interval: g.Interval().Seconds(),
@@ -403,7 +404,7 @@ func (a *api) rules(w http.ResponseWriter, r *http.Request) {
 					rj.Annotations = map[string]string{}
 				}
 				alerts := []alertJSON{}
-				for _, al := range alertsOf(g, rr) {
+				for _, al := range alertsFor(g, rr) {
 					if al.State != engine.StateInactive {
 						alerts = append(alerts, toAlertJSON(al))
 					}

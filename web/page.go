@@ -221,7 +221,7 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		}
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
-	p.collectRules(&d, now)
+	p.collectRules(r.Context(), &d, now)
 	d.SLOs, d.Budgets = sloViews(p.opts.Rules.Groups())
 	// The charts and the history read share one deadline, so a page view
 	// waits at most 5 s for ClickHouse or for query slots.
@@ -262,7 +262,8 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 }
 
 // collectRules fills the alerts and rules of d from the running groups.
-func (p *page) collectRules(d *pageData, now time.Time) {
+func (p *page) collectRules(ctx context.Context, d *pageData, now time.Time) {
+	alerts := alertsOf(ctx, p.opts)
 	for _, g := range p.opts.Rules.Groups() {
 		last, dur := g.LastEval()
 		gv := groupView{Name: g.Name(), File: g.File(), Interval: g.Interval(), LastEval: last, EvalTime: dur}
@@ -296,7 +297,7 @@ func (p *page) collectRules(d *pageData, now time.Time) {
 					unit = e.Unit
 					d.units[g.Name()+"\x00"+rule.Name()] = unit
 				}
-				for _, a := range ar.Alerts() {
+				for _, a := range alerts(g, ar) {
 					v := p.alertView(a, unit, now)
 					switch {
 					case a.State == engine.StateFiring:

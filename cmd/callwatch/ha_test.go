@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,8 +259,24 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		}
 		return m
 	}
+	// The status page counts the firing alerts in its title.
+	pageFiring := func(p *proc) string {
+		resp, err := http.Get(p.base + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if m := regexp.MustCompile(`<title>\((\d+) firing\)`).FindSubmatch(body); m != nil {
+			return string(m[1])
+		}
+		return "0"
+	}
 	for _, p := range procs {
 		waitFor(t, "every alert on both replicas' API", 20*time.Second, func() bool { return len(allAlerts(p)) == len(tenants) })
+		if n := pageFiring(p); n != strconv.Itoa(len(tenants)) {
+			t.Errorf("the status page of %s shows %s firing alerts, want %d (the groups the other replica evaluates too)", p.base, n, len(tenants))
+		}
 	}
 	activeAt := allAlerts(b)
 	waitFor(t, "every alert delivered", 10*time.Second, func() bool {
