@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -211,7 +212,7 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 	case promql.Vector:
 		out.Vector = make([]Sample, 0, len(v))
 		for _, s := range v {
-			out.Vector = append(out.Vector, Sample{Labels: s.Metric.DropMetricName(), Value: s.F})
+			out.Vector = append(out.Vector, Sample{Labels: s.Metric.DropReserved(isMetricName), Value: s.F})
 		}
 		sort.Slice(out.Vector, func(i, j int) bool { return labels.Compare(out.Vector[i].Labels, out.Vector[j].Labels) < 0 })
 	case promql.Scalar:
@@ -243,7 +244,7 @@ func (s *snapshot) Querier(_, _ int64) (storage.Querier, error) { return s, nil 
 func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	var name string
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			name = m.Value
 		}
 	}
@@ -264,7 +265,7 @@ func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms 
 // they match every matcher.
 func named(ls labels.Labels, name string, ms []*labels.Matcher) (labels.Labels, bool) {
 	lb := labels.NewBuilder(ls)
-	lb.Set(labels.MetricName, name)
+	lb.Set(model.MetricNameLabel, name)
 	lset := lb.Labels()
 	for _, m := range ms {
 		if !m.Matches(lset.Get(m.Name)) {
@@ -465,3 +466,8 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 	bq.opts.Source = src
 	return bq.QueryWith, batchErr
 }
+
+// isMetricName picks __name__ out of a sample's reserved labels
+// (Labels.DropReserved), so that PromQL's result carries the rule's labels
+// without the series name.
+func isMetricName(name string) bool { return name == model.MetricNameLabel }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -124,7 +125,7 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 	}
 	out.Matrix = make([]RangeSeries, 0, len(m))
 	for _, s := range m {
-		rs := RangeSeries{Labels: s.Metric.DropMetricName(), Points: make([]Point, len(s.Floats))}
+		rs := RangeSeries{Labels: s.Metric.DropReserved(isMetricName), Points: make([]Point, len(s.Floats))}
 		for j, p := range s.Floats {
 			rs.Points[j] = Point{T: p.T, V: p.F}
 		}
@@ -224,7 +225,7 @@ func (s *rangeStorage) add(name string, samples []Sample, t int64) {
 	}
 	for _, smp := range samples {
 		lb := labels.NewBuilder(smp.Labels)
-		lb.Set(labels.MetricName, name)
+		lb.Set(model.MetricNameLabel, name)
 		lset := lb.Labels()
 		h := lset.Hash()
 		ser := m[h]
@@ -244,7 +245,7 @@ func (s *rangeStorage) Querier(_, _ int64) (storage.Querier, error) { return s, 
 func (s *rangeStorage) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	var name string
 	for _, m := range ms {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			name = m.Value
 		}
 	}

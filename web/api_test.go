@@ -209,7 +209,7 @@ func TestQueriesAreBoundedBySlotsAndADeadline(t *testing.T) {
 	srv := httptest.NewServer(Handler(Options{
 		Rules: staticRules{}, Schema: dsl.DefaultSchema(), QueryTimeout: 300 * time.Millisecond, MaxConcurrentQueries: 2,
 		Limits: dsl.Limits{MaxRange: 24 * time.Hour},
-		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
+		Query: func(ctx context.Context, _ *dsl.Expr, _ time.Time) (engine.Result, error) {
 			n := running.Add(1)
 			defer running.Add(-1)
 			for {

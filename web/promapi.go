@@ -455,7 +455,7 @@ func (a *api) selectors(r *http.Request) ([]selector, *apiError) {
 			if !mt.Matches("") {
 				empty = false
 			}
-			if mt.Name == labels.MetricName {
+			if mt.Name == model.MetricNameLabel {
 				s.names = append(s.names, mt)
 			} else {
 				s.rest = append(s.rest, mt)
@@ -620,7 +620,7 @@ func (a *api) labelNames(r *http.Request) (any, *apiError) {
 	}
 	names := map[string]bool{}
 	if len(sels) == 0 {
-		names[labels.MetricName] = true
+		names[model.MetricNameLabel] = true
 		for _, l := range a.opts.Schema.Labels {
 			names[l] = true
 		}
@@ -631,7 +631,7 @@ func (a *api) labelNames(r *http.Request) (any, *apiError) {
 			return nil, aerr
 		}
 		for _, g := range groups {
-			names[labels.MetricName] = true
+			names[model.MetricNameLabel] = true
 			g.Range(func(l labels.Label) { names[l.Name] = true })
 		}
 	}
@@ -649,7 +649,7 @@ func (a *api) labelNames(r *http.Request) (any, *apiError) {
 // labelValues serves /api/v1/label/<name>/values.
 func (a *api) labelValues(r *http.Request) (any, *apiError) {
 	name := r.PathValue("name")
-	if !model.LabelName(name).IsValidLegacy() {
+	if !model.LegacyValidation.IsValidLabelName(name) {
 		return nil, badData("invalid label name: %q", name)
 	}
 	start, end, sels, timeout, aerr := a.metaParams(r, false)
@@ -658,7 +658,7 @@ func (a *api) labelValues(r *http.Request) (any, *apiError) {
 	}
 	values := map[string]bool{}
 	switch {
-	case name == labels.MetricName:
+	case name == model.MetricNameLabel:
 		for _, n := range append(a.eventNames(), a.outputs().Names()...) {
 			if len(sels) == 0 || slices.ContainsFunc(sels, func(s selector) bool { return s.matches(n) }) {
 				values[n] = true
@@ -708,7 +708,7 @@ func (a *api) series(r *http.Request) (any, *apiError) {
 		}
 		for _, g := range groups {
 			m := g.Map()
-			m[labels.MetricName] = name
+			m[model.MetricNameLabel] = name
 			out = append(out, m)
 		}
 	}

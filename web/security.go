@@ -113,7 +113,7 @@ func (g *guard) check(r *http.Request) error {
 		return nil
 	}
 	if err := g.cop.Check(r); err != nil {
-		return fmt.Errorf("%w (%v)", errCrossOrigin, err)
+		return fmt.Errorf("%w (%w)", errCrossOrigin, err)
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:

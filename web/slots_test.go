@@ -50,7 +50,7 @@ func TestHistoryReadsTakeQuerySlots(t *testing.T) {
 	srv := httptest.NewServer(Handler(Options{
 		Rules:   staticRules{},
 		History: h,
-		Query: func(ctx context.Context, _ *dsl.Expr, _ time.Time) (engine.Result, error) {
+		Query: func(_ context.Context, _ *dsl.Expr, _ time.Time) (engine.Result, error) {
 			queries.Add(1)
 			return engine.Result{}, nil
 		},

@@ -356,7 +356,7 @@ func (s *Source) queryError(err error) error {
 	}
 	switch ErrorCode(err) {
 	case codeTooManyRows:
-		return fmt.Errorf("%w: a range function returns more than limits.max_series_per_rule (%d) groups; group by fewer labels or narrow the selector (%v)",
+		return fmt.Errorf("%w: a range function returns more than limits.max_series_per_rule (%d) groups; group by fewer labels or narrow the selector (%w)",
 			ErrTooManyGroups, s.opts.MaxGroups, err)
 	case codeTimeoutExceeded:
 		return fmt.Errorf("the query ran longer than its timeout (%s): %w", s.opts.QueryTimeout, context.DeadlineExceeded)
