@@ -69,12 +69,7 @@ type Alertmanager struct {
 // "true".
 func Start(t testing.TB) *Alertmanager {
 	t.Helper()
-	am, err := StartAlertmanager(t.TempDir())
-	if err != nil {
-		proctest.SkipOrFatal(t, err, ErrNotInstalled)
-	}
-	t.Cleanup(am.Close)
-	return am
+	return proctest.ForTest(t, ErrNotInstalled, StartAlertmanager)
 }
 
 // StartAlertmanager starts an Alertmanager whose files live in dir. The

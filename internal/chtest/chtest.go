@@ -81,12 +81,7 @@ type Server struct {
 // environment variable CI is "true".
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := StartServer(t.TempDir())
-	if err != nil {
-		proctest.SkipOrFatal(t, err, ErrNotInstalled)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return proctest.ForTest(t, ErrNotInstalled, StartServer)
 }
 
 // StartServer starts a server whose files live under dir; an empty dir means
@@ -310,14 +305,20 @@ func (s *Server) exec(sql string, args ...any) error {
 // when the test ends, and returns its name.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
+	name := newDatabaseName(t)
+	s.Exec(t, "CREATE DATABASE "+name)
+	t.Cleanup(func() { _ = s.exec("DROP DATABASE IF EXISTS " + name) })
+	return name
+}
+
+// newDatabaseName returns a fresh database name, test_<random>.
+func newDatabaseName(t testing.TB) string {
+	t.Helper()
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
-	name := "test_" + hex.EncodeToString(b[:])
-	s.Exec(t, "CREATE DATABASE "+name)
-	t.Cleanup(func() { _ = s.exec("DROP DATABASE IF EXISTS " + name) })
-	return name
+	return "test_" + hex.EncodeToString(b[:])
 }
 
 // InsertJSONEachRow loads rows into db.table by piping them, as JSONEachRow,

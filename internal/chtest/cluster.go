@@ -2,8 +2,6 @@ package chtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -200,11 +198,7 @@ func (c *Cluster) Exec(t testing.TB, sql string, args ...any) {
 // server, dropped when the test ends, and returns its name.
 func (c *Cluster) NewDatabase(t testing.TB) string {
 	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "test_" + hex.EncodeToString(b[:])
+	name := newDatabaseName(t)
 	c.Exec(t, "CREATE DATABASE "+name)
 	t.Cleanup(func() {
 		for _, s := range c.Servers() {

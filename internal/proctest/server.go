@@ -36,6 +36,19 @@ func SkipOrFatal(t testing.TB, err, notInstalled error) {
 	t.Fatal(err)
 }
 
+// ForTest starts a server with start, its files in the test's temporary
+// directory, and closes it when the test ends. When start fails it ends
+// the test with SkipOrFatal.
+func ForTest[S interface{ Close() }](t testing.TB, notInstalled error, start func(dir string) (S, error)) S {
+	t.Helper()
+	s, err := start(t.TempDir())
+	if err != nil {
+		SkipOrFatal(t, err, notInstalled)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 // Retry calls start up to three times until it succeeds: a free port found
 // by listening may be taken by another process before the server binds it.
 func Retry[T any](start func() (T, error)) (T, error) {

@@ -72,12 +72,7 @@ type Server struct {
 // "true".
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := StartServer(t.TempDir(), opts)
-	if err != nil {
-		proctest.SkipOrFatal(t, err, ErrNotInstalled)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return proctest.ForTest(t, ErrNotInstalled, func(dir string) (*Server, error) { return StartServer(dir, opts) })
 }
 
 // Promtool returns the path of promtool. When it is not installed it skips

@@ -59,12 +59,7 @@ type Server struct {
 // environment variable CI is "true".
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := StartServer(t.TempDir())
-	if err != nil {
-		proctest.SkipOrFatal(t, err, ErrNotInstalled)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return proctest.ForTest(t, ErrNotInstalled, StartServer)
 }
 
 // StartServer starts ZooKeeper with its files under dir. The caller must
