@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"regexp"
@@ -638,12 +639,13 @@ func (a *api) labelNames(r *http.Request) (any, *apiError) {
 	for _, l := range a.outputSeries(sels, end) {
 		l.Range(func(l labels.Label) { names[l.Name] = true })
 	}
-	out := make([]string, 0, len(names))
-	for n := range names {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out, nil
+	return sortedSet(names), nil
+}
+
+// sortedSet returns the members of a set in order, an empty list (not
+// null) for none.
+func sortedSet(set map[string]bool) []string {
+	return orEmpty(slices.Sorted(maps.Keys(set)))
 }
 
 // labelValues serves /api/v1/label/<name>/values.
@@ -680,12 +682,7 @@ func (a *api) labelValues(r *http.Request) (any, *apiError) {
 			values[v] = true
 		}
 	}
-	out := make([]string, 0, len(values))
-	for v := range values {
-		out = append(out, v)
-	}
-	slices.Sort(out)
-	return out, nil
+	return sortedSet(values), nil
 }
 
 // series serves /api/v1/series: the label sets of the selected events
