@@ -151,18 +151,9 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ddls, err := auditDef(s.table).clusterDDL(ctx, s.conn, s.place.cluster)
+	ddls, err := s.place.create(ctx, s.conn, auditDef(s.table), s.keep.logger)
 	if err != nil {
 		return fmt.Errorf("create audit table %s: %w", s.table, err)
-	}
-	for i, ddl := range ddls {
-		table := s.place.write
-		if i > 0 {
-			table = s.place.read
-		}
-		if err := execOnCluster(ctx, s.conn, s.place.cluster, ddl, hasColumns(s.conn, table, 1), s.keep.logger); err != nil {
-			return fmt.Errorf("create audit table %s: %w", s.table, err)
-		}
 	}
 	// 18.16 has no ADD COLUMN IF NOT EXISTS: compare with system.columns
 	// (of the table that stores the rows, on a cluster the local one).

@@ -198,6 +198,26 @@ func (d tableDef) clusterDDL(ctx context.Context, conn clickhouse.Conn, cluster 
 	return d.ddl(cluster), rows.Err()
 }
 
+// create creates def's tables (see tableDef.ddl) where p places them,
+// each statement ON CLUSTER waited for until its table is on the server
+// connected to (see execOnCluster). It returns the statements it ran.
+func (p placement) create(ctx context.Context, conn clickhouse.ExecQuerier, def tableDef, logger *slog.Logger) ([]string, error) {
+	ddls, err := def.clusterDDL(ctx, conn, p.cluster)
+	if err != nil {
+		return nil, err
+	}
+	for i, ddl := range ddls {
+		table := p.write
+		if i > 0 {
+			table = p.read
+		}
+		if err := execOnCluster(ctx, conn, p.cluster, ddl, hasColumns(conn, table, 1), logger); err != nil {
+			return nil, err
+		}
+	}
+	return ddls, nil
+}
+
 // placement is where a store's rows live: the table it reads (the
 // configured one: on a cluster, the Distributed table that reads every
 // shard) and the one it writes (on a cluster, the replicated table on the

@@ -71,18 +71,8 @@ func (s *LeaseStore) SetLogger(l *slog.Logger) { s.keep.logger = l }
 
 // Migrate creates the table when it is missing.
 func (s *LeaseStore) Migrate(ctx context.Context) error {
-	ddls, err := leaseDef(s.table).clusterDDL(ctx, s.conn, s.place.cluster)
-	if err != nil {
+	if _, err := s.place.create(ctx, s.conn, leaseDef(s.table), s.keep.logger); err != nil {
 		return fmt.Errorf("create lease table %s: %w", s.table, err)
-	}
-	for i, ddl := range ddls {
-		table := s.place.write
-		if i > 0 {
-			table = s.place.read
-		}
-		if err := execOnCluster(ctx, s.conn, s.place.cluster, ddl, hasColumns(s.conn, table, 1), s.keep.logger); err != nil {
-			return fmt.Errorf("create lease table %s: %w", s.table, err)
-		}
 	}
 	return nil
 }
