@@ -71,32 +71,22 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(specs) == 0 {
 		return fmt.Errorf("no rule groups in %s", strings.Join(files, ", "))
 	}
-	var src engine.LeafSource
+	// History is read as fast as it evaluates: the background reads of a
+	// window's value counts (a quantile's first evaluation) run at once and
+	// each step waits for them, so the next steps slide on them instead of
+	// taking the full path again.
+	inc := incremental(cfg)
+	if inc != nil {
+		inc.FillSettle = -1
+	}
+	src, closeFn, err := openSource(ctx, cfg, *eventsFile, inc)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
 	waitFills := func() {}
-	if *eventsFile != "" {
-		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())
-		if err != nil {
-			return err
-		}
-		src = store
-	} else {
-		// History is read as fast as it evaluates: the background reads of
-		// a window's value counts (a quantile's first evaluation) run at
-		// once and each step waits for them, so the next steps slide on
-		// them instead of taking the full path again.
-		inc := incremental(cfg)
-		if inc != nil {
-			inc.FillSettle = -1
-		}
-		s, closeFn, err := openClickHouseSource(ctx, cfg, inc)
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		src = s
-		if cs, ok := s.(*clickhouse.Source); ok {
-			waitFills = cs.WaitFills
-		}
+	if cs, ok := src.(*clickhouse.Source); ok {
+		waitFills = cs.WaitFills
 	}
 	q := engine.NewQuerier(engine.QuerierOptions{Source: src})
 	bar := progressBar(stderr)

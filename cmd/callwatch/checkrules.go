@@ -17,14 +17,8 @@ func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) i
 	fs := newFlags("check rules", stderr, "usage: callwatch check rules [--config.file F] [--lint warn|fatal|none] FILE...")
 	configFile := fs.String("config.file", "", "configuration file, for the schema and the channel names (default: built-in defaults)")
 	lint := fs.String("lint", "warn", "what the static checks' findings (an expression that is always empty) do: warn, fatal (fail like a problem, as promtool's --lint-fatal) or none")
-	if help, err := parseFlags(fs, args); help {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+	if code, ok := parseFileFlags(fs, args); !ok {
+		return code
 	}
 	switch *lint {
 	case "warn", "fatal", "none":

@@ -41,6 +41,23 @@ func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
 	return false, nil
 }
 
+// parseFileFlags parses the arguments of a subcommand that checks files
+// and exits with promtool's codes. ok is false when the subcommand ends
+// there with code: 0 after -h or --help, 2 after a bad flag or without a
+// file (the usage printed).
+func parseFileFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if help, err := parseFlags(fs, args); help {
+		return 0, false
+	} else if err != nil {
+		return 2, false
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
+}
+
 // parseTimeFlag reads --time: RFC 3339 or unix seconds; def when empty.
 func parseTimeFlag(s string, def time.Time) (time.Time, error) {
 	if s == "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/memory"
 )
 
@@ -45,21 +46,11 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// nothing, which reads as "all is well".
 		return exprError(input, expr.Findings[0])
 	}
-	var src engine.LeafSource
-	if *eventsFile != "" {
-		store, err := loadEvents(*eventsFile, cfg.Schema.DSL())
-		if err != nil {
-			return err
-		}
-		src = store
-	} else {
-		s, closeFn, err := openClickHouseSource(ctx, cfg, nil)
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		src = s
+	src, closeFn, err := openSource(ctx, cfg, *eventsFile, nil)
+	if err != nil {
+		return err
 	}
+	defer closeFn()
 	res, err := engine.NewQuerier(engine.QuerierOptions{Source: src, MaxSeries: cfg.Limits.MaxSeriesPerRule, Timeout: cfg.Limits.QueryTimeout.D()}).Query(ctx, expr, ts)
 	if err != nil {
 		return err
@@ -90,6 +81,20 @@ func exprError(input string, err error) error {
 }
 
 // loadEvents reads a JSON Lines events file into a memory store.
+// openSource returns the events of eventsFile (--events), in memory, or
+// when it is "" the configured ClickHouse's, evaluated incrementally by inc
+// (nil: not); closeFn releases it.
+func openSource(ctx context.Context, cfg *config.Config, eventsFile string, inc *clickhouse.Incremental) (src engine.LeafSource, closeFn func(), err error) {
+	if eventsFile == "" {
+		return openClickHouseSource(ctx, cfg, inc)
+	}
+	store, err := loadEvents(eventsFile, cfg.Schema.DSL())
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, func() {}, nil
+}
+
 func loadEvents(path string, schema dsl.Schema) (*memory.Store, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -30,14 +30,8 @@ func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		runs = append(runs, s)
 		return nil
 	})
-	if help, err := parseFlags(fs, args); help {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+	if code, ok := parseFileFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := loadConfig(*configFile)
 	if err != nil {
