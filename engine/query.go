@@ -24,6 +24,17 @@ type Sample struct {
 	Value  float64
 }
 
+// AbsentVector is the vector of an absent leaf (dsl.AggAbsent) over the
+// number of groups of events its selector found: one sample of value 1,
+// with the leaf's labels, when there is none; nil otherwise. The sources
+// that fold groups themselves answer with it.
+func AbsentVector(l *dsl.Leaf, groups int) []Sample {
+	if groups > 0 {
+		return nil
+	}
+	return []Sample{{Labels: l.Labels(), Value: 1}}
+}
+
 // LeafResult is what a LeafSource computed for a list of leaves.
 type LeafResult struct {
 	// Vectors holds one result per leaf, in the order of the request.

@@ -1254,10 +1254,7 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 	}
 	l := il.l
 	if l.Agg == dsl.AggAbsent {
-		if len(groups) > 0 {
-			return nil
-		}
-		return []engine.Sample{{Labels: l.Labels(), Value: 1}}
+		return engine.AbsentVector(l, len(groups))
 	}
 	out := make([]engine.Sample, 0, len(groups))
 	for _, a := range groups {

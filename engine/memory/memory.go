@@ -143,10 +143,7 @@ func (s *Store) evalLeaf(ts time.Time, l *dsl.Leaf) []engine.Sample {
 		g.st.Add(v, ps, l.Threshold)
 	}
 	if l.Agg == dsl.AggAbsent {
-		if len(groups) > 0 {
-			return nil
-		}
-		return []engine.Sample{{Labels: l.Labels(), Value: 1}}
+		return engine.AbsentVector(l, len(groups))
 	}
 	out := make([]engine.Sample, 0, len(groups))
 	for _, key := range order {
