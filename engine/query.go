@@ -244,6 +244,18 @@ type snapshot struct {
 	points map[string][]timedSamples
 }
 
+// metricName is the metric name the matchers of a selection ask for (the
+// last equality matcher on __name__), "" when none does.
+func metricName(ms []*labels.Matcher) string {
+	var name string
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			name = m.Value
+		}
+	}
+	return name
+}
+
 // timedSamples are a leaf's samples at one time.
 type timedSamples struct {
 	t       int64
@@ -253,12 +265,7 @@ type timedSamples struct {
 func (s *snapshot) Querier(_, _ int64) (storage.Querier, error) { return s, nil }
 
 func (s *snapshot) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	var name string
-	for _, m := range ms {
-		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-			name = m.Value
-		}
-	}
+	name := metricName(ms)
 	if pts, ok := s.points[name]; ok {
 		return s.selectPoints(name, pts, ms)
 	}

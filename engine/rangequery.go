@@ -243,12 +243,7 @@ func (s *rangeStorage) add(name string, samples []Sample, t int64) {
 func (s *rangeStorage) Querier(_, _ int64) (storage.Querier, error) { return s, nil }
 
 func (s *rangeStorage) Select(_ context.Context, _ bool, _ *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	var name string
-	for _, m := range ms {
-		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-			name = m.Value
-		}
-	}
+	name := metricName(ms)
 	var out []storage.Series
 	for _, ser := range s.series[name] {
 		match := true
