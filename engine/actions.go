@@ -24,46 +24,59 @@ func (m *Manager) findAlert(fp uint64) (*Group, *AlertingRule) {
 // Acknowledge marks a firing alert acknowledged by someone: direct channels
 // stop repeating it until it changes state. It is audited.
 func (m *Manager) Acknowledge(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
-	if by == "" {
-		return Alert{}, fmt.Errorf("say who acknowledges: by is required")
-	}
-	g, r := m.findAlert(fp)
-	if r == nil {
-		return Alert{}, ErrAlertNotFound
-	}
-	now := m.opts.Now()
-	a, err := r.acknowledge(fp, by, comment, now)
-	if err != nil {
-		return a, err
-	}
-	rec := NewAuditRecord(AuditAcknowledged, now, g.Name(), r.spec, a)
-	rec.By, rec.Comment = by, comment
-	return a, m.record(ctx, rec)
+	return m.operate(ctx, operation{fp: fp, by: by, comment: comment, verb: "acknowledges", kind: AuditAcknowledged,
+		do: func(r *AlertingRule, now time.Time) (Alert, error) { return r.acknowledge(fp, by, comment, now) },
+	})
 }
 
 // Resolve resolves a firing alert by hand: it is sent resolved and fires
 // again (after for) if its condition still holds. It is audited.
 func (m *Manager) Resolve(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
-	if by == "" {
-		return Alert{}, fmt.Errorf("say who resolves: by is required")
+	return m.operate(ctx, operation{fp: fp, by: by, comment: comment, verb: "resolves", kind: AuditManualResolve,
+		do: func(r *AlertingRule, now time.Time) (Alert, error) { return r.resolveManually(fp, now) },
+		then: func(g *Group, r *AlertingRule, now time.Time) {
+			// Send the resolve now rather than at the next evaluation.
+			if due := r.due(now, m.opts.ResendDelay, g.interval); len(due) > 0 && m.opts.Notifier != nil {
+				m.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: now, Alerts: due})
+			}
+		},
+	})
+}
+
+// operation is an operator's action on the firing alert fp: by (who,
+// required; verb says what they do) and comment go to its audit record, of
+// kind; do acts on the alert's rule, then (when set) follows once the
+// action is audited.
+type operation struct {
+	fp          uint64
+	by, comment string
+	verb        string
+	kind        AuditKind
+	do          func(r *AlertingRule, now time.Time) (Alert, error)
+	then        func(g *Group, r *AlertingRule, now time.Time)
+}
+
+// operate finds the alert of op, runs op.do on it and audits it.
+func (m *Manager) operate(ctx context.Context, op operation) (Alert, error) {
+	if op.by == "" {
+		return Alert{}, fmt.Errorf("say who %s: by is required", op.verb)
 	}
-	g, r := m.findAlert(fp)
+	g, r := m.findAlert(op.fp)
 	if r == nil {
 		return Alert{}, ErrAlertNotFound
 	}
 	now := m.opts.Now()
-	a, err := r.resolveManually(fp, now)
+	a, err := op.do(r, now)
 	if err != nil {
 		return a, err
 	}
-	rec := NewAuditRecord(AuditManualResolve, now, g.Name(), r.spec, a)
-	rec.By, rec.Comment = by, comment
+	rec := NewAuditRecord(op.kind, now, g.Name(), r.spec, a)
+	rec.By, rec.Comment = op.by, op.comment
 	if err := m.record(ctx, rec); err != nil {
 		return a, err
 	}
-	// Send the resolve now rather than at the next evaluation.
-	if due := r.due(now, m.opts.ResendDelay, g.interval); len(due) > 0 && m.opts.Notifier != nil {
-		m.opts.Notifier.Notify(ctx, Notification{Group: g.Name(), Rule: r.spec, Time: now, Alerts: due})
+	if op.then != nil {
+		op.then(g, r, now)
 	}
 	return a, nil
 }
