@@ -76,9 +76,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 		audit := &auditLog{}
 		events := errorsFrom(t0, t0.Add(2*time.Hour))
 		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		for i := range 11 {
-			evalAll(first.m, t0.Add(time.Duration(i)*time.Minute))
-		}
+		evalMinutes(first.m, t0, 11)
 		// The firing row carries what explained the alert (evidence).
 		recs := audit.Records()
 		for i := range recs {
@@ -130,9 +128,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 		// the end of the episode again.
 		events := errorsFrom(t0, t0.Add(6*time.Minute))
 		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		for i := range 8 {
-			evalAll(first.m, t0.Add(time.Duration(i)*time.Minute))
-		}
+		evalMinutes(first.m, t0, 8)
 		want := "pending@10:00 firing@10:02 resolved@10:07"
 		if got := audit.rows(); got != want {
 			t.Fatalf("first run's audit rows %q, want %q", got, want)
@@ -151,9 +147,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 		audit := &auditLog{}
 		events := errorsFrom(t0, t0.Add(10*time.Minute))
 		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		for i := range 5 {
-			evalAll(first.m, t0.Add(time.Duration(i)*time.Minute))
-		}
+		evalMinutes(first.m, t0, 5)
 		// Down from t0+4m to t0+30m; the errors stopped at t0+10m.
 		second := startProcess(t, t0.Add(30*time.Minute+20*time.Second), audit, events)
 		*second.fail = errors.New("clickhouse: connection refused")

@@ -48,6 +48,14 @@ func evalAll(m *engine.Manager, ts time.Time) {
 	}
 }
 
+// evalMinutes evaluates every group at from and each of the n-1 minutes
+// after it.
+func evalMinutes(m *engine.Manager, from time.Time, n int) {
+	for i := range n {
+		evalAll(m, from.Add(time.Duration(i)*time.Minute))
+	}
+}
+
 // gathered returns the registry's samples of the named metric family as
 // "label=value,... value" strings. (client_golang's testutil would need a
 // module this repository does not require yet.)
