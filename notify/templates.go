@@ -616,12 +616,8 @@ func alertKey(a engine.Alert, rule *rulefmt.RuleSpec) string {
 // decimals, tiny ones with four significant digits.
 func FormatValue(v float64) string {
 	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return engine.FormatValue(v) // NaN, +Inf, -Inf
 	case math.Abs(v) >= 1e6:
 		prefix := ""
 		for _, p := range []string{"k", "M", "G", "T", "P", "E", "Z", "Y"} {
