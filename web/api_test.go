@@ -42,10 +42,7 @@ func setup(t testing.TB) (*httptest.Server, *int) {
     annotations:
       summary: "{{ $labels.tenant_id }} has {{ $value }} errors"
 `
-	specs, err := rulefmt.ParseRuleFile(file, []byte(data), rulefmt.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := parseRules(t, file, data)
 	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
 	g.Eval(context.Background(), base.Add(time.Minute))
 	reloads := 0
@@ -62,6 +59,17 @@ func setup(t testing.TB) (*httptest.Server, *int) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &reloads
+}
+
+// parseRules parses the rule file path, of text data, with the default
+// options, and fails the test when it does not parse.
+func parseRules(t testing.TB, path, data string) []*rulefmt.GroupSpec {
+	t.Helper()
+	specs, err := rulefmt.ParseRuleFile(path, []byte(data), rulefmt.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return specs
 }
 
 func get(t *testing.T, u string) (int, map[string]any) {

@@ -18,7 +18,6 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
-	"github.com/callwatch/callwatch/rulefmt"
 )
 
 // promFixture serves the query API over events in memory and one group
@@ -57,10 +56,7 @@ func newPromFixture(t testing.TB) *promFixture {
     for: 5m
     keep_firing_for: 1m
 `
-	specs, err := rulefmt.ParseRuleFile(file, []byte(data), rulefmt.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := parseRules(t, file, data)
 	var groups staticRules
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store, Series: engine.Outputs{Groups: func() []*engine.Group { return groups }}})
 	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})

@@ -61,10 +61,7 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 	for _, e := range evs {
 		store.Add(e)
 	}
-	specs, err := rulefmt.ParseRuleFile("slo.yaml", []byte(sloRules), rulefmt.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := parseRules(t, "slo.yaml", sloRules)
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
 	at := base.Add(9 * time.Hour)
 	var groups []*engine.Group
@@ -161,10 +158,7 @@ func sloPageGroups(t *testing.T) (staticRules, time.Time) {
 		}
 		store.Add(memory.Event{Time: at.Add(-4 * time.Minute), Labels: []string{tenant, "chat", "m", "p", status, ""}, Nums: map[string]float64{"cost": 0.25}})
 	}
-	specs, err := rulefmt.ParseRuleFile("slo.yaml", []byte(sloRules), rulefmt.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := parseRules(t, "slo.yaml", sloRules)
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
 	var groups staticRules
 	for _, s := range specs {
