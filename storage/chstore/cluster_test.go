@@ -58,14 +58,9 @@ func TestStoresOnAClusterShareTheirRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SetCluster(cluster.Name); err != nil {
-				t.Fatal(err)
-			}
 			// Both replicas of callwatch migrate: the second finds the
 			// tables there.
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			migrateOnCluster(t, s, cluster.Name)
 			stores = append(stores, s)
 		}
 		for _, s := range cluster.Servers() {
@@ -112,12 +107,7 @@ func TestStoresOnAClusterShareTheirRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := lease.SetCluster(cluster.Name); err != nil {
-				t.Fatal(err)
-			}
-			if err := lease.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			migrateOnCluster(t, lease, cluster.Name)
 			if err := lease.Beat(ctx, names[i]); err != nil {
 				t.Fatal(err)
 			}
@@ -207,19 +197,7 @@ func TestAnOldAuditTableOnAClusterGetsTheNewColumns(t *testing.T) {
 	first.Exec(t, "CREATE TABLE "+db+".audit ON CLUSTER calls AS "+db+".audit_local ENGINE = Distributed(calls, '"+db+"', 'audit_local', rand())")
 	var stores []*chstore.AuditStore
 	for _, s := range cluster.Servers() {
-		conn, err := clickhouse.Open(ctx, s.DSN(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		store, err := chstore.NewAuditStore(conn, db+".audit")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := store.SetCluster("calls"); err != nil {
-			t.Fatal(err)
-		}
-		stores = append(stores, store)
+		stores = append(stores, openClusterStore(t, s, db))
 	}
 	if err := stores[0].Migrate(ctx); err != nil {
 		t.Fatal(err)
@@ -298,6 +276,20 @@ func TestMigrateWithAServerOfTheClusterDown(t *testing.T) {
 			t.Fatalf("through the restarted server: %s, %v; want the acknowledgement by alice from callwatch-a", describe(got), err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// migrateOnCluster places a store's table on cluster and migrates it.
+func migrateOnCluster(t *testing.T, store interface {
+	SetCluster(string) error
+	Migrate(context.Context) error
+}, cluster string) {
+	t.Helper()
+	if err := store.SetCluster(cluster); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
