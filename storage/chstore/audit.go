@@ -273,11 +273,7 @@ func evidenceText(ev *engine.Evidence) string {
 
 // History returns the records matching f, newest first.
 func (s *AuditStore) History(ctx context.Context, f engine.AuditQuery) ([]engine.AuditRecord, error) {
-	var out []engine.AuditRecord
-	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
-		out, err = s.history(ctx, f)
-		return err
-	})
+	out, err := read(ctx, s.keep, func(ctx context.Context) ([]engine.AuditRecord, error) { return s.history(ctx, f) })
 	return out, storeErr(err)
 }
 
@@ -375,11 +371,7 @@ func fromUnix(s int64) time.Time {
 // ("firing" or "resolved") the channel was last told about successfully
 // since the given time, and when.
 func (s *AuditStore) LastSent(ctx context.Context, since time.Time) ([]engine.SentState, error) {
-	var out []engine.SentState
-	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
-		out, err = s.lastSent(ctx, since)
-		return err
-	})
+	out, err := read(ctx, s.keep, func(ctx context.Context) ([]engine.SentState, error) { return s.lastSent(ctx, since) })
 	return out, storeErr(err)
 }
 

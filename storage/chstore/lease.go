@@ -88,12 +88,7 @@ func (s *LeaseStore) Beat(ctx context.Context, replica string) error {
 // Alive returns the replicas whose last beat is at most ttl old, by the
 // server's clock, sorted by name.
 func (s *LeaseStore) Alive(ctx context.Context, ttl time.Duration) ([]string, error) {
-	var out []string
-	err := s.keep.do(ctx, func(ctx context.Context) (err error) {
-		out, err = s.alive(ctx, ttl)
-		return err
-	})
-	return out, err
+	return read(ctx, s.keep, func(ctx context.Context) ([]string, error) { return s.alive(ctx, ttl) })
 }
 
 func (s *LeaseStore) alive(ctx context.Context, ttl time.Duration) ([]string, error) {

@@ -21,6 +21,16 @@ type recreator struct {
 	mu sync.Mutex // one re-creation at a time
 }
 
+// read is do for an operation that returns a value.
+func read[T any](ctx context.Context, r *recreator, op func(context.Context) (T, error)) (T, error) {
+	var out T
+	err := r.do(ctx, func(ctx context.Context) (err error) {
+		out, err = op(ctx)
+		return err
+	})
+	return out, err
+}
+
 // do runs op; when it fails because the table is missing, it re-creates the
 // table and runs op once more.
 func (r *recreator) do(ctx context.Context, op func(context.Context) error) error {
