@@ -295,39 +295,40 @@ func stringLiteral(q string) (string, bool) {
 	return lit.Val, true
 }
 
-// run runs query within the request's deadline, once one of the query
-// slots is free, and turns its error into Prometheus' error.
-func (a *api) run(r *http.Request, timeout time.Duration, query func(ctx context.Context) error) *apiError {
+// runQuery runs query within the request's deadline, once one of the
+// query slots is free, and turns its error into Prometheus' error.
+func runQuery[T any](a *api, r *http.Request, timeout time.Duration, query func(ctx context.Context) (T, error)) (T, *apiError) {
 	// The deadline covers the wait for a slot: a flood of queries waits
 	// here, bounded, and never reaches ClickHouse beyond the slots.
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	var res T
 	release, err := a.slots.take(ctx)
 	if err != nil {
 		a.limits.inc("max_concurrent_queries")
-		return &apiError{http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
+		return res, &apiError{http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s waiting for one of the %d query slots (limits.max_concurrent_queries)",
 			timeout, cap(a.slots))}
 	}
 	defer release()
-	err = query(ctx)
+	res, err = query(ctx)
 	var tooMany promql.ErrTooManySamples
 	switch {
 	case err == nil:
-		return nil
+		return res, nil
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		// The driver may report the deadline as a read timeout of its
 		// connection; the request's own deadline says what happened.
 		a.limits.inc("query_timeout")
-		return &apiError{http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s (limits.query_timeout, or the request's timeout): %w", timeout, err)}
+		return res, &apiError{http.StatusServiceUnavailable, "timeout", fmt.Errorf("query timed out after %s (limits.query_timeout, or the request's timeout): %w", timeout, err)}
 	case errors.Is(err, engine.ErrTooManySeries) || strings.Contains(err.Error(), "limits.max_series_per_rule"):
 		a.limits.inc("max_series_per_rule")
 	case errors.Is(err, engine.ErrTooManySamples) || errors.As(err, &tooMany):
 		a.limits.inc("max_samples")
 		err = fmt.Errorf("%w: shorten the range, raise the step or group by fewer labels", err)
 	case errors.Is(err, context.Canceled):
-		return &apiError{499, "canceled", err}
+		return res, &apiError{499, "canceled", err}
 	}
-	return &apiError{http.StatusUnprocessableEntity, "execution", err}
+	return res, &apiError{http.StatusUnprocessableEntity, "execution", err}
 }
 
 // query serves /api/v1/query.
@@ -351,11 +352,8 @@ func (a *api) query(r *http.Request) (any, *apiError) {
 		}
 		return nil, aerr
 	}
-	var res engine.Result
-	if aerr := a.run(r, timeout, func(ctx context.Context) (err error) {
-		res, err = a.opts.Query(ctx, e, ts)
-		return err
-	}); aerr != nil {
+	res, aerr := runQuery(a, r, timeout, func(ctx context.Context) (engine.Result, error) { return a.opts.Query(ctx, e, ts) })
+	if aerr != nil {
 		return nil, aerr
 	}
 	return engine.NewQueryData(res, ts), nil
@@ -405,11 +403,10 @@ func (a *api) queryRange(r *http.Request) (any, *apiError) {
 		}
 		return nil, aerr
 	}
-	var res engine.RangeResult
-	if aerr := a.run(r, timeout, func(ctx context.Context) (err error) {
-		res, err = a.opts.QueryRange(ctx, e, start, end, step)
-		return err
-	}); aerr != nil {
+	res, aerr := runQuery(a, r, timeout, func(ctx context.Context) (engine.RangeResult, error) {
+		return a.opts.QueryRange(ctx, e, start, end, step)
+	})
+	if aerr != nil {
 		return nil, aerr
 	}
 	return engine.NewMatrixData(res), nil
@@ -540,11 +537,8 @@ func (a *api) eventGroups(r *http.Request, timeout time.Duration, sels []selecto
 	if err != nil {
 		return nil, badData("invalid parameter \"match[]\": %s", err)
 	}
-	var res engine.Result
-	if aerr := a.run(r, timeout, func(ctx context.Context) (err error) {
-		res, err = a.opts.Query(ctx, e, end)
-		return err
-	}); aerr != nil {
+	res, aerr := runQuery(a, r, timeout, func(ctx context.Context) (engine.Result, error) { return a.opts.Query(ctx, e, end) })
+	if aerr != nil {
 		return nil, aerr
 	}
 	out := make([]labels.Labels, 0, len(res.Vector))
