@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -64,31 +63,9 @@ exporter:
   interval: 1s
 `, s.DSN(db))
 	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0",
-			"--demo", "--demo.rate", "40"}, out, errOut)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not stop within 10s of cancellation")
-		}
-	})
-	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(errOut.String()); m != nil {
-			return m[1]
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("serve did not start: %s", errOut.String())
-	return ""
+	base, _, _ = serveInProcess(t, serveRun{config: filepath.Join(dir, "callwatch.yaml"), args: []string{"--demo", "--demo.rate", "40"},
+		startTimeout: 30 * time.Second})
+	return base
 }
 
 // dashboard is what the tests read of a Grafana dashboard: the queries of

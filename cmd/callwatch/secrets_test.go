@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -156,31 +155,7 @@ rule_files: [rules.yaml]
 	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
 	writeErrorsRule(t, dir, "10m", "notify: [wecom, hook-post, hook-get, slack, feishu, dingtalk, am, console]")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0"}, stdout, stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop within 15s of cancellation")
-		}
-		if t.Failed() {
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-	})
-	var base string
-	waitFor(t, "serve to start", 20*time.Second, func() bool {
-		m := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stderr.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base, stdout, stderr := serveInProcess(t, serveRun{config: filepath.Join(dir, "callwatch.yaml"), startTimeout: 20 * time.Second, stopTimeout: 15 * time.Second})
 
 	// Every channel fails (retryable failures twice: max_attempts 2) and says so in the
 	// audit table; the console channel delivers.

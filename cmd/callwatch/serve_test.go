@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -87,12 +88,33 @@ func serveOn(t *testing.T, s *chtest.Server, db, rules, clickhouseKeys string) (
 	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
 	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
 	os.WriteFile(filepath.Join(dir, "rules", "r.yaml"), []byte(rules), 0o644)
+	base, out, _ = serveInProcess(t, serveRun{config: filepath.Join(dir, "callwatch.yaml"), startTimeout: 15 * time.Second})
+	return base, dir, out
+}
 
+// serveRun says how serveInProcess runs `callwatch serve`: with the
+// configuration file config and more arguments args, started within
+// startTimeout and stopped within stopTimeout (default 10s each).
+type serveRun struct {
+	config                    string
+	args                      []string
+	startTimeout, stopTimeout time.Duration
+}
+
+// serveInProcess runs `callwatch serve` in the test's process, listening on a
+// free port of 127.0.0.1, and returns its base URL once it says where it
+// listens, with its standard output and error. When the test ends it
+// cancels serve, which must then exit 0 within the stop timeout; a failed
+// test logs serve's output.
+func serveInProcess(t *testing.T, r serveRun) (base string, out, errOut *syncBuffer) {
+	t.Helper()
+	r.startTimeout = cmp.Or(r.startTimeout, 10*time.Second)
+	r.stopTimeout = cmp.Or(r.stopTimeout, 10*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut = &syncBuffer{}, &syncBuffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0"}, out, errOut)
+		done <- run(ctx, append([]string{"serve", "--config.file", r.config, "--web.listen-address", "127.0.0.1:0"}, r.args...), out, errOut)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -101,20 +123,23 @@ func serveOn(t *testing.T, s *chtest.Server, db, rules, clickhouseKeys string) (
 			if code != 0 {
 				t.Errorf("serve exited %d: %s", code, errOut.String())
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not stop within 10s of cancellation")
+		case <-time.After(r.stopTimeout):
+			t.Errorf("serve did not stop within %s of cancellation", r.stopTimeout)
+		}
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 		}
 	})
 	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(r.startTimeout)
 	for time.Now().Before(deadline) {
 		if m := re.FindStringSubmatch(errOut.String()); m != nil {
-			return m[1], dir, out
+			return m[1], out, errOut
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("serve did not start: %s", errOut.String())
-	return "", "", nil
+	return "", nil, nil
 }
 
 func getJSON(t *testing.T, url string, v any) int {
