@@ -143,12 +143,8 @@ func StartCluster(t testing.TB, n int, hookURL string) []*Alertmanager {
 }
 
 func startWith(bin, amtool, base, configText string, port int, extra []string) (*Alertmanager, error) {
-	dir, err := os.MkdirTemp(base, "alertmanager-")
+	dir, config, err := proctest.ConfigDir(base, "alertmanager-", "alertmanager.yml", configText)
 	if err != nil {
-		return nil, fmt.Errorf("start alertmanager: %w", err)
-	}
-	config := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(config, []byte(configText), 0o644); err != nil {
 		return nil, fmt.Errorf("start alertmanager: %w", err)
 	}
 	logFile := filepath.Join(dir, "alertmanager.log")

@@ -49,6 +49,21 @@ func ForTest[S interface{ Close() }](t testing.TB, notInstalled error, start fun
 	return s
 }
 
+// ConfigDir makes a server's directory, a new one under base whose name
+// starts with prefix, and writes its configuration file, name, with text.
+// It returns the directory and the file's path.
+func ConfigDir(base, prefix, name, text string) (dir, file string, err error) {
+	dir, err = os.MkdirTemp(base, prefix)
+	if err != nil {
+		return "", "", err
+	}
+	file = filepath.Join(dir, name)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		return "", "", err
+	}
+	return dir, file, nil
+}
+
 // Retry calls start up to three times until it succeeds: a free port found
 // by listening may be taken by another process before the server binds it.
 func Retry[T any](start func() (T, error)) (T, error) {

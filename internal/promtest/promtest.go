@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -126,12 +125,8 @@ func start(bin, base string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
-	dir, err := os.MkdirTemp(base, "prometheus-")
+	dir, config, err := proctest.ConfigDir(base, "prometheus-", "prometheus.yml", Config(opts))
 	if err != nil {
-		return nil, fmt.Errorf("start prometheus: %w", err)
-	}
-	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte(Config(opts)), 0o644); err != nil {
 		return nil, fmt.Errorf("start prometheus: %w", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
