@@ -60,11 +60,8 @@ type dingTalkMessage struct {
 
 // Send posts b as one markdown message.
 func (d *DingTalk) Send(ctx context.Context, b Batch) error {
-	if isEmpty(b) {
-		return nil
-	}
-	msg, err := d.tmpl.Render(b)
-	if err != nil {
+	msg, ok, err := d.tmpl.renderAlerts(b)
+	if !ok || err != nil {
 		return err
 	}
 	var m dingTalkMessage

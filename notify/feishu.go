@@ -80,11 +80,8 @@ type feishuAnswer struct {
 
 // Send posts b as one card.
 func (f *Feishu) Send(ctx context.Context, b Batch) error {
-	if isEmpty(b) {
-		return nil
-	}
-	msg, err := f.tmpl.Render(b)
-	if err != nil {
+	msg, ok, err := f.tmpl.renderAlerts(b)
+	if !ok || err != nil {
 		return err
 	}
 	m := feishuMessage{MsgType: "interactive"}

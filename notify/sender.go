@@ -305,6 +305,16 @@ func externalURL(b Batch, fallback *url.URL) *url.URL {
 	return fallback
 }
 
+// renderAlerts renders b for a chat channel, which sends nothing for a
+// batch without alerts: ok is false then, and nothing is rendered.
+func (t *Templates) renderAlerts(b Batch) (msg Message, ok bool, err error) {
+	if isEmpty(b) {
+		return Message{}, false, nil
+	}
+	msg, err = t.Render(b)
+	return msg, true, err
+}
+
 // isEmpty reports whether b has nothing to deliver; senders send nothing
 // then.
 func isEmpty(b Batch) bool {

@@ -33,11 +33,8 @@ type slackMessage struct {
 
 // Send posts b as one message.
 func (s *Slack) Send(ctx context.Context, b Batch) error {
-	if isEmpty(b) {
-		return nil
-	}
-	msg, err := s.tmpl.Render(b)
-	if err != nil {
+	msg, ok, err := s.tmpl.renderAlerts(b)
+	if !ok || err != nil {
 		return err
 	}
 	var tags []string

@@ -64,11 +64,8 @@ type weComText struct {
 
 // Send posts b as one markdown message (and the mention message, if any).
 func (w *WeCom) Send(ctx context.Context, b Batch) error {
-	if isEmpty(b) {
-		return nil
-	}
-	msg, err := w.tmpl.Render(b)
-	if err != nil {
+	msg, ok, err := w.tmpl.renderAlerts(b)
+	if !ok || err != nil {
 		return err
 	}
 	var users, textMentions []string
