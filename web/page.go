@@ -178,6 +178,10 @@ type alertView struct {
 	SilencedBy                         string
 	// Matchers select exactly this alert, for its silence button.
 	Matchers string
+	// EvaluatedBy names the replica that evaluates the alert's group when
+	// it is another one (ha.share_groups): acknowledge and resolve act on
+	// the replica that holds the alert, so the page sends there.
+	EvaluatedBy string
 }
 
 type labelPair struct{ Name, Value string }
@@ -221,12 +225,13 @@ func (p *page) render(w http.ResponseWriter, r *http.Request) {
 		}
 		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1})
 	}
-	p.collectRules(r.Context(), &d, now)
-	d.SLOs, d.Budgets = sloViews(p.opts.Rules.Groups())
-	// The charts and the history read share one deadline, so a page view
-	// waits at most 5 s for ClickHouse or for query slots.
+	// The shared alerts, the charts and the history read share one
+	// deadline, so a page view waits at most 5 s for ClickHouse or for
+	// query slots.
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	p.collectRules(ctx, &d, now)
+	d.SLOs, d.Budgets = sloViews(p.opts.Rules.Groups())
 	p.collectCharts(ctx, &d, r, now)
 	if p.opts.Silences != nil {
 		for _, s := range p.opts.Silences.List(now) {
@@ -297,8 +302,16 @@ func (p *page) collectRules(ctx context.Context, d *pageData, now time.Time) {
 					unit = e.Unit
 					d.units[g.Name()+"\x00"+rule.Name()] = unit
 				}
+				remote := ""
+				if g.Released() {
+					remote = "another replica"
+					if p.opts.Owner != nil {
+						remote = p.opts.Owner(g.Name())
+					}
+				}
 				for _, a := range alerts(g, ar) {
 					v := p.alertView(a, unit, now)
+					v.EvaluatedBy = remote
 					switch {
 					case a.State == engine.StateFiring:
 						d.Firing = append(d.Firing, v)

@@ -259,23 +259,44 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		}
 		return m
 	}
-	// The status page counts the firing alerts in its title.
-	pageFiring := func(p *proc) string {
-		resp, err := http.Get(p.base + "/")
+	// The status page, to an operator who has given a name (no admin
+	// token here), counts the firing alerts in its title and offers
+	// Acknowledge only on the alerts this replica holds; the others say
+	// which replica evaluates them.
+	page := func(p *proc) string {
+		req, err := http.NewRequest(http.MethodGet, p.base+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.AddCookie(&http.Cookie{Name: "callwatch_user", Value: "alice"})
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		if m := regexp.MustCompile(`<title>\((\d+) firing\)`).FindSubmatch(body); m != nil {
-			return string(m[1])
-		}
-		return "0"
+		return string(body)
 	}
-	for _, p := range procs {
+	for i, p := range procs {
 		waitFor(t, "every alert on both replicas' API", 20*time.Second, func() bool { return len(allAlerts(p)) == len(tenants) })
-		if n := pageFiring(p); n != strconv.Itoa(len(tenants)) {
+		body := page(p)
+		n := "0"
+		if m := regexp.MustCompile(`<title>\((\d+) firing\)`).FindStringSubmatch(body); m != nil {
+			n = m[1]
+		}
+		if n != strconv.Itoa(len(tenants)) {
 			t.Errorf("the status page of %s shows %s firing alerts, want %d (the groups the other replica evaluates too)", p.base, n, len(tenants))
+		}
+		own := onA
+		if i == 1 {
+			own = len(tenants) - onA
+		}
+		other := []string{"b", "a"}[i]
+		if got := strings.Count(body, `class="ack"`); got != own {
+			t.Errorf("the status page of replica %s offers Acknowledge on %d alerts, want the %d it evaluates", []string{"a", "b"}[i], got, own)
+		}
+		if got := strings.Count(body, "evaluated by "+other+": acknowledge or resolve it there"); got != len(tenants)-own {
+			t.Errorf("the status page of replica %s sends %d alerts to replica %s, want %d", []string{"a", "b"}[i], got, other, len(tenants)-own)
 		}
 	}
 	activeAt := allAlerts(b)

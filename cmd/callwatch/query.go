@@ -80,7 +80,6 @@ func exprError(input string, err error) error {
 	return fmt.Errorf("%w\n  %s\n  %s^", err, lines[de.Line-1], strings.Repeat(" ", max(de.Col-1, 0)))
 }
 
-// loadEvents reads a JSON Lines events file into a memory store.
 // openSource returns the events of eventsFile (--events), in memory, or
 // when it is "" the configured ClickHouse's, evaluated incrementally by inc
 // (nil: not); closeFn releases it.
@@ -95,6 +94,7 @@ func openSource(ctx context.Context, cfg *config.Config, eventsFile string, inc 
 	return store, func() {}, nil
 }
 
+// loadEvents reads a JSON Lines events file into a memory store.
 func loadEvents(path string, schema dsl.Schema) (*memory.Store, error) {
 	f, err := os.Open(path)
 	if err != nil {

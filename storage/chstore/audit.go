@@ -52,6 +52,15 @@ var auditColumns = []struct{ name, typ, conv string }{
 	{"evidence", "String", "?"},
 }
 
+// auditNames are the names of the audit table's columns.
+func auditNames() []string {
+	names := make([]string, len(auditColumns))
+	for i, c := range auditColumns {
+		names[i] = c.name
+	}
+	return names
+}
+
 // AuditDDL is the CREATE TABLE of the audit table. It runs on 18.16 and
 // on current releases.
 func AuditDDL(table string) string { return auditDef(table).ddl("")[0] }
@@ -171,7 +180,7 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 		// On a cluster, ON CLUSTER: one replica per shard runs it, the
 		// others take it from ZooKeeper.
 		sql := "ALTER TABLE " + clickhouse.QuoteTable(s.place.write) + onCluster(s.place.cluster) + " " + strings.Join(add, ", ")
-		if err := execOnCluster(ctx, s.conn, s.place.cluster, sql, hasColumns(s.conn, s.place.write, len(auditColumns)), s.keep.logger); err != nil {
+		if err := execOnCluster(ctx, s.conn, s.place.cluster, sql, hasColumns(s.conn, s.place.write, auditNames()...), s.keep.logger); err != nil {
 			return fmt.Errorf("migrate audit table %s: add columns: %w", s.table, err)
 		}
 	}
@@ -181,21 +190,20 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	// The Distributed table in front takes the new columns by being
 	// created again (it holds no rows): 18.16 refuses an ALTER ON CLUSTER
 	// of a table that is not replicated on a cluster whose shards are.
-	front, err := tableColumns(ctx, s.conn, s.place.read)
-	if err != nil {
+	if _, err := tableColumns(ctx, s.conn, s.place.read); err != nil {
 		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
 	}
-	if len(front) == len(auditColumns) {
+	if hasColumns(s.conn, s.place.read, auditNames()...)(ctx) {
 		return nil
 	}
 	dropped := func(ctx context.Context) bool {
-		have, err := tableColumns(ctx, s.conn, s.place.read)
-		return err == nil && len(have) == 0
+		cols, err := tableColumns(ctx, s.conn, s.place.read)
+		return err == nil && len(cols) == 0
 	}
 	if err := execOnCluster(ctx, s.conn, s.place.cluster, "DROP TABLE IF EXISTS "+clickhouse.QuoteTable(s.place.read)+onCluster(s.place.cluster), dropped, s.keep.logger); err != nil {
 		return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
 	}
-	if err := execOnCluster(ctx, s.conn, s.place.cluster, ddls[len(ddls)-1], hasColumns(s.conn, s.place.read, len(auditColumns)), s.keep.logger); err != nil {
+	if err := execOnCluster(ctx, s.conn, s.place.cluster, ddls[len(ddls)-1], hasColumns(s.conn, s.place.read, auditNames()...), s.keep.logger); err != nil {
 		return fmt.Errorf("migrate audit table %s: re-create the Distributed table: %w", s.table, err)
 	}
 	return nil

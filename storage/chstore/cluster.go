@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -69,9 +71,10 @@ func execOnCluster(ctx context.Context, conn clickhouse.ExecQuerier, cluster, sq
 	err := conn.Exec(wait, sql)
 	// Past the wait clickhouse-go answers with the connection's read
 	// timeout (set to the wait's deadline) rather than the context's
-	// error, at times before the context's own timer has fired.
+	// error, at times before the context's own timer has fired: the wait
+	// ran out when the error is a timeout and the deadline has passed.
 	deadline, _ := wait.Deadline()
-	waited := !time.Now().Before(deadline) && ctx.Err() == nil
+	waited := isTimeout(err) && !time.Now().Before(deadline) && ctx.Err() == nil
 	cancel()
 	if err == nil {
 		return nil
@@ -79,17 +82,30 @@ func execOnCluster(ctx context.Context, conn clickhouse.ExecQuerier, cluster, sq
 	if !waited && !isDDLTimeout(err) {
 		return err
 	}
-	for !done(ctx) {
+	if logger != nil {
+		logger.Warn("a statement ON CLUSTER has not been reported done by every server; checking this server", "cluster", cluster, "wait", clusterWait, "err", err)
+	}
+	// The check is bounded even when ctx is not (serve's start).
+	poll, cancel := context.WithTimeout(ctx, clusterDDLTimeout)
+	defer cancel()
+	for !done(poll) {
 		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (and not done on this server either: run the statement again when every server of cluster %s is up)", err, cluster)
+		case <-poll.Done():
+			return fmt.Errorf("%w (and not done on this server after %s either: check that this server is in cluster %s and its queue of ON CLUSTER statements runs)", err, clusterDDLTimeout, cluster)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	if logger != nil {
-		logger.Warn("a statement ON CLUSTER is done on this server but still pending on another; that one runs it from the queue when it can", "cluster", cluster, "err", err)
+		logger.Warn("a statement ON CLUSTER is done on this server; the servers that have not reported run it from the queue when they can", "cluster", cluster)
 	}
 	return nil
+}
+
+// isTimeout reports whether err is a deadline running out: the context's,
+// or the connection's read deadline that clickhouse-go sets from it.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // tableColumns returns the names of table's columns (table or
@@ -118,12 +134,20 @@ func tableColumns(ctx context.Context, conn clickhouse.Conn, table string) (map[
 	return have, rows.Err()
 }
 
-// hasColumns is a done for execOnCluster: table has n columns on the
-// connected server (exists, for a CREATE; has the new ones, for an ALTER).
-func hasColumns(conn clickhouse.Conn, table string, n int) func(context.Context) bool {
+// hasColumns is a done for execOnCluster: table exists on the connected
+// server with every column of names (none: it exists, for a CREATE).
+func hasColumns(conn clickhouse.Conn, table string, names ...string) func(context.Context) bool {
 	return func(ctx context.Context) bool {
 		have, err := tableColumns(ctx, conn, table)
-		return err == nil && len(have) >= n
+		if err != nil || len(have) == 0 {
+			return false
+		}
+		for _, n := range names {
+			if !have[n] {
+				return false
+			}
+		}
+		return true
 	}
 }
 
@@ -211,7 +235,7 @@ func (p placement) create(ctx context.Context, conn clickhouse.ExecQuerier, def 
 		if i > 0 {
 			table = p.read
 		}
-		if err := execOnCluster(ctx, conn, p.cluster, ddl, hasColumns(conn, table, 1), logger); err != nil {
+		if err := execOnCluster(ctx, conn, p.cluster, ddl, hasColumns(conn, table), logger); err != nil {
 			return nil, err
 		}
 	}

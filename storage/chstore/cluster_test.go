@@ -243,11 +243,11 @@ func TestMigrateWithAServerOfTheClusterDown(t *testing.T) {
 	// ALTER takes it from ZooKeeper at start when it differs by at most
 	// two columns (18.16 refuses more: see docs/operations.md).
 	for _, ddl := range chstore.AuditClusterDDL(db+".audit", "calls") {
-		old := strings.Replace(ddl, ",\n    `evidence` String", "", 1)
-		if old == ddl && strings.Contains(ddl, "evidence") {
+		before := strings.Replace(ddl, ",\n    `evidence` String", "", 1)
+		if before == ddl && strings.Contains(ddl, "evidence") {
 			t.Fatalf("no evidence column to leave out in %s", ddl)
 		}
-		first.Exec(t, old)
+		first.Exec(t, before)
 	}
 	if err := second.Kill(); err != nil {
 		t.Fatal(err)
