@@ -25,7 +25,7 @@ func (m *Manager) findAlert(fp uint64) (*Group, *AlertingRule) {
 // stop repeating it until it changes state. It is audited.
 func (m *Manager) Acknowledge(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
 	return m.operate(ctx, operation{fp: fp, by: by, comment: comment, verb: "acknowledges", kind: AuditAcknowledged,
-		do: func(r *AlertingRule, now time.Time) (Alert, error) { return r.acknowledge(fp, by, comment, now) },
+		change: func(a *Alert, now time.Time) { acknowledged(a, by, comment, now) },
 	})
 }
 
@@ -33,7 +33,7 @@ func (m *Manager) Acknowledge(ctx context.Context, fp uint64, by, comment string
 // again (after for) if its condition still holds. It is audited.
 func (m *Manager) Resolve(ctx context.Context, fp uint64, by, comment string) (Alert, error) {
 	return m.operate(ctx, operation{fp: fp, by: by, comment: comment, verb: "resolves", kind: AuditManualResolve,
-		do: func(r *AlertingRule, now time.Time) (Alert, error) { return r.resolveManually(fp, now) },
+		change: resolvedByHand,
 		then: func(g *Group, r *AlertingRule, now time.Time) {
 			// Send the resolve now rather than at the next evaluation.
 			if due := r.due(now, m.opts.ResendDelay, g.interval); len(due) > 0 && m.opts.Notifier != nil {
@@ -45,14 +45,14 @@ func (m *Manager) Resolve(ctx context.Context, fp uint64, by, comment string) (A
 
 // operation is an operator's action on the firing alert fp: by (who,
 // required; verb says what they do) and comment go to its audit record, of
-// kind; do acts on the alert's rule, then (when set) follows once the
-// action is audited.
+// kind; change is what it does to the alert, then (when set) follows once
+// the action is audited on the replica that holds the alert.
 type operation struct {
 	fp          uint64
 	by, comment string
 	verb        string
 	kind        AuditKind
-	do          func(r *AlertingRule, now time.Time) (Alert, error)
+	change      func(a *Alert, now time.Time)
 	then        func(g *Group, r *AlertingRule, now time.Time)
 }
 
@@ -61,12 +61,16 @@ func (m *Manager) operate(ctx context.Context, op operation) (Alert, error) {
 	if op.by == "" {
 		return Alert{}, fmt.Errorf("say who %s: by is required", op.verb)
 	}
+	now := m.opts.Now()
 	g, r := m.findAlert(op.fp)
 	if r == nil {
-		return Alert{}, ErrAlertNotFound
+		// An alert of a group another replica evaluates (ha.share_groups)
+		// is acted on through the audit trail: the owner applies the record
+		// at its next heartbeat (SyncActions), as it does an action made
+		// on any replica.
+		return m.operateShared(ctx, op, now)
 	}
-	now := m.opts.Now()
-	a, err := op.do(r, now)
+	a, err := r.changeFiring(op.fp, func(a *Alert) { op.change(a, now) })
 	if err != nil {
 		return a, err
 	}
@@ -79,6 +83,37 @@ func (m *Manager) operate(ctx context.Context, op operation) (Alert, error) {
 		op.then(g, r, now)
 	}
 	return a, nil
+}
+
+// operateShared audits op on fp when it is an alert of a group another
+// replica evaluates, as SharedAlerts shows it: ErrAlertNotFound when it is
+// not one, ErrNotFiring when it is not firing.
+func (m *Manager) operateShared(ctx context.Context, op operation, now time.Time) (Alert, error) {
+	shared, err := m.SharedAlerts(ctx)
+	if err != nil {
+		return Alert{}, err
+	}
+	for _, g := range m.Groups() {
+		for _, rule := range g.rules {
+			r, ok := rule.(*AlertingRule)
+			if !ok {
+				continue
+			}
+			for _, a := range shared[r] {
+				if a.Fingerprint() != op.fp {
+					continue
+				}
+				if a.State != StateFiring {
+					return a, ErrNotFiring
+				}
+				op.change(&a, now)
+				rec := NewAuditRecord(op.kind, now, g.Name(), r.spec, a)
+				rec.By, rec.Comment = op.by, op.comment
+				return a, m.record(ctx, rec)
+			}
+		}
+	}
+	return Alert{}, ErrAlertNotFound
 }
 
 func (m *Manager) record(ctx context.Context, rec AuditRecord) error {

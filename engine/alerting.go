@@ -528,13 +528,23 @@ var ErrNotFiring = errors.New("the alert is not firing")
 
 // acknowledge marks a firing alert acknowledged.
 func (r *AlertingRule) acknowledge(fp uint64, by, comment string, ts time.Time) (Alert, error) {
-	return r.changeFiring(fp, func(a *Alert) { a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment })
+	return r.changeFiring(fp, func(a *Alert) { acknowledged(a, by, comment, ts) })
+}
+
+// acknowledged marks a acknowledged by by at ts.
+func acknowledged(a *Alert, by, comment string, ts time.Time) {
+	a.AckedBy, a.AckedAt, a.AckComment = by, ts, comment
 }
 
 // resolveManually resolves a firing alert now; it is sent resolved, and
 // fires again (after for) if its condition still holds.
 func (r *AlertingRule) resolveManually(fp uint64, ts time.Time) (Alert, error) {
-	return r.changeFiring(fp, func(a *Alert) { a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{} })
+	return r.changeFiring(fp, func(a *Alert) { resolvedByHand(a, ts) })
+}
+
+// resolvedByHand marks a resolved at ts.
+func resolvedByHand(a *Alert, ts time.Time) {
+	a.State, a.ResolvedAt, a.KeepFiringSince = StateInactive, ts, time.Time{}
 }
 
 // changeFiring applies change to the firing alert fp and returns the

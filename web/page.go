@@ -179,8 +179,8 @@ type alertView struct {
 	// Matchers select exactly this alert, for its silence button.
 	Matchers string
 	// EvaluatedBy names the replica that evaluates the alert's group when
-	// it is another one (ha.share_groups): acknowledge and resolve act on
-	// the replica that holds the alert, so the page sends there.
+	// it is another one (ha.share_groups): an action made here reaches it
+	// through the audit trail.
 	EvaluatedBy string
 }
 
