@@ -109,7 +109,14 @@ func (m *Manager) operateShared(ctx context.Context, op operation, now time.Time
 				op.change(&a, now)
 				rec := NewAuditRecord(op.kind, now, g.Name(), r.spec, a)
 				rec.By, rec.Comment = op.by, op.comment
-				return a, m.record(ctx, rec)
+				if err := m.record(ctx, rec); err != nil {
+					return a, err
+				}
+				// The next read of the shared alerts shows the action.
+				m.sharedMu.Lock()
+				m.sharedRecs = nil
+				m.sharedMu.Unlock()
+				return a, nil
 			}
 		}
 	}

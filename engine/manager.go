@@ -64,9 +64,11 @@ type Manager struct {
 
 	// sharedRecs are the audit trail's last transitions by group and
 	// rule, read at sharedAt, for SharedAlerts.
+	// sharedAcks are the last acknowledgement of each fingerprint.
 	sharedMu   sync.Mutex
 	sharedAt   time.Time
 	sharedRecs map[string][]AuditRecord
+	sharedAcks map[string]AuditRecord
 }
 
 // NewManager returns a Manager; call Load (or Run) to start.

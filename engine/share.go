@@ -122,6 +122,16 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 		if err != nil {
 			return nil, fmt.Errorf("read the alerts of the groups other replicas evaluate: %w", err)
 		}
+		acks, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon), Kinds: []AuditKind{AuditAcknowledged}, Limit: 100000})
+		if err != nil {
+			return nil, fmt.Errorf("read the acknowledgements of the alerts other replicas evaluate: %w", err)
+		}
+		m.sharedAcks = map[string]AuditRecord{}
+		for _, a := range acks {
+			if last, ok := m.sharedAcks[a.Fingerprint]; !ok || a.Time.After(last.Time) {
+				m.sharedAcks[a.Fingerprint] = a
+			}
+		}
 		m.sharedRecs = byRule
 		m.sharedAt = now
 	}
@@ -141,6 +151,10 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 					Value: rec.Value, ActiveAt: rec.ActiveAt}
 				if ep.firing() {
 					a.State, a.FiredAt, a.Evidence = StateFiring, rec.FiredAt, rec.Evidence
+					// An acknowledgement of this firing, on any replica.
+					if ack, ok := m.sharedAcks[rec.Fingerprint]; ok && !ack.Time.Before(a.FiredAt) {
+						acknowledged(&a, ack.By, ack.Comment, ack.Time)
+					}
 				}
 				out[ar] = append(out[ar], a)
 			}

@@ -327,7 +327,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	if code, body := post(t, a.base+"/api/v1/alerts/"+remoteFP+"/ack", `{"by":"alice","comment":"seen on a"}`); code != 200 {
 		t.Fatalf("acknowledging %s's alert (evaluated by b) on replica a: %d %s", owner, code, body)
 	}
-	waitFor(t, "replica b to apply the acknowledgement made on a", 10*time.Second, func() bool {
+	ackedBy := func(p *proc) string {
 		var out struct {
 			Data struct {
 				Alerts []struct {
@@ -336,14 +336,19 @@ func TestHAReplicasShareGroups(t *testing.T) {
 				} `json:"alerts"`
 			} `json:"data"`
 		}
-		getJSON(t, b.base+"/api/v1/alerts", &out)
+		getJSON(t, p.base+"/api/v1/alerts", &out)
 		for _, al := range out.Data.Alerts {
 			if al.Fingerprint == remoteFP {
-				return al.AckedBy == "alice"
+				return al.AckedBy
 			}
 		}
-		return false
-	})
+		return ""
+	}
+	waitFor(t, "replica b to apply the acknowledgement made on a", 10*time.Second, func() bool { return ackedBy(b) == "alice" })
+	// And replica a, which does not hold the alert, shows it acknowledged.
+	if got := ackedBy(a); got != "alice" {
+		t.Errorf("replica a shows the alert it acknowledged for b acknowledged by %q, want alice", got)
+	}
 	activeAt := allAlerts(b)
 	waitFor(t, "every alert delivered", 10*time.Second, func() bool {
 		for _, tenant := range tenants {
