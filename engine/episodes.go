@@ -55,7 +55,7 @@ func (m *Manager) loadEpisodes(ctx context.Context, groups []*Group) {
 	if m.opts.AuditReader == nil {
 		return
 	}
-	byRule, err := lastTransitions(ctx, m.opts.AuditReader, m.opts.Now())
+	byRule, _, err := lastTransitions(ctx, m.opts.AuditReader, m.opts.Now())
 	if err != nil {
 		m.opts.Logger.Error("reading alert episodes from the audit trail failed; restored alerts restart their times", "err", err)
 		return
@@ -70,24 +70,29 @@ func (m *Manager) loadEpisodes(ctx context.Context, groups []*Group) {
 	}
 }
 
-// lastTransitions reads each alert's last transition in the audit trail
-// (within episodeHorizon), by group and rule ("group\x00rule").
-func lastTransitions(ctx context.Context, reader AuditReader, now time.Time) (map[string][]AuditRecord, error) {
+// lastTransitions reads, in one read of the audit trail (within
+// episodeHorizon), each alert's last transition by group and rule
+// ("group\x00rule"), and each fingerprint's last acknowledgement.
+func lastTransitions(ctx context.Context, reader AuditReader, now time.Time) (byRule map[string][]AuditRecord, acks map[string]AuditRecord, err error) {
 	recs, err := reader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon),
-		Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve}, Limit: 100000})
+		Kinds: []AuditKind{AuditPending, AuditFiring, AuditTier, AuditResolved, AuditManualResolve, AuditAcknowledged}, Limit: 100000})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
-	last := map[string]AuditRecord{}
+	last, acks := map[string]AuditRecord{}, map[string]AuditRecord{}
 	for _, r := range recs {
+		if r.Kind == AuditAcknowledged {
+			acks[r.Fingerprint] = r
+			continue
+		}
 		last[r.Group+"\x00"+r.Rule+"\x00"+r.Fingerprint] = r
 	}
-	byRule := map[string][]AuditRecord{}
+	byRule = map[string][]AuditRecord{}
 	for _, r := range last {
 		byRule[r.Group+"\x00"+r.Rule] = append(byRule[r.Group+"\x00"+r.Rule], r)
 	}
-	return byRule, nil
+	return byRule, acks, nil
 }
 
 // newEpisode is the episode whose last transition is rec.

@@ -118,22 +118,11 @@ func (m *Manager) SharedAlerts(ctx context.Context) (map[*AlertingRule][]Alert, 
 	m.sharedMu.Lock()
 	defer m.sharedMu.Unlock()
 	if m.sharedRecs == nil || now.Sub(m.sharedAt) > sharedTTL || now.Before(m.sharedAt) {
-		byRule, err := lastTransitions(ctx, m.opts.AuditReader, now)
+		byRule, acks, err := lastTransitions(ctx, m.opts.AuditReader, now)
 		if err != nil {
 			return nil, fmt.Errorf("read the alerts of the groups other replicas evaluate: %w", err)
 		}
-		acks, err := m.opts.AuditReader.History(ctx, AuditQuery{From: now.Add(-episodeHorizon), Kinds: []AuditKind{AuditAcknowledged}, Limit: 100000})
-		if err != nil {
-			return nil, fmt.Errorf("read the acknowledgements of the alerts other replicas evaluate: %w", err)
-		}
-		m.sharedAcks = map[string]AuditRecord{}
-		for _, a := range acks {
-			if last, ok := m.sharedAcks[a.Fingerprint]; !ok || a.Time.After(last.Time) {
-				m.sharedAcks[a.Fingerprint] = a
-			}
-		}
-		m.sharedRecs = byRule
-		m.sharedAt = now
+		m.sharedRecs, m.sharedAcks, m.sharedAt = byRule, acks, now
 	}
 	out := map[*AlertingRule][]Alert{}
 	for _, g := range released {

@@ -142,29 +142,16 @@ func TestHAReplicasShareActions(t *testing.T) {
 		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), "", replica, "")))
 	}
 	a, b := procs[0], procs[1]
-	type alertsJSON struct {
-		Data struct {
-			Alerts []struct {
-				Fingerprint string `json:"fingerprint"`
-				AckedBy     string `json:"ackedBy"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	alerts := func(p *proc) alertsJSON {
-		var out alertsJSON
-		getJSON(t, p.base+"/api/v1/alerts", &out)
-		return out
-	}
 	for _, p := range procs {
-		waitFor(t, "both replicas to fire", 20*time.Second, func() bool { return len(alerts(p).Data.Alerts) == 1 })
+		waitFor(t, "both replicas to fire", 20*time.Second, func() bool { return len(apiAlerts(t, p).Data.Alerts) == 1 })
 	}
 
-	fp := alerts(b).Data.Alerts[0].Fingerprint
+	fp := apiAlerts(t, b).Data.Alerts[0].Fingerprint
 	if code, body := post(t, b.base+"/api/v1/alerts/"+fp+"/ack", `{"by":"alice","comment":"on it"}`); code != 200 {
 		t.Fatalf("ack on replica b: HTTP %d %s", code, body)
 	}
 	acked := time.Now()
-	waitFor(t, "replica a to see b's acknowledgement", 10*time.Second, func() bool { return alerts(a).Data.Alerts[0].AckedBy == "alice" })
+	waitFor(t, "replica a to see b's acknowledgement", 10*time.Second, func() bool { return apiAlerts(t, a).Data.Alerts[0].AckedBy == "alice" })
 	t.Logf("an acknowledgement on b reached a in %s", time.Since(acked).Round(10*time.Millisecond))
 
 	if code, body := post(t, a.base+"/api/v1/silences", `{"matchers":"{tenant_id=\"acme\"}","duration":"1h","createdBy":"bob"}`); code != 200 {
@@ -241,16 +228,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		t.Errorf("replica a evaluates %d of %d groups: the hash gave one replica everything", onA, len(tenants))
 	}
 	allAlerts := func(p *proc) map[string]string {
-		var out struct {
-			Data struct {
-				Alerts []struct {
-					Labels   map[string]string `json:"labels"`
-					State    string            `json:"state"`
-					ActiveAt string            `json:"activeAt"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		getJSON(t, p.base+"/api/v1/alerts", &out)
+		out := apiAlerts(t, p)
 		m := map[string]string{}
 		for _, al := range out.Data.Alerts {
 			if al.State == "firing" {
@@ -260,9 +238,9 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		return m
 	}
 	// The status page, to an operator who has given a name (no admin
-	// token here), counts the firing alerts in its title and offers
-	// Acknowledge only on the alerts this replica holds; the others say
-	// which replica evaluates them.
+	// token here), counts the firing alerts in its title, offers
+	// Acknowledge on each, and says which replica evaluates the alerts it
+	// does not hold.
 	page := func(p *proc) string {
 		req, err := http.NewRequest(http.MethodGet, p.base+"/", nil)
 		if err != nil {
@@ -302,22 +280,9 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	// An acknowledgement made on the replica that does not evaluate the
 	// alert reaches the one that does, through the audit trail.
 	var remoteFP, owner string
-	for _, g := range tenants {
-		if owned(a, g) == 0 {
-			var out struct {
-				Data struct {
-					Alerts []struct {
-						Fingerprint string            `json:"fingerprint"`
-						Labels      map[string]string `json:"labels"`
-					} `json:"alerts"`
-				} `json:"data"`
-			}
-			getJSON(t, b.base+"/api/v1/alerts", &out)
-			for _, al := range out.Data.Alerts {
-				if al.Labels["tenant_id"] == g {
-					remoteFP, owner = al.Fingerprint, g
-				}
-			}
+	for _, al := range apiAlerts(t, b).Data.Alerts {
+		if g := al.Labels["tenant_id"]; owned(a, g) == 0 {
+			remoteFP, owner = al.Fingerprint, g
 			break
 		}
 	}
@@ -328,16 +293,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		t.Fatalf("acknowledging %s's alert (evaluated by b) on replica a: %d %s", owner, code, body)
 	}
 	ackedBy := func(p *proc) string {
-		var out struct {
-			Data struct {
-				Alerts []struct {
-					Fingerprint string `json:"fingerprint"`
-					AckedBy     string `json:"ackedBy"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		getJSON(t, p.base+"/api/v1/alerts", &out)
-		for _, al := range out.Data.Alerts {
+		for _, al := range apiAlerts(t, p).Data.Alerts {
 			if al.Fingerprint == remoteFP {
 				return al.AckedBy
 			}
@@ -379,6 +335,27 @@ func TestHAReplicasShareGroups(t *testing.T) {
 			t.Errorf("%s's alert reached the webhook %d times, want once", tenant, n)
 		}
 	}
+}
+
+// alertsJSON is /api/v1/alerts, the fields the HA tests read.
+type alertsJSON struct {
+	Data struct {
+		Alerts []struct {
+			Fingerprint string            `json:"fingerprint"`
+			Labels      map[string]string `json:"labels"`
+			State       string            `json:"state"`
+			ActiveAt    string            `json:"activeAt"`
+			AckedBy     string            `json:"ackedBy"`
+		} `json:"alerts"`
+	} `json:"data"`
+}
+
+// apiAlerts reads p's /api/v1/alerts.
+func apiAlerts(t *testing.T, p *proc) alertsJSON {
+	t.Helper()
+	var out alertsJSON
+	getJSON(t, p.base+"/api/v1/alerts", &out)
+	return out
 }
 
 // haConfig writes dir/REPLICA.yaml, the configuration of one replica of a

@@ -190,10 +190,11 @@ func (s *AuditStore) Migrate(ctx context.Context) error {
 	// The Distributed table in front takes the new columns by being
 	// created again (it holds no rows): 18.16 refuses an ALTER ON CLUSTER
 	// of a table that is not replicated on a cluster whose shards are.
-	if _, err := tableColumns(ctx, s.conn, s.place.read); err != nil {
+	front, err := tableColumns(ctx, s.conn, s.place.read)
+	if err != nil {
 		return fmt.Errorf("migrate audit table %s: %w", s.table, err)
 	}
-	if hasColumns(s.conn, s.place.read, auditNames()...)(ctx) {
+	if hasAll(front, auditNames()) {
 		return nil
 	}
 	dropped := func(ctx context.Context) bool {

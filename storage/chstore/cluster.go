@@ -139,16 +139,22 @@ func tableColumns(ctx context.Context, conn clickhouse.Conn, table string) (map[
 func hasColumns(conn clickhouse.Conn, table string, names ...string) func(context.Context) bool {
 	return func(ctx context.Context) bool {
 		have, err := tableColumns(ctx, conn, table)
-		if err != nil || len(have) == 0 {
+		return err == nil && hasAll(have, names)
+	}
+}
+
+// hasAll reports whether have, a table's columns, is a table (not empty)
+// with every column of names.
+func hasAll(have map[string]bool, names []string) bool {
+	if len(have) == 0 {
+		return false
+	}
+	for _, n := range names {
+		if !have[n] {
 			return false
 		}
-		for _, n := range names {
-			if !have[n] {
-				return false
-			}
-		}
-		return true
 	}
+	return true
 }
 
 // onCluster is the ON CLUSTER clause of cluster, or "".
