@@ -87,6 +87,9 @@ type Expr struct {
 	Leaves []*Leaf
 	// Series are the names of instant series the query reads (see Options.Series).
 	Series []string
+	// Clocks are the values of the evaluation time the query reads
+	// (month_progress), each served as a one-sample series named Clock.Name.
+	Clocks []*Clock
 	// Type is the result type: vector or scalar.
 	Type parser.ValueType
 	// Findings are what the static checks prove about the expression (see
@@ -140,6 +143,10 @@ type Leaf struct {
 	// Sub is the subquery the leaf sits in, nil outside one: the leaf is
 	// then evaluated at every step of the subquery (see Subquery.Times).
 	Sub *Subquery
+	// Calendar, when set, restricts the window to the calendar month so
+	// far in this zone (month_to_date, see calendar.go): Range is then the
+	// longest the window can be, not its width.
+	Calendar *time.Location
 }
 
 // Subquery is a subquery expr[Range:Step] offset Offset: its expression is
@@ -175,6 +182,9 @@ func (s *Subquery) Times(ts time.Time) (start, end int64, step time.Duration) {
 // from < time <= to are pooled.
 func (l *Leaf) Window(ts time.Time) (from, to time.Time) {
 	to = ts.Add(-l.Offset)
+	if l.Calendar != nil {
+		return MonthStart(to, l.Calendar), to
+	}
 	return to.Add(-l.Range), to
 }
 
@@ -223,6 +233,9 @@ func (l *Leaf) Key() string {
 	fmt.Fprintf(&sb, "|%d|%d|%v|%s", l.Range, l.Offset, l.Grouped, strings.Join(l.By, ","))
 	if l.Sub != nil {
 		fmt.Fprintf(&sb, "|sub %d:%d offset %d", l.Sub.Range, l.Sub.Step, l.Sub.Offset)
+	}
+	if l.Calendar != nil {
+		fmt.Fprintf(&sb, "|month in %s", l.Calendar)
 	}
 	return sb.String()
 }
@@ -316,7 +329,7 @@ func Parse(input string, opts Options) (*Expr, error) {
 	for _, l := range c.leaves {
 		byName[l.Name] = l
 	}
-	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Type: ast.Type(),
+	return &Expr{Input: input, Query: ast.String(), Leaves: c.leaves, Series: slices.Compact(c.series), Clocks: c.clocks, Type: ast.Type(),
 		Findings: findings, ResultLabels: resultLabels, ResultKnown: known, Unit: unitOf(ast, byName, c.opts.Schema.Units)}, nil
 }
 
@@ -378,6 +391,10 @@ type checker struct {
 	series []string
 	// sub is the subquery being visited, nil outside one.
 	sub *Subquery
+	// calendar is the zone of the month_to_date being visited, nil
+	// outside one; clocks are the month_progress clocks met so far.
+	calendar *time.Location
+	clocks   []*Clock
 }
 
 func (c *checker) errf(pos posrange.Pos, hint, format string, args ...any) error {
@@ -431,6 +448,12 @@ func (c *checker) visit(node parser.Expr, g *grouping, depth int) (parser.Expr, 
 		n.Expr, err = c.visit(n.Expr, inner, depth)
 		return n, err
 	case *parser.Call:
+		switch n.Func.Name {
+		case FuncMonthToDate:
+			return c.monthToDate(n, g)
+		case FuncMonthProgress:
+			return c.monthProgress(n)
+		}
 		if rf, ok := rangeFuncs[n.Func.Name]; ok {
 			return c.leaf(n, rf, g)
 		}
@@ -580,6 +603,11 @@ func (c *checker) leaf(call *parser.Call, rf rangeFunc, g *grouping) (parser.Exp
 	}
 	if leaf.Range%time.Second != 0 || leaf.Offset%time.Second != 0 {
 		return nil, c.errf(pos, "event times have second resolution: write whole seconds, e.g. [5m] or [90s]", "window and offset must be whole seconds")
+	}
+	if c.calendar != nil {
+		if err := c.calendarWindow(pos, leaf); err != nil {
+			return nil, err
+		}
 	}
 	sel := Selector{Field: vs.Name}
 	switch {

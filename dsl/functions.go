@@ -124,6 +124,9 @@ func ParserFunctions() map[string]*parser.Function {
 			funcs[name] = f
 		}
 	}
+	for _, f := range calendarFunctions() {
+		funcs[f.Name] = f
+	}
 	return funcs
 }
 

@@ -62,7 +62,7 @@ func Compare(v float64, op string, threshold float64) bool {
 func (l *Leaf) CountExpr() string {
 	vs := &parser.VectorSelector{Name: l.Selector.Field, LabelMatchers: l.Selector.Matchers, OriginalOffset: l.Offset}
 	ms := &parser.MatrixSelector{VectorSelector: vs, Range: l.Range}
-	call := "count_over_time(" + ms.String() + ")"
+	call := l.WrapCalendar("count_over_time(" + ms.String() + ")")
 	if !l.Grouped {
 		return call
 	}

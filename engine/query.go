@@ -206,6 +206,9 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 			series[name] = seriesSrc.Series(name, ts)
 		}
 	}
+	for _, c := range e.Clocks {
+		series[c.Name] = []Sample{{Labels: labels.EmptyLabels(), Value: c.Value(ts)}}
+	}
 	// Samples are exactly at the times they were computed for: a lookback
 	// shorter than any step keeps PromQL from carrying a group's value into
 	// a subquery step at which it had none.

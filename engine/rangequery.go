@@ -104,6 +104,9 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 				st.add(name, q.opts.Series.Series(name, ts), ts.UnixMilli())
 			}
 		}
+		for _, c := range e.Clocks {
+			st.add(c.Name, []Sample{{Labels: labels.EmptyLabels(), Value: c.Value(ts)}}, ts.UnixMilli())
+		}
 	}
 	out := RangeResult{Statements: statements(results)}
 	// A leaf has a sample at each step only: a lookback shorter than any

@@ -197,8 +197,10 @@ func budgetStatus(g *Group, b *rulefmt.BudgetSpec, at time.Time) BudgetStatus {
 		case gs.Spent >= b.Limit:
 			gs.Exhaustion = at
 		case gs.Projected > 0 && !math.IsNaN(gs.Spent):
-			// The pace spends Projected per period.
-			gs.Exhaustion = at.Add(time.Duration((b.Limit - gs.Spent) / gs.Projected * float64(b.Period)))
+			// The pace spends Projected per period (the calendar month
+			// holding at, for a calendar budget).
+			from, to := rulefmt.PeriodAt(at, b.Period, b.Calendar)
+			gs.Exhaustion = at.Add(time.Duration((b.Limit - gs.Spent) / gs.Projected * float64(to.Sub(from))))
 		}
 		for _, t := range fires[k] {
 			if t != "" {
@@ -253,28 +255,37 @@ type SLOPeriodsOptions struct {
 
 // SLOPeriods judges every SLO and budget among specs over consecutive
 // periods from From to To, each as long as the SLO window or budget period
-// (the last one shorter when the history ends first): an SLO is met in a
-// period when its error ratio over the period is within the error budget.
+// (the last one shorter when the history ends first), or the calendar
+// months in its zone (the first and last partial unless From and To fall
+// on month starts): an SLO is met in a period when its error ratio over
+// the period is within the error budget.
 // Each period is one query of the period's whole window at its end: the
 // ratio of sums, exactly as the recorded SLI.
 func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriodsOptions) ([]SLOPeriod, error) {
 	var out []SLOPeriod
 	for _, g := range specs {
 		var window time.Duration
+		var cal *time.Location
 		switch {
 		case g.SLO != nil:
-			window = g.SLO.Window
+			window, cal = g.SLO.Window, g.SLO.Calendar
 		case g.Budget != nil:
-			window = g.Budget.Period
+			window, cal = g.Budget.Period, g.Budget.Calendar
 		default:
 			continue
 		}
-		for start := opts.From; start.Before(opts.To); start = start.Add(window) {
+		for start := opts.From; start.Before(opts.To); {
 			end := start.Add(window)
 			partial := end.After(opts.To)
-			if partial {
+			if cal != nil {
+				// The month holding the instant just after start.
+				from, to := dsl.MonthBounds(start.Add(time.Nanosecond), cal)
+				end, partial = to, !from.Equal(start) || to.After(opts.To)
+			}
+			if end.After(opts.To) {
 				end = opts.To
 			}
+			next := end
 			w := end.Sub(start).Truncate(time.Second)
 			if w <= 0 {
 				break
@@ -287,6 +298,7 @@ func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriods
 				r.From, r.To, r.Partial = start, end, partial
 				out = append(out, r)
 			}
+			start = next
 		}
 	}
 	return out, nil
@@ -323,7 +335,7 @@ func periodRows(ctx context.Context, g *rulefmt.GroupSpec, opts SLOPeriodsOption
 		})
 	case g.Budget != nil:
 		b := *g.Budget
-		b.Period = w
+		b.Period, b.Calendar = w, nil // the period's own (start, end]
 		rows, err = query(b.SpentExpr(), b.By, func(spent float64) SLOPeriod {
 			return SLOPeriod{Kind: "budget", Name: b.Name, Spent: spent, Limit: b.Limit, Met: spent <= b.Limit, Consumed: spent / b.Limit}
 		})

@@ -27,8 +27,12 @@ type SLOSpec struct {
 	Name string
 	// Objective is the share of good events promised, in percent (99.9).
 	Objective float64
-	// Window is the rolling window the objective is judged over (30d).
+	// Window is the rolling window the objective is judged over (30d); for
+	// a calendar month, 30d, the width its burn-rate factors scale with.
 	Window time.Duration
+	// Calendar, when set, judges the objective over the calendar month so
+	// far in this zone instead of a rolling window.
+	Calendar *time.Location
 	// By are the labels that make one SLO per group (tenant_id).
 	By []string
 	// MinEvents: a group with fewer events than this in an alert's long
@@ -85,8 +89,14 @@ type BudgetSpec struct {
 	Limit float64
 	By    []string
 	// Period is the rolling window the limit applies to; PaceWindow the
-	// recent window whose spend is projected over it.
+	// recent window whose spend is projected over it. For a calendar month
+	// (Calendar set), Period is 30d and the projection is the month-to-date
+	// spend at the month-to-date pace, made once PaceWindow's share of a
+	// 30-day month has passed.
 	Period, PaceWindow time.Duration
+	// Calendar, when set, applies the limit to the calendar month in this
+	// zone instead of a rolling window.
+	Calendar *time.Location
 	// Thresholds are the percents of the limit that alert, ascending.
 	Thresholds []float64
 	Pos        Position
@@ -103,11 +113,11 @@ const (
 )
 
 var (
-	sloKeys      = []string{"name", "objective", "window", "interval", "by", "min_events", "sli", "alerting"}
+	sloKeys      = []string{"name", "objective", "window", "time_zone", "interval", "by", "min_events", "sli", "alerting"}
 	sliKeys      = []string{"errors", "total", "field", "le"}
 	alertingKeys = []string{"name", "labels", "annotations", "page", "ticket", "notify"}
 	tierKeys     = []string{"labels", "annotations", "notify"}
-	budgetKeys   = []string{"name", "cost", "limit", "by", "period", "pace_window", "interval", "thresholds", "alerting"}
+	budgetKeys   = []string{"name", "cost", "limit", "by", "period", "time_zone", "pace_window", "interval", "thresholds", "alerting"}
 )
 
 // workbookAlerts are the SRE workbook's alerts for a 30-day SLO, as the
@@ -224,7 +234,7 @@ func (p *fileParser) slo(n *yaml.Node) *GroupSpec {
 	} else if err := v.Decode(&s.Objective); err != nil || !(s.Objective > 0 && s.Objective < 100) {
 		errAt(v, "objective %q: write a percent strictly between 0 and 100, e.g. 99.9", v.Value)
 	}
-	s.Window = p.rollingWindow(n, "window", what, true)
+	s.Window, s.Calendar = p.window(n, "window", what, true)
 	interval := p.sloInterval(n, what)
 	s.By = p.byLabels(n, what)
 	if v := mapValue(n, "min_events"); v != nil {
@@ -250,7 +260,7 @@ func (p *fileParser) slo(n *yaml.Node) *GroupSpec {
 		// Held by the events of the alert's long window (the quality
 		// controls would otherwise count its broadest leaf).
 		for i, r := range g.Rules[len(g.Rules)-len(s.Alerts):] {
-			c, err := dsl.Parse(s.countExpr(s.Alerts[i].Long), dsl.Options{Schema: p.opts.Schema, Limits: p.opts.Limits})
+			c, err := dsl.Parse(s.countExpr(window{d: s.Alerts[i].Long}), dsl.Options{Schema: p.opts.Schema, Limits: p.opts.Limits})
 			if err != nil {
 				errAt(n, "min_events: %v", err)
 				return nil
@@ -274,23 +284,45 @@ func (p *fileParser) sloInterval(n *yaml.Node, what string) time.Duration {
 	return d
 }
 
-// rollingWindow reads a rolling window (window: of an SLO, period: of a
-// budget); a calendar period is refused with what to write instead.
-func (p *fileParser) rollingWindow(n *yaml.Node, key, what string, slo bool) time.Duration {
+// CalendarMonth is how a rule file names a calendar month as an SLO's
+// window or a budget's period.
+const CalendarMonth = "month"
+
+// window reads the window: of an SLO or the period: of a budget: a rolling
+// window (30d), or month with an optional time_zone: (UTC by default), a
+// calendar month, returned as 30d and its zone.
+func (p *fileParser) window(n *yaml.Node, key, what string, slo bool) (time.Duration, *time.Location) {
 	v := mapValue(n, key)
+	tz := mapValue(n, "time_zone")
 	if v == nil {
-		p.add(p.errAt(n, "", "", "%s: %s: is missing; write a rolling window, e.g. %s: 30d", what, key, key))
-		return 0
+		p.add(p.errAt(n, "", "", "%s: %s: is missing; write a rolling window, e.g. %s: 30d, or %s: %s", what, key, key, key, CalendarMonth))
+		return 0, nil
 	}
-	switch strings.ToLower(v.Value) {
-	case "month", "calendar_month", "monthly", "calendar month":
-		p.add(p.errAt(v, "", "", "%s: %s %q: calendar months are not supported yet (a window of the language is a fixed duration); write a rolling window such as 30d", what, key, v.Value))
-		return 0
+	switch strings.ToLower(strings.TrimSpace(v.Value)) {
+	case CalendarMonth, "calendar_month", "monthly", "calendar month":
+		loc := time.UTC
+		if tz != nil {
+			var err error
+			if loc, err = dsl.LoadZone(tz.Value); err != nil {
+				p.add(p.errAt(tz, "", "", "%s: time_zone: %v", what, err))
+				return 0, nil
+			}
+		}
+		return 30 * 24 * time.Hour, loc
 	}
+	if tz != nil {
+		p.add(p.errAt(tz, "", "", "%s: time_zone applies to a calendar month; write %s: %s, or remove time_zone: for a rolling window", what, key, CalendarMonth))
+	}
+	return p.rollingWindow(v, key, what, slo), nil
+}
+
+// rollingWindow reads a rolling window (window: of an SLO, period: of a
+// budget).
+func (p *fileParser) rollingWindow(v *yaml.Node, key, what string, slo bool) time.Duration {
 	d, err := dsl.ParseDuration(v.Value)
 	switch {
 	case err != nil:
-		p.add(p.errAt(v, "", "", "%s: %s: %v; write a rolling window such as 30d", what, key, err))
+		p.add(p.errAt(v, "", "", "%s: %s: %v; write a rolling window such as 30d, or %s for a calendar month", what, key, err, CalendarMonth))
 	case slo && d < minSLOWindow:
 		p.add(p.errAt(v, "", "", "%s: window %s is shorter than 7d: the slowest burn-rate alert reads 3d; write 7d, 28d or 30d", what, model.Duration(d)))
 	case d%time.Minute != 0 || d <= 0:
@@ -534,29 +566,79 @@ func sumBy(by []string, inner string) string {
 	return "sum by (" + strings.Join(by, ", ") + ") (" + inner + ")"
 }
 
+// window is the window of a generated range function: rolling (d), or
+// the calendar month so far in cal.
+type window struct {
+	d   time.Duration
+	cal *time.Location
+}
+
+// rangeFn writes fn(sel[w]extra): a range function over a selector such
+// as events{status="error"}, inside month_to_date for a calendar month.
+func rangeFn(fn, sel string, w window, extra string) string {
+	if w.cal == nil {
+		return fn + "(" + sel + "[" + WindowString(w.d) + "]" + extra + ")"
+	}
+	return dsl.FuncMonthToDate + "(" + fn + "(" + sel + "[" + WindowString(dsl.LongestMonth) + "]" + extra + "), " + strconv.Quote(w.cal.String()) + ")"
+}
+
 // rangeOf writes sel[w] of a selector such as events{status="error"}.
 func rangeOf(sel string, w time.Duration) string {
 	return sel + "[" + WindowString(w) + "]"
 }
 
 // countExpr counts the SLO's events in window w, per group.
-func (s *SLOSpec) countExpr(w time.Duration) string {
-	return sumBy(s.By, "count_over_time("+rangeOf(s.Total, w)+")")
+func (s *SLOSpec) countExpr(w window) string {
+	return sumBy(s.By, rangeFn("count_over_time", s.Total, w, ""))
 }
 
-// ErrorRatioExpr is the share of bad events in window w, per group: bad
-// events over all events, both summed over the whole window. A group with
-// events and no bad one has 0.
-func (s *SLOSpec) ErrorRatioExpr(w time.Duration) string {
+// ErrorRatioExpr is the share of bad events in the rolling window w, per
+// group: bad events over all events, both summed over the whole window. A
+// group with events and no bad one has 0.
+func (s *SLOSpec) ErrorRatioExpr(w time.Duration) string { return s.errorRatio(window{d: w}) }
+
+func (s *SLOSpec) errorRatio(w window) string {
 	var bad string
 	if s.Errors != "" {
-		bad = sumBy(s.By, "count_over_time("+rangeOf(s.Errors, w)+")")
+		bad = sumBy(s.By, rangeFn("count_over_time", s.Errors, w, ""))
 	} else {
 		sel := s.Field + strings.TrimPrefix(s.Total, dsl.EventsSelector)
-		bad = sumBy(s.By, "count_gt_over_time("+rangeOf(sel, w)+", "+num(s.LE)+")")
+		bad = sumBy(s.By, rangeFn("count_gt_over_time", sel, w, ", "+num(s.LE)))
 	}
 	total := s.countExpr(w)
 	return "(" + bad + " or 0 * " + total + ") / " + total
+}
+
+// WindowName names the SLO's window in labels and reports: 30d, or month
+// for a calendar month.
+func (s *SLOSpec) WindowName() string { return windowName(s.Window, s.Calendar) }
+
+// PeriodName names the budget's period: 30d, or month.
+func (b *BudgetSpec) PeriodName() string { return windowName(b.Period, b.Calendar) }
+
+func windowName(d time.Duration, cal *time.Location) string {
+	if cal != nil {
+		return CalendarMonth
+	}
+	return WindowString(d)
+}
+
+// Describe says what a window is, for messages and pages: "rolling 30d",
+// or "calendar month (Asia/Shanghai)".
+func Describe(d time.Duration, cal *time.Location) string {
+	if cal != nil {
+		return "calendar month (" + cal.String() + ")"
+	}
+	return "rolling " + WindowString(d)
+}
+
+// PeriodAt returns the period (from, to] whose length the budget's or
+// SLO's window has at t: the calendar month holding t, or (t − d, t].
+func PeriodAt(t time.Time, d time.Duration, cal *time.Location) (from, to time.Time) {
+	if cal != nil {
+		return dsl.MonthBounds(t, cal)
+	}
+	return t.Add(-d), t
 }
 
 // BurnRateExpr is the burn rate over window w: the error ratio over the
@@ -570,9 +652,9 @@ func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 	if interval > 0 {
 		g.Interval = WindowString(interval)
 	}
-	win := WindowString(s.Window)
+	win := s.WindowName()
 	g.Rules = append(g.Rules,
-		genRule{Record: SLISeries, Expr: "1 - (" + s.ErrorRatioExpr(s.Window) + ")", Labels: map[string]string{"slo": s.Name, "window": win}},
+		genRule{Record: SLISeries, Expr: "1 - (" + s.errorRatio(window{s.Window, s.Calendar}) + ")", Labels: map[string]string{"slo": s.Name, "window": win}},
 		genRule{Record: BudgetRemainingSeries, Labels: map[string]string{"slo": s.Name},
 			Expr: fmt.Sprintf(`1 - (1 - %s{slo=%q, window=%q}) / %s`, SLISeries, s.Name, win, num(s.ErrorBudget()))})
 	for _, w := range s.Windows() {
@@ -594,8 +676,8 @@ func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 		})
 		annotations := merged(al.annotations, t.annotations)
 		if _, ok := annotations["summary"]; !ok {
-			annotations["summary"] = fmt.Sprintf("SLO %s%s: the error budget burns faster than %s× over %s and %s (objective %s%% over %s)",
-				s.Name, byTemplate(s.By), labels["burn_rate"], labels["long"], labels["short"], num(s.Objective), win)
+			annotations["summary"] = fmt.Sprintf("SLO %s%s: the error budget burns faster than %s× over %s and %s (objective %s%% over a %s)",
+				s.Name, byTemplate(s.By), labels["burn_rate"], labels["long"], labels["short"], num(s.Objective), Describe(s.Window, s.Calendar))
 		}
 		notify := al.notify
 		if t.notify != nil {
@@ -652,9 +734,9 @@ func (p *fileParser) budget(n *yaml.Node) *GroupSpec {
 	} else if err := v.Decode(&b.Limit); err != nil || !(b.Limit > 0) || math.IsInf(b.Limit, 0) {
 		p.add(p.errAt(v, "", "", "%s: limit %q: write a positive number", what, v.Value))
 	}
-	b.Period = p.rollingWindow(n, "period", what, false)
+	b.Period, b.Calendar = p.window(n, "period", what, false)
 	interval := p.sloInterval(n, what)
-	b.PaceWindow = b.Period / 30
+	b.PaceWindow = (b.Period / 30).Truncate(time.Minute)
 	if v := mapValue(n, "pace_window"); v != nil {
 		b.PaceWindow = p.duration(v, "", "", what+": pace_window")
 		if b.PaceWindow <= 0 || b.PaceWindow%time.Minute != 0 || (b.Period > 0 && b.PaceWindow >= b.Period) {
@@ -693,12 +775,18 @@ func (p *fileParser) budget(n *yaml.Node) *GroupSpec {
 
 // SpentExpr is the spend over the period, per group.
 func (b *BudgetSpec) SpentExpr() string {
-	return sumBy(b.By, "sum_over_time("+rangeOf(b.Cost, b.Period)+")")
+	return sumBy(b.By, rangeFn("sum_over_time", b.Cost, window{b.Period, b.Calendar}, ""))
 }
 
 // ProjectedExpr is the spend over the period at the pace of the last
-// PaceWindow.
+// PaceWindow; for a calendar month, the month-to-date spend at the
+// month-to-date pace, once PaceWindow's share of a 30-day month has
+// passed (before that, a few early calls would project wildly).
 func (b *BudgetSpec) ProjectedExpr() string {
+	if b.Calendar != nil {
+		progress := dsl.FuncMonthProgress + "(" + strconv.Quote(b.Calendar.String()) + ")"
+		return "(" + b.SpentExpr() + ") / " + progress + " and on () vector(" + progress + ") >= " + num(round(float64(b.PaceWindow)/float64(30*24*time.Hour), 6))
+	}
 	return sumBy(b.By, "sum_over_time("+rangeOf(b.Cost, b.PaceWindow)+")") + " * " + num(float64(b.Period)/float64(b.PaceWindow))
 }
 
@@ -707,8 +795,11 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	if interval > 0 {
 		g.Interval = WindowString(interval)
 	}
-	per := WindowString(b.Period)
-	pace := WindowString(b.PaceWindow)
+	per := Describe(b.Period, b.Calendar)
+	pace := "the last " + WindowString(b.PaceWindow)
+	if b.Calendar != nil {
+		pace = "the month so far"
+	}
 	lbl := map[string]string{"budget": b.Name}
 	g.Rules = append(g.Rules,
 		genRule{Record: SpentSeries, Expr: b.SpentExpr(), Labels: lbl},
@@ -725,7 +816,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 		}
 		ann := merged(al.annotations, nil)
 		if _, ok := ann["summary"]; !ok {
-			ann["summary"] = fmt.Sprintf("budget %s%s: {{ $value | humanize }}%% of the limit %s spent in %s (alert at %s%%)", b.Name, byTemplate(b.By), num(b.Limit), per, num(t))
+			ann["summary"] = fmt.Sprintf("budget %s%s: {{ $value | humanize }}%% of the limit %s spent in the %s (alert at %s%%)", b.Name, byTemplate(b.By), num(b.Limit), per, num(t))
 		}
 		g.Rules = append(g.Rules, genRule{
 			Alert: name, Expr: fmt.Sprintf("100 * %s{budget=%q} >= %s", SpentRatioSeries, b.Name, num(t)),
@@ -735,7 +826,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	}
 	ann := merged(al.annotations, nil)
 	if _, ok := ann["summary"]; !ok {
-		ann["summary"] = fmt.Sprintf("budget %s%s: at the pace of the last %s, %s would spend {{ $value | humanize }}%% of the limit %s", b.Name, byTemplate(b.By), pace, per, num(b.Limit))
+		ann["summary"] = fmt.Sprintf("budget %s%s: at the pace of %s, the %s would spend {{ $value | humanize }}%% of the limit %s", b.Name, byTemplate(b.By), pace, per, num(b.Limit))
 	}
 	paceAlert := name + "Pace"
 	if al.name == "" {

@@ -90,7 +90,8 @@ func TestSLOAndBudgetErrorsArePositioned(t *testing.T) {
 	cases := []struct{ name, file, want string }{
 		{"an unknown key gets a did-you-mean", "slos:\n  - name: a\n    objectiv: 99\n", `slo.yaml:3:5: unknown key "objectiv"; did you mean "objective"?`},
 		{"an objective must be a percent in (0, 100)", "slos:\n  - name: a\n    objective: 100\n    window: 30d\n    sli: {errors: events, total: events}\n", `slo.yaml:3:16: slo "a": objective "100": write a percent strictly between 0 and 100`},
-		{"a calendar month is refused with what to write", "slos:\n  - name: a\n    objective: 99\n    window: month\n    sli: {errors: events, total: events}\n", `slo.yaml:4:13: slo "a": window "month": calendar months are not supported yet`},
+		{"a calendar month's zone must be an IANA zone", "slos:\n  - name: a\n    objective: 99\n    window: month\n    time_zone: Mars/Base\n    sli: {errors: events, total: events}\n", `slo.yaml:5:16: slo "a": time_zone: time zone "Mars/Base" is not a zone of the IANA database; write e.g. UTC, Europe/Berlin or Asia/Shanghai`},
+		{"a zone needs a calendar month", "slos:\n  - name: a\n    objective: 99\n    window: 30d\n    time_zone: UTC\n    sli: {errors: events, total: events}\n", `slo.yaml:5:16: slo "a": time_zone applies to a calendar month; write window: month, or remove time_zone: for a rolling window`},
 		{"a short SLO window is refused", "slos:\n  - name: a\n    objective: 99\n    window: 1d\n    sli: {errors: events, total: events}\n", `slo.yaml:4:13: slo "a": window 1d is shorter than 7d`},
 		{"a selector's label is checked against the schema", "slos:\n  - name: a\n    objective: 99\n    window: 30d\n    sli: {errors: 'events{tenant=\"x\"}', total: events}\n", `slo.yaml:5:20: slo "a": errors: "tenant" is not a label of call events`},
 		{"a bare selector's error points into it", "slos:\n  - name: a\n    objective: 99\n    window: 30d\n    sli: {errors: '{stats=\"x\"}', total: events}\n", `slo.yaml:5:20: slo "a": errors: "stats" is not a label of call events`},
@@ -102,7 +103,8 @@ func TestSLOAndBudgetErrorsArePositioned(t *testing.T) {
 		{"labels the alerts set are refused", "slos:\n  - name: a\n    objective: 99\n    window: 30d\n    sli: {errors: events, total: events}\n    alerting: {labels: {severity: page}}\n", `slo.yaml:6:24: slo "a": labels.severity is set by callwatch`},
 		{"a budget needs a positive limit", "budgets:\n  - name: b\n    limit: -1\n    period: 30d\n", `slo.yaml:3:12: budget "b": limit "-1": write a positive number`},
 		{"a budget's cost must be a field", "budgets:\n  - name: b\n    cost: price\n    limit: 1\n    period: 30d\n", `slo.yaml:3:11: budget "b": cost: "price" is not a numeric field`},
-		{"a calendar budget period is refused", "budgets:\n  - name: b\n    limit: 1\n    period: month\n", `slo.yaml:4:13: budget "b": period "month": calendar months are not supported yet`},
+		{"a budget's zone must be an IANA zone", "budgets:\n  - name: b\n    limit: 1\n    period: month\n    time_zone: Local\n", `slo.yaml:5:16: budget "b": time_zone: time zone "Local": name an IANA zone`},
+		{"a budget's period is a duration or month", "budgets:\n  - name: b\n    limit: 1\n    period: monthly-ish\n", `slo.yaml:4:13: budget "b": period: "monthly-ish" is not a duration; write e.g. 30s, 5m, 1h or 1d; write a rolling window such as 30d, or month for a calendar month`},
 		{"SLO and budget names are unique", "slos:\n  - {name: a, objective: 99, window: 30d, sli: {errors: events, total: events}}\n  - {name: a, objective: 99, window: 30d, sli: {errors: events, total: events}}\n", `group "slo:a": group name is used twice in this file`},
 	}
 	for _, c := range cases {

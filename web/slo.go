@@ -18,6 +18,7 @@ type sloJSON struct {
 	File        string         `json:"file"`
 	Objective   float64        `json:"objective"`
 	Window      string         `json:"window"`
+	TimeZone    string         `json:"timeZone,omitempty"`
 	ErrorBudget float64        `json:"errorBudget"`
 	By          []string       `json:"by"`
 	Alerts      []burnJSON     `json:"alerts"`
@@ -47,6 +48,7 @@ type budgetJSON struct {
 	File       string            `json:"file"`
 	Limit      float64           `json:"limit"`
 	Period     string            `json:"period"`
+	TimeZone   string            `json:"timeZone,omitempty"`
 	PaceWindow string            `json:"paceWindow"`
 	By         []string          `json:"by"`
 	Thresholds []float64         `json:"thresholds"`
@@ -60,6 +62,14 @@ type budgetGroupJSON struct {
 	Projected  *float64          `json:"projected"`
 	Exhaustion *time.Time        `json:"projectedExhaustion"`
 	Firing     []string          `json:"firingThresholds"`
+}
+
+// zoneName is the zone of a calendar window, "" for a rolling one.
+func zoneName(loc *time.Location) string {
+	if loc == nil {
+		return ""
+	}
+	return loc.String()
 }
 
 // finite is a JSON number, or null for NaN and infinities.
@@ -97,7 +107,7 @@ func sloReport(groups []*engine.Group) sloReportJSON {
 	slos, budgets := engine.SLOStatuses(groups)
 	out := sloReportJSON{SLOs: []sloJSON{}, Budgets: []budgetJSON{}}
 	for _, s := range slos {
-		j := sloJSON{Name: s.Spec.Name, File: s.File, Objective: s.Spec.Objective, Window: rulefmt.WindowString(s.Spec.Window),
+		j := sloJSON{Name: s.Spec.Name, File: s.File, Objective: s.Spec.Objective, Window: s.Spec.WindowName(), TimeZone: zoneName(s.Spec.Calendar),
 			ErrorBudget: s.Spec.ErrorBudget(), By: orEmpty(s.Spec.By), Evaluated: when(s.At), Groups: []sloGroupJSON{}}
 		for _, a := range s.Spec.Alerts {
 			j.Alerts = append(j.Alerts, burnJSON{Severity: string(a.Severity), Long: rulefmt.WindowString(a.Long),
@@ -114,8 +124,8 @@ func sloReport(groups []*engine.Group) sloReportJSON {
 		out.SLOs = append(out.SLOs, j)
 	}
 	for _, b := range budgets {
-		j := budgetJSON{Name: b.Spec.Name, File: b.File, Limit: b.Spec.Limit, Period: rulefmt.WindowString(b.Spec.Period),
-			PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow), By: orEmpty(b.Spec.By), Thresholds: b.Spec.Thresholds,
+		j := budgetJSON{Name: b.Spec.Name, File: b.File, Limit: b.Spec.Limit, Period: b.Spec.PeriodName(),
+			TimeZone: zoneName(b.Spec.Calendar), PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow), By: orEmpty(b.Spec.By), Thresholds: b.Spec.Thresholds,
 			Evaluated: when(b.At), Groups: []budgetGroupJSON{}}
 		for _, g := range b.Groups {
 			j.Groups = append(j.Groups, budgetGroupJSON{Labels: g.Labels, Spent: finite(g.Spent), Projected: finite(g.Projected),
@@ -201,7 +211,7 @@ func sloViews(groups []*engine.Group) ([]sloView, []budgetView) {
 	var sv []sloView
 	for _, s := range slos {
 		v := sloView{Name: s.Spec.Name, File: s.File, Objective: strconv.FormatFloat(s.Spec.Objective, 'f', -1, 64) + "%",
-			Window: rulefmt.WindowString(s.Spec.Window)}
+			Window: rulefmt.Describe(s.Spec.Window, s.Spec.Calendar)}
 		for _, g := range s.Groups {
 			gv := sloGroupView{Labels: labelPairs(g.Labels), SLI: percent(g.SLI), Remaining: percent(g.BudgetRemaining),
 				RemainingBar: bar(g.BudgetRemaining), Exhaustion: g.Exhaustion, Exhausted: !g.Exhaustion.IsZero() && !g.Exhaustion.After(s.At),
@@ -217,8 +227,11 @@ func sloViews(groups []*engine.Group) ([]sloView, []budgetView) {
 	}
 	var bv []budgetView
 	for _, b := range budgets {
-		v := budgetView{Name: b.Spec.Name, File: b.File, Limit: notify.FormatValue(b.Spec.Limit), Period: rulefmt.WindowString(b.Spec.Period),
-			PaceWindow: rulefmt.WindowString(b.Spec.PaceWindow)}
+		v := budgetView{Name: b.Spec.Name, File: b.File, Limit: notify.FormatValue(b.Spec.Limit), Period: rulefmt.Describe(b.Spec.Period, b.Spec.Calendar),
+			PaceWindow: "the last " + rulefmt.WindowString(b.Spec.PaceWindow)}
+		if b.Spec.Calendar != nil {
+			v.PaceWindow = "the month so far"
+		}
 		for _, g := range b.Groups {
 			ratio := g.Spent / b.Spec.Limit
 			v.Groups = append(v.Groups, budgetGroupView{Labels: labelPairs(g.Labels), Spent: notify.FormatValue(g.Spent),

@@ -84,7 +84,13 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(w, "\nrange functions: %d\n", len(expr.Leaves))
 	for i, l := range expr.Leaves {
 		fmt.Fprintf(w, "%d. %s\n", i+1, expr.Input[l.Pos.Start:l.Pos.End])
-		fmt.Fprintf(w, "   window %s, offset %s; %s\n", model.Duration(l.Range), model.Duration(l.Offset), grouping(l))
+		if l.Calendar != nil {
+			from, to := l.Window(ts)
+			fmt.Fprintf(w, "   window the calendar month so far in %s, (%s, %s], offset %s; %s\n", l.Calendar,
+				from.Format(time.RFC3339), to.In(l.Calendar).Format(time.RFC3339), model.Duration(l.Offset), grouping(l))
+		} else {
+			fmt.Fprintf(w, "   window %s, offset %s; %s\n", model.Duration(l.Range), model.Duration(l.Offset), grouping(l))
+		}
 		if l.Sub != nil {
 			start, end, step := l.Sub.Times(ts)
 			fmt.Fprintf(w, "   inside a subquery [%s:%s]: evaluated at %d times from %s, in one query per window and grouping\n",

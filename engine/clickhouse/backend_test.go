@@ -125,3 +125,11 @@ func TestSLOsMatchMemoryOnTheServer(t *testing.T) {
 	conn, db := serverDatabase(t)
 	storetest.SLOsMatchMemory(t, conn, db)
 }
+
+// TestCalendarMonthsMatchMemoryOnTheServer evaluates a calendar-month SLO
+// and budget across a month boundary in Asia/Shanghai on the server and in
+// memory.
+func TestCalendarMonthsMatchMemoryOnTheServer(t *testing.T) {
+	conn, db := serverDatabase(t)
+	storetest.CalendarMonthsMatchMemory(t, conn, db)
+}

@@ -101,11 +101,15 @@ func byShape(leaves []*dsl.Leaf, seed, distributed bool, timeCol string, cols Co
 	type shape struct {
 		rng, offset time.Duration
 		by          string
+		calendar    string
 	}
 	var builders []*builder
 	index := map[shape]*builder{}
 	for i, l := range leaves {
-		k := shape{l.Range, l.Offset, strings.Join(l.By, ",")}
+		k := shape{l.Range, l.Offset, strings.Join(l.By, ","), ""}
+		if l.Calendar != nil {
+			k.calendar = l.Calendar.String()
+		}
 		b, ok := index[k]
 		if !ok {
 			b = &builder{by: l.By, first: l, exprIndex: map[string]int{}, condIndex: map[string]bool{}, seed: seed, dist: distributed, tcol: quoteIdent(timeCol), cols: cols}

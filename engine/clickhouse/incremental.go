@@ -266,6 +266,11 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 	case ts.Nanosecond() != 0 || ts.Unix()%int64(b/time.Second) != 0:
 		return fmt.Sprintf("the evaluation time is not on a bucket edge (the interval is not a multiple of %s)", b)
 	}
+	if l.Calendar != nil {
+		if from, _ := l.Window(ts); from.Unix()%int64(b/time.Second) != 0 {
+			return fmt.Sprintf("the month starts off a bucket edge in %s (clickhouse.incremental.bucket is %s)", l.Calendar, b)
+		}
+	}
 	return ""
 }
 

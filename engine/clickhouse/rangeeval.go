@@ -104,7 +104,8 @@ func pick(leaves []*dsl.Leaf, idx []int) []*dsl.Leaf {
 // rangeBucket returns the bucket width (seconds) that computes l over the
 // range in one query, or 0 when it takes the step-by-step path.
 func rangeBucket(start, end time.Time, step time.Duration, l *dsl.Leaf) int64 {
-	if step%time.Second != 0 || start.Nanosecond() != 0 || l.Range%time.Second != 0 || l.Offset%time.Second != 0 || l.Range <= 0 {
+	if step%time.Second != 0 || start.Nanosecond() != 0 || l.Range%time.Second != 0 || l.Offset%time.Second != 0 || l.Range <= 0 ||
+		l.Calendar != nil { // a calendar window's width changes with the step
 		return 0
 	}
 	st, r, off := int64(step/time.Second), int64(l.Range/time.Second), int64(l.Offset/time.Second)

@@ -394,8 +394,9 @@ func leafText(l *dsl.Leaf) string {
 		sb.WriteString(", " + strconv.FormatFloat(l.Threshold, 'g', -1, 64))
 	}
 	sb.WriteString(")")
+	text := l.WrapCalendar(sb.String())
 	if l.Grouped {
-		sb.WriteString(" by (" + strings.Join(l.By, ", ") + ")")
+		text += " by (" + strings.Join(l.By, ", ") + ")"
 	}
-	return sb.String()
+	return text
 }

@@ -62,3 +62,11 @@ func TestSLOsMatchMemoryEmbedded(t *testing.T) {
 	c, db := newDatabase(t)
 	storetest.SLOsMatchMemory(t, c, db)
 }
+
+// TestCalendarMonthsMatchMemoryEmbedded evaluates a calendar-month SLO and
+// budget across a month boundary in Asia/Shanghai on embedded ClickHouse
+// and in memory.
+func TestCalendarMonthsMatchMemoryEmbedded(t *testing.T) {
+	c, db := newDatabase(t)
+	storetest.CalendarMonthsMatchMemory(t, c, db)
+}
