@@ -632,6 +632,15 @@ func Describe(d time.Duration, cal *time.Location) string {
 	return "rolling " + WindowString(d)
 }
 
+// inText names a window in a sentence: 30d, or the calendar month
+// (Asia/Shanghai).
+func inText(d time.Duration, cal *time.Location) string {
+	if cal != nil {
+		return "the " + Describe(d, cal)
+	}
+	return WindowString(d)
+}
+
 // PeriodAt returns the period (from, to] whose length the budget's or
 // SLO's window has at t: the calendar month holding t, or (t − d, t].
 func PeriodAt(t time.Time, d time.Duration, cal *time.Location) (from, to time.Time) {
@@ -676,8 +685,8 @@ func sloGroup(s *SLOSpec, al alerting, interval time.Duration) genGroup {
 		})
 		annotations := merged(al.annotations, t.annotations)
 		if _, ok := annotations["summary"]; !ok {
-			annotations["summary"] = fmt.Sprintf("SLO %s%s: the error budget burns faster than %s× over %s and %s (objective %s%% over a %s)",
-				s.Name, byTemplate(s.By), labels["burn_rate"], labels["long"], labels["short"], num(s.Objective), Describe(s.Window, s.Calendar))
+			annotations["summary"] = fmt.Sprintf("SLO %s%s: the error budget burns faster than %s× over %s and %s (objective %s%% over %s)",
+				s.Name, byTemplate(s.By), labels["burn_rate"], labels["long"], labels["short"], num(s.Objective), inText(s.Window, s.Calendar))
 		}
 		notify := al.notify
 		if t.notify != nil {
@@ -785,7 +794,7 @@ func (b *BudgetSpec) SpentExpr() string {
 func (b *BudgetSpec) ProjectedExpr() string {
 	if b.Calendar != nil {
 		progress := dsl.FuncMonthProgress + "(" + strconv.Quote(b.Calendar.String()) + ")"
-		return "(" + b.SpentExpr() + ") / " + progress + " and on () vector(" + progress + ") >= " + num(round(float64(b.PaceWindow)/float64(30*24*time.Hour), 6))
+		return "(" + b.SpentExpr() + ") / " + progress + " and on () vector(" + progress + ") >= " + num(float64(b.PaceWindow)/float64(30*24*time.Hour))
 	}
 	return sumBy(b.By, "sum_over_time("+rangeOf(b.Cost, b.PaceWindow)+")") + " * " + num(float64(b.Period)/float64(b.PaceWindow))
 }
@@ -795,7 +804,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	if interval > 0 {
 		g.Interval = WindowString(interval)
 	}
-	per := Describe(b.Period, b.Calendar)
+	per := inText(b.Period, b.Calendar)
 	pace := "the last " + WindowString(b.PaceWindow)
 	if b.Calendar != nil {
 		pace = "the month so far"
@@ -816,7 +825,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 		}
 		ann := merged(al.annotations, nil)
 		if _, ok := ann["summary"]; !ok {
-			ann["summary"] = fmt.Sprintf("budget %s%s: {{ $value | humanize }}%% of the limit %s spent in the %s (alert at %s%%)", b.Name, byTemplate(b.By), num(b.Limit), per, num(t))
+			ann["summary"] = fmt.Sprintf("budget %s%s: {{ $value | humanize }}%% of the limit %s spent in %s (alert at %s%%)", b.Name, byTemplate(b.By), num(b.Limit), per, num(t))
 		}
 		g.Rules = append(g.Rules, genRule{
 			Alert: name, Expr: fmt.Sprintf("100 * %s{budget=%q} >= %s", SpentRatioSeries, b.Name, num(t)),
@@ -826,7 +835,7 @@ func budgetGroup(b *BudgetSpec, al alerting, interval time.Duration) genGroup {
 	}
 	ann := merged(al.annotations, nil)
 	if _, ok := ann["summary"]; !ok {
-		ann["summary"] = fmt.Sprintf("budget %s%s: at the pace of %s, the %s would spend {{ $value | humanize }}%% of the limit %s", b.Name, byTemplate(b.By), pace, per, num(b.Limit))
+		ann["summary"] = fmt.Sprintf("budget %s%s: at the pace of %s, %s would spend {{ $value | humanize }}%% of the limit %s", b.Name, byTemplate(b.By), pace, per, num(b.Limit))
 	}
 	paceAlert := name + "Pace"
 	if al.name == "" {
