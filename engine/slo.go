@@ -295,7 +295,11 @@ func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriods
 				return nil, fmt.Errorf("%s at %s: %w", g.Name, end.UTC().Format(time.RFC3339), err)
 			}
 			for _, r := range rows {
-				r.From, r.To, r.Partial = start, end, partial
+				r.From, r.To, r.Partial = start.UTC(), end.UTC(), partial
+				if cal != nil {
+					// A month reads best in its own zone.
+					r.From, r.To = start.In(cal), end.In(cal)
+				}
 				out = append(out, r)
 			}
 			start = next

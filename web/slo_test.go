@@ -200,3 +200,55 @@ func TestPageShowsSLOsAndBudgets(t *testing.T) {
 		t.Error("a page without SLOs or budgets shows their section")
 	}
 }
+
+// TestCalendarBudgetReport evaluates a calendar-month budget in
+// Asia/Shanghai and checks /api/v1/slos and the page against a hand
+// computation: the spend since midnight on the 1st in Shanghai, projected
+// at the month-to-date pace, running out at that pace.
+func TestCalendarBudgetReport(t *testing.T) {
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monthStart := time.Date(2026, 4, 1, 0, 0, 0, 0, shanghai)
+	at := monthStart.Add(3 * 24 * time.Hour) // the 4th, 00:00 in Shanghai
+	store := memory.New(dsl.Schema{})
+	spent := 0.0
+	// One call of cost 2 an hour from 12 hours before the month: those of
+	// March (and the one at exactly midnight, which closes March) do not count.
+	for at0 := monthStart.Add(-12 * time.Hour); !at0.After(at); at0 = at0.Add(time.Hour) {
+		store.Add(memory.Event{Time: at0, Labels: []string{"acme", "chat", "m", "p", "ok", ""}, Nums: map[string]float64{"cost": 2}})
+		if at0.After(monthStart) {
+			spent += 2
+		}
+	}
+	specs := parseRules(t, "month.yaml", `budgets:
+  - {name: monthly, limit: 1000, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
+`)
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
+	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
+	g.Eval(context.Background(), at)
+	srv := httptest.NewServer(Handler(Options{Rules: staticRules{g}}))
+	defer srv.Close()
+	_, body := get(t, srv.URL+"/api/v1/slos")
+	budget := body["data"].(map[string]any)["budgets"].([]any)[0].(map[string]any)
+	if budget["period"] != "month" || budget["timeZone"] != "Asia/Shanghai" {
+		t.Errorf("period %v in %v, want month in Asia/Shanghai", budget["period"], budget["timeZone"])
+	}
+	bg := budget["groups"].([]any)[0].(map[string]any)
+	month := float64(30 * 24 * time.Hour) // April
+	projected := spent / (float64(at.Sub(monthStart)) / month)
+	if bg["spent"] != spent || bg["projected"] != projected {
+		t.Errorf("spent %v projected %v, want %v (72 calls) and %v", bg["spent"], bg["projected"], spent, projected)
+	}
+	exhaustion := at.Add(time.Duration((1000 - spent) / projected * month)).UTC()
+	if got := bg["projectedExhaustion"]; got != exhaustion.Format(time.RFC3339Nano) {
+		t.Errorf("projected exhaustion %v, want %v", got, exhaustion)
+	}
+	page := httptest.NewServer(PageHandler(Options{Rules: staticRules{g}, Now: func() time.Time { return at }}))
+	defer page.Close()
+	_, html := fetch(t, browser(t), page.URL+"/")
+	if want := `Budget monthly <span class="muted small">month.yaml · 1000 per calendar month (Asia/Shanghai) · pace of the month so far</span>`; !strings.Contains(section(html, "slos"), want) {
+		t.Errorf("the page lacks %q:\n%s", want, section(html, "slos"))
+	}
+}

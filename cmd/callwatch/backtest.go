@@ -153,7 +153,8 @@ func printPeriods(w io.Writer, periods []engine.SLOPeriod) {
 			keys = append(keys, fmt.Sprintf("%s=%q", k, v))
 		}
 		sort.Strings(keys)
-		to := p.To.UTC().Format(time.RFC3339)
+		// Calendar months come in their zone; rolling periods in UTC.
+		to := p.To.Format(time.RFC3339)
 		if p.Partial {
 			to += " (partial)"
 		}
@@ -165,7 +166,7 @@ func printPeriods(w io.Writer, periods []engine.SLOPeriod) {
 		if !p.Met {
 			result = map[string]string{"slo": "MISSED", "budget": "EXCEEDED"}[p.Kind]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t{%s}\t%s\t%s\t%s\t%s\t%s\t%s%%\n", p.Kind, p.Name, strings.Join(keys, ", "), p.From.UTC().Format(time.RFC3339), to,
+		fmt.Fprintf(tw, "%s\t%s\t{%s}\t%s\t%s\t%s\t%s\t%s\t%s%%\n", p.Kind, p.Name, strings.Join(keys, ", "), p.From.Format(time.RFC3339), to,
 			value, target, result, rounded(p.Consumed*100))
 	}
 	tw.Flush()

@@ -91,3 +91,58 @@ budgets:
 		t.Errorf("table: exit %d\n%s", code, out.String())
 	}
 }
+
+// TestBacktestJudgesCalendarMonths: a calendar-month budget in
+// Asia/Shanghai is judged per month of that zone, (M, M′], the first and
+// last months partial where the history starts and ends inside them.
+func TestBacktestJudgesCalendarMonths(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "month.yaml")
+	if err := os.WriteFile(rules, []byte(`budgets:
+  - {name: monthly, limit: 300, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// acme calls once an hour at :30 (UTC), each costing 1.
+	start := time.Date(2026, 1, 20, 0, 0, 0, 0, time.UTC)
+	end := time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
+	var events bytes.Buffer
+	for at := start.Add(30 * time.Minute); at.Before(end); at = at.Add(time.Hour) {
+		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":"ok","cost":1}`+"\n", at.Format(time.RFC3339))
+	}
+	eventsFile := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(eventsFile, events.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"backtest", "--events", eventsFile, "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--step", "6h", "--format", "json", rules}
+	if code := run(context.Background(), args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var res struct {
+		Periods []struct {
+			From, To     time.Time
+			Partial, Met bool
+			Spent        float64
+		} `json:"sloPeriods"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range res.Periods {
+		got = append(got, fmt.Sprintf("%s..%s partial=%v met=%v spent=%v", p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), p.Partial, p.Met, p.Spent))
+	}
+	// Shanghai's February is (01-31T16:00Z, 02-28T16:00Z]: 28 × 24 calls.
+	// January from the 20th: 11 days and 16 hours; March to the 5th: 8
+	// hours of 28 February in UTC, then 4 days. Months are shown in their
+	// zone.
+	want := []string{
+		"2026-01-20T08:00:00+08:00..2026-02-01T00:00:00+08:00 partial=true met=true spent=280",
+		"2026-02-01T00:00:00+08:00..2026-03-01T00:00:00+08:00 partial=false met=false spent=672",
+		"2026-03-01T00:00:00+08:00..2026-03-05T08:00:00+08:00 partial=true met=true spent=104",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
