@@ -29,8 +29,10 @@ test: deps chdb check-rules test-rules
 	$(GO) vet ./...
 	$(GO) test $(GOTEST_FLAGS) ./...
 	# The concurrent paths under the race detector: groups evaluated in
-	# parallel with background reads, and the shared batch of groups.
-	$(GO) test -race -count=2 -run 'IncrementalConcurrent|Coalescer' ./engine/clickhouse ./engine
+	# parallel with background reads (a subtest of the server's contract
+	# suite), and the shared batch of groups.
+	$(GO) test -race -count=2 -run '^TestBackendOnTheServer$$/^IncrementalConcurrent$$' ./engine/clickhouse
+	$(GO) test -race -count=2 -run 'Coalescer' ./engine
 
 ## test-faults: the fault suite (ClickHouse hung, killed, erroring; notifiers failing four ways; kill -9 between fired and sent; HA takeover and an Alertmanager pair) with its report
 test-faults: deps

@@ -33,50 +33,24 @@ func serverDatabase(t *testing.T) (*clickhouse.NativeConn, string) {
 	return conn, db
 }
 
-// TestEventsContractOnTheServer runs the events-SQL contract against the
-// server; storage/chdb runs it on embedded ClickHouse.
-func TestEventsContractOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.Events(t, conn, db)
-}
-
-// TestDifferentialOnTheServer compares the server with the memory
-// evaluator over random events and expressions.
-func TestDifferentialOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.Differential(t, conn, db, storetest.Seeds(t, *seedFlag))
-}
-
-// TestIncrementalStepAfterStepOnTheServer steps the incremental path
-// through arriving events on the server, with the fixed seed: storage/chdb
-// runs a seed from the clock, so the two backends explore as the fixed and
-// the clock seed did on the server alone, in about the same time (a seed
-// costs a minute of each).
-func TestIncrementalStepAfterStepOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.IncrementalStepAfterStep(t, conn, db, storetest.Seeds(t, *seedFlag)[:1], clickhouse.IncrementalGroupings)
-}
-
-// TestRangeMatchesInstantsOnTheServer computes range queries in one
-// aggregation on the server and compares each step with the memory
-// evaluator.
-func TestRangeMatchesInstantsOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.RangeMatchesInstants(t, conn, db, storetest.Seeds(t, *seedFlag))
-}
-
-// TestSubqueriesOnTheServer evaluates subqueries over range functions on
-// the server and in memory.
-func TestSubqueriesOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.SubqueriesMatchInstants(t, conn, db)
-}
-
-// TestIncrementalConcurrentOnTheServer evaluates from two goroutines while
-// background reads run (go test -race checks the locking).
-func TestIncrementalConcurrentOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.IncrementalConcurrent(t, conn, db)
+// TestBackendOnTheServer runs the events-SQL contracts of internal/storetest
+// against the server; storage/chdb runs them on embedded ClickHouse. The
+// differential and range suites run the fixed seed and one from the clock;
+// IncrementalStepAfterStep the fixed seed alone: storage/chdb runs a seed
+// from the clock, so the two backends explore as the fixed and the clock
+// seed did on the server alone, in about the same time (a seed costs a
+// minute of each). IncrementalConcurrent evaluates from two goroutines
+// while background reads run (make test runs it under the race detector).
+func TestBackendOnTheServer(t *testing.T) {
+	storetest.Run(t, storetest.Backend{
+		Database: func(t *testing.T) (clickhouse.ExecQuerier, string) { return serverDatabase(t) },
+		Seeds:    func(t *testing.T) []uint64 { return storetest.Seeds(t, *seedFlag) },
+		StepSeeds: func(t *testing.T) []uint64 {
+			return storetest.Seeds(t, *seedFlag)[:1]
+		},
+		Groupings:             clickhouse.IncrementalGroupings,
+		IncrementalConcurrent: true,
+	})
 }
 
 // TestDistributedEventsOnACluster runs the differential suites against a
@@ -117,19 +91,4 @@ func TestDistributedEventsOnACluster(t *testing.T) {
 	if _, err := clickhouse.ReadEngine(context.Background(), conn, db+".nothing"); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("engine of a missing table: %v, want an error saying it does not exist", err)
 	}
-}
-
-// TestSLOsMatchMemoryOnTheServer evaluates an SLO's and a budget's
-// generated groups on the server and in memory.
-func TestSLOsMatchMemoryOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.SLOsMatchMemory(t, conn, db)
-}
-
-// TestCalendarMonthsMatchMemoryOnTheServer evaluates a calendar-month SLO
-// and budget across a month boundary in Asia/Shanghai on the server and in
-// memory.
-func TestCalendarMonthsMatchMemoryOnTheServer(t *testing.T) {
-	conn, db := serverDatabase(t)
-	storetest.CalendarMonthsMatchMemory(t, conn, db)
 }

@@ -5,8 +5,9 @@
 // this file) and the events SQL: the hand-written suites of Events, the
 // Differential suite over random expressions and the incremental path
 // stepped through arriving events (IncrementalStepAfterStep), all compared
-// with the memory evaluator. Package gen generates their random events and
-// expressions.
+// with the memory evaluator. Run runs the events-SQL suites as one suite on
+// a Backend; each backend's tests call it once. Package gen generates their
+// random events and expressions.
 package storetest
 
 import (
