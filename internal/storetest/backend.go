@@ -6,8 +6,8 @@ import (
 	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
-// Backend is a ClickHouse the events-SQL contracts run on (Run): how a
-// suite gets a database on it, which seeds its randomized suites explore,
+// Backend is a ClickHouse the contracts run on (Run, RunStores): how a
+// suite gets a database on it, which seeds the randomized suites explore,
 // and which of the optional parts it takes.
 type Backend struct {
 	// Database returns a connection to the backend and a fresh database
@@ -28,15 +28,18 @@ type Backend struct {
 	IncrementalConcurrent bool
 }
 
+// suite is a contract that runs in a database of its own.
+type suite struct {
+	name string
+	run  func(t *testing.T, conn clickhouse.ExecQuerier, db string)
+}
+
 // Run runs every events-SQL contract on b, each in a subtest named for its
 // suite: Events, Differential, IncrementalStepAfterStep,
 // RangeMatchesInstants, SubqueriesMatchInstants, IncrementalConcurrent
 // (where b takes it), SLOsMatchMemory and CalendarMonthsMatchMemory.
 func Run(t *testing.T, b Backend) {
-	suites := []struct {
-		name  string
-		suite func(t *testing.T, conn clickhouse.ExecQuerier, db string)
-	}{
+	suites := []suite{
 		{"Events", Events},
 		{"Differential", func(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 			Differential(t, conn, db, b.Seeds(t))
@@ -48,17 +51,28 @@ func Run(t *testing.T, b Backend) {
 			RangeMatchesInstants(t, conn, db, b.Seeds(t))
 		}},
 		{"SubqueriesMatchInstants", SubqueriesMatchInstants},
-		{"IncrementalConcurrent", IncrementalConcurrent},
-		{"SLOsMatchMemory", SLOsMatchMemory},
-		{"CalendarMonthsMatchMemory", CalendarMonthsMatchMemory},
 	}
+	if b.IncrementalConcurrent {
+		suites = append(suites, suite{"IncrementalConcurrent", IncrementalConcurrent})
+	}
+	suites = append(suites, suite{"SLOsMatchMemory", SLOsMatchMemory}, suite{"CalendarMonthsMatchMemory", CalendarMonthsMatchMemory})
+	runSuites(t, b, suites)
+}
+
+// RunStores runs the contracts of the audit and lease stores on b, each in
+// a subtest named for its suite: AuditStore and TablesRecreated. Of b it
+// takes only Database: storage/chstore runs them against the server,
+// storage/chdb on embedded ClickHouse.
+func RunStores(t *testing.T, b Backend) {
+	runSuites(t, b, []suite{{"AuditStore", AuditStore}, {"TablesRecreated", TablesRecreated}})
+}
+
+// runSuites runs each suite in a subtest, in a fresh database of b.
+func runSuites(t *testing.T, b Backend, suites []suite) {
 	for _, s := range suites {
-		if s.name == "IncrementalConcurrent" && !b.IncrementalConcurrent {
-			continue
-		}
 		t.Run(s.name, func(t *testing.T) {
 			conn, db := b.Database(t)
-			s.suite(t, conn, db)
+			s.run(t, conn, db)
 		})
 	}
 }

@@ -6,8 +6,8 @@
 // Differential suite over random expressions and the incremental path
 // stepped through arriving events (IncrementalStepAfterStep), all compared
 // with the memory evaluator. Run runs the events-SQL suites as one suite on
-// a Backend; each backend's tests call it once. Package gen generates their
-// random events and expressions.
+// a Backend, and RunStores those of the stores; each backend's tests call
+// them once. Package gen generates their random events and expressions.
 package storetest
 
 import (

@@ -30,3 +30,11 @@ func TestBackendEmbedded(t *testing.T) {
 		StepSeeds: seeds,
 	})
 }
+
+// TestStoresEmbedded runs the contracts of the audit and lease stores on
+// embedded ClickHouse; storage/chstore runs them against a 18.16 server.
+func TestStoresEmbedded(t *testing.T) {
+	storetest.RunStores(t, storetest.Backend{
+		Database: func(t *testing.T) (clickhouse.ExecQuerier, string) { return newDatabase(t) },
+	})
+}

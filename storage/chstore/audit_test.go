@@ -6,15 +6,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/storetest"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
 
-// TestAuditStoreWritesAndReadsEveryField runs the audit store's shared
-// suite on a 18.16 server; storage/chdb runs it on embedded ClickHouse.
-func TestAuditStoreWritesAndReadsEveryField(t *testing.T) {
-	conn, db := chstore.ServerDatabase(t)
-	storetest.AuditStore(t, conn, db)
+// TestStoresOnTheServer runs the contracts of the audit and lease stores
+// (every field written and read, tables re-created when dropped) against
+// the ClickHouse server the tests start (18.16 from Debian); storage/chdb
+// runs them on embedded ClickHouse.
+func TestStoresOnTheServer(t *testing.T) {
+	storetest.RunStores(t, storetest.Backend{
+		Database: func(t *testing.T) (clickhouse.ExecQuerier, string) { return chstore.ServerDatabase(t) },
+	})
 }
 
 // TestReadmeAuditQueriesRun runs the SQL docs/notifications.md shows for
