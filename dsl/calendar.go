@@ -37,21 +37,39 @@ const (
 	// ClockPrefix starts the synthetic metric name that stands for a clock
 	// (month_progress) in Expr.Query.
 	ClockPrefix = "__clock_"
-	// LongestMonth is the shortest window month_to_date accepts.
+	// LongestMonth is the shortest window month_to_date accepts: 31 days.
+	// A month with a change back from summer time is longer by the change
+	// (31d1h, 31d2h in Antarctica/Troll): MonthSlack bounds that, and the
+	// look-back of a calendar leaf (Leaf.Lookback) counts it.
 	LongestMonth = 31 * 24 * time.Hour
+	MonthSlack   = 2 * time.Hour
 )
 
 // MonthStart returns the start, in loc, of the calendar month that holds
 // the instant just before t: the M of the window (M, t].
 func MonthStart(t time.Time, loc *time.Location) time.Time {
 	l := t.Add(-time.Nanosecond).In(loc)
-	return time.Date(l.Year(), l.Month(), 1, 0, 0, 0, 0, loc)
+	return firstInstant(l.Year(), l.Month(), loc)
 }
 
 // MonthBounds returns the calendar month (M, M′] in loc that holds t.
 func MonthBounds(t time.Time, loc *time.Location) (start, end time.Time) {
 	start = MonthStart(t, loc)
-	return start, start.AddDate(0, 1, 0)
+	l := start.In(loc)
+	return start, firstInstant(l.Year(), l.Month()+1, loc)
+}
+
+// firstInstant returns the first instant of month m of year y in loc: its
+// midnight on the 1st, or, where the clocks jump over that midnight
+// (America/Asuncion on 1 October 2023), the instant they jump to. For such
+// a gap time.Date may give the hour before it, on the last day of the
+// month before; the zone's change then is the month's start.
+func firstInstant(y int, m time.Month, loc *time.Location) time.Time {
+	t := time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	if t.Day() != 1 {
+		_, t = t.ZoneBounds()
+	}
+	return t
 }
 
 // MonthProgress returns the share of its calendar month in loc that has
@@ -75,7 +93,7 @@ func (c *Clock) Value(ts time.Time) float64 { return MonthProgress(ts, c.Loc) }
 // "Asia/Shanghai"); its error says what to write.
 func LoadZone(name string) (*time.Location, error) {
 	if strings.TrimSpace(name) == "" || name == "Local" {
-		return nil, fmt.Errorf("time zone %q: name an IANA zone such as UTC, Europe/Berlin or Asia/Shanghai", name)
+		return nil, fmt.Errorf("time zone %q is not a zone: the machine's own zone differs between machines; name an IANA zone such as UTC, Europe/Berlin or Asia/Shanghai", name)
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
@@ -104,9 +122,20 @@ func (c *checker) zoneArg(call *parser.Call, i int) (*time.Location, error) {
 	}
 	loc, err := LoadZone(s.Val)
 	if err != nil {
-		return nil, c.errf(s.PosRange.Start, "write e.g. UTC, Europe/Berlin or Asia/Shanghai", "time zone %q is not a zone of the IANA database", s.Val)
+		msg, hint, _ := strings.Cut(err.Error(), "; ")
+		return nil, c.errf(s.PosRange.Start, hint, "%s", msg)
 	}
 	return loc, nil
+}
+
+// Lookback is how far before its evaluation time the leaf reads: its
+// window and offset, and for a calendar month the hours a month with a
+// change back from summer time lasts beyond 31 days.
+func (l *Leaf) Lookback() time.Duration {
+	if l.Calendar != nil {
+		return l.Range + l.Offset + MonthSlack
+	}
+	return l.Range + l.Offset
 }
 
 // WrapCalendar writes text (a range function call) as the leaf reads it:

@@ -35,6 +35,9 @@ func TestMonthToDateWindow(t *testing.T) {
 		{"a second after midnight the new month", shanghai, time.Date(2026, 4, 1, 0, 0, 1, 0, shanghai), time.Date(2026, 4, 1, 0, 0, 0, 0, shanghai), 1.0 / (30 * 86400)},
 		{"UTC's month is still March at 16:00Z on the 31st", time.UTC, time.Date(2026, 3, 31, 16, 0, 1, 0, time.UTC), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), (30*86400 + 16*3600 + 1) / float64(31*86400)},
 		{"February in a leap year", time.UTC, time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC), time.Date(2028, 2, 1, 0, 0, 0, 0, time.UTC), (28*86400 + 12*3600) / float64(29*86400)},
+		{"a month whose first midnight the clocks skip starts when they jump", mustZone(t, "America/Asuncion"), time.Date(2023, 10, 5, 0, 0, 0, 0, time.UTC), time.Date(2023, 10, 1, 4, 0, 0, 0, time.UTC), float64(4*86400-4*3600) / float64(31*86400-3600)},
+		{"the last instant of the month before it is still September", mustZone(t, "America/Asuncion"), time.Date(2023, 10, 1, 3, 59, 0, 0, time.UTC), time.Date(2023, 9, 1, 4, 0, 0, 0, time.UTC), float64(30*86400-60) / float64(30*86400)},
+		{"a month with the change back from summer time is an hour longer than 31 days", berlin, time.Date(2026, 11, 1, 0, 0, 0, 0, berlin), time.Date(2026, 10, 1, 0, 0, 0, 0, berlin), 1},
 		{"a month with the change to summer time is an hour shorter", berlin, time.Date(2026, 3, 31, 0, 0, 0, 0, berlin), time.Date(2026, 3, 1, 0, 0, 0, 0, berlin), float64(30*86400-3600) / float64(31*86400-3600)},
 	}
 	for _, c := range cases {
@@ -82,7 +85,7 @@ func TestMonthToDateRejects(t *testing.T) {
 	cases := []struct{ name, expr, want string }{
 		{"a window shorter than the longest month", `month_to_date(sum_over_time(cost[30d]))`, `1:15: month_to_date needs a window of at least 31d (the longest month), not 30d`},
 		{"an unknown zone", `month_to_date(sum_over_time(cost[31d]), "Mars/Base")`, `1:41: time zone "Mars/Base" is not a zone of the IANA database; write e.g. UTC`},
-		{"the machine's zone is not a zone", `month_progress("Local")`, `1:16: time zone "Local" is not a zone of the IANA database`},
+		{"the machine's zone is not a zone", `month_progress("Local")`, `1:16: time zone "Local" is not a zone: the machine's own zone differs between machines; name an IANA zone`},
 		{"a zone that is not a literal", `month_progress(label_replace(vector(1), "a", "b", "", ""))`, `1:16: expected type string in call to function "month_progress"`},
 		{"rate has no fixed window", `month_to_date(rate(events[31d]))`, `1:15: rate over a calendar month is not supported; a calendar month has no fixed width`},
 		{"a selector is not a range function", `month_to_date(cost)`, `1:15: month_to_date takes one range function`},

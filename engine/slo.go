@@ -40,7 +40,8 @@ type SLOGroupStatus struct {
 	// BurnRates are the burn rates per alert window ("5m", "1h", …).
 	BurnRates map[string]float64
 	// Exhaustion is when the budget left runs out at the burn rate of the
-	// fastest page's long window (1h); zero when it does not burn, and At
+	// fastest page's long window (1h); zero when it does not burn (or, over
+	// a calendar month, would not run out before the month ends), and At
 	// when it is already spent.
 	Exhaustion time.Time
 	// Firing are the severities of the SLO's firing burn-rate alerts for
@@ -64,7 +65,9 @@ type BudgetGroupStatus struct {
 	// period at the pace of the pace window.
 	Spent, Projected float64
 	// Exhaustion is when the spend reaches the limit at that pace; zero
-	// when nothing is being spent, and At when it is already reached.
+	// when nothing is being spent (or, over a calendar month, the limit
+	// would not be reached before the month ends), and At when it is
+	// already reached.
 	Exhaustion time.Time
 	// Firing are the thresholds (percent) whose alerts are firing.
 	Firing []string
@@ -172,12 +175,24 @@ func sloStatus(g *Group, s *rulefmt.SLOSpec, at time.Time) SLOStatus {
 			gs.Exhaustion = at
 		case ok && burn > 0 && !math.IsNaN(gs.BudgetRemaining):
 			// At burn rate b the whole budget lasts window / b.
-			gs.Exhaustion = at.Add(time.Duration(gs.BudgetRemaining * float64(s.Window) / burn))
+			gs.Exhaustion = withinMonth(at.Add(time.Duration(gs.BudgetRemaining*float64(s.Window)/burn)), at, s.Calendar)
 		}
 		gs.Firing = severityOrder(fires[k])
 		st.Groups = append(st.Groups, gs)
 	}
 	return st
+}
+
+// withinMonth returns when, or the zero time when a calendar month's
+// budget would run out only after the month ends: it restarts first.
+func withinMonth(when, at time.Time, cal *time.Location) time.Time {
+	if cal == nil {
+		return when
+	}
+	if _, end := dsl.MonthBounds(at, cal); when.After(end) {
+		return time.Time{}
+	}
+	return when
 }
 
 func severityOrder(s []string) []string {
@@ -200,7 +215,7 @@ func budgetStatus(g *Group, b *rulefmt.BudgetSpec, at time.Time) BudgetStatus {
 			// The pace spends Projected per period (the calendar month
 			// holding at, for a calendar budget).
 			from, to := rulefmt.PeriodAt(at, b.Period, b.Calendar)
-			gs.Exhaustion = at.Add(time.Duration((b.Limit - gs.Spent) / gs.Projected * float64(to.Sub(from))))
+			gs.Exhaustion = withinMonth(at.Add(time.Duration((b.Limit-gs.Spent)/gs.Projected*float64(to.Sub(from)))), at, b.Calendar)
 		}
 		for _, t := range fires[k] {
 			if t != "" {
@@ -288,7 +303,7 @@ func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriods
 			next := end
 			w := end.Sub(start).Truncate(time.Second)
 			if w <= 0 {
-				break
+				return nil, fmt.Errorf("%s: the period from %s is empty", g.Name, start.UTC().Format(time.RFC3339))
 			}
 			rows, err := periodRows(ctx, g, opts, end, w)
 			if err != nil {
@@ -312,8 +327,15 @@ func SLOPeriods(ctx context.Context, specs []*rulefmt.GroupSpec, opts SLOPeriods
 func periodRows(ctx context.Context, g *rulefmt.GroupSpec, opts SLOPeriodsOptions, end time.Time, w time.Duration) ([]SLOPeriod, error) {
 	// query evaluates text at the period's end and makes a row of each
 	// group, labelled by its by labels.
+	// A calendar month with a change back from summer time is longer
+	// than the 31d limits.max_window allows by default: the period was
+	// checked as a month when its rules loaded.
+	limits := opts.Limits
+	if limits.MaxRange > 0 && limits.MaxRange < w {
+		limits.MaxRange = w
+	}
 	query := func(text string, by []string, row func(v float64) SLOPeriod) ([]SLOPeriod, error) {
-		e, err := dsl.Parse(text, dsl.Options{Schema: opts.Schema, Limits: opts.Limits})
+		e, err := dsl.Parse(text, dsl.Options{Schema: opts.Schema, Limits: limits})
 		if err != nil {
 			return nil, err
 		}

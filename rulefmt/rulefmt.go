@@ -586,6 +586,20 @@ func (p *fileParser) rule(n *yaml.Node, g *GroupSpec) *RuleSpec {
 	return r
 }
 
+// monthsOnBuckets reports whether every month of 2020 to 2039 starts on a
+// bucket edge in loc (a zone's offsets from UTC, and so its midnights,
+// change with its rules, not with the month).
+func monthsOnBuckets(loc *time.Location, b time.Duration) bool {
+	for y := 2020; y < 2040; y++ {
+		for m := time.January; m <= time.December; m++ {
+			if start := dsl.MonthStart(time.Date(y, m, 2, 0, 0, 0, 0, time.UTC), loc); start.Unix()%int64(b/time.Second) != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // windows warns about range functions the incremental path cannot slide:
 // a window or offset that is not a whole number of buckets (computed in full
 // at every evaluation), or a window no longer than the late window (every
@@ -608,6 +622,9 @@ func (p *fileParser) windows(exprNode *yaml.Node, g *GroupSpec, rule string, e *
 		case late > 0 && l.Range <= late:
 			at.Msg = fmt.Sprintf("%s: the window is no longer than clickhouse.incremental.late_window (%s), so all of it is read again at every evaluation", text, model.Duration(late))
 			at.Hint = "widen the window, or shorten late_window if your gateway writes rows promptly"
+		case l.Calendar != nil && !monthsOnBuckets(l.Calendar, b):
+			at.Msg = fmt.Sprintf("%s: months in %s do not start on a whole number of clickhouse.incremental.bucket (%s), so the month is read in full at every evaluation", text, l.Calendar, model.Duration(b))
+			at.Hint = "use a bucket that divides the zone's offsets from UTC, e.g. 15m or 1m"
 		}
 		if at.Msg != "" {
 			out = append(out, p.exprErr(exprNode, g.Name, rule, at))

@@ -103,7 +103,7 @@ func TestSLOAndBudgetErrorsArePositioned(t *testing.T) {
 		{"labels the alerts set are refused", "slos:\n  - name: a\n    objective: 99\n    window: 30d\n    sli: {errors: events, total: events}\n    alerting: {labels: {severity: page}}\n", `slo.yaml:6:24: slo "a": labels.severity is set by callwatch`},
 		{"a budget needs a positive limit", "budgets:\n  - name: b\n    limit: -1\n    period: 30d\n", `slo.yaml:3:12: budget "b": limit "-1": write a positive number`},
 		{"a budget's cost must be a field", "budgets:\n  - name: b\n    cost: price\n    limit: 1\n    period: 30d\n", `slo.yaml:3:11: budget "b": cost: "price" is not a numeric field`},
-		{"a budget's zone must be an IANA zone", "budgets:\n  - name: b\n    limit: 1\n    period: month\n    time_zone: Local\n", `slo.yaml:5:16: budget "b": time_zone: time zone "Local": name an IANA zone`},
+		{"a budget's zone must be an IANA zone", "budgets:\n  - name: b\n    limit: 1\n    period: month\n    time_zone: Local\n", `slo.yaml:5:16: budget "b": time_zone: time zone "Local" is not a zone: the machine's own zone differs between machines; name an IANA zone`},
 		{"a budget's period is a duration or month", "budgets:\n  - name: b\n    limit: 1\n    period: monthly-ish\n", `slo.yaml:4:13: budget "b": period: "monthly-ish" is not a duration; write e.g. 30s, 5m, 1h or 1d; write a rolling window such as 30d, or month for a calendar month`},
 		{"SLO and budget names are unique", "slos:\n  - {name: a, objective: 99, window: 30d, sli: {errors: events, total: events}}\n  - {name: a, objective: 99, window: 30d, sli: {errors: events, total: events}}\n", `group "slo:a": group name is used twice in this file`},
 	}
@@ -114,5 +114,40 @@ func TestSLOAndBudgetErrorsArePositioned(t *testing.T) {
 				t.Errorf("error %v\nwant it to contain %s", err, c.want)
 			}
 		})
+	}
+}
+
+// A calendar month slides on buckets only where the zone's months start on
+// a bucket edge: Asia/Kolkata (UTC+5:30) with 1h buckets never does, and
+// check rules says so; Asia/Shanghai (UTC+8) does.
+func TestCalendarMonthOffABucketEdgeWarns(t *testing.T) {
+	file := `groups:
+  - name: g
+    rules:
+      - record: kolkata
+        expr: month_to_date(sum_over_time(cost[31d]), "Asia/Kolkata")
+      - record: shanghai
+        expr: month_to_date(sum_over_time(cost[31d]), "Asia/Shanghai")
+`
+	for _, c := range []struct {
+		bucket time.Duration
+		warned []string
+	}{{time.Hour, []string{"kolkata"}}, {15 * time.Minute, nil}} {
+		groups, err := rulefmt.ParseRuleFile("month.yaml", []byte(file), rulefmt.LoadOptions{Bucket: c.bucket, LateWindow: 2 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var warned []string
+		for _, r := range groups[0].Rules {
+			for _, w := range r.Warnings {
+				if !strings.Contains(w.Error(), "do not start on a whole number of clickhouse.incremental.bucket") {
+					t.Errorf("unexpected warning %v", w)
+				}
+				warned = append(warned, r.Name())
+			}
+		}
+		if !slices.Equal(warned, c.warned) {
+			t.Errorf("bucket %s: warnings on %v, want %v", c.bucket, warned, c.warned)
+		}
 	}
 }

@@ -224,11 +224,14 @@ func TestCalendarBudgetReport(t *testing.T) {
 	}
 	specs := parseRules(t, "month.yaml", `budgets:
   - {name: monthly, limit: 1000, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
+  - {name: roomy, limit: 2000, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
 `)
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
 	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
 	g.Eval(context.Background(), at)
-	srv := httptest.NewServer(Handler(Options{Rules: staticRules{g}}))
+	roomy := engine.NewGroup(specs[1], engine.GroupOptions{Query: q.QueryWith})
+	roomy.Eval(context.Background(), at)
+	srv := httptest.NewServer(Handler(Options{Rules: staticRules{g, roomy}}))
 	defer srv.Close()
 	_, body := get(t, srv.URL+"/api/v1/slos")
 	budget := body["data"].(map[string]any)["budgets"].([]any)[0].(map[string]any)
@@ -244,6 +247,12 @@ func TestCalendarBudgetReport(t *testing.T) {
 	exhaustion := at.Add(time.Duration((1000 - spent) / projected * month)).UTC()
 	if got := bg["projectedExhaustion"]; got != exhaustion.Format(time.RFC3339Nano) {
 		t.Errorf("projected exhaustion %v, want %v", got, exhaustion)
+	}
+	// 1440 projected for the month stays under 2000: the month restarts
+	// before the limit is reached, so there is no exhaustion time.
+	rg := body["data"].(map[string]any)["budgets"].([]any)[1].(map[string]any)["groups"].([]any)[0].(map[string]any)
+	if rg["projected"] != projected || rg["projectedExhaustion"] != nil {
+		t.Errorf("roomy: projected %v, exhaustion %v; want %v and none within the month", rg["projected"], rg["projectedExhaustion"], projected)
 	}
 	page := httptest.NewServer(PageHandler(Options{Rules: staticRules{g}, Now: func() time.Time { return at }}))
 	defer page.Close()

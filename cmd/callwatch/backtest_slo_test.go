@@ -146,3 +146,53 @@ func TestBacktestJudgesCalendarMonths(t *testing.T) {
 		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestBacktestJudgesAMonthLongerThan31Days: October in London has 31 days
+// and an hour (the change back from summer time), more than the default
+// limits.max_window of 31d; its period is judged all the same.
+func TestBacktestJudgesAMonthLongerThan31Days(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "month.yaml")
+	if err := os.WriteFile(rules, []byte(`budgets:
+  - {name: monthly, limit: 1000, period: month, time_zone: Europe/London}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start, end := time.Date(2026, 9, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+	var events bytes.Buffer
+	for at := start.Add(30 * time.Minute); at.Before(end); at = at.Add(time.Hour) {
+		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":"ok","cost":1}`+"\n", at.Format(time.RFC3339))
+	}
+	eventsFile := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(eventsFile, events.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"backtest", "--events", eventsFile, "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--step", "6h", "--format", "json", rules}
+	if code := run(context.Background(), args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var res struct {
+		Periods []struct {
+			From, To time.Time
+			Spent    float64
+		} `json:"sloPeriods"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range res.Periods {
+		got = append(got, fmt.Sprintf("%s..%s spent=%v", p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), p.Spent))
+	}
+	// September from the 25th to 23:00Z on the 30th: 143 hours; October
+	// 745 hours; November to the 5th, 96.
+	want := []string{
+		"2026-09-25T01:00:00+01:00..2026-10-01T00:00:00+01:00 spent=143",
+		"2026-10-01T00:00:00+01:00..2026-11-01T00:00:00Z spent=745",
+		"2026-11-01T00:00:00Z..2026-11-05T00:00:00Z spent=96",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -259,7 +259,7 @@ func (g *grid) reach(l *dsl.Leaf, late time.Duration) int64 {
 	if absorbs(l, g.width) {
 		return int64((l.Offset+late)/time.Second)/g.width + 2
 	}
-	return int64((l.Range+l.Offset)/time.Second)/g.width + 1
+	return int64(l.Lookback()/time.Second)/g.width + 1
 }
 
 // absorb moves the leaf's final buckets after its cold part, up to upTo,

@@ -259,9 +259,9 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 	switch {
 	case l.Range%b != 0 || l.Offset%b != 0:
 		return fmt.Sprintf("the window or offset is not a multiple of clickhouse.incremental.bucket (%s)", b)
-	case slices.Contains(l.Partials(), dsl.PartialValues) && int(l.Range/b) > p.opts.MaxBuckets:
+	case slices.Contains(l.Partials(), dsl.PartialValues) && int((l.Lookback()-l.Offset)/b) > p.opts.MaxBuckets:
 		return fmt.Sprintf("the window has more than %d buckets (value counts are kept per bucket)", p.opts.MaxBuckets)
-	case int(l.Range/b) > max(p.opts.MaxBuckets, p.opts.MaxColdBuckets):
+	case int((l.Lookback()-l.Offset)/b) > max(p.opts.MaxBuckets, p.opts.MaxColdBuckets):
 		return fmt.Sprintf("the window has more than %d buckets", max(p.opts.MaxBuckets, p.opts.MaxColdBuckets))
 	case ts.Nanosecond() != 0 || ts.Unix()%int64(b/time.Second) != 0:
 		return fmt.Sprintf("the evaluation time is not on a bucket edge (the interval is not a multiple of %s)", b)

@@ -143,7 +143,7 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			p.mu.Lock()
 			delete(p.families, k)
 			l := leaves[is[0]]
-			p.overflow[k] = vcOverflow{until: ts.Add(l.Range + l.Offset).Unix(), reason: over}
+			p.overflow[k] = vcOverflow{until: ts.Add(l.Lookback()).Unix(), reason: over}
 			p.mu.Unlock()
 			for _, i := range is {
 				deferred[i] = over
@@ -263,7 +263,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	cond := s.opts.Columns.leafCondition(l)
 	pl, cold, first, hi := p.plan(f, l, cond, ts, now)
 	f.step(ts.Unix())
-	f.span = int64((l.Range + l.Offset) / time.Second)
+	f.span = int64(l.Lookback() / time.Second)
 	f.leaf, f.cond, f.stream = l, cond, vcStream(l)
 	if cold && hi > first-1 {
 		f.filling, f.win, f.open = true, nil, nil
