@@ -97,9 +97,31 @@ func LoadZone(name string) (*time.Location, error) {
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
+		if c := zoneCase(name); c != name {
+			if _, err := time.LoadLocation(c); err == nil {
+				return nil, fmt.Errorf("time zone %q is not a zone of the IANA database; did you mean %q? (zone names are case-sensitive)", name, c)
+			}
+		}
 		return nil, fmt.Errorf("time zone %q is not a zone of the IANA database; write e.g. UTC, Europe/Berlin or Asia/Shanghai", name)
 	}
 	return loc, nil
+}
+
+// zoneCase writes a zone name in the case the IANA database uses for
+// most names: UTC and other short names in capitals, else each word
+// capitalized (asia/shanghai → Asia/Shanghai, america/new_york →
+// America/New_York).
+func zoneCase(name string) string {
+	if len(name) <= 4 && !strings.Contains(name, "/") {
+		return strings.ToUpper(name)
+	}
+	b := []byte(strings.ToLower(name))
+	for i := range b {
+		if (i == 0 || strings.IndexByte("/_-", b[i-1]) >= 0) && b[i] >= 'a' && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // calendarFunctions are the parser's entries of the calendar functions.

@@ -85,6 +85,8 @@ func TestMonthToDateRejects(t *testing.T) {
 	cases := []struct{ name, expr, want string }{
 		{"a window shorter than the longest month", `month_to_date(sum_over_time(cost[30d]))`, `1:15: month_to_date needs a window of at least 31d (the longest month), not 30d`},
 		{"an unknown zone", `month_to_date(sum_over_time(cost[31d]), "Mars/Base")`, `1:41: time zone "Mars/Base" is not a zone of the IANA database; write e.g. UTC`},
+		{"a zone in the wrong case gets a did-you-mean", `month_progress("asia/shanghai")`, `1:16: time zone "asia/shanghai" is not a zone of the IANA database; did you mean "Asia/Shanghai"? (zone names are case-sensitive)`},
+		{"so does utc", `month_progress("utc")`, `time zone "utc" is not a zone of the IANA database; did you mean "UTC"?`},
 		{"the machine's zone is not a zone", `month_progress("Local")`, `1:16: time zone "Local" is not a zone: the machine's own zone differs between machines; name an IANA zone`},
 		{"a zone that is not a literal", `month_progress(label_replace(vector(1), "a", "b", "", ""))`, `1:16: expected type string in call to function "month_progress"`},
 		{"rate has no fixed window", `month_to_date(rate(events[31d]))`, `1:15: rate over a calendar month is not supported; a calendar month has no fixed width`},
