@@ -92,20 +92,23 @@ budgets:
 	}
 }
 
-// TestBacktestJudgesCalendarMonths: a calendar-month budget in
-// Asia/Shanghai is judged per month of that zone, (M, M′], the first and
-// last months partial where the history starts and ends inside them.
-func TestBacktestJudgesCalendarMonths(t *testing.T) {
+// monthPeriod is one period of a calendar-month budget in backtest's JSON.
+type monthPeriod struct {
+	From, To     time.Time
+	Partial, Met bool
+	Spent        float64
+}
+
+// backtestMonths backtests the budget (one line of a budgets: list) over
+// calls of acme once an hour at :30 (UTC), each costing 1, from start to
+// end, and returns its periods.
+func backtestMonths(t *testing.T, budget string, start, end time.Time) []monthPeriod {
+	t.Helper()
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "month.yaml")
-	if err := os.WriteFile(rules, []byte(`budgets:
-  - {name: monthly, limit: 300, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
-`), 0o644); err != nil {
+	if err := os.WriteFile(rules, []byte("budgets:\n  - "+budget+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// acme calls once an hour at :30 (UTC), each costing 1.
-	start := time.Date(2026, 1, 20, 0, 0, 0, 0, time.UTC)
-	end := time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
 	var events bytes.Buffer
 	for at := start.Add(30 * time.Minute); at.Before(end); at = at.Add(time.Hour) {
 		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":"ok","cost":1}`+"\n", at.Format(time.RFC3339))
@@ -120,17 +123,22 @@ func TestBacktestJudgesCalendarMonths(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	var res struct {
-		Periods []struct {
-			From, To     time.Time
-			Partial, Met bool
-			Spent        float64
-		} `json:"sloPeriods"`
+		Periods []monthPeriod `json:"sloPeriods"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatal(err)
 	}
+	return res.Periods
+}
+
+// TestBacktestJudgesCalendarMonths: a calendar-month budget in
+// Asia/Shanghai is judged per month of that zone, (M, M′], the first and
+// last months partial where the history starts and ends inside them.
+func TestBacktestJudgesCalendarMonths(t *testing.T) {
+	periods := backtestMonths(t, "{name: monthly, limit: 300, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}",
+		time.Date(2026, 1, 20, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC))
 	var got []string
-	for _, p := range res.Periods {
+	for _, p := range periods {
 		got = append(got, fmt.Sprintf("%s..%s partial=%v met=%v spent=%v", p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), p.Partial, p.Met, p.Spent))
 	}
 	// Shanghai's February is (01-31T16:00Z, 02-28T16:00Z]: 28 × 24 calls.
@@ -151,38 +159,10 @@ func TestBacktestJudgesCalendarMonths(t *testing.T) {
 // and an hour (the change back from summer time), more than the default
 // limits.max_window of 31d; its period is judged all the same.
 func TestBacktestJudgesAMonthLongerThan31Days(t *testing.T) {
-	dir := t.TempDir()
-	rules := filepath.Join(dir, "month.yaml")
-	if err := os.WriteFile(rules, []byte(`budgets:
-  - {name: monthly, limit: 1000, period: month, time_zone: Europe/London}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	start, end := time.Date(2026, 9, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
-	var events bytes.Buffer
-	for at := start.Add(30 * time.Minute); at.Before(end); at = at.Add(time.Hour) {
-		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":"ok","cost":1}`+"\n", at.Format(time.RFC3339))
-	}
-	eventsFile := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(eventsFile, events.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	args := []string{"backtest", "--events", eventsFile, "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--step", "6h", "--format", "json", rules}
-	if code := run(context.Background(), args, &out, &errOut); code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut.String())
-	}
-	var res struct {
-		Periods []struct {
-			From, To time.Time
-			Spent    float64
-		} `json:"sloPeriods"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatal(err)
-	}
+	periods := backtestMonths(t, "{name: monthly, limit: 1000, period: month, time_zone: Europe/London}",
+		time.Date(2026, 9, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC))
 	var got []string
-	for _, p := range res.Periods {
+	for _, p := range periods {
 		got = append(got, fmt.Sprintf("%s..%s spent=%v", p.From.Format(time.RFC3339), p.To.Format(time.RFC3339), p.Spent))
 	}
 	// September from the 25th to 23:00Z on the 30th: 143 hours; October
