@@ -85,6 +85,8 @@ type options struct {
 	cpuProfile  string
 	// steadyProfile profiles only the steady evaluations.
 	steadyProfile string
+	// traceQueries lists the queries of the steady evaluations.
+	traceQueries string
 }
 
 func main() {
@@ -112,6 +114,7 @@ func main() {
 	flag.StringVar(&o.dumpMetrics, "dump-metrics", "", "write one /metrics response to this file")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&o.steadyProfile, "steady-cpuprofile", "", "write a CPU profile of the steady evaluations of the whole pack (incremental) to this file")
+	flag.StringVar(&o.traceQueries, "trace-queries", "", "write each query of the steady evaluations (time, rows, statement) to this file")
 	flag.BoolVar(&o.writeRules, "write-rules", false, "regenerate the rule pack in -rules from its definition in this program and exit")
 	flag.Parse()
 
@@ -263,6 +266,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
+	tr := &tracer{conn: conn}
+	if o.traceQueries != "" {
+		f, err := os.Create(o.traceQueries)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		tr.w = f
+	}
 	if err := queryRow(ctx, conn, "SELECT version()", &rep.serverVersion); err != nil {
 		return err
 	}
@@ -311,7 +323,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 		clock = benchNow.Add(time.Second)
 		var src *clickhouse.Source
-		if groups, src, err = newGroups(conn, specs, metrics, inc); err != nil {
+		if groups, src, err = newGroups(tr, specs, metrics, inc); err != nil {
 			return err
 		}
 		before = probe(ctx, conn)
@@ -330,7 +342,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		src.WaitFills()
 		rep.fillAll = append(rep.fillAll, time.Since(fillStart))
 
-		if fullGroups, _, err = newGroups(conn, specs, metrics, nil); err != nil {
+		if fullGroups, _, err = newGroups(tr, specs, metrics, nil); err != nil {
 			return err
 		}
 		if t, err = evalAll(ctx, fullGroups, benchNow); err != nil {
@@ -338,7 +350,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		rep.coldFullAll = append(rep.coldFullAll, t)
 		var decSrc *clickhouse.Source
-		if decGroups, decSrc, err = newGroups(conn, decSpecs, metrics, inc); err != nil {
+		if decGroups, decSrc, err = newGroups(tr, decSpecs, metrics, inc); err != nil {
 			return err
 		}
 		if t, err = evalAll(ctx, decGroups, benchNow); err != nil {
@@ -355,7 +367,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("the SLO pack: %w", err)
 	}
-	sloGroups, sloSrc, err := newGroups(conn, sloSpecs, metrics, &clickhouse.Incremental{Now: func() time.Time { return clock }})
+	sloGroups, sloSrc, err := newGroups(tr, sloSpecs, metrics, &clickhouse.Incremental{Now: func() time.Time { return clock }})
 	if err != nil {
 		return err
 	}
@@ -385,7 +397,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		tr.set(true, fmt.Sprintf("steady %d", k))
 		t, err := evalAll(ctx, groups, after.Add(time.Minute))
+		tr.set(false, "")
 		stopProfile()
 		if err != nil {
 			return fmt.Errorf("steady evaluation: %w", err)
@@ -396,7 +410,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("steady evaluation, incremental off: %w", err)
 		}
 		rep.steadyFullAll = append(rep.steadyFullAll, t)
-		if t, err = evalAll(ctx, decGroups, after.Add(time.Minute)); err != nil {
+		tr.set(true, fmt.Sprintf("decomposable %d", k))
+		t, err = evalAll(ctx, decGroups, after.Add(time.Minute))
+		tr.set(false, "")
+		if err != nil {
 			return fmt.Errorf("steady evaluation, decomposable rules: %w", err)
 		}
 		rep.steadyDecAll = append(rep.steadyDecAll, t)

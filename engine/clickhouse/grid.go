@@ -37,6 +37,9 @@ type grid struct {
 	blocks map[int64]*gridBucket
 	// cold holds the cold states of leaves, by leaf key.
 	cold map[string]*coldState
+	// runs hold, by leaf key, the window sums that slide from one
+	// evaluation to the next (see slide).
+	runs map[string]*runState
 	// leafSlots remembers the slots of each leaf key; uses the leaves'
 	// latest evaluations.
 	leafSlots map[string][]leafSlots
@@ -91,7 +94,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, columns: columns, dist: p.dist, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, runs: map[string]*runState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -431,6 +434,9 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 			a.st.Merge(&bst, ps)
 		}
 	}
+	if il.cold == nil && slides(il.l) {
+		return g.slide(il)
+	}
 	start := il.first
 	if cs := il.cold; cs != nil {
 		// The cold part first: buckets up to k0 are in it.
@@ -553,6 +559,11 @@ func (g *grid) evict() {
 	for k, cs := range g.cold { // of leaves no longer evaluated (a reload)
 		if cs.k0 < keep {
 			delete(g.cold, k)
+		}
+	}
+	for k, r := range g.runs {
+		if r.to < keep {
+			delete(g.runs, k)
 		}
 	}
 }
