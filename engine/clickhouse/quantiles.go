@@ -96,6 +96,25 @@ type vcOverflow struct {
 	reason string
 }
 
+// streams splits the quantile leaves idx by stream (vcStream: the leaves
+// whose value counts one query can read), in the order of idx. Streams do
+// not share families, so they can be stepped at the same time.
+func (p *partials) streams(leaves []*dsl.Leaf, idx []int) [][]int {
+	var out [][]int
+	at := map[string]int{}
+	for _, i := range idx {
+		k := vcStream(leaves[i])
+		j, ok := at[k]
+		if !ok {
+			j = len(out)
+			at[k] = j
+			out = append(out, nil)
+		}
+		out[j] = append(out[j], i)
+	}
+	return out
+}
+
 // quantiles computes the quantile leaves idx of leaves at ts from value
 // counts. It returns the leaves it leaves to the full path (a family over
 // the distinct-value budget) with the reason, and the statements it ran.

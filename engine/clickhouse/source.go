@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -180,25 +181,62 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			}
 			byGrid[g] = append(byGrid[g], i)
 		}
-		for _, g := range grids {
-			stmts, deferred, err := s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
-			res.Statements = append(res.Statements, stmts...)
-			if err != nil {
-				return res, err
+		// The groupings' bucket reads and the value-count reads of each
+		// field and grouping are independent: they run at the same time,
+		// so a steady evaluation waits for its slowest read, not for the
+		// sum of them. Each writes only its own leaves' vectors.
+		type gridOut struct {
+			stmts    []string
+			deferred []int
+			err      error
+		}
+		gouts := make([]gridOut, len(grids))
+		streams := s.inc.streams(leaves, quantiles)
+		qouts := make([]quantileOut, len(streams))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, maxConcurrentReads)
+		run := func(f func()) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				f()
+			}()
+		}
+		for k, g := range grids {
+			run(func() {
+				o := &gouts[k]
+				o.stmts, o.deferred, o.err = s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
+			})
+		}
+		for k, idx := range streams {
+			run(func() {
+				o := &qouts[k]
+				o.stmts, o.deferred, o.err = s.inc.quantiles(ctx, s, ts, leaves, idx, res.Vectors)
+			})
+		}
+		wg.Wait()
+		// In order, for stable statements and the first error.
+		for k, g := range grids {
+			o := gouts[k]
+			res.Statements = append(res.Statements, o.stmts...)
+			if o.err != nil {
+				return res, o.err
 			}
-			for _, i := range deferred {
+			for _, i := range o.deferred {
 				seeds[len(full)] = &seedLeaf{g: g, l: leaves[i], groups: map[string]*coldGroup{}}
 				toFull(i, "first evaluation of the window: one full query, whose result then slides")
 			}
 		}
-		if len(quantiles) > 0 {
-			stmts, deferred, err := s.inc.quantiles(ctx, s, ts, leaves, quantiles, res.Vectors)
-			res.Statements = append(res.Statements, stmts...)
-			if err != nil {
-				return res, err
+		for k, idx := range streams {
+			o := qouts[k]
+			res.Statements = append(res.Statements, o.stmts...)
+			if o.err != nil {
+				return res, o.err
 			}
-			for _, i := range quantiles { // in order, for stable statements
-				if reason, ok := deferred[i]; ok {
+			for _, i := range idx {
+				if reason, ok := o.deferred[i]; ok {
 					toFull(i, reason)
 				}
 			}
@@ -257,6 +295,18 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		sort.Slice(v, func(i, j int) bool { return labels.Compare(v[i].Labels, v[j].Labels) < 0 })
 	}
 	return res, nil
+}
+
+// maxConcurrentReads bounds the reads of one evaluation that run at the
+// same time (one per grouping's buckets, one per field and grouping's
+// value counts).
+const maxConcurrentReads = 4
+
+// quantileOut is what the value-count reads of one stream gave.
+type quantileOut struct {
+	stmts    []string
+	deferred map[int]string
+	err      error
 }
 
 // rawFunc receives a full query's partial states of leaf li in one group:
