@@ -113,6 +113,9 @@ type State struct {
 	AtOrBelow  float64
 	Values     []ValueCount
 	MoreValues []ValueCount
+	// Dist, when set, holds the distribution in place of Values (a
+	// sliding window's); MoreValues is then its second run.
+	Dist *Distribution
 }
 
 // Add adds one event's value to the partials ps of s; le is the leaf's
@@ -385,6 +388,9 @@ var aggregates = [...]Aggregate{
 	AggMin:   {AggMin, []Partial{PartialCount, PartialMin}, func(s *State, _ *Leaf) float64 { return s.Min }},
 	AggMax:   {AggMax, []Partial{PartialCount, PartialMax}, func(s *State, _ *Leaf) float64 { return s.Max }},
 	AggQuantile: {AggQuantile, []Partial{PartialCount, PartialValues}, func(s *State, l *Leaf) float64 {
+		if s.Dist != nil {
+			return s.Dist.Quantile(l.Quantile, s.MoreValues)
+		}
 		return QuantileOfValues(l.Quantile, s.Values, s.MoreValues...)
 	}},
 	AggStddev: {AggStddev, []Partial{PartialCount, PartialMoments}, func(s *State, _ *Leaf) float64 { return stddev(s) }},

@@ -75,10 +75,12 @@ type vcFamily struct {
 // vcGroup is the distribution of one group.
 type vcGroup struct {
 	values []string
-	counts []dsl.ValueCount // sorted by value
-	spare  []dsl.ValueCount // the previous step's array, reused
+	// counts are the counts read (deltas, the open part), sorted by value
+	// once read; dist is the window's final part, which slides.
+	counts []dsl.ValueCount
+	dist   *dsl.Distribution
 	// more is, in a step's result, the group's open counts (sorted), kept
-	// apart from counts (the window's final part).
+	// apart from dist (the window's final part).
 	more []dsl.ValueCount
 }
 
@@ -173,7 +175,10 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			l := leaves[i]
 			out := make([]engine.Sample, 0, len(groups))
 			for _, g := range groups {
-				st := dsl.State{Values: g.counts, MoreValues: g.more}
+				st := dsl.State{Values: g.counts, MoreValues: g.more, Dist: g.dist}
+				if g.dist != nil {
+					st.Count = g.dist.Count()
+				}
 				for _, c := range g.counts {
 					st.Count += c.Count
 				}
@@ -332,7 +337,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	// not merged into fresh memory at every evaluation.
 	budget := p.opts.MaxDistinctValues
 	for k, wg := range f.win {
-		g := &vcGroup{values: wg.values, counts: wg.counts}
+		g := &vcGroup{values: wg.values, dist: wg.dist}
 		if og := f.open[k]; og != nil {
 			g.more = og.counts
 		}
@@ -344,7 +349,11 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		}
 	}
 	for _, g := range groups {
-		if len(g.counts)+len(g.more) > budget {
+		n := len(g.counts) + len(g.more)
+		if g.dist != nil {
+			n += g.dist.Distinct()
+		}
+		if n > budget {
 			return sql, nil, "", distinctReason(l, budget), nil
 		}
 	}
@@ -406,14 +415,13 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 		d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
 		g := f.win[key]
 		if g == nil {
-			g = &vcGroup{values: d.values}
+			g = &vcGroup{values: d.values, dist: dsl.NewDistribution(nil)}
 			f.win[key] = g
 		}
-		// Two arrays per group, used in turn: the window's counts are
-		// rewritten in place of the previous step's.
-		next := dsl.MergeValuesInto(g.spare[:0], g.counts, d.counts, 1)
-		g.spare, g.counts = g.counts, next
-		if len(g.counts) == 0 {
+		// In place: a step costs what its own values cost, not the
+		// window's (dsl.Distribution).
+		g.dist.Apply(d.counts)
+		if g.dist.Count() <= 0 {
 			delete(f.win, key)
 		}
 	}
@@ -528,7 +536,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 		return
 	}
 	for _, g := range pl.deltas {
-		g.counts = dsl.SortValues(g.counts)
+		g.dist, g.counts = dsl.NewDistribution(dsl.SortValues(g.counts)), nil
 	}
 	f.win, f.from, f.to = pl.deltas, lo, hi
 	p.statsMu.Lock()
@@ -755,7 +763,7 @@ func (p *partials) valueCounts() int {
 	for _, f := range fams {
 		f.mu.Lock()
 		for _, g := range f.win {
-			n += cap(g.counts) + cap(g.spare)
+			n += g.dist.Size()
 		}
 		for _, g := range f.open {
 			n += cap(g.counts)

@@ -1,0 +1,87 @@
+package dsl
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDistributionSlidesLikeMergedCounts steps a Distribution through
+// thousands of random deltas — values entering and leaving, new values,
+// counts taken below zero, compactions — and checks at every step that its
+// count, its distinct values and its quantiles (p999 included, with and
+// without a second run) are exactly those of the counts merged plainly
+// (MergeValues, QuantileOfValues).
+func TestDistributionSlidesLikeMergedCounts(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		value := func() float64 {
+			if rng.IntN(4) == 0 {
+				return math.Round(rng.Float64()*1e6) / 1e3 // a float field
+			}
+			return math.Round(math.Exp(rng.NormFloat64()*1.2 + 6)) // latency_ms
+		}
+		var ref []ValueCount
+		d := NewDistribution(nil)
+		compactions := 0
+		for step := 0; step < 1500; step++ {
+			var delta []ValueCount
+			for range rng.IntN(40) {
+				delta = append(delta, ValueCount{Value: value(), Count: float64(1 + rng.IntN(3))})
+			}
+			// Take off some of what is there, and now and then more.
+			for range rng.IntN(40) {
+				if len(ref) == 0 {
+					break
+				}
+				v := ref[rng.IntN(len(ref))]
+				c := math.Ceil(v.Count * rng.Float64())
+				if rng.IntN(20) == 0 {
+					c = v.Count + 2
+				}
+				delta = append(delta, ValueCount{Value: v.Value, Count: -c})
+			}
+			delta = SortValues(delta)
+			ref = MergeValues(ref, delta, 1)
+			before := len(d.extra)
+			d.Apply(delta)
+			if len(d.extra) < before {
+				compactions++
+			}
+
+			var n float64
+			for _, v := range ref {
+				n += v.Count
+			}
+			if d.Count() != n || d.Distinct() != len(ref) {
+				t.Fatalf("seed %d step %d: count %v distinct %d, want %v and %d", seed, step, d.Count(), d.Distinct(), n, len(ref))
+			}
+			var more []ValueCount
+			if rng.IntN(2) == 0 {
+				for range rng.IntN(30) {
+					more = append(more, ValueCount{Value: value(), Count: 1})
+				}
+				more = SortValues(more)
+			}
+			for _, phi := range []float64{0, 0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1} {
+				got, want := d.Quantile(phi, more), QuantileOfValues(phi, ref, more...)
+				if got != want && !(math.IsNaN(got) && math.IsNaN(want)) {
+					t.Fatalf("seed %d step %d: quantile %v = %v, want %v", seed, step, phi, got, want)
+				}
+			}
+		}
+		if compactions == 0 {
+			t.Fatalf("seed %d: no compaction happened; the test does not reach it", seed)
+		}
+	}
+}
+
+// TestQuantileFinishesADistribution checks that the quantile aggregate
+// reads a State's Dist when it is set.
+func TestQuantileFinishesADistribution(t *testing.T) {
+	l := &Leaf{Agg: AggQuantile, Quantile: 0.5}
+	st := State{Count: 4, Dist: NewDistribution([]ValueCount{{1, 1}, {5, 2}}), MoreValues: []ValueCount{{9, 1}}}
+	if got := l.Finish(&st); got != 5 {
+		t.Fatalf("median = %v, want 5", got)
+	}
+}
