@@ -273,7 +273,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 		defer f.Close()
-		tr.w = f
+		tr.w, tr.full = f, os.Getenv("BENCH_TRACE_FULL") != ""
 	}
 	if err := queryRow(ctx, conn, "SELECT version()", &rep.serverVersion); err != nil {
 		return err

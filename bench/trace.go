@@ -22,6 +22,8 @@ type tracer struct {
 	w    io.Writer
 	on   bool
 	tag  string
+	// full writes whole statements and their arguments.
+	full bool
 }
 
 func (t *tracer) set(on bool, tag string) {
@@ -42,7 +44,7 @@ func (t *tracer) Query(ctx context.Context, sql string, args ...any) (clickhouse
 	if err != nil {
 		return nil, err
 	}
-	return &tracedRows{Rows: rows, t: t, tag: tag, sql: sql, start: start, sent: time.Since(start)}, nil
+	return &tracedRows{Rows: rows, t: t, tag: tag, sql: sql, args: args, start: start, sent: time.Since(start)}, nil
 }
 
 type tracedRows struct {
@@ -50,6 +52,7 @@ type tracedRows struct {
 	t     *tracer
 	tag   string
 	sql   string
+	args  []any
 	start time.Time
 	sent  time.Duration
 	n     int
@@ -66,8 +69,11 @@ func (r *tracedRows) Next() bool {
 func (r *tracedRows) Close() error {
 	err := r.Rows.Close()
 	head := strings.Join(strings.Fields(r.sql), " ")
-	if len(head) > 160 {
+	if len(head) > 160 && !r.t.full {
 		head = head[:160] + "…"
+	}
+	if r.t.full {
+		head += fmt.Sprintf("\t%#v", r.args)
 	}
 	r.t.mu.Lock()
 	fmt.Fprintf(r.t.w, "%s\t%.1f ms (first %.1f)\t%d rows\t%s\n", r.tag, float64(time.Since(r.start).Microseconds())/1000, float64(r.sent.Microseconds())/1000, r.n, head)
