@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +16,7 @@ import (
 func TestBacktestJudgesSLOPeriods(t *testing.T) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "slo.yaml")
-	if err := os.WriteFile(rules, []byte(`slos:
+	writeFile(t, rules, `slos:
   - name: avail
     objective: 99
     window: 7d
@@ -26,9 +24,7 @@ func TestBacktestJudgesSLOPeriods(t *testing.T) {
     sli: {errors: '{status="error"}', total: events}
 budgets:
   - {name: spend, limit: 200, period: 7d, by: [tenant_id]}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	var check bytes.Buffer
 	if code := run(context.Background(), []string{"check", "rules", rules}, &check, &check); code != 0 ||
 		!strings.Contains(check.String(), "SUCCESS: 20 rules found (20 generated from SLOs (1) and budgets (1))") {
@@ -46,14 +42,8 @@ budgets:
 		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":%q,"cost":1}`+"\n", start.Add(time.Duration(h)*time.Hour+30*time.Minute).Format(time.RFC3339), status)
 	}
 	eventsFile := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(eventsFile, events.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"backtest", "--events", eventsFile, "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-17T00:00:00Z", "--step", "1h"}
-	var out, errOut bytes.Buffer
-	if code := run(context.Background(), append(append(args, "--format", "json"), rules), &out, &errOut); code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut.String())
-	}
+	writeFile(t, eventsFile, events.String())
+	args := []string{"--events", eventsFile, "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-17T00:00:00Z", "--step", "1h"}
 	var res struct {
 		Periods []struct {
 			Kind, Name   string
@@ -63,9 +53,7 @@ budgets:
 			Consumed     float64
 		} `json:"sloPeriods"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatal(err)
-	}
+	backtestJSON(t, &res, append(args, rules)...)
 	var got []string
 	for _, p := range res.Periods {
 		got = append(got, fmt.Sprintf("%s %s %s..%s partial=%v met=%v sli=%v spent=%v consumed=%v", p.Kind, p.Name,
@@ -82,13 +70,10 @@ budgets:
 		"budget spend 01-08..01-15 partial=false met=true sli=0 spent=168 consumed=0.84",
 		"budget spend 01-15..01-17 partial=true met=true sli=0 spent=48 consumed=0.24",
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	out.Reset()
-	if code := run(context.Background(), append(args, rules), &out, &errOut); code != 0 || !strings.Contains(out.String(), "MISSED") ||
-		!strings.Contains(out.String(), "SLI 98.214%") || !strings.Contains(out.String(), "2026-01-17T00:00:00Z (partial)") {
-		t.Errorf("table: exit %d\n%s", code, out.String())
+	sameLines(t, "periods", got, want)
+	if code, out, _ := runCLI(append(append([]string{"backtest"}, args...), rules)...); code != 0 || !strings.Contains(out, "MISSED") ||
+		!strings.Contains(out, "SLI 98.214%") || !strings.Contains(out, "2026-01-17T00:00:00Z (partial)") {
+		t.Errorf("table: exit %d\n%s", code, out)
 	}
 }
 
@@ -106,28 +91,17 @@ func backtestMonths(t *testing.T, budget string, start, end time.Time) []monthPe
 	t.Helper()
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "month.yaml")
-	if err := os.WriteFile(rules, []byte("budgets:\n  - "+budget+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, rules, "budgets:\n  - "+budget+"\n")
 	var events bytes.Buffer
 	for at := start.Add(30 * time.Minute); at.Before(end); at = at.Add(time.Hour) {
 		fmt.Fprintf(&events, `{"created_at":%q,"tenant_id":"acme","status":"ok","cost":1}`+"\n", at.Format(time.RFC3339))
 	}
 	eventsFile := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(eventsFile, events.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	args := []string{"backtest", "--events", eventsFile, "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--step", "6h", "--format", "json", rules}
-	if code := run(context.Background(), args, &out, &errOut); code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut.String())
-	}
+	writeFile(t, eventsFile, events.String())
 	var res struct {
 		Periods []monthPeriod `json:"sloPeriods"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatal(err)
-	}
+	backtestJSON(t, &res, "--events", eventsFile, "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--step", "6h", rules)
 	return res.Periods
 }
 
@@ -150,9 +124,7 @@ func TestBacktestJudgesCalendarMonths(t *testing.T) {
 		"2026-02-01T00:00:00+08:00..2026-03-01T00:00:00+08:00 partial=false met=false spent=672",
 		"2026-03-01T00:00:00+08:00..2026-03-05T08:00:00+08:00 partial=true met=true spent=104",
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameLines(t, "periods", got, want)
 }
 
 // TestBacktestJudgesAMonthLongerThan31Days: October in London has 31 days
@@ -172,7 +144,5 @@ func TestBacktestJudgesAMonthLongerThan31Days(t *testing.T) {
 		"2026-10-01T00:00:00+01:00..2026-11-01T00:00:00Z spent=745",
 		"2026-11-01T00:00:00Z..2026-11-05T00:00:00Z spent=96",
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("periods:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameLines(t, "periods", got, want)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,12 +30,12 @@ func TestHAReplicasOnAClusterElectOneSender(t *testing.T) {
 	first.Exec(t, "CREATE TABLE "+db+".ai_call_events ON CLUSTER calls AS "+db+".ai_call_events_local ENGINE = Distributed(calls, '"+db+"', 'ai_call_events_local', rand())")
 	first.InsertJSONEachRow(t, db, "ai_call_events_local", acmeErrors(5))
 
-	got, hook := newAlertHook(t)
+	got := newHook(t)
 	dir := t.TempDir()
 	writeErrorsRule(t, dir, "30s", "")
 	config := func(replica string, s *chtest.Server) string {
 		f := filepath.Join(dir, replica+".yaml")
-		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+		writeFile(t, f, fmt.Sprintf(`clickhouse:
   dsn: %s
   cluster: calls
 notifiers:
@@ -44,7 +43,7 @@ notifiers:
 default_notify: [pager]
 ha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 2s}
 rule_files: [rules.yaml]
-`, s.DSN(db), hook.URL, replica)), 0o644)
+`, s.DSN(db), got.URL, replica))
 		return f
 	}
 	a := startProc(t, config("replica-a", cluster.Servers()[0]))

@@ -17,7 +17,6 @@ import (
 
 	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/promtest"
 )
 
@@ -40,8 +39,7 @@ const dashboardsFastRules = `groups:
 func serveDemo(t *testing.T) (base string) {
 	t.Helper()
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	db := eventsTable(t, s, "ai_call_events", dsl.DefaultSchema(), nil)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "rules"), 0o755)
 	for _, f := range []string{"baseline.yaml", "quality.yaml"} {
@@ -49,10 +47,10 @@ func serveDemo(t *testing.T) (base string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, "rules", f), data, 0o644)
+		writeFile(t, filepath.Join(dir, "rules", f), string(data))
 	}
-	os.WriteFile(filepath.Join(dir, "rules", "fast.yaml"), []byte(dashboardsFastRules), 0o644)
-	cfg := fmt.Sprintf(`clickhouse:
+	writeFile(t, filepath.Join(dir, "rules", "fast.yaml"), dashboardsFastRules)
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %s
   events_table: ai_call_events
 rule_files: [rules/*.yaml]
@@ -61,9 +59,8 @@ notifiers:
 default_notify: [console]
 exporter:
   interval: 1s
-`, s.DSN(db))
-	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
-	base, _, _ = serveInProcess(t, serveRun{config: filepath.Join(dir, "callwatch.yaml"), args: []string{"--demo", "--demo.rate", "40"},
+`, s.DSN(db)))
+	base, _, _ = serveInProcess(t, serveRun{config: cfgFile, args: []string{"--demo", "--demo.rate", "40"},
 		startTimeout: 30 * time.Second})
 	return base
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 func TestDemoWritesTrafficIntoClickHouse(t *testing.T) {
@@ -24,12 +22,7 @@ func TestDemoWritesTrafficIntoClickHouse(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rows, err := conn.Query(context.Background(), "SELECT toUInt64(count()), toUInt64(max(created_at) - min(created_at)) FROM calls")
+	rows, err := s.Conn(t, db).Query(context.Background(), "SELECT toUInt64(count()), toUInt64(max(created_at) - min(created_at)) FROM calls")
 	if err != nil {
 		t.Fatalf("the demo did not create its table: %v", err)
 	}

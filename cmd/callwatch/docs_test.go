@@ -187,9 +187,7 @@ func TestDocsCommandsPrintWhatThePagesShow(t *testing.T) {
 			dir, env := docWorkDir(t, root)
 			for _, b := range blocks {
 				if b.file != "" {
-					if err := os.WriteFile(filepath.Join(dir, b.file), []byte(b.text), 0o644); err != nil {
-						t.Fatal(err)
-					}
+					writeFile(t, filepath.Join(dir, b.file), b.text)
 					continue
 				}
 				cmds := b.commands()

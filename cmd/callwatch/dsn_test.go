@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,9 +32,7 @@ func TestCommandsHideTheDSNsSecrets(t *testing.T) {
 		{"a DSN of another scheme", "http://default:" + userPass + "@" + s.Addr + "/default?" + secretParams},
 		{"a DSN clickhouse-go refuses", "clickhouse://default:" + userPass + "@" + s.Addr + "/default?" + secretParams + "&dial_timeout=" + url.QueryEscape(paramPass)},
 	} {
-		dir := t.TempDir()
-		cfgFile := filepath.Join(dir, "callwatch.yaml")
-		os.WriteFile(cfgFile, []byte(fmt.Sprintf("clickhouse:\n  dsn: %q\nrule_files: []\n", dsn.dsn)), 0o644)
+		cfgFile := writeConfig(t, t.TempDir(), fmt.Sprintf("clickhouse:\n  dsn: %q\nrule_files: []\n", dsn.dsn))
 		for _, args := range [][]string{
 			{"serve", "--config.file", cfgFile, "--web.listen-address", "127.0.0.1:0"},
 			{"query", "--config.file", cfgFile, "count_over_time(events[5m])"},

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,15 +14,11 @@ import (
 // what it wrote to stderr, when it stops within 20 seconds by itself.
 func serveExit(t *testing.T, s *chtest.Server, db string) (int, string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: ai_call_events\nrule_files: [rules/*.yaml]\n", s.DSN(db))
-	if err := os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := serveConfig(t, t.TempDir(), s.DSN(db), "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out, errOut syncBuffer
-	code := run(ctx, []string{"serve", "--config.file", filepath.Join(dir, "callwatch.yaml"), "--web.listen-address", "127.0.0.1:0"}, &out, &errOut)
+	code := run(ctx, []string{"serve", "--config.file", cfgFile, "--web.listen-address", "127.0.0.1:0"}, &out, &errOut)
 	if ctx.Err() != nil {
 		t.Fatalf("serve did not stop by itself: %s", errOut.String())
 	}
@@ -69,9 +62,7 @@ func TestServeSaysWhatTheEventsTableLacks(t *testing.T) {
 		s.Exec(t, "RENAME TABLE "+db+".ai_call_events TO "+db+".moved")
 		var down map[string]string
 		waitFor(t, "DatasourceDown with cause events_table", 20*time.Second, func() bool {
-			var a alerts
-			getJSON(t, base+"/api/v1/alerts", &a)
-			for _, al := range a.Data.Alerts {
+			for _, al := range apiAlerts(t, base).Data.Alerts {
 				if al.Labels["alertname"] == engine.DatasourceDownName && al.State == "firing" && al.Labels["cause"] == engine.CauseEventsTable {
 					down = al.Annotations
 					return true
@@ -82,14 +73,7 @@ func TestServeSaysWhatTheEventsTableLacks(t *testing.T) {
 		if !strings.HasPrefix(down["summary"], "the events table is missing or does not fit the schema") {
 			t.Errorf("DatasourceDown's summary: %q", down["summary"])
 		}
-		var ev struct {
-			Data []struct {
-				Evaluations []struct {
-					Statements []string `json:"statements"`
-				} `json:"evaluations"`
-			} `json:"data"`
-		}
-		getJSON(t, base+"/api/v1/rules/evaluations?rule="+engine.DatasourceDownName, &ev)
+		ev := ruleEvaluations(t, base, engine.DatasourceDownName)
 		if len(ev.Data) == 0 || len(ev.Data[0].Evaluations) == 0 {
 			t.Fatalf("no evaluations of %s", engine.DatasourceDownName)
 		}
@@ -99,9 +83,7 @@ func TestServeSaysWhatTheEventsTableLacks(t *testing.T) {
 		}
 		s.Exec(t, "RENAME TABLE "+db+".moved TO "+db+".ai_call_events")
 		waitFor(t, "DatasourceDown to resolve", 20*time.Second, func() bool {
-			var a alerts
-			getJSON(t, base+"/api/v1/alerts", &a)
-			for _, al := range a.Data.Alerts {
+			for _, al := range apiAlerts(t, base).Data.Alerts {
 				if al.Labels["alertname"] == engine.DatasourceDownName && al.State == "firing" {
 					return false
 				}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 )
 
 // TestServeSendsEvidence runs `callwatch serve` on a table with a
@@ -19,10 +18,8 @@ import (
 // and so does the firing row of the audit table.
 func TestServeSendsEvidence(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
 	schema := dsl.DefaultSchema()
 	schema.RequestID = "request_id"
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", schema))
 	now := time.Now().UTC()
 	var rows []map[string]any
 	for i, code := range []string{"rate_limited", "rate_limited", "rate_limited", "timeout", "<@all> **x**"} {
@@ -30,7 +27,7 @@ func TestServeSendsEvidence(t *testing.T) {
 			"error_code": code, "model": "gpt-4o", "latency_ms": 100, "request_id": fmt.Sprintf("req-%d", i)})
 	}
 	rows = append(rows, map[string]any{"created_at": now, "tenant_id": "acme", "status": "ok", "request_id": "req-ok"})
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db := eventsTable(t, s, "ai_call_events", schema, rows)
 	const rules = `groups:
   - name: e2e
     interval: 1s
@@ -52,15 +49,7 @@ func TestServeSendsEvidence(t *testing.T) {
 		t.Errorf("the console line lacks the evidence:\n%s", line)
 	}
 
-	var api struct {
-		Data struct {
-			Alerts []struct {
-				Evidence *engine.Evidence `json:"evidence"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	getJSON(t, base+"/api/v1/alerts", &api)
-	if a := api.Data.Alerts; len(a) != 1 || a[0].Evidence == nil || a[0].Evidence.Total != 5 {
+	if a := apiAlerts(t, base).Data.Alerts; len(a) != 1 || a[0].Evidence == nil || a[0].Evidence.Total != 5 {
 		t.Errorf("/api/v1/alerts does not show the evidence: %+v", a)
 	}
 

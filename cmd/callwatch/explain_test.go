@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -25,11 +22,9 @@ func TestExplain(t *testing.T) {
 	}
 	cfgFile := callsConfig(t, s, callsTable(t, s, rows))
 	dir := filepath.Dir(cfgFile)
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"explain", "--config.file", cfgFile, "--time", at.Format(time.RFC3339), "--run",
-		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0` +
-			` and on(tenant_id) sum by (tenant_id) (count_le_over_time(latency_ms[5m], 250)) > 0`}, &out, &errOut)
-	got := out.String()
+	code, got, errOut := runCLI("explain", "--config.file", cfgFile, "--time", at.Format(time.RFC3339), "--run",
+		`max by (tenant_id) (p95(latency_ms[5m])) > 150 and on(tenant_id) sum by (tenant_id) (count_over_time(events[90s])) > 0`+
+			` and on(tenant_id) sum by (tenant_id) (count_le_over_time(latency_ms[5m], 250)) > 0`)
 	for _, want := range []string{
 		"result labels: {tenant_id}",
 		"1. p95(latency_ms[5m])\n   window 5m, offset 0s; grouped by tenant_id\n   path in serve: incremental (value counts per bucket)",
@@ -41,7 +36,7 @@ func TestExplain(t *testing.T) {
 		"countIf(toFloat64(`latency_ms`) <= (250))",
 	} {
 		if code != 0 || !strings.Contains(got, want) {
-			t.Errorf("explain: exit %d, want %q in\n%s%s", code, want, got, errOut.String())
+			t.Errorf("explain: exit %d, want %q in\n%s%s", code, want, got, errOut)
 		}
 	}
 	// Both statements ran: the 5m one read the 200 rows' time range.
@@ -51,23 +46,18 @@ func TestExplain(t *testing.T) {
 	}
 
 	rules := filepath.Join(dir, "rules.yaml")
-	if err := os.WriteFile(rules, []byte(`groups:
+	writeFile(t, rules, `groups:
   - name: g
     rules:
       - alert: Ratio
         expr: count_over_time(events{status="error"}[5m]) / count_over_time(events[5m]) > 0.05
         severity: warning
-`), 0o644); err != nil {
-		t.Fatal(err)
+`)
+	code, out, errOut := runCLI("explain", "--rule", "Ratio", rules)
+	if code != 0 || !strings.Contains(out, "static checks: 1 findings") || !strings.Contains(out, "one group, labelled {status=\"error\"}") {
+		t.Errorf("explain --rule: exit %d\n%s%s", code, out, errOut)
 	}
-	out.Reset()
-	code = run(context.Background(), []string{"explain", "--rule", "Ratio", rules}, &out, &errOut)
-	if code != 0 || !strings.Contains(out.String(), "static checks: 1 findings") || !strings.Contains(out.String(), "one group, labelled {status=\"error\"}") {
-		t.Errorf("explain --rule: exit %d\n%s%s", code, out.String(), errOut.String())
-	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"explain", "--rule", "Nope", rules}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `no rule named "Nope"`) {
-		t.Errorf("explain --rule of a missing rule: exit %d %s", code, errOut.String())
+	if code, _, errOut := runCLI("explain", "--rule", "Nope", rules); code != 1 || !strings.Contains(errOut, `no rule named "Nope"`) {
+		t.Errorf("explain --rule of a missing rule: exit %d %s", code, errOut)
 	}
 }

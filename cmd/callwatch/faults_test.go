@@ -1,16 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,64 +16,12 @@ import (
 	"github.com/callwatch/callwatch/internal/chtest"
 )
 
-// received counts what a webhook receiver got, per alert name and status.
-type received struct {
-	mu sync.Mutex
-	n  map[string]int // "alertname/status"
-}
-
-func (r *received) get(k string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n[k]
-}
-
-// newAlertHook is a webhook receiver that counts the alerts it gets by
-// alertname and status; it stops with the test.
-func newAlertHook(t *testing.T) (*received, *httptest.Server) {
-	got := &received{n: map[string]int{}}
-	hook := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Alerts []struct {
-				Status string            `json:"status"`
-				Labels map[string]string `json:"labels"`
-			} `json:"alerts"`
-		}
-		json.NewDecoder(r.Body).Decode(&p)
-		got.mu.Lock()
-		for _, a := range p.Alerts {
-			got.n[a.Labels["alertname"]+"/"+a.Status]++
-		}
-		got.mu.Unlock()
-	}))
-	t.Cleanup(hook.Close)
-	return got, hook
-}
-
-// metric reads one sample value from /metrics text.
-func metric(t *testing.T, base, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
-}
-
 // outageConfig writes the configuration of the ClickHouse outage tests:
 // short query timeouts and health checks, a webhook channel, and a rule
 // that fires on the events of errorEvents.
 func outageConfig(t *testing.T, dsn, hookURL string) string {
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %s
   query_timeout: 1s
   health_interval: 1s
@@ -88,7 +32,7 @@ default_notify: [pager]
 exporter:
   interval: 1s
 rule_files: [rules.yaml]
-`, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL)), 0o644)
+`, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL))
 	writeErrorsRule(t, dir, "10m", "")
 	return cfgFile
 }
@@ -97,11 +41,11 @@ rule_files: [rules.yaml]
 // starts `callwatch serve` on it with outageConfig's rules and a webhook
 // receiving its notifications, and waits for the Errors alert to be
 // delivered: the starting point of a fault test.
-func startOutageServe(t *testing.T, s *chtest.Server) (db string, got *received, p *proc) {
+func startOutageServe(t *testing.T, s *chtest.Server) (db string, got *hook, p *proc) {
 	t.Helper()
 	db = errorEvents(t, s, 5)
-	got, hook := newAlertHook(t)
-	p = startProc(t, outageConfig(t, s.DSN(db), hook.URL))
+	got = newHook(t)
+	p = startProc(t, outageConfig(t, s.DSN(db), got.URL))
 	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
 	return db, got, p
 }
@@ -227,8 +171,7 @@ func notifierDown(t *testing.T, mode string) {
 		typ = "wecom"
 	}
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %s
 notifiers:
   - {name: pager, type: %s, url: "http://%s/hook", timeout: 1s}
@@ -236,8 +179,8 @@ default_notify: [pager]
 notification:
   max_attempts: 8
 rule_files: [rules.yaml]
-`, s.DSN(db), typ, addr)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Errors\n        expr: count_over_time(events{status=\"error\"}[10m]) > 2\n"), 0o644)
+`, s.DSN(db), typ, addr))
+	writeFile(t, filepath.Join(dir, "rules.yaml"), "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Errors\n        expr: count_over_time(events{status=\"error\"}[10m]) > 2\n")
 	p := startProc(t, cfgFile)
 	if mode == "connection refused" {
 		waitFor(t, "failed attempts", 20*time.Second, func() bool {
@@ -329,18 +272,6 @@ func alertHistory(t *testing.T, base, query string) []struct{ Kind, Rule, Reason
 	return out.Data
 }
 
-// post sends an empty or JSON POST and returns the status and body.
-func post(t *testing.T, url, body string) (int, string) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // TestFaultReloadToEmpty: while an alert fires, its rule file is truncated
 // to 0 bytes and callwatch is told to reload (SIGHUP, then POST /-/reload).
 // The reload is refused, the alert keeps firing and nothing is resolved;
@@ -350,9 +281,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 	s := server.Get(t)
 	_, got, p := startOutageServe(t, s)
 	firing := func() bool {
-		var a alerts
-		getJSON(t, p.base+"/api/v1/alerts", &a)
-		for _, al := range a.Data.Alerts {
+		for _, al := range apiAlerts(t, p.base).Data.Alerts {
 			if al.Labels["alertname"] == "Errors" && al.State == "firing" {
 				return true
 			}
@@ -417,15 +346,7 @@ func TestFaultReloadToEmpty(t *testing.T) {
 func TestFaultAuditTableDropped(t *testing.T) {
 	s := server.Get(t)
 	db, _, p := startOutageServe(t, s)
-	var a struct {
-		Data struct {
-			Alerts []struct {
-				Labels      map[string]string `json:"labels"`
-				Fingerprint string            `json:"fingerprint"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	getJSON(t, p.base+"/api/v1/alerts", &a)
+	a := apiAlerts(t, p.base)
 	fp := ""
 	for _, al := range a.Data.Alerts {
 		if al.Labels["alertname"] == "Errors" {

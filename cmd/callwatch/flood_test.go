@@ -5,9 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,10 +27,9 @@ func TestFaultQueryFlood(t *testing.T) {
 	s.Exec(t, fmt.Sprintf(`INSERT INTO %s.ai_call_events (created_at, tenant_id, app_code, model, status, latency_ms)
 SELECT toDateTime(%d - number %% 86000), concat('t', toString(number %% 500)), concat('a', toString(number %% 37)), 'm', 'ok', toUInt32(number %% 10007)
 FROM system.numbers LIMIT 2000000`, db, time.Now().Add(-time.Hour).Unix()))
-	got, hook := newAlertHook(t)
+	got := newHook(t)
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %s
   query_timeout: 5s
   health_interval: 1s
@@ -45,24 +42,13 @@ notifiers:
   - {name: pager, type: webhook, url: %q, timeout: 2s}
 default_notify: [pager]
 rule_files: [rules.yaml]
-`, s.DSN(db), hook.URL)), 0o644)
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(serveRules), 0o644)
+`, s.DSN(db), got.URL))
+	writeFile(t, filepath.Join(dir, "rules.yaml"), serveRules)
 	p := startProc(t, cfgFile)
 	waitFor(t, "the Errors alert to be delivered", 20*time.Second, func() bool { return got.get("Errors/firing") == 1 })
 
-	type evals struct {
-		Data []struct {
-			Evaluations []struct {
-				Time       time.Time `json:"time"`
-				Err        string    `json:"error"`
-				Statements []string  `json:"statements"`
-			} `json:"evaluations"`
-		} `json:"data"`
-	}
 	lastSQL := func() string {
-		var ev evals
-		getJSON(t, p.base+"/api/v1/rules/evaluations?rule=Errors", &ev)
-		e := ev.Data[0].Evaluations
+		e := ruleEvaluations(t, p.base, "Errors").Data[0].Evaluations
 		if len(e) == 0 || len(e[len(e)-1].Statements) != 1 {
 			return ""
 		}
@@ -130,8 +116,7 @@ rule_files: [rules.yaml]
 	floodEnd := time.Now()
 
 	// The rules kept their schedule and their SQL.
-	var ev evals
-	getJSON(t, p.base+"/api/v1/rules/evaluations?rule=Errors", &ev)
+	ev := ruleEvaluations(t, p.base, "Errors")
 	var gap time.Duration
 	var prev time.Time
 	failed := 0
@@ -169,13 +154,4 @@ rule_files: [rules.yaml]
 	if n := got.get("Errors/resolved"); n != 0 {
 		t.Errorf("the flood resolved the Errors alert %d times", n)
 	}
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/amtest"
 )
 
@@ -29,15 +27,13 @@ import (
 // audit trail.
 func TestFaultSenderReplicaKilled(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
-	s.InsertJSONEachRow(t, db, "ai_call_events", acmeErrors(5))
+	db := eventsTable(t, s, "ai_call_events", dsl.DefaultSchema(), acmeErrors(5))
 
-	got, hook := newAlertHook(t)
+	got := newHook(t)
 
 	dir := t.TempDir()
 	writeErrorsRule(t, dir, "20s", "")
-	config := func(replica string) string { return haConfig(t, dir, s.DSN(db), hook.URL, replica, "") }
+	config := func(replica string) string { return haConfig(t, dir, s.DSN(db), got.URL, replica, "") }
 
 	a := startProc(t, config("replica-a"))
 	waitFor(t, "replica a to deliver the firing alert", 15*time.Second, func() bool { return got.get("Errors/firing") == 1 })
@@ -97,14 +93,14 @@ func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	writeErrorsRule(t, dir, "10m", "")
 	for _, replica := range []string{"a", "b"} {
 		f := filepath.Join(dir, replica+".yaml")
-		os.WriteFile(f, []byte(fmt.Sprintf(`clickhouse:
+		writeFile(t, f, fmt.Sprintf(`clickhouse:
   dsn: %s
 notifiers:
   - {name: am, type: alertmanager, urls: [%q, %q]}
 default_notify: [am]
 ha: {replica: %s}
 rule_files: [rules.yaml]
-`, s.DSN(db), ams[0].URL, ams[1].URL, replica)), 0o644)
+`, s.DSN(db), ams[0].URL, ams[1].URL, replica))
 		startProc(t, f)
 	}
 	count := func() int {
@@ -143,15 +139,15 @@ func TestHAReplicasShareActions(t *testing.T) {
 	}
 	a, b := procs[0], procs[1]
 	for _, p := range procs {
-		waitFor(t, "both replicas to fire", 20*time.Second, func() bool { return len(apiAlerts(t, p).Data.Alerts) == 1 })
+		waitFor(t, "both replicas to fire", 20*time.Second, func() bool { return len(apiAlerts(t, p.base).Data.Alerts) == 1 })
 	}
 
-	fp := apiAlerts(t, b).Data.Alerts[0].Fingerprint
+	fp := apiAlerts(t, b.base).Data.Alerts[0].Fingerprint
 	if code, body := post(t, b.base+"/api/v1/alerts/"+fp+"/ack", `{"by":"alice","comment":"on it"}`); code != 200 {
 		t.Fatalf("ack on replica b: HTTP %d %s", code, body)
 	}
 	acked := time.Now()
-	waitFor(t, "replica a to see b's acknowledgement", 10*time.Second, func() bool { return apiAlerts(t, a).Data.Alerts[0].AckedBy == "alice" })
+	waitFor(t, "replica a to see b's acknowledgement", 10*time.Second, func() bool { return apiAlerts(t, a.base).Data.Alerts[0].AckedBy == "alice" })
 	t.Logf("an acknowledgement on b reached a in %s", time.Since(acked).Round(10*time.Millisecond))
 
 	if code, body := post(t, a.base+"/api/v1/silences", `{"matchers":"{tenant_id=\"acme\"}","duration":"1h","createdBy":"bob"}`); code != 200 {
@@ -176,10 +172,9 @@ func TestHAReplicasShareActions(t *testing.T) {
 // twice.
 func TestHAReplicasShareGroups(t *testing.T) {
 	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
+	db := eventsTable(t, s, "ai_call_events", dsl.DefaultSchema(), nil)
 	tenants := []string{"t1", "t2", "t3", "t4", "t5", "t6"}
-	got, hook := newAlertHook(t)
+	got := newHook(t)
 	dir := t.TempDir()
 	var rules strings.Builder
 	rules.WriteString("groups:\n")
@@ -191,10 +186,10 @@ func TestHAReplicasShareGroups(t *testing.T) {
         expr: sum by (tenant_id) (count_over_time(events{status="error",tenant_id=%q}[10m])) > 2
 `, tenant, tenant, tenant)
 	}
-	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules.String()), 0o644)
+	writeFile(t, filepath.Join(dir, "rules.yaml"), rules.String())
 	var procs []*proc
 	for _, replica := range []string{"a", "b"} {
-		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), hook.URL, replica, ", share_groups: true")))
+		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), got.URL, replica, ", share_groups: true")))
 	}
 	a, b := procs[0], procs[1]
 	owned := func(p *proc, group string) float64 {
@@ -228,7 +223,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		t.Errorf("replica a evaluates %d of %d groups: the hash gave one replica everything", onA, len(tenants))
 	}
 	allAlerts := func(p *proc) map[string]string {
-		out := apiAlerts(t, p)
+		out := apiAlerts(t, p.base)
 		m := map[string]string{}
 		for _, al := range out.Data.Alerts {
 			if al.State == "firing" {
@@ -280,7 +275,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	// An acknowledgement made on the replica that does not evaluate the
 	// alert reaches the one that does, through the audit trail.
 	var remoteFP, owner string
-	for _, al := range apiAlerts(t, b).Data.Alerts {
+	for _, al := range apiAlerts(t, b.base).Data.Alerts {
 		if g := al.Labels["tenant_id"]; owned(a, g) == 0 {
 			remoteFP, owner = al.Fingerprint, g
 			break
@@ -293,7 +288,7 @@ func TestHAReplicasShareGroups(t *testing.T) {
 		t.Fatalf("acknowledging %s's alert (evaluated by b) on replica a: %d %s", owner, code, body)
 	}
 	ackedBy := func(p *proc) string {
-		for _, al := range apiAlerts(t, p).Data.Alerts {
+		for _, al := range apiAlerts(t, p.base).Data.Alerts {
 			if al.Fingerprint == remoteFP {
 				return al.AckedBy
 			}
@@ -337,27 +332,6 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	}
 }
 
-// alertsJSON is /api/v1/alerts, the fields the HA tests read.
-type alertsJSON struct {
-	Data struct {
-		Alerts []struct {
-			Fingerprint string            `json:"fingerprint"`
-			Labels      map[string]string `json:"labels"`
-			State       string            `json:"state"`
-			ActiveAt    string            `json:"activeAt"`
-			AckedBy     string            `json:"ackedBy"`
-		} `json:"alerts"`
-	} `json:"data"`
-}
-
-// apiAlerts reads p's /api/v1/alerts.
-func apiAlerts(t *testing.T, p *proc) alertsJSON {
-	t.Helper()
-	var out alertsJSON
-	getJSON(t, p.base+"/api/v1/alerts", &out)
-	return out
-}
-
 // haConfig writes dir/REPLICA.yaml, the configuration of one replica of a
 // high-availability pair over the database of dsn: the rules of
 // dir/rules.yaml, a quick lease (200ms heartbeat, 1s TTL) and more keys of
@@ -370,9 +344,6 @@ func haConfig(t *testing.T, dir, dsn, hookURL, replica, more string) string {
 		notifiers = fmt.Sprintf("notifiers:\n  - {name: pager, type: webhook, url: %q, timeout: 2s}\ndefault_notify: [pager]\n", hookURL)
 	}
 	f := filepath.Join(dir, replica+".yaml")
-	cfg := fmt.Sprintf("clickhouse:\n  dsn: %s\n%sha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s%s}\nrule_files: [rules.yaml]\n", dsn, notifiers, replica, more)
-	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, f, fmt.Sprintf("clickhouse:\n  dsn: %s\n%sha: {enabled: true, replica: %s, heartbeat: 200ms, ttl: 1s%s}\nrule_files: [rules.yaml]\n", dsn, notifiers, replica, more))
 	return f
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -34,12 +32,11 @@ func TestCheckRulesGolden(t *testing.T) {
 // checkRulesTranscript is the command line, its exit code and its output.
 func checkRulesTranscript(t *testing.T, file string) string {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"check", "rules", file}, &out, &errOut)
-	if errOut.Len() > 0 {
-		t.Errorf("check rules %s wrote to stderr: %s", file, errOut.String())
+	code, out, errOut := runCLI("check", "rules", file)
+	if len(errOut) > 0 {
+		t.Errorf("check rules %s wrote to stderr: %s", file, errOut)
 	}
-	return fmt.Sprintf("$ callwatch check rules %s\n%s(exit %d)\n", file, out.String(), code)
+	return fmt.Sprintf("$ callwatch check rules %s\n%s(exit %d)\n", file, out, code)
 }
 
 // TestCheckRulesLintModes: a file with warnings only passes by default,
@@ -61,18 +58,16 @@ func TestCheckRulesLintModes(t *testing.T) {
 		{clean, "--lint=fatal", 0, "SUCCESS: 3 rules found", "WARNING"},
 	} {
 		t.Run(filepath.Base(tc.file)+" "+tc.mode, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := run(context.Background(), []string{"check", "rules", tc.mode, tc.file}, &out, &errOut)
-			if code != tc.code || !strings.Contains(out.String(), tc.has) || strings.Contains(out.String(), tc.lacks) {
-				t.Errorf("exit %d (want %d), want %q and no %q in\n%s%s", code, tc.code, tc.has, tc.lacks, out.String(), errOut.String())
+			code, out, errOut := runCLI("check", "rules", tc.mode, tc.file)
+			if code != tc.code || !strings.Contains(out, tc.has) || strings.Contains(out, tc.lacks) {
+				t.Errorf("exit %d (want %d), want %q and no %q in\n%s%s", code, tc.code, tc.has, tc.lacks, out, errOut)
 			}
 		})
 	}
 	t.Run("an unknown mode is a usage error", func(t *testing.T) {
-		var out, errOut bytes.Buffer
-		if code := run(context.Background(), []string{"check", "rules", "--lint=strict", clean}, &out, &errOut); code != 2 ||
-			!strings.Contains(errOut.String(), `--lint "strict": write warn, fatal or none`) {
-			t.Errorf("exit %d, want 2 and what to write\n%s", code, errOut.String())
+		if code, _, errOut := runCLI("check", "rules", "--lint=strict", clean); code != 2 ||
+			!strings.Contains(errOut, `--lint "strict": write warn, fatal or none`) {
+			t.Errorf("exit %d, want 2 and what to write\n%s", code, errOut)
 		}
 	})
 }

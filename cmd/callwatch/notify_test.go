@@ -1,19 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,134 +12,40 @@ import (
 	"github.com/callwatch/callwatch/storage/chstore"
 )
 
-// hook is a webhook receiver that counts firing notifications per alert.
-type hook struct {
-	mu     sync.Mutex
-	firing map[string]int
-	hang   bool
-	stop   chan struct{}
-	srv    *httptest.Server
-}
-
-func newHook(t *testing.T) *hook {
-	h := &hook{firing: map[string]int{}, stop: make(chan struct{})}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		hang := h.hang
-		h.mu.Unlock()
-		if hang {
-			select { // never answers: the notification is fired, not sent
-			case <-r.Context().Done():
-			case <-h.stop:
-			}
-			return
-		}
-		var p struct {
-			Alerts []struct {
-				Fingerprint string `json:"fingerprint"`
-				Status      string `json:"status"`
-			} `json:"alerts"`
-		}
-		body, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(body, &p); err != nil {
-			t.Errorf("webhook body: %v: %s", err, body)
-		}
-		h.mu.Lock()
-		for _, a := range p.Alerts {
-			if a.Status == "firing" {
-				h.firing[a.Fingerprint]++
-			}
-		}
-		h.mu.Unlock()
-	}))
-	t.Cleanup(func() { close(h.stop); h.srv.Close() })
-	return h
-}
-
-func (h *hook) count() (alerts, messages int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, n := range h.firing {
-		alerts++
-		messages += n
-	}
-	return
-}
-
-// proc is callwatch serve in its own process, so a test can SIGKILL it.
-type proc struct {
-	cmd     *exec.Cmd
-	base    string
-	log     *syncBuffer
-	cfgFile string // the configuration file it serves
-}
-
-func startProc(t *testing.T, cfgFile string) *proc {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--config.file", cfgFile, "--web.listen-address", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "CALLWATCH_MAIN=1")
-	stderr, _ := cmd.StderrPipe()
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, log: &syncBuffer{}, cfgFile: cfgFile}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("callwatch log:\n%s", p.log.String())
-		}
-	})
-	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.log.Write([]byte(sc.Text() + "\n"))
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case p.base = <-found:
-	case <-time.After(20 * time.Second):
-		t.Fatal("callwatch did not start")
-	}
-	return p
-}
-
 // pagerConfig writes a configuration with one webhook channel (30s
 // timeout, 1s resend delay, more notification keys in notification) and a
 // rule that fires on the events of errorEvents.
 func pagerConfig(t *testing.T, dsn, hookURL, notification string) string {
 	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`clickhouse:
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %s
 notifiers:
   - {name: pager, type: webhook, url: %q, timeout: 30s}
 notification:
   resend_delay: 1s
 %srule_files: [rules.yaml]
-`, dsn, hookURL, notification)), 0o644)
+`, dsn, hookURL, notification))
 	writeErrorsRule(t, dir, "10m", "notify: [pager]")
 	return cfgFile
 }
 
-func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
+// hangingPager starts a webhook receiver that hangs and writes
+// pagerConfig's configuration (more notification keys in notification)
+// sending to it, over 4 of errorEvents' failed calls in a new database of
+// the shared server, which it returns with the receiver and the file.
+func hangingPager(t *testing.T, notification string) (db string, h *hook, cfgFile string) {
+	t.Helper()
 	s := server.Get(t)
-	db := errorEvents(t, s, 4)
-	h := newHook(t)
-	h.hang = true
+	db = errorEvents(t, s, 4)
+	h = newHook(t)
+	h.setHang(true)
+	return db, h, pagerConfig(t, s.DSN(db), h.URL, notification)
+}
 
-	cfgFile := pagerConfig(t, s.DSN(db), h.srv.URL, "")
+func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
+	db, h, cfgFile := hangingPager(t, "")
 
-	conn, err := clickhouse.Open(context.Background(), s.DSN(db))
+	conn, err := clickhouse.Open(context.Background(), server.Get(t).DSN(db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +78,7 @@ func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 	}
 
 	// 2. Restarted with a working receiver, callwatch delivers it once.
-	h.mu.Lock()
-	h.hang = false
-	h.mu.Unlock()
+	h.setHang(false)
 	p = startProc(t, cfgFile)
 	waitFor(t, "the notification after the restart", 20*time.Second, func() bool { a, _ := h.count(); return a == 1 })
 	time.Sleep(3 * time.Second) // several evaluations and resends later…
@@ -206,21 +99,13 @@ func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 	}
 
 	// 4. Acknowledge through the API and read the history.
-	var alerts struct {
-		Data struct {
-			Alerts []struct {
-				Fingerprint string `json:"fingerprint"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	getJSON(t, p.base+"/api/v1/alerts", &alerts)
+	alerts := apiAlerts(t, p.base)
 	if len(alerts.Data.Alerts) != 1 {
 		t.Fatalf("alerts: %+v", alerts)
 	}
 	fp := alerts.Data.Alerts[0].Fingerprint
-	resp, err := http.Post(p.base+"/api/v1/alerts/"+fp+"/ack", "application/json", strings.NewReader(`{"by":"alice","comment":"looking"}`))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("ack: %v %v", err, resp.StatusCode)
+	if code, body := post(t, p.base+"/api/v1/alerts/"+fp+"/ack", `{"by":"alice","comment":"looking"}`); code != 200 {
+		t.Fatalf("ack: %d %s", code, body)
 	}
 	var hist struct {
 		Data []engine.AuditRecord `json:"data"`
@@ -243,11 +128,7 @@ func TestNotificationSurvivesAKillBetweenFiredAndSent(t *testing.T) {
 // (not the channel's 30s timeout), exits 0, and after a restart with a
 // working receiver the notification arrives once.
 func TestFaultSIGTERMMidSend(t *testing.T) {
-	s := server.Get(t)
-	db := errorEvents(t, s, 4)
-	h := newHook(t)
-	h.hang = true
-	cfgFile := pagerConfig(t, s.DSN(db), h.srv.URL, "  drain_timeout: 2s\n")
+	_, h, cfgFile := hangingPager(t, "  drain_timeout: 2s\n")
 	p := startProc(t, cfgFile)
 	waitFor(t, "the send to start", 20*time.Second, func() bool {
 		return metric(t, p.base, `ALERTS{alertname="Errors",alertstate="firing",tenant_id="acme"}`) == 1
@@ -265,9 +146,7 @@ func TestFaultSIGTERMMidSend(t *testing.T) {
 	if took > 8*time.Second {
 		t.Fatalf("callwatch took %s to stop, more than its 2s drain timeout allows", took)
 	}
-	h.mu.Lock()
-	h.hang = false
-	h.mu.Unlock()
+	h.setHang(false)
 	startProc(t, cfgFile)
 	waitFor(t, "the notification after the restart", 20*time.Second, func() bool { a, _ := h.count(); return a == 1 })
 	time.Sleep(3 * time.Second)

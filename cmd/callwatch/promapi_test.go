@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,7 +13,6 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
-	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/promtest"
 )
 
@@ -26,9 +22,6 @@ import (
 // --events`).
 func spreadEvents(t *testing.T, n int) (db string, now time.Time, jsonl string) {
 	t.Helper()
-	s := server.Get(t)
-	db = s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".ai_call_events", dsl.DefaultSchema()))
 	now = time.Now().UTC().Truncate(time.Second)
 	rows := make([]map[string]any, 0, n)
 	for i := range n {
@@ -39,7 +32,7 @@ func spreadEvents(t *testing.T, n int) (db string, now time.Time, jsonl string) 
 		rows = append(rows, map[string]any{"created_at": now.Add(-time.Duration(i) * 2 * time.Hour / time.Duration(n)), "tenant_id": []string{"acme", "beta", "gamma"}[i%3],
 			"model": []string{"gpt-4o", "claude"}[(i/3)%2], "status": status, "latency_ms": 100 + (i*37)%5000, "cost": 0.25})
 	}
-	s.InsertJSONEachRow(t, db, "ai_call_events", rows)
+	db = eventsTable(t, server.Get(t), "ai_call_events", dsl.DefaultSchema(), rows)
 	var b strings.Builder
 	for _, r := range rows {
 		r["created_at"] = r["created_at"].(time.Time).Format(time.RFC3339)
@@ -50,9 +43,7 @@ func spreadEvents(t *testing.T, n int) (db string, now time.Time, jsonl string) 
 		b.Write(append(line, '\n'))
 	}
 	jsonl = filepath.Join(t.TempDir(), "events.jsonl")
-	if err := os.WriteFile(jsonl, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, jsonl, b.String())
 	return db, now, jsonl
 }
 
@@ -250,17 +241,17 @@ func rangeEqualsCLI(t *testing.T, base, configFile, jsonl string, now time.Time)
 		for ts := start; !ts.After(end); ts = ts.Add(step) {
 			at := sec(ts)
 			for _, src := range [][]string{{"--config.file", configFile}, {"--events", jsonl}} {
-				var out, errOut bytes.Buffer
 				args := append([]string{"query"}, src...)
-				if code := run(context.Background(), append(args, "--time", at, expr), &out, &errOut); code != 0 {
-					t.Fatalf("callwatch query %s --time %s %q: exit %d: %s", src[0], at, expr, code, errOut.String())
+				code, out, errOut := runCLI(append(args, "--time", at, expr)...)
+				if code != 0 {
+					t.Fatalf("callwatch query %s --time %s %q: exit %d: %s", src[0], at, expr, code, errOut)
 				}
 				var inst struct {
 					ResultType string          `json:"resultType"`
 					Result     json.RawMessage `json:"result"`
 				}
-				if err := json.Unmarshal(out.Bytes(), &inst); err != nil {
-					t.Fatalf("callwatch query printed %q: %v", out.String(), err)
+				if err := json.Unmarshal([]byte(out), &inst); err != nil {
+					t.Fatalf("callwatch query printed %q: %v", out, err)
 				}
 				got := vector{}
 				switch inst.ResultType {

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +24,7 @@ func TestQuery(t *testing.T) {
 	}
 	cfgFile := callsConfig(t, s, callsTable(t, s, rows))
 	eventsFile := filepath.Join(filepath.Dir(cfgFile), "events.jsonl")
-	os.WriteFile(eventsFile, []byte(jsonl.String()), 0o644)
+	writeFile(t, eventsFile, jsonl.String())
 
 	const want = `{"resultType":"vector","result":[{"metric":{"tenant_id":"acme"},"value":[1764000000,"5123"]},{"metric":{"tenant_id":"beta"},"value":[1764000000,"9000"]}]}` + "\n"
 	for _, tc := range []struct{ name, flag, file string }{
@@ -35,25 +32,21 @@ func TestQuery(t *testing.T) {
 		{"over a JSON Lines file in memory", "--events", eventsFile},
 	} {
 		t.Run(tc.name+" it prints the data object of /api/v1/query", func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := run(context.Background(), []string{"query", tc.flag, tc.file, "--time", "2025-11-24T16:00:00Z",
-				"max by (tenant_id) (p95(latency_ms[5m]))"}, &out, &errOut)
-			if code != 0 || out.String() != want {
-				t.Fatalf("exit %d\n got: %s\nwant: %s\nstderr: %s", code, out.String(), want, errOut.String())
+			code, out, errOut := runCLI("query", tc.flag, tc.file, "--time", "2025-11-24T16:00:00Z",
+				"max by (tenant_id) (p95(latency_ms[5m]))")
+			if code != 0 || out != want {
+				t.Fatalf("exit %d\n got: %s\nwant: %s\nstderr: %s", code, out, want, errOut)
 			}
 		})
 	}
 	t.Run("a scalar prints as a scalar", func(t *testing.T) {
-		var out, errOut bytes.Buffer
-		code := run(context.Background(), []string{"query", "--events", eventsFile, "--time", "1764000000", "scalar(count_over_time(events[10m])) * 2"}, &out, &errOut)
-		if code != 0 || out.String() != `{"resultType":"scalar","result":[1764000000,"8"]}`+"\n" {
-			t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
+		code, out, errOut := runCLI("query", "--events", eventsFile, "--time", "1764000000", "scalar(count_over_time(events[10m])) * 2")
+		if code != 0 || out != `{"resultType":"scalar","result":[1764000000,"8"]}`+"\n" {
+			t.Fatalf("exit %d: %s %s", code, out, errOut)
 		}
 	})
 	t.Run("a bad expression exits 1 with line:col, a hint and a caret", func(t *testing.T) {
-		var out, errOut bytes.Buffer
-		code := run(context.Background(), []string{"query", "--events", eventsFile, "sum(\n  irate(latency_ms[5m]))"}, &out, &errOut)
-		msg := errOut.String()
+		code, _, msg := runCLI("query", "--events", eventsFile, "sum(\n  irate(latency_ms[5m]))")
 		if code != 1 || !strings.Contains(msg, "2:3: function \"irate\" is not supported") || !strings.Contains(msg, "\n    ^") {
 			t.Fatalf("exit %d: %q", code, msg)
 		}
@@ -66,33 +59,26 @@ func TestQuery(t *testing.T) {
 func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "callwatch.yaml")
-	os.WriteFile(cfg, []byte("limits: {max_window: 1d}\n"), 0o644)
+	writeFile(t, cfg, "limits: {max_window: 1d}\n")
 	rules := filepath.Join(dir, "r.yaml")
-	os.WriteFile(rules, []byte("groups:\n  - name: g\n    rules:\n      - alert: Long\n        expr: count_over_time(events[2d]) > 1\n"), 0o644)
+	writeFile(t, rules, "groups:\n  - name: g\n    rules:\n      - alert: Long\n        expr: count_over_time(events[2d]) > 1\n")
 	eventsFile := filepath.Join("..", "..", "testdata", "sample_events.jsonl")
-	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"check", "rules", "--config.file", cfg, rules}, &out, &errOut); code != 1 ||
-		!strings.Contains(out.String(), "more than the configured maximum") {
-		t.Errorf("check rules of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	if code, out, errOut := runCLI("check", "rules", "--config.file", cfg, rules); code != 1 ||
+		!strings.Contains(out, "more than the configured maximum") {
+		t.Errorf("check rules of a 2d window under max_window 1d: exit %d\n%s%s", code, out, errOut)
 	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"query", "--config.file", cfg, "--events", eventsFile, "count_over_time(events[2d])"}, &out, &errOut); code == 0 ||
-		!strings.Contains(errOut.String(), "more than the configured maximum") {
-		t.Errorf("query of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	if code, out, errOut := runCLI("query", "--config.file", cfg, "--events", eventsFile, "count_over_time(events[2d])"); code == 0 ||
+		!strings.Contains(errOut, "more than the configured maximum") {
+		t.Errorf("query of a 2d window under max_window 1d: exit %d\n%s%s", code, out, errOut)
 	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"backtest", "--config.file", cfg, "--events", eventsFile,
-		"--from", "2025-11-24T16:00:00Z", "--to", "2025-11-24T16:10:00Z", rules}, &out, &errOut); code == 0 ||
-		!strings.Contains(errOut.String(), "more than the configured maximum") {
-		t.Errorf("backtest of a 2d window under max_window 1d: exit %d\n%s%s", code, out.String(), errOut.String())
+	if code, out, errOut := runCLI("backtest", "--config.file", cfg, "--events", eventsFile,
+		"--from", "2025-11-24T16:00:00Z", "--to", "2025-11-24T16:10:00Z", rules); code == 0 ||
+		!strings.Contains(errOut, "more than the configured maximum") {
+		t.Errorf("backtest of a 2d window under max_window 1d: exit %d\n%s%s", code, out, errOut)
 	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"query", "--events", eventsFile, "count_over_time(events[290y] offset 3y)"}, &out, &errOut); code == 0 ||
-		!strings.Contains(errOut.String(), "longer than callwatch allows") {
-		t.Errorf("query of [290y] offset 3y: exit %d\n%s%s", code, out.String(), errOut.String())
+	if code, out, errOut := runCLI("query", "--events", eventsFile, "count_over_time(events[290y] offset 3y)"); code == 0 ||
+		!strings.Contains(errOut, "longer than callwatch allows") {
+		t.Errorf("query of [290y] offset 3y: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
@@ -102,7 +88,7 @@ func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules.yaml")
-	if err := os.WriteFile(rules, []byte(`groups:
+	writeFile(t, rules, `groups:
   - name: g
     rules:
       - alert: ErrorRatio
@@ -111,33 +97,24 @@ func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
       - alert: ErrorRatioFixed
         expr: sum(count_over_time(events{status="error"}[5m])) / sum(count_over_time(events[5m])) > 0.05
         severity: warning
-`), 0o644); err != nil {
-		t.Fatal(err)
+`)
+	if code, out, errOut := runCLI("check", "rules", rules); code != 0 ||
+		!strings.Contains(out, "SUCCESS: 2 rules found") || !strings.Contains(out, "WARNING: 1 findings") ||
+		!strings.Contains(out, rules+`:5:15: group "g", rule "ErrorRatio": expr: the two sides of / never match`) ||
+		!strings.Contains(out, "ignoring(status)") || strings.Contains(out, "ErrorRatioFixed") {
+		t.Errorf("check rules: exit %d, want 0 with one warning at 5:15 naming ignoring(status)\n%s%s", code, out, errOut)
 	}
-	var out, errOut bytes.Buffer
-	if code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut); code != 0 ||
-		!strings.Contains(out.String(), "SUCCESS: 2 rules found") || !strings.Contains(out.String(), "WARNING: 1 findings") ||
-		!strings.Contains(out.String(), rules+`:5:15: group "g", rule "ErrorRatio": expr: the two sides of / never match`) ||
-		!strings.Contains(out.String(), "ignoring(status)") || strings.Contains(out.String(), "ErrorRatioFixed") {
-		t.Errorf("check rules: exit %d, want 0 with one warning at 5:15 naming ignoring(status)\n%s%s", code, out.String(), errOut.String())
+	if code, out, _ := runCLI("check", "rules", "--lint", "fatal", rules); code != 1 || !strings.Contains(out, "FAILED (--lint fatal)") {
+		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out)
 	}
-	out.Reset()
-	if code := run(context.Background(), []string{"check", "rules", "--lint", "fatal", rules}, &out, &errOut); code != 1 || !strings.Contains(out.String(), "FAILED (--lint fatal)") {
-		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out.String())
-	}
-	out.Reset()
-	if code := run(context.Background(), []string{"check", "rules", "--lint", "none", rules}, &out, &errOut); code != 0 || strings.Contains(out.String(), "WARNING") {
-		t.Errorf("check rules --lint none: exit %d, want 0 without warnings\n%s", code, out.String())
+	if code, out, _ := runCLI("check", "rules", "--lint", "none", rules); code != 0 || strings.Contains(out, "WARNING") {
+		t.Errorf("check rules --lint none: exit %d, want 0 without warnings\n%s", code, out)
 	}
 	events := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(events, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"query", "--events", events, `count_over_time(events{status="error"}[5m]) / count_over_time(events[5m])`}, &out, &errOut); code == 0 ||
-		!strings.Contains(errOut.String(), "never match") {
-		t.Errorf("query of an always-empty expression: exit %d, want an error\n%s%s", code, out.String(), errOut.String())
+	writeFile(t, events, "")
+	if code, out, errOut := runCLI("query", "--events", events, `count_over_time(events{status="error"}[5m]) / count_over_time(events[5m])`); code == 0 ||
+		!strings.Contains(errOut, "never match") {
+		t.Errorf("query of an always-empty expression: exit %d, want an error\n%s%s", code, out, errOut)
 	}
 }
 
@@ -145,7 +122,7 @@ func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
 // tiers out of order are warnings at their line, and fatal with --lint fatal.
 func TestStaticChecksOfRuleFiles(t *testing.T) {
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rules, []byte(`groups:
+	writeFile(t, rules, `groups:
   - name: g
     interval: 2m
     rules:
@@ -174,11 +151,8 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
         thresholds:
           - {severity: warning, op: ">", value: 3000}
           - {severity: critical, op: ">", value: 5000}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"check", "rules", rules}, &out, &errOut)
+`)
+	code, out, errOut := runCLI("check", "rules", rules)
 	for _, want := range []string{
 		"WARNING: 4 findings",
 		`rule "Window": expr: count_over_time(events{status="error"}[90s]): the window or offset is not a whole number of clickhouse.incremental.bucket (1m)`,
@@ -186,15 +160,14 @@ func TestStaticChecksOfRuleFiles(t *testing.T) {
 		rules + `:7:14: group "g", rule "Short": for 1m is shorter than the group's interval 2m`,
 		rules + `:12:11: group "g", rule "Tiers": thresholds out of order: critical (> 3000) is not stricter than warning (> 5000)`,
 	} {
-		if code != 0 || !strings.Contains(out.String(), want) {
-			t.Errorf("check rules: exit %d, want 0 and %q in\n%s%s", code, want, out.String(), errOut.String())
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("check rules: exit %d, want 0 and %q in\n%s%s", code, want, out, errOut)
 		}
 	}
-	if strings.Contains(out.String(), `rule "Fine"`) {
-		t.Errorf("a rule with ordered tiers and a long enough for was reported:\n%s", out.String())
+	if strings.Contains(out, `rule "Fine"`) {
+		t.Errorf("a rule with ordered tiers and a long enough for was reported:\n%s", out)
 	}
-	out.Reset()
-	if code := run(context.Background(), []string{"check", "rules", "--lint", "fatal", rules}, &out, &errOut); code != 1 {
-		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out.String())
+	if code, out, _ := runCLI("check", "rules", "--lint", "fatal", rules); code != 1 {
+		t.Errorf("check rules --lint fatal: exit %d, want 1\n%s", code, out)
 	}
 }

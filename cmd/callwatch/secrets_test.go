@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +127,7 @@ func TestNoSecretIsShownAfterEveryKindOfChannelFailure(t *testing.T) {
 
 	dir := t.TempDir()
 	dsn := s.DSN(db) + "?http_proxy=" + url.QueryEscape("http://proxy:"+secProxyPasswd+"@127.0.0.1:3128")
-	cfg := fmt.Sprintf(`clickhouse:
+	cfgFile := writeConfig(t, dir, fmt.Sprintf(`clickhouse:
   dsn: %q
 notification:
   max_attempts: 2
@@ -150,12 +148,11 @@ rule_files: [rules.yaml]
 		refused+"/services/T0E2ETEAM1/B0E2EBOT12/"+secSlackToken,
 		feishu+"/open-apis/bot/v2/hook/"+secFeishuHook, secFeishuSign,
 		dingtalk+"/robot/send?access_token="+secDingToken, secDingSign,
-		amAuth(refused), amAuth(failingService(t, echoFailure(500))))
+		amAuth(refused), amAuth(failingService(t, echoFailure(500)))))
 	channels := []string{"wecom", "hook-post", "hook-get", "slack", "feishu", "dingtalk", "am"}
-	os.WriteFile(filepath.Join(dir, "callwatch.yaml"), []byte(cfg), 0o644)
 	writeErrorsRule(t, dir, "10m", "notify: [wecom, hook-post, hook-get, slack, feishu, dingtalk, am, console]")
 
-	base, stdout, stderr := serveInProcess(t, serveRun{config: filepath.Join(dir, "callwatch.yaml"), startTimeout: 20 * time.Second, stopTimeout: 15 * time.Second})
+	base, stdout, stderr := serveInProcess(t, serveRun{config: cfgFile, startTimeout: 20 * time.Second, stopTimeout: 15 * time.Second})
 
 	// Every channel fails (retryable failures twice: max_attempts 2) and says so in the
 	// audit table; the console channel delivers.

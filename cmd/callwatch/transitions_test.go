@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -204,7 +203,7 @@ func TestEvaluatorsGiveTheMemoryEvaluatorsTransitions(t *testing.T) {
 
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(transitionRules), 0o644)
+	writeFile(t, rulesFile, transitionRules)
 	var jsonl bytes.Buffer
 	rows := make([]map[string]any, len(evs))
 	for i, ev := range evs {
@@ -215,30 +214,22 @@ func TestEvaluatorsGiveTheMemoryEvaluatorsTransitions(t *testing.T) {
 		jsonl.Write(append(b, '\n'))
 	}
 	eventsFile := filepath.Join(dir, "events.jsonl")
-	os.WriteFile(eventsFile, jsonl.Bytes(), 0o644)
-	db := s.NewDatabase(t)
-	s.Exec(t, clickhouse.EventsDDL(db+".calls", schema))
-	s.InsertJSONEachRow(t, db, "calls", rows)
+	writeFile(t, eventsFile, jsonl.String())
+	db := eventsTable(t, s, "calls", schema, rows)
 	config := func(name, extra string) string {
 		f := filepath.Join(dir, name)
-		os.WriteFile(f, []byte(fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n%s", s.DSN(db), extra)), 0o644)
+		writeFile(t, f, fmt.Sprintf("clickhouse:\n  dsn: %s\n  events_table: calls\n%s", s.DSN(db), extra))
 		return f
 	}
 
 	backtest := func(t *testing.T, args ...string) []transition {
 		t.Helper()
-		var out, errOut bytes.Buffer
-		args = append([]string{"backtest", "--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339), "--format", "json"}, args...)
-		if code := run(context.Background(), append(args, rulesFile), &out, &errOut); code != 0 {
-			t.Fatalf("backtest %v: exit %d: %s", args, code, errOut.String())
-		}
+		args = append([]string{"--from", start.Format(time.RFC3339), "--to", end.Format(time.RFC3339)}, args...)
 		var res struct {
 			Transitions []transition `json:"transitions"`
 			Errors      int          `json:"errors"`
 		}
-		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-			t.Fatal(err)
-		}
+		backtestJSON(t, &res, append(args, rulesFile)...)
 		if res.Errors != 0 {
 			t.Fatalf("backtest %v: %d evaluations failed", args, res.Errors)
 		}
@@ -273,16 +264,14 @@ func TestEvaluatorsGiveTheMemoryEvaluatorsTransitions(t *testing.T) {
 	})
 	t.Run("test rules gives the same results in memory and with --clickhouse, and they are the backtest's", func(t *testing.T) {
 		testFile := writeRuleTest(t, dir, rulesFile, start, evs, want)
-		var memOut, memErr, chOut, chErr bytes.Buffer
-		memCode := run(context.Background(), []string{"test", "rules", testFile}, &memOut, &memErr)
-		chCode := run(context.Background(), []string{"test", "rules", "--clickhouse", "--config.file", config("ruletest.yaml", ""), testFile}, &chOut, &chErr)
-		if memCode != 0 || chCode != 0 || memOut.String() != chOut.String() {
-			t.Fatalf("in memory: exit %d\n%s%s\nwith --clickhouse: exit %d\n%s%s", memCode, memOut.String(), memErr.String(), chCode, chOut.String(), chErr.String())
+		memCode, memOut, memErr := runCLI("test", "rules", testFile)
+		chCode, chOut, chErr := runCLI("test", "rules", "--clickhouse", "--config.file", config("ruletest.yaml", ""), testFile)
+		if memCode != 0 || chCode != 0 || memOut != chOut {
+			t.Fatalf("in memory: exit %d\n%s%s\nwith --clickhouse: exit %d\n%s%s", memCode, memOut, memErr, chCode, chOut, chErr)
 		}
 	})
 	t.Run("serve's groups stepping a clock while rows arrive, late ones included, audit the memory evaluator's transitions", func(t *testing.T) {
-		db := s.NewDatabase(t)
-		s.Exec(t, clickhouse.EventsDDL(db+".calls", schema))
+		db := eventsTable(t, s, "calls", schema, nil)
 		conn, err := clickhouse.Open(context.Background(), s.DSN(db))
 		if err != nil {
 			t.Fatal(err)
@@ -456,6 +445,6 @@ func writeRuleTest(t *testing.T, dir, rulesFile string, start time.Time, evs []c
 		}
 	}
 	f := filepath.Join(dir, "rules_test.yaml")
-	os.WriteFile(f, []byte(b.String()), 0o644)
+	writeFile(t, f, b.String())
 	return f
 }

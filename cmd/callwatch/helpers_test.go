@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
+)
+
+// The helpers the tests of callwatch's commands share: running the
+// commands (in process, or serve in a process of its own), writing their
+// files, filling the events table, reading serve's API and receiving its
+// webhooks.
+
+var server = chtest.NewShared()
+
+// TestMain runs callwatch itself when re-executed by a test that needs a
+// process it can kill (CALLWATCH_MAIN=1), and the tests otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv("CALLWATCH_MAIN") == "1" {
+		main()
+	}
+	os.Exit(server.Run(m))
+}
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runCLI runs callwatch with args, as main does, and returns its exit code
+// and what it wrote to standard output and to standard error.
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// backtestJSON runs `callwatch backtest --format json` with args, fails the
+// test unless it exits 0, and decodes what it prints into v.
+func backtestJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	code, out, errOut := runCLI(append([]string{"backtest", "--format", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("backtest %v: exit %d: %s", args, code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameLines fails the test unless got, what, is want, line for line.
+func sameLines(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s:\n%s\nwant\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// writeFile writes text to path and fails the test when it cannot.
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeConfig writes the configuration text to dir/callwatch.yaml and
+// returns the file.
+func writeConfig(t *testing.T, dir, text string) string {
+	t.Helper()
+	f := filepath.Join(dir, "callwatch.yaml")
+	writeFile(t, f, text)
+	return f
+}
+
+// eventsTable creates the events table table, of schema, in a new
+// database of s, inserts rows into it and returns the database.
+func eventsTable(t *testing.T, s *chtest.Server, table string, schema dsl.Schema, rows []map[string]any) (db string) {
+	t.Helper()
+	db = s.NewDatabase(t)
+	s.Exec(t, clickhouse.EventsDDL(db+"."+table, schema))
+	s.InsertJSONEachRow(t, db, table, rows)
+	return db
+}
+
+// proc is callwatch serve in its own process, so a test can SIGKILL it.
+type proc struct {
+	cmd     *exec.Cmd
+	base    string
+	log     *syncBuffer
+	cfgFile string // the configuration file it serves
+}
+
+// startProc runs `callwatch serve` of cfgFile in a process of its own (this
+// test binary, re-executed), listening on a free port of 127.0.0.1, and
+// returns it once it says where it listens. The process is killed when
+// the test ends; a failed test logs its output.
+func startProc(t *testing.T, cfgFile string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--config.file", cfgFile, "--web.listen-address", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "CALLWATCH_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: &syncBuffer{}, cfgFile: cfgFile}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("callwatch log:\n%s", p.log.String())
+		}
+	})
+	re := regexp.MustCompile(`address=(http://127\.0\.0\.1:\d+)`)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.log.Write([]byte(sc.Text() + "\n"))
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case p.base = <-found:
+	case <-time.After(20 * time.Second):
+		t.Fatal("callwatch did not start")
+	}
+	return p
+}
+
+// waitFor polls cond (against a real server and real time) until it holds.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// getJSON reads url into v (unless v is nil) and returns the HTTP status.
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+// post sends an empty or JSON POST and returns the status and body.
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric reads one sample value from /metrics text.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// alertsJSON is /api/v1/alerts, the fields the tests read.
+type alertsJSON struct {
+	Data struct {
+		Alerts []struct {
+			Fingerprint string            `json:"fingerprint"`
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+			State       string            `json:"state"`
+			ActiveAt    string            `json:"activeAt"`
+			AckedBy     string            `json:"ackedBy"`
+			Evidence    *engine.Evidence  `json:"evidence"`
+		} `json:"alerts"`
+	} `json:"data"`
+}
+
+// apiAlerts reads /api/v1/alerts of the serve at base.
+func apiAlerts(t *testing.T, base string) alertsJSON {
+	t.Helper()
+	var out alertsJSON
+	getJSON(t, base+"/api/v1/alerts", &out)
+	return out
+}
+
+// evaluationsJSON is /api/v1/rules/evaluations, the fields the tests read.
+type evaluationsJSON struct {
+	Data []struct {
+		Evaluations []struct {
+			Time       time.Time `json:"time"`
+			Samples    int       `json:"samples"`
+			Statements []string  `json:"statements"`
+			Paths      []struct {
+				Leaf, Path, Reason string
+			} `json:"paths"`
+			Err string `json:"error"`
+		} `json:"evaluations"`
+	} `json:"data"`
+}
+
+// ruleEvaluations reads /api/v1/rules/evaluations of the rule of the serve
+// at base.
+func ruleEvaluations(t *testing.T, base, rule string) evaluationsJSON {
+	t.Helper()
+	var out evaluationsJSON
+	getJSON(t, base+"/api/v1/rules/evaluations?rule="+rule, &out)
+	return out
+}
+
+// hook is a webhook receiver of callwatch's notifications. It counts the
+// alerts it gets by alertname and status, and the firing messages of each
+// alert by fingerprint; while hang is set it never answers, so a
+// notification is fired but not sent. It stops with the test.
+type hook struct {
+	mu     sync.Mutex
+	n      map[string]int // "alertname/status"
+	firing map[string]int // fingerprint: firing messages
+	hang   bool
+	stop   chan struct{}
+	URL    string
+}
+
+func newHook(t *testing.T) *hook {
+	h := &hook{n: map[string]int{}, firing: map[string]int{}, stop: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		hang := h.hang
+		h.mu.Unlock()
+		if hang {
+			select { // never answers: the notification is fired, not sent
+			case <-r.Context().Done():
+			case <-h.stop:
+			}
+			return
+		}
+		var p struct {
+			Alerts []struct {
+				Fingerprint string            `json:"fingerprint"`
+				Status      string            `json:"status"`
+				Labels      map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Errorf("webhook body: %v: %s", err, body)
+		}
+		h.mu.Lock()
+		for _, a := range p.Alerts {
+			h.n[a.Labels["alertname"]+"/"+a.Status]++
+			if a.Status == "firing" {
+				h.firing[a.Fingerprint]++
+			}
+		}
+		h.mu.Unlock()
+	}))
+	h.URL = srv.URL
+	t.Cleanup(func() { close(h.stop); srv.Close() })
+	return h
+}
+
+// setHang makes the receiver hang (true) or answer (false).
+func (h *hook) setHang(hang bool) {
+	h.mu.Lock()
+	h.hang = hang
+	h.mu.Unlock()
+}
+
+// get returns how many alerts of k ("alertname/status") arrived.
+func (h *hook) get(k string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[k]
+}
+
+// count returns how many alerts fired and in how many messages.
+func (h *hook) count() (alerts, messages int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.firing {
+		alerts++
+		messages += n
+	}
+	return
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
