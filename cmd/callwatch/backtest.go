@@ -23,7 +23,7 @@ import (
 
 func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("backtest", stderr, "usage: callwatch backtest --from T [--to T] [--step D] [--format table|json] [--events F.jsonl] [--config.file F] [RULE_FILE...]")
-	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	configFile := configFileFlag(fs, "")
 	eventsFile := fs.String("events", "", "backtest over this JSON Lines events file in memory instead of ClickHouse")
 	fromFlag := fs.String("from", "", "start, RFC 3339 or unix seconds (required)")
 	toFlag := fs.String("to", "", "end, RFC 3339 or unix seconds (default now)")

@@ -15,7 +15,7 @@ import (
 // is clean, 1 when any has problems, 2 on usage errors (promtool's codes).
 func runCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check rules", stderr, "usage: callwatch check rules [--config.file F] [--lint warn|fatal|none] FILE...")
-	configFile := fs.String("config.file", "", "configuration file, for the schema and the channel names (default: built-in defaults)")
+	configFile := configFileFlag(fs, ", for the schema and the channel names")
 	lint := fs.String("lint", "warn", "what the static checks' findings (an expression that is always empty) do: warn, fatal (fail like a problem, as promtool's --lint-fatal) or none")
 	if code, ok := parseFileFlags(fs, args); !ok {
 		return code

@@ -23,12 +23,12 @@ type demoOptions struct {
 func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("demo", stderr, "usage: callwatch demo [--config.file F] [--rate N] [--seed S] [--backfill 10m] [--duration D]",
 		"\nWrites realistic call events with scripted incidents into the configured events table.")
-	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	configFile := configFileFlag(fs, "")
 	rate := fs.Float64("rate", demo.DefaultRate, "mean calls per second over a day (the daily rhythm varies it); above about 0.4 the hourly and daily thresholds of the demo's rules fire on normal traffic")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed writes the same calls for the same seconds")
 	backfill := fs.Duration("backfill", 10*time.Minute, "write this much past traffic first, so the rules' windows are not empty")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
-	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	logLevel := logLevelFlag(fs)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -41,11 +41,7 @@ func runDemo(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *backfill < 0 || *duration < 0 {
 		return usageError{"--backfill and --duration must not be negative"}
 	}
-	logger, err := newLogger(*logLevel, stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*configFile)
+	logger, cfg, err := loggerAndConfig(*logLevel, *configFile, stderr)
 	if err != nil {
 		return err
 	}

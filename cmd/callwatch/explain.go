@@ -25,7 +25,7 @@ import (
 func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("explain", stderr, "usage: callwatch explain [--config.file F] [--time T] [--run] 'EXPR'",
 		"       callwatch explain [--config.file F] [--time T] [--run] --rule NAME FILE")
-	configFile := fs.String("config.file", "", "configuration file: schema, limits, incremental options and, with --run, the ClickHouse DSN (default: built-in defaults)")
+	configFile := configFileFlag(fs, ": schema, limits, incremental options and, with --run, the ClickHouse DSN")
 	rule := fs.String("rule", "", "explain the expression of the rule of this name in the rule file given instead of an expression")
 	at := fs.String("time", "", "evaluation time, RFC 3339 or unix seconds (default now)")
 	runIt := fs.Bool("run", false, "run the statements against the configured ClickHouse and report rows and bytes read and time")

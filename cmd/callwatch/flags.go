@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/callwatch/callwatch/config"
 	"github.com/callwatch/callwatch/dsl"
 )
 
@@ -26,6 +27,19 @@ func newFlags(name string, stderr io.Writer, usage ...string) *flag.FlagSet {
 		}
 	}
 	return fs
+}
+
+// configFileFlag defines --config.file, the configuration file a
+// subcommand reads (built-in defaults without it); what follows "configuration
+// file" in its usage says what the subcommand reads of it (", for the
+// schema"), or is empty.
+func configFileFlag(fs *flag.FlagSet, what string) *string {
+	return fs.String("config.file", "", "configuration file"+what+" (default: built-in defaults)")
+}
+
+// logLevelFlag defines --log.level, for newLogger.
+func logLevelFlag(fs *flag.FlagSet) *string {
+	return fs.String("log.level", "info", "log level: debug, info, warn, error")
 }
 
 // parseFlags parses a subcommand's arguments. help is true after -h or
@@ -68,6 +82,21 @@ func parseTimeFlag(s string, def time.Time) (time.Time, error) {
 		return time.Time{}, usageError{"--time: " + err.Error()}
 	}
 	return ts, nil
+}
+
+// loggerAndConfig returns the logger of --log.level, writing text to
+// stderr, and the configuration of --config.file: what serve and demo
+// start from.
+func loggerAndConfig(level, configFile string, stderr io.Writer) (*slog.Logger, *config.Config, error) {
+	logger, err := newLogger(level, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := loadConfig(configFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return logger, cfg, nil
 }
 
 // newLogger returns the logger of --log.level, writing text to stderr.

@@ -19,7 +19,7 @@ import (
 
 func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query", stderr, "usage: callwatch query [--config.file F] [--events F.jsonl] [--time T] 'EXPR'")
-	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	configFile := configFileFlag(fs, "")
 	eventsFile := fs.String("events", "", "evaluate in memory over this JSON Lines events file instead of ClickHouse")
 	at := fs.String("time", "", "evaluation time, RFC 3339 or unix seconds (default now)")
 	if help, err := parseFlags(fs, args); help || err != nil {

@@ -33,10 +33,10 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	configFile := fs.String("config.file", "", "configuration file (default: built-in defaults)")
+	configFile := configFileFlag(fs, "")
 	listen := fs.String("web.listen-address", "127.0.0.1:9466", "address the HTTP API and /metrics listen on")
 	externalURL := fs.String("web.external-url", "", "URL under which callwatch is reachable, for links in alerts")
-	logLevel := fs.String("log.level", "info", "log level: debug, info, warn, error")
+	logLevel := logLevelFlag(fs)
 	demoTraffic := fs.Bool("demo", false, "also write demo traffic (several tenants, scripted incidents) into the events table")
 	demoRate := fs.Float64("demo.rate", demo.DefaultRate, "demo calls per second, mean over a day (see callwatch demo --rate)")
 	webConfig := fs.String("web.config.file", "", "TLS and basic-auth configuration of the HTTP server (Prometheus' exporter-toolkit web config format)")
@@ -46,11 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
-	logger, err := newLogger(*logLevel, stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*configFile)
+	logger, cfg, err := loggerAndConfig(*logLevel, *configFile, stderr)
 	if err != nil {
 		return err
 	}
@@ -120,25 +116,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	tables := ownTables{logger: logger, cluster: cfg.ClickHouse.Cluster}
 	audit, err := chstore.NewAuditStore(conn, cfg.ClickHouse.AuditTable)
-	if err != nil {
-		return err
-	}
-	audit.SetLogger(logger)
-	if err := audit.SetCluster(cfg.ClickHouse.Cluster); err != nil {
-		return err
-	}
-	if err := audit.Migrate(ctx); err != nil {
+	if err = tables.migrate(ctx, audit, err); err != nil {
 		return err
 	}
 	// The history API and the status page read the audit trail on the
 	// ad-hoc queries' connections, not the rules'.
 	auditReads, err := chstore.NewAuditStore(queryConn, cfg.ClickHouse.AuditTable)
-	if err != nil {
-		return err
-	}
-	auditReads.SetLogger(logger)
-	if err := auditReads.SetCluster(cfg.ClickHouse.Cluster); err != nil {
+	if err = tables.prepare(auditReads, err); err != nil {
 		return err
 	}
 
@@ -161,14 +147,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var sender func() bool
 	if cfg.HA.Enabled {
 		lease, err := chstore.NewLeaseStore(conn, cfg.HA.LeaseTable)
-		if err != nil {
-			return err
-		}
-		lease.SetLogger(logger)
-		if err := lease.SetCluster(cfg.ClickHouse.Cluster); err != nil {
-			return err
-		}
-		if err := lease.Migrate(ctx); err != nil {
+		if err = tables.migrate(ctx, lease, err); err != nil {
 			return err
 		}
 		senderGauge := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "callwatch", Name: "ha_sender",
@@ -441,4 +420,37 @@ func syncReplicas(ctx context.Context, every time.Duration, mgr *engine.Manager,
 		silences.Restore(recs, now)
 		since = now
 	}
+}
+
+// ownTables sets up the stores of serve's own tables (the audit trail, the
+// lease): they log to serve's logger and, on a cluster, create their
+// tables on every server of it.
+type ownTables struct {
+	logger  *slog.Logger
+	cluster string
+}
+
+// ownTable is a store of one of serve's own tables.
+type ownTable interface {
+	SetLogger(*slog.Logger)
+	SetCluster(cluster string) error
+	Migrate(ctx context.Context) error
+}
+
+// prepare gives st serve's logger and cluster. err is that of st's
+// constructor: when it is not nil, prepare returns it and leaves st alone.
+func (o ownTables) prepare(st ownTable, err error) error {
+	if err != nil {
+		return err
+	}
+	st.SetLogger(o.logger)
+	return st.SetCluster(o.cluster)
+}
+
+// migrate prepares st and creates or upgrades its table.
+func (o ownTables) migrate(ctx context.Context, st ownTable, err error) error {
+	if err := o.prepare(st, err); err != nil {
+		return err
+	}
+	return st.Migrate(ctx)
 }

@@ -22,7 +22,7 @@ import (
 // (promtool's codes).
 func runTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("test rules", stderr, "usage: callwatch test rules [--config.file F] [--run REGEX] [--junit FILE] TEST_FILE...")
-	configFile := fs.String("config.file", "", "configuration file, for the schema (default: built-in defaults)")
+	configFile := configFileFlag(fs, ", for the schema")
 	junitFile := fs.String("junit", "", "also write a JUnit XML report to this file")
 	onServer := fs.Bool("clickhouse", false, "evaluate each test's events in the configured ClickHouse (a temporary table) instead of in memory")
 	var runs []string
