@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -31,26 +30,13 @@ func setup(t testing.TB) (*httptest.Server, *int) {
 		store.Add(memory.Event{Time: base.Add(time.Duration(i) * time.Second), Labels: []string{"acme", "chat", "gpt-4o", "openai", "error", ""}, Nums: map[string]float64{"latency_ms": 6000}})
 	}
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	file := t.TempDir() + "/rules.yaml"
-	data := `groups:
-- name: g
-  rules:
-  - record: tenant:errors:5m
-    expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m]))
-  - alert: TenantErrors
-    expr: tenant:errors:5m > 3
-    annotations:
+	groups := evalRules(t, q, t.TempDir()+"/rules.yaml", tenantErrorsRules+`    annotations:
       summary: "{{ $labels.tenant_id }} has {{ $value }} errors"
-`
-	specs := parseRules(t, file, data)
-	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
-	g.Eval(context.Background(), base.Add(time.Minute))
+`, base.Add(time.Minute))
 	reloads := 0
 	srv := httptest.NewServer(Handler(Options{
-		Rules: staticRules{g},
-		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
-			return q.Query(ctx, e, ts)
-		},
+		Rules: groups,
+		Query: q.Query,
 		Reload: func(context.Context) error {
 			reloads++
 			return nil
@@ -59,6 +45,34 @@ func setup(t testing.TB) (*httptest.Server, *int) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &reloads
+}
+
+// tenantErrorsRules is a rule file whose one group g records each tenant's
+// errors over 5m and alerts on more than 3 (TenantErrors); more keys of
+// the alert may follow.
+const tenantErrorsRules = `groups:
+- name: g
+  rules:
+  - record: tenant:errors:5m
+    expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m]))
+  - alert: TenantErrors
+    expr: tenant:errors:5m > 3
+`
+
+// evalRules parses the rule file path, of text data, and evaluates each of
+// its groups over q at each of the times at, in order; it returns the
+// groups.
+func evalRules(t testing.TB, q *engine.Querier, path, data string, at ...time.Time) staticRules {
+	t.Helper()
+	var groups staticRules
+	for _, spec := range parseRules(t, path, data) {
+		g := engine.NewGroup(spec, engine.GroupOptions{Query: q.QueryWith})
+		for _, ts := range at {
+			g.Eval(context.Background(), ts)
+		}
+		groups = append(groups, g)
+	}
+	return groups
 }
 
 // parseRules parses the rule file path, of text data, with the default
@@ -74,14 +88,9 @@ func parseRules(t testing.TB, path, data string) []*rulefmt.GroupSpec {
 
 func get(t *testing.T, u string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := fetch(t, http.DefaultClient, u)
 	var out map[string]any
-	if err := json.Unmarshal(body, &out); err != nil {
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
 		t.Fatalf("%s: not JSON: %s", u, body)
 	}
 	return resp.StatusCode, out
@@ -267,13 +276,8 @@ func TestQueriesAreBoundedBySlotsAndADeadline(t *testing.T) {
 		{"a huge form body is refused", url.Values{"query": {"1"}, "x": {strings.Repeat("x", 2<<20)}}, http.StatusBadRequest, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.PostForm(srv.URL+"/api/v1/query", tc.form)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.msg) {
+			resp, body := submit(t, http.DefaultClient, srv.URL+"/api/v1/query", tc.form)
+			if resp.StatusCode != tc.want || !strings.Contains(body, tc.msg) {
 				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.want, tc.msg)
 			}
 		})

@@ -54,18 +54,29 @@ func dumpDOM(t *testing.T, bin, url string, budget time.Duration) string {
 	return stdout.String()
 }
 
+// framePage is a test page that loads the status page in an iframe (id
+// f) of the same origin, height pixels high, and runs script, which writes
+// what it finds into the page's <pre id="out">.
+func framePage(title string, height int, script string) string {
+	return fmt.Sprintf("<!doctype html>\n<title>%s</title>\n<iframe id=\"f\" src=\"/\" style=\"width:1400px;height:%dpx\"></iframe>\n<pre id=\"out\"></pre>\n<script>\n%s</script>",
+		title, height, script)
+}
+
+// htmlPage serves page as HTML.
+func htmlPage(page string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, page)
+	}
+}
+
 // clickTest drives the status page the way an operator does, in an
 // iframe of the same origin: it signs in with a name and the admin token,
 // then types a comment and clicks the acknowledge button of one alert.
 // Each step runs when the frame has loaded the page the previous step's
 // form post redirected to. The last step copies the page's text out of the
 // frame, so --dump-dom shows it.
-const clickTest = `<!doctype html>
-<title>click test</title>
-<iframe id="f" src="/" style="width:1400px;height:1000px"></iframe>
-<pre id="out"></pre>
-<script>
-var f = document.getElementById("f"), out = document.getElementById("out"), step = 0;
+var clickTest = framePage("click test", 1000, `var f = document.getElementById("f"), out = document.getElementById("out"), step = 0;
 function log(s) { out.textContent += s + "\n"; }
 f.addEventListener("load", function () {
   var d = f.contentDocument;
@@ -89,7 +100,7 @@ f.addEventListener("load", function () {
     log("error in step " + step + ": " + e);
   }
 });
-</script>`
+`)
 
 // reloadTest counts how often the status page loads in an iframe.
 const reloadTest = `<!doctype html>
@@ -106,14 +117,8 @@ func TestBrowser(t *testing.T) {
 	const token = "s3cret"
 	f := newPageFixture(t, token)
 	fp := f.fingerprint(t, "TenantErrors", "acme")
-	f.mux.HandleFunc("GET /test/click", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, clickTest, token, fp)
-	})
-	f.mux.HandleFunc("GET /test/reload", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, reloadTest)
-	})
+	f.mux.HandleFunc("GET /test/click", htmlPage(fmt.Sprintf(clickTest, token, fp)))
+	f.mux.HandleFunc("GET /test/reload", htmlPage(reloadTest))
 
 	t.Run("the page renders in Chromium", func(t *testing.T) {
 		dom := dumpDOM(t, bin, f.srv.URL+"/", time.Second)
@@ -210,10 +215,7 @@ func TestBrowserCrossSiteWrites(t *testing.T) {
 	}))
 	t.Cleanup(target.Close)
 	page := strings.NewReplacer("TARGET", target.URL, "FP", fp).Replace(crossSiteAttack)
-	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, page)
-	}))
+	attacker := httptest.NewServer(htmlPage(page))
 	t.Cleanup(attacker.Close)
 	_, port, _ := net.SplitHostPort(attacker.Listener.Addr().String())
 
@@ -254,10 +256,7 @@ func TestBrowserCrossSiteWrites(t *testing.T) {
 	}
 
 	t.Run("callwatch's own origin still uses the JSON API from the browser", func(t *testing.T) {
-		f.mux.HandleFunc("GET /test/same-origin-reload", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			fmt.Fprint(w, sameOriginReload)
-		})
+		f.mux.HandleFunc("GET /test/same-origin-reload", htmlPage(sameOriginReload))
 		dom := dumpDOM(t, bin, target.URL+"/test/same-origin-reload", 3*time.Second)
 		if !strings.Contains(dom, `<p id="out">reload 200</p>`) || f.reloads.Load() != 1 {
 			t.Fatalf("same-origin reload: %d reloads:\n%s", f.reloads.Load(), dom)
@@ -285,19 +284,14 @@ func TestBrowserShowsSLOBars(t *testing.T) {
 // foldedHistoryTest opens the first folded list of notifications of the
 // status page's audit history, in an iframe of the same origin, and copies
 // out the text of its row and of the page's header as Chromium shows them.
-const foldedHistoryTest = `<!doctype html>
-<title>folded history</title>
-<iframe id="f" src="/" style="width:1400px;height:1000px"></iframe>
-<pre id="out"></pre>
-<script>
-var f = document.getElementById("f"), out = document.getElementById("out");
+var foldedHistoryTest = framePage("folded history", 1000, `var f = document.getElementById("f"), out = document.getElementById("out");
 f.addEventListener("load", function () {
   var d = f.contentDocument, det = d.querySelector("#history details.notifications");
   if (!det) { out.textContent = "no folded notifications\n" + d.body.innerText; return; }
   det.open = true;
   out.textContent = "ROW\n" + det.closest("tr").innerText + "\nHEADER\n" + d.querySelector("header").innerText;
 });
-</script>`
+`)
 
 // TestBrowserStatusPageAtAGlance renders in Chromium what an operator reads
 // first: a firing's notifications folded under it, opened to each attempt,
@@ -323,10 +317,7 @@ func TestBrowserStatusPageAtAGlance(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.advance(2 * time.Minute)
-	f.mux.HandleFunc("GET /test/history", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, foldedHistoryTest)
-	})
+	f.mux.HandleFunc("GET /test/history", htmlPage(foldedHistoryTest))
 	dom := dumpDOM(t, bin, f.srv.URL+"/test/history", 3*time.Second)
 	_, report, _ := strings.Cut(dom, `<pre id="out">`)
 	report, _, _ = strings.Cut(report, "</pre>")

@@ -7,8 +7,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,23 +58,13 @@ func chartFixture(t *testing.T, configure ...func(*Options)) *httptest.Server {
 			store.Add(memory.Event{Time: ts, Labels: []string{hostile, "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"latency_ms": 50}})
 		}
 	}
-	file := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(file, []byte(chartRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	now := base.Add(180 * time.Minute)
 	clock := base
 	audit := &memAudit{}
 	var mgr *engine.Manager
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store, Series: engine.Outputs{Groups: func() []*engine.Group { return mgr.Groups() }}})
-	mgr = engine.NewManager(engine.ManagerOptions{
-		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: audit},
-		RuleFiles:    []string{file}, RestoreWindow: -1, Now: func() time.Time { return clock },
-	})
+	mgr = loadRules(t, q, audit, chartRules, func() time.Time { return clock })
 	ctx := context.Background()
-	if err := mgr.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for ; !clock.After(now); clock = clock.Add(time.Minute) {
 		for _, g := range mgr.Groups() {
 			g.Eval(ctx, clock)
@@ -248,12 +236,7 @@ func TestRuleChartsAreBounded(t *testing.T) {
 // chart, what Chromium made of its SVG: whether it is SVG, the length of
 // its lines, the size of its spans and whether everything lies inside the
 // chart.
-const chartCheck = `<!doctype html>
-<title>chart check</title>
-<iframe id="f" src="/" style="width:1400px;height:3000px"></iframe>
-<pre id="out"></pre>
-<script>
-document.getElementById("f").addEventListener("load", function () {
+var chartCheck = framePage("chart check", 3000, `document.getElementById("f").addEventListener("load", function () {
   var d = document.getElementById("f").contentDocument, out = [];
   d.querySelectorAll("tr.rule").forEach(function (row) {
     var svg = row.querySelector("figure.chart svg");
@@ -271,16 +254,13 @@ document.getElementById("f").addEventListener("load", function () {
   });
   document.getElementById("out").textContent = JSON.stringify(out);
 });
-</script>`
+`)
 
 func TestBrowserShowsRuleCharts(t *testing.T) {
 	bin := chromium(t)
 	srv := chartFixture(t)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /test/charts", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, chartCheck)
-	})
+	mux.HandleFunc("GET /test/charts", htmlPage(chartCheck))
 	mux.Handle("/", srv.Config.Handler)
 	front := httptest.NewServer(mux)
 	t.Cleanup(front.Close)

@@ -106,6 +106,26 @@ func (f *pageFixture) advance(d time.Duration) {
 	f.now = f.now.Add(d)
 }
 
+// loadRules writes the rule file text rules into a temporary directory and
+// loads it into a manager whose groups query q, audit their transitions to
+// audit and read the time from now; nothing is restored from the audit
+// trail.
+func loadRules(t *testing.T, q *engine.Querier, audit engine.Auditor, rules string, now func() time.Time) *engine.Manager {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr := engine.NewManager(engine.ManagerOptions{
+		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: audit},
+		RuleFiles:    []string{file}, RestoreWindow: -1, Now: now,
+	})
+	if err := mgr.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return mgr
+}
+
 // newPageFixture serves the fixture with token as the admin token;
 // configure, when given, changes the options first.
 func newPageFixture(t *testing.T, token string, configure ...func(*Options)) *pageFixture {
@@ -118,21 +138,10 @@ func newPageFixture(t *testing.T, token string, configure ...func(*Options)) *pa
 		store.Add(memory.Event{Time: ts, Labels: []string{hostile, "chat", "gpt-4o", "openai", "error", "timeout"}, Nums: map[string]float64{"latency_ms": 100}})
 	}
 	store.Add(memory.Event{Time: base, Labels: []string{"globex", "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"latency_ms": 100}})
-	file := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(file, []byte(pageRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	f := &pageFixture{audit: &memAudit{}, now: base.Add(90 * time.Second)}
 	f.sil = engine.NewSilences(engine.SilencesOptions{Audit: f.audit})
-	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	f.mgr = engine.NewManager(engine.ManagerOptions{
-		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: f.audit},
-		RuleFiles:    []string{file}, RestoreWindow: -1, Now: f.clock,
-	})
+	f.mgr = loadRules(t, engine.NewQuerier(engine.QuerierOptions{Source: store}), f.audit, pageRules, f.clock)
 	ctx := context.Background()
-	if err := f.mgr.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// At +30s everything fires or is pending; at +90s globex's call has
 	// left its one-minute window, so GlobexCalls has resolved.
 	for _, g := range f.mgr.Groups() {
@@ -187,9 +196,11 @@ func browser(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar, Timeout: 10 * time.Second}
 }
 
-func fetch(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+// do sends req with c and returns the response and its body, read and
+// closed; it fails the test when req cannot be sent.
+func do(t testing.TB, c *http.Client, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := c.Get(u)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,15 +209,32 @@ func fetch(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 	return resp, string(body)
 }
 
-func submit(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+// newRequest is http.NewRequest, failing the test when it fails; a form
+// body is sent as a browser's form post.
+func newRequest(t testing.TB, method, u string, form url.Values) *http.Request {
 	t.Helper()
-	resp, err := c.PostForm(u, form)
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	return req
+}
+
+func fetch(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	return do(t, c, newRequest(t, http.MethodGet, u, nil))
+}
+
+func submit(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	return do(t, c, newRequest(t, http.MethodPost, u, form))
 }
 
 // section returns the part of the page between id="name" and the next

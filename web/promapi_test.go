@@ -1,9 +1,7 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,32 +40,18 @@ func newPromFixture(t testing.TB) *promFixture {
 			Nums: map[string]float64{"latency_ms": float64(100 * (i + 1)), "cost": 0.5}})
 	}
 	now := base.Add(10 * time.Minute)
-	file := t.TempDir() + "/rules.yaml"
-	data := `groups:
-- name: g
-  rules:
-  - record: tenant:errors:5m
-    expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m]))
-  - alert: TenantErrors
-    expr: tenant:errors:5m > 3
-    for: 0s
+	var groups staticRules
+	q := engine.NewQuerier(engine.QuerierOptions{Source: store, Series: engine.Outputs{Groups: func() []*engine.Group { return groups }}})
+	groups = evalRules(t, q, t.TempDir()+"/rules.yaml", tenantErrorsRules+`    for: 0s
   - alert: Quiet
     expr: tenant:errors:5m > 1000
     for: 5m
     keep_firing_for: 1m
-`
-	specs := parseRules(t, file, data)
-	var groups staticRules
-	q := engine.NewQuerier(engine.QuerierOptions{Source: store, Series: engine.Outputs{Groups: func() []*engine.Group { return groups }}})
-	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
-	g.Eval(context.Background(), now)
-	groups = staticRules{g}
+`, now)
 	reg := prometheus.NewRegistry()
 	srv := httptest.NewServer(Handler(Options{
-		Rules: groups,
-		Query: func(ctx context.Context, e *dsl.Expr, ts time.Time) (engine.Result, error) {
-			return q.Query(ctx, e, ts)
-		},
+		Rules:      groups,
+		Query:      q.Query,
 		QueryRange: q.QueryRange,
 		Limits:     dsl.Limits{MaxRange: 31 * 24 * time.Hour},
 		Now:        func() time.Time { return now.Add(30 * time.Second) },
@@ -98,29 +82,14 @@ func (f *promFixture) call(t testing.TB, method, path string, form url.Values, h
 // callURL is call to the server at base.
 func (f *promFixture) callURL(t testing.TB, base, method, path string, form url.Values, header map[string]string) (int, http.Header, map[string]any) {
 	t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, base+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
+	req := newRequest(t, method, base+path, form)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := do(t, http.DefaultClient, req)
 	var out map[string]any
 	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
+		if err := json.Unmarshal([]byte(raw), &out); err != nil {
 			t.Fatalf("%s %s: not JSON: %s", method, path, raw)
 		}
 	}
@@ -312,15 +281,10 @@ func TestLimitViolationsAreCountedOnMetrics(t *testing.T) {
 	f.call(t, "GET", "/api/v1/query_range?query=1&start=0&end=100000&step=1", nil, nil)
 	f.call(t, "GET", "/api/v1/query_range?query=1&start=0&end=100000&step=1", nil, nil)
 	// And /metrics shows them.
-	resp, err := http.Get(f.srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	_, body := fetch(t, http.DefaultClient, f.srv.URL+"/metrics")
 	for _, want := range []string{`callwatch_query_api_limit_exceeded_total{limit="max_points"} 2`, `callwatch_query_api_limit_exceeded_total{limit="max_window"} 1`,
 		`callwatch_query_api_limit_exceeded_total{limit="query_timeout"} 0`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

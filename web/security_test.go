@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -133,17 +132,7 @@ func (f *securityFixture) send(t *testing.T, e endpoint, r request) (*http.Respo
 	if r.query != "" {
 		u += "?" + r.query
 	}
-	var body io.Reader
-	if e.form != nil {
-		body = strings.NewReader(e.form.Encode())
-	}
-	req, err := http.NewRequest(e.method, u, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
+	req := newRequest(t, e.method, u, e.form)
 	vars := strings.NewReplacer("{server}", f.srv.URL, "{port}", f.port())
 	for k, v := range r.header {
 		req.Header.Set(k, vars.Replace(v))
@@ -161,13 +150,7 @@ func (f *securityFixture) send(t *testing.T, e endpoint, r request) (*http.Respo
 			req.Header.Set("Authorization", "Bearer "+f.token)
 		}
 	}
-	resp, err := noRedirects().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return do(t, noRedirects(), req)
 }
 
 func tokenCase(token string) string {
@@ -177,12 +160,37 @@ func tokenCase(token string) string {
 	return "with an admin token"
 }
 
+// namedRequest is a way of sending a request, named for a subtest.
+type namedRequest struct {
+	name string
+	request
+}
+
+// eachStateChange sends every state-changing endpoint each of the
+// requests, with and without an admin token, each time on a new fixture
+// in a subtest "ENDPOINT by REQUEST is OUTCOME", and checks the answer:
+// before is the fixture's count of effects before the request.
+func eachStateChange(t *testing.T, requests []namedRequest, outcome string,
+	check func(t *testing.T, f *securityFixture, e endpoint, before int, resp *http.Response, body string)) {
+	for _, token := range []string{"", "s3cret"} {
+		t.Run(tokenCase(token), func(t *testing.T) {
+			for _, e := range stateChanging {
+				for _, a := range requests {
+					t.Run(e.name+" by "+a.name+" is "+outcome, func(t *testing.T) {
+						f := newSecurityFixture(t, token)
+						before := f.effects(nil)
+						resp, body := f.send(t, e, a.request)
+						check(t, f, e, before, resp, body)
+					})
+				}
+			}
+		})
+	}
+}
+
 func TestStateChangingEndpointsRefuseCrossOriginRequests(t *testing.T) {
 	const form = "application/x-www-form-urlencoded"
-	attacks := []struct {
-		name string
-		request
-	}{
+	attacks := []namedRequest{
 		{"a form posted from another site", request{header: map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example", "Content-Type": form}, credentials: true}},
 		{"a form posted from another port of the same host", request{header: map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1", "Content-Type": form}, credentials: true}},
 		{"a post from another origin by a browser without Sec-Fetch-Site", request{header: map[string]string{"Origin": "https://evil.example"}, credentials: true}},
@@ -192,53 +200,28 @@ func TestStateChangingEndpointsRefuseCrossOriginRequests(t *testing.T) {
 		{"a post from another site asking to be taken as a GET", request{header: map[string]string{"Origin": "https://evil.example", "X-HTTP-Method-Override": "GET"}, query: "_method=GET", credentials: true}},
 		{"a post from another site over plain HTTP, where Sec-Fetch-Site is not sent", request{header: map[string]string{"Origin": "http://evil.example:9466"}, credentials: true}},
 	}
-	for _, token := range []string{"", "s3cret"} {
-		t.Run(tokenCase(token), func(t *testing.T) {
-			for _, e := range stateChanging {
-				for _, a := range attacks {
-					t.Run(e.name+" by "+a.name+" is refused", func(t *testing.T) {
-						f := newSecurityFixture(t, token)
-						before := f.effects(nil)
-						resp, body := f.send(t, e, a.request)
-						if resp.StatusCode != http.StatusForbidden || f.effects(resp) != before {
-							t.Fatalf("%s %s: %d, %d effects, want 403 and none: %s", e.method, e.path, resp.StatusCode, f.effects(resp)-before, body)
-						}
-						if !strings.Contains(body, "cross-origin") {
-							t.Fatalf("the refusal does not say why: %s", body)
-						}
-					})
-				}
-			}
-		})
-	}
+	eachStateChange(t, attacks, "refused", func(t *testing.T, f *securityFixture, e endpoint, before int, resp *http.Response, body string) {
+		if resp.StatusCode != http.StatusForbidden || f.effects(resp) != before {
+			t.Fatalf("%s %s: %d, %d effects, want 403 and none: %s", e.method, e.path, resp.StatusCode, f.effects(resp)-before, body)
+		}
+		if !strings.Contains(body, "cross-origin") {
+			t.Fatalf("the refusal does not say why: %s", body)
+		}
+	})
 }
 
 func TestStateChangingEndpointsServeTheirOwnOriginAndOtherClients(t *testing.T) {
-	allowed := []struct {
-		name string
-		request
-	}{
+	allowed := []namedRequest{
 		{"a client that is not a browser (no Origin, no Sec-Fetch-Site: curl)", request{credentials: true}},
 		{"the server's own page", request{header: map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "{server}"}, credentials: true}},
 		{"the server's own page in a browser without Sec-Fetch-Site", request{header: map[string]string{"Origin": "{server}"}, credentials: true}},
 		{"the server's own page at http://localhost", request{header: map[string]string{"Origin": "http://localhost:{port}"}, host: "localhost:{port}", credentials: true}},
 	}
-	for _, token := range []string{"", "s3cret"} {
-		t.Run(tokenCase(token), func(t *testing.T) {
-			for _, e := range stateChanging {
-				for _, a := range allowed {
-					t.Run(e.name+" by "+a.name+" is served", func(t *testing.T) {
-						f := newSecurityFixture(t, token)
-						before := f.effects(nil)
-						resp, body := f.send(t, e, a.request)
-						if resp.StatusCode >= 400 || f.effects(resp) == before {
-							t.Fatalf("%s %s: %d and no effect: %s", e.method, e.path, resp.StatusCode, body)
-						}
-					})
-				}
-			}
-		})
-	}
+	eachStateChange(t, allowed, "served", func(t *testing.T, f *securityFixture, e endpoint, before int, resp *http.Response, body string) {
+		if resp.StatusCode >= 400 || f.effects(resp) == before {
+			t.Fatalf("%s %s: %d and no effect: %s", e.method, e.path, resp.StatusCode, body)
+		}
+	})
 }
 
 func (f *securityFixture) port() string {
@@ -372,16 +355,11 @@ func TestAdminToken(t *testing.T) {
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := do(t, http.DefaultClient, req)
 			if resp.StatusCode != tc.want || (tc.want == 200) != (reloads.Load() == 1) {
 				t.Fatalf("%d (reloads %d), want %d: %s", resp.StatusCode, reloads.Load(), tc.want, body)
 			}
-			if tc.want == 401 && !strings.Contains(string(body), AdminTokenHeader) {
+			if tc.want == 401 && !strings.Contains(body, AdminTokenHeader) {
 				t.Fatalf("the refusal does not name the token header: %s", body)
 			}
 		})
@@ -453,12 +431,7 @@ func TestAdminTokenBehindBasicAuthAndTLS(t *testing.T) {
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
 			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := do(t, client, req)
 			if int64(resp.StatusCode) != tc.status || reloads.Load() != tc.total {
 				t.Fatalf("%d (reloads %d), want %d (%d): %s", resp.StatusCode, reloads.Load(), tc.status, tc.total, body)
 			}

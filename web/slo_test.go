@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -61,15 +60,8 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 	for _, e := range evs {
 		store.Add(e)
 	}
-	specs := parseRules(t, "slo.yaml", sloRules)
-	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
 	at := base.Add(9 * time.Hour)
-	var groups []*engine.Group
-	for _, s := range specs {
-		g := engine.NewGroup(s, engine.GroupOptions{Query: q.QueryWith})
-		g.Eval(context.Background(), at)
-		groups = append(groups, g)
-	}
+	groups := evalRules(t, engine.NewQuerier(engine.QuerierOptions{Source: store}), "slo.yaml", sloRules, at)
 	// Hand computation: events in (at − w, at].
 	count := func(tenant string, w time.Duration, errorsOnly bool) (n float64) {
 		for _, e := range evs {
@@ -79,7 +71,7 @@ func TestSLOReportMatchesAHandComputation(t *testing.T) {
 		}
 		return n
 	}
-	srv := httptest.NewServer(Handler(Options{Rules: staticRules(groups)}))
+	srv := httptest.NewServer(Handler(Options{Rules: groups}))
 	defer srv.Close()
 	_, body := get(t, srv.URL+"/api/v1/slos")
 	data := body["data"].(map[string]any)
@@ -158,16 +150,9 @@ func sloPageGroups(t *testing.T) (staticRules, time.Time) {
 		}
 		store.Add(memory.Event{Time: at.Add(-4 * time.Minute), Labels: []string{tenant, "chat", "m", "p", status, ""}, Nums: map[string]float64{"cost": 0.25}})
 	}
-	specs := parseRules(t, "slo.yaml", sloRules)
-	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	var groups staticRules
-	for _, s := range specs {
-		g := engine.NewGroup(s, engine.GroupOptions{Query: q.QueryWith})
-		g.Eval(context.Background(), at.Add(-2*time.Minute)) // acme's page turns pending…
-		g.Eval(context.Background(), at)                     // …and fires after its 2m
-		groups = append(groups, g)
-	}
-	return groups, at
+	// acme's page turns pending at the first evaluation, and fires at the
+	// second, after its 2m.
+	return evalRules(t, engine.NewQuerier(engine.QuerierOptions{Source: store}), "slo.yaml", sloRules, at.Add(-2*time.Minute), at), at
 }
 
 func TestPageShowsSLOsAndBudgets(t *testing.T) {
@@ -222,16 +207,11 @@ func TestCalendarBudgetReport(t *testing.T) {
 			spent += 2
 		}
 	}
-	specs := parseRules(t, "month.yaml", `budgets:
+	groups := evalRules(t, engine.NewQuerier(engine.QuerierOptions{Source: store}), "month.yaml", `budgets:
   - {name: monthly, limit: 1000, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
   - {name: roomy, limit: 2000, period: month, time_zone: Asia/Shanghai, by: [tenant_id]}
-`)
-	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	g := engine.NewGroup(specs[0], engine.GroupOptions{Query: q.QueryWith})
-	g.Eval(context.Background(), at)
-	roomy := engine.NewGroup(specs[1], engine.GroupOptions{Query: q.QueryWith})
-	roomy.Eval(context.Background(), at)
-	srv := httptest.NewServer(Handler(Options{Rules: staticRules{g, roomy}}))
+`, at)
+	srv := httptest.NewServer(Handler(Options{Rules: groups}))
 	defer srv.Close()
 	_, body := get(t, srv.URL+"/api/v1/slos")
 	budget := body["data"].(map[string]any)["budgets"].([]any)[0].(map[string]any)
@@ -254,7 +234,7 @@ func TestCalendarBudgetReport(t *testing.T) {
 	if rg["projected"] != projected || rg["projectedExhaustion"] != nil {
 		t.Errorf("roomy: projected %v, exhaustion %v; want %v and none within the month", rg["projected"], rg["projectedExhaustion"], projected)
 	}
-	page := httptest.NewServer(PageHandler(Options{Rules: staticRules{g}, Now: func() time.Time { return at }}))
+	page := httptest.NewServer(PageHandler(Options{Rules: groups[:1], Now: func() time.Time { return at }}))
 	defer page.Close()
 	_, html := fetch(t, browser(t), page.URL+"/")
 	if want := `Budget monthly <span class="muted small">month.yaml · 1000 per calendar month (Asia/Shanghai) · pace of the month so far</span>`; !strings.Contains(section(html, "slos"), want) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,16 +35,11 @@ func send(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := do(t, http.DefaultClient, req)
 	var out struct {
 		ErrorType string `json:"errorType"`
 	}
-	_ = json.Unmarshal(b, &out)
+	_ = json.Unmarshal([]byte(b), &out)
 	return resp.StatusCode, out.ErrorType
 }
 

@@ -6,8 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -42,21 +40,11 @@ func TestPageWritesValuesAsTheNotificationsDo(t *testing.T) {
 		memory.Event{Time: base, Labels: []string{"acme", "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"input_tokens": 6533230, "latency_ms": 100}},
 		memory.Event{Time: base, Labels: []string{"globex", "chat", "gpt-4o", "openai", "ok", ""}, Nums: map[string]float64{"input_tokens": 10, "latency_ms": 3456.789}},
 	)
-	file := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(file, []byte(valueRules), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	audit := &memAudit{}
 	now := base.Add(30 * time.Second)
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	mgr := engine.NewManager(engine.ManagerOptions{
-		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: audit},
-		RuleFiles:    []string{file}, RestoreWindow: -1, Now: func() time.Time { return now },
-	})
+	mgr := loadRules(t, q, audit, valueRules, func() time.Time { return now })
 	ctx := context.Background()
-	if err := mgr.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for _, g := range mgr.Groups() {
 		g.Eval(ctx, now)
 	}
