@@ -275,13 +275,7 @@ func TestDashboardsReturnData(t *testing.T) {
 	t.Run("the status page charts every rule over ClickHouse 18.16", func(t *testing.T) {
 		var page string
 		for range 4 { // a view charts for at most 4 s; the next ones add the rest
-			resp, err := http.Get(base + "/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			page = string(body)
+			_, page = httpGet(t, base+"/")
 		}
 		rows := strings.Split(page, `<tr class="rule"`)[1:]
 		if len(rows) < 10 {

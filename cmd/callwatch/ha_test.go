@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -237,18 +236,10 @@ func TestHAReplicasShareGroups(t *testing.T) {
 	// Acknowledge on each, and says which replica evaluates the alerts it
 	// does not hold.
 	page := func(p *proc) string {
-		req, err := http.NewRequest(http.MethodGet, p.base+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		req := newRequest(t, http.MethodGet, p.base+"/", nil)
 		req.AddCookie(&http.Cookie{Name: "callwatch_user", Value: "alice"})
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
+		_, body := do(t, req)
+		return body
 	}
 	for i, p := range procs {
 		waitFor(t, "every alert on both replicas' API", 20*time.Second, func() bool { return len(allAlerts(p)) == len(tenants) })

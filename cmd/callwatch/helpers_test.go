@@ -178,17 +178,41 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// getJSON reads url into v (unless v is nil) and returns the HTTP status.
-func getJSON(t *testing.T, url string, v any) int {
+// do sends req and returns the response and its body, read and closed; it
+// fails the test when req cannot be sent.
+func do(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// newRequest is http.NewRequest, failing the test when it fails.
+func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// httpGet is do of a GET of url.
+func httpGet(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	return do(t, newRequest(t, http.MethodGet, url, nil))
+}
+
+// getJSON reads url into v (unless v is nil) and returns the HTTP status.
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, body := httpGet(t, url)
 	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
+		if err := json.Unmarshal([]byte(body), v); err != nil {
 			t.Fatalf("%s: %v: %s", url, err, body)
 		}
 	}
@@ -198,29 +222,21 @@ func getJSON(t *testing.T, url string, v any) int {
 // post sends an empty or JSON POST and returns the status and body.
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	req := newRequest(t, http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, b := do(t, req)
+	return resp.StatusCode, b
 }
 
 // metric reads one sample value from /metrics text.
 func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	_, body := httpGet(t, base+"/metrics")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
 	if m == nil {
 		return -1
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
 }
 

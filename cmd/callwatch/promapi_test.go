@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -66,14 +65,9 @@ type apiAnswer struct {
 
 func apiCall(t *testing.T, req *http.Request) (int, apiAnswer) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := do(t, req)
 	var a apiAnswer
-	if err := json.Unmarshal(body, &a); err != nil {
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
 		t.Fatalf("%s %s: not JSON: %s", req.Method, req.URL, body)
 	}
 	return resp.StatusCode, a
@@ -83,10 +77,7 @@ func apiCall(t *testing.T, req *http.Request) (int, apiAnswer) {
 // with its default HTTP method, POST (pkg/promlib/client): a form body.
 func grafanaPOST(t *testing.T, base, path string, form url.Values) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := newRequest(t, http.MethodPost, base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "Grafana/12.0.0")
 	req.Header.Set("Accept", "application/json, text/plain, */*")
@@ -95,10 +86,7 @@ func grafanaPOST(t *testing.T, base, path string, form url.Values) *http.Request
 
 func grafanaGET(t *testing.T, base, path string, q url.Values) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+path+"?"+q.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := newRequest(t, http.MethodGet, base+path+"?"+q.Encode(), nil)
 	req.Header.Set("User-Agent", "Grafana/12.0.0")
 	return req
 }

@@ -189,16 +189,11 @@ rule_files: [rules.yaml]
 	})
 
 	read := func(path string) string {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := httpGet(t, base+path)
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 		}
-		return string(body)
+		return body
 	}
 	var audit strings.Builder
 	for k, rs := range got {
