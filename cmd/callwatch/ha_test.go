@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,18 +71,7 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	s := server.Get(t)
 	db := errorEvents(t, s, 5)
-	var mu sync.Mutex
-	var messages []string // status of each webhook message
-	hook := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Status string `json:"status"`
-		}
-		json.NewDecoder(r.Body).Decode(&p)
-		mu.Lock()
-		messages = append(messages, p.Status)
-		mu.Unlock()
-	}))
-	defer hook.Close()
+	hook := newHook(t)
 	ams := amtest.StartCluster(t, 2, hook.URL)
 
 	dir := t.TempDir()
@@ -102,12 +88,7 @@ rule_files: [rules.yaml]
 `, s.DSN(db), ams[0].URL, ams[1].URL, replica))
 		startProc(t, f)
 	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(messages)
-	}
-	waitFor(t, "the receiver to be notified", 30*time.Second, func() bool { return count() >= 1 })
+	waitFor(t, "the receiver to be notified", 30*time.Second, func() bool { return len(hook.messages()) >= 1 })
 	// Both members hold the alert; they gossip the notification log, so
 	// neither notifies again (peer timeout 2s, group interval 1s).
 	for i, am := range ams {
@@ -117,9 +98,7 @@ rule_files: [rules.yaml]
 		}
 	}
 	time.Sleep(6 * time.Second)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(messages) != 1 || messages[0] != "firing" {
+	if messages := hook.messages(); len(messages) != 1 || messages[0] != "firing" {
 		t.Fatalf("the receiver got %v, want one firing message from two replicas × two Alertmanagers", messages)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,17 +288,19 @@ func ruleEvaluations(t *testing.T, base, rule string) evaluationsJSON {
 	return out
 }
 
-// hook is a webhook receiver of callwatch's notifications. It counts the
-// alerts it gets by alertname and status, and the firing messages of each
+// hook is a webhook receiver of callwatch's (or Alertmanager's)
+// notifications. It keeps the status of each message, and counts the
+// alerts it gets by alertname and status and the firing messages of each
 // alert by fingerprint; while hang is set it never answers, so a
 // notification is fired but not sent. It stops with the test.
 type hook struct {
-	mu     sync.Mutex
-	n      map[string]int // "alertname/status"
-	firing map[string]int // fingerprint: firing messages
-	hang   bool
-	stop   chan struct{}
-	URL    string
+	mu       sync.Mutex
+	statuses []string       // each message's
+	n        map[string]int // "alertname/status"
+	firing   map[string]int // fingerprint: firing messages
+	hang     bool
+	stop     chan struct{}
+	URL      string
 }
 
 func newHook(t *testing.T) *hook {
@@ -314,6 +317,7 @@ func newHook(t *testing.T) *hook {
 			return
 		}
 		var p struct {
+			Status string `json:"status"`
 			Alerts []struct {
 				Fingerprint string            `json:"fingerprint"`
 				Status      string            `json:"status"`
@@ -325,6 +329,7 @@ func newHook(t *testing.T) *hook {
 			t.Errorf("webhook body: %v: %s", err, body)
 		}
 		h.mu.Lock()
+		h.statuses = append(h.statuses, p.Status)
 		for _, a := range p.Alerts {
 			h.n[a.Labels["alertname"]+"/"+a.Status]++
 			if a.Status == "firing" {
@@ -343,6 +348,13 @@ func (h *hook) setHang(hang bool) {
 	h.mu.Lock()
 	h.hang = hang
 	h.mu.Unlock()
+}
+
+// messages returns the status of each message, in the order they came.
+func (h *hook) messages() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.statuses)
 }
 
 // get returns how many alerts of k ("alertname/status") arrived.
