@@ -72,13 +72,3 @@ rule_files: [rules.yaml]
 		}
 	}
 }
-
-// acmeErrors returns n erroring calls of tenant acme, now.
-func acmeErrors(n int) []map[string]any {
-	now := time.Now().UTC()
-	rows := make([]map[string]any, n)
-	for i := range rows {
-		rows[i] = map[string]any{"created_at": now, "tenant_id": "acme", "status": "error"}
-	}
-	return rows
-}
