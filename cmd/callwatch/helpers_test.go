@@ -424,6 +424,7 @@ type hook struct {
 	URL      string
 }
 
+// newHook starts a webhook receiver, answering.
 func newHook(t *testing.T) *hook {
 	h := &hook{n: map[string]int{}, firing: map[string]int{}, stop: make(chan struct{})}
 	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
@@ -496,6 +497,7 @@ func (h *hook) count() (alerts, messages int) {
 	return
 }
 
+// containsAll says whether s contains every one of parts.
 func containsAll(s string, parts ...string) bool {
 	for _, p := range parts {
 		if !strings.Contains(s, p) {
