@@ -2,7 +2,7 @@ package dsl
 
 import (
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -88,19 +88,10 @@ var instantFuncs = map[string]bool{
 }
 
 // RangeFunctionNames returns the supported range functions, sorted.
-func RangeFunctionNames() []string { return sortedKeys(rangeFuncs) }
+func RangeFunctionNames() []string { return slices.Sorted(maps.Keys(rangeFuncs)) }
 
 // InstantFunctionNames returns the supported instant functions, sorted.
-func InstantFunctionNames() []string { return sortedKeys(instantFuncs) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func InstantFunctionNames() []string { return slices.Sorted(maps.Keys(instantFuncs)) }
 
 // newParser builds the PromQL parser with callwatch's extra functions (the
 // pNN quantile shorthands) added to a copy of Prometheus' function table; the

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -142,15 +143,6 @@ func byKey(l labels.Labels, by []string) (string, map[string]string) {
 	return strings.Join(parts, "\xff"), m
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
 func first(s []Sample) float64 {
 	if len(s) == 0 {
 		return math.NaN()
@@ -163,7 +155,7 @@ func sloStatus(g *Group, s *rulefmt.SLOSpec, at time.Time) SLOStatus {
 	rec, keys := recordedBy(g, s.By)
 	fires := firing(g, s.By, "severity")
 	fast := rulefmt.WindowString(s.Alerts[0].Long)
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		gs := SLOGroupStatus{Labels: keys[k], SLI: first(rec[rulefmt.SLISeries][k]),
 			BudgetRemaining: first(rec[rulefmt.BudgetRemainingSeries][k]), BurnRates: map[string]float64{}}
 		for _, b := range rec[rulefmt.BurnRateSeries][k] {
@@ -206,7 +198,7 @@ func budgetStatus(g *Group, b *rulefmt.BudgetSpec, at time.Time) BudgetStatus {
 	st := BudgetStatus{Spec: b, File: g.File(), At: at}
 	rec, keys := recordedBy(g, b.By)
 	fires := firing(g, b.By, "threshold")
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		gs := BudgetGroupStatus{Labels: keys[k], Spent: first(rec[rulefmt.SpentSeries][k]), Projected: first(rec[rulefmt.ProjectedSeries][k])}
 		switch {
 		case gs.Spent >= b.Limit:
