@@ -80,13 +80,8 @@ func (d *DingTalk) Send(ctx context.Context, b Batch) error {
 		m.At.AtMobiles = append(m.At.AtMobiles, p)
 		tags = append(tags, "@"+p)
 	}
-	text := hardBreaks(msg.Text)
-	tail := ""
-	if len(tags) > 0 {
-		tail = "\n\n" + strings.Join(tags, " ")
-	}
 	m.Markdown.Title = truncateUTF8(msg.Title, 256, "…")
-	m.Markdown.Text = truncateUTF8(text, dingTalkLimit-len(tail), truncatedMarker) + tail
+	m.Markdown.Text = withMentions(hardBreaks(msg.Text), dingTalkLimit, "\n\n", tags)
 	target, err := d.signedURL()
 	if err != nil {
 		return err

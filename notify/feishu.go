@@ -92,11 +92,7 @@ func (f *Feishu) Send(ctx context.Context, b Batch) error {
 	for _, u := range f.http.cfg.Mentions {
 		tags = append(tags, "<at id="+strings.TrimPrefix(u, "@")+"></at>")
 	}
-	tail := ""
-	if len(tags) > 0 {
-		tail = "\n" + strings.Join(tags, " ")
-	}
-	m.Card.Elements = []feishuElement{{Tag: "markdown", Content: truncateUTF8(msg.Text, feishuLimit-len(tail), truncatedMarker) + tail}}
+	m.Card.Elements = []feishuElement{{Tag: "markdown", Content: withMentions(msg.Text, feishuLimit, "\n", tags)}}
 	if f.http.cfg.Secret != "" {
 		m.Timestamp = strconv.FormatInt(f.http.now().Unix(), 10)
 		m.Sign = FeishuSign(f.http.cfg.Secret, m.Timestamp)

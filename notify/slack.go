@@ -1,9 +1,6 @@
 package notify
 
-import (
-	"context"
-	"strings"
-)
+import "context"
 
 // Slack posts to a Slack incoming webhook, https://hooks.slack.com/services/…:
 //
@@ -48,11 +45,7 @@ func (s *Slack) Send(ctx context.Context, b Batch) error {
 			tags = append(tags, "<@"+u+">")
 		}
 	}
-	tail := ""
-	if len(tags) > 0 {
-		tail = "\n" + strings.Join(tags, " ")
-	}
-	body := slackMessage{Text: truncateUTF8(msg.Text, slackLimit-len(tail), truncatedMarker) + tail}
+	body := slackMessage{Text: withMentions(msg.Text, slackLimit, "\n", tags)}
 	a, err := s.http.postJSON(ctx, s.http.cfg.URL, body)
 	if err != nil {
 		return err

@@ -693,6 +693,17 @@ func truncateUTF8(s string, limit int, marker string) string {
 	return s[:cut] + marker
 }
 
+// withMentions is text cut so that it and the mention tags after it (sep,
+// then the tags joined by spaces) fit in limit bytes: the mentions survive
+// the cut.
+func withMentions(text string, limit int, sep string, tags []string) string {
+	tail := ""
+	if len(tags) > 0 {
+		tail = sep + strings.Join(tags, " ")
+	}
+	return truncateUTF8(text, limit-len(tail), truncatedMarker) + tail
+}
+
 // templateFuncs are the functions templates can call, for format f. The
 // values templates get are escaped already, so esc returns its argument: it
 // stays for the templates written when it escaped.
