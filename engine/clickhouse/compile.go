@@ -174,6 +174,20 @@ type builder struct {
 	cols       Columns // CompileOptions.Columns
 }
 
+// filter narrows q to the rows some leaf of the statement reads: the
+// selectors' conditions ORed, or no condition when a leaf has no matchers.
+func (b *builder) filter(q *Select) {
+	if b.unfiltered {
+		return
+	}
+	conds := make([]Expr, len(b.conds))
+	for i, c := range b.conds {
+		conds[i] = Expr{SQL: c.sql, Args: c.args}
+	}
+	or := AnyOf(conds...)
+	q.Where(or.SQL, or.Args...)
+}
+
 func (b *builder) add(i int, l *dsl.Leaf) {
 	cond := b.cols.leafCondition(l)
 	if cond.sql == "" {
@@ -381,14 +395,7 @@ func (b *builder) build(opts CompileOptions, ts time.Time) Statement {
 	from, to := b.first.Window(ts)
 	w := q.Window(from.Unix(), to.Unix())
 	q.Where(w.SQL, w.Args...)
-	if !b.unfiltered {
-		conds := make([]Expr, len(b.conds))
-		for i, c := range b.conds {
-			conds[i] = Expr{SQL: c.sql, Args: c.args}
-		}
-		or := AnyOf(conds...)
-		q.Where(or.SQL, or.Args...)
-	}
+	b.filter(q)
 	q.GroupByLabels()
 	st.query, st.SQL, st.Args = q, q.String(), q.Args()
 	return st

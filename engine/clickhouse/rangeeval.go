@@ -209,14 +209,7 @@ func (b *builder) buildRange(opts Options, start, end time.Time, step time.Durat
 	last := start.Add(time.Duration(n-1) * step)
 	w := inner.Window(from, last.Unix()-int64(l.Offset/time.Second))
 	inner.Where(w.SQL, w.Args...)
-	if !b.unfiltered {
-		conds := make([]Expr, len(b.conds))
-		for i, c := range b.conds {
-			conds[i] = Expr{SQL: c.sql, Args: c.args}
-		}
-		or := AnyOf(conds...)
-		inner.Where(or.SQL, or.Args...)
-	}
+	b.filter(inner)
 	inner.GroupByLabels().GroupBy("cw_k")
 	outer.FromSelect(inner).ArrayJoin("cw_js", "cw_j")
 	outer.Value("", "toFloat64(cw_j)")
