@@ -274,13 +274,8 @@ func (g *grid) absorb(il *incLeaf, cs *coldState, upTo int64) (n int) {
 	slots := il.allSlots()
 	for k := cs.k0 + 1; k <= upTo; k++ {
 		b := g.buckets[k]
-		if b == nil {
+		if !b.finalFor(slots) {
 			return n
-		}
-		for _, sl := range slots {
-			if sl >= len(b.final) || !b.final[sl] {
-				return n
-			}
 		}
 		for key, gr := range b.groups {
 			if gr.v[il.count] == 0 {

@@ -74,6 +74,19 @@ type gridGroup struct {
 	v      []float64
 }
 
+// finalFor reports whether b is there and final for every one of slots.
+func (b *gridBucket) finalFor(slots []int) bool {
+	if b == nil {
+		return false
+	}
+	for _, sl := range slots {
+		if sl >= len(b.final) || !b.final[sl] {
+			return false
+		}
+	}
+	return true
+}
+
 func (b *gridBucket) grow(n int) {
 	for len(b.final) < n {
 		b.final = append(b.final, false)
@@ -496,14 +509,8 @@ func (g *grid) block(q int64, il incLeaf) *gridBucket {
 	}
 	first := q*blockSize + 1
 	for k := first; k < first+blockSize; k++ {
-		b := g.buckets[k]
-		if b == nil {
+		if !g.buckets[k].finalFor(slots) {
 			return nil
-		}
-		for _, sl := range slots {
-			if sl >= len(b.final) || !b.final[sl] {
-				return nil
-			}
 		}
 	}
 	if blk == nil {
