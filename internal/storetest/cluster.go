@@ -138,28 +138,10 @@ func EventsSplitAcrossShards(t *testing.T, cluster *chtest.Cluster, db string) m
 	t.Helper()
 	out := map[string][]uint64{}
 	for sh, shard := range cluster.Shards {
-		conn := shard[0].Conn(t, db)
-		var names []string
-		rows, err := conn.Query(context.Background(), "SELECT name FROM system.tables WHERE database = ? AND endsWith(name, ?) ORDER BY name", db, LocalSuffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var name string
-			if err := rows.Scan(&name); err != nil {
-				t.Fatal(err)
-			}
-			names = append(names, name)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
+		conn := clickhouse.NewNativeConn(shard[0].Conn(t, db))
+		names := queryColumn[string](t, conn, "SELECT name FROM system.tables WHERE database = ? AND endsWith(name, ?) ORDER BY name", db, LocalSuffix)
 		for _, name := range names {
-			var n uint64
-			if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+clickhouse.QuoteIdent(name)).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
+			n := queryCount(t, conn, "SELECT count() FROM "+clickhouse.QuoteIdent(name))
 			if out[name] == nil {
 				out[name] = make([]uint64, len(cluster.Shards))
 			}

@@ -256,22 +256,7 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 // quantiles of cost differ for a reason outside callwatch.
 func checkStoredCosts(t *testing.T, conn clickhouse.ExecQuerier, table string, events []memory.Event) {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT toFloat64(`cost`) FROM "+table+" ORDER BY `cost`")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []float64
-	for rows.Next() {
-		var x float64
-		if err := rows.Scan(&x); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, x)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := queryColumn[float64](t, conn, "SELECT toFloat64(`cost`) FROM "+table+" ORDER BY `cost`")
 	want := make([]float64, len(events))
 	for i, ev := range events {
 		want[i] = ev.Nums["cost"]

@@ -112,13 +112,7 @@ func BadData(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 	table, mem := badTable(t, conn, db)
 	schema := dsl.DefaultSchema()
 	ctx := context.Background()
-	cols, err := clickhouse.ReadColumns(ctx, conn, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cols.Check(table, schema); err != nil {
-		t.Fatalf("a table of Nullable strings, Int64 and Float64 fits the schema: %v", err)
-	}
+	cols := fittingColumns(t, conn, table, schema, "a table of Nullable strings, Int64 and Float64 fits the schema")
 	sources := map[string]*clickhouse.Source{}
 	for name, c := range map[string]clickhouse.Columns{"read types": cols, "unknown types": nil} {
 		full, err := clickhouse.New(clickhouse.Options{Conn: conn, Table: table, Schema: schema, Columns: c})
@@ -178,6 +172,20 @@ func BadData(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 			}
 		}
 	}
+}
+
+// fittingColumns reads the columns of table and fails the test, saying
+// what, when they do not fit schema.
+func fittingColumns(t *testing.T, conn clickhouse.ExecQuerier, table string, schema dsl.Schema, what string) clickhouse.Columns {
+	t.Helper()
+	cols, err := clickhouse.ReadColumns(context.Background(), conn, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cols.Check(table, schema); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return cols
 }
 
 // SchemaCheck checks that a table that cannot serve the schema is refused
@@ -309,13 +317,7 @@ func OddColumnTypes(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 	mustExec(t, conn, "INSERT INTO "+table+" (created_at, tenant_id, app_code, model, provider, status, error_code, latency_ms, input_tokens, output_tokens, cost) "+
 		strings.Join(sel, " UNION ALL "))
 	ctx := context.Background()
-	cols, err := clickhouse.ReadColumns(ctx, conn, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cols.Check(table, schema); err != nil {
-		t.Fatalf("Enum, FixedString, Decimal and Float32 columns fit the schema: %v", err)
-	}
+	cols := fittingColumns(t, conn, table, schema, "Enum, FixedString, Decimal and Float32 columns fit the schema")
 	nullableEnum := clickhouse.Columns{}
 	maps.Copy(nullableEnum, cols)
 	nullableEnum["status"] = "Nullable(Enum8('ok' = 1, 'error' = 2))"

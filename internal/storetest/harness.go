@@ -177,6 +177,29 @@ func queryCount(t *testing.T, conn clickhouse.ExecQuerier, sql string) uint64 {
 	return n
 }
 
+// queryColumn runs a query whose result is one column and returns its
+// values in order.
+func queryColumn[T any](t *testing.T, conn clickhouse.Conn, sql string, args ...any) []T {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var x T
+		if err := rows.Scan(&x); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		out = append(out, x)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
 // event is an event of the default schema at sqlAt(sec) with the given
 // labels (by name) and numbers.
 func event(sec int64, lbls map[string]string, nums map[string]float64) memory.Event {
