@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/internal/proctest"
+	"github.com/callwatch/callwatch/internal/zktest"
 )
 
 // ClusterOptions describe a cluster of local servers.
@@ -64,6 +65,17 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 		}
 	})
 	return c
+}
+
+// StartReplicated starts, for one test, a private ZooKeeper and a cluster
+// named name of two replicas of one shard that keep their replicated
+// tables and statements ON CLUSTER in it, and returns the cluster with a
+// new database created on every server.
+func StartReplicated(t testing.TB, name string) (*Cluster, string) {
+	t.Helper()
+	zk := zktest.Start(t)
+	c := StartCluster(t, ClusterOptions{Name: name, Replicas: 2, ZooKeeper: zk.Addr})
+	return c, c.NewDatabase(t)
 }
 
 // StartClusterServers starts a cluster whose files live under dir (a new

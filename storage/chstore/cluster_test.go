@@ -11,7 +11,6 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
-	"github.com/callwatch/callwatch/internal/zktest"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
 
@@ -21,9 +20,7 @@ import (
 // through the other, and two callwatch replicas heartbeating through
 // different servers see each other and elect the same sender.
 func TestStoresOnAClusterShareTheirRows(t *testing.T) {
-	zk := zktest.Start(t)
-	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Name: "calls", Replicas: 2, ZooKeeper: zk.Addr})
-	db := cluster.NewDatabase(t)
+	cluster, db := chtest.StartReplicated(t, "calls")
 	ctx := context.Background()
 	var conns []*clickhouse.NativeConn
 	for _, s := range cluster.Servers() {
@@ -187,9 +184,7 @@ func TestDocsShowTheClusterDDL(t *testing.T) {
 // server, and a record written then is read with them through the other
 // server.
 func TestAnOldAuditTableOnAClusterGetsTheNewColumns(t *testing.T) {
-	zk := zktest.Start(t)
-	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Name: "calls", Replicas: 2, ZooKeeper: zk.Addr})
-	db := cluster.NewDatabase(t)
+	cluster, db := chtest.StartReplicated(t, "calls")
 	ctx := context.Background()
 	first := cluster.Servers()[0]
 	first.Exec(t, "CREATE TABLE "+db+".audit_local ON CLUSTER calls (`time` DateTime, `nanos` Int64, `kind` String) "+
@@ -234,9 +229,7 @@ func TestAnOldAuditTableOnAClusterGetsTheNewColumns(t *testing.T) {
 func TestMigrateWithAServerOfTheClusterDown(t *testing.T) {
 	old := chstore.SetClusterWait(3 * time.Second)
 	t.Cleanup(func() { chstore.SetClusterWait(old) })
-	zk := zktest.Start(t)
-	cluster := chtest.StartCluster(t, chtest.ClusterOptions{Name: "calls", Replicas: 2, ZooKeeper: zk.Addr})
-	db := cluster.NewDatabase(t)
+	cluster, db := chtest.StartReplicated(t, "calls")
 	ctx := context.Background()
 	first, second := cluster.Servers()[0], cluster.Servers()[1]
 	// The tables of the release before evidence: a replica that missed an
