@@ -69,11 +69,10 @@ type Server struct {
 	// Dir holds the configuration, data and logs.
 	Dir string
 
-	proc    *proctest.Proc
-	client  []string // clickhouse-client command, nil when not installed
-	ownDir  bool
-	closeMu sync.Mutex
-	closed  bool
+	proc      *proctest.Proc
+	client    []string // clickhouse-client command, nil when not installed
+	ownDir    bool
+	closeOnce sync.Once
 }
 
 // Start starts a server for one test and kills it when the test ends. When
@@ -239,17 +238,14 @@ func (s *Server) Restart() error {
 // Close kills the server and removes its files when StartServer created the
 // directory. It is safe to call more than once.
 func (s *Server) Close() {
-	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	// The data is thrown away, so there is nothing to shut down gracefully.
-	_ = s.proc.Kill()
-	if s.ownDir {
-		os.RemoveAll(filepath.Dir(s.Dir))
-	}
+	s.closeOnce.Do(func() {
+		// The data is thrown away, so there is nothing to shut down
+		// gracefully.
+		_ = s.proc.Kill()
+		if s.ownDir {
+			os.RemoveAll(filepath.Dir(s.Dir))
+		}
+	})
 }
 
 // DSN returns the clickhouse:// address of database db, for clickhouse-go's

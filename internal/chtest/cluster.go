@@ -38,9 +38,8 @@ type Cluster struct {
 	// Shards are the servers, by shard and then by replica.
 	Shards [][]*Server
 
-	dir     string
-	closeMu sync.Mutex
-	closed  bool
+	dir       string
+	closeOnce sync.Once
 }
 
 // StartCluster starts a cluster for one test and kills its servers when
@@ -186,16 +185,12 @@ func (c *Cluster) kill() {
 // Close kills every server and removes the files when StartClusterServers
 // created the directory. It is safe to call more than once.
 func (c *Cluster) Close() {
-	c.closeMu.Lock()
-	defer c.closeMu.Unlock()
-	if c.closed {
-		return
-	}
-	c.closed = true
-	c.kill()
-	if c.dir != "" {
-		os.RemoveAll(c.dir)
-	}
+	c.closeOnce.Do(func() {
+		c.kill()
+		if c.dir != "" {
+			os.RemoveAll(c.dir)
+		}
+	})
 }
 
 // Exec runs a statement on every server and fails the test on error.
