@@ -14,21 +14,12 @@ import (
 // between them — a month of minutes per fill, which a randomized suite
 // with far offsets grew to 24 GB and the kernel's OOM killer.
 func TestFillReadsEachLeafsColdPartOnly(t *testing.T) {
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
 	var rows []map[string]any
 	for _, at := range []time.Time{ts.Add(-time.Hour), ts.Add(-30*24*time.Hour - time.Hour)} {
 		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok"})
 	}
-	s.InsertJSONEachRow(t, db, "events", rows)
-	conn := s.Conn(t, db)
-	src, err := New(Options{Conn: NewNativeConn(conn), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
-		Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return ts }}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := incrementalSource(t, rows, func() time.Time { return ts })
 	e, err := dsl.Parse(`count_over_time(events[1d]) + count_over_time(events[1d] offset 30d)`, dsl.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,9 +44,6 @@ func TestFillReadsEachLeafsColdPartOnly(t *testing.T) {
 // only the recent buckets (the cold state absorbs the final ones), and
 // every step equals the count of the events in the window.
 func TestThirtyDayWindowSlides(t *testing.T) {
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
 	// Events near both edges of the window: some leave it during the
 	// steps, some enter it.
@@ -68,13 +56,8 @@ func TestThirtyDayWindowSlides(t *testing.T) {
 			rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": []string{"acme", "globex"}[i%2], "status": "error"})
 		}
 	}
-	s.InsertJSONEachRow(t, db, "events", rows)
 	now := ts
-	src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
-		Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return now }}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := incrementalSource(t, rows, func() time.Time { return now })
 	e, err := dsl.Parse(`sum(count_over_time(events{status="error"}[30d]))`, dsl.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -114,4 +97,21 @@ func TestThirtyDayWindowSlides(t *testing.T) {
 	if st := src.IncrementalStats(); st.Absorbed == 0 {
 		t.Errorf("no bucket absorbed: %+v", st)
 	}
+}
+
+// incrementalSource loads rows into the events table of a new database on
+// the shared server and returns an incremental source over it on the clock
+// now, whose background fills start at once.
+func incrementalSource(t *testing.T, rows []map[string]any, now func() time.Time) *Source {
+	t.Helper()
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "events", rows)
+	src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
+		Incremental: &Incremental{FillSettle: -1, Now: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }
