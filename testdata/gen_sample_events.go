@@ -23,6 +23,8 @@ import (
 	"os"
 	"sort"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/demo"
 )
 
 // event has the columns of the baseline events table, in table order.
@@ -54,31 +56,12 @@ var models = []model{
 	{"claude-sonnet", "anthropic", 1100, 3, 15},
 }
 
-// weighted picks a name with probability proportional to its weight.
-type weighted []struct {
-	name   string
-	weight float64
-}
-
-func (w weighted) pick(r *rand.Rand) string {
-	total := 0.0
-	for _, x := range w {
-		total += x.weight
-	}
-	v := r.Float64() * total
-	for _, x := range w {
-		if v < x.weight {
-			return x.name
-		}
-		v -= x.weight
-	}
-	return w[len(w)-1].name
-}
-
+// The names are drawn with probability proportional to their weights.
 var (
-	tenants    = weighted{{"acme", 0.4}, {"globex", 0.35}, {"initech", 0.25}}
-	apps       = weighted{{"chat", 0.5}, {"search", 0.3}, {"agent", 0.2}}
-	errorCodes = weighted{{"rate_limited", 0.55}, {"timeout", 0.2}, {"server_error", 0.15}, {"context_length_exceeded", 0.1}}
+	tenants    = []demo.Choice[string]{{Value: "acme", Weight: 0.4}, {Value: "globex", Weight: 0.35}, {Value: "initech", Weight: 0.25}}
+	apps       = []demo.Choice[string]{{Value: "chat", Weight: 0.5}, {Value: "search", Weight: 0.3}, {Value: "agent", Weight: 0.2}}
+	errorCodes = []demo.Choice[string]{{Value: "rate_limited", Weight: 0.55}, {Value: "timeout", Weight: 0.2},
+		{Value: "server_error", Weight: 0.15}, {Value: "context_length_exceeded", Weight: 0.1}}
 )
 
 const n = 2000
@@ -104,8 +87,8 @@ func main() {
 		m := models[r.IntN(len(models))]
 		ev := event{
 			CreatedAt: ts.Format(time.RFC3339),
-			TenantID:  tenants.pick(r),
-			AppCode:   apps.pick(r),
+			TenantID:  demo.Pick(r, tenants),
+			AppCode:   demo.Pick(r, apps),
 			Model:     m.name,
 			Provider:  m.provider,
 			Status:    "ok",
@@ -126,7 +109,7 @@ func main() {
 		}
 		if r.Float64() < errorRate {
 			ev.Status = "error"
-			ev.ErrorCode = errorCodes.pick(r)
+			ev.ErrorCode = demo.Pick(r, errorCodes)
 			if ev.TenantID == "globex" && within(ts, globexBurst) && r.Float64() < 0.8 {
 				ev.ErrorCode = "rate_limited"
 			}

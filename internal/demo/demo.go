@@ -183,8 +183,8 @@ func (g *Generator) second(sec int64) []Event {
 
 // call draws one call of tenant in the second starting at t.
 func (g *Generator) call(r *rand.Rand, t time.Time, tenant string, eff effect) Event {
-	app := pick(r, apps)
-	m := pick(r, app.models)
+	app := Pick(r, apps)
+	m := Pick(r, app.models)
 	ev := Event{
 		Time:     t.Add(time.Duration(r.IntN(1000)) * time.Millisecond),
 		TenantID: tenant, AppCode: app.name, Model: m.name, Provider: m.provider, Status: "ok",
@@ -205,7 +205,7 @@ func (g *Generator) call(r *rand.Rand, t time.Time, tenant string, eff effect) E
 		errRatio, codes = eff.errorRatio, burstCodes
 	}
 	if r.Float64() < errRatio {
-		ev.Status, ev.ErrorCode = "error", pick(r, codes)
+		ev.Status, ev.ErrorCode = "error", Pick(r, codes)
 		switch ev.ErrorCode {
 		case "rate_limited":
 			// Rejected at the gateway: fast, nothing reaches the model.
@@ -288,26 +288,26 @@ var (
 type app struct {
 	name                      string
 	inputMedian, outputMedian float64
-	models                    []choice[model]
+	models                    []Choice[model]
 }
 
 // apps call mostly the cheap models, as a small platform watching its
 // spend does; the expensive ones are a few percent of the calls.
-var apps = []choice[app]{
-	{app{"chat", 600, 200, []choice[model]{{gpt4o, 0.1}, {gpt4oMini, 0.55}, {claudeSonnet, 0.05}, {qwenMax, 0.3}}}, 0.35},
-	{app{"search", 1000, 120, []choice[model]{{gpt4oMini, 0.6}, {qwenMax, 0.4}}}, 0.35},
-	{app{"agent", 2000, 300, []choice[model]{{gpt4o, 0.15}, {gpt4oMini, 0.3}, {claudeSonnet, 0.05}, {qwenMax, 0.5}}}, 0.15},
-	{app{"summarize", 2500, 180, []choice[model]{{gpt4oMini, 0.7}, {qwenMax, 0.3}}}, 0.15},
+var apps = []Choice[app]{
+	{app{"chat", 600, 200, []Choice[model]{{gpt4o, 0.1}, {gpt4oMini, 0.55}, {claudeSonnet, 0.05}, {qwenMax, 0.3}}}, 0.35},
+	{app{"search", 1000, 120, []Choice[model]{{gpt4oMini, 0.6}, {qwenMax, 0.4}}}, 0.35},
+	{app{"agent", 2000, 300, []Choice[model]{{gpt4o, 0.15}, {gpt4oMini, 0.3}, {claudeSonnet, 0.05}, {qwenMax, 0.5}}}, 0.15},
+	{app{"summarize", 2500, 180, []Choice[model]{{gpt4oMini, 0.7}, {qwenMax, 0.3}}}, 0.15},
 }
 
 var (
 	// errorCodes are the failures of normal traffic. Timeouts (30 s) are
 	// not among them: one among a small tenant's few calls would be its
 	// p95, and TenantP95Latency would fire.
-	errorCodes = []choice[string]{{"rate_limited", 0.45}, {"upstream_5xx", 0.4}, {"content_filter", 0.15}}
+	errorCodes = []Choice[string]{{"rate_limited", 0.45}, {"upstream_5xx", 0.4}, {"content_filter", 0.15}}
 	// burstCodes are the failures of an error burst: a provider in trouble.
 	// No timeouts, so a burst does not move the tenant's latency too.
-	burstCodes = []choice[string]{{"upstream_5xx", 0.7}, {"rate_limited", 0.3}}
+	burstCodes = []Choice[string]{{"upstream_5xx", 0.7}, {"rate_limited", 0.3}}
 )
 
 // hourly is the relative traffic of each local hour: quiet at night, peaks
@@ -317,26 +317,28 @@ var hourly = [24]float64{
 	1.1, 1.2, 1.4, 1.45, 1.4, 1.3, 1.15, 1.1, 1.05, 0.95, 0.8, 0.65,
 }
 
-// choice is a value and its weight.
-type choice[T any] struct {
-	v T
-	w float64
+// Choice is a value and its weight, for Pick.
+type Choice[T any] struct {
+	Value  T
+	Weight float64
 }
 
-// pick returns a value with probability proportional to its weight.
-func pick[T any](r *rand.Rand, cs []choice[T]) T {
+// Pick returns one of the values with probability proportional to its
+// weight, drawing one number from r. The generator draws with it, and so
+// does testdata/gen_sample_events.go, the bundled sample's script.
+func Pick[T any](r *rand.Rand, cs []Choice[T]) T {
 	total := 0.0
 	for _, c := range cs {
-		total += c.w
+		total += c.Weight
 	}
 	x := r.Float64() * total
 	for _, c := range cs {
-		if x < c.w {
-			return c.v
+		if x < c.Weight {
+			return c.Value
 		}
-		x -= c.w
+		x -= c.Weight
 	}
-	return cs[len(cs)-1].v
+	return cs[len(cs)-1].Value
 }
 
 // lognormal draws from the lognormal distribution with the given median.
