@@ -274,6 +274,24 @@ func (a *api) outputs() engine.Outputs {
 	return engine.Outputs{Groups: a.opts.Rules.Groups}
 }
 
+// queryExpr reads what both query endpoints need: the request's timeout
+// and its parsed query. A query that does not parse but is a string
+// literal comes back as lit, without an expression or an error, for the
+// endpoint to answer as Prometheus does.
+func (a *api) queryExpr(r *http.Request) (timeout time.Duration, e *dsl.Expr, lit *string, aerr *apiError) {
+	if timeout, aerr = a.deadline(r); aerr != nil {
+		return 0, nil, nil, aerr
+	}
+	q := r.Form.Get("query")
+	if e, aerr = a.parse(q); aerr != nil {
+		if s, isString := stringLiteral(q); isString {
+			return timeout, nil, &s, nil
+		}
+		return 0, nil, nil, aerr
+	}
+	return timeout, e, nil, nil
+}
+
 // stringLiteral returns the value of q when it is a string literal,
 // possibly in parentheses, as Prometheus answers it: a "string" result.
 func stringLiteral(q string) (string, bool) {
@@ -340,17 +358,12 @@ func (a *api) query(r *http.Request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	timeout, aerr := a.deadline(r)
+	timeout, e, lit, aerr := a.queryExpr(r)
 	if aerr != nil {
 		return nil, aerr
 	}
-	q := r.Form.Get("query")
-	e, aerr := a.parse(q)
-	if aerr != nil {
-		if s, isString := stringLiteral(q); isString {
-			return engine.NewStringData(s, ts), nil
-		}
-		return nil, aerr
+	if lit != nil {
+		return engine.NewStringData(*lit, ts), nil
 	}
 	res, aerr := runQuery(a, r, timeout, func(ctx context.Context) (engine.Result, error) { return a.opts.Query(ctx, e, ts) })
 	if aerr != nil {
@@ -391,17 +404,12 @@ func (a *api) queryRange(r *http.Request) (any, *apiError) {
 		a.limits.inc("max_points")
 		return nil, badData("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")
 	}
-	timeout, aerr := a.deadline(r)
+	timeout, e, lit, aerr := a.queryExpr(r)
 	if aerr != nil {
 		return nil, aerr
 	}
-	q := r.Form.Get("query")
-	e, aerr := a.parse(q)
-	if aerr != nil {
-		if _, isString := stringLiteral(q); isString {
-			return nil, badData(`invalid expression type "string" for range query, must be Scalar or instant Vector`)
-		}
-		return nil, aerr
+	if lit != nil {
+		return nil, badData(`invalid expression type "string" for range query, must be Scalar or instant Vector`)
 	}
 	res, aerr := runQuery(a, r, timeout, func(ctx context.Context) (engine.RangeResult, error) {
 		return a.opts.QueryRange(ctx, e, start, end, step)
