@@ -52,6 +52,13 @@ func startProcess(t *testing.T, now time.Time, audit *auditLog, events []memory.
 	return p
 }
 
+// firstRun starts a process five minutes before t0 and evaluates its
+// groups at t0 and every minute after, n times: the run before a restart.
+func firstRun(t *testing.T, audit *auditLog, events []memory.Event, n int) {
+	t.Helper()
+	evalMinutes(startProcess(t, t0.Add(-5*time.Minute), audit, events).m, t0, n)
+}
+
 // rows returns "kind@15:04" for every audit row of the alert's transitions.
 func (l *auditLog) rows() string {
 	var out []string
@@ -75,8 +82,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 	t.Run("a restarted firing alert keeps its start and is not audited again", func(t *testing.T) {
 		audit := &auditLog{}
 		events := errorsFrom(t0, t0.Add(2*time.Hour))
-		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		evalMinutes(first.m, t0, 11)
+		firstRun(t, audit, events, 11)
 		// The firing row carries what explained the alert (evidence).
 		recs := audit.Records()
 		for i := range recs {
@@ -127,8 +133,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 		// t0+7m; restarted at t0+8m20s, the replay (t0+5m..t0+8m) sees
 		// the end of the episode again.
 		events := errorsFrom(t0, t0.Add(6*time.Minute))
-		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		evalMinutes(first.m, t0, 8)
+		firstRun(t, audit, events, 8)
 		want := "pending@10:00 firing@10:02 resolved@10:07"
 		if got := audit.rows(); got != want {
 			t.Fatalf("first run's audit rows %q, want %q", got, want)
@@ -146,8 +151,7 @@ func TestRestartContinuesTheAuditedEpisode(t *testing.T) {
 	t.Run("an alert that resolved while callwatch was down is resolved, audited and sent, but not during an outage", func(t *testing.T) {
 		audit := &auditLog{}
 		events := errorsFrom(t0, t0.Add(10*time.Minute))
-		first := startProcess(t, t0.Add(-5*time.Minute), audit, events)
-		evalMinutes(first.m, t0, 5)
+		firstRun(t, audit, events, 5)
 		// Down from t0+4m to t0+30m; the errors stopped at t0+10m.
 		second := startProcess(t, t0.Add(30*time.Minute+20*time.Second), audit, events)
 		*second.fail = errors.New("clickhouse: connection refused")
