@@ -147,10 +147,8 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			p.families[k] = f
 		}
 		p.mu.Unlock()
-		sql, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
-		if sql != "" {
-			statements = append(statements, sql)
-		}
+		sqls, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
+		statements = append(statements, sqls...)
 		if err != nil {
 			return statements, nil, fmt.Errorf("compute %s from value counts: %w", leaves[is[0]].Func, err)
 		}
@@ -273,14 +271,14 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 // windows: the leaves of other rule groups) step with it, in the same
 // query, when this time is their next evaluation: the groups due at the same
 // time then read their value counts once, by the first of them.
-func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sql string, groups []*vcGroup, wait, over string, err error) {
+func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sqls []string, groups []*vcGroup, wait, over string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
 	case f.over != "":
-		return "", nil, "", f.over, nil
+		return nil, nil, "", f.over, nil
 	case f.filling:
-		return "", nil, "the window's value counts are being read in the background", "", nil
+		return nil, nil, "the window's value counts are being read in the background", "", nil
 	}
 	w := int64(p.opts.Bucket / time.Second)
 	now := p.opts.Now()
@@ -293,7 +291,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		f.filling, f.win, f.open = true, nil, nil
 		lo := first - 1
 		p.queueFill(func() { p.fill(s, f, l, w, lo, hi) })
-		return "", nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
+		return nil, nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
 	}
 	if cold {
 		f.win = map[string]*vcGroup{}
@@ -311,10 +309,10 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 				plans = append(plans, cp)
 			}
 		}
-		sql, err = p.readValues(ctx, s, l.By, l.Selector, w, true, plans)
+		sqls, err = p.readValues(ctx, s, l.By, l.Selector, w, true, true, plans)
 		if err != nil {
 			f.win = nil // start again from a cold read
-			return sql, nil, "", "", err
+			return sqls, nil, "", "", err
 		}
 		for _, cp := range plans[1:] {
 			if cp.over != "" {
@@ -327,7 +325,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		p.stats.CoSteps += len(plans) - 1
 		p.statsMu.Unlock()
 		if pl.over != "" {
-			return sql, nil, "", pl.over, nil
+			return sqls, nil, "", pl.over, nil
 		}
 		f.apply(pl, ts, now)
 	}
@@ -354,10 +352,10 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 			n += g.dist.Distinct()
 		}
 		if n > budget {
-			return sql, nil, "", distinctReason(l, budget), nil
+			return sqls, nil, "", distinctReason(l, budget), nil
 		}
 	}
-	return sql, groups, "", "", nil
+	return sqls, groups, "", "", nil
 }
 
 // step records an evaluation of the family at ts (unix seconds).
@@ -524,7 +522,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	pl := &vcPlan{f: f, l: l, cond: s.opts.Columns.leafCondition(l), enter: bucketRange{lo + 1, hi}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}}
 	// A window's rows are sorted here, not by ClickHouse (sorting millions
 	// of rows there would lengthen the read).
-	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
+	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, false, []*vcPlan{pl})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.filling = false
@@ -551,17 +549,20 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)
 }
 
-// readValues reads, in one query, the value counts of the plans' entering,
-// leaving and open buckets (families of one field and grouping), into
-// each plan's deltas and opened. The time ranges are cut into disjoint
-// pieces, each row tagged by its piece; each distinct condition of the
-// plans is a count column. ordered asks ClickHouse to sort the rows by
-// value, so each group's counts arrive sorted. A plan with a group over
-// the distinct-value budget in one piece gets its over reason and reads no
-// more; the scan stops when every plan is over.
-func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan) (string, error) {
-	cols := s.opts.Columns
-
+// readValues reads the value counts of the plans' entering, leaving and
+// open buckets (families of one field and grouping) into each plan's
+// deltas and opened, and returns the statements. The time ranges are cut
+// into disjoint pieces, each row tagged by its piece; each distinct
+// condition of the plans is a count column. ordered asks ClickHouse to
+// sort the rows by value, so each group's counts arrive sorted. A plan
+// with a group over the distinct-value budget in one piece gets its over
+// reason and reads no more; a read stops when every plan is over.
+//
+// A step's rows are its events more or less one by one (a group's values
+// in a minute are mostly distinct), so a step with split set reads its
+// older pieces (the buckets leaving the windows) and its newer ones (the
+// entering and open buckets) in two queries at the same time.
+func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered, split bool, plans []*vcPlan) ([]string, error) {
 	// The pieces: the ranges' edges cut the buckets into runs that lie
 	// wholly inside or outside each range.
 	var ranges []bucketRange
@@ -578,7 +579,7 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		}
 	}
 	if len(edges) == 0 {
-		return "", nil
+		return nil, nil
 	}
 	slices.Sort(edges)
 	edges = slices.Compact(edges)
@@ -595,7 +596,6 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	// The count columns, one per distinct condition.
 	var conds []fragment
 	condOf := make([]int, len(plans))
-	unfiltered := false
 	for i, pl := range plans {
 		k := slices.IndexFunc(conds, func(c fragment) bool { return c.key() == pl.cond.key() })
 		if k < 0 {
@@ -603,9 +603,106 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 			conds = append(conds, pl.cond)
 		}
 		condOf[i] = k
-		unfiltered = unfiltered || pl.cond.sql == ""
 	}
+	// Which part of each plan each piece is: +1 entering, −1 leaving, 2
+	// open, 0 none.
+	role := make([][]int8, len(plans))
+	for i, pl := range plans {
+		role[i] = make([]int8, len(pieces))
+		for j, pc := range pieces {
+			in := func(r bucketRange) bool { return r.lo <= pc.lo && pc.hi <= r.hi }
+			switch {
+			case in(pl.enter):
+				role[i][j] = 1
+			case in(pl.leave):
+				role[i][j] = -1
+			case pl.readOpen && in(pl.open):
+				role[i][j] = 2
+			}
+		}
+		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
+	}
+	// The parts: the pieces in one query, or, split, the older half of
+	// the buckets and the newer half in two.
+	parts := [][]int{make([]int, len(pieces))}
+	for j := range pieces {
+		parts[0][j] = j
+	}
+	if total := pieces[len(pieces)-1].hi - pieces[0].lo + 1; split && len(pieces) >= 2 && total >= 3 {
+		var n int64
+		cut := 1
+		for j, pc := range pieces[:len(pieces)-1] {
+			if n += pc.hi - pc.lo + 1; 2*n <= total || j == 0 {
+				cut = j + 1
+			}
+		}
+		parts = [][]int{parts[0][:cut], parts[0][cut:]}
+	}
+	reads := make([]valueRead, len(parts))
+	var wg sync.WaitGroup
+	for k, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reads[k] = p.readPieces(ctx, s, by, sel, w, ordered, plans, pieces, part, conds, condOf, role)
+		}()
+	}
+	wg.Wait()
+	var texts []string
+	var err error
+	for _, r := range reads {
+		texts = append(texts, r.text)
+		if r.err != nil && err == nil {
+			err = r.err
+		}
+		for i, pl := range plans {
+			if r.over[i] != "" && pl.over == "" {
+				pl.over = r.over[i]
+			}
+		}
+	}
+	for i, pl := range plans {
+		pl.deltas, pl.opened = nil, nil
+		if pl.over != "" {
+			continue
+		}
+		pl.deltas, pl.opened = reads[0].deltas[i], reads[0].opened[i]
+		for _, r := range reads[1:] {
+			merge := func(dst, src map[string]*vcGroup) {
+				for key, g := range src {
+					if d := dst[key]; d != nil {
+						d.counts = append(d.counts, g.counts...)
+					} else {
+						dst[key] = g
+					}
+				}
+			}
+			merge(pl.deltas, r.deltas[i])
+			merge(pl.opened, r.opened[i])
+		}
+	}
+	p.statsMu.Lock()
+	p.stats.ValueQueries += len(reads)
+	for _, r := range reads {
+		p.stats.ValueRows += r.rows
+	}
+	p.statsMu.Unlock()
+	return texts, err
+}
 
+// valueRead is what one query of readValues read, per plan.
+type valueRead struct {
+	text           string
+	deltas, opened []map[string]*vcGroup
+	over           []string
+	rows           int
+	err            error
+}
+
+// readPieces runs the query of readValues over the pieces of part.
+func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan, pieces []bucketRange, part []int, conds []fragment, condOf []int, role [][]int8) valueRead {
+	cols := s.opts.Columns
+	unfiltered := slices.ContainsFunc(conds, func(c fragment) bool { return c.sql == "" })
 	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: cols})
 	for _, b := range by {
 		q.Label(b, "")
@@ -617,9 +714,10 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	var tagArgs []any
 	var runs []bucketRange
 	lastArgs := 0
-	for i, pc := range pieces {
+	for _, j := range part {
+		pc := pieces[j]
 		in := q.Window((pc.lo-1)*w, pc.hi*w)
-		tag = append(tag, in.SQL, fmt.Sprint(i))
+		tag = append(tag, in.SQL, fmt.Sprint(j))
 		tagArgs = append(tagArgs, in.Args...)
 		lastArgs = len(in.Args)
 		if n := len(runs) - 1; n >= 0 && runs[n].hi+1 == pc.lo {
@@ -664,35 +762,23 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	if ordered {
 		q.OrderBy("cw_v")
 	}
-	text := q.String()
-
-	// Which part of each plan each piece is: +1 entering, −1 leaving, 2
-	// open, 0 none.
-	role := make([][]int8, len(plans))
-	for i, pl := range plans {
-		role[i] = make([]int8, len(pieces))
-		for j, pc := range pieces {
-			in := func(r bucketRange) bool { return r.lo <= pc.lo && pc.hi <= r.hi }
-			switch {
-			case in(pl.enter):
-				role[i][j] = 1
-			case in(pl.leave):
-				role[i][j] = -1
-			case pl.readOpen && in(pl.open):
-				role[i][j] = 2
-			}
-		}
-		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
+	r := valueRead{text: q.String(), deltas: make([]map[string]*vcGroup, len(plans)), opened: make([]map[string]*vcGroup, len(plans)), over: make([]string, len(plans))}
+	for i := range plans {
+		r.deltas[i], r.opened[i] = map[string]*vcGroup{}, map[string]*vcGroup{}
 	}
+
 	// A group's rows in one plan bound its distinct values in a piece from
 	// above: reading stops for a plan once one of its groups has more
-	// rows than the budget.
+	// rows than the budget. Each group is looked up once a row: its
+	// deltas and open counts of every plan hang off it.
+	type rowGroup struct {
+		deltas, opened []*vcGroup
+	}
 	budget := p.opts.MaxDistinctValues
-	seen := map[string][]string{} // the label values of each group, once
+	seen := map[string]*rowGroup{}
 	live := len(plans)
 	stop := errors.New("over the distinct-value budget")
-	n := 0
-	err := s.scan(ctx, q, 0, func(values []string, nums []float64) error {
+	r.err = s.scan(ctx, q, 0, func(values []string, nums []float64) error {
 		var key string
 		switch len(values) {
 		case 0:
@@ -705,49 +791,47 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		if piece < 0 || piece >= len(pieces) {
 			return fmt.Errorf("value-count row in piece %v of %d", nums[1], len(pieces))
 		}
-		vs, ok := seen[key]
+		rg, ok := seen[key]
 		if !ok {
-			vs = slices.Clone(values)
-			seen[key] = vs
+			vs := slices.Clone(values)
+			rg = &rowGroup{deltas: make([]*vcGroup, len(plans)), opened: make([]*vcGroup, len(plans))}
+			for i := range plans {
+				rg.deltas[i], rg.opened[i] = &vcGroup{values: vs}, &vcGroup{values: vs}
+			}
+			seen[key] = rg
 		}
-		for i, pl := range plans {
-			r, c := role[i][piece], nums[2+condOf[i]]
-			if r == 0 || c == 0 || pl.over != "" {
+		for i := range plans {
+			ro, c := role[i][piece], nums[2+condOf[i]]
+			if ro == 0 || c == 0 || r.over[i] != "" {
 				continue
 			}
-			m := pl.deltas
-			switch r {
+			m, g := r.deltas[i], rg.deltas[i]
+			switch ro {
 			case -1:
 				c = -c
 			case 2:
-				m = pl.opened
-			}
-			g := m[key]
-			if g == nil {
-				g = &vcGroup{values: vs}
-				m[key] = g
+				m, g = r.opened[i], rg.opened[i]
 			}
 			if len(g.counts) >= budget {
-				pl.over = distinctReason(pl.l, budget)
-				pl.deltas, pl.opened = nil, nil
+				r.over[i] = distinctReason(plans[i].l, budget)
+				r.deltas[i], r.opened[i] = nil, nil
 				if live--; live == 0 {
 					return stop
 				}
 				continue
 			}
+			if len(g.counts) == 0 {
+				m[key] = g
+			}
 			g.counts = append(g.counts, dsl.ValueCount{Value: nums[0], Count: c})
-			n++
+			r.rows++
 		}
 		return nil
 	})
-	if errors.Is(err, stop) {
-		err = nil
+	if errors.Is(r.err, stop) {
+		r.err = nil
 	}
-	p.statsMu.Lock()
-	p.stats.ValueQueries++
-	p.stats.ValueRows += n
-	p.statsMu.Unlock()
-	return text, err
+	return r
 }
 
 // valueCounts returns the number of value counts the families hold,
