@@ -427,64 +427,76 @@ const blockSize = 60
 // partial states are merged (dsl.State.Merge) and finished by the leaf's
 // aggregate.
 func (g *grid) merge(il incLeaf) []engine.Sample {
-	type acc struct {
-		values []string
-		st     dsl.State
-	}
-	ps := il.l.Partials()
-	groups := map[string]*acc{}
-	fold := func(b *gridBucket) {
-		for key, gr := range b.groups {
-			if gr.v[il.count] == 0 {
-				continue
-			}
-			a := groups[key]
-			if a == nil {
-				a = &acc{values: gr.values}
-				groups[key] = a
-			}
-			bst := il.state(gr.v)
-			a.st.Merge(&bst, ps)
-		}
-	}
 	if il.cold == nil && slides(il.l) {
 		return g.slide(il)
 	}
+	ps := il.l.Partials()
+	acc := windowAcc{}
 	start := il.first
 	if cs := il.cold; cs != nil {
 		// The cold part first: buckets up to k0 are in it.
 		start = cs.k0 + 1
 		for key, cg := range cs.groups {
-			if cg.st.Count <= 0 {
-				continue
+			if cg.st.Count > 0 {
+				acc.add(key, cg.values, &cg.st, ps)
 			}
-			a := groups[key]
-			if a == nil {
-				a = &acc{values: cg.values}
-				groups[key] = a
-			}
-			a.st.Merge(&cg.st, ps)
 		}
 	}
 	for k := start; k <= il.lastBucket; {
 		if floorMod(k-1, blockSize) == 0 && k+blockSize-1 <= il.lastBucket {
 			if b := g.block(floorDiv(k-1, blockSize), il); b != nil {
-				fold(b)
+				acc.fold(b, &il, ps)
 				k += blockSize
 				continue
 			}
 		}
-		if b := g.buckets[k]; b != nil {
-			fold(b)
-		}
+		acc.fold(g.buckets[k], &il, ps)
 		k++
 	}
-	l := il.l
-	if l.Agg == dsl.AggAbsent {
-		return engine.AbsentVector(l, len(groups))
+	return acc.samples(il.l)
+}
+
+// windowAcc accumulates a leaf's window: each group's partial states, by
+// group key.
+type windowAcc map[string]*accGroup
+
+type accGroup struct {
+	values []string
+	st     dsl.State
+}
+
+// add merges a group's partial states into the window.
+func (w windowAcc) add(key string, values []string, st *dsl.State, ps []dsl.Partial) {
+	a := w[key]
+	if a == nil {
+		a = &accGroup{values: values}
+		w[key] = a
 	}
-	out := make([]engine.Sample, 0, len(groups))
-	for _, a := range groups {
+	a.st.Merge(st, ps)
+}
+
+// fold merges bucket (or block) b's partial states of the leaf into the
+// window; a nil b holds nothing.
+func (w windowAcc) fold(b *gridBucket, il *incLeaf, ps []dsl.Partial) {
+	if b == nil {
+		return
+	}
+	for key, gr := range b.groups {
+		if gr.v[il.count] == 0 {
+			continue
+		}
+		bst := il.state(gr.v)
+		w.add(key, gr.values, &bst, ps)
+	}
+}
+
+// samples finishes each group's states by the leaf's aggregate.
+func (w windowAcc) samples(l *dsl.Leaf) []engine.Sample {
+	if l.Agg == dsl.AggAbsent {
+		return engine.AbsentVector(l, len(w))
+	}
+	out := make([]engine.Sample, 0, len(w))
+	for _, a := range w {
 		out = append(out, engine.Sample{Labels: l.GroupLabels(a.values), Value: l.Finish(&a.st)})
 	}
 	return out

@@ -309,7 +309,11 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 				plans = append(plans, cp)
 			}
 		}
-		sqls, err = p.readValues(ctx, s, l.By, l.Selector, w, true, true, plans)
+		var sql string
+		sql, err = p.readValues(ctx, s, l.By, l.Selector, w, true, plans)
+		if sql != "" {
+			sqls = []string{sql}
+		}
 		if err != nil {
 			f.win = nil // start again from a cold read
 			return sqls, nil, "", "", err
@@ -522,7 +526,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	pl := &vcPlan{f: f, l: l, cond: s.opts.Columns.leafCondition(l), enter: bucketRange{lo + 1, hi}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}}
 	// A window's rows are sorted here, not by ClickHouse (sorting millions
 	// of rows there would lengthen the read).
-	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, false, []*vcPlan{pl})
+	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.filling = false
@@ -551,18 +555,13 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 
 // readValues reads the value counts of the plans' entering, leaving and
 // open buckets (families of one field and grouping) into each plan's
-// deltas and opened, and returns the statements. The time ranges are cut
+// deltas and opened, and returns the statement. The time ranges are cut
 // into disjoint pieces, each row tagged by its piece; each distinct
 // condition of the plans is a count column. ordered asks ClickHouse to
 // sort the rows by value, so each group's counts arrive sorted. A plan
 // with a group over the distinct-value budget in one piece gets its over
-// reason and reads no more; a read stops when every plan is over.
-//
-// A step's rows are its events more or less one by one (a group's values
-// in a minute are mostly distinct), so a step with split set reads its
-// older pieces (the buckets leaving the windows) and its newer ones (the
-// entering and open buckets) in two queries at the same time.
-func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered, split bool, plans []*vcPlan) ([]string, error) {
+// reason and reads no more; the read stops when every plan is over.
+func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan) (string, error) {
 	// The pieces: the ranges' edges cut the buckets into runs that lie
 	// wholly inside or outside each range.
 	var ranges []bucketRange
@@ -579,7 +578,7 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		}
 	}
 	if len(edges) == 0 {
-		return nil, nil
+		return "", nil
 	}
 	slices.Sort(edges)
 	edges = slices.Compact(edges)
@@ -622,75 +621,21 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 		}
 		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
 	}
-	// The parts: the pieces in one query, or, split, the older half of
-	// the buckets and the newer half in two.
-	parts := [][]int{make([]int, len(pieces))}
-	for j := range pieces {
-		parts[0][j] = j
-	}
-	if total := pieces[len(pieces)-1].hi - pieces[0].lo + 1; split && len(pieces) >= 2 && total >= 3 {
-		var n int64
-		cut := 1
-		for j, pc := range pieces[:len(pieces)-1] {
-			if n += pc.hi - pc.lo + 1; 2*n <= total || j == 0 {
-				cut = j + 1
-			}
-		}
-		parts = [][]int{parts[0][:cut], parts[0][cut:]}
-	}
-	reads := make([]valueRead, len(parts))
-	var wg sync.WaitGroup
-	for k, part := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reads[k] = p.readPieces(ctx, s, by, sel, w, ordered, plans, pieces, part, conds, condOf, role)
-		}()
-	}
-	wg.Wait()
-	var texts []string
-	var err error
-	for _, r := range reads {
-		texts = append(texts, r.text)
-		if r.err != nil && err == nil {
-			err = r.err
-		}
-		for i, pl := range plans {
-			if r.over[i] != "" && pl.over == "" {
-				pl.over = r.over[i]
-			}
-		}
-	}
+	r := p.readPieces(ctx, s, by, sel, w, ordered, plans, pieces, conds, condOf, role)
 	for i, pl := range plans {
-		pl.deltas, pl.opened = nil, nil
+		pl.deltas, pl.opened, pl.over = r.deltas[i], r.opened[i], r.over[i]
 		if pl.over != "" {
-			continue
-		}
-		pl.deltas, pl.opened = reads[0].deltas[i], reads[0].opened[i]
-		for _, r := range reads[1:] {
-			merge := func(dst, src map[string]*vcGroup) {
-				for key, g := range src {
-					if d := dst[key]; d != nil {
-						d.counts = append(d.counts, g.counts...)
-					} else {
-						dst[key] = g
-					}
-				}
-			}
-			merge(pl.deltas, r.deltas[i])
-			merge(pl.opened, r.opened[i])
+			pl.deltas, pl.opened = nil, nil
 		}
 	}
 	p.statsMu.Lock()
-	p.stats.ValueQueries += len(reads)
-	for _, r := range reads {
-		p.stats.ValueRows += r.rows
-	}
+	p.stats.ValueQueries++
+	p.stats.ValueRows += r.rows
 	p.statsMu.Unlock()
-	return texts, err
+	return r.text, r.err
 }
 
-// valueRead is what one query of readValues read, per plan.
+// valueRead is what the query of readValues read, per plan.
 type valueRead struct {
 	text           string
 	deltas, opened []map[string]*vcGroup
@@ -699,8 +644,8 @@ type valueRead struct {
 	err            error
 }
 
-// readPieces runs the query of readValues over the pieces of part.
-func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan, pieces []bucketRange, part []int, conds []fragment, condOf []int, role [][]int8) valueRead {
+// readPieces runs the query of readValues over its pieces.
+func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan, pieces []bucketRange, conds []fragment, condOf []int, role [][]int8) valueRead {
 	cols := s.opts.Columns
 	unfiltered := slices.ContainsFunc(conds, func(c fragment) bool { return c.sql == "" })
 	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: cols})
@@ -714,8 +659,7 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	var tagArgs []any
 	var runs []bucketRange
 	lastArgs := 0
-	for _, j := range part {
-		pc := pieces[j]
+	for j, pc := range pieces {
 		in := q.Window((pc.lo-1)*w, pc.hi*w)
 		tag = append(tag, in.SQL, fmt.Sprint(j))
 		tagArgs = append(tagArgs, in.Args...)

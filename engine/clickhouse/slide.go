@@ -59,16 +59,10 @@ func (g *grid) slide(il incLeaf) []engine.Sample {
 	ps := il.l.Partials()
 	slots := il.allSlots()
 	final := func(k int64) *gridBucket {
-		b := g.buckets[k]
-		if b == nil {
-			return nil
+		if b := g.buckets[k]; b.finalFor(slots) {
+			return b
 		}
-		for _, sl := range slots {
-			if sl >= len(b.final) || !b.final[sl] {
-				return nil
-			}
-		}
-		return b
+		return nil
 	}
 	r := g.runs[il.key]
 	if r != nil && (il.first-1 < r.from || il.first-1 > r.to || r.to > il.lastBucket || r.steps >= maxRunSteps) {
@@ -121,43 +115,16 @@ func (g *grid) slide(il incLeaf) []engine.Sample {
 	g.runs[il.key] = r
 
 	// The window: the run, and the buckets after it, not final yet.
-	type acc struct {
-		values []string
-		st     dsl.State
-	}
-	groups := make(map[string]*acc, len(r.groups))
+	acc := make(windowAcc, len(r.groups))
 	for key, rg := range r.groups {
 		st := rg.st
 		st.Sum += rg.comp
-		groups[key] = &acc{values: rg.values, st: st}
+		acc[key] = &accGroup{values: rg.values, st: st}
 	}
 	for k := r.to + 1; k <= il.lastBucket; k++ {
-		b := g.buckets[k]
-		if b == nil {
-			continue
-		}
-		for key, gr := range b.groups {
-			if gr.v[il.count] == 0 {
-				continue
-			}
-			a := groups[key]
-			if a == nil {
-				a = &acc{values: gr.values}
-				groups[key] = a
-			}
-			bst := il.state(gr.v)
-			a.st.Merge(&bst, ps)
-		}
+		acc.fold(g.buckets[k], &il, ps)
 	}
-	l := il.l
-	if l.Agg == dsl.AggAbsent {
-		return engine.AbsentVector(l, len(groups))
-	}
-	out := make([]engine.Sample, 0, len(groups))
-	for _, a := range groups {
-		out = append(out, engine.Sample{Labels: l.GroupLabels(a.values), Value: l.Finish(&a.st)})
-	}
-	return out
+	return acc.samples(il.l)
 }
 
 // fold adds (sign 1) or takes off (sign −1) bucket b's partial states of
