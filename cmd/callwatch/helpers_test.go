@@ -25,6 +25,7 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/proctest"
 	"github.com/callwatch/callwatch/internal/testrules"
 )
 
@@ -45,22 +46,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = proctest.Buffer
 
 // runCLI runs callwatch with args, as main does, and returns its exit code
 // and what it wrote to standard output and to standard error.

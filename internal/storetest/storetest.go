@@ -11,40 +11,24 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/proctest"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
 
 // logBuffer collects a store's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = proctest.Buffer
 
 func newLogger() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
