@@ -114,10 +114,12 @@ func byValue(v ValueCount, x float64) int {
 	return 0
 }
 
-// compact merges extra into vals and drops the zeros.
+// compact merges extra into vals and drops the zeros (MergeValuesInto
+// keeps a value of vals that extra lacks as it is, zero or not).
 func (d *Distribution) compact() {
 	out := make([]ValueCount, 0, len(d.vals)-d.zeros+len(d.extra))
-	d.vals = MergeValuesInto(out, d.vals, d.extra, 1)
+	live := slices.DeleteFunc(d.vals, func(v ValueCount) bool { return v.Count == 0 })
+	d.vals = MergeValuesInto(out, live, d.extra, 1)
 	d.extra = d.extra[:0]
 	d.index()
 }

@@ -85,3 +85,45 @@ func TestQuantileFinishesADistribution(t *testing.T) {
 		t.Fatalf("median = %v, want 5", got)
 	}
 }
+
+// TestDistributionCompactionDropsZeros slides a window over values that
+// are new at every step (a floating-point cost): the values that left the
+// window must be dropped when the distribution compacts, so it holds the
+// window's values, not every value the window ever held, and a step does
+// not compact a growing array again and again.
+func TestDistributionCompactionDropsZeros(t *testing.T) {
+	const window, perStep, steps = 1000, 50, 400
+	d := NewDistribution(nil)
+	var in []ValueCount // the window's values, oldest first
+	next, compactions := 0.0, 0
+	for range steps {
+		var delta []ValueCount
+		for range perStep {
+			next++
+			delta = append(delta, ValueCount{Value: next, Count: 1})
+		}
+		in = append(in, delta...)
+		if len(in) > window {
+			for _, v := range in[:len(in)-window] {
+				delta = append(delta, ValueCount{Value: v.Value, Count: -1})
+			}
+			in = in[len(in)-window:]
+		}
+		d.Apply(SortValues(delta))
+		if len(d.extra) == 0 { // each step brings new values: extra is empty only after a compaction
+			compactions++
+		}
+	}
+	if d.Distinct() != window || d.Count() != window {
+		t.Fatalf("distinct %d, count %v; want %d", d.Distinct(), d.Count(), window)
+	}
+	if held := len(d.vals) + len(d.extra); held > 2*window {
+		t.Errorf("the distribution holds %d value counts (%d zeros) for %d distinct values: the values that left are never dropped", held, d.zeros, window)
+	}
+	if compactions > steps/4 {
+		t.Errorf("%d compactions in %d steps: each step compacts", compactions, steps)
+	}
+	if got, want := d.Quantile(0.5, nil), QuantileOfValues(0.5, in); got != want {
+		t.Errorf("median %v, want %v", got, want)
+	}
+}
