@@ -374,36 +374,51 @@ func (g *grid) query(ctx context.Context, s *Source, st Statement, maxRows int) 
 // store puts a complete read of slots over the bucket ranges rs into the
 // grid: the slots are reset over rs, then filled. readTs is the evaluation
 // time that read them (unix ms; 0 for a backfill).
+//
+// A slot already final in a bucket keeps its values: one read takes every
+// slot it needs over every range it reads, so it covers buckets where some
+// of its slots are final, and what the windows that slide took in of them
+// (runs, blocks, cold states) is what they take off. A row that lands
+// later than the late window is missed, as documented, not counted into a
+// window by one read and taken off it by another.
 func (g *grid) store(got []bucketRow, rs []bucketRange, slots []int, readTs int64, now time.Time, finalUpTo int64) error {
 	n := len(g.cols)
-	inRange := func(k int64) bool {
-		for _, r := range rs {
-			if k >= r.lo && k <= r.hi {
-				return true
-			}
-		}
-		return false
-	}
+	// kept holds, per bucket in rs, which of slots were final before the
+	// read (nil when none was).
+	kept := map[int64][]bool{}
 	for _, r := range rs {
 		for k := r.lo; k <= r.hi; k++ {
+			if _, seen := kept[k]; seen {
+				continue // ranges that overlap
+			}
 			b := g.buckets[k]
 			if b == nil {
 				b = &gridBucket{groups: map[string]*gridGroup{}}
 				g.buckets[k] = b
 			}
 			b.grow(n)
-			for _, sl := range slots {
+			var keep []bool
+			for j, sl := range slots {
+				if b.final[sl] {
+					if keep == nil {
+						keep = make([]bool, len(slots))
+					}
+					keep[j] = true
+					continue
+				}
 				for _, gr := range b.groups {
 					gr.v[sl] = 0
 				}
 				b.final[sl] = k <= finalUpTo
 				b.readTs[sl], b.readAt[sl] = readTs, now
 			}
+			kept[k] = keep
 		}
 	}
 	for _, r := range got {
 		b := g.buckets[r.bucket]
-		if b == nil || !inRange(r.bucket) {
+		keep, in := kept[r.bucket]
+		if b == nil || !in {
 			return fmt.Errorf("bucket %d outside the read %v", r.bucket, rs)
 		}
 		gr := b.groups[r.key]
@@ -412,7 +427,9 @@ func (g *grid) store(got []bucketRow, rs []bucketRange, slots []int, readTs int6
 			b.groups[r.key] = gr
 		}
 		for j, sl := range slots {
-			gr.v[sl] = r.v[j]
+			if keep == nil || !keep[j] {
+				gr.v[sl] = r.v[j]
+			}
 		}
 	}
 	return nil
