@@ -147,7 +147,17 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			p.families[k] = f
 		}
 		p.mu.Unlock()
+		// The window's distributions slide in place: the leaves read them
+		// before another evaluation (a rule group sharing the family)
+		// steps it.
+		f.mu.Lock()
 		sqls, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
+		if err == nil && wait == "" && over == "" {
+			for _, i := range is {
+				vectors[i] = familySamples(leaves[i], groups)
+			}
+		}
+		f.mu.Unlock()
 		statements = append(statements, sqls...)
 		if err != nil {
 			return statements, nil, fmt.Errorf("compute %s from value counts: %w", leaves[is[0]].Func, err)
@@ -167,27 +177,6 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 			for _, i := range is {
 				deferred[i] = over
 			}
-			continue
-		}
-		for _, i := range is {
-			l := leaves[i]
-			out := make([]engine.Sample, 0, len(groups))
-			for _, g := range groups {
-				st := dsl.State{Values: g.counts, MoreValues: g.more, Dist: g.dist}
-				if g.dist != nil {
-					st.Count = g.dist.Count()
-				}
-				for _, c := range g.counts {
-					st.Count += c.Count
-				}
-				for _, c := range g.more {
-					st.Count += c.Count
-				}
-				if st.Count > 0 {
-					out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Finish(&st)})
-				}
-			}
-			vectors[i] = out
 		}
 	}
 	// Families no leaf evaluated for two of their windows are dropped
@@ -207,6 +196,28 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 	p.stats.QuantileLeaves += len(idx) - len(deferred)
 	p.statsMu.Unlock()
 	return statements, deferred, nil
+}
+
+// familySamples finishes leaf l over the window's distribution per group
+// that stepFamily returned (its family locked).
+func familySamples(l *dsl.Leaf, groups []*vcGroup) []engine.Sample {
+	out := make([]engine.Sample, 0, len(groups))
+	for _, g := range groups {
+		st := dsl.State{Values: g.counts, MoreValues: g.more, Dist: g.dist}
+		if g.dist != nil {
+			st.Count = g.dist.Count()
+		}
+		for _, c := range g.counts {
+			st.Count += c.Count
+		}
+		for _, c := range g.more {
+			st.Count += c.Count
+		}
+		if st.Count > 0 {
+			out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Finish(&st)})
+		}
+	}
+	return out
 }
 
 // vcPlan is what one step of a family reads: the buckets entering and
@@ -265,15 +276,15 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 // distribution per group (win + open). wait says why the leaves take the
 // full path this time (the value counts are read in the background); over
 // is the reason the family went over the distinct-value budget, when it
-// did.
+// did. The caller holds f.mu, and reads the groups before it lets go of
+// it: their final parts are the family's distributions, which the next
+// step changes in place.
 //
 // The families of the same field and grouping (other selectors, other
 // windows: the leaves of other rule groups) step with it, in the same
 // query, when this time is their next evaluation: the groups due at the same
 // time then read their value counts once, by the first of them.
 func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sqls []string, groups []*vcGroup, wait, over string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	switch {
 	case f.over != "":
 		return nil, nil, "", f.over, nil

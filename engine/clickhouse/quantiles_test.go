@@ -1,0 +1,105 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callwatch/callwatch/dsl"
+)
+
+// TestSharedFamilyStepsWhileAnotherEvaluationReadsIt: two rule groups
+// evaluate the same quantiles at the same time, so they share their value
+// counts (a vcFamily), and the clock moves on between their evaluations,
+// so each step adds the buckets that became final to the window's
+// distributions in place. One group's quantiles must not be read from the
+// distributions while the other's step changes them (go test -race sees
+// it too): every answer is the quantile of the window's events, which do
+// not change. Many quantiles of many groups make reading them take longer
+// than the other group's read.
+func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	const tenants = 300
+	var rows []map[string]any
+	values := map[string][]dsl.ValueCount{}
+	for i := range 6000 {
+		at := ts.Add(-time.Duration(i%1800) * time.Second)
+		tenant := fmt.Sprintf("t%03d", i%tenants)
+		v := float64((i*7919)%997 + i%5)
+		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": tenant, "status": "ok", "latency_ms": v})
+		values[tenant] = append(values[tenant], dsl.ValueCount{Value: v, Count: 1})
+	}
+	for k, vs := range values {
+		values[k] = dsl.SortValues(vs)
+	}
+	var mu sync.Mutex
+	now := ts.Add(-2 * time.Minute) // the last 18 buckets of the window are not final yet
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(5 * time.Second) // a bucket (10s) becomes final every other reading
+		return now
+	}
+	src, _ := liveSource(t, &Incremental{Bucket: 10 * time.Second, LateWindow: time.Minute, Reuse: -1, Now: clock}, rows...)
+	var leaves []*dsl.Leaf
+	for q := 1; q < 100; q++ {
+		e, err := dsl.Parse(fmt.Sprintf(`max by (tenant_id) (quantile_over_time(0.%02d, latency_ms[30m]))`, q), dsl.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := e.Leaves[0]; len(l.By) != 1 {
+			t.Fatalf("leaf %s is not grouped by tenant", l.Func)
+		}
+		leaves = append(leaves, e.Leaves[0])
+	}
+	// The first evaluation reads the window's final part in the
+	// background; the steps start from it.
+	if _, err := src.EvalLeaves(context.Background(), ts, leaves); err != nil {
+		t.Fatal(err)
+	}
+	src.WaitFills()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for step := range 20 {
+				res, err := src.EvalLeaves(context.Background(), ts, leaves)
+				if err != nil {
+					errs[g] = err
+					return
+				}
+				for i, v := range res.Vectors {
+					if len(v) != tenants {
+						errs[g] = fmt.Errorf("step %d: leaf %d has %d groups, want %d (path %+v)", step, i, len(v), tenants, res.Paths[i])
+						return
+					}
+					for _, s := range v {
+						tenant := s.Labels.Get("tenant_id")
+						if want := dsl.QuantileOfValues(leaves[i].Quantile, values[tenant]); s.Value != want {
+							errs[g] = fmt.Errorf("step %d: quantile %v of %s = %v, want %v (path %+v)", step, leaves[i].Quantile, tenant, s.Value, want, res.Paths[i])
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var failed []string
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		t.Fatal(strings.Join(failed, "\n"))
+	}
+	if st := src.IncrementalStats(); st.QuantileLeaves == 0 {
+		t.Fatalf("no quantile from value counts: %+v", st)
+	}
+}
