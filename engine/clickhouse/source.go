@@ -217,13 +217,26 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			})
 		}
 		wg.Wait()
-		// In order, for stable statements and the first error.
-		for k, g := range grids {
-			o := gouts[k]
+		// In order, for stable statements and the first error; a failed
+		// read lists the statements of the reads that ran beside it too.
+		for _, o := range gouts {
 			res.Statements = append(res.Statements, o.stmts...)
+		}
+		for _, o := range qouts {
+			res.Statements = append(res.Statements, o.stmts...)
+		}
+		for _, o := range gouts {
 			if o.err != nil {
 				return res, o.err
 			}
+		}
+		for _, o := range qouts {
+			if o.err != nil {
+				return res, o.err
+			}
+		}
+		for k, g := range grids {
+			o := gouts[k]
 			for _, i := range o.deferred {
 				seeds[len(full)] = &seedLeaf{g: g, l: leaves[i], groups: map[string]*coldGroup{}}
 				toFull(i, "first evaluation of the window: one full query, whose result then slides")
@@ -231,10 +244,6 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		}
 		for k, idx := range streams {
 			o := qouts[k]
-			res.Statements = append(res.Statements, o.stmts...)
-			if o.err != nil {
-				return res, o.err
-			}
 			for _, i := range idx {
 				if reason, ok := o.deferred[i]; ok {
 					toFull(i, reason)

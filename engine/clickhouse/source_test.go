@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -76,5 +77,51 @@ func TestOpenConnectsWithADSN(t *testing.T) {
 	}
 	if err := rows.Scan(&x); err != nil || x != 42 {
 		t.Fatalf("got %v, %v", x, err)
+	}
+}
+
+// TestEvalLeavesReportsTheReadsThatRanBesideAFailure: a grouping's bucket
+// read fails while a quantile's value-count read, which runs at the same
+// time, succeeds. The evaluation fails with the bucket read's error, and
+// its statements are every one that ran, the value-count read's included.
+func TestEvalLeavesReportsTheReadsThatRanBesideAFailure(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "events", []map[string]any{{"created_at": ts.Add(-time.Minute).Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": 100}})
+	native := NewNativeConn(s.Conn(t, db))
+	failed := errors.New("the bucket read failed")
+	conn := ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
+		if strings.Contains(sql, "intDiv(") {
+			return nil, failed
+		}
+		return native.Query(ctx, sql, args...)
+	})
+	now := ts.Add(-3 * time.Minute) // no bucket of the windows is final: the quantile reads its value counts at once
+	src, err := New(Options{Conn: conn, Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
+		Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return now }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := dsl.Parse(`count_over_time(events[5m]) + p95(latency_ms[5m])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.EvalLeaves(context.Background(), ts, e.Leaves)
+	if !errors.Is(err, failed) {
+		t.Fatalf("err = %v, want the bucket read's", err)
+	}
+	var buckets, values int
+	for _, sql := range res.Statements {
+		switch {
+		case strings.Contains(sql, "intDiv("):
+			buckets++
+		case strings.Contains(sql, "cw_part"):
+			values++
+		}
+	}
+	if buckets != 1 || values != 1 {
+		t.Fatalf("statements %q: want the failed bucket read and the value-count read that ran", res.Statements)
 	}
 }
