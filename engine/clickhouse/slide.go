@@ -140,7 +140,7 @@ func (r *runState) fold(b *gridBucket, il *incLeaf, ps []dsl.Partial, sign float
 			if rg == nil {
 				continue // landed after the run summed it: nothing to take off
 			}
-			rg.add(-bst.Sum)
+			r.add(rg, -bst.Sum)
 			bst.Sum = 0
 			rg.st.Remove(&bst, ps)
 			if rg.st.Count <= 0 {
@@ -152,16 +152,24 @@ func (r *runState) fold(b *gridBucket, il *incLeaf, ps []dsl.Partial, sign float
 			rg = &runGroup{values: gr.values}
 			r.groups[key] = rg
 		}
-		rg.add(bst.Sum)
+		r.add(rg, bst.Sum)
 		bst.Sum = 0
 		rg.st.Merge(&bst, ps)
 	}
 }
 
-// add adds x to the group's compensated sum (Neumaier).
-func (rg *runGroup) add(x float64) {
+// add adds x to group rg's compensated sum (Neumaier). A sum beyond
+// float64 is ±Inf, as summing the buckets gives, with no compensation
+// (∞ − ∞ is NaN), and cannot be taken apart again: the run is summed anew
+// from the grid at the next evaluation.
+func (r *runState) add(rg *runGroup, x float64) {
 	s := rg.st.Sum
 	t := s + x
+	if math.IsInf(t, 0) {
+		rg.st.Sum = t
+		r.steps = maxRunSteps
+		return
+	}
 	if math.Abs(s) >= math.Abs(x) {
 		rg.comp += (s - t) + x
 	} else {
