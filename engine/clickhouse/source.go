@@ -195,6 +195,11 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		qouts := make([]quantileOut, len(streams))
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, maxConcurrentReads)
+		if sc, ok := s.opts.Conn.(SerialConn); ok && sc.Serial() {
+			// Reads queued behind each other at the connection would
+			// spend their timeouts waiting: they run one after another.
+			sem = make(chan struct{}, 1)
+		}
 		run := func(f func()) {
 			wg.Add(1)
 			go func() {
@@ -310,6 +315,14 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 // same time (one per grouping's buckets, one per field and grouping's
 // value counts).
 const maxConcurrentReads = 4
+
+// SerialConn is a Conn that runs one statement at a time (embedded
+// ClickHouse): an evaluation's reads then run one after another, each
+// with its whole timeout, instead of waiting for each other inside it.
+type SerialConn interface {
+	Conn
+	Serial() bool
+}
 
 // quantileOut is what the value-count reads of one stream gave.
 type quantileOut struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +124,66 @@ func TestEvalLeavesReportsTheReadsThatRanBesideAFailure(t *testing.T) {
 	}
 	if buckets != 1 || values != 1 {
 		t.Fatalf("statements %q: want the failed bucket read and the value-count read that ran", res.Statements)
+	}
+}
+
+// serialConn is a Conn that says it runs one statement at a time and
+// records how many of its queries were ever in flight together.
+type serialConn struct {
+	Conn
+	serial        bool
+	mu            sync.Mutex
+	inFlight, max int
+}
+
+func (c *serialConn) Serial() bool { return c.serial }
+
+func (c *serialConn) Query(ctx context.Context, sql string, args ...any) (Rows, error) {
+	c.mu.Lock()
+	c.inFlight++
+	c.max = max(c.max, c.inFlight)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inFlight--
+		c.mu.Unlock()
+	}()
+	time.Sleep(50 * time.Millisecond) // long enough for the others to start
+	return c.Conn.Query(ctx, sql, args...)
+}
+
+// TestEvalLeavesRunsReadsOneAtATimeOnASerialConn checks that an
+// evaluation's reads run at the same time on a connection that can, and
+// one after another on one that runs a statement at a time (embedded
+// ClickHouse), where they would spend their timeouts waiting.
+func TestEvalLeavesRunsReadsOneAtATimeOnASerialConn(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "events", []map[string]any{{"created_at": ts.Add(-time.Minute).Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": 100}})
+	native := NewNativeConn(s.Conn(t, db))
+	e, err := dsl.Parse(`count_over_time(events[5m]) + on () group_left sum by (tenant_id) (count_over_time(events[5m])) + p95(latency_ms[5m])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []bool{false, true} {
+		conn := &serialConn{Conn: native, serial: serial}
+		now := ts.Add(-3 * time.Minute) // no bucket is final: every read runs now
+		src, err := New(Options{Conn: conn, Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()),
+			Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return now }}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := src.EvalLeaves(context.Background(), ts, e.Leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Statements) < 3 {
+			t.Fatalf("serial %v: statements %q, want two bucket reads and a value-count read", serial, res.Statements)
+		}
+		if want := map[bool]bool{false: conn.max > 1, true: conn.max == 1}; !want[serial] {
+			t.Errorf("serial %v: %d reads in flight at most", serial, conn.max)
+		}
 	}
 }

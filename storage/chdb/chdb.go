@@ -75,7 +75,10 @@ type Conn struct {
 	restored []syscall.Signal
 }
 
-var _ clickhouse.ExecQuerier = (*Conn)(nil)
+var (
+	_ clickhouse.ExecQuerier = (*Conn)(nil)
+	_ clickhouse.SerialConn  = (*Conn)(nil)
+)
 
 // Open loads the library and connects a session to the data directory
 // opts.Path. The library replaces Go's handlers of fatal signals (SIGSEGV,
@@ -158,6 +161,11 @@ func (c *Conn) connect() error {
 // RestoredSignals returns the signals whose handlers the library replaced
 // while connecting and Open restored.
 func (c *Conn) RestoredSignals() []syscall.Signal { return c.restored }
+
+// Serial reports that the session runs one statement at a time
+// (clickhouse.SerialConn): a Source then runs an evaluation's reads one
+// after another, each with its whole timeout.
+func (c *Conn) Serial() bool { return true }
 
 // Path returns the data directory.
 func (c *Conn) Path() string { return c.path }
