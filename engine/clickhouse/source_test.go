@@ -85,13 +85,20 @@ func TestOpenConnectsWithADSN(t *testing.T) {
 // read fails while a quantile's value-count read, which runs at the same
 // time, succeeds. The evaluation fails with the bucket read's error, and
 // its statements are every one that ran, the value-count read's included.
-func TestEvalLeavesReportsTheReadsThatRanBesideAFailure(t *testing.T) {
-	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+// oneEventTable returns a connection to a new database whose events table
+// holds one call, a minute before ts.
+func oneEventTable(t *testing.T, ts time.Time) (*NativeConn, string) {
+	t.Helper()
 	s := server.Get(t)
 	db := s.NewDatabase(t)
 	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
 	s.InsertJSONEachRow(t, db, "events", []map[string]any{{"created_at": ts.Add(-time.Minute).Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": 100}})
-	native := NewNativeConn(s.Conn(t, db))
+	return NewNativeConn(s.Conn(t, db)), db
+}
+
+func TestEvalLeavesReportsTheReadsThatRanBesideAFailure(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	native, db := oneEventTable(t, ts)
 	failed := errors.New("the bucket read failed")
 	conn := ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
 		if strings.Contains(sql, "intDiv(") {
@@ -158,11 +165,7 @@ func (c *serialConn) Query(ctx context.Context, sql string, args ...any) (Rows, 
 // ClickHouse), where they would spend their timeouts waiting.
 func TestEvalLeavesRunsReadsOneAtATimeOnASerialConn(t *testing.T) {
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
-	s.InsertJSONEachRow(t, db, "events", []map[string]any{{"created_at": ts.Add(-time.Minute).Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": 100}})
-	native := NewNativeConn(s.Conn(t, db))
+	native, db := oneEventTable(t, ts)
 	e, err := dsl.Parse(`count_over_time(events[5m]) + on () group_left sum by (tenant_id) (count_over_time(events[5m])) + p95(latency_ms[5m])`, dsl.Options{})
 	if err != nil {
 		t.Fatal(err)
