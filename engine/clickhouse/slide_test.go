@@ -185,12 +185,12 @@ func TestSlideEqualsFoldingTheWindow(t *testing.T) {
 	}
 	last := int64(1000)
 	for step := range 3000 {
-		switch r := rng.IntN(20); {
-		case r == 0:
+		switch rng.IntN(20) {
+		case 0:
 			last -= int64(1 + rng.IntN(5)) // back
-		case r == 1:
+		case 1:
 			last += int64(2 + rng.IntN(10)) // a gap
-		case r == 2:
+		case 2:
 			last += int64(window + rng.IntN(100)) // past the window
 		default:
 			last++
