@@ -115,3 +115,54 @@ func incrementalSource(t *testing.T, rows []map[string]any, now func() time.Time
 	}
 	return src
 }
+
+// TestLongIntervalReadsWhatItMissed: a rule evaluated every 10 minutes
+// with 1m buckets misses 12 buckets between evaluations (10 new and the
+// late window), more than the 8 that mark a first evaluation. It reads
+// them and stays on the incremental path: once it took a full query and
+// a background fill of its whole window at every evaluation.
+func TestLongIntervalReadsWhatItMissed(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	var rows []map[string]any
+	var times []time.Time
+	for i := range 90 {
+		at := ts.Add(-time.Hour + time.Duration(i)*67*time.Second)
+		times = append(times, at)
+		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok"})
+	}
+	now := ts
+	src := incrementalSource(t, rows, func() time.Time { return now })
+	e, err := dsl.Parse(`count_over_time(events[1h])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range 4 {
+		at := ts.Add(time.Duration(step) * 10 * time.Minute)
+		now = at.Add(time.Second)
+		before := src.IncrementalStats()
+		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.WaitFills()
+		want := 0
+		for _, x := range times {
+			if x.After(at.Add(-time.Hour)) && !x.After(at) {
+				want++
+			}
+		}
+		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != float64(want) {
+			t.Fatalf("step %d: %v, want %d events", step, got, want)
+		}
+		if step == 0 {
+			continue
+		}
+		after := src.IncrementalStats()
+		if p := res.Paths[0]; p.Path != "incremental" || after.Fills != before.Fills {
+			t.Errorf("step %d: path %+v, %d fills; want incremental and no fill", step, p, after.Fills-before.Fills)
+		}
+		if read := after.BucketsRead - before.BucketsRead; read > 13 {
+			t.Errorf("step %d read %d buckets, want the 10 new and the 2 late ones", step, read)
+		}
+	}
+}

@@ -276,9 +276,9 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 
 // eval computes leaves (all eligible, all of grid g) at ts into vectors,
 // reading the buckets that are missing or not final. It returns the
-// leaves it leaves to a full query (deferred): those whose window has more
-// than coldAbove buckets not read yet and no cold state; their results
-// seed one (see seed).
+// leaves it leaves to a full query (deferred): those with no cold state
+// that miss more than coldAbove buckets and more than half their window
+// (see defers); their results seed one (see seed).
 func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []int, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -300,7 +300,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		}
 		g.span = max(g.span, g.reach(l, p.opts.LateWindow))
 		g.last = max(g.last, ts.Unix()/w)
-		if il.cold == nil && missing > p.opts.coldAbove {
+		if p.defers(il, missing) {
 			deferred = append(deferred, i)
 			continue
 		}
@@ -316,7 +316,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			if here[key] || u.next() != ts.Unix() {
 				continue
 			}
-			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); il.cold != nil || missing <= p.opts.coldAbove {
+			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); !p.defers(il, missing) {
 				ranges = append(ranges, mine...)
 			}
 		}
@@ -423,6 +423,16 @@ func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []buc
 		p.stats.BucketsRead += int(r.hi - r.lo + 1)
 	}
 	return st.SQL, nil
+}
+
+// defers reports whether leaf il, missing that many buckets, is computed
+// by a full query that starts its cold state instead of reading them: it
+// has no cold state, misses more than coldAbove buckets and more than half
+// of its window (a first evaluation). A leaf that missed a few evaluations,
+// or whose rule's interval is longer than coldAbove buckets, reads what it
+// missed: that costs less than a full query and a fill of its window.
+func (p *partials) defers(il incLeaf, missing int) bool {
+	return il.cold == nil && missing > p.opts.coldAbove && int64(2*missing) > il.lastBucket-il.first+1
 }
 
 func incNames(ils []incLeaf) string {
