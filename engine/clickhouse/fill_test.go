@@ -165,4 +165,27 @@ func TestLongIntervalReadsWhatItMissed(t *testing.T) {
 			t.Errorf("step %d read %d buckets, want the 10 new and the 2 late ones", step, read)
 		}
 	}
+	// A day-long window that missed five hours (less than half of it, more
+	// than maxCatchUp) takes a full query and a background fill: a read in
+	// the foreground stays small.
+	e, err = dsl.Parse(`count_over_time(events[1d])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, at := range []time.Time{ts.Add(time.Hour), ts.Add(3 * time.Hour), ts.Add(8 * time.Hour)} {
+		now = at.Add(time.Second)
+		before := src.IncrementalStats()
+		if _, err := src.EvalLeaves(context.Background(), at, e.Leaves); err != nil {
+			t.Fatal(err)
+		}
+		src.WaitFills()
+		after := src.IncrementalStats()
+		read := after.BucketsRead - before.BucketsRead
+		switch {
+		case k == 1 && (after.Fills != before.Fills || read > 125):
+			t.Errorf("two hours later: %d fills, %d buckets read; want the 122 it missed read at once", after.Fills-before.Fills, read)
+		case k == 2 && (after.Fills == before.Fills || after.FullLeaves == before.FullLeaves):
+			t.Errorf("five hours later: %d fills, %d full leaves; want a full query and a fill", after.Fills-before.Fills, after.FullLeaves-before.FullLeaves)
+		}
+	}
 }

@@ -427,13 +427,22 @@ func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []buc
 
 // defers reports whether leaf il, missing that many buckets, is computed
 // by a full query that starts its cold state instead of reading them: it
-// has no cold state, misses more than coldAbove buckets and more than half
-// of its window (a first evaluation). A leaf that missed a few evaluations,
-// or whose rule's interval is longer than coldAbove buckets, reads what it
-// missed: that costs less than a full query and a fill of its window.
+// has no cold state and misses more than coldAbove buckets, and either
+// more than half of its window (a first evaluation) or more than
+// maxCatchUp (a read that returns a row per group and bucket stays small).
+// A leaf that missed a few evaluations, or whose rule's interval is longer
+// than coldAbove buckets, reads what it missed: that costs less than a
+// full query and a fill of its window.
 func (p *partials) defers(il incLeaf, missing int) bool {
-	return il.cold == nil && missing > p.opts.coldAbove && int64(2*missing) > il.lastBucket-il.first+1
+	if il.cold != nil || missing <= p.opts.coldAbove {
+		return false
+	}
+	return int64(2*missing) > il.lastBucket-il.first+1 || missing > max(p.opts.coldAbove, int(maxCatchUp/p.opts.Bucket))
 }
+
+// maxCatchUp bounds what a leaf with no cold state reads in the foreground
+// when it missed evaluations: more is a full query and a background fill.
+const maxCatchUp = 4 * time.Hour
 
 func incNames(ils []incLeaf) string {
 	names := make([]string, len(ils))
