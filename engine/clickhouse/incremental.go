@@ -437,12 +437,14 @@ func (p *partials) defers(il incLeaf, missing int) bool {
 	if il.cold != nil || missing <= p.opts.coldAbove {
 		return false
 	}
-	return int64(2*missing) > il.lastBucket-il.first+1 || missing > max(p.opts.coldAbove, int(maxCatchUp/p.opts.Bucket))
+	return int64(2*missing) > il.lastBucket-il.first+1 || missing > max(p.opts.coldAbove, maxCatchUp)
 }
 
-// maxCatchUp bounds what a leaf with no cold state reads in the foreground
-// when it missed evaluations: more is a full query and a background fill.
-const maxCatchUp = 4 * time.Hour
+// maxCatchUp bounds the buckets a leaf with no cold state reads in the
+// foreground when it missed evaluations (4 hours of the default 1m
+// buckets; a row per group and bucket): more is a full query and a
+// background fill.
+const maxCatchUp = 240
 
 func incNames(ils []incLeaf) string {
 	names := make([]string, len(ils))
