@@ -246,15 +246,18 @@ func (pl *vcPlan) needsRead() bool {
 }
 
 // plan computes the step of f (locked) to the window of l at ts. cold is
-// true when f has no usable window state: the caller reads the window's
-// value counts whole.
+// true when f has no usable window state, or when the window moved on by
+// more than maxCatchUp buckets since f's last step (a read of their value
+// counts, one row per event nearly, costs more than a full query): the
+// caller reads the window's value counts whole.
 func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Time) (pl *vcPlan, cold bool, first, hi int64) {
 	w := int64(p.opts.Bucket / time.Second)
 	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
 	from, to := l.Window(ts)
 	first, last := floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
 	hi = max(min(last, finalUpTo), first-1) // the window's final part is (first-1, hi]
-	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
+	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to ||
+		(hi-f.to)+(first-1-f.from) > int64(max(p.opts.coldAbove, maxCatchUp))
 	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi}
 	if cold {
 		return pl, true, first, hi
@@ -299,10 +302,14 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	f.span = int64(l.Lookback() / time.Second)
 	f.leaf, f.cond, f.stream = l, cond, vcStream(l)
 	if cold && hi > first-1 {
+		why := "first evaluation of the window: one full query, while its value counts are read in the background"
+		if f.win != nil && first-1 >= f.from && first-1 <= f.to && hi >= f.to {
+			why = fmt.Sprintf("the window moved on by more than %d buckets since its last evaluation: one full query, while its value counts are read again in the background", max(p.opts.coldAbove, maxCatchUp))
+		}
 		f.filling, f.win, f.open = true, nil, nil
 		lo := first - 1
 		p.queueFill(func() { p.fill(s, f, l, w, lo, hi) })
-		return nil, nil, "first evaluation of the window: one full query, while its value counts are read in the background", "", nil
+		return nil, nil, why, "", nil
 	}
 	if cold {
 		f.win = map[string]*vcGroup{}

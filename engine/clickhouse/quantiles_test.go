@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"math"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -101,5 +103,63 @@ func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
 	}
 	if st := src.IncrementalStats(); st.QuantileLeaves == 0 {
 		t.Fatalf("no quantile from value counts: %+v", st)
+	}
+}
+
+// TestQuantileWindowFarAheadReadsAgain: a day-long quantile window
+// evaluated again two hours later steps on its value counts (122 buckets
+// in and out); five hours later (300 in and 300 out, more than
+// maxCatchUp) it takes a full query and reads its value counts again in
+// the background, instead of reading a row per event of ten hours in the
+// foreground. Every value equals the quantile of the window's events.
+func TestQuantileWindowFarAheadReadsAgain(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	type event struct {
+		at  time.Time
+		lat float64
+	}
+	var rows []map[string]any
+	var events []event
+	for i := range 700 {
+		at := ts.Add(-26*time.Hour + time.Duration(i)*3*time.Minute)
+		lat := float64(100 + (i*7919)%1000)
+		events = append(events, event{at, lat})
+		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": lat})
+	}
+	now := ts
+	src := incrementalSource(t, rows, func() time.Time { return now })
+	e, err := dsl.Parse(`p95(latency_ms[1d])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, at := range []time.Time{ts, ts.Add(2 * time.Hour), ts.Add(7 * time.Hour), ts.Add(7*time.Hour + time.Minute)} {
+		now = at.Add(3 * time.Minute)
+		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.WaitFills()
+		var in []float64
+		for _, ev := range events {
+			if ev.at.After(at.Add(-24*time.Hour)) && !ev.at.After(at) {
+				in = append(in, ev.lat)
+			}
+		}
+		sort.Float64s(in) // quantileExact: the value at index ⌊φ·n⌋
+		want := in[int(math.Floor(0.95*float64(len(in))))]
+		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != want {
+			t.Fatalf("step %d: %v, want %v", k, got, want)
+		}
+		p := res.Paths[0]
+		switch k {
+		case 1, 3:
+			if p.Path != "incremental" {
+				t.Errorf("step %d: path %+v, want incremental (value counts)", k, p)
+			}
+		case 2:
+			if p.Path != "full" || !strings.Contains(p.Reason, "moved on by more than 240 buckets") {
+				t.Errorf("five hours later: path %+v, want full, the window having moved on", p)
+			}
+		}
 	}
 }
