@@ -366,11 +366,13 @@ func (p *partials) fillGrid(s *Source, g *grid, keys []string, slots []int, rs [
 		read += int(r.hi - r.lo + 1)
 		// Blocks folded before hold the same final buckets; they are
 		// built again from the stored ones all the same.
-		for q, blk := range g.blocks {
-			if (q+1)*blockSize >= r.lo && q*blockSize+1 <= r.hi {
-				for _, sl := range slots {
-					if sl < len(blk.final) {
-						blk.final[sl] = false
+		for lv, size := range blockSizes {
+			for q, blk := range g.blocks[lv] {
+				if (q+1)*size >= r.lo && q*size+1 <= r.hi {
+					for _, sl := range slots {
+						if sl < len(blk.final) {
+							blk.final[sl] = false
+						}
 					}
 				}
 			}

@@ -31,10 +31,11 @@ type grid struct {
 	// used it; a slot used within warm seconds is read along with others.
 	used []int64
 	warm int64
-	// blocks hold, per block of blockSize final buckets, the buckets'
-	// values folded, so a long window merges a few blocks instead of
+	// blocks hold, per level (blockSizes) and per block of that many
+	// final buckets, the buckets' values folded, so a long window merges
+	// a few hour blocks, and its edges a few ten-bucket blocks, instead of
 	// every bucket.
-	blocks map[int64]*gridBucket
+	blocks [len(blockSizes)]map[int64]*gridBucket
 	// cold holds the cold states of leaves, by leaf key.
 	cold map[string]*coldState
 	// runs hold, by leaf key, the window sums that slide from one
@@ -107,7 +108,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, columns: columns, dist: p.dist, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: map[int64]*gridBucket{}, cold: map[string]*coldState{}, runs: map[string]*runState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: [len(blockSizes)]map[int64]*gridBucket{{}, {}}, cold: map[string]*coldState{}, runs: map[string]*runState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -439,6 +440,11 @@ func (g *grid) store(got []bucketRow, rs []bucketRange, slots []int, readTs int6
 // minutes).
 const blockSize = 60
 
+// blockSizes are the sizes of the grid's block levels, widest first: an
+// hour of minutes, and ten buckets for the edges of a window that does
+// not start or end on an hour.
+var blockSizes = [...]int64{blockSize, 10}
+
 // merge folds the buckets of a leaf's window into its samples, taking whole
 // blocks of final buckets where the window covers them: each group's
 // partial states are merged (dsl.State.Merge) and finished by the leaf's
@@ -460,17 +466,29 @@ func (g *grid) merge(il incLeaf) []engine.Sample {
 		}
 	}
 	for k := start; k <= il.lastBucket; {
-		if floorMod(k-1, blockSize) == 0 && k+blockSize-1 <= il.lastBucket {
-			if b := g.block(floorDiv(k-1, blockSize), il); b != nil {
-				acc.fold(b, &il, ps)
-				k += blockSize
-				continue
-			}
+		if b, n := g.widest(k, il); b != nil {
+			acc.fold(b, &il, ps)
+			k += n
+			continue
 		}
 		acc.fold(g.buckets[k], &il, ps)
 		k++
 	}
 	return acc.samples(il.l)
+}
+
+// widest returns the widest block that starts at bucket k and ends within
+// the leaf's window, with the leaf's slots folded, and its size; nil when
+// no such block is final.
+func (g *grid) widest(k int64, il incLeaf) (*gridBucket, int64) {
+	for lv, size := range blockSizes {
+		if floorMod(k-1, size) == 0 && k+size-1 <= il.lastBucket {
+			if b := g.block(lv, floorDiv(k-1, size), il); b != nil {
+				return b, size
+			}
+		}
+	}
+	return nil, 0
 }
 
 // windowAcc accumulates a leaf's window: each group's partial states, by
@@ -519,13 +537,14 @@ func (w windowAcc) samples(l *dsl.Leaf) []engine.Sample {
 	return out
 }
 
-// block returns block q (buckets q·blockSize+1 … (q+1)·blockSize) with the
-// leaf's slots folded, building them when every bucket of the block is
-// final for them; nil when one is not.
-func (g *grid) block(q int64, il incLeaf) *gridBucket {
+// block returns block q of level lv (buckets q·size+1 … (q+1)·size, size
+// blockSizes[lv]) with the leaf's slots folded, building them when every
+// bucket of the block is final for them; nil when one is not.
+func (g *grid) block(lv int, q int64, il incLeaf) *gridBucket {
+	size := blockSizes[lv]
 	slots := il.allSlots()
 	n := len(g.cols)
-	blk := g.blocks[q]
+	blk := g.blocks[lv][q]
 	if blk != nil {
 		blk.grow(n)
 		built := true
@@ -536,8 +555,8 @@ func (g *grid) block(q int64, il incLeaf) *gridBucket {
 			return blk
 		}
 	}
-	first := q*blockSize + 1
-	for k := first; k < first+blockSize; k++ {
+	first := q*size + 1
+	for k := first; k < first+size; k++ {
 		if !g.buckets[k].finalFor(slots) {
 			return nil
 		}
@@ -545,11 +564,11 @@ func (g *grid) block(q int64, il incLeaf) *gridBucket {
 	if blk == nil {
 		blk = &gridBucket{groups: map[string]*gridGroup{}}
 		blk.grow(n)
-		g.blocks[q] = blk
+		g.blocks[lv][q] = blk
 	}
 	ps := il.l.Partials()
 	states := map[string]*dsl.State{}
-	for k := first; k < first+blockSize; k++ {
+	for k := first; k < first+size; k++ {
 		for key, gr := range g.buckets[k].groups {
 			if gr.v[il.count] == 0 {
 				continue
@@ -587,9 +606,11 @@ func (g *grid) evict() {
 			delete(g.buckets, k)
 		}
 	}
-	for q := range g.blocks {
-		if (q+1)*blockSize < keep {
-			delete(g.blocks, q)
+	for lv, size := range blockSizes {
+		for q := range g.blocks[lv] {
+			if (q+1)*size < keep {
+				delete(g.blocks[lv], q)
+			}
 		}
 	}
 	for k, cs := range g.cold { // of leaves no longer evaluated (a reload)

@@ -84,13 +84,11 @@ func (g *grid) slide(il incLeaf) []engine.Sample {
 		// Whole blocks of final buckets where the window covers them,
 		// then single buckets, up to the first bucket not final.
 		for k := il.first; k <= il.lastBucket; {
-			if floorMod(k-1, blockSize) == 0 && k+blockSize-1 <= il.lastBucket {
-				if b := g.block(floorDiv(k-1, blockSize), il); b != nil {
-					r.fold(b, &il, ps, 1)
-					k += blockSize
-					r.to = k - 1
-					continue
-				}
+			if b, n := g.widest(k, il); b != nil {
+				r.fold(b, &il, ps, 1)
+				k += n
+				r.to = k - 1
+				continue
 			}
 			b := final(k)
 			if b == nil {

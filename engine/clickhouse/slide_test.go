@@ -117,7 +117,8 @@ func TestRunSumOverflowsLikeTheWindowSum(t *testing.T) {
 
 // TestSlideEqualsFoldingTheWindow steps the running sums of three leaves
 // (a count, a sum of large values that cancel, exact in float64, and a
-// count at or below a threshold) through a random walk of evaluation times — steps of one
+// count at or below a threshold), and a maximum, which folds the grid's
+// hour and ten-bucket blocks instead of sliding, through a random walk of evaluation times — steps of one
 // bucket, gaps, steps back, jumps past the window, buckets that become
 // final late, groups that come and go, buckets evicted and read again —
 // and checks at every step that each leaf's window equals its buckets
@@ -127,22 +128,22 @@ func TestSlideEqualsFoldingTheWindow(t *testing.T) {
 	const window = 90 // buckets
 	var leaves []incLeaf
 	for _, q := range []string{`sum by (tenant_id) (count_over_time(events[90m]))`, `sum by (tenant_id) (sum_over_time(cost[90m]))`,
-		`sum by (tenant_id) (count_le_over_time(latency_ms[90m], 100))`} {
+		`sum by (tenant_id) (count_le_over_time(latency_ms[90m], 100))`, `max by (tenant_id) (max_over_time(latency_ms[90m]))`} {
 		e, err := dsl.Parse(q, dsl.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		l := e.Leaves[0]
-		if !slides(l) {
-			t.Fatalf("%s does not slide", q)
+		if slides(l) != (l.Agg != dsl.AggMax) {
+			t.Fatalf("%s: slides is %v", q, slides(l))
 		}
 		il := incLeaf{l: l, key: l.Key(), count: 0}
 		for _, p := range l.Partials() {
-			il.parts = append(il.parts, leafSlots{p, []int{map[dsl.Partial]int{dsl.PartialCount: 0, dsl.PartialSum: 1, dsl.PartialAtOrBelow: 2}[p]}})
+			il.parts = append(il.parts, leafSlots{p, []int{map[dsl.Partial]int{dsl.PartialCount: 0, dsl.PartialSum: 1, dsl.PartialAtOrBelow: 2, dsl.PartialMax: 3}[p]}})
 		}
 		leaves = append(leaves, il)
 	}
-	g := &grid{width: 60, cols: make([]gridColumn, 3), buckets: map[int64]*gridBucket{}, blocks: map[int64]*gridBucket{},
+	g := &grid{width: 60, cols: make([]gridColumn, 4), buckets: map[int64]*gridBucket{}, blocks: [len(blockSizes)]map[int64]*gridBucket{{}, {}},
 		cold: map[string]*coldState{}, runs: map[string]*runState{}, span: window + 1}
 	// truth holds each bucket as a read gives it: a final bucket's never
 	// changes.
@@ -162,22 +163,22 @@ func TestSlideEqualsFoldingTheWindow(t *testing.T) {
 			for range int(n) {
 				sum += []float64{1e12, -1e12, 0.5, 0.75, 3}[rng.IntN(5)] // sums exact in float64: the window's too
 			}
-			b[tenant] = []float64{n, sum, float64(rng.IntN(int(n) + 1))}
+			b[tenant] = []float64{n, sum, float64(rng.IntN(int(n) + 1)), float64(rng.IntN(1000))}
 		}
 		truth[k] = b
 		return b
 	}
 	read := func(k int64, isFinal bool) {
-		if b := g.buckets[k]; b.finalFor([]int{0, 1, 2}) {
+		if b := g.buckets[k]; b.finalFor([]int{0, 1, 2, 3}) {
 			return
 		}
 		gb := &gridBucket{groups: map[string]*gridGroup{}}
-		gb.grow(3)
+		gb.grow(4)
 		for key, v := range bucket(k) {
 			gb.groups[key] = &gridGroup{values: []string{key}, v: slices.Clone(v)}
 		}
 		isFinal = isFinal || final[k] // read again after it was evicted
-		for sl := range 3 {
+		for sl := range 4 {
 			gb.final[sl] = isFinal
 		}
 		final[k] = isFinal
