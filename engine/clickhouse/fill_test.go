@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,17 +167,24 @@ func TestLongIntervalReadsWhatItMissed(t *testing.T) {
 		}
 	}
 	// A day-long window that missed five hours (less than half of it, more
-	// than maxCatchUp) takes a full query and a background fill: a read in
-	// the foreground stays small.
+	// than maxCatchUp) after a two-hour interval skipped evaluations: it
+	// takes a full query and a background fill, so a read in the
+	// foreground stays small. Evaluated again every five hours, on its
+	// rhythm, it reads what it missed: a fill at each evaluation would be
+	// thrown away at the next.
 	e, err = dsl.Parse(`count_over_time(events[1d])`, dsl.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, at := range []time.Time{ts.Add(time.Hour), ts.Add(3 * time.Hour), ts.Add(8 * time.Hour)} {
+	for k, at := range []time.Time{ts.Add(time.Hour), ts.Add(3 * time.Hour), ts.Add(8 * time.Hour), ts.Add(13 * time.Hour), ts.Add(18 * time.Hour)} {
 		now = at.Add(time.Second)
 		before := src.IncrementalStats()
-		if _, err := src.EvalLeaves(context.Background(), at, e.Leaves); err != nil {
+		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if why := res.Paths[0].Reason; k == 2 && !strings.Contains(why, "302 buckets missed since the window's last evaluation") {
+			t.Errorf("five hours later: reason %q, want the buckets missed", why)
 		}
 		src.WaitFills()
 		after := src.IncrementalStats()
@@ -186,6 +194,8 @@ func TestLongIntervalReadsWhatItMissed(t *testing.T) {
 			t.Errorf("two hours later: %d fills, %d buckets read; want the 122 it missed read at once", after.Fills-before.Fills, read)
 		case k == 2 && (after.Fills == before.Fills || after.FullLeaves == before.FullLeaves):
 			t.Errorf("five hours later: %d fills, %d full leaves; want a full query and a fill", after.Fills-before.Fills, after.FullLeaves-before.FullLeaves)
+		case k >= 3 && (after.Fills != before.Fills || after.FullLeaves != before.FullLeaves || read > 305):
+			t.Errorf("evaluation %d, five hours after the last as the one before: %d fills, %d full leaves, %d buckets read; want the 302 it missed read at once", k, after.Fills-before.Fills, after.FullLeaves-before.FullLeaves, read)
 		}
 	}
 }

@@ -279,7 +279,7 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 // leaves it leaves to a full query (deferred): those with no cold state
 // that miss more than coldAbove buckets and more than half their window
 // (see defers); their results seed one (see seed).
-func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []int, err error) {
+func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []deferral, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := p.opts.Now()
@@ -294,14 +294,22 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		l := leaves[i]
 		il, mine, missing := g.need(i, l, ts, now, p.opts.Reuse)
 		here[il.key] = true
+		// Before noteUse: whether the leaf was evaluated before, and
+		// whether this evaluation comes when its last two said it would.
+		u := g.uses[il.key]
+		seen, onTime := u != nil, u != nil && u.next() > 0 && ts.Unix() <= u.next()
 		g.noteUse(il.key, l, ts.Unix())
 		for _, sl := range il.allSlots() {
 			g.used[sl] = ts.Unix()
 		}
 		g.span = max(g.span, g.reach(l, p.opts.LateWindow))
 		g.last = max(g.last, ts.Unix()/w)
-		if p.defers(il, missing) {
-			deferred = append(deferred, i)
+		if p.defers(il, missing, onTime) {
+			why := "first evaluation of the window: one full query, whose result then slides"
+			if seen && int64(missing) < il.lastBucket-il.first+1 {
+				why = fmt.Sprintf("%d buckets missed since the window's last evaluation (more than half of it, or more than %d after a skipped evaluation): one full query, whose result then slides", missing, maxCatchUp)
+			}
+			deferred = append(deferred, deferral{i, why})
 			continue
 		}
 		ranges = append(ranges, mine...)
@@ -316,7 +324,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			if here[key] || u.next() != ts.Unix() {
 				continue
 			}
-			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); !p.defers(il, missing) {
+			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); !p.defers(il, missing, true) {
 				ranges = append(ranges, mine...)
 			}
 		}
@@ -428,20 +436,30 @@ func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []buc
 // defers reports whether leaf il, missing that many buckets, is computed
 // by a full query that starts its cold state instead of reading them: it
 // has no cold state and misses more than coldAbove buckets, and either
-// more than half of its window (a first evaluation) or more than
-// maxCatchUp (a read that returns a row per group and bucket stays small).
-// A leaf that missed a few evaluations, or whose rule's interval is longer
-// than coldAbove buckets, reads what it missed: that costs less than a
-// full query and a fill of its window.
-func (p *partials) defers(il incLeaf, missing int) bool {
+// more than half of its window (a first evaluation, or a rule whose
+// interval is more than half its window) or, when the evaluation comes
+// later than the leaf's last two evaluations said (onTime false: it
+// skipped some), more than maxCatchUp (a read that returns a row per group
+// and bucket stays small). A leaf that missed a few evaluations, or whose
+// rule's interval is longer than coldAbove buckets, reads what it missed:
+// that costs less than a full query and a fill of its window, which its
+// next evaluation would miss again.
+func (p *partials) defers(il incLeaf, missing int, onTime bool) bool {
 	if il.cold != nil || missing <= p.opts.coldAbove {
 		return false
 	}
-	return int64(2*missing) > il.lastBucket-il.first+1 || missing > max(p.opts.coldAbove, maxCatchUp)
+	return int64(2*missing) > il.lastBucket-il.first+1 || (!onTime && missing > max(p.opts.coldAbove, maxCatchUp))
+}
+
+// deferral is a leaf that eval leaves to a full query (index i of the
+// call), with the reason /api/v1/rules/evaluations gives.
+type deferral struct {
+	i   int
+	why string
 }
 
 // maxCatchUp bounds the buckets a leaf with no cold state reads in the
-// foreground when it missed evaluations (4 hours of the default 1m
+// foreground when it skipped evaluations (4 hours of the default 1m
 // buckets; a row per group and bucket): more is a full query and a
 // background fill.
 const maxCatchUp = 240

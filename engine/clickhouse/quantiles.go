@@ -246,18 +246,22 @@ func (pl *vcPlan) needsRead() bool {
 }
 
 // plan computes the step of f (locked) to the window of l at ts. cold is
-// true when f has no usable window state, or when the window moved on by
-// more than maxCatchUp buckets since f's last step (a read of their value
-// counts, one row per event nearly, costs more than a full query): the
-// caller reads the window's value counts whole.
+// true when f has no usable window state, or when f skipped evaluations
+// (ts is later than its last two said) and more than maxCatchUp buckets
+// entered and left the window since (a read of their value counts, nearly
+// a row per event, costs more than a full query): the caller reads the
+// window's value counts whole. A family whose rule's interval is that long
+// steps all the same: reading its window again at every evaluation would
+// cost more.
 func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Time) (pl *vcPlan, cold bool, first, hi int64) {
 	w := int64(p.opts.Bucket / time.Second)
 	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
 	from, to := l.Window(ts)
 	first, last := floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
 	hi = max(min(last, finalUpTo), first-1) // the window's final part is (first-1, hi]
+	onTime := f.next() > 0 && ts.Unix() <= f.next()
 	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to ||
-		(hi-f.to)+(first-1-f.from) > int64(max(p.opts.coldAbove, maxCatchUp))
+		(!onTime && (hi-f.to)+(first-1-f.from) > int64(max(p.opts.coldAbove, maxCatchUp)))
 	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi}
 	if cold {
 		return pl, true, first, hi
@@ -292,6 +296,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	case f.over != "":
 		return nil, nil, "", f.over, nil
 	case f.filling:
+		f.step(ts.Unix()) // its rhythm, for plan once the read is done
 		return nil, nil, "the window's value counts are being read in the background", "", nil
 	}
 	w := int64(p.opts.Bucket / time.Second)
@@ -304,7 +309,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	if cold && hi > first-1 {
 		why := "first evaluation of the window: one full query, while its value counts are read in the background"
 		if f.win != nil && first-1 >= f.from && first-1 <= f.to && hi >= f.to {
-			why = fmt.Sprintf("the window moved on by more than %d buckets since its last evaluation: one full query, while its value counts are read again in the background", max(p.opts.coldAbove, maxCatchUp))
+			why = fmt.Sprintf("more than %d buckets entered and left the window since its last evaluation, after a skipped evaluation: one full query, while its value counts are read again in the background", max(p.opts.coldAbove, maxCatchUp))
 		}
 		f.filling, f.win, f.open = true, nil, nil
 		lo := first - 1

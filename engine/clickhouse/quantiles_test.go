@@ -157,9 +157,59 @@ func TestQuantileWindowFarAheadReadsAgain(t *testing.T) {
 				t.Errorf("step %d: path %+v, want incremental (value counts)", k, p)
 			}
 		case 2:
-			if p.Path != "full" || !strings.Contains(p.Reason, "moved on by more than 240 buckets") {
+			if p.Path != "full" || !strings.Contains(p.Reason, "more than 240 buckets entered and left the window") {
 				t.Errorf("five hours later: path %+v, want full, the window having moved on", p)
 			}
+		}
+	}
+}
+
+// TestQuantileWindowOnALongIntervalSteps: a day-long quantile window
+// evaluated every 3 hours moves 180 buckets in and 180 out at each
+// evaluation, more than maxCatchUp, yet on its rhythm: it steps on its
+// value counts, with no full query and no background read, once its
+// rhythm is known (its third evaluation). Reading its window again at
+// every evaluation would throw each read away at the next one.
+func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	var rows []map[string]any
+	var lats []float64
+	var ats []time.Time
+	for i := range 900 {
+		at := ts.Add(-26*time.Hour + time.Duration(i)*3*time.Minute)
+		lat := float64(100 + (i*7919)%1000)
+		ats, lats = append(ats, at), append(lats, lat)
+		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": lat})
+	}
+	now := ts
+	src := incrementalSource(t, rows, func() time.Time { return now })
+	e, err := dsl.Parse(`p95(latency_ms[1d])`, dsl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 6 {
+		at := ts.Add(time.Duration(k) * 3 * time.Hour)
+		now = at.Add(3 * time.Minute)
+		before := src.IncrementalStats()
+		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.WaitFills()
+		after := src.IncrementalStats()
+		var in []float64
+		for j, x := range ats {
+			if x.After(at.Add(-24*time.Hour)) && !x.After(at) {
+				in = append(in, lats[j])
+			}
+		}
+		sort.Float64s(in)
+		want := in[int(math.Floor(0.95*float64(len(in))))]
+		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != want {
+			t.Fatalf("evaluation %d: %v, want %v", k, got, want)
+		}
+		if k >= 2 && (res.Paths[0].Path != "incremental" || after.Fills != before.Fills) {
+			t.Errorf("evaluation %d, on a 3h rhythm: path %+v, %d background reads; want incremental and none", k, res.Paths[0], after.Fills-before.Fills)
 		}
 	}
 }

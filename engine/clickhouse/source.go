@@ -187,7 +187,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		// sum of them. Each writes only its own leaves' vectors.
 		type gridOut struct {
 			stmts    []string
-			deferred []int
+			deferred []deferral
 			err      error
 		}
 		gouts := make([]gridOut, len(grids))
@@ -242,9 +242,9 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		}
 		for k, g := range grids {
 			o := gouts[k]
-			for _, i := range o.deferred {
-				seeds[len(full)] = &seedLeaf{g: g, l: leaves[i], groups: map[string]*coldGroup{}}
-				toFull(i, "first evaluation of the window: one full query, whose result then slides")
+			for _, d := range o.deferred {
+				seeds[len(full)] = &seedLeaf{g: g, l: leaves[d.i], groups: map[string]*coldGroup{}}
+				toFull(d.i, d.why)
 			}
 		}
 		for k, idx := range streams {
