@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/engine"
 )
 
 // TestSharedFamilyStepsWhileAnotherEvaluationReadsIt: two rule groups
@@ -109,48 +110,14 @@ func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
 // TestQuantileWindowFarAheadReadsAgain: a day-long quantile window
 // evaluated again two hours later steps on its value counts (122 buckets
 // in and out); five hours later (300 in and 300 out, more than
-// maxCatchUp) it takes a full query and reads its value counts again in
+// maxCatchUp, and later than its 2h rhythm said) it takes a full query and reads its value counts again in
 // the background, instead of reading a row per event of ten hours in the
 // foreground. Every value equals the quantile of the window's events.
 func TestQuantileWindowFarAheadReadsAgain(t *testing.T) {
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
-	type event struct {
-		at  time.Time
-		lat float64
-	}
-	var rows []map[string]any
-	var events []event
-	for i := range 700 {
-		at := ts.Add(-26*time.Hour + time.Duration(i)*3*time.Minute)
-		lat := float64(100 + (i*7919)%1000)
-		events = append(events, event{at, lat})
-		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok", "latency_ms": lat})
-	}
-	now := ts
-	src := incrementalSource(t, rows, func() time.Time { return now })
-	e, err := dsl.Parse(`p95(latency_ms[1d])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eval := dayQuantileSource(t, ts, 700)
 	for k, at := range []time.Time{ts, ts.Add(2 * time.Hour), ts.Add(7 * time.Hour), ts.Add(7*time.Hour + time.Minute)} {
-		now = at.Add(3 * time.Minute)
-		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src.WaitFills()
-		var in []float64
-		for _, ev := range events {
-			if ev.at.After(at.Add(-24*time.Hour)) && !ev.at.After(at) {
-				in = append(in, ev.lat)
-			}
-		}
-		sort.Float64s(in) // quantileExact: the value at index ⌊φ·n⌋
-		want := in[int(math.Floor(0.95*float64(len(in))))]
-		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != want {
-			t.Fatalf("step %d: %v, want %v", k, got, want)
-		}
-		p := res.Paths[0]
+		p, _ := eval(at)
 		switch k {
 		case 1, 3:
 			if p.Path != "incremental" {
@@ -164,18 +131,18 @@ func TestQuantileWindowFarAheadReadsAgain(t *testing.T) {
 	}
 }
 
-// TestQuantileWindowOnALongIntervalSteps: a day-long quantile window
-// evaluated every 3 hours moves 180 buckets in and 180 out at each
-// evaluation, more than maxCatchUp, yet on its rhythm: it steps on its
-// value counts, with no full query and no background read, once its
-// rhythm is known (its third evaluation). Reading its window again at
-// every evaluation would throw each read away at the next one.
-func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
-	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+// dayQuantileSource loads n events of tenant acme, one every 3 minutes from
+// 26 hours before ts, with latencies spread over 100…1099, into an
+// incremental source. Its eval evaluates p95(latency_ms[1d]) at a time (the
+// clock 3 minutes later), waits for the background reads, checks the value
+// against quantileExact's (index ⌊φ·n⌋ of the window's sorted latencies) and
+// returns the leaf's path and the background reads it started.
+func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Time) (engine.LeafPath, int)) {
+	t.Helper()
 	var rows []map[string]any
 	var lats []float64
 	var ats []time.Time
-	for i := range 900 {
+	for i := range n {
 		at := ts.Add(-26*time.Hour + time.Duration(i)*3*time.Minute)
 		lat := float64(100 + (i*7919)%1000)
 		ats, lats = append(ats, at), append(lats, lat)
@@ -187,8 +154,8 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range 6 {
-		at := ts.Add(time.Duration(k) * 3 * time.Hour)
+	return func(at time.Time) (engine.LeafPath, int) {
+		t.Helper()
 		now = at.Add(3 * time.Minute)
 		before := src.IncrementalStats()
 		res, err := src.EvalLeaves(context.Background(), at, e.Leaves)
@@ -196,7 +163,6 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 		src.WaitFills()
-		after := src.IncrementalStats()
 		var in []float64
 		for j, x := range ats {
 			if x.After(at.Add(-24*time.Hour)) && !x.After(at) {
@@ -206,10 +172,25 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 		sort.Float64s(in)
 		want := in[int(math.Floor(0.95*float64(len(in))))]
 		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != want {
-			t.Fatalf("evaluation %d: %v, want %v", k, got, want)
+			t.Fatalf("at %s: %v, want %v", at.Format(time.RFC3339), got, want)
 		}
-		if k >= 2 && (res.Paths[0].Path != "incremental" || after.Fills != before.Fills) {
-			t.Errorf("evaluation %d, on a 3h rhythm: path %+v, %d background reads; want incremental and none", k, res.Paths[0], after.Fills-before.Fills)
+		return res.Paths[0], src.IncrementalStats().Fills - before.Fills
+	}
+}
+
+// TestQuantileWindowOnALongIntervalSteps: a day-long quantile window
+// evaluated every 3 hours moves 180 buckets in and 180 out at each
+// evaluation, more than maxCatchUp, yet on its rhythm: it steps on its
+// value counts, with no full query and no background read, once its
+// rhythm is known (its third evaluation). Reading its window again at
+// every evaluation would throw each read away at the next one.
+func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	eval := dayQuantileSource(t, ts, 900)
+	for k := range 6 {
+		p, fills := eval(ts.Add(time.Duration(k) * 3 * time.Hour))
+		if k >= 2 && (p.Path != "incremental" || fills != 0) {
+			t.Errorf("evaluation %d, on a 3h rhythm: path %+v, %d background reads; want incremental and none", k, p, fills)
 		}
 	}
 }
