@@ -46,18 +46,37 @@ type seedLeaf struct {
 	groups map[string]*coldGroup
 }
 
-// leafUse is a leaf of the grid and its latest two evaluation times (unix
-// seconds), from which its next one is guessed.
+// leafUse is a leaf of the grid and its rhythm.
 type leafUse struct {
-	leaf       *dsl.Leaf
+	leaf *dsl.Leaf
+	rhythm
+}
+
+// rhythm is the latest two evaluation times (unix seconds) of a leaf or a
+// quantile family, from which its next one is guessed.
+type rhythm struct {
 	used, prev int64
 }
 
-func (u *leafUse) next() int64 {
-	if u.prev <= 0 || u.used <= u.prev {
+// step records an evaluation at ts.
+func (r *rhythm) step(ts int64) {
+	if ts > r.used {
+		r.prev, r.used = r.used, ts
+	}
+}
+
+// next is the next evaluation time, from the last two, or 0 when unknown.
+func (r *rhythm) next() int64 {
+	if r.prev <= 0 || r.used <= r.prev {
 		return 0
 	}
-	return 2*u.used - u.prev
+	return 2*r.used - r.prev
+}
+
+// onTime reports whether an evaluation at ts comes no later than the last
+// two said (false when they say nothing): a later one skipped some.
+func (r *rhythm) onTime(ts int64) bool {
+	return r.next() > 0 && ts <= r.next()
 }
 
 // noteUse records an evaluation of leaf key at ts and forgets the leaves
@@ -69,9 +88,7 @@ func (g *grid) noteUse(key string, l *dsl.Leaf, ts int64) {
 		g.uses[key] = u
 	}
 	u.leaf = l
-	if ts > u.used {
-		u.prev, u.used = u.used, ts
-	}
+	u.step(ts)
 	if len(g.uses) > 64 {
 		for k, o := range g.uses {
 			if o.used < ts-(g.span+1)*g.width {

@@ -108,7 +108,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 	g, ok := p.grids[k]
 	if !ok {
 		g = &grid{by: by, columns: columns, dist: p.dist, width: int64(p.opts.Bucket / time.Second), slots: map[string]int{}, buckets: map[int64]*gridBucket{},
-			blocks: [len(blockSizes)]map[int64]*gridBucket{{}, {}}, cold: map[string]*coldState{}, runs: map[string]*runState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
+			blocks: newBlocks(), cold: map[string]*coldState{}, runs: map[string]*runState{}, leafSlots: map[string][]leafSlots{}, uses: map[string]*leafUse{}, warm: int64(10 * time.Minute / time.Second)}
 		p.grids[k] = g
 	}
 	return g
@@ -444,6 +444,14 @@ const blockSize = 60
 // hour of minutes, and ten buckets for the edges of a window that does
 // not start or end on an hour.
 var blockSizes = [...]int64{blockSize, 10}
+
+// newBlocks returns the grid's empty block levels.
+func newBlocks() (b [len(blockSizes)]map[int64]*gridBucket) {
+	for lv := range b {
+		b[lv] = map[int64]*gridBucket{}
+	}
+	return b
+}
 
 // merge folds the buckets of a leaf's window into its samples, taking whole
 // blocks of final buckets where the window covers them: each group's

@@ -294,21 +294,20 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		l := leaves[i]
 		il, mine, missing := g.need(i, l, ts, now, p.opts.Reuse)
 		here[il.key] = true
-		// Before noteUse: whether the leaf was evaluated before, and
-		// whether this evaluation comes when its last two said it would.
-		u := g.uses[il.key]
-		seen, onTime := u != nil, u != nil && u.next() > 0 && ts.Unix() <= u.next()
+		// A copy before noteUse records this evaluation: the leaf's
+		// rhythm up to it.
+		var was *rhythm
+		if u := g.uses[il.key]; u != nil {
+			r := u.rhythm
+			was = &r
+		}
 		g.noteUse(il.key, l, ts.Unix())
 		for _, sl := range il.allSlots() {
 			g.used[sl] = ts.Unix()
 		}
 		g.span = max(g.span, g.reach(l, p.opts.LateWindow))
 		g.last = max(g.last, ts.Unix()/w)
-		if p.defers(il, missing, onTime) {
-			why := "first evaluation of the window: one full query, whose result then slides"
-			if seen && int64(missing) < il.lastBucket-il.first+1 {
-				why = fmt.Sprintf("%d buckets missed since the window's last evaluation (more than half of it, or more than %d after a skipped evaluation): one full query, whose result then slides", missing, maxCatchUp)
-			}
+		if why := p.defers(il, missing, was, ts.Unix()); why != "" {
 			deferred = append(deferred, deferral{i, why})
 			continue
 		}
@@ -324,7 +323,7 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			if here[key] || u.next() != ts.Unix() {
 				continue
 			}
-			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); !p.defers(il, missing, true) {
+			if il, mine, missing := g.need(-1, u.leaf, ts, now, p.opts.Reuse); p.defers(il, missing, &u.rhythm, ts.Unix()) == "" {
 				ranges = append(ranges, mine...)
 			}
 		}
@@ -433,22 +432,31 @@ func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []buc
 	return st.SQL, nil
 }
 
-// defers reports whether leaf il, missing that many buckets, is computed
-// by a full query that starts its cold state instead of reading them: it
-// has no cold state and misses more than coldAbove buckets, and either
-// more than half of its window (a first evaluation, or a rule whose
-// interval is more than half its window) or, when the evaluation comes
-// later than the leaf's last two evaluations said (onTime false: it
-// skipped some), more than maxCatchUp (a read that returns a row per group
+// defers says why leaf il, missing that many buckets, is computed by a
+// full query that starts its cold state instead of reading them, or ""
+// when it reads them. was is the leaf's rhythm before this evaluation at
+// ts (nil: never evaluated). It is deferred when it has no cold state and
+// misses more than coldAbove buckets, and either more than half of its
+// window (a first evaluation, or a rule whose interval is more than half
+// its window) or, when the evaluation comes later than its rhythm said (it
+// skipped some), more than catchUp (a read that returns a row per group
 // and bucket stays small). A leaf that missed a few evaluations, or whose
 // rule's interval is longer than coldAbove buckets, reads what it missed:
 // that costs less than a full query and a fill of its window, which its
 // next evaluation would miss again.
-func (p *partials) defers(il incLeaf, missing int, onTime bool) bool {
+func (p *partials) defers(il incLeaf, missing int, was *rhythm, ts int64) string {
 	if il.cold != nil || missing <= p.opts.coldAbove {
-		return false
+		return ""
 	}
-	return int64(2*missing) > il.lastBucket-il.first+1 || (!onTime && missing > max(p.opts.coldAbove, maxCatchUp))
+	window := il.lastBucket - il.first + 1
+	late := (was == nil || !was.onTime(ts)) && missing > p.opts.catchUp()
+	switch {
+	case was != nil && int64(missing) < window && (late || int64(2*missing) > window):
+		return fmt.Sprintf("%d buckets missed since the window's last evaluation (more than half of it, or more than %d after a skipped evaluation): one full query, whose result then slides", missing, p.opts.catchUp())
+	case int64(2*missing) > window || late:
+		return "first evaluation of the window: one full query, whose result then slides"
+	}
+	return ""
 }
 
 // deferral is a leaf that eval leaves to a full query (index i of the
@@ -463,6 +471,10 @@ type deferral struct {
 // buckets; a row per group and bucket): more is a full query and a
 // background fill.
 const maxCatchUp = 240
+
+// catchUp is the number of buckets above which an evaluation that skipped
+// others starts its window again (maxCatchUp, or coldAbove when larger).
+func (o *Incremental) catchUp() int { return max(o.coldAbove, maxCatchUp) }
 
 func incNames(ils []incLeaf) string {
 	names := make([]string, len(ils))

@@ -57,9 +57,10 @@ type vcFamily struct {
 	// (Reuse).
 	openTs int64
 	openAt time.Time
-	// used and prev are the latest two evaluation times (unix seconds)
-	// that used it; span is its leaves' window plus offset, in seconds.
-	used, prev, span int64
+	// rhythm is its latest two evaluations; span is its leaves' window
+	// plus offset, in seconds.
+	rhythm
+	span int64
 	// leaf, cond and stream are those of its latest evaluation, for
 	// stepping it along with the other families of its stream
 	// (coFamilies).
@@ -231,6 +232,9 @@ type vcPlan struct {
 	// the buckets not final yet, read when readOpen.
 	enter, leave, open bucketRange
 	readOpen           bool
+	// late is set when the plan is cold only because the family skipped
+	// evaluations and too many buckets entered and left since (plan).
+	late bool
 	// from and to are the family's final part after the step.
 	from, to int64
 	// over is set when a group of this family went over the budget.
@@ -259,10 +263,12 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 	from, to := l.Window(ts)
 	first, last := floorDiv(from.Unix(), w)+1, floorDiv(to.Unix(), w)
 	hi = max(min(last, finalUpTo), first-1) // the window's final part is (first-1, hi]
-	onTime := f.next() > 0 && ts.Unix() <= f.next()
-	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to ||
-		(!onTime && (hi-f.to)+(first-1-f.from) > int64(max(p.opts.coldAbove, maxCatchUp)))
-	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi}
+	late := false
+	cold = f.win == nil || first-1 < f.from || first-1 > f.to || hi < f.to
+	if !cold && !f.onTime(ts.Unix()) && (hi-f.to)+(first-1-f.from) > int64(p.opts.catchUp()) {
+		cold, late = true, true
+	}
+	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi, late: late}
 	if cold {
 		return pl, true, first, hi
 	}
@@ -308,8 +314,8 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	f.leaf, f.cond, f.stream = l, cond, vcStream(l)
 	if cold && hi > first-1 {
 		why := "first evaluation of the window: one full query, while its value counts are read in the background"
-		if f.win != nil && first-1 >= f.from && first-1 <= f.to && hi >= f.to {
-			why = fmt.Sprintf("more than %d buckets entered and left the window since its last evaluation, after a skipped evaluation: one full query, while its value counts are read again in the background", max(p.opts.coldAbove, maxCatchUp))
+		if pl.late {
+			why = fmt.Sprintf("more than %d buckets entered and left the window since its last evaluation, after a skipped evaluation: one full query, while its value counts are read again in the background", p.opts.catchUp())
 		}
 		f.filling, f.win, f.open = true, nil, nil
 		lo := first - 1
@@ -383,22 +389,6 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		}
 	}
 	return sqls, groups, "", "", nil
-}
-
-// step records an evaluation of the family at ts (unix seconds).
-func (f *vcFamily) step(ts int64) {
-	if ts > f.used {
-		f.prev, f.used = f.used, ts
-	}
-}
-
-// next is the family's next evaluation time, from its last two, or 0 when
-// unknown.
-func (f *vcFamily) next() int64 {
-	if f.prev <= 0 || f.used <= f.prev {
-		return 0
-	}
-	return 2*f.used - f.prev
 }
 
 // vcStream identifies the families one query can read together: those of

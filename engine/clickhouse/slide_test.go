@@ -143,7 +143,7 @@ func TestSlideEqualsFoldingTheWindow(t *testing.T) {
 		}
 		leaves = append(leaves, il)
 	}
-	g := &grid{width: 60, cols: make([]gridColumn, 4), buckets: map[int64]*gridBucket{}, blocks: [len(blockSizes)]map[int64]*gridBucket{{}, {}},
+	g := &grid{width: 60, cols: make([]gridColumn, 4), buckets: map[int64]*gridBucket{}, blocks: newBlocks(),
 		cold: map[string]*coldState{}, runs: map[string]*runState{}, span: window + 1}
 	// truth holds each bucket as a read gives it: a final bucket's never
 	// changes.
