@@ -240,6 +240,10 @@ type IncrementalStats struct {
 	// another family of their field and grouping, by its query (the
 	// leaves of other rule groups due at the same time).
 	CoSteps int
+	// AheadReads count the background reads of the buckets that leave
+	// quantile windows at their next evaluation, and AheadUsed the steps
+	// of a family that took their leaving buckets from one.
+	AheadReads, AheadUsed int
 }
 
 func newPartials(opts Incremental) *partials {

@@ -27,6 +27,10 @@ import (
 //     takes them off;
 //   - open holds the counts of the window's buckets that are not final yet,
 //     read again at every step, so late rows are counted;
+//   - the buckets that will leave the window at the next evaluation (as
+//     the last two evaluations tell it) are read ahead, in the background
+//     after a step, so the next step reads only the entering and open
+//     buckets: what the new events cost;
 //   - the first step of a window takes the full path — quantileExact, fused
 //     with the other leaves of its shape, costs a fraction of reading a
 //     day's value counts — and reads the value counts of its final part in
@@ -71,6 +75,12 @@ type vcFamily struct {
 	// background; over is the reason they went over the budget there.
 	filling bool
 	over    string
+	// ahead holds the counts of the final buckets aheadFor, negated: those
+	// that leave the window at the family's next evaluation, read in the
+	// background after a step (readAhead), so that the next step reads
+	// only its new and open buckets. Any step uses or drops them.
+	ahead    map[string]*vcGroup
+	aheadFor bucketRange
 }
 
 // vcGroup is the distribution of one group.
@@ -242,12 +252,19 @@ type vcPlan struct {
 	// deltas and opened are what readValues read: the counts to add to
 	// the window (entering positive, leaving negative) and the open part.
 	deltas, opened map[string]*vcGroup
+	// ahead are the leaving buckets' counts read ahead (vcFamily.ahead),
+	// when they are this step's: leave is then empty.
+	ahead map[string]*vcGroup
 }
 
 // needsRead reports whether the plan reads anything.
 func (pl *vcPlan) needsRead() bool {
 	return pl.enter.lo <= pl.enter.hi || pl.leave.lo <= pl.leave.hi || pl.readOpen
 }
+
+// moves reports whether the plan changes the family: it reads, or takes
+// off the leaving buckets read ahead.
+func (pl *vcPlan) moves() bool { return pl.needsRead() || pl.ahead != nil }
 
 // plan computes the step of f (locked) to the window of l at ts. cold is
 // true when f has no usable window state, or when f skipped evaluations
@@ -277,6 +294,9 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 	}
 	if first-1 > f.from {
 		pl.leave = bucketRange{f.from + 1, first - 1}
+		if f.ahead != nil && f.aheadFor == pl.leave {
+			pl.leave, pl.ahead = bucketRange{1, 0}, f.ahead
+		}
 	}
 	if last > hi {
 		pl.open = bucketRange{hi + 1, last}
@@ -317,24 +337,24 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		if pl.late {
 			why = fmt.Sprintf("more than %d buckets entered and left the window since its last evaluation, after a skipped evaluation: one full query, while its value counts are read again in the background", p.opts.catchUp())
 		}
-		f.filling, f.win, f.open = true, nil, nil
+		f.filling, f.win, f.open, f.ahead = true, nil, nil, nil
 		lo := first - 1
 		p.queueFill(func() { p.fill(s, f, l, w, lo, hi) })
 		return nil, nil, why, "", nil
 	}
 	if cold {
-		f.win = map[string]*vcGroup{}
+		f.win, f.ahead = map[string]*vcGroup{}, nil
 		f.from, f.to = first-1, first-1
 		pl, _, _, _ = p.plan(f, l, cond, ts, now)
 	}
 	if pl.open.lo > pl.open.hi {
 		f.open = nil
 	}
-	if pl.needsRead() {
+	if pl.moves() {
 		plans := []*vcPlan{pl}
 		for _, co := range p.coFamilies(f, ts) {
 			defer co.mu.Unlock()
-			if cp, cold, _, _ := p.plan(co, co.leaf, co.cond, ts, now); !cold && cp.needsRead() {
+			if cp, cold, _, _ := p.plan(co, co.leaf, co.cond, ts, now); !cold && cp.moves() {
 				plans = append(plans, cp)
 			}
 		}
@@ -344,23 +364,32 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 			sqls = []string{sql}
 		}
 		if err != nil {
-			f.win = nil // start again from a cold read
+			f.win, f.ahead = nil, nil // start again from a cold read
 			return sqls, nil, "", "", err
 		}
-		for _, cp := range plans[1:] {
+		var ahead []*vcFamily
+		used := 0
+		for _, cp := range plans {
 			if cp.over != "" {
-				cp.f.over = cp.over
+				if cp != pl {
+					cp.f.over = cp.over
+				}
 				continue
 			}
+			if cp.ahead != nil {
+				used++
+			}
 			cp.f.apply(cp, ts, now)
+			ahead = append(ahead, cp.f)
 		}
+		p.readAhead(s, l, ts, w, ahead)
 		p.statsMu.Lock()
 		p.stats.CoSteps += len(plans) - 1
+		p.stats.AheadUsed += used
 		p.statsMu.Unlock()
 		if pl.over != "" {
 			return sqls, nil, "", pl.over, nil
 		}
-		f.apply(pl, ts, now)
 	}
 	f.from, f.to = first-1, hi
 	// The window's distribution is win + open, two sorted runs the
@@ -439,6 +468,19 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 		if g.dist.Count() <= 0 {
 			delete(f.win, key)
 		}
+	}
+	for key, d := range pl.ahead {
+		// After the entering counts: a value that leaves and enters
+		// again is never taken below zero on the way.
+		if g := f.win[key]; g != nil {
+			g.dist.Apply(d.counts)
+			if g.dist.Count() <= 0 {
+				delete(f.win, key)
+			}
+		}
+	}
+	if pl.ahead != nil || pl.from != f.from || pl.to != f.to {
+		f.ahead = nil // used, or the window moved: not the next step's
 	}
 	if pl.readOpen {
 		for _, g := range pl.opened {
@@ -542,7 +584,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.filling = false
+	f.filling, f.ahead = false, nil
 	if err != nil {
 		return // the next evaluation starts again
 	}
@@ -557,6 +599,78 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	p.statsMu.Lock()
 	p.stats.Fills++
 	p.statsMu.Unlock()
+}
+
+// maxAhead bounds the leaving buckets a family reads ahead (an hour of 1m
+// buckets): a longer interval's leaving buckets are read at its step, as
+// they would be held in memory for the whole interval otherwise.
+const maxAhead = 60
+
+// aheadRange returns the final buckets that leave f's window at its
+// evaluation after the one at ts, as its rhythm tells it, when they are to
+// be read ahead: they are in the window's final part now, at most
+// maxAhead, and not read yet.
+func (p *partials) aheadRange(f *vcFamily, ts int64) (bucketRange, bool) {
+	rh := f.rhythm
+	rh.step(ts) // a family stepped along with another has not recorded ts
+	next := rh.next()
+	if next <= 0 || f.win == nil || f.leaf == nil || f.filling || f.over != "" {
+		return bucketRange{}, false
+	}
+	w := int64(p.opts.Bucket / time.Second)
+	from, _ := f.leaf.Window(time.Unix(next, 0))
+	first := floorDiv(from.Unix(), w) + 1
+	r := bucketRange{f.from + 1, first - 1}
+	return r, r.lo <= r.hi && r.hi <= f.to && r.hi-r.lo < maxAhead && (f.ahead == nil || f.aheadFor != r)
+}
+
+// readAhead queues, for the families just stepped (locked, of one stream:
+// leaf l's field and grouping), one background read of the buckets that
+// leave their windows at their next evaluations. A family keeps what was
+// read only if no step moved it meanwhile; a step that finds nothing read
+// ahead for its leaving buckets reads them itself.
+func (p *partials) readAhead(s *Source, l *dsl.Leaf, ts time.Time, w int64, fams []*vcFamily) {
+	type req struct {
+		f        *vcFamily
+		pl       *vcPlan
+		from, to int64
+	}
+	var reqs []req
+	var plans []*vcPlan
+	for _, f := range fams {
+		r, ok := p.aheadRange(f, ts.Unix())
+		if !ok {
+			continue
+		}
+		pl := &vcPlan{f: f, l: f.leaf, cond: f.cond, enter: bucketRange{1, 0}, leave: r, open: bucketRange{1, 0}}
+		reqs, plans = append(reqs, req{f, pl, f.from, f.to}), append(plans, pl)
+	}
+	if len(plans) == 0 {
+		return
+	}
+	by, sel := l.By, l.Selector
+	p.queueFill(func() {
+		defer p.fills.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
+		defer cancel()
+		_, err := p.readValues(ctx, s, by, sel, w, false, plans)
+		for _, r := range reqs {
+			f := r.f
+			f.mu.Lock()
+			if err == nil && r.pl.over == "" && f.win != nil && !f.filling && f.from == r.from && f.to == r.to {
+				for _, g := range r.pl.deltas {
+					g.counts = dsl.SortValues(g.counts)
+				}
+				f.ahead, f.aheadFor = r.pl.deltas, r.pl.leave
+			}
+			f.mu.Unlock()
+		}
+		if err == nil {
+			p.statsMu.Lock()
+			p.stats.AheadReads++
+			p.statsMu.Unlock()
+		}
+	})
 }
 
 // waitFills waits for the value counts being read in the background.

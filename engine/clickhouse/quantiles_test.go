@@ -136,8 +136,9 @@ func TestQuantileWindowFarAheadReadsAgain(t *testing.T) {
 // incremental source. Its eval evaluates p95(latency_ms[1d]) at a time (the
 // clock 3 minutes later), waits for the background reads, checks the value
 // against quantileExact's (index ⌊φ·n⌋ of the window's sorted latencies) and
-// returns the leaf's path and the background reads it started.
-func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Time) (engine.LeafPath, int)) {
+// returns the leaf's path and the source's counters of this evaluation
+// (IncrementalStats.since), its background reads included.
+func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Time) (engine.LeafPath, IncrementalStats)) {
 	t.Helper()
 	var rows []map[string]any
 	var lats []float64
@@ -154,7 +155,7 @@ func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(at time.Time) (engine.LeafPath, int) {
+	return func(at time.Time) (engine.LeafPath, IncrementalStats) {
 		t.Helper()
 		now = at.Add(3 * time.Minute)
 		before := src.IncrementalStats()
@@ -174,7 +175,47 @@ func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Tim
 		if got := res.Vectors[0]; len(got) != 1 || got[0].Value != want {
 			t.Fatalf("at %s: %v, want %v", at.Format(time.RFC3339), got, want)
 		}
-		return res.Paths[0], src.IncrementalStats().Fills - before.Fills
+		return res.Paths[0], src.IncrementalStats().since(before)
+	}
+}
+
+// since returns the counters of s that grew after b.
+func (s IncrementalStats) since(b IncrementalStats) IncrementalStats {
+	return IncrementalStats{
+		Fills: s.Fills - b.Fills, ValueQueries: s.ValueQueries - b.ValueQueries,
+		AheadReads: s.AheadReads - b.AheadReads, AheadUsed: s.AheadUsed - b.AheadUsed,
+	}
+}
+
+// TestQuantileLeavingBucketsAreReadAhead: a day-long quantile window
+// evaluated every minute reads, in the background after a step, the
+// buckets that leave it at the next evaluation; from its third evaluation
+// on (its rhythm is known from the second), each step takes them from that
+// read and reads only its new and open buckets. Each value equals the
+// quantile of the window's events, so the counts read ahead are taken off
+// right. An evaluation off the rhythm leaves what was read ahead for
+// another time alone and reads its leaving buckets itself.
+func TestQuantileLeavingBucketsAreReadAhead(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	eval := dayQuantileSource(t, ts, 700)
+	for k, d := range []time.Duration{0, 1, 2, 3, 4, 5, 15, 16, 17, 18} {
+		p, st := eval(ts.Add(d * time.Minute))
+		want := 0
+		switch k {
+		case 2, 3, 4, 5, 8, 9:
+			want = 1
+		}
+		if k > 0 && p.Path != "incremental" {
+			t.Errorf("evaluation %d (+%dm): path %+v, want incremental", k, d, p)
+		}
+		if st.AheadUsed != want {
+			t.Errorf("evaluation %d (+%dm): %d steps took their leaving buckets from a read ahead, want %d", k, d, st.AheadUsed, want)
+		}
+		// After each evaluation on a rhythm, the next one's leaving
+		// buckets are read ahead (the first has none).
+		if k >= 1 && st.AheadReads != 1 {
+			t.Errorf("evaluation %d (+%dm): %d reads ahead, want 1", k, d, st.AheadReads)
+		}
 	}
 }
 
@@ -188,9 +229,9 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
 	eval := dayQuantileSource(t, ts, 900)
 	for k := range 6 {
-		p, fills := eval(ts.Add(time.Duration(k) * 3 * time.Hour))
-		if k >= 2 && (p.Path != "incremental" || fills != 0) {
-			t.Errorf("evaluation %d, on a 3h rhythm: path %+v, %d background reads; want incremental and none", k, p, fills)
+		p, st := eval(ts.Add(time.Duration(k) * 3 * time.Hour))
+		if k >= 2 && (p.Path != "incremental" || st.Fills != 0) {
+			t.Errorf("evaluation %d, on a 3h rhythm: path %+v, %d background reads; want incremental and none", k, p, st.Fills)
 		}
 	}
 }
