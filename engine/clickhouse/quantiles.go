@@ -352,14 +352,15 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	}
 	if pl.moves() {
 		plans := []*vcPlan{pl}
-		for _, co := range p.coFamilies(f, ts) {
+		cos, by := p.coFamilies(f, ts)
+		for _, co := range cos {
 			defer co.mu.Unlock()
 			if cp, cold, _, _ := p.plan(co, co.leaf, co.cond, ts, now); !cold && cp.moves() {
 				plans = append(plans, cp)
 			}
 		}
 		var sql string
-		sql, err = p.readValues(ctx, s, l.By, l.Selector, w, true, plans)
+		sql, err = p.readValues(ctx, s, by, l.Selector, w, true, plans)
 		if sql != "" {
 			sqls = []string{sql}
 		}
@@ -382,7 +383,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 			cp.f.apply(cp, ts, now)
 			ahead = append(ahead, cp.f)
 		}
-		p.readAhead(s, l, ts, w, ahead)
+		p.readAhead(s, by, l.Selector, ts, w, ahead)
 		p.statsMu.Lock()
 		p.stats.CoSteps += len(plans) - 1
 		p.stats.AheadUsed += used
@@ -421,15 +422,21 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 }
 
 // vcStream identifies the families one query can read together: those of
-// the same field and grouping (their selectors become count columns).
+// the same field. Their selectors become count columns, and the query
+// groups by the widest of their groupings, which holds the others
+// (coFamilies): the platform-wide p95 and the per-tenant p95 of the same
+// calls cost one read, by tenant.
 func vcStream(l *dsl.Leaf) string {
-	return strings.Join(l.By, ",") + "\x00" + strings.Join(l.Selector.Columns, ",")
+	return strings.Join(l.Selector.Columns, ",")
 }
 
 // coFamilies returns the families of f's stream whose next evaluation is at
-// ts and that are warm, locked (the caller unlocks them). A family another
-// evaluation holds is left alone: it steps on its own.
-func (p *partials) coFamilies(f *vcFamily, ts time.Time) []*vcFamily {
+// ts and that are warm, locked (the caller unlocks them), and the grouping
+// of the query that reads them with f: the grouping, among f's and theirs,
+// that holds f's and those of most of them. A family whose grouping it
+// does not hold is left alone, as is a family another evaluation holds:
+// they step on their own.
+func (p *partials) coFamilies(f *vcFamily, ts time.Time) (fams []*vcFamily, by []string) {
 	p.mu.Lock()
 	var cands []*vcFamily
 	for _, o := range p.families {
@@ -449,7 +456,41 @@ func (p *partials) coFamilies(f *vcFamily, ts time.Time) []*vcFamily {
 		}
 		out = append(out, o)
 	}
-	return out
+	by = f.leaf.By
+	most := -1
+	for _, c := range append([]*vcFamily{f}, out...) {
+		if !holds(c.leaf.By, f.leaf.By) {
+			continue
+		}
+		n := 0
+		for _, o := range out {
+			if holds(c.leaf.By, o.leaf.By) {
+				n++
+			}
+		}
+		if n > most || (n == most && len(c.leaf.By) < len(by)) {
+			most, by = n, c.leaf.By
+		}
+	}
+	fams = out[:0]
+	for _, o := range out {
+		if holds(by, o.leaf.By) {
+			fams = append(fams, o)
+		} else {
+			o.mu.Unlock()
+		}
+	}
+	return fams, by
+}
+
+// holds reports whether grouping a holds every label of grouping b.
+func holds(a, b []string) bool {
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			return false
+		}
+	}
+	return true
 }
 
 // apply adds the entering buckets' counts read for pl to the window, takes
@@ -624,12 +665,12 @@ func (p *partials) aheadRange(f *vcFamily, ts int64) (bucketRange, bool) {
 	return r, r.lo <= r.hi && r.hi <= f.to && r.hi-r.lo < maxAhead && (f.ahead == nil || f.aheadFor != r)
 }
 
-// readAhead queues, for the families just stepped (locked, of one stream:
-// leaf l's field and grouping), one background read of the buckets that
-// leave their windows at their next evaluations. A family keeps what was
-// read only if no step moved it meanwhile; a step that finds nothing read
-// ahead for its leaving buckets reads them itself.
-func (p *partials) readAhead(s *Source, l *dsl.Leaf, ts time.Time, w int64, fams []*vcFamily) {
+// readAhead queues, for the families just stepped (locked, of one stream,
+// read by grouping by), one background read of the buckets that leave
+// their windows at their next evaluations. A family keeps what was read
+// only if no step moved it meanwhile; a step that finds nothing read ahead
+// for its leaving buckets reads them itself.
+func (p *partials) readAhead(s *Source, by []string, sel dsl.Selector, ts time.Time, w int64, fams []*vcFamily) {
 	type req struct {
 		f        *vcFamily
 		pl       *vcPlan
@@ -648,12 +689,14 @@ func (p *partials) readAhead(s *Source, l *dsl.Leaf, ts time.Time, w int64, fams
 	if len(plans) == 0 {
 		return
 	}
-	by, sel := l.By, l.Selector
+	// Sorted by ClickHouse when a family's groups fold several of the
+	// read's (readPieces), unsorted otherwise (a pass less there).
+	ordered := slices.ContainsFunc(plans, func(pl *vcPlan) bool { return !slices.Equal(pl.l.By, by) })
 	p.queueFill(func() {
 		defer p.fills.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
 		defer cancel()
-		_, err := p.readValues(ctx, s, by, sel, w, false, plans)
+		_, err := p.readValues(ctx, s, by, sel, w, ordered, plans)
 		for _, r := range reqs {
 			f := r.f
 			f.mu.Lock()
@@ -838,26 +881,40 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 		r.deltas[i], r.opened[i] = map[string]*vcGroup{}, map[string]*vcGroup{}
 	}
 
+	// A plan whose grouping is narrower than by (coFamilies) folds the
+	// read's groups into its own: proj are the places of its labels in
+	// by, nil when it reads by by. Its rows of one value are then folded
+	// into one count, which the order by value makes adjacent.
+	proj := make([][]int, len(plans))
+	for i, pl := range plans {
+		if !slices.Equal(pl.l.By, by) {
+			proj[i] = make([]int, len(pl.l.By))
+			for j, b := range pl.l.By {
+				proj[i][j] = slices.Index(by, b)
+			}
+		}
+	}
 	// A group's rows in one plan bound its distinct values in a piece from
 	// above: reading stops for a plan once one of its groups has more
 	// rows than the budget. Each group is looked up once a row: its
 	// deltas and open counts of every plan hang off it.
+	type planGroup struct {
+		key           string
+		deltas, opened *vcGroup
+	}
 	type rowGroup struct {
-		deltas, opened []*vcGroup
+		of []*planGroup
+	}
+	byKey := make([]map[string]*planGroup, len(plans))
+	for i := range plans {
+		byKey[i] = map[string]*planGroup{}
 	}
 	budget := p.opts.MaxDistinctValues
 	seen := map[string]*rowGroup{}
 	live := len(plans)
 	stop := errors.New("over the distinct-value budget")
 	r.err = s.scan(ctx, q, 0, func(values []string, nums []float64) error {
-		var key string
-		switch len(values) {
-		case 0:
-		case 1:
-			key = values[0]
-		default:
-			key = strings.Join(values, "\xff")
-		}
+		key := groupKey(values)
 		piece := int(nums[1])
 		if piece < 0 || piece >= len(pieces) {
 			return fmt.Errorf("value-count row in piece %v of %d", nums[1], len(pieces))
@@ -865,9 +922,22 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 		rg, ok := seen[key]
 		if !ok {
 			vs := slices.Clone(values)
-			rg = &rowGroup{deltas: make([]*vcGroup, len(plans)), opened: make([]*vcGroup, len(plans))}
+			rg = &rowGroup{of: make([]*planGroup, len(plans))}
 			for i := range plans {
-				rg.deltas[i], rg.opened[i] = &vcGroup{values: vs}, &vcGroup{values: vs}
+				pvs, pkey := vs, key
+				if proj[i] != nil {
+					pvs = make([]string, len(proj[i]))
+					for j, at := range proj[i] {
+						pvs[j] = vs[at]
+					}
+					pkey = groupKey(pvs)
+				}
+				pg := byKey[i][pkey]
+				if pg == nil {
+					pg = &planGroup{key: pkey, deltas: &vcGroup{values: pvs}, opened: &vcGroup{values: pvs}}
+					byKey[i][pkey] = pg
+				}
+				rg.of[i] = pg
 			}
 			seen[key] = rg
 		}
@@ -876,12 +946,17 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 			if ro == 0 || c == 0 || r.over[i] != "" {
 				continue
 			}
-			m, g := r.deltas[i], rg.deltas[i]
+			pg := rg.of[i]
+			m, g := r.deltas[i], pg.deltas
 			switch ro {
 			case -1:
 				c = -c
 			case 2:
-				m, g = r.opened[i], rg.opened[i]
+				m, g = r.opened[i], pg.opened
+			}
+			if n := len(g.counts); n > 0 && proj[i] != nil && g.counts[n-1].Value == nums[0] {
+				g.counts[n-1].Count += c // another group of by, same value
+				continue
 			}
 			if len(g.counts) >= budget {
 				r.over[i] = distinctReason(plans[i].l, budget)
@@ -892,7 +967,7 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 				continue
 			}
 			if len(g.counts) == 0 {
-				m[key] = g
+				m[pg.key] = g
 			}
 			g.counts = append(g.counts, dsl.ValueCount{Value: nums[0], Count: c})
 			r.rows++
@@ -903,6 +978,17 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 		r.err = nil
 	}
 	return r
+}
+
+// groupKey is the key of a group's label values, as the families keep it.
+func groupKey(values []string) string {
+	switch len(values) {
+	case 0:
+		return ""
+	case 1:
+		return values[0]
+	}
+	return strings.Join(values, "\xff")
 }
 
 // valueCounts returns the number of value counts the families hold,

@@ -235,3 +235,94 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestNestedGroupingsShareAValueCountRead: quantile families of one field
+// whose groupings nest (platform-wide, filtered by app, by tenant, by app
+// and tenant) step in one value-count query once their rhythm is known,
+// grouped by the widest grouping, each folding its rows into its own
+// groups. Minute after minute, with new rows in the open buckets, every
+// value equals the full query's (quantileExact).
+func TestNestedGroupingsShareAValueCountRead(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	row := func(i int, at time.Time) map[string]any {
+		return map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": fmt.Sprintf("t%d", i%5),
+			"app_code": fmt.Sprintf("a%d", i%3), "status": "ok", "latency_ms": float64(100 + (i*7919)%900)}
+	}
+	var rows []map[string]any
+	for i := range 2400 {
+		rows = append(rows, row(i, ts.Add(-time.Hour+time.Duration(i)*1500*time.Millisecond)))
+	}
+	now := ts
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "events", rows)
+	newSource := func(inc *Incremental) *Source {
+		src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()), Incremental: inc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	inc, full := newSource(&Incremental{FillSettle: -1, Now: func() time.Time { return now }}), newSource(nil)
+	var leaves []*dsl.Leaf
+	for _, e := range []string{
+		`p99(latency_ms[30m])`,
+		`p95(latency_ms{app_code="a1"}[10m])`,
+		`max by (tenant_id) (p95(latency_ms[10m]))`,
+		`max by (app_code, tenant_id) (p50(latency_ms[10m]))`,
+	} {
+		x, err := dsl.Parse(e, dsl.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, x.Leaves[0])
+	}
+	for k := range 7 {
+		at := ts.Add(time.Duration(k) * time.Minute)
+		now = at.Add(time.Second)
+		if k > 0 { // new rows in the minute just ended and a late one
+			var more []map[string]any
+			for i := range 40 {
+				more = append(more, row(3000+40*k+i, at.Add(-time.Duration(i)*1500*time.Millisecond)))
+			}
+			s.InsertJSONEachRow(t, db, "events", append(more, row(5000+k, at.Add(-100*time.Second))))
+		}
+		before := inc.IncrementalStats()
+		got, err := inc.EvalLeaves(context.Background(), at, leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inc.WaitFills()
+		st := inc.IncrementalStats().since(before)
+		want, err := full.EvalLeaves(context.Background(), at, leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range leaves {
+			if g, w := fmt.Sprint(sortedSamples(got.Vectors[i])), fmt.Sprint(sortedSamples(want.Vectors[i])); g != w {
+				t.Errorf("minute %d, leaf %d (%s): %s, the full query says %s", k, i, got.Paths[i].Path, g, w)
+			}
+		}
+		if k >= 2 {
+			for i, p := range got.Paths {
+				if p.Path != "incremental" {
+					t.Errorf("minute %d, leaf %d: path %+v, want incremental", k, i, p)
+				}
+			}
+			if n := st.ValueQueries - st.AheadReads; n != 1 {
+				t.Errorf("minute %d: %d value-count queries in the evaluation, want 1 for the four families", k, n)
+			}
+		}
+	}
+}
+
+// sortedSamples returns the samples as label set = value, sorted.
+func sortedSamples(v []engine.Sample) []string {
+	var out []string
+	for _, s := range v {
+		out = append(out, fmt.Sprintf("%s=%v", s.Labels, s.Value))
+	}
+	sort.Strings(out)
+	return out
+}
