@@ -899,7 +899,7 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	// rows than the budget. Each group is looked up once a row: its
 	// deltas and open counts of every plan hang off it.
 	type planGroup struct {
-		key           string
+		key            string
 		deltas, opened *vcGroup
 	}
 	type rowGroup struct {
