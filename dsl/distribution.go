@@ -65,11 +65,18 @@ func (d *Distribution) index() {
 // off. A value whose count would drop below zero drops to zero, as
 // MergeValues leaves it out.
 func (d *Distribution) Apply(delta []ValueCount) {
+	at, last := 0, math.Inf(-1)
 	for _, dv := range delta {
 		if dv.Count == 0 {
 			continue
 		}
-		if i, ok := slices.BinarySearchFunc(d.vals, dv.Value, byValue); ok {
+		if !(dv.Value >= last) {
+			at = 0 // not sorted after all: search from the start
+		}
+		last = dv.Value
+		i, ok := searchFrom(d.vals, at, dv.Value)
+		at = i
+		if ok {
 			old := d.vals[i].Count
 			c := max(old+dv.Count, 0)
 			d.vals[i].Count = c
@@ -102,6 +109,20 @@ func (d *Distribution) Apply(delta []ValueCount) {
 	if len(d.extra) > maxExtra || d.zeros > len(d.vals)/8+distChunk {
 		d.compact()
 	}
+}
+
+// searchFrom returns where x is, or would be, in vs (sorted by value), at
+// or after index from, below which every value is less than x: a galloping
+// search, so a sorted delta costs about log(gap) per value, not log(len).
+func searchFrom(vs []ValueCount, from int, x float64) (int, bool) {
+	lo, hi, step := from, from, 1
+	for hi < len(vs) && vs[hi].Value < x {
+		lo = hi + 1
+		hi += step
+		step *= 2
+	}
+	i, ok := slices.BinarySearchFunc(vs[lo:min(hi+1, len(vs))], x, byValue)
+	return lo + i, ok
 }
 
 func byValue(v ValueCount, x float64) int {

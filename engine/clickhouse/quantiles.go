@@ -909,9 +909,23 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	for i := range plans {
 		byKey[i] = map[string]*planGroup{}
 	}
+	// Plans of one condition, grouping and roles (the windows of one
+	// selector, their leaving buckets read ahead) read the same counts:
+	// the first of them reads, the others share its groups (canon).
+	canon := make([]int, len(plans))
+	shapes := map[string]int{}
+	live := 0
+	for i, pl := range plans {
+		k := fmt.Sprint(condOf[i], pl.l.By, role[i])
+		if c, ok := shapes[k]; ok {
+			canon[i] = c
+			continue
+		}
+		shapes[k], canon[i] = i, i
+		live++
+	}
 	budget := p.opts.MaxDistinctValues
 	seen := map[string]*rowGroup{}
-	live := len(plans)
 	stop := errors.New("over the distinct-value budget")
 	r.err = s.scan(ctx, q, 0, func(values []string, nums []float64) error {
 		key := groupKey(values)
@@ -924,6 +938,9 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 			vs := slices.Clone(values)
 			rg = &rowGroup{of: make([]*planGroup, len(plans))}
 			for i := range plans {
+				if canon[i] != i {
+					continue
+				}
 				pvs, pkey := vs, key
 				if proj[i] != nil {
 					pvs = make([]string, len(proj[i]))
@@ -943,7 +960,7 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 		}
 		for i := range plans {
 			ro, c := role[i][piece], nums[2+condOf[i]]
-			if ro == 0 || c == 0 || r.over[i] != "" {
+			if canon[i] != i || ro == 0 || c == 0 || r.over[i] != "" {
 				continue
 			}
 			pg := rg.of[i]
@@ -976,6 +993,9 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	})
 	if errors.Is(r.err, stop) {
 		r.err = nil
+	}
+	for i, c := range canon {
+		r.deltas[i], r.opened[i], r.over[i] = r.deltas[c], r.opened[c], r.over[c]
 	}
 	return r
 }
