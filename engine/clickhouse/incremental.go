@@ -237,7 +237,7 @@ type IncrementalStats struct {
 	// absorbed (the grid then need not keep them).
 	Absorbed int
 	// CoSteps count the families of quantile leaves stepped along with
-	// another family of their field and grouping, by its query (the
+	// another family of their field, by its query (the
 	// leaves of other rule groups due at the same time).
 	CoSteps int
 	// AheadReads count the background reads of the buckets that leave

@@ -313,10 +313,11 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 // it: their final parts are the family's distributions, which the next
 // step changes in place.
 //
-// The families of the same field and grouping (other selectors, other
-// windows: the leaves of other rule groups) step with it, in the same
-// query, when this time is their next evaluation: the groups due at the same
-// time then read their value counts once, by the first of them.
+// The families of the same field (other selectors, other windows,
+// narrower groupings: the leaves of other rule groups) step with it, in
+// the same query, when this time is their next evaluation: the groups due
+// at the same time then read their value counts once, by the first of
+// them (coFamilies).
 func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sqls []string, groups []*vcGroup, wait, over string, err error) {
 	switch {
 	case f.over != "":
@@ -724,8 +725,8 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 }
 
 // readValues reads the value counts of the plans' entering, leaving and
-// open buckets (families of one field and grouping) into each plan's
-// deltas and opened, and returns the statement. The time ranges are cut
+// open buckets (families of one field, whose groupings by holds) into each
+// plan's deltas and opened, and returns the statement. The time ranges are cut
 // into disjoint pieces, each row tagged by its piece; each distinct
 // condition of the plans is a count column. ordered asks ClickHouse to
 // sort the rows by value, so each group's counts arrive sorted. A plan

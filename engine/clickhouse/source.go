@@ -182,7 +182,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			byGrid[g] = append(byGrid[g], i)
 		}
 		// The groupings' bucket reads and the value-count reads of each
-		// field and grouping are independent: they run at the same time,
+		// field are independent: they run at the same time,
 		// so a steady evaluation waits for its slowest read, not for the
 		// sum of them. Each writes only its own leaves' vectors.
 		type gridOut struct {
@@ -312,8 +312,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 }
 
 // maxConcurrentReads bounds the reads of one evaluation that run at the
-// same time (one per grouping's buckets, one per field and grouping's
-// value counts).
+// same time (one per grouping's buckets, one per field's value counts).
 const maxConcurrentReads = 4
 
 // SerialConn is a Conn that runs one statement at a time (embedded
