@@ -64,9 +64,16 @@ func (d *Distribution) index() {
 // value (SortValues), to the distribution: a negative count takes events
 // off. A value whose count would drop below zero drops to zero, as
 // MergeValues leaves it out.
-func (d *Distribution) Apply(delta []ValueCount) {
+func (d *Distribution) Apply(delta []ValueCount) { d.apply(delta, 1) }
+
+// TakeOff takes counts (sorted, as Apply's delta) off the distribution.
+func (d *Distribution) TakeOff(counts []ValueCount) { d.apply(counts, -1) }
+
+// apply adds sign × delta.
+func (d *Distribution) apply(delta []ValueCount, sign float64) {
 	at, last := 0, math.Inf(-1)
 	for _, dv := range delta {
+		dv.Count *= sign
 		if dv.Count == 0 {
 			continue
 		}

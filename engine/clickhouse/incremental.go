@@ -244,6 +244,10 @@ type IncrementalStats struct {
 	// quantile windows at their next evaluation, and AheadUsed the steps
 	// of a family that took their leaving buckets from one.
 	AheadReads, AheadUsed int
+	// BucketCounts count the queries that counted the events of the
+	// buckets quantile windows keep that are not final yet, and Rereads
+	// the buckets read again because their count changed (late rows).
+	BucketCounts, Rereads int
 }
 
 func newPartials(opts Incremental) *partials {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -20,13 +21,16 @@ import (
 // share a selector, a window, an offset and a grouping (p95 and p99 of the
 // same calls) share one distribution, a vcFamily:
 //
-//   - win holds the counts of the window's final buckets (from, to]: a
-//     bucket enters once it is final (it ended LateWindow or more ago) and
-//     leaves when the window passes it; each step reads the entering and
-//     the leaving buckets' counts (GROUP BY labels, value) and adds or
-//     takes them off;
-//   - open holds the counts of the window's buckets that are not final yet,
-//     read again at every step, so late rows are counted;
+//   - win holds, per group, the counts of the window's buckets (from, top]
+//     as one dsl.Distribution, updated in place: each step adds the new
+//     buckets' counts (GROUP BY labels, value) and takes the leaving
+//     ones off;
+//   - a bucket that is not final yet (it ended less than LateWindow ago)
+//     may still get rows: opens keeps its counts as read, with its number
+//     of events. Each step counts the events of those buckets again (one
+//     GROUP BY bucket, a row per bucket), and reads again only a bucket
+//     whose count changed, taking its old counts off. Rows are appended,
+//     so a bucket with as many events as before holds the same events;
 //   - the buckets that will leave the window at the next evaluation (as
 //     the last two evaluations tell it) are read ahead, in the background
 //     after a step, so the next step reads only the entering and open
@@ -37,7 +41,7 @@ import (
 //     the background, for the steps after it (a window with no final
 //     bucket yet starts from its open buckets at once).
 //
-// A quantile is read from win + open by an order-statistics walk
+// A quantile is read from win by an order-statistics walk
 // (dsl.QuantileOfValues), which is ClickHouse's quantileExact: the value at
 // index ⌊φ·n⌋ of the sorted values. Integer fields (latency_ms, tokens)
 // have few distinct values, so a family is small; when a group's distinct
@@ -52,13 +56,16 @@ import (
 
 // vcFamily is the shared distribution of quantile leaves.
 type vcFamily struct {
-	mu       sync.Mutex
-	from, to int64 // win covers the final buckets (from, to]
-	win      map[string]*vcGroup
-	open     map[string]*vcGroup
-	// openTs is the evaluation time (unix ms) open was read for, and
-	// openAt the clock then: another evaluation at the same time reuses it
-	// (Reuse).
+	mu sync.Mutex
+	// win holds the window's buckets (from, top]: its final part (from,
+	// to] and the buckets not final yet (to, top], whose counts as read
+	// opens keeps, to take them off when they change.
+	from, to, top int64
+	win           map[string]*vcGroup
+	opens         map[int64]*openBucket
+	// openTs is the evaluation time (unix ms) the open buckets were last
+	// checked for, and openAt the clock then: another evaluation at the
+	// same time does not check them again (Reuse).
 	openTs int64
 	openAt time.Time
 	// rhythm is its latest two evaluations; span is its leaves' window
@@ -83,16 +90,20 @@ type vcFamily struct {
 	aheadFor bucketRange
 }
 
-// vcGroup is the distribution of one group.
+// openBucket is a bucket that was not final when the family read it: its
+// events of the family's condition then, and its counts per group.
+type openBucket struct {
+	n      float64
+	groups map[string]*vcGroup
+}
+
+// vcGroup is the value counts of one group.
 type vcGroup struct {
 	values []string
-	// counts are the counts read (deltas, the open part), sorted by value
-	// once read; dist is the window's final part, which slides.
+	// counts are the counts read, sorted by value once read; dist is, in
+	// win, the window's distribution, which slides.
 	counts []dsl.ValueCount
 	dist   *dsl.Distribution
-	// more is, in a step's result, the group's open counts (sorted), kept
-	// apart from dist (the window's final part).
-	more []dsl.ValueCount
 }
 
 // vcKey identifies a family: a quantile leaf's key without φ.
@@ -214,16 +225,7 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 func familySamples(l *dsl.Leaf, groups []*vcGroup) []engine.Sample {
 	out := make([]engine.Sample, 0, len(groups))
 	for _, g := range groups {
-		st := dsl.State{Values: g.counts, MoreValues: g.more, Dist: g.dist}
-		if g.dist != nil {
-			st.Count = g.dist.Count()
-		}
-		for _, c := range g.counts {
-			st.Count += c.Count
-		}
-		for _, c := range g.more {
-			st.Count += c.Count
-		}
+		st := dsl.State{Dist: g.dist, Count: g.dist.Count()}
 		if st.Count > 0 {
 			out = append(out, engine.Sample{Labels: l.GroupLabels(g.values), Value: l.Finish(&st)})
 		}
@@ -231,40 +233,48 @@ func familySamples(l *dsl.Leaf, groups []*vcGroup) []engine.Sample {
 	return out
 }
 
-// vcPlan is what one step of a family reads: the buckets entering and
-// leaving its window's final part, and its open buckets when they are read
-// again.
+// vcPlan is what one step of a family reads and takes off.
 type vcPlan struct {
 	f    *vcFamily
 	l    *dsl.Leaf
 	cond fragment // the leaf's condition (its matchers, finiteness)
-	// enter and leave are the final buckets to add and to take off; open
-	// the buckets not final yet, read when readOpen.
-	enter, leave, open bucketRange
-	readOpen           bool
+	// enter are the final buckets never read, to add; leave the final
+	// buckets leaving the window, to take off (unless read ahead).
+	enter, leave bucketRange
+	// check are the open buckets kept (opens) whose events are counted
+	// again; reread those of them that are final now and changed, read
+	// and added (their old counts taken off); fresh the buckets not final
+	// yet that are new or changed, read, added and kept in opens; drop
+	// the kept buckets whose old counts are taken off (changed, or no
+	// longer in the window).
+	check, reread, fresh, drop []int64
 	// late is set when the plan is cold only because the family skipped
 	// evaluations and too many buckets entered and left since (plan).
 	late bool
-	// from and to are the family's final part after the step.
-	from, to int64
+	// from, to and top are the family's window after the step.
+	from, to, top int64
 	// over is set when a group of this family went over the budget.
 	over string
 	// deltas and opened are what readValues read: the counts to add to
-	// the window (entering positive, leaving negative) and the open part.
-	deltas, opened map[string]*vcGroup
+	// the window (entering positive, leaving negative), and those of each
+	// fresh bucket.
+	deltas map[string]*vcGroup
+	opened map[int64]map[string]*vcGroup
 	// ahead are the leaving buckets' counts read ahead (vcFamily.ahead),
 	// when they are this step's: leave is then empty.
 	ahead map[string]*vcGroup
 }
 
-// needsRead reports whether the plan reads anything.
+// needsRead reports whether the plan reads value counts.
 func (pl *vcPlan) needsRead() bool {
-	return pl.enter.lo <= pl.enter.hi || pl.leave.lo <= pl.leave.hi || pl.readOpen
+	return pl.enter.lo <= pl.enter.hi || pl.leave.lo <= pl.leave.hi || len(pl.reread) > 0 || len(pl.fresh) > 0
 }
 
-// moves reports whether the plan changes the family: it reads, or takes
-// off the leaving buckets read ahead.
-func (pl *vcPlan) moves() bool { return pl.needsRead() || pl.ahead != nil }
+// moves reports whether the plan changes the family: it counts or reads
+// buckets, or takes off kept or read-ahead ones.
+func (pl *vcPlan) moves() bool {
+	return pl.needsRead() || len(pl.check) > 0 || len(pl.drop) > 0 || pl.ahead != nil
+}
 
 // plan computes the step of f (locked) to the window of l at ts. cold is
 // true when f has no usable window state, or when f skipped evaluations
@@ -285,12 +295,12 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 	if !cold && !f.onTime(ts.Unix()) && (hi-f.to)+(first-1-f.from) > int64(p.opts.catchUp()) {
 		cold, late = true, true
 	}
-	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}, from: first - 1, to: hi, late: late}
+	pl = &vcPlan{f: f, l: l, cond: cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, from: first - 1, to: hi, top: max(last, hi), late: late}
 	if cold {
 		return pl, true, first, hi
 	}
-	if hi > f.to {
-		pl.enter = bucketRange{f.to + 1, hi}
+	if hi > f.top {
+		pl.enter = bucketRange{f.top + 1, hi}
 	}
 	if first-1 > f.from {
 		pl.leave = bucketRange{f.from + 1, first - 1}
@@ -298,25 +308,53 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 			pl.leave, pl.ahead = bucketRange{1, 0}, f.ahead
 		}
 	}
-	if last > hi {
-		pl.open = bucketRange{hi + 1, last}
-		pl.readOpen = !(f.openTs == ts.UnixMilli() && p.opts.Reuse > 0 && now.Sub(f.openAt) < p.opts.Reuse && !now.Before(f.openAt))
+	// The kept buckets: counted again, unless an evaluation at this time
+	// just did; those past the window's end (an earlier evaluation time)
+	// are taken off.
+	reuse := f.openTs == ts.UnixMilli() && p.opts.Reuse > 0 && now.Sub(f.openAt) < p.opts.Reuse && !now.Before(f.openAt)
+	for _, b := range slices.Sorted(maps.Keys(f.opens)) {
+		switch {
+		case b > last:
+			pl.drop = append(pl.drop, b)
+		case !reuse:
+			pl.check = append(pl.check, b)
+		}
+	}
+	for b := max(hi, f.top) + 1; b <= last; b++ {
+		pl.fresh = append(pl.fresh, b)
 	}
 	return pl, false, first, hi
 }
 
+// changed sorts the kept buckets of pl's check by the events counted now
+// (events: bucket to count): those whose count changed are read again —
+// reread when final now, fresh otherwise — and their old counts dropped.
+func (pl *vcPlan) changed(events map[int64]float64) {
+	for _, b := range pl.check {
+		if events[b] == pl.f.opens[b].n {
+			continue
+		}
+		pl.drop = append(pl.drop, b)
+		if b <= pl.to {
+			pl.reread = append(pl.reread, b)
+		} else {
+			pl.fresh = append(pl.fresh, b)
+		}
+	}
+	slices.Sort(pl.fresh)
+}
+
 // stepFamily brings f to the window of l at ts and returns the window's
-// distribution per group (win + open). wait says why the leaves take the
-// full path this time (the value counts are read in the background); over
-// is the reason the family went over the distinct-value budget, when it
-// did. The caller holds f.mu, and reads the groups before it lets go of
-// it: their final parts are the family's distributions, which the next
-// step changes in place.
+// distribution per group. wait says why the leaves take the full path
+// this time (the value counts are read in the background); over is the
+// reason the family went over the distinct-value budget, when it did. The
+// caller holds f.mu, and reads the groups before it lets go of it: they
+// are the family's distributions, which the next step changes in place.
 //
 // The families of the same field (other selectors, other windows,
 // narrower groupings: the leaves of other rule groups) step with it, in
-// the same query, when this time is their next evaluation: the groups due
-// at the same time then read their value counts once, by the first of
+// the same queries, when this time is their next evaluation: the groups
+// due at the same time then read their value counts once, by the first of
 // them (coFamilies).
 func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sqls []string, groups []*vcGroup, wait, over string, err error) {
 	switch {
@@ -338,18 +376,17 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		if pl.late {
 			why = fmt.Sprintf("more than %d buckets entered and left the window since its last evaluation, after a skipped evaluation: one full query, while its value counts are read again in the background", p.opts.catchUp())
 		}
-		f.filling, f.win, f.open, f.ahead = true, nil, nil, nil
+		f.reset()
+		f.filling = true
 		lo := first - 1
 		p.queueFill(func() { p.fill(s, f, l, w, lo, hi) })
 		return nil, nil, why, "", nil
 	}
 	if cold {
-		f.win, f.ahead = map[string]*vcGroup{}, nil
-		f.from, f.to = first-1, first-1
+		f.reset()
+		f.win = map[string]*vcGroup{}
+		f.from, f.to, f.top = first-1, first-1, first-1
 		pl, _, _, _ = p.plan(f, l, cond, ts, now)
-	}
-	if pl.open.lo > pl.open.hi {
-		f.open = nil
 	}
 	if pl.moves() {
 		plans := []*vcPlan{pl}
@@ -360,13 +397,9 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 				plans = append(plans, cp)
 			}
 		}
-		var sql string
-		sql, err = p.readValues(ctx, s, by, l.Selector, w, true, plans)
-		if sql != "" {
-			sqls = []string{sql}
-		}
+		sqls, err = p.readStep(ctx, s, by, l.Selector, w, plans)
 		if err != nil {
-			f.win, f.ahead = nil, nil // start again from a cold read
+			f.reset() // start again from a cold read
 			return sqls, nil, "", "", err
 		}
 		var ahead []*vcFamily
@@ -392,34 +425,97 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 		if pl.over != "" {
 			return sqls, nil, "", pl.over, nil
 		}
+	} else {
+		f.apply(pl, ts, now) // moves nothing; the buckets kept that are final now are forgotten
 	}
-	f.from, f.to = first-1, hi
-	// The window's distribution is win + open, two sorted runs the
-	// quantile walks together (dsl.State.MoreValues): a day's counts are
-	// not merged into fresh memory at every evaluation.
 	budget := p.opts.MaxDistinctValues
-	for k, wg := range f.win {
-		g := &vcGroup{values: wg.values, dist: wg.dist}
-		if og := f.open[k]; og != nil {
-			g.more = og.counts
+	for _, g := range f.win {
+		if g.dist.Distinct() > budget {
+			return sqls, nil, "", distinctReason(l, budget), nil
 		}
 		groups = append(groups, g)
 	}
-	for k, og := range f.open {
-		if f.win[k] == nil {
-			groups = append(groups, &vcGroup{values: og.values, counts: og.counts})
-		}
-	}
-	for _, g := range groups {
-		n := len(g.counts) + len(g.more)
-		if g.dist != nil {
-			n += g.dist.Distinct()
-		}
-		if n > budget {
-			return sqls, nil, "", distinctReason(l, budget), nil
-		}
-	}
 	return sqls, groups, "", "", nil
+}
+
+// reset drops f's window state.
+func (f *vcFamily) reset() {
+	f.win, f.opens, f.ahead = nil, nil, nil
+}
+
+// readStep counts the events of the plans' kept buckets again (one GROUP
+// BY bucket), when they have any, then reads the value counts of what
+// they need (readValues), and returns the statements.
+func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, plans []*vcPlan) (sqls []string, err error) {
+	if slices.ContainsFunc(plans, func(pl *vcPlan) bool { return len(pl.check) > 0 }) {
+		sql, events, err := p.countBuckets(ctx, s, w, plans)
+		sqls = append(sqls, sql)
+		if err != nil {
+			return sqls, err
+		}
+		rereads := 0
+		for i, pl := range plans {
+			n := len(pl.drop)
+			pl.changed(events[i])
+			rereads += len(pl.drop) - n
+		}
+		p.statsMu.Lock()
+		p.stats.Rereads += rereads
+		p.statsMu.Unlock()
+	}
+	sql, err := p.readValues(ctx, s, by, sel, w, true, plans)
+	if sql != "" {
+		sqls = append(sqls, sql)
+	}
+	return sqls, err
+}
+
+// countBuckets counts, per plan, the events of its condition in each of
+// its kept buckets (check), in one query grouped by bucket.
+func (p *partials) countBuckets(ctx context.Context, s *Source, w int64, plans []*vcPlan) (string, []map[int64]float64, error) {
+	conds, condOf := planConds(plans)
+	var buckets []int64
+	for _, pl := range plans {
+		buckets = append(buckets, pl.check...)
+	}
+	slices.Sort(buckets)
+	buckets = slices.Compact(buckets)
+	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
+	q.Value("cw_b", "intDiv(toUInt64(toUInt32("+q.Time()+")) + ?, ?)", w-1, w)
+	for _, c := range conds {
+		if c.sql == "" {
+			q.Value("", "count()")
+		} else {
+			q.Value("", "countIf("+c.sql+")", c.args...)
+		}
+	}
+	var runs []Expr
+	for i := 0; i < len(buckets); {
+		j := i
+		for j+1 < len(buckets) && buckets[j+1] == buckets[j]+1 {
+			j++
+		}
+		runs = append(runs, q.Window((buckets[i]-1)*w, buckets[j]*w))
+		i = j + 1
+	}
+	in := AnyOf(runs...)
+	q.Where(in.SQL, in.Args...)
+	q.GroupBy("cw_b")
+	events := make([]map[int64]float64, len(plans))
+	for i := range plans {
+		events[i] = map[int64]float64{}
+	}
+	err := s.scan(ctx, q, 0, func(_ []string, nums []float64) error {
+		b := int64(nums[0])
+		for i := range plans {
+			events[i][b] = nums[1+condOf[i]]
+		}
+		return nil
+	})
+	p.statsMu.Lock()
+	p.stats.BucketCounts++
+	p.statsMu.Unlock()
+	return q.String(), events, err
 }
 
 // vcStream identifies the families one query can read together: those of
@@ -494,11 +590,12 @@ func holds(a, b []string) bool {
 	return true
 }
 
-// apply adds the entering buckets' counts read for pl to the window, takes
-// the leaving ones off and replaces the open part when it was read.
+// apply adds what was read for pl to the window, takes off the leaving
+// buckets and the old counts of the kept buckets it dropped, keeps the
+// fresh buckets' counts, and forgets those of the buckets that are final
+// now. Additions come first, so no count drops below zero on the way.
 func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
-	for key, d := range pl.deltas {
-		d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
+	add := func(key string, d *vcGroup) {
 		g := f.win[key]
 		if g == nil {
 			g = &vcGroup{values: d.values, dist: dsl.NewDistribution(nil)}
@@ -507,33 +604,59 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 		// In place: a step costs what its own values cost, not the
 		// window's (dsl.Distribution).
 		g.dist.Apply(d.counts)
-		if g.dist.Count() <= 0 {
+	}
+	touched := map[string]bool{}
+	for key, d := range pl.deltas {
+		d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
+		add(key, d)
+		touched[key] = true
+	}
+	if f.opens == nil && len(pl.fresh) > 0 {
+		f.opens = map[int64]*openBucket{}
+	}
+	for _, b := range pl.drop {
+		for key, g := range f.opens[b].groups {
+			if w := f.win[key]; w != nil {
+				w.dist.TakeOff(g.counts)
+				touched[key] = true
+			}
+		}
+		delete(f.opens, b)
+	}
+	for _, b := range pl.fresh {
+		ob := &openBucket{groups: pl.opened[b]}
+		for key, g := range ob.groups {
+			g.counts = dsl.SortValues(g.counts)
+			add(key, g)
+			for _, c := range g.counts {
+				ob.n += c.Count
+			}
+		}
+		f.opens[b] = ob
+	}
+	for key, d := range pl.ahead {
+		if g := f.win[key]; g != nil {
+			g.dist.Apply(d.counts)
+			touched[key] = true
+		}
+	}
+	for key := range touched {
+		if g := f.win[key]; g != nil && g.dist.Count() <= 0 {
 			delete(f.win, key)
 		}
 	}
-	for key, d := range pl.ahead {
-		// After the entering counts: a value that leaves and enters
-		// again is never taken below zero on the way.
-		if g := f.win[key]; g != nil {
-			g.dist.Apply(d.counts)
-			if g.dist.Count() <= 0 {
-				delete(f.win, key)
-			}
+	for b := range f.opens {
+		if b <= pl.to {
+			delete(f.opens, b) // final now: it stays in the window as read
 		}
 	}
 	if pl.ahead != nil || pl.from != f.from || pl.to != f.to {
 		f.ahead = nil // used, or the window moved: not the next step's
 	}
-	if pl.readOpen {
-		for _, g := range pl.opened {
-			g.counts = dsl.SortValues(g.counts)
-		}
-		f.open, f.openTs, f.openAt = pl.opened, ts.UnixMilli(), now
+	if len(pl.check) > 0 || len(pl.fresh) > 0 {
+		f.openTs, f.openAt = ts.UnixMilli(), now // the open buckets as of now
 	}
-	if pl.open.lo > pl.open.hi {
-		f.open = nil
-	}
-	f.from, f.to = pl.from, pl.to
+	f.from, f.to, f.top = pl.from, pl.to, pl.top
 	pl.deltas, pl.opened = nil, nil
 }
 
@@ -620,7 +743,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	defer p.fills.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*s.opts.QueryTimeout)
 	defer cancel()
-	pl := &vcPlan{f: f, l: l, cond: s.opts.Columns.leafCondition(l), enter: bucketRange{lo + 1, hi}, leave: bucketRange{1, 0}, open: bucketRange{1, 0}}
+	pl := &vcPlan{f: f, l: l, cond: s.opts.Columns.leafCondition(l), enter: bucketRange{lo + 1, hi}, leave: bucketRange{1, 0}}
 	// A window's rows are sorted here, not by ClickHouse (sorting millions
 	// of rows there would lengthen the read).
 	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
@@ -637,7 +760,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	for _, g := range pl.deltas {
 		g.dist, g.counts = dsl.NewDistribution(dsl.SortValues(g.counts)), nil
 	}
-	f.win, f.from, f.to = pl.deltas, lo, hi
+	f.win, f.opens, f.from, f.to, f.top = pl.deltas, nil, lo, hi, hi
 	p.statsMu.Lock()
 	p.stats.Fills++
 	p.statsMu.Unlock()
@@ -684,7 +807,7 @@ func (p *partials) readAhead(s *Source, by []string, sel dsl.Selector, ts time.T
 		if !ok {
 			continue
 		}
-		pl := &vcPlan{f: f, l: f.leaf, cond: f.cond, enter: bucketRange{1, 0}, leave: r, open: bucketRange{1, 0}}
+		pl := &vcPlan{f: f, l: f.leaf, cond: f.cond, enter: bucketRange{1, 0}, leave: r}
 		reqs, plans = append(reqs, req{f, pl, f.from, f.to}), append(plans, pl)
 	}
 	if len(plans) == 0 {
@@ -724,9 +847,10 @@ func distinctReason(l *dsl.Leaf, budget int) string {
 	return fmt.Sprintf("more than clickhouse.incremental.max_distinct_values (%d) distinct values of %s in a group", budget, l.Selector.Field)
 }
 
-// readValues reads the value counts of the plans' entering, leaving and
-// open buckets (families of one field, whose groupings by holds) into each
-// plan's deltas and opened, and returns the statement. The time ranges are cut
+// readValues reads the value counts of the plans' entering, leaving, read
+// again and fresh buckets (families of one field, whose groupings by
+// holds) into each plan's deltas and opened, and returns the statement.
+// The time ranges are cut
 // into disjoint pieces, each row tagged by its piece; each distinct
 // condition of the plans is a count column. ordered asks ClickHouse to
 // sort the rows by value, so each group's counts arrive sorted. A plan
@@ -738,8 +862,8 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	var ranges []bucketRange
 	for _, pl := range plans {
 		ranges = append(ranges, pl.enter, pl.leave)
-		if pl.readOpen {
-			ranges = append(ranges, pl.open)
+		for _, b := range slices.Concat(pl.reread, pl.fresh) {
+			ranges = append(ranges, bucketRange{b, b})
 		}
 	}
 	var edges []int64
@@ -763,34 +887,25 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 			}
 		}
 	}
-	// The count columns, one per distinct condition.
-	var conds []fragment
-	condOf := make([]int, len(plans))
-	for i, pl := range plans {
-		k := slices.IndexFunc(conds, func(c fragment) bool { return c.key() == pl.cond.key() })
-		if k < 0 {
-			k = len(conds)
-			conds = append(conds, pl.cond)
-		}
-		condOf[i] = k
-	}
-	// Which part of each plan each piece is: +1 entering, −1 leaving, 2
-	// open, 0 none.
+	conds, condOf := planConds(plans)
+	// Which part of each plan each piece is: +1 entering (or read again
+	// once final), −1 leaving, 2 fresh (a bucket kept), 0 none.
 	role := make([][]int8, len(plans))
 	for i, pl := range plans {
 		role[i] = make([]int8, len(pieces))
 		for j, pc := range pieces {
 			in := func(r bucketRange) bool { return r.lo <= pc.lo && pc.hi <= r.hi }
+			one := func(bs []int64) bool { return pc.lo == pc.hi && slices.Contains(bs, pc.lo) }
 			switch {
-			case in(pl.enter):
+			case in(pl.enter), one(pl.reread):
 				role[i][j] = 1
 			case in(pl.leave):
 				role[i][j] = -1
-			case pl.readOpen && in(pl.open):
+			case one(pl.fresh):
 				role[i][j] = 2
 			}
 		}
-		pl.deltas, pl.opened, pl.over = map[string]*vcGroup{}, map[string]*vcGroup{}, ""
+		pl.deltas, pl.opened, pl.over = nil, nil, ""
 	}
 	r := p.readPieces(ctx, s, by, sel, w, ordered, plans, pieces, conds, condOf, role)
 	for i, pl := range plans {
@@ -806,13 +921,30 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	return r.text, r.err
 }
 
-// valueRead is what the query of readValues read, per plan.
+// planConds returns the distinct conditions of the plans (a count column
+// each) and the index of each plan's.
+func planConds(plans []*vcPlan) (conds []fragment, condOf []int) {
+	condOf = make([]int, len(plans))
+	for i, pl := range plans {
+		k := slices.IndexFunc(conds, func(c fragment) bool { return c.key() == pl.cond.key() })
+		if k < 0 {
+			k = len(conds)
+			conds = append(conds, pl.cond)
+		}
+		condOf[i] = k
+	}
+	return conds, condOf
+}
+
+// valueRead is what the query of readValues read, per plan: the deltas
+// by group, and the fresh buckets' counts by bucket and group.
 type valueRead struct {
-	text           string
-	deltas, opened []map[string]*vcGroup
-	over           []string
-	rows           int
-	err            error
+	text   string
+	deltas []map[string]*vcGroup
+	opened []map[int64]map[string]*vcGroup
+	over   []string
+	rows   int
+	err    error
 }
 
 // readPieces runs the query of readValues over its pieces.
@@ -877,9 +1009,9 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	if ordered {
 		q.OrderBy("cw_v")
 	}
-	r := valueRead{text: q.String(), deltas: make([]map[string]*vcGroup, len(plans)), opened: make([]map[string]*vcGroup, len(plans)), over: make([]string, len(plans))}
+	r := valueRead{text: q.String(), deltas: make([]map[string]*vcGroup, len(plans)), opened: make([]map[int64]map[string]*vcGroup, len(plans)), over: make([]string, len(plans))}
 	for i := range plans {
-		r.deltas[i], r.opened[i] = map[string]*vcGroup{}, map[string]*vcGroup{}
+		r.deltas[i], r.opened[i] = map[string]*vcGroup{}, map[int64]map[string]*vcGroup{}
 	}
 
 	// A plan whose grouping is narrower than by (coFamilies) folds the
@@ -898,10 +1030,13 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	// A group's rows in one plan bound its distinct values in a piece from
 	// above: reading stops for a plan once one of its groups has more
 	// rows than the budget. Each group is looked up once a row: its
-	// deltas and open counts of every plan hang off it.
+	// deltas and fresh buckets' counts (by piece) of every plan hang off
+	// it.
 	type planGroup struct {
-		key            string
-		deltas, opened *vcGroup
+		key    string
+		values []string
+		deltas *vcGroup
+		opened []*vcGroup
 	}
 	type rowGroup struct {
 		of []*planGroup
@@ -952,7 +1087,7 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 				}
 				pg := byKey[i][pkey]
 				if pg == nil {
-					pg = &planGroup{key: pkey, deltas: &vcGroup{values: pvs}, opened: &vcGroup{values: pvs}}
+					pg = &planGroup{key: pkey, values: pvs, deltas: &vcGroup{values: pvs}}
 					byKey[i][pkey] = pg
 				}
 				rg.of[i] = pg
@@ -970,7 +1105,18 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 			case -1:
 				c = -c
 			case 2:
-				m, g = r.opened[i], pg.opened
+				b := pieces[piece].lo
+				if m = r.opened[i][b]; m == nil {
+					m = map[string]*vcGroup{}
+					r.opened[i][b] = m
+				}
+				if pg.opened == nil {
+					pg.opened = make([]*vcGroup, len(pieces))
+				}
+				if g = pg.opened[piece]; g == nil {
+					g = &vcGroup{values: pg.values}
+					pg.opened[piece] = g
+				}
 			}
 			if n := len(g.counts); n > 0 && proj[i] != nil && g.counts[n-1].Value == nums[0] {
 				g.counts[n-1].Count += c // another group of by, same value
@@ -1027,8 +1173,10 @@ func (p *partials) valueCounts() int {
 		for _, g := range f.win {
 			n += g.dist.Size()
 		}
-		for _, g := range f.open {
-			n += cap(g.counts)
+		for _, ob := range f.opens {
+			for _, g := range ob.groups {
+				n += cap(g.counts)
+			}
 		}
 		f.mu.Unlock()
 	}

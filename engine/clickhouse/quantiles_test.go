@@ -184,6 +184,7 @@ func (s IncrementalStats) since(b IncrementalStats) IncrementalStats {
 	return IncrementalStats{
 		Fills: s.Fills - b.Fills, ValueQueries: s.ValueQueries - b.ValueQueries,
 		AheadReads: s.AheadReads - b.AheadReads, AheadUsed: s.AheadUsed - b.AheadUsed,
+		BucketCounts: s.BucketCounts - b.BucketCounts, Rereads: s.Rereads - b.Rereads,
 	}
 }
 
@@ -240,72 +241,25 @@ func TestQuantileWindowOnALongIntervalSteps(t *testing.T) {
 // whose groupings nest (platform-wide, filtered by app, by tenant, by app
 // and tenant) step in one value-count query once their rhythm is known,
 // grouped by the widest grouping, each folding its rows into its own
-// groups. Minute after minute, with new rows in the open buckets, every
-// value equals the full query's (quantileExact).
+// groups. Minute after minute, with new rows and a late one in an open
+// bucket, every value equals the full query's (quantileExact).
 func TestNestedGroupingsShareAValueCountRead(t *testing.T) {
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
-	row := func(i int, at time.Time) map[string]any {
-		return map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": fmt.Sprintf("t%d", i%5),
-			"app_code": fmt.Sprintf("a%d", i%3), "status": "ok", "latency_ms": float64(100 + (i*7919)%900)}
-	}
-	var rows []map[string]any
-	for i := range 2400 {
-		rows = append(rows, row(i, ts.Add(-time.Hour+time.Duration(i)*1500*time.Millisecond)))
-	}
-	now := ts
-	s := server.Get(t)
-	db := s.NewDatabase(t)
-	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
-	s.InsertJSONEachRow(t, db, "events", rows)
-	newSource := func(inc *Incremental) *Source {
-		src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()), Incremental: inc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return src
-	}
-	inc, full := newSource(&Incremental{FillSettle: -1, Now: func() time.Time { return now }}), newSource(nil)
-	var leaves []*dsl.Leaf
-	for _, e := range []string{
+	tw := newTwins(t, ts, 2400, time.Hour)
+	leaves := parseLeaves(t,
 		`p99(latency_ms[30m])`,
 		`p95(latency_ms{app_code="a1"}[10m])`,
 		`max by (tenant_id) (p95(latency_ms[10m]))`,
-		`max by (app_code, tenant_id) (p50(latency_ms[10m]))`,
-	} {
-		x, err := dsl.Parse(e, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaves = append(leaves, x.Leaves[0])
-	}
+		`max by (app_code, tenant_id) (p50(latency_ms[10m]))`)
 	for k := range 7 {
 		at := ts.Add(time.Duration(k) * time.Minute)
-		now = at.Add(time.Second)
 		if k > 0 { // new rows in the minute just ended and a late one
-			var more []map[string]any
-			for i := range 40 {
-				more = append(more, row(3000+40*k+i, at.Add(-time.Duration(i)*1500*time.Millisecond)))
-			}
-			s.InsertJSONEachRow(t, db, "events", append(more, row(5000+k, at.Add(-100*time.Second))))
+			tw.minute(k, at)
+			tw.insert(tw.row(5000+k, at.Add(-100*time.Second)))
 		}
-		before := inc.IncrementalStats()
-		got, err := inc.EvalLeaves(context.Background(), at, leaves)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inc.WaitFills()
-		st := inc.IncrementalStats().since(before)
-		want, err := full.EvalLeaves(context.Background(), at, leaves)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range leaves {
-			if g, w := fmt.Sprint(sortedSamples(got.Vectors[i])), fmt.Sprint(sortedSamples(want.Vectors[i])); g != w {
-				t.Errorf("minute %d, leaf %d (%s): %s, the full query says %s", k, i, got.Paths[i].Path, g, w)
-			}
-		}
+		paths, st := tw.eval(at, leaves)
 		if k >= 2 {
-			for i, p := range got.Paths {
+			for i, p := range paths {
 				if p.Path != "incremental" {
 					t.Errorf("minute %d, leaf %d: path %+v, want incremental", k, i, p)
 				}
@@ -315,6 +269,135 @@ func TestNestedGroupingsShareAValueCountRead(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOpenBucketsAreReadAgainOnlyWhenTheyChange: a quantile window keeps
+// the counts of its buckets that are not final yet, counts their events
+// at each step (one small query) and reads a bucket again only when its
+// count changed: a late row in a bucket still open, or in one that turns
+// final at this step. Every value equals the full query's, so the old
+// counts of a bucket read again are taken off right.
+func TestOpenBucketsAreReadAgainOnlyWhenTheyChange(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	tw := newTwins(t, ts, 1200, 30*time.Minute)
+	leaves := parseLeaves(t, `max by (tenant_id) (p95(latency_ms[10m]))`, `p99(latency_ms{app_code="a2"}[10m])`)
+	for k := range 8 {
+		at := ts.Add(time.Duration(k) * time.Minute)
+		want := 0
+		if k > 0 {
+			tw.minute(k, at)
+		}
+		switch k {
+		case 3, 6: // into the bucket that ended a minute ago: still open
+			tw.insert(tw.row(7000+k, at.Add(-90*time.Second)), tw.row(7100+k, at.Add(-80*time.Second)))
+			want = 1
+		case 4: // into the bucket that turns final now
+			tw.insert(tw.row(7000+k, at.Add(-150*time.Second)))
+			want = 1
+		}
+		paths, st := tw.eval(at, leaves)
+		if k < 2 {
+			continue
+		}
+		if paths[0].Path != "incremental" || paths[1].Path != "incremental" {
+			t.Errorf("minute %d: paths %+v, want incremental", k, paths)
+		}
+		// Both families step in one read; the by-tenant one holds the
+		// app's rows too, so a bucket changed for one is read for both.
+		if st.Rereads != 2*want || st.BucketCounts != 1 {
+			t.Errorf("minute %d: %d buckets read again after %d counts, want %d after 1", k, st.Rereads, st.BucketCounts, 2*want)
+		}
+	}
+}
+
+// twins are an incremental source and a full one over the same table of
+// generated calls, and the clock of the incremental one.
+type twins struct {
+	t         *testing.T
+	now       time.Time
+	inc, full *Source
+	insert    func(rows ...map[string]any)
+}
+
+// newTwins loads n calls spread evenly over the span before ts.
+func newTwins(t *testing.T, ts time.Time, n int, span time.Duration) *twins {
+	t.Helper()
+	tw := &twins{t: t, now: ts}
+	var rows []map[string]any
+	for i := range n {
+		rows = append(rows, tw.row(i, ts.Add(-span+time.Duration(i)*span/time.Duration(n))))
+	}
+	s := server.Get(t)
+	db := s.NewDatabase(t)
+	s.Exec(t, EventsDDL(db+".events", dsl.DefaultSchema()))
+	s.InsertJSONEachRow(t, db, "events", rows)
+	tw.insert = func(rows ...map[string]any) { s.InsertJSONEachRow(t, db, "events", rows) }
+	newSource := func(inc *Incremental) *Source {
+		src, err := New(Options{Conn: NewNativeConn(s.Conn(t, db)), Table: db + ".events", Columns: EventsColumns(dsl.DefaultSchema()), Incremental: inc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	tw.inc = newSource(&Incremental{FillSettle: -1, Now: func() time.Time { return tw.now }})
+	tw.full = newSource(nil)
+	return tw
+}
+
+// row is call i at at: five tenants, three apps, latencies 100…999.
+func (tw *twins) row(i int, at time.Time) map[string]any {
+	return map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": fmt.Sprintf("t%d", i%5),
+		"app_code": fmt.Sprintf("a%d", i%3), "status": "ok", "latency_ms": float64(100 + (i*7919)%900)}
+}
+
+// minute inserts 40 calls of the minute that ends at at.
+func (tw *twins) minute(k int, at time.Time) {
+	var rows []map[string]any
+	for i := range 40 {
+		rows = append(rows, tw.row(3000+40*k+i, at.Add(-time.Duration(i)*1500*time.Millisecond)))
+	}
+	tw.insert(rows...)
+}
+
+// eval evaluates the leaves at at on both sources (the incremental one's
+// clock a second later), checks that they agree, and returns the
+// incremental paths and counters of the evaluation, its background reads
+// included.
+func (tw *twins) eval(at time.Time, leaves []*dsl.Leaf) ([]engine.LeafPath, IncrementalStats) {
+	t := tw.t
+	t.Helper()
+	tw.now = at.Add(time.Second)
+	before := tw.inc.IncrementalStats()
+	got, err := tw.inc.EvalLeaves(context.Background(), at, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.inc.WaitFills()
+	st := tw.inc.IncrementalStats().since(before)
+	want, err := tw.full.EvalLeaves(context.Background(), at, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range leaves {
+		if g, w := fmt.Sprint(sortedSamples(got.Vectors[i])), fmt.Sprint(sortedSamples(want.Vectors[i])); g != w {
+			t.Errorf("at %s, leaf %d (%+v): %s, the full query says %s", at.Format("15:04"), i, got.Paths[i], g, w)
+		}
+	}
+	return got.Paths, st
+}
+
+// parseLeaves returns the leaf of each expression.
+func parseLeaves(t *testing.T, exprs ...string) []*dsl.Leaf {
+	t.Helper()
+	var out []*dsl.Leaf
+	for _, e := range exprs {
+		x, err := dsl.Parse(e, dsl.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, x.Leaves[0])
+	}
+	return out
 }
 
 // sortedSamples returns the samples as label set = value, sorted.
