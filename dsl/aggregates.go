@@ -96,10 +96,7 @@ type ValueCount struct {
 }
 
 // State holds the partial states of one group; an aggregate reads the
-// fields of its partials. Values are sorted by value. MoreValues, when
-// not empty, is a second sorted run of the same distribution, that a
-// backend keeps apart (the incremental path's open buckets): Finish reads
-// both, Add, Merge and Remove only Values.
+// fields of its partials. Values are sorted by value.
 type State struct {
 	Count, Sum float64
 	Mean, M2   float64
@@ -112,9 +109,8 @@ type State struct {
 	// AtOrBelow is the number of values at or below the leaf's threshold.
 	AtOrBelow  float64
 	Values     []ValueCount
-	MoreValues []ValueCount
 	// Dist, when set, holds the distribution in place of Values (a
-	// sliding window's); MoreValues is then its second run.
+	// sliding window's).
 	Dist *Distribution
 }
 
@@ -284,67 +280,31 @@ func SortValues(vs []ValueCount) []ValueCount {
 
 // QuantileOfValues is ClickHouse's quantileExact over value counts sorted
 // by value: the value at index ⌊φ·n⌋ of the sorted values, clamped to n−1,
-// found by walking the cumulative counts. more is a second sorted run of
-// the same distribution (a backend may keep a distribution in two parts,
-// to spare merging them): the walk takes both in value order.
-func QuantileOfValues(phi float64, vs []ValueCount, more ...ValueCount) float64 {
+// found by walking the cumulative counts (from the top for φ > 0.5).
+func QuantileOfValues(phi float64, vs []ValueCount) float64 {
 	var n float64
 	for _, v := range vs {
-		n += v.Count
-	}
-	for _, v := range more {
 		n += v.Count
 	}
 	if n == 0 {
 		return math.NaN()
 	}
 	k := math.Min(math.Floor(phi*n), n-1)
-	i, j := 0, 0
-	// next returns the next value up and its count over both runs.
-	next := func() (float64, float64) {
-		switch {
-		case j == len(more) || (i < len(vs) && vs[i].Value < more[j].Value):
-			i++
-			return vs[i-1].Value, vs[i-1].Count
-		case i == len(vs) || more[j].Value < vs[i].Value:
-			j++
-			return more[j-1].Value, more[j-1].Count
-		default:
-			i, j = i+1, j+1
-			return vs[i-1].Value, vs[i-1].Count + more[j-1].Count
-		}
-	}
 	if phi > 0.5 {
-		// High quantiles are nearer the top: walk down. The values above
-		// v hold the indexes from n−above; v holds those below that.
-		i, j = len(vs)-1, len(more)-1
-		prev := func() (float64, float64) {
-			switch {
-			case j < 0 || (i >= 0 && vs[i].Value > more[j].Value):
-				i--
-				return vs[i+1].Value, vs[i+1].Count
-			case i < 0 || more[j].Value > vs[i].Value:
-				j--
-				return more[j+1].Value, more[j+1].Count
-			default:
-				i, j = i-1, j-1
-				return vs[i+1].Value, vs[i+1].Count + more[j+1].Count
-			}
-		}
+		// The values above vs[i] hold the indexes from n−above; vs[i]
+		// holds those below that.
 		var above float64
-		for i >= 0 || j >= 0 {
-			v, c := prev()
-			if above += c; n-above <= k {
-				return v
+		for i := len(vs) - 1; i >= 0; i-- {
+			if above += vs[i].Count; n-above <= k {
+				return vs[i].Value
 			}
 		}
 		return math.NaN() // not reached: above reaches n
 	}
 	var seen float64
-	for i < len(vs) || j < len(more) {
-		v, c := next()
-		if seen += c; seen > k {
-			return v
+	for _, v := range vs {
+		if seen += v.Count; seen > k {
+			return v.Value
 		}
 	}
 	return math.NaN() // not reached: seen reaches n > k
@@ -389,9 +349,9 @@ var aggregates = [...]Aggregate{
 	AggMax:   {AggMax, []Partial{PartialCount, PartialMax}, func(s *State, _ *Leaf) float64 { return s.Max }},
 	AggQuantile: {AggQuantile, []Partial{PartialCount, PartialValues}, func(s *State, l *Leaf) float64 {
 		if s.Dist != nil {
-			return s.Dist.Quantile(l.Quantile, s.MoreValues)
+			return s.Dist.Quantile(l.Quantile)
 		}
-		return QuantileOfValues(l.Quantile, s.Values, s.MoreValues...)
+		return QuantileOfValues(l.Quantile, s.Values)
 	}},
 	AggStddev: {AggStddev, []Partial{PartialCount, PartialMoments}, func(s *State, _ *Leaf) float64 { return stddev(s) }},
 	AggRate: {AggRate, []Partial{PartialCount, PartialSum}, func(s *State, l *Leaf) float64 {

@@ -100,11 +100,6 @@ func TestMergeAndRemoveAreInverse(t *testing.T) {
 			if got := QuantileOfValues(phi, whole.Values); got != want {
 				t.Fatalf("round %d: quantile %v = %v, want %v", round, phi, got, want)
 			}
-			// The same distribution in two runs (a's and b's, which
-			// share values), as the incremental path keeps it.
-			if got := QuantileOfValues(phi, a.Values, b.Values...); got != want {
-				t.Fatalf("round %d: quantile %v of two runs = %v, want %v", round, phi, got, want)
-			}
 		}
 	}
 }

@@ -162,21 +162,15 @@ func (d *Distribution) Distinct() int { return len(d.vals) - d.zeros + len(d.ext
 // memory it takes is 16 bytes each.
 func (d *Distribution) Size() int { return cap(d.vals) + cap(d.extra) }
 
-// Quantile is QuantileOfValues over the distribution and more, a second
-// sorted run of the same distribution (a window's buckets not final yet).
-func (d *Distribution) Quantile(phi float64, more []ValueCount) float64 {
+// Quantile is QuantileOfValues over the distribution: it skips whole chunks
+// by their sums, and walks the chunk that holds the value with extra.
+func (d *Distribution) Quantile(phi float64) float64 {
 	n := d.total
-	for _, v := range more {
-		n += v.Count
-	}
 	if n == 0 {
 		return math.NaN()
 	}
 	k := math.Min(math.Floor(phi*n), n-1)
-	small := more
-	if len(d.extra) > 0 {
-		small = MergeValuesInto(make([]ValueCount, 0, len(d.extra)+len(more)), d.extra, more, 1)
-	}
+	small := d.extra
 	var seen float64
 	j := 0
 	for c, sum := range d.sums {
@@ -192,7 +186,7 @@ func (d *Distribution) Quantile(phi float64, more []ValueCount) float64 {
 			j = end
 			continue
 		}
-		// The k-th value is in this chunk: walk it with the small run's
+		// The k-th value is in this chunk: walk it with extra's
 		// values up to its top.
 		i := lo
 		for i < hi || j < end {
