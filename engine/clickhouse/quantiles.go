@@ -327,9 +327,10 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 }
 
 // changed sorts the kept buckets of pl's check by the events counted now
-// (events: bucket to count): those whose count changed are read again —
-// reread when final now, fresh otherwise — and their old counts dropped.
-func (pl *vcPlan) changed(events map[int64]float64) {
+// (events: bucket to count): those whose count changed are to be read
+// again — reread when final now, fresh otherwise — and their old counts
+// dropped. It returns those it added to fresh.
+func (pl *vcPlan) changed(events map[int64]float64) (fresh []int64) {
 	for _, b := range pl.check {
 		if events[b] == pl.f.opens[b].n {
 			continue
@@ -338,10 +339,11 @@ func (pl *vcPlan) changed(events map[int64]float64) {
 		if b <= pl.to {
 			pl.reread = append(pl.reread, b)
 		} else {
-			pl.fresh = append(pl.fresh, b)
+			fresh = append(fresh, b)
 		}
 	}
-	slices.Sort(pl.fresh)
+	pl.fresh = append(pl.fresh, fresh...)
+	return fresh
 }
 
 // stepFamily brings f to the window of l at ts and returns the window's
@@ -438,36 +440,106 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 	return sqls, groups, "", "", nil
 }
 
+// nonEmpty returns the statement as a list, empty when there was none.
+func nonEmpty(sql string) []string {
+	if sql == "" {
+		return nil
+	}
+	return []string{sql}
+}
+
+// planOf returns the plan of family f.
+func planOf(plans []*vcPlan, f *vcFamily) *vcPlan {
+	i := slices.IndexFunc(plans, func(pl *vcPlan) bool { return pl.f == f })
+	return plans[i]
+}
+
 // reset drops f's window state.
 func (f *vcFamily) reset() {
 	f.win, f.opens, f.ahead = nil, nil, nil
 }
 
-// readStep counts the events of the plans' kept buckets again (one GROUP
-// BY bucket), when they have any, then reads the value counts of what
-// they need (readValues), and returns the statements.
+// readStep reads what the plans need: the value counts of their new,
+// entering and leaving buckets (readValues), and, at the same time, the
+// events of the buckets they keep (countBuckets, one GROUP BY bucket);
+// then the value counts of the kept buckets whose count changed (late
+// rows). It returns the statements.
 func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, plans []*vcPlan) (sqls []string, err error) {
-	if slices.ContainsFunc(plans, func(pl *vcPlan) bool { return len(pl.check) > 0 }) {
-		sql, events, err := p.countBuckets(ctx, s, w, plans)
-		sqls = append(sqls, sql)
-		if err != nil {
-			return sqls, err
-		}
-		rereads := 0
-		for i, pl := range plans {
-			n := len(pl.drop)
-			pl.changed(events[i])
-			rereads += len(pl.drop) - n
-		}
-		p.statsMu.Lock()
-		p.stats.Rereads += rereads
-		p.statsMu.Unlock()
+	if !slices.ContainsFunc(plans, func(pl *vcPlan) bool { return len(pl.check) > 0 }) {
+		sql, err := p.readValues(ctx, s, by, sel, w, true, plans)
+		return nonEmpty(sql), err
+	}
+	var (
+		countSQL string
+		events   []map[int64]float64
+		countErr error
+		wg       sync.WaitGroup
+	)
+	count := func() { countSQL, events, countErr = p.countBuckets(ctx, s, w, plans) }
+	if sc, ok := s.opts.Conn.(SerialConn); ok && sc.Serial() {
+		count() // one statement at a time
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			count()
+		}()
 	}
 	sql, err := p.readValues(ctx, s, by, sel, w, true, plans)
-	if sql != "" {
-		sqls = append(sqls, sql)
+	wg.Wait()
+	sqls = append(nonEmpty(countSQL), nonEmpty(sql)...)
+	if err = errors.Join(err, countErr); err != nil {
+		return sqls, err
 	}
-	return sqls, err
+	// The kept buckets that changed, read again by a second query into
+	// plans of their own, then added to the first read's.
+	var again []*vcPlan
+	rereads := 0
+	for i, pl := range plans {
+		if pl.over != "" {
+			continue
+		}
+		fresh := pl.changed(events[i])
+		if n := len(pl.reread) + len(fresh); n > 0 {
+			rereads += n
+			again = append(again, &vcPlan{f: pl.f, l: pl.l, cond: pl.cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, reread: pl.reread, fresh: fresh})
+		}
+	}
+	p.statsMu.Lock()
+	p.stats.Rereads += rereads
+	p.statsMu.Unlock()
+	if len(again) == 0 {
+		return sqls, nil
+	}
+	sql, err = p.readValues(ctx, s, by, sel, w, true, again)
+	sqls = append(sqls, nonEmpty(sql)...)
+	if err != nil {
+		return sqls, err
+	}
+	for _, a := range again {
+		pl := planOf(plans, a.f)
+		if a.over != "" {
+			pl.over = a.over
+			continue
+		}
+		// Into copies: plans of one shape share the first read's groups.
+		deltas, opened := maps.Clone(pl.deltas), maps.Clone(pl.opened)
+		if deltas == nil {
+			deltas = map[string]*vcGroup{}
+		}
+		if opened == nil {
+			opened = map[int64]map[string]*vcGroup{}
+		}
+		for key, d := range a.deltas {
+			if g := deltas[key]; g != nil {
+				d = &vcGroup{values: g.values, counts: slices.Concat(g.counts, d.counts)} // apply sorts them
+			}
+			deltas[key] = d
+		}
+		maps.Copy(opened, a.opened)
+		pl.deltas, pl.opened = deltas, opened
+	}
+	return sqls, nil
 }
 
 // countBuckets counts, per plan, the events of its condition in each of
