@@ -107,8 +107,8 @@ type State struct {
 	M2Noise  float64
 	Min, Max float64
 	// AtOrBelow is the number of values at or below the leaf's threshold.
-	AtOrBelow  float64
-	Values     []ValueCount
+	AtOrBelow float64
+	Values    []ValueCount
 	// Dist, when set, holds the distribution in place of Values (a
 	// sliding window's).
 	Dist *Distribution
