@@ -33,8 +33,8 @@ import (
 //     so a bucket with as many events as before holds the same events;
 //   - the buckets that will leave the window at the next evaluation (as
 //     the last two evaluations tell it) are read ahead, in the background
-//     after a step, so the next step reads only the entering and open
-//     buckets: what the new events cost;
+//     after a step, so that a steady step reads only its new bucket: what
+//     the new events cost;
 //   - the first step of a window takes the full path — quantileExact, fused
 //     with the other leaves of its shape, costs a fraction of reading a
 //     day's value counts — and reads the value counts of its final part in
