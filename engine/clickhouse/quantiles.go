@@ -32,9 +32,10 @@ import (
 //     whose count changed, taking its old counts off. Rows are appended,
 //     so a bucket with as many events as before holds the same events;
 //   - the buckets that will leave the window at the next evaluation (as
-//     the last two evaluations tell it) are read ahead, in the background
-//     after a step, so that a steady step reads only its new bucket: what
-//     the new events cost;
+//     the last two evaluations tell it) are read ahead and taken off, in
+//     the background after a step, so that a steady step reads and adds
+//     only its new bucket: what the new events cost (an evaluation at the
+//     same time again puts them back first);
 //   - the first step of a window takes the full path — quantileExact, fused
 //     with the other leaves of its shape, costs a fraction of reading a
 //     day's value counts — and reads the value counts of its final part in
@@ -86,8 +87,13 @@ type vcFamily struct {
 	// that leave the window at the family's next evaluation, read in the
 	// background after a step (readAhead), so that the next step reads
 	// only its new and open buckets. Any step uses or drops them.
+	//
+	// taken says they were taken off win in the background too, ahead of
+	// that step, which then only adds its new buckets: any other use of
+	// win first puts them back (restore).
 	ahead    map[string]*vcGroup
 	aheadFor bucketRange
+	taken    bool
 }
 
 // openBucket is a bucket that was not final when the family read it: its
@@ -456,7 +462,7 @@ func planOf(plans []*vcPlan, f *vcFamily) *vcPlan {
 
 // reset drops f's window state.
 func (f *vcFamily) reset() {
-	f.win, f.opens, f.ahead = nil, nil, nil
+	f.win, f.opens, f.ahead, f.taken = nil, nil, nil, false
 }
 
 // readStep reads what the plans need: the value counts of their new,
@@ -677,6 +683,9 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 		// window's (dsl.Distribution).
 		g.dist.Apply(d.counts)
 	}
+	if pl.ahead == nil {
+		f.restore() // not the step the leaving buckets were taken off for
+	}
 	touched := map[string]bool{}
 	for key, d := range pl.deltas {
 		d.counts = dsl.SortValues(d.counts) // folds +n and −m of one value
@@ -708,9 +717,14 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 	}
 	for key, d := range pl.ahead {
 		if g := f.win[key]; g != nil {
-			g.dist.Apply(d.counts)
+			if !f.taken {
+				g.dist.Apply(d.counts)
+			}
 			touched[key] = true
 		}
+	}
+	if pl.ahead != nil {
+		f.taken = false
 	}
 	for key := range touched {
 		if g := f.win[key]; g != nil && g.dist.Count() <= 0 {
@@ -730,6 +744,32 @@ func (f *vcFamily) apply(pl *vcPlan, ts, now time.Time) {
 	}
 	f.from, f.to, f.top = pl.from, pl.to, pl.top
 	pl.deltas, pl.opened = nil, nil
+}
+
+// takeAhead takes the leaving buckets read ahead off win, ahead of the step
+// they are for (f locked, in the background). A group they empty stays,
+// with no events, until that step.
+func (f *vcFamily) takeAhead() {
+	for key, d := range f.ahead {
+		if g := f.win[key]; g != nil {
+			g.dist.Apply(d.counts)
+		}
+	}
+	f.taken = true
+}
+
+// restore puts back the leaving buckets takeAhead took off win, for a use
+// of the window before the step they were taken off for.
+func (f *vcFamily) restore() {
+	if !f.taken {
+		return
+	}
+	for key, d := range f.ahead {
+		if g := f.win[key]; g != nil {
+			g.dist.TakeOff(d.counts)
+		}
+	}
+	f.taken = false
 }
 
 // queueFill adds a fill to the queue of the evaluation in progress; the
@@ -821,7 +861,7 @@ func (p *partials) fill(s *Source, f *vcFamily, l *dsl.Leaf, w, lo, hi int64) {
 	_, err := p.readValues(ctx, s, l.By, l.Selector, w, false, []*vcPlan{pl})
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.filling, f.ahead = false, nil
+	f.filling, f.ahead, f.taken = false, nil, false
 	if err != nil {
 		return // the next evaluation starts again
 	}
@@ -900,7 +940,9 @@ func (p *partials) readAhead(s *Source, by []string, sel dsl.Selector, ts time.T
 				for _, g := range r.pl.deltas {
 					g.counts = dsl.SortValues(g.counts)
 				}
+				f.restore() // what an earlier read ahead took off, if any
 				f.ahead, f.aheadFor = r.pl.deltas, r.pl.leave
+				f.takeAhead()
 			}
 			f.mu.Unlock()
 		}

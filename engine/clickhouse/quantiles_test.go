@@ -313,6 +313,30 @@ func TestOpenBucketsAreReadAgainOnlyWhenTheyChange(t *testing.T) {
 	}
 }
 
+// TestLeavingBucketsTakenAheadArePutBack: the buckets read ahead are taken
+// off the window in the background, before the step they leave at. An
+// evaluation at the same time as the last one (another rule group) puts
+// them back first, and the step after it still takes them off: every
+// value equals the full query's.
+func TestLeavingBucketsTakenAheadArePutBack(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	tw := newTwins(t, ts, 1200, 30*time.Minute)
+	leaves := parseLeaves(t, `max by (tenant_id) (p50(latency_ms[10m]))`, `p95(latency_ms[10m])`)
+	for k := range 6 {
+		at := ts.Add(time.Duration(k) * time.Minute)
+		if k > 0 {
+			tw.minute(k, at)
+		}
+		_, st := tw.eval(at, leaves)
+		if k >= 2 && st.AheadUsed != 2 {
+			t.Errorf("minute %d: %d families took their leaving buckets from a read ahead, want both", k, st.AheadUsed)
+		}
+		if k >= 2 {
+			tw.eval(at, leaves) // again, the next step's leaving bucket taken off
+		}
+	}
+}
+
 // twins are an incremental source and a full one over the same table of
 // generated calls, and the clock of the incremental one.
 type twins struct {
