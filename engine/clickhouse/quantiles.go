@@ -94,6 +94,9 @@ type vcFamily struct {
 	ahead    map[string]*vcGroup
 	aheadFor bucketRange
 	taken    bool
+	// reading is set while a read ahead for the family is queued or
+	// running: a family has at most one.
+	reading bool
 }
 
 // openBucket is a bucket that was not final when the family read it: its
@@ -322,7 +325,9 @@ func (p *partials) plan(f *vcFamily, l *dsl.Leaf, cond fragment, ts, now time.Ti
 		switch {
 		case b > last:
 			pl.drop = append(pl.drop, b)
-		case !reuse:
+		case !reuse || b <= hi:
+			// Reuse spares only the buckets still open: one that
+			// turned final since is counted a last time.
 			pl.check = append(pl.check, b)
 		}
 	}
@@ -898,14 +903,16 @@ func (p *partials) aheadRange(f *vcFamily, ts int64) (bucketRange, bool) {
 	from, _ := f.leaf.Window(time.Unix(next, 0))
 	first := floorDiv(from.Unix(), w) + 1
 	r := bucketRange{f.from + 1, first - 1}
-	return r, r.lo <= r.hi && r.hi <= f.to && r.hi-r.lo < maxAhead && (f.ahead == nil || f.aheadFor != r)
+	return r, r.lo <= r.hi && r.hi <= f.to && r.hi-r.lo < maxAhead && !f.reading && (f.ahead == nil || f.aheadFor != r)
 }
 
 // readAhead queues, for the families just stepped (locked, of one stream,
 // read by grouping by), one background read of the buckets that leave
-// their windows at their next evaluations. A family keeps what was read
-// only if no step moved it meanwhile; a step that finds nothing read ahead
-// for its leaving buckets reads them itself.
+// their windows at their next evaluations. A family has at most one read
+// ahead queued; one that a step moved before its turn is left out of it,
+// and one that a step moved during the read does not keep what was read.
+// A step that finds nothing read ahead for its leaving buckets reads them
+// itself.
 func (p *partials) readAhead(s *Source, by []string, sel dsl.Selector, ts time.Time, w int64, fams []*vcFamily) {
 	type req struct {
 		f        *vcFamily
@@ -913,33 +920,56 @@ func (p *partials) readAhead(s *Source, by []string, sel dsl.Selector, ts time.T
 		from, to int64
 	}
 	var reqs []req
-	var plans []*vcPlan
 	for _, f := range fams {
 		r, ok := p.aheadRange(f, ts.Unix())
 		if !ok {
 			continue
 		}
+		f.reading = true
 		pl := &vcPlan{f: f, l: f.leaf, cond: f.cond, enter: bucketRange{1, 0}, leave: r}
-		reqs, plans = append(reqs, req{f, pl, f.from, f.to}), append(plans, pl)
+		reqs = append(reqs, req{f, pl, f.from, f.to})
 	}
-	if len(plans) == 0 {
+	if len(reqs) == 0 {
 		return
 	}
-	// Sorted by ClickHouse when a family's groups fold several of the
-	// read's (readPieces), unsorted otherwise (a pass less there).
-	ordered := slices.ContainsFunc(plans, func(pl *vcPlan) bool { return !slices.Equal(pl.l.By, by) })
+	// current reports whether no step moved r's family since (locked).
+	current := func(r req) bool {
+		return r.f.win != nil && !r.f.filling && r.f.from == r.from && r.f.to == r.to
+	}
 	p.queueFill(func() {
 		defer p.fills.Done()
+		var live []req
+		var plans []*vcPlan
+		for _, r := range reqs {
+			r.f.mu.Lock()
+			if current(r) {
+				live, plans = append(live, r), append(plans, r.pl)
+			} else {
+				r.f.reading = false
+			}
+			r.f.mu.Unlock()
+		}
+		if len(live) == 0 {
+			return
+		}
+		// Sorted by ClickHouse when a family's groups fold several of
+		// the read's (readPieces), unsorted otherwise (a pass less there).
+		ordered := slices.ContainsFunc(plans, func(pl *vcPlan) bool { return !slices.Equal(pl.l.By, by) })
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.QueryTimeout)
 		defer cancel()
 		_, err := p.readValues(ctx, s, by, sel, w, ordered, plans)
-		for _, r := range reqs {
+		// Sorted once, before any family holds them: plans of one shape
+		// share their groups.
+		for _, pl := range plans {
+			for _, g := range pl.deltas {
+				g.counts = dsl.SortValues(g.counts)
+			}
+		}
+		for _, r := range live {
 			f := r.f
 			f.mu.Lock()
-			if err == nil && r.pl.over == "" && f.win != nil && !f.filling && f.from == r.from && f.to == r.to {
-				for _, g := range r.pl.deltas {
-					g.counts = dsl.SortValues(g.counts)
-				}
+			f.reading = false
+			if err == nil && r.pl.over == "" && current(r) {
 				f.restore() // what an earlier read ahead took off, if any
 				f.ahead, f.aheadFor = r.pl.deltas, r.pl.leave
 				f.takeAhead()
