@@ -222,6 +222,11 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 		}
 		f.mu.Unlock()
 	}
+	for k, ov := range p.overflow {
+		if ov.until <= ts.Unix() {
+			delete(p.overflow, k) // its leaves try the value counts again
+		}
+	}
 	p.mu.Unlock()
 	p.statsMu.Lock()
 	p.stats.QuantileLeaves += len(idx) - len(deferred)
@@ -1161,7 +1166,9 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 	// A plan whose grouping is narrower than by (coFamilies) folds the
 	// read's groups into its own: proj are the places of its labels in
 	// by, nil when it reads by by. Its rows of one value are then folded
-	// into one count, which the order by value makes adjacent.
+	// into one count, which the order by value makes adjacent; so are a
+	// plan's entering and leaving rows of one value in an ordered read, so
+	// that the budget counts distinct values, not rows.
 	proj := make([][]int, len(plans))
 	for i, pl := range plans {
 		if !slices.Equal(pl.l.By, by) {
@@ -1262,8 +1269,10 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 					pg.opened[piece] = g
 				}
 			}
-			if n := len(g.counts); n > 0 && proj[i] != nil && g.counts[n-1].Value == nums[0] {
-				g.counts[n-1].Count += c // another group of by, same value
+			if n := len(g.counts); n > 0 && (ordered || proj[i] != nil) && g.counts[n-1].Value == nums[0] {
+				// Another group of by, or another piece (entering and
+				// leaving), of the same value: one distinct value.
+				g.counts[n-1].Count += c
 				continue
 			}
 			if len(g.counts) >= budget {

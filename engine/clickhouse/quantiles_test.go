@@ -390,12 +390,7 @@ func TestOpenBucketTurningFinalUnderReuseIsCounted(t *testing.T) {
 func TestStaleReadAheadIsNotRead(t *testing.T) {
 	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
 	tw := newTwins(t, ts, 1200, 30*time.Minute)
-	inc, err := New(Options{Conn: tw.inc.opts.Conn, Table: tw.inc.opts.Table, Columns: tw.inc.opts.Columns,
-		Incremental: &Incremental{FillSettle: 400 * time.Millisecond, Now: func() time.Time { return tw.now }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.inc = inc
+	inc := tw.options(&Incremental{FillSettle: 400 * time.Millisecond})
 	leaves := parseLeaves(t, `max by (tenant_id) (p95(latency_ms[10m]))`)
 	tw.eval(ts, leaves) // a first evaluation: full, its value counts read in the background
 	before := inc.IncrementalStats()
@@ -421,6 +416,76 @@ func TestStaleReadAheadIsNotRead(t *testing.T) {
 			t.Errorf("minute %d, evaluations settled: %d reads ahead, want 1", k, st.AheadReads)
 		}
 	}
+}
+
+// TestBudgetCountsValuesNotRows: a step that catches up several buckets
+// reads the same values entering and leaving the window; the
+// distinct-value budget counts them once. A window of 6 distinct latencies
+// with a budget of 6 stays on the value counts (it went to the full path
+// when the budget counted rows). Once a family went over the budget, its
+// record is dropped when it expires, so a removed rule leaves nothing.
+func TestBudgetCountsValuesNotRows(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	tw := newTwins(t, ts, 1, time.Minute)
+	six := func(i int, at time.Time) map[string]any {
+		r := tw.row(i, at)
+		r["latency_ms"] = float64(100 * (1 + i%6))
+		return r
+	}
+	var rows []map[string]any
+	for i := range 600 {
+		rows = append(rows, six(i, ts.Add(-30*time.Minute+time.Duration(i)*3*time.Second)))
+	}
+	tw.insert(rows...)
+	inc := tw.options(&Incremental{MaxDistinctValues: 6})
+	leaves := parseLeaves(t, `p95(latency_ms[10m])`)
+	for _, m := range []int{0, 1, 2, 7} { // 7: four buckets in and out
+		at := ts.Add(time.Duration(m) * time.Minute)
+		var more []map[string]any
+		for i := range 20 {
+			more = append(more, six(1000*m+i, at.Add(-time.Duration(i)*3*time.Second)))
+		}
+		tw.insert(more...)
+		paths, _ := tw.eval(at, leaves)
+		if m > 0 && paths[0].Path != "incremental" {
+			t.Errorf("minute %d: path %+v, want incremental: 6 distinct values, a budget of 6", m, paths[0])
+		}
+	}
+	// Over the budget: the family's record is dropped once it expires.
+	over := parseLeaves(t, `p99(latency_ms{tenant_id="t0"}[5m])`)
+	for i := range 7 { // seven more distinct values for tenant t0
+		r := tw.row(5000+5*i, ts.Add(7*time.Minute-time.Second))
+		r["latency_ms"] = float64(1001 + i)
+		tw.insert(r)
+	}
+	for _, m := range []int{7, 8} { // its first evaluation, then one that finds it over
+		if paths, _ := tw.eval(ts.Add(time.Duration(m)*time.Minute), over); paths[0].Path != "full" {
+			t.Fatalf("minute %d, more values than the budget: path %+v, want full", m, paths[0])
+		}
+	}
+	if n := len(inc.inc.overflow); n != 1 {
+		t.Fatalf("%d families over the budget recorded, want 1", n)
+	}
+	tw.eval(ts.Add(20*time.Minute), leaves) // the other rule, after it expired
+	if n := len(inc.inc.overflow); n != 0 {
+		t.Errorf("%d families over the budget still recorded after they expired, want 0", n)
+	}
+}
+
+// options replaces the incremental source with one of options inc (its
+// clock tw's; FillSettle -1 unless set) and returns it.
+func (tw *twins) options(inc *Incremental) *Source {
+	tw.t.Helper()
+	if inc.FillSettle == 0 {
+		inc.FillSettle = -1
+	}
+	inc.Now = func() time.Time { return tw.now }
+	src, err := New(Options{Conn: tw.inc.opts.Conn, Table: tw.inc.opts.Table, Columns: tw.inc.opts.Columns, Incremental: inc})
+	if err != nil {
+		tw.t.Fatal(err)
+	}
+	tw.inc = src
+	return src
 }
 
 // twins are an incremental source and a full one over the same table of
