@@ -86,7 +86,8 @@ type vcFamily struct {
 	// ahead holds the counts of the final buckets aheadFor, negated: those
 	// that leave the window at the family's next evaluation, read in the
 	// background after a step (readAhead), so that the next step reads
-	// only its new and open buckets. Any step uses or drops them.
+	// only its new buckets (and the open ones whose count changed). Any
+	// step uses or drops them.
 	//
 	// taken says they were taken off win in the background too, ahead of
 	// that step, which then only adds its new buckets: any other use of
