@@ -316,9 +316,8 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	for _, l := range g.by {
 		q.Label(l, "")
 	}
-	// Bucket k holds (k·B−B, k·B]: k = ⌈t/B⌉ = intDiv(t + B − 1, B).
-	bucket := "intDiv(toUInt64(toUInt32(" + q.Time() + ")) + ?, ?)"
-	q.Value("", bucket, g.width-1, g.width)
+	bucket := q.Bucket(g.width)
+	q.Value("", bucket.SQL, bucket.Args...)
 	unfiltered := false
 	var conds []Expr
 	seen := map[string]bool{}
@@ -347,7 +346,7 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 		c := AnyOf(conds...)
 		q.Where(c.SQL, c.Args...)
 	}
-	q.GroupByLabels().GroupBy(bucket, g.width-1, g.width)
+	q.GroupByLabels().GroupBy(bucket.SQL, bucket.Args...)
 	return Statement{SQL: q.String(), Args: q.Args(), By: g.by, Width: len(g.by) + 1 + len(slots), query: q}
 }
 

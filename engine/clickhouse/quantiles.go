@@ -465,12 +465,6 @@ func nonEmpty(sql string) []string {
 	return []string{sql}
 }
 
-// planOf returns the plan of family f.
-func planOf(plans []*vcPlan, f *vcFamily) *vcPlan {
-	i := slices.IndexFunc(plans, func(pl *vcPlan) bool { return pl.f == f })
-	return plans[i]
-}
-
 // reset drops f's window state.
 func (f *vcFamily) reset() {
 	f.win, f.opens, f.ahead, f.taken = nil, nil, nil, false
@@ -493,7 +487,7 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 		wg       sync.WaitGroup
 	)
 	count := func() { countSQL, events, countErr = p.countBuckets(ctx, s, w, plans) }
-	if sc, ok := s.opts.Conn.(SerialConn); ok && sc.Serial() {
+	if s.serial() {
 		count() // one statement at a time
 	} else {
 		wg.Add(1)
@@ -510,7 +504,7 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 	}
 	// The kept buckets that changed, read again by a second query into
 	// plans of their own, then added to the first read's.
-	var again []*vcPlan
+	var again, of []*vcPlan // of[i] is the plan again[i] reads for
 	rereads := 0
 	for i, pl := range plans {
 		if pl.over != "" {
@@ -520,6 +514,7 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 		if n := len(pl.reread) + len(fresh); n > 0 {
 			rereads += n
 			again = append(again, &vcPlan{f: pl.f, l: pl.l, cond: pl.cond, enter: bucketRange{1, 0}, leave: bucketRange{1, 0}, reread: pl.reread, fresh: fresh})
+			of = append(of, pl)
 		}
 	}
 	p.statsMu.Lock()
@@ -533,8 +528,8 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 	if err != nil {
 		return sqls, err
 	}
-	for _, a := range again {
-		pl := planOf(plans, a.f)
+	for i, a := range again {
+		pl := of[i]
 		if a.over != "" {
 			pl.over = a.over
 			continue
@@ -563,29 +558,21 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 // its kept buckets (check), in one query grouped by bucket.
 func (p *partials) countBuckets(ctx context.Context, s *Source, w int64, plans []*vcPlan) (string, []map[int64]float64, error) {
 	conds, condOf := planConds(plans)
-	var buckets []int64
+	var buckets []bucketRange
 	for _, pl := range plans {
-		buckets = append(buckets, pl.check...)
-	}
-	slices.Sort(buckets)
-	buckets = slices.Compact(buckets)
-	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
-	q.Value("cw_b", "intDiv(toUInt64(toUInt32("+q.Time()+")) + ?, ?)", w-1, w)
-	for _, c := range conds {
-		if c.sql == "" {
-			q.Value("", "count()")
-		} else {
-			q.Value("", "countIf("+c.sql+")", c.args...)
+		for _, b := range pl.check {
+			buckets = append(buckets, bucketRange{b, b})
 		}
+	}
+	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
+	bucket := q.Bucket(w)
+	q.Value("cw_b", bucket.SQL, bucket.Args...)
+	for _, c := range conds {
+		countOf(q, c)
 	}
 	var runs []Expr
-	for i := 0; i < len(buckets); {
-		j := i
-		for j+1 < len(buckets) && buckets[j+1] == buckets[j]+1 {
-			j++
-		}
-		runs = append(runs, q.Window((buckets[i]-1)*w, buckets[j]*w))
-		i = j + 1
+	for _, r := range mergeRanges(buckets) {
+		runs = append(runs, q.Window((r.lo-1)*w, r.hi*w))
 	}
 	in := AnyOf(runs...)
 	q.Where(in.SQL, in.Args...)
@@ -1071,6 +1058,15 @@ func (p *partials) readValues(ctx context.Context, s *Source, by []string, sel d
 	return r.text, r.err
 }
 
+// countOf adds the count of the rows of condition c as a value of q.
+func countOf(q *Select, c fragment) {
+	if c.sql == "" {
+		q.Value("", "count()")
+		return
+	}
+	q.Value("", "countIf("+c.sql+")", c.args...)
+}
+
 // planConds returns the distinct conditions of the plans (a count column
 // each) and the index of each plan's.
 func planConds(plans []*vcPlan) (conds []fragment, condOf []int) {
@@ -1131,14 +1127,10 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 		q.Value("cw_part", "multiIf("+strings.Join(tag, ", ")+")", tagArgs...)
 	}
 	if len(conds) == 1 {
-		q.Value("", "count()")
+		q.Value("", "count()") // the WHERE clause holds the condition
 	} else {
 		for _, c := range conds {
-			if c.sql == "" {
-				q.Value("", "count()")
-				continue
-			}
-			q.Value("", "countIf("+c.sql+")", c.args...)
+			countOf(q, c)
 		}
 	}
 	where := make([]Expr, len(runs))

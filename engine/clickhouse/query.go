@@ -190,6 +190,12 @@ func (q *Select) Limit(n int) *Select {
 	return q
 }
 
+// Bucket is the index of the bucket of width w seconds that holds the
+// row: bucket k holds (k·w−w, k·w], so k = ⌈t/w⌉ = intDiv(t + w − 1, w).
+func (q *Select) Bucket(w int64) Expr {
+	return Expr{SQL: "intDiv(toUInt64(toUInt32(" + q.time + ")) + ?, ?)", Args: []any{w - 1, w}}
+}
+
 // After is the condition that the time column is after sec (unix
 // seconds), clipped to the range of DateTime (see Window).
 func (q *Select) After(sec int64) Expr {

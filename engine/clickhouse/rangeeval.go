@@ -171,7 +171,8 @@ func (b *builder) buildRange(opts Options, start, end time.Time, step time.Durat
 	sB, rB := int64(step/time.Second)/bw, int64(l.Range/time.Second)/bw
 	a := (start.Unix() - int64(l.Offset/time.Second)) / bw
 	m := rB/sB + 2
-	inner.Column("cw_k", "intDiv(toUInt64(toUInt32("+inner.Time()+")) + ?, ?)", bw-1, bw)
+	k := inner.Bucket(bw)
+	inner.Column("cw_k", k.SQL, k.Args...)
 	lo := "(intDiv(toInt64(cw_k) + ? + ?, ?) - ?)" // ⌈(k−a)/sB⌉
 	hi := "(intDiv(toInt64(cw_k) + ? + ?, ?) - ?)" // ⌊(k−a+rB−1)/sB⌋
 	// A bucket belongs to at most ⌈rB/sB⌉ steps: the array is capped at

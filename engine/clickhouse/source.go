@@ -195,7 +195,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		qouts := make([]quantileOut, len(streams))
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, maxConcurrentReads)
-		if sc, ok := s.opts.Conn.(SerialConn); ok && sc.Serial() {
+		if s.serial() {
 			// Reads queued behind each other at the connection would
 			// spend their timeouts waiting: they run one after another.
 			sem = make(chan struct{}, 1)
@@ -314,6 +314,13 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 // maxConcurrentReads bounds the reads of one evaluation that run at the
 // same time (one per grouping's buckets, one per field's value counts).
 const maxConcurrentReads = 4
+
+// serial reports whether the source's connection runs one statement at a
+// time (SerialConn).
+func (s *Source) serial() bool {
+	sc, ok := s.opts.Conn.(SerialConn)
+	return ok && sc.Serial()
+}
 
 // SerialConn is a Conn that runs one statement at a time (embedded
 // ClickHouse): an evaluation's reads then run one after another, each
