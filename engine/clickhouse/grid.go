@@ -312,17 +312,28 @@ func (g *grid) fresh(k int64, sl int, ts time.Time, now time.Time, reuse time.Du
 // statement builds the query that reads the slots' partial aggregates of
 // buckets lo..hi, grouped by the grid's labels and the bucket.
 func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
+	cols := make([]gridColumn, len(slots))
+	for i, sl := range slots {
+		cols[i] = g.cols[sl]
+	}
+	return bucketStatement(s, g.by, g.width, rs, cols)
+}
+
+// bucketStatement builds the query that reads the columns' partial
+// aggregates of buckets lo..hi of each range, grouped by labels by and
+// the bucket (width seconds): a row per group and bucket, its values the
+// bucket and then the columns, in order.
+func bucketStatement(s *Source, by []string, width int64, rs []bucketRange, cols []gridColumn) Statement {
 	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: s.opts.Columns})
-	for _, l := range g.by {
+	for _, l := range by {
 		q.Label(l, "")
 	}
-	bucket := q.Bucket(g.width)
+	bucket := q.Bucket(width)
 	q.Value("", bucket.SQL, bucket.Args...)
 	unfiltered := false
 	var conds []Expr
 	seen := map[string]bool{}
-	for _, sl := range slots {
-		c := g.cols[sl]
+	for _, c := range cols {
 		q.Value("", c.frag.sql, c.frag.args...)
 		// The column's selector, for the WHERE clause: the count column
 		// carries exactly its condition's arguments.
@@ -338,7 +349,7 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 	// leaving a long window are read by one query.
 	ranges := make([]Expr, len(rs))
 	for i, r := range rs {
-		ranges[i] = q.Window((r.lo-1)*g.width, r.hi*g.width)
+		ranges[i] = q.Window((r.lo-1)*width, r.hi*width)
 	}
 	w := AnyOf(ranges...)
 	q.Where(w.SQL, w.Args...)
@@ -347,7 +358,7 @@ func (g *grid) statement(s *Source, rs []bucketRange, slots []int) Statement {
 		q.Where(c.SQL, c.Args...)
 	}
 	q.GroupByLabels().GroupBy(bucket.SQL, bucket.Args...)
-	return Statement{SQL: q.String(), Args: q.Args(), By: g.by, Width: len(g.by) + 1 + len(slots), query: q}
+	return Statement{SQL: q.String(), Args: q.Args(), By: by, Width: len(by) + 1 + len(cols), query: q}
 }
 
 // bucketRange is the buckets lo..hi.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -244,6 +245,9 @@ type IncrementalStats struct {
 	// quantile windows at their next evaluation, and AheadUsed the steps
 	// of a family that took their leaving buckets from one.
 	AheadReads, AheadUsed int
+	// FoldedReads count the bucket reads of a grouping folded into the
+	// read of a wider one (the same buckets, grouped by more labels).
+	FoldedReads int
 	// BucketCounts count the queries that counted the events of the
 	// buckets quantile windows keep that are not final yet, and Rereads
 	// the buckets read again because their count changed (late rows).
@@ -282,21 +286,42 @@ func (p *partials) eligible(ts time.Time, l *dsl.Leaf) string {
 	return ""
 }
 
-// eval computes leaves (all eligible, all of grid g) at ts into vectors,
-// reading the buckets that are missing or not final. It returns the
-// leaves it leaves to a full query (deferred): those with no cold state
-// that miss more than coldAbove buckets and more than half their window
-// (see defers); their results seed one (see seed).
-func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred []deferral, err error) {
+// gridStep is one grid's part of an evaluation: its leaves, those it
+// leaves to a full query, and its bucket read. planGrid makes it under the
+// grid's lock, which it holds until finish.
+type gridStep struct {
+	g         *grid
+	ts, now   time.Time
+	finalUpTo int64
+	ils       []incLeaf
+	// deferred are the leaves it leaves to a full query (see defers).
+	deferred []deferral
+	// rs and slots are the bucket read, none when nothing is missing.
+	rs    []bucketRange
+	slots []int
+	// host is the step of a wider grouping whose read reads this one's
+	// slots too (nil: it reads its own), and guests the steps it reads
+	// for (see foldReads).
+	host   *gridStep
+	guests []*gridStep
+}
+
+// planGrid locks grid g and plans leaves idx (all eligible, all of g) at ts:
+// their windows and the buckets that are missing or not final. The leaves
+// it leaves to a full query (deferred) are those with no cold state that
+// miss more than coldAbove buckets and more than half their window (see
+// defers); their results seed one (see seed). finish computes the leaves
+// and unlocks g.
+func (p *partials) planGrid(g *grid, ts time.Time, leaves []*dsl.Leaf, idx []int) *gridStep {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	now := p.opts.Now()
 	w := g.width
+	st := &gridStep{g: g, ts: ts, now: now}
 	// The last bucket that is final: it ended LateWindow or more ago.
-	finalUpTo := floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
+	st.finalUpTo = floorDiv(now.Add(-p.opts.LateWindow).Unix(), w)
 
 	var ranges []slotRange // what must be read
-	ils := make([]incLeaf, 0, len(idx))
+	st.ils = make([]incLeaf, 0, len(idx))
 	here := map[string]bool{}
 	for _, i := range idx {
 		l := leaves[i]
@@ -316,11 +341,11 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 		g.span = max(g.span, g.reach(l, p.opts.LateWindow))
 		g.last = max(g.last, ts.Unix()/w)
 		if why := p.defers(il, missing, was, ts.Unix()); why != "" {
-			deferred = append(deferred, deferral{i, why})
+			st.deferred = append(st.deferred, deferral{i, why})
 			continue
 		}
 		ranges = append(ranges, mine...)
-		ils = append(ils, il)
+		st.ils = append(st.ils, il)
 	}
 	// The leaves of the grid that other rule groups evaluate at this same
 	// time (by their last two evaluations) need the same new buckets and,
@@ -366,51 +391,291 @@ func (p *partials) eval(ctx context.Context, s *Source, g *grid, ts time.Time, l
 			}
 		}
 	}
-	if len(reads) > 0 {
-		// One query for all the runs, with every slot any of them needs.
-		var rs []bucketRange
-		var slots []int
-		for _, r := range reads {
-			rs = append(rs, bucketRange{r.lo, r.hi})
-			for _, sl := range r.slots {
-				if !slices.Contains(slots, sl) {
-					slots = append(slots, sl)
-				}
+	// One query for all the runs, with every slot any of them needs.
+	for _, r := range reads {
+		st.rs = append(st.rs, bucketRange{r.lo, r.hi})
+		for _, sl := range r.slots {
+			if !slices.Contains(st.slots, sl) {
+				st.slots = append(st.slots, sl)
 			}
 		}
-		sql, err := p.readBuckets(ctx, s, g, rs, slots, ts, now, finalUpTo)
-		statements = append(statements, sql)
-		if err != nil {
-			return statements, nil, fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
-		}
 	}
+	sort.Ints(st.slots)
+	return st
+}
 
+// finish computes the step's leaves into vectors from the grid, once its
+// read is stored, and unlocks the grid.
+func (p *partials) finish(ctx context.Context, s *Source, st *gridStep, vectors [][]engine.Sample) (statements []string, err error) {
+	g := st.g
+	defer g.mu.Unlock()
 	absorbed := 0
-	for k := range ils {
-		il := &ils[k]
+	for k := range st.ils {
+		il := &st.ils[k]
 		if cs := il.cold; cs != nil {
 			switch {
 			case il.requery:
 				sql, err := p.requery(ctx, s, g, il, cs)
 				statements = append(statements, sql)
 				if err != nil {
-					return statements, nil, fmt.Errorf("compute %s: %w", il.l.Func, err)
+					return statements, fmt.Errorf("compute %s: %w", il.l.Func, err)
 				}
 			case !il.extreme() && il.first-1 > cs.from:
 				g.takeOff(il, cs)
 			}
 		}
 		vectors[il.i] = g.merge(*il)
-		if cs := il.cold; cs != nil && absorbs(il.l, w) {
-			absorbed += g.absorb(il, cs, min(finalUpTo, il.lastBucket))
+		if cs := il.cold; cs != nil && absorbs(il.l, g.width) {
+			absorbed += g.absorb(il, cs, min(st.finalUpTo, il.lastBucket))
 		}
 	}
 	g.evict()
 	p.statsMu.Lock()
-	p.stats.Leaves += len(ils)
+	p.stats.Leaves += len(st.ils)
 	p.stats.Absorbed += absorbed
 	p.statsMu.Unlock()
-	return statements, deferred, nil
+	return statements, nil
+}
+
+// evalGrids computes the leaves of each grid (byGrid, indexes into leaves)
+// at ts into vectors, the grids' bucket reads running at the same time
+// (run), each read of a narrower grouping folded into a wider one's when
+// they read the same buckets (foldReads). It returns, per grid, the
+// statements it ran, the leaves it leaves to a full query and its error.
+func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids []*grid, byGrid map[*grid][]int, leaves []*dsl.Leaf, vectors [][]engine.Sample, run func(func())) []gridOut {
+	// Locked in one order (by grouping) by every evaluation: two
+	// evaluations at the same time never wait for each other's grid.
+	order := slices.Clone(grids)
+	slices.SortFunc(order, func(a, b *grid) int { return slices.Compare(a.by, b.by) })
+	steps := map[*grid]*gridStep{}
+	var all []*gridStep
+	for _, g := range order {
+		st := p.planGrid(g, ts, leaves, byGrid[g])
+		steps[g] = st
+		all = append(all, st)
+	}
+	foldReads(all)
+	outs := make([]gridOut, len(grids))
+	at := map[*gridStep]*gridOut{}
+	for k, g := range grids {
+		at[steps[g]] = &outs[k]
+		outs[k].deferred = steps[g].deferred
+	}
+	for _, st := range all {
+		if st.host != nil {
+			continue
+		}
+		run(func() {
+			o := at[st]
+			mine := append([]*gridStep{st}, st.guests...)
+			if len(st.rs) > 0 {
+				sql, err := p.readGrid(ctx, s, st)
+				o.stmts = append(o.stmts, sql)
+				if err != nil {
+					var ils []incLeaf
+					for _, x := range mine {
+						ils = append(ils, x.ils...)
+					}
+					err = fmt.Errorf("compute %s from partial aggregates: %w", incNames(ils), err)
+					for _, x := range mine {
+						x.g.mu.Unlock()
+						at[x].deferred, at[x].err = nil, err
+					}
+					return
+				}
+			}
+			for _, x := range mine {
+				sqls, err := p.finish(ctx, s, x, vectors)
+				at[x].stmts = append(at[x].stmts, sqls...)
+				if err != nil {
+					at[x].deferred, at[x].err = nil, err
+				}
+			}
+		})
+	}
+	return outs
+}
+
+// gridOut is what evalGrids returns for one grid.
+type gridOut struct {
+	stmts    []string
+	deferred []deferral
+	err      error
+}
+
+// foldReads folds the bucket read of each step into the read of a step
+// of a wider grouping (one whose labels hold all of its own) that reads
+// the same buckets: the platform-wide sums of a rule pack and its sums by
+// tenant are then read by one query, grouped by tenant, and each
+// platform-wide bucket is the sum of the tenants' (see readGrid). Only
+// partial states that add up across groups or take their extreme fold;
+// a step with others (moments) reads on its own. A step folds into the
+// narrowest such grouping, and with it into that one's host.
+func foldReads(steps []*gridStep) {
+	byWidth := slices.Clone(steps)
+	slices.SortStableFunc(byWidth, func(a, b *gridStep) int { return len(a.g.by) - len(b.g.by) })
+	for i, n := range byWidth {
+		if len(n.rs) == 0 || !n.foldable() {
+			continue
+		}
+		for _, h := range byWidth[i+1:] {
+			if len(h.g.by) > len(n.g.by) && h.g.width == n.g.width && slices.Equal(h.rs, n.rs) && holds(h.g.by, n.g.by) {
+				n.host = h
+				break
+			}
+		}
+	}
+	for _, n := range byWidth {
+		if n.host == nil {
+			continue
+		}
+		root := n.host
+		for root.host != nil {
+			root = root.host
+		}
+		root.guests = append(root.guests, n)
+	}
+}
+
+// foldable reports whether the step's read can be folded from a wider
+// grouping's rows: each column adds up across groups, or takes their
+// extreme with its count read along.
+func (st *gridStep) foldable() bool {
+	for _, sl := range st.slots {
+		c := st.g.cols[sl]
+		switch c.kind {
+		case colCount, colSum, colAtOrBelow:
+		case colMin, colMax:
+			if c.count < 0 || !slices.Contains(st.slots, c.count) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// readGrid runs the step's bucket read, with the slots of its guests, and
+// stores what it read into its grid and theirs; it returns the SQL.
+func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep) (string, error) {
+	if len(st.guests) == 0 {
+		return p.readBuckets(ctx, s, st.g, st.rs, st.slots, st.ts, st.now, st.finalUpTo)
+	}
+	// The columns of every step, each read once: pos gives, per step,
+	// where each of its slots is in the row.
+	var cols []gridColumn
+	index := map[string]int{}
+	steps := append([]*gridStep{st}, st.guests...)
+	pos := make([][]int, len(steps))
+	for k, x := range steps {
+		for _, sl := range x.slots {
+			c := x.g.cols[sl]
+			key := fmt.Sprintf("%d\x00%s", c.kind, c.frag.key())
+			i, ok := index[key]
+			if !ok {
+				i = len(cols)
+				index[key] = i
+				cols = append(cols, c)
+			}
+			pos[k] = append(pos[k], i)
+		}
+	}
+	q := bucketStatement(s, st.g.by, st.g.width, st.rs, cols)
+	buckets := 0
+	for _, r := range st.rs {
+		buckets += int(r.hi - r.lo + 1)
+	}
+	got, err := st.g.query(ctx, s, q, (len(cols)*s.opts.MaxGroups)*buckets)
+	if err != nil {
+		return q.SQL, err
+	}
+	for k, x := range steps {
+		var rows []bucketRow
+		if k == 0 {
+			rows = make([]bucketRow, len(got))
+			for i, r := range got {
+				rows[i] = bucketRow{key: r.key, values: r.values, bucket: r.bucket, v: make([]float64, len(pos[0]))}
+				for j, c := range pos[0] {
+					rows[i].v[j] = r.v[c]
+				}
+			}
+		} else {
+			rows = x.foldRows(got, st.g.by, pos[k])
+		}
+		if err := x.g.store(rows, x.rs, x.slots, x.ts.UnixMilli(), x.now, x.finalUpTo); err != nil {
+			return q.SQL, err
+		}
+	}
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	p.stats.Queries++
+	p.stats.FoldedReads += len(st.guests)
+	for _, r := range st.rs {
+		p.stats.BucketsRead += int(r.hi - r.lo + 1)
+	}
+	return q.SQL, nil
+}
+
+// foldRows folds the rows of a wider grouping's read (labels by; pos says
+// where each of the step's slots is) into the step's groups: counts and
+// sums add up, extremes are taken over the groups that counted a row. A
+// group whose every value is 0 is left out, as its own read would have.
+func (st *gridStep) foldRows(got []bucketRow, by []string, pos []int) []bucketRow {
+	proj := make([]int, len(st.g.by))
+	for i, l := range st.g.by {
+		proj[i] = slices.Index(by, l)
+	}
+	kinds := make([]colKind, len(st.slots))
+	countAt := make([]int, len(st.slots)) // an extreme's count, in the row
+	for j, sl := range st.slots {
+		c := st.g.cols[sl]
+		kinds[j] = c.kind
+		if c.kind == colMin || c.kind == colMax {
+			countAt[j] = pos[slices.Index(st.slots, c.count)]
+		}
+	}
+	type folded struct {
+		row   bucketRow
+		taken []bool // per slot, an extreme was taken
+	}
+	acc := map[string]*folded{}
+	var order []*folded
+	for _, r := range got {
+		values := make([]string, len(proj))
+		for i, c := range proj {
+			values[i] = r.values[c]
+		}
+		key := strings.Join(values, "\xff")
+		ak := strconv.FormatInt(r.bucket, 10) + "\x00" + key
+		a := acc[ak]
+		if a == nil {
+			a = &folded{row: bucketRow{key: key, values: values, bucket: r.bucket, v: make([]float64, len(st.slots))}, taken: make([]bool, len(st.slots))}
+			acc[ak] = a
+			order = append(order, a)
+		}
+		for j, x := range kinds {
+			v := r.v[pos[j]]
+			switch x {
+			case colMin, colMax:
+				if r.v[countAt[j]] == 0 {
+					continue // the group has no event of this selector
+				}
+				if !a.taken[j] || x == colMin && v < a.row.v[j] || x == colMax && v > a.row.v[j] {
+					a.row.v[j], a.taken[j] = v, true
+				}
+			default:
+				a.row.v[j] += v
+			}
+		}
+	}
+	out := make([]bucketRow, 0, len(order))
+	for _, a := range order {
+		if slices.ContainsFunc(a.row.v, func(x float64) bool { return x != 0 }) {
+			out = append(out, a.row)
+		}
+	}
+	return out
 }
 
 // readBuckets reads the slots' partial aggregates over the bucket ranges

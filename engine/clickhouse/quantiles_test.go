@@ -186,6 +186,7 @@ func (s IncrementalStats) since(b IncrementalStats) IncrementalStats {
 		Fills: s.Fills - b.Fills, ValueQueries: s.ValueQueries - b.ValueQueries,
 		AheadReads: s.AheadReads - b.AheadReads, AheadUsed: s.AheadUsed - b.AheadUsed,
 		BucketCounts: s.BucketCounts - b.BucketCounts, Rereads: s.Rereads - b.Rereads,
+		Queries: s.Queries - b.Queries, FoldedReads: s.FoldedReads - b.FoldedReads,
 	}
 }
 

@@ -185,12 +185,6 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		// field are independent: they run at the same time,
 		// so a steady evaluation waits for its slowest read, not for the
 		// sum of them. Each writes only its own leaves' vectors.
-		type gridOut struct {
-			stmts    []string
-			deferred []deferral
-			err      error
-		}
-		gouts := make([]gridOut, len(grids))
 		streams := s.inc.streams(leaves, quantiles)
 		qouts := make([]quantileOut, len(streams))
 		var wg sync.WaitGroup
@@ -209,12 +203,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				f()
 			}()
 		}
-		for k, g := range grids {
-			run(func() {
-				o := &gouts[k]
-				o.stmts, o.deferred, o.err = s.inc.eval(ctx, s, g, ts, leaves, byGrid[g], res.Vectors)
-			})
-		}
+		gouts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run)
 		for k, idx := range streams {
 			run(func() {
 				o := &qouts[k]

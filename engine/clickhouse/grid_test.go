@@ -1,0 +1,61 @@
+package clickhouse
+
+import (
+	"testing"
+	"time"
+)
+
+// TestNarrowGroupingsFoldIntoAWiderRead: the platform-wide leaves of a
+// rule pack and its leaves by tenant, and by tenant and app, read the same
+// buckets at each step; one query grouped by tenant and app reads them
+// all, and the narrower groupings' buckets are folded from its rows: counts
+// and sums add up, an extreme is taken over the groups that have an event
+// of its selector. Late rows land in buckets that are open. Every value
+// equals the full query's. A platform-wide stddev (of a field all 0, so
+// that it compares exactly) cannot be folded from the groups' moments: its
+// grouping then reads on its own.
+func TestNarrowGroupingsFoldIntoAWiderRead(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	folded := parseLeaves(t,
+		`count_over_time(events{status="ok"}[5m])`,
+		`sum_over_time(latency_ms[1h])`,
+		`max_over_time(latency_ms{tenant_id="t1"}[5m])`,
+		`min_over_time(latency_ms{app_code="a2"}[1h])`,
+		`max_over_time(latency_ms{app_code="a2"}[5m])`,
+		`sum by (tenant_id) (count_over_time(events[5m]))`,
+		`sum by (tenant_id, app_code) (sum_over_time(latency_ms[5m]))`,
+	)
+	for _, tc := range []struct {
+		name                 string
+		extra                string
+		queries, foldedReads int
+	}{
+		{"folded", "", 1, 2},
+		{"stddev reads on its own", `stddev_over_time(input_tokens[5m])`, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := newTwins(t, ts, 600, 2*time.Hour)
+			leaves := folded
+			if tc.extra != "" {
+				leaves = append(parseLeaves(t, tc.extra), folded...)
+			}
+			for k := range 6 {
+				at := ts.Add(time.Duration(k) * time.Minute)
+				if k > 0 {
+					tw.minute(k, at)
+					// A late row in the bucket before, still open.
+					late := tw.row(5000+k, at.Add(-90*time.Second))
+					late["app_code"], late["latency_ms"] = "a2", float64(k)
+					tw.insert(late)
+				}
+				_, st := tw.eval(at, leaves)
+				if k < 2 {
+					continue // the first evaluations read their windows
+				}
+				if st.Queries != tc.queries || st.FoldedReads != tc.foldedReads {
+					t.Errorf("at %s: %d bucket reads, %d folded into a wider one; want %d and %d", at.Format("15:04"), st.Queries, st.FoldedReads, tc.queries, tc.foldedReads)
+				}
+			}
+		})
+	}
+}
