@@ -59,3 +59,55 @@ func TestNarrowGroupingsFoldIntoAWiderRead(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantileStepCountsOpenBucketsByTheBucketRead: a quantile window
+// keeps the buckets not final yet in its distribution and reads one again
+// when its number of events changed (late rows). When the evaluation's
+// bucket read counts the same selector's events over those buckets (here
+// for count_over_time and sum_over_time of the same calls), the quantile
+// step takes its counts from it and runs no count query; late rows that
+// move the p95 are still found. A quantile whose selector no bucket read
+// counts (t2) counts its buckets itself.
+func TestQuantileStepCountsOpenBucketsByTheBucketRead(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		quantile string
+		counts   int // count queries per step
+	}{
+		{"same selector", `p95(latency_ms{tenant_id="t1"}[5m])`, 0},
+		{"no bucket read counts it", `p95(latency_ms{tenant_id="t2"}[5m])`, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := newTwins(t, ts, 600, 2*time.Hour)
+			leaves := parseLeaves(t, tc.quantile, `p99(latency_ms{tenant_id="t1"}[1h])`,
+				`count_over_time(events{tenant_id="t1"}[5m])`, `sum by (tenant_id) (sum_over_time(latency_ms[1h]))`)
+			rereads := 0
+			for k := range 7 {
+				at := ts.Add(time.Duration(k) * time.Minute)
+				if k > 0 {
+					tw.minute(k, at)
+				}
+				if k == 4 {
+					// Late and slow calls of t1 and t2 in the bucket
+					// before, still open: the p95s move to 9000.
+					var late []map[string]any
+					for i := range 30 {
+						r := tw.row(6001+i, at.Add(-90*time.Second))
+						r["latency_ms"] = float64(9000)
+						late = append(late, r)
+					}
+					tw.insert(late...)
+				}
+				_, st := tw.eval(at, leaves)
+				rereads += st.Rereads
+				if k >= 2 && st.BucketCounts != tc.counts {
+					t.Errorf("at %s: %d count queries, want %d", at.Format("15:04"), st.BucketCounts, tc.counts)
+				}
+			}
+			if rereads == 0 {
+				t.Error("no open bucket was read again: the late rows went unseen")
+			}
+		})
+	}
+}

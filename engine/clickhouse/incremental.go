@@ -442,7 +442,7 @@ func (p *partials) finish(ctx context.Context, s *Source, st *gridStep, vectors 
 // (run), each read of a narrower grouping folded into a wider one's when
 // they read the same buckets (foldReads). It returns, per grid, the
 // statements it ran, the leaves it leaves to a full query and its error.
-func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids []*grid, byGrid map[*grid][]int, leaves []*dsl.Leaf, vectors [][]engine.Sample, run func(func())) []gridOut {
+func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids []*grid, byGrid map[*grid][]int, leaves []*dsl.Leaf, vectors [][]engine.Sample, run func(func())) ([]gridOut, *bucketCounts) {
 	// Locked in one order (by grouping) by every evaluation: two
 	// evaluations at the same time never wait for each other's grid.
 	order := slices.Clone(grids)
@@ -455,6 +455,16 @@ func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids
 		all = append(all, st)
 	}
 	foldReads(all)
+	reads := 0
+	for _, st := range all {
+		if st.host == nil && len(st.rs) > 0 {
+			reads++
+		}
+	}
+	var counts *bucketCounts
+	if reads > 0 {
+		counts = &bucketCounts{pending: reads, done: make(chan struct{}), counts: map[string]map[int64]float64{}}
+	}
 	outs := make([]gridOut, len(grids))
 	at := map[*gridStep]*gridOut{}
 	for k, g := range grids {
@@ -469,7 +479,7 @@ func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids
 			o := at[st]
 			mine := append([]*gridStep{st}, st.guests...)
 			if len(st.rs) > 0 {
-				sql, err := p.readGrid(ctx, s, st)
+				sql, err := p.readGrid(ctx, s, st, counts)
 				o.stmts = append(o.stmts, sql)
 				if err != nil {
 					var ils []incLeaf
@@ -493,7 +503,7 @@ func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids
 			}
 		})
 	}
-	return outs
+	return outs, counts
 }
 
 // gridOut is what evalGrids returns for one grid.
@@ -557,11 +567,10 @@ func (st *gridStep) foldable() bool {
 }
 
 // readGrid runs the step's bucket read, with the slots of its guests, and
-// stores what it read into its grid and theirs; it returns the SQL.
-func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep) (string, error) {
-	if len(st.guests) == 0 {
-		return p.readBuckets(ctx, s, st.g, st.rs, st.slots, st.ts, st.now, st.finalUpTo)
-	}
+// stores what it read into its grid and theirs; it adds the events it
+// counted to counts. It returns the SQL.
+func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep, counts *bucketCounts) (string, error) {
+	defer counts.readDone()
 	// The columns of every step, each read once: pos gives, per step,
 	// where each of its slots is in the row.
 	var cols []gridColumn
@@ -586,10 +595,13 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep) (strin
 	for _, r := range st.rs {
 		buckets += int(r.hi - r.lo + 1)
 	}
+	// A row per group and bucket: the limit is the statement's groups in
+	// every bucket read.
 	got, err := st.g.query(ctx, s, q, (len(cols)*s.opts.MaxGroups)*buckets)
 	if err != nil {
 		return q.SQL, err
 	}
+	counts.add(cols, got, st.rs)
 	for k, x := range steps {
 		var rows []bucketRow
 		if k == 0 {
@@ -615,6 +627,85 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep) (strin
 		p.stats.BucketsRead += int(r.hi - r.lo + 1)
 	}
 	return q.SQL, nil
+}
+
+// bucketCounts are the events per bucket of each selector (by the key of
+// its condition) that an evaluation's bucket reads counted. The quantile
+// steps of the same evaluation take the counts of the buckets they keep
+// that are not final yet from them (readStep), instead of counting those
+// buckets by a query of their own. A nil *bucketCounts has none.
+type bucketCounts struct {
+	mu      sync.Mutex
+	pending int           // bucket reads still running
+	done    chan struct{} // closed when none is
+	counts  map[string]map[int64]float64
+}
+
+// add adds the counts of a bucket read (columns cols, over rs) that
+// returned got: per count column, its groups summed per bucket, 0 in a
+// bucket with no row.
+func (c *bucketCounts) add(cols []gridColumn, got []bucketRow, rs []bucketRange) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j, col := range cols {
+		if col.kind != colCount {
+			continue
+		}
+		m := map[int64]float64{}
+		for _, r := range rs {
+			for k := r.lo; k <= r.hi; k++ {
+				m[k] = 0
+			}
+		}
+		for _, r := range got {
+			m[r.bucket] += r.v[j]
+		}
+		c.counts[col.cond.key()] = m
+	}
+}
+
+// readDone notes that a bucket read ended, stored or not.
+func (c *bucketCounts) readDone() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending--; c.pending == 0 {
+		close(c.done)
+	}
+}
+
+// lookup waits for the evaluation's bucket reads and returns, per plan,
+// the events of its condition in each bucket it checks; nil when a read
+// did not count one of them.
+func (c *bucketCounts) lookup(ctx context.Context, plans []*vcPlan) []map[int64]float64 {
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]map[int64]float64, len(plans))
+	for i, pl := range plans {
+		m := c.counts[pl.cond.key()]
+		out[i] = map[int64]float64{}
+		for _, b := range pl.check {
+			n, ok := m[b]
+			if !ok {
+				return nil
+			}
+			out[i][b] = n
+		}
+	}
+	return out
 }
 
 // foldRows folds the rows of a wider grouping's read (labels by; pos says

@@ -152,7 +152,7 @@ func (p *partials) streams(leaves []*dsl.Leaf, idx []int) [][]int {
 // quantiles computes the quantile leaves idx of leaves at ts from value
 // counts. It returns the leaves it leaves to the full path (a family over
 // the distinct-value budget) with the reason, and the statements it ran.
-func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample) (statements []string, deferred map[int]string, err error) {
+func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leaves []*dsl.Leaf, idx []int, vectors [][]engine.Sample, counts *bucketCounts) (statements []string, deferred map[int]string, err error) {
 	byFamily := map[string][]int{}
 	var order []string
 	for _, i := range idx {
@@ -183,7 +183,7 @@ func (p *partials) quantiles(ctx context.Context, s *Source, ts time.Time, leave
 		// before another evaluation (a rule group sharing the family)
 		// steps it.
 		f.mu.Lock()
-		sqls, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts)
+		sqls, groups, wait, over, err := p.stepFamily(ctx, s, f, leaves[is[0]], ts, counts)
 		if err == nil && wait == "" && over == "" {
 			for _, i := range is {
 				vectors[i] = familySamples(leaves[i], groups)
@@ -375,7 +375,7 @@ func (pl *vcPlan) changed(events map[int64]float64) (fresh []int64) {
 // the same queries, when this time is their next evaluation: the groups
 // due at the same time then read their value counts once, by the first of
 // them (coFamilies).
-func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time) (sqls []string, groups []*vcGroup, wait, over string, err error) {
+func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *dsl.Leaf, ts time.Time, counts *bucketCounts) (sqls []string, groups []*vcGroup, wait, over string, err error) {
 	switch {
 	case f.over != "":
 		return nil, nil, "", f.over, nil
@@ -416,7 +416,7 @@ func (p *partials) stepFamily(ctx context.Context, s *Source, f *vcFamily, l *ds
 				plans = append(plans, cp)
 			}
 		}
-		sqls, err = p.readStep(ctx, s, by, l.Selector, w, plans)
+		sqls, err = p.readStep(ctx, s, by, l.Selector, w, plans, counts)
 		if err != nil {
 			f.reset() // start again from a cold read
 			return sqls, nil, "", "", err
@@ -471,11 +471,12 @@ func (f *vcFamily) reset() {
 }
 
 // readStep reads what the plans need: the value counts of their new,
-// entering and leaving buckets (readValues), and, at the same time, the
-// events of the buckets they keep (countBuckets, one GROUP BY bucket);
-// then the value counts of the kept buckets whose count changed (late
-// rows). It returns the statements.
-func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, plans []*vcPlan) (sqls []string, err error) {
+// entering and leaving buckets (readValues), and the events of the
+// buckets they keep, which the evaluation's bucket reads counted (counts)
+// or, when they did not, one GROUP BY bucket counts (countBuckets) at the
+// same time; then the value counts of the kept buckets whose count
+// changed (late rows). It returns the statements.
+func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, plans []*vcPlan, counts *bucketCounts) (sqls []string, err error) {
 	if !slices.ContainsFunc(plans, func(pl *vcPlan) bool { return len(pl.check) > 0 }) {
 		sql, err := p.readValues(ctx, s, by, sel, w, true, plans)
 		return nonEmpty(sql), err
@@ -487,17 +488,29 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 		wg       sync.WaitGroup
 	)
 	count := func() { countSQL, events, countErr = p.countBuckets(ctx, s, w, plans) }
-	if s.serial() {
+	var sql string
+	switch {
+	case counts != nil:
+		// The evaluation's bucket reads count the same buckets: their
+		// counts serve when they have every selector's.
+		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
+		if err == nil {
+			if events = counts.lookup(ctx, plans); events == nil {
+				count()
+			}
+		}
+	case s.serial():
 		count() // one statement at a time
-	} else {
+		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
+	default:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			count()
 		}()
+		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
+		wg.Wait()
 	}
-	sql, err := p.readValues(ctx, s, by, sel, w, true, plans)
-	wg.Wait()
 	sqls = append(nonEmpty(countSQL), nonEmpty(sql)...)
 	if err = errors.Join(err, countErr); err != nil {
 		return sqls, err

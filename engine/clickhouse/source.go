@@ -194,20 +194,23 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 			// spend their timeouts waiting: they run one after another.
 			sem = make(chan struct{}, 1)
 		}
+		// A read takes its place before the next starts: the bucket reads
+		// (started first) never wait for a place held by a quantile step
+		// that waits for their counts.
 		run := func(f func()) {
 			wg.Add(1)
+			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
-				sem <- struct{}{}
 				defer func() { <-sem }()
 				f()
 			}()
 		}
-		gouts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run)
+		gouts, counts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run)
 		for k, idx := range streams {
 			run(func() {
 				o := &qouts[k]
-				o.stmts, o.deferred, o.err = s.inc.quantiles(ctx, s, ts, leaves, idx, res.Vectors)
+				o.stmts, o.deferred, o.err = s.inc.quantiles(ctx, s, ts, leaves, idx, res.Vectors, counts)
 			})
 		}
 		wg.Wait()
