@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/callwatch/callwatch/dsl"
@@ -117,6 +119,8 @@ func main() {
 	flag.StringVar(&o.traceQueries, "trace-queries", "", "write each query of the steady evaluations (time, rows, statement) to this file")
 	flag.BoolVar(&o.writeRules, "write-rules", false, "regenerate the rule pack in -rules from its definition in this program and exit")
 	flag.Parse()
+	// As callwatch serve does: no traces are exported.
+	otel.SetTracerProvider(noop.NewTracerProvider())
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if o.writeRules {

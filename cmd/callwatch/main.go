@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 const usage = `usage: callwatch <command> [flags] [args]
@@ -29,6 +32,10 @@ Run 'callwatch <command> -h' for the flags of a command.
 `
 
 func main() {
+	// callwatch exports no traces: the spans of the PromQL engine go to a
+	// no-op provider, as in a Prometheus with no tracing configured,
+	// not to OpenTelemetry's global one, which allocates for each.
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
