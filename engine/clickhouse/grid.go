@@ -116,7 +116,7 @@ func (p *partials) grid(by []string, columns Columns) *grid {
 
 // slot returns the slot of a column, adding it when new.
 func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
-	k := fmt.Sprintf("%d\x00%s", kind, f.key())
+	k := colKey(kind, f)
 	if i, ok := g.slots[k]; ok {
 		return i
 	}
@@ -124,6 +124,11 @@ func (g *grid) slot(kind colKind, f, cond fragment, count int) int {
 	g.used = append(g.used, math.MinInt64)
 	g.slots[k] = len(g.cols) - 1
 	return len(g.cols) - 1
+}
+
+// colKey identifies a column: its kind and expression.
+func colKey(kind colKind, f fragment) string {
+	return fmt.Sprintf("%d\x00%s", kind, f.key())
 }
 
 // incLeaf is a leaf on the incremental path with its slots and buckets.

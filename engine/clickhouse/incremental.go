@@ -580,7 +580,7 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep, counts
 	for k, x := range steps {
 		for _, sl := range x.slots {
 			c := x.g.cols[sl]
-			key := fmt.Sprintf("%d\x00%s", c.kind, c.frag.key())
+			key := colKey(c.kind, c.frag)
 			i, ok := index[key]
 			if !ok {
 				i = len(cols)
