@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -109,5 +110,35 @@ func TestQuantileStepCountsOpenBucketsByTheBucketRead(t *testing.T) {
 				t.Error("no open bucket was read again: the late rows went unseen")
 			}
 		})
+	}
+}
+
+// TestFoldingDoesNotWidenARead: the per-tenant count of one tenant's calls
+// reads that tenant's rows; folding the platform-wide count of all calls
+// into it would make it read, and keep, a row for every tenant — over
+// max_series_per_rule (10 here, of 50 tenants), an evaluation that failed.
+// The two groupings read apart, and the values are the full query's.
+func TestFoldingDoesNotWidenARead(t *testing.T) {
+	ts := time.Date(2025, 11, 24, 16, 0, 0, 0, time.UTC)
+	tw := newTwins(t, ts, 100, time.Hour)
+	var rows []map[string]any
+	for i := range 3000 {
+		r := tw.row(i, ts.Add(-50*time.Minute+time.Duration(i)*time.Second))
+		r["tenant_id"] = fmt.Sprintf("t%d", i%50)
+		rows = append(rows, r)
+	}
+	tw.insert(rows...)
+	src, err := New(Options{Conn: tw.inc.opts.Conn, Table: tw.inc.opts.Table, Columns: tw.inc.opts.Columns, MaxGroups: 10,
+		Incremental: &Incremental{FillSettle: -1, Now: func() time.Time { return tw.now }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.inc = src
+	leaves := parseLeaves(t, `sum by (tenant_id) (count_over_time(events{tenant_id="t1"}[5m]))`, `count_over_time(events[5m])`)
+	for k := range 4 {
+		_, st := tw.eval(ts.Add(time.Duration(k)*time.Minute), leaves)
+		if st.FoldedReads != 0 {
+			t.Errorf("step %d: %d reads folded into the one tenant's read", k, st.FoldedReads)
+		}
 	}
 }

@@ -463,7 +463,19 @@ func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids
 	}
 	var counts *bucketCounts
 	if reads > 0 {
-		counts = &bucketCounts{pending: reads, done: make(chan struct{}), counts: map[string]map[int64]float64{}}
+		counts = &bucketCounts{pending: reads, done: make(chan struct{}), counts: map[string]map[int64]float64{}, covers: map[string][]bucketRange{}}
+		for _, st := range all {
+			if st.host != nil || len(st.rs) == 0 {
+				continue
+			}
+			for _, x := range append([]*gridStep{st}, st.guests...) {
+				for _, sl := range x.slots {
+					if c := x.g.cols[sl]; c.kind == colCount {
+						counts.covers[c.cond.key()] = append(counts.covers[c.cond.key()], st.rs...)
+					}
+				}
+			}
+		}
 	}
 	outs := make([]gridOut, len(grids))
 	at := map[*gridStep]*gridOut{}
@@ -520,7 +532,11 @@ type gridOut struct {
 // platform-wide bucket is the sum of the tenants' (see readGrid). Only
 // partial states that add up across groups or take their extreme fold;
 // a step with others (moments) reads on its own. A step folds into the
-// narrowest such grouping, and with it into that one's host.
+// narrowest such grouping, and with it into that one's host. It folds
+// only where it does not widen the wider read: that read's rows must
+// already be all the narrower one needs (its row filter holds the other's
+// selectors, or it has none), or a guest's broad selector would make the
+// wider grouping read, and keep, every group.
 func foldReads(steps []*gridStep) {
 	byWidth := slices.Clone(steps)
 	slices.SortStableFunc(byWidth, func(a, b *gridStep) int { return len(a.g.by) - len(b.g.by) })
@@ -529,7 +545,7 @@ func foldReads(steps []*gridStep) {
 			continue
 		}
 		for _, h := range byWidth[i+1:] {
-			if len(h.g.by) > len(n.g.by) && h.g.width == n.g.width && slices.Equal(h.rs, n.rs) && holds(h.g.by, n.g.by) {
+			if len(h.g.by) > len(n.g.by) && h.g.width == n.g.width && slices.Equal(h.rs, n.rs) && holds(h.g.by, n.g.by) && h.filters(n) {
 				n.host = h
 				break
 			}
@@ -545,6 +561,26 @@ func foldReads(steps []*gridStep) {
 		}
 		root.guests = append(root.guests, n)
 	}
+}
+
+// filters reports whether the rows of the step's read are all that guest
+// reads: the step's columns have no selector, or theirs hold each of the
+// guest's.
+func (st *gridStep) filters(guest *gridStep) bool {
+	conds := map[string]bool{}
+	for _, sl := range st.slots {
+		c := st.g.cols[sl].cond
+		if c.sql == "" {
+			return true
+		}
+		conds[c.key()] = true
+	}
+	for _, sl := range guest.slots {
+		if c := guest.g.cols[sl].cond; c.sql == "" || !conds[c.key()] {
+			return false
+		}
+	}
+	return true
 }
 
 // foldable reports whether the step's read can be folded from a wider
@@ -639,6 +675,25 @@ type bucketCounts struct {
 	pending int           // bucket reads still running
 	done    chan struct{} // closed when none is
 	counts  map[string]map[int64]float64
+	// covers are the buckets the reads count, per condition, as planned.
+	covers map[string][]bucketRange
+}
+
+// serves reports whether the evaluation's bucket reads, as planned, count
+// the events of every bucket each plan checks.
+func (c *bucketCounts) serves(plans []*vcPlan) bool {
+	if c == nil {
+		return false
+	}
+	for _, pl := range plans {
+		rs := c.covers[pl.cond.key()]
+		for _, b := range pl.check {
+			if !slices.ContainsFunc(rs, func(r bucketRange) bool { return b >= r.lo && b <= r.hi }) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // add adds the counts of a bucket read (columns cols, over rs) that

@@ -490,9 +490,9 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 	count := func() { countSQL, events, countErr = p.countBuckets(ctx, s, w, plans) }
 	var sql string
 	switch {
-	case counts != nil:
-		// The evaluation's bucket reads count the same buckets: their
-		// counts serve when they have every selector's.
+	case counts.serves(plans):
+		// The evaluation's bucket reads count the same buckets, of each
+		// plan's selector: their counts serve.
 		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
 		if err == nil {
 			if events = counts.lookup(ctx, plans); events == nil {
