@@ -34,7 +34,7 @@ var _ exporter.Rules = ruleGroups(nil)
 // process collectors, rule metrics, recording rules and ALERTS), serves the
 // registry with promhttp on a local port and times GET /metrics.
 func scrape(ctx context.Context, conn clickhouse.Conn, reg *prometheus.Registry, groups []*engine.Group, o options, rep *report, log *slog.Logger) error {
-	now := benchNow.Add(time.Duration(o.reps)*time.Minute + 10*time.Second)
+	now := benchNow.Add(time.Duration(o.reps+1)*time.Minute + 10*time.Second) // after the steady minutes and the warm-up
 	e, err := exporter.New(exporter.Options{
 		Config:  config.Exporter{LabelLimits: map[string]int{"tenant_id": o.tenantLimit}},
 		Conn:    conn,
