@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -610,20 +609,18 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep, counts
 	// The columns of every step, each read once: pos gives, per step,
 	// where each of its slots is in the row.
 	var cols []gridColumn
-	index := map[string]int{}
+	var keys []string // of cols
 	steps := append([]*gridStep{st}, st.guests...)
 	pos := make([][]int, len(steps))
 	for k, x := range steps {
 		for _, sl := range x.slots {
 			c := x.g.cols[sl]
-			key := colKey(c.kind, c.frag)
-			i, ok := index[key]
-			if !ok {
-				i = len(cols)
-				index[key] = i
-				cols = append(cols, c)
+			if i := slices.Index(keys, colKey(c.kind, c.frag)); i >= 0 {
+				pos[k] = append(pos[k], i)
+				continue
 			}
-			pos[k] = append(pos[k], i)
+			pos[k] = append(pos[k], len(cols))
+			cols, keys = append(cols, c), append(keys, colKey(c.kind, c.frag))
 		}
 	}
 	q := bucketStatement(s, st.g.by, st.g.width, st.rs, cols)
@@ -785,19 +782,22 @@ func (st *gridStep) foldRows(got []bucketRow, by []string, pos []int) []bucketRo
 		row   bucketRow
 		taken []bool // per slot, an extreme was taken
 	}
-	acc := map[string]*folded{}
+	type groupIn struct {
+		bucket int64
+		key    string
+	}
+	acc := map[groupIn]*folded{}
 	var order []*folded
 	for _, r := range got {
 		values := make([]string, len(proj))
 		for i, c := range proj {
 			values[i] = r.values[c]
 		}
-		key := strings.Join(values, "\xff")
-		ak := strconv.FormatInt(r.bucket, 10) + "\x00" + key
-		a := acc[ak]
+		gk := groupIn{r.bucket, strings.Join(values, "\xff")}
+		a := acc[gk]
 		if a == nil {
-			a = &folded{row: bucketRow{key: key, values: values, bucket: r.bucket, v: make([]float64, len(st.slots))}, taken: make([]bool, len(st.slots))}
-			acc[ak] = a
+			a = &folded{row: bucketRow{key: gk.key, values: values, bucket: r.bucket, v: make([]float64, len(st.slots))}, taken: make([]bool, len(st.slots))}
+			acc[gk] = a
 			order = append(order, a)
 		}
 		for j, x := range kinds {
