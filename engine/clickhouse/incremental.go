@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -715,7 +716,12 @@ func (c *bucketCounts) add(cols []gridColumn, got []bucketRow, rs []bucketRange)
 		for _, r := range got {
 			m[r.bucket] += r.v[j]
 		}
-		c.counts[col.cond.key()] = m
+		// Another read may have counted other buckets of the selector.
+		if all := c.counts[col.cond.key()]; all != nil {
+			maps.Copy(all, m)
+		} else {
+			c.counts[col.cond.key()] = m
+		}
 	}
 }
 

@@ -1,7 +1,9 @@
 package clickhouse
 
 import (
+	"context"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -47,5 +49,27 @@ func TestEveryBackendComputesEveryAggregate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBucketCountsOfTwoReadsAddUp: two bucket reads count one selector
+// over different buckets; a quantile step checks buckets of both, and
+// gets each from the read that counted it.
+func TestBucketCountsOfTwoReadsAddUp(t *testing.T) {
+	cond := fragment{sql: "`tenant_id` = ?", args: []any{"t1"}}
+	cols := []gridColumn{{kind: colCount, cond: cond}}
+	c := &bucketCounts{pending: 2, done: make(chan struct{}), counts: map[string]map[int64]float64{},
+		covers: map[string][]bucketRange{cond.key(): {{10, 12}, {13, 13}}}}
+	pl := &vcPlan{cond: cond, check: []int64{11, 12, 13}}
+	if !c.serves([]*vcPlan{pl}) {
+		t.Fatal("the reads, as planned, count buckets 10 to 13: they serve")
+	}
+	c.add(cols, []bucketRow{{bucket: 11, v: []float64{4}}, {bucket: 11, v: []float64{1}}}, []bucketRange{{10, 12}})
+	c.readDone()
+	c.add(cols, []bucketRow{{bucket: 13, v: []float64{7}}}, []bucketRange{{13, 13}})
+	c.readDone()
+	got := c.lookup(context.Background(), []*vcPlan{pl})
+	if want := []map[int64]float64{{11: 5, 12: 0, 13: 7}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("counts %v, want %v", got, want)
 	}
 }
