@@ -210,7 +210,9 @@ func (p *partials) seed(ctx context.Context, s *Source, g *grid, sds []*seedLeaf
 	}
 	var statements []string
 	if len(ranges) > 0 {
-		sql, err := p.readBuckets(ctx, s, g, mergeRanges(ranges), slots, ts, now, finalUpTo)
+		sort.Ints(slots)
+		st := &gridStep{g: g, ts: ts, now: now, finalUpTo: finalUpTo, rs: mergeRanges(ranges), slots: slots}
+		sql, err := p.readGrid(ctx, s, st, nil)
 		statements = append(statements, sql)
 		if err != nil {
 			return statements, fmt.Errorf("compute %s from partial aggregates: %w", sds[0].l.Func, err)

@@ -441,8 +441,10 @@ func (p *partials) finish(ctx context.Context, s *Source, st *gridStep, vectors 
 // at ts into vectors, the grids' bucket reads running at the same time
 // (run), each read of a narrower grouping folded into a wider one's when
 // they read the same buckets (foldReads). It returns, per grid, the
-// statements it ran, the leaves it leaves to a full query and its error.
-func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids []*grid, byGrid map[*grid][]int, leaves []*dsl.Leaf, vectors [][]engine.Sample, run func(func())) ([]gridOut, *bucketCounts) {
+// statements it ran, the leaves it leaves to a full query and its error,
+// and, when wantCounts (the evaluation has quantile leaves), the events
+// its reads count (bucketCounts).
+func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids []*grid, byGrid map[*grid][]int, leaves []*dsl.Leaf, vectors [][]engine.Sample, run func(func()), wantCounts bool) ([]gridOut, *bucketCounts) {
 	// Locked in one order (by grouping) by every evaluation: two
 	// evaluations at the same time never wait for each other's grid.
 	order := slices.Clone(grids)
@@ -462,7 +464,7 @@ func (p *partials) evalGrids(ctx context.Context, s *Source, ts time.Time, grids
 		}
 	}
 	var counts *bucketCounts
-	if reads > 0 {
+	if reads > 0 && wantCounts {
 		counts = &bucketCounts{pending: reads, done: make(chan struct{}), counts: map[string]map[int64]float64{}, covers: map[string][]bucketRange{}}
 		for _, st := range all {
 			if st.host != nil || len(st.rs) == 0 {
@@ -637,8 +639,11 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep, counts
 	}
 	counts.add(cols, got, st.rs)
 	for k, x := range steps {
-		var rows []bucketRow
-		if k == 0 {
+		rows := got // a read of the step's own slots alone, in order
+		switch {
+		case k > 0:
+			rows = x.foldRows(got, st.g.by, pos[k])
+		case len(cols) > len(pos[0]):
 			rows = make([]bucketRow, len(got))
 			for i, r := range got {
 				rows[i] = bucketRow{key: r.key, values: r.values, bucket: r.bucket, v: make([]float64, len(pos[0]))}
@@ -646,8 +651,6 @@ func (p *partials) readGrid(ctx context.Context, s *Source, st *gridStep, counts
 					rows[i].v[j] = r.v[c]
 				}
 			}
-		} else {
-			rows = x.foldRows(got, st.g.by, pos[k])
 		}
 		if err := x.g.store(rows, x.rs, x.slots, x.ts.UnixMilli(), x.now, x.finalUpTo); err != nil {
 			return q.SQL, err
@@ -828,33 +831,6 @@ func (st *gridStep) foldRows(got []bucketRow, by []string, pos []int) []bucketRo
 		}
 	}
 	return out
-}
-
-// readBuckets reads the slots' partial aggregates over the bucket ranges
-// rs in one query and stores them; it returns the SQL.
-func (p *partials) readBuckets(ctx context.Context, s *Source, g *grid, rs []bucketRange, slots []int, ts, now time.Time, finalUpTo int64) (string, error) {
-	sort.Ints(slots)
-	st := g.statement(s, rs, slots)
-	buckets := 0
-	for _, r := range rs {
-		buckets += int(r.hi - r.lo + 1)
-	}
-	// A row per group and bucket: the limit is the statement's groups in
-	// every bucket read.
-	got, err := g.query(ctx, s, st, (len(slots)*s.opts.MaxGroups)*buckets)
-	if err != nil {
-		return st.SQL, err
-	}
-	if err := g.store(got, rs, slots, ts.UnixMilli(), now, finalUpTo); err != nil {
-		return st.SQL, err
-	}
-	p.statsMu.Lock()
-	defer p.statsMu.Unlock()
-	p.stats.Queries++
-	for _, r := range rs {
-		p.stats.BucketsRead += int(r.hi - r.lo + 1)
-	}
-	return st.SQL, nil
 }
 
 // defers says why leaf il, missing that many buckets, is computed by a

@@ -206,7 +206,7 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 				f()
 			}()
 		}
-		gouts, counts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run)
+		gouts, counts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run, len(quantiles) > 0)
 		for k, idx := range streams {
 			run(func() {
 				o := &qouts[k]
