@@ -101,9 +101,16 @@ type QuerierOptions struct {
 // Querier evaluates planned expressions: its LeafSource computes the leaves,
 // and Prometheus' own PromQL engine evaluates everything above them, so
 // operators, vector matching and aggregations keep PromQL's exact semantics.
+// The common rule shapes (a leaf against a threshold, ratios, sums and
+// maxima by labels) skip the engine on the instant path (instant.go), which
+// gives the engine's results to the bit.
 type Querier struct {
 	opts QuerierOptions
 	ng   *promql.Engine
+	// plans are the instant path's compiled queries (see instant.go),
+	// shared with the queriers of batches; nil evaluates every query
+	// with the engine.
+	plans *instantPlans
 	// base is the source the querier was made with: a batch's querier
 	// keeps it for the leaves inside subqueries, which are evaluated over
 	// ranges of times, never from the batch.
@@ -121,6 +128,7 @@ func NewQuerier(opts QuerierOptions) *Querier {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	p := parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()})
 	ng := promql.NewEngine(promql.EngineOpts{
 		Logger:        opts.Logger,
 		MaxSamples:    opts.MaxSamples,
@@ -129,9 +137,9 @@ func NewQuerier(opts QuerierOptions) *Querier {
 		// A subquery without a step ([1h:]) steps by dsl's default, the
 		// times its leaves are computed for (dsl.Subquery.Times).
 		NoStepSubqueryIntervalFn: func(int64) int64 { return dsl.DefaultSubqueryStep.Milliseconds() },
-		Parser:                   parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}),
+		Parser:                   p,
 	})
-	return &Querier{opts: opts, ng: ng, base: opts.Source}
+	return &Querier{opts: opts, ng: ng, base: opts.Source, plans: newInstantPlans(p)}
 }
 
 // Query evaluates e at ts, with the querier's own SeriesSource.
@@ -208,6 +216,12 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 	}
 	for _, c := range e.Clocks {
 		series[c.Name] = []Sample{{Labels: labels.EmptyLabels(), Value: c.Value(ts)}}
+	}
+	if len(snap.points) == 0 {
+		if res, ok := q.plans.plan(e.Query).result(series, q.opts.MaxSamples); ok {
+			res.Statements, res.Paths, res.NoData = lr.Statements, lr.Paths, noData
+			return res, nil
+		}
 	}
 	// Samples are exactly at the times they were computed for: a lookback
 	// shorter than any step keeps PromQL from carrying a group's value into
@@ -483,7 +497,7 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 		}
 		return out, nil
 	})
-	bq := &Querier{opts: q.opts, ng: q.ng, base: q.base}
+	bq := &Querier{opts: q.opts, ng: q.ng, base: q.base, plans: q.plans}
 	bq.opts.Source = src
 	return bq.QueryWith, batchErr
 }
