@@ -367,16 +367,20 @@ type vecBinNode struct {
 	returnBool bool
 }
 
+// sides evaluates the two sides of a binary operation.
+func sides(l, r vecNode, in map[string][]Sample) (lhs, rhs []isample, ok bool) {
+	if lhs, ok = l.eval(in); ok {
+		rhs, ok = r.eval(in)
+	}
+	return lhs, rhs, ok
+}
+
 func (n vecBinNode) eval(in map[string][]Sample) ([]isample, bool) {
-	lhs, ok := n.lhs.eval(in)
-	if !ok {
+	lhs, rhs, ok := sides(n.lhs, n.rhs, in)
+	switch {
+	case !ok:
 		return nil, false
-	}
-	rhs, ok := n.rhs.eval(in)
-	if !ok {
-		return nil, false
-	}
-	if len(lhs) == 0 || len(rhs) == 0 {
+	case len(lhs) == 0 || len(rhs) == 0:
 		return nil, true
 	}
 	var buf []byte
@@ -435,11 +439,7 @@ type setNode struct {
 }
 
 func (n setNode) eval(in map[string][]Sample) ([]isample, bool) {
-	lhs, ok := n.lhs.eval(in)
-	if !ok {
-		return nil, false
-	}
-	rhs, ok := n.rhs.eval(in)
+	lhs, rhs, ok := sides(n.lhs, n.rhs, in)
 	if !ok {
 		return nil, false
 	}
