@@ -64,9 +64,13 @@ func (c *instantPlans) plan(query string) *instantPlan {
 }
 
 // instantPlan is a compiled expression: a vector node, or a constant scalar.
+// nodes counts the expression's nodes, literals included: no node holds
+// more samples than the input has, so nodes × the input's samples bounds
+// what PromQL would hold at once, and its MaxSamples is checked on that.
 type instantPlan struct {
 	vec    vecNode
 	scalar float64
+	nodes  int
 }
 
 // isample is a sample on the instant path. Its labels never hold
@@ -90,10 +94,12 @@ func compileInstant(e parser.Expr) *instantPlan {
 	if !ok {
 		return nil
 	}
+	nodes := 0
+	parser.Inspect(e, func(parser.Node, []parser.Node) error { nodes++; return nil })
 	if isScalar {
-		return &instantPlan{scalar: s}
+		return &instantPlan{scalar: s, nodes: nodes}
 	}
-	return &instantPlan{vec: vec}
+	return &instantPlan{vec: vec, nodes: nodes}
 }
 
 // compileNode compiles e: a vector node, or (isScalar) a constant.
@@ -277,13 +283,7 @@ func (n selectorNode) eval(in map[string][]Sample) ([]isample, bool) {
 		if value.IsStaleNaN(s.Value) {
 			continue
 		}
-		reserved := false
-		s.Labels.Range(func(l labels.Label) {
-			if strings.HasPrefix(l.Name, "__") {
-				reserved = true
-			}
-		})
-		if reserved {
+		if !plainLabels(s.Labels) {
 			return nil, false
 		}
 		out = append(out, isample{labels: s.Labels, f: s.Value})
@@ -295,6 +295,22 @@ func (n selectorNode) eval(in map[string][]Sample) ([]isample, bool) {
 		}
 	}
 	return out, true
+}
+
+// plainLabels reports whether the instant path serves lset as PromQL's
+// snapshot does: no reserved label (__name__ and the like), no empty value
+// (the snapshot drops it, so the series would match and group as without
+// it), and no name that sorts before __name__ (upper-case, digits: with
+// __name__ set, PromQL orders the series otherwise, and the order in which
+// a sum adds them changes its last bits).
+func plainLabels(lset labels.Labels) bool {
+	ok := true
+	lset.Range(func(l labels.Label) {
+		if l.Value == "" || l.Name <= model.MetricNameLabel || strings.HasPrefix(l.Name, "__") {
+			ok = false
+		}
+	})
+	return ok
 }
 
 // scalarBinNode is an operation between a vector and a scalar
@@ -580,15 +596,15 @@ func (p *instantPlan) result(in map[string][]Sample, maxSamples int) (Result, bo
 	if p == nil {
 		return Result{}, false
 	}
-	if p.vec == nil {
-		return Result{Scalar: p.scalar, IsScalar: true}, true
-	}
-	n := 0
+	n := 1
 	for _, v := range in {
 		n += len(v)
 	}
-	if n > maxSamples {
-		return Result{}, false // PromQL's limit, and its error
+	if p.nodes*n > maxSamples {
+		return Result{}, false // near PromQL's limit: its count, and its error
+	}
+	if p.vec == nil {
+		return Result{Scalar: p.scalar, IsScalar: true}, true
 	}
 	vec, ok := p.vec.eval(in)
 	if !ok {

@@ -217,7 +217,7 @@ func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seri
 	for _, c := range e.Clocks {
 		series[c.Name] = []Sample{{Labels: labels.EmptyLabels(), Value: c.Value(ts)}}
 	}
-	if len(snap.points) == 0 {
+	if len(snap.points) == 0 && ctx.Err() == nil {
 		if res, ok := q.plans.plan(e.Query).result(series, q.opts.MaxSamples); ok {
 			res.Statements, res.Paths, res.NoData = lr.Statements, lr.Paths, noData
 			return res, nil
