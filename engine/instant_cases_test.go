@@ -24,7 +24,7 @@ import (
 var instantTS = time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
 
 // instantBothWays evaluates query over in with and without the instant path.
-func instantBothWays(ctx context.Context, query string, in namedSeries, maxSamples int) (fast, slow Result, fastErr, slowErr error, planned bool) {
+func instantBothWays(ctx context.Context, query string, in namedSeries, maxSamples int) (fast, slow Result, planned bool, fastErr, slowErr error) {
 	p := parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()})
 	parsed, err := p.ParseExpr(query)
 	typ := parser.ValueTypeVector
@@ -94,7 +94,7 @@ func fmtVec(r Result) string {
 
 func checkSame(t *testing.T, query string, in namedSeries, maxSamples int) {
 	t.Helper()
-	fast, slow, fe, se, planned := instantBothWays(context.Background(), query, in, maxSamples)
+	fast, slow, planned, fe, se := instantBothWays(context.Background(), query, in, maxSamples)
 	if !planned {
 		t.Fatalf("%s: not planned: the probe checks nothing", query)
 	}
@@ -225,7 +225,7 @@ func TestInstantPathCanceledContext(t *testing.T) {
 	in := namedSeries{"a": {{Labels: labels.FromStrings("t", "1"), Value: 1}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	fast, slow, fe, se, _ := instantBothWays(ctx, `a > 0`, in, 0)
+	fast, slow, _, fe, se := instantBothWays(ctx, `a > 0`, in, 0)
 	if d := diffResults(fast, slow, fe, se); d != "" {
 		t.Errorf("a > 0 with a canceled context: %s", d)
 	}
@@ -243,7 +243,7 @@ func TestInstantPathParserShapes(t *testing.T) {
 	}
 	in := namedSeries{"a": {{Labels: labels.FromStrings("t", "1"), Value: 1}, {Labels: labels.FromStrings("t", "2"), Value: math.NaN()}}}
 	for _, q := range []string{`-0`, `-1 * a`, `- -1`, `+a`, `-NaN`, `0x10 + a`, `1 > bool NaN`, `a == bool NaN`, `-0 < bool a`, `(a) != (a)`, `a unless on() a`, `a and ignoring(t) a`} {
-		fast, slow, fe, se, _ := instantBothWays(context.Background(), q, in, 0)
+		fast, slow, _, fe, se := instantBothWays(context.Background(), q, in, 0)
 		if d := diffResults(fast, slow, fe, se); d != "" {
 			t.Errorf("%s: %s", q, d)
 		}
@@ -298,7 +298,7 @@ func TestInstantPathConcurrentSharedInput(t *testing.T) {
 func TestInstantPathEmptyAndScalarResults(t *testing.T) {
 	in := namedSeries{"a": {{Labels: labels.FromStrings("t", "1"), Value: 1}}}
 	for _, q := range []string{`a > 100`, `zzz`, `sum(zzz)`, `a and zzz`, `zzz unless a`, `1 + 2`, `(NaN)`, `1 == bool 1`, `a > 1m`} {
-		fast, slow, fe, se, _ := instantBothWays(context.Background(), q, in, 0)
+		fast, slow, _, fe, se := instantBothWays(context.Background(), q, in, 0)
 		if d := diffResults(fast, slow, fe, se); d != "" {
 			t.Errorf("%s: %s", q, d)
 		}

@@ -150,7 +150,7 @@ func TestInstantPathMatchesPromQL(t *testing.T) {
 		} else {
 			fallback++
 		}
-		got, want, gerr, werr, _ := instantBothWays(ctx, query, in, maxSamples)
+		got, want, _, gerr, werr := instantBothWays(ctx, query, in, maxSamples)
 		if d := diffResults(got, want, gerr, werr); d != "" {
 			failed++
 			t.Errorf("%s\n  input %v\n  %s", query, in, d)
