@@ -23,11 +23,14 @@ import (
 // TestInstantPathMatchesPromQL checks that over random vectors and
 // expressions, NaN and ±Inf included. Anything else, and any input on which
 // PromQL would fail (duplicate series, many-to-many matches), goes to the
-// engine, which gives the error.
+// engine, which gives the error. Two things only the engine does: it
+// stops at QuerierOptions.Timeout (the instant path takes microseconds),
+// and it cannot evaluate at a time whose nanoseconds overflow int64 (before
+// 1678 or after 2262), which QueryWith refuses on both paths.
 
 // instantPlans caches the plan of each query text; a text the instant path
-// cannot evaluate is cached as nil. It is bounded: past maxInstantPlans
-// texts (ad-hoc queries), new ones are planned at each call.
+// cannot evaluate is cached as nil. It is bounded: when maxInstantPlans
+// texts (ad-hoc queries) filled it, it starts over.
 type instantPlans struct {
 	parser parser.Parser
 	mu     sync.RWMutex
@@ -56,9 +59,10 @@ func (c *instantPlans) plan(query string) *instantPlan {
 		p = compileInstant(expr)
 	}
 	c.mu.Lock()
-	if len(c.plans) < maxInstantPlans {
-		c.plans[query] = p
+	if len(c.plans) >= maxInstantPlans {
+		clear(c.plans) // ad-hoc texts filled it: start over, rules come back at once
 	}
+	c.plans[query] = p
 	c.mu.Unlock()
 	return p
 }
@@ -283,10 +287,16 @@ func (n selectorNode) eval(in map[string][]Sample) ([]isample, bool) {
 		if value.IsStaleNaN(s.Value) {
 			continue
 		}
-		if !plainLabels(s.Labels) {
+		lset := s.Labels
+		if lset.Has(model.MetricNameLabel) {
+			// A recorded series carries its name; the snapshot serves it
+			// under the selector's name, which the instant path leaves out.
+			lset = lset.DropReserved(isMetricName)
+		}
+		if !plainLabels(lset) {
 			return nil, false
 		}
-		out = append(out, isample{labels: s.Labels, f: s.Value})
+		out = append(out, isample{labels: lset, f: s.Value})
 	}
 	slices.SortFunc(out, func(a, b isample) int { return labels.Compare(a.labels, b.labels) })
 	for i := 1; i < len(out); i++ {

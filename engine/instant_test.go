@@ -37,7 +37,7 @@ func (g instantGen) scalar(depth int) string {
 }
 
 func (g instantGen) matching() string {
-	switch g.r.IntN(6) {
+	switch g.r.IntN(7) {
 	case 0:
 		return " on(tenant_id)"
 	case 1:
@@ -46,6 +46,8 @@ func (g instantGen) matching() string {
 		return " ignoring(app)"
 	case 3:
 		return " on()"
+	case 4:
+		return ` ignoring(_x, "é")`
 	}
 	return ""
 }
@@ -58,7 +60,7 @@ func (g instantGen) vector(depth int) string {
 	case 0:
 		return g.pick("a", "b", "c")
 	case 1, 2:
-		grouping := g.pick("", " by (tenant_id)", " by (app)", " by (tenant_id, app)", " without (app)", " without (tenant_id, app)", " by ()")
+		grouping := g.pick("", " by (tenant_id)", " by (app)", " by (tenant_id, app)", " without (app)", " without (tenant_id, app)", " by ()", ` by ("é", tenant_id)`, " without (_x)")
 		op := g.pick("sum", "sum", "avg", "min", "max", "count", "stddev", "topk")
 		if op == "topk" {
 			return fmt.Sprintf("topk%s (2, %s)", grouping, g.vector(depth-1))
@@ -97,6 +99,8 @@ func (g instantGen) series() namedSeries {
 					lset = labels.FromStrings("Region", "eu", "tenant_id", t)
 				case g.r.IntN(60) == 0:
 					lset = labels.FromStrings("app", "", "tenant_id", t)
+				case g.r.IntN(20) == 0:
+					lset = labels.FromStrings("_x", app, "tenant_id", t, "é", "1")
 				case app != "":
 					lset = labels.FromStrings("app", app, "tenant_id", t)
 				}

@@ -151,6 +151,10 @@ func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result,
 // outputs) from series, which may be nil.
 func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seriesSrc SeriesSource) (Result, error) {
 	ts = ts.Truncate(time.Millisecond)
+	if ts.UnixNano()/1e6 != ts.UnixMilli() {
+		// PromQL's engine counts in nanoseconds: it would find no sample.
+		return Result{}, fmt.Errorf("evaluation time %s is out of range: callwatch evaluates between 1678 and 2262", ts.Format(time.RFC3339))
+	}
 	lr := LeafResult{Vectors: make([][]Sample, len(e.Leaves))}
 	var plain []*dsl.Leaf
 	var plainAt []int
