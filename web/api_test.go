@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -133,6 +134,14 @@ func TestAPI(t *testing.T) {
 		data, _ := json.Marshal(out["data"])
 		if want := `{"result":[{"metric":{},"value":[1764000060,"5"]}],"resultType":"vector"}`; string(data) != want {
 			t.Fatalf("data = %s, want %s", data, want)
+		}
+	})
+	t.Run("a time past 2262 is refused, not answered with no data", func(t *testing.T) {
+		// 10^10 s is the year 2286: PromQL's engine counts in nanoseconds
+		// and would find no sample there.
+		code, out := get(t, srv.URL+"/api/v1/query?query="+url.QueryEscape(`count_over_time(events[5m])`)+"&time=10000000000")
+		if code < 400 || !strings.Contains(fmt.Sprint(out["error"]), "between 1678 and 2262") {
+			t.Fatalf("code %d, out %v", code, out)
 		}
 	})
 	t.Run("a bad query is a 400 with a position", func(t *testing.T) {
