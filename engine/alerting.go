@@ -381,8 +381,7 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 	fresh := make(map[uint64]*Alert, len(vec))
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for _, s := range vec {
-		tmplData := template.AlertTemplateData(s.Labels.Map(), env.externalLabels, urlString(env.externalURL), promql.Sample{F: s.Value})
-		expand := func(text string) string { return r.expand(ctx, env, tmplData, text) }
+		expand := func(text string) string { return r.expand(ctx, env, alertData{labels: s.Labels, value: s.Value}, text) }
 		lb.Reset(s.Labels)
 		lb.Del(model.MetricNameLabel)
 		for k, v := range env.groupLabels {
@@ -601,10 +600,14 @@ func (r *AlertingRule) admitFiring(ts time.Time) string {
 	return ""
 }
 
-func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text string) string {
+func (r *AlertingRule) expand(ctx context.Context, env evalEnv, d alertData, text string) string {
 	if !strings.Contains(text, "{{") {
 		return text
 	}
+	if out, ok := simpleTemplate(text, d.labels, env.externalLabels, d.value); ok {
+		return out
+	}
+	data := template.AlertTemplateData(d.labels.Map(), env.externalLabels, urlString(env.externalURL), promql.Sample{F: d.value})
 	qf := func(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
 		// A template's query is bounded like the rule's own expression.
 		e, err := dsl.Parse(q, dsl.Options{Schema: env.schema, Limits: env.limits})
@@ -629,6 +632,66 @@ func (r *AlertingRule) expand(ctx context.Context, env evalEnv, data any, text s
 		return fmt.Sprintf("<error expanding template: %s>", err)
 	}
 	return out
+}
+
+// alertData is what an alert's templates read: the sample's labels and
+// value (Prometheus' AlertTemplateData, built only for a template that needs
+// text/template).
+type alertData struct {
+	labels labels.Labels
+	value  float64
+}
+
+// simpleTemplate expands text when it holds nothing but literal text and
+// {{ $value }}, {{ $labels.NAME }} or {{ $externalLabels.NAME }} actions
+// (the usual summary), as Prometheus' expander would: the value printed by
+// fmt, "" for a label the alert lacks (missingkey=zero). Anything else (functions,
+// pipelines, trim markers, comments) returns ok false, for Prometheus'
+// expander. Parsing a template and building its function map for every
+// alert at every evaluation was most of an evaluation's cost once the
+// leaves were read (TestSimpleTemplateMatchesPrometheus).
+func simpleTemplate(text string, lset labels.Labels, external map[string]string, value float64) (string, bool) {
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "{{")
+		if i < 0 {
+			b.WriteString(text)
+			return b.String(), true
+		}
+		b.WriteString(text[:i])
+		text = text[i+2:]
+		j := strings.Index(text, "}}")
+		if j < 0 {
+			return "", false
+		}
+		action := strings.Trim(text[:j], " ")
+		text = text[j+2:]
+		switch {
+		case action == "$value":
+			b.WriteString(fmt.Sprint(value))
+		case strings.HasPrefix(action, "$labels.") && templateIdent(action[len("$labels."):]):
+			b.WriteString(lset.Get(action[len("$labels."):]))
+		case strings.HasPrefix(action, "$externalLabels.") && templateIdent(action[len("$externalLabels."):]):
+			b.WriteString(external[action[len("$externalLabels."):]])
+		default:
+			return "", false
+		}
+	}
+}
+
+// templateIdent reports whether name is a field name text/template reads
+// as a map key: a letter or underscore, then letters, digits and
+// underscores.
+func templateIdent(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, c := range name {
+		if c != '_' && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && (i == 0 || !('0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return true
 }
 
 // alertSamples returns ALERTS and ALERTS_FOR_STATE for the active alerts.
