@@ -668,7 +668,7 @@ func simpleTemplate(text string, lset labels.Labels, external map[string]string,
 		text = text[j+2:]
 		switch {
 		case action == "$value":
-			b.WriteString(fmt.Sprint(value))
+			fmt.Fprint(&b, value)
 		case strings.HasPrefix(action, "$labels.") && templateIdent(action[len("$labels."):]):
 			b.WriteString(lset.Get(action[len("$labels."):]))
 		case strings.HasPrefix(action, "$externalLabels.") && templateIdent(action[len("$externalLabels."):]):
