@@ -645,9 +645,9 @@ type alertData struct {
 // simpleTemplate expands text when it holds nothing but literal text and
 // {{ $value }}, {{ $labels.NAME }} or {{ $externalLabels.NAME }} actions
 // (the usual summary), as Prometheus' expander would: the value printed by
-// fmt, "" for a label the alert lacks (missingkey=zero). Anything else (functions,
-// pipelines, trim markers, comments) returns ok false, for Prometheus'
-// expander. Parsing a template and building its function map for every
+// fmt, "" for a label the alert lacks (missingkey=zero). Anything else
+// (functions, pipelines, trim markers, comments) returns ok false, for
+// Prometheus' expander. Parsing a template and building its function map for every
 // alert at every evaluation was most of an evaluation's cost once the
 // leaves were read (TestSimpleTemplateMatchesPrometheus).
 func simpleTemplate(text string, lset labels.Labels, external map[string]string, value float64) (string, bool) {
