@@ -30,14 +30,19 @@ import (
 
 // instantPlans caches the plan of each query text; a text the instant path
 // cannot evaluate is cached as nil. It is bounded: when maxInstantPlans
-// texts (ad-hoc queries) filled it, it starts over.
+// texts or maxInstantPlanBytes of them (ad-hoc queries of up to 16 KiB each)
+// filled it, it starts over.
 type instantPlans struct {
 	parser parser.Parser
 	mu     sync.RWMutex
 	plans  map[string]*instantPlan
+	bytes  int
 }
 
-const maxInstantPlans = 4096
+const (
+	maxInstantPlans     = 2048
+	maxInstantPlanBytes = 4 << 20
+)
 
 func newInstantPlans(p parser.Parser) *instantPlans {
 	return &instantPlans{parser: p, plans: map[string]*instantPlan{}}
@@ -59,8 +64,12 @@ func (c *instantPlans) plan(query string) *instantPlan {
 		p = compileInstant(expr)
 	}
 	c.mu.Lock()
-	if len(c.plans) >= maxInstantPlans {
+	if len(c.plans) >= maxInstantPlans || c.bytes+len(query) > maxInstantPlanBytes {
 		clear(c.plans) // ad-hoc texts filled it: start over, rules come back at once
+		c.bytes = 0
+	}
+	if _, ok := c.plans[query]; !ok {
+		c.bytes += len(query)
 	}
 	c.plans[query] = p
 	c.mu.Unlock()

@@ -765,3 +765,21 @@ func TestInstantPathRecordedSeries(t *testing.T) {
 	checkAt(t, `rec > 1`, rec, QuerierOptions{}, instantTS)
 	checkAt(t, `sum(rec)`, rec, QuerierOptions{}, instantTS)
 }
+
+// TestInstantPlansAreBounded floods the plan cache with distinct query
+// texts of the largest size an expression may have: it holds at most
+// maxInstantPlanBytes of them, and a rule's text planned after the flood
+// is planned again.
+func TestInstantPlansAreBounded(t *testing.T) {
+	c := newInstantPlans(parser.NewParser(parser.Options{Functions: dsl.ParserFunctions()}))
+	pad := strings.Repeat(" ", dsl.DefaultMaxBytes-40)
+	for i := range 3 * maxInstantPlanBytes / dsl.DefaultMaxBytes {
+		c.plan(fmt.Sprintf("a > %d%s", i, pad))
+		if c.bytes > maxInstantPlanBytes || len(c.plans) > maxInstantPlans {
+			t.Fatalf("after %d texts: %d bytes in %d plans", i+1, c.bytes, len(c.plans))
+		}
+	}
+	if c.plan(`a > 1`) == nil {
+		t.Fatal("a > 1 not planned after the flood")
+	}
+}
