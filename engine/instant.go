@@ -394,6 +394,23 @@ func (m matcher) signature(lset labels.Labels, buf []byte) ([]byte, string) {
 	return buf, string(buf)
 }
 
+// index returns the samples of vec by signature, the signature buffer, and
+// whether two samples share a signature (the last one is kept).
+func (m matcher) index(vec []isample) (map[string]isample, []byte, bool) {
+	var buf []byte
+	var sig string
+	dup := false
+	out := make(map[string]isample, len(vec))
+	for _, s := range vec {
+		buf, sig = m.signature(s.labels, buf)
+		if _, ok := out[sig]; ok {
+			dup = true
+		}
+		out[sig] = s
+	}
+	return out, buf, dup
+}
+
 // vecBinNode is a one-to-one operation between two vectors (VectorBinop).
 type vecBinNode struct {
 	op         parser.ItemType
@@ -418,16 +435,11 @@ func (n vecBinNode) eval(in map[string][]Sample) ([]isample, bool) {
 	case len(lhs) == 0 || len(rhs) == 0:
 		return nil, true
 	}
-	var buf []byte
-	var sig string
-	right := make(map[string]isample, len(rhs))
-	for _, s := range rhs {
-		buf, sig = n.match.signature(s.labels, buf)
-		if _, dup := right[sig]; dup {
-			return nil, false // many-to-many: PromQL's error
-		}
-		right[sig] = s
+	right, buf, dup := n.match.index(rhs)
+	if dup {
+		return nil, false // many-to-many: PromQL's error
 	}
+	var sig string
 	matched := make(map[string]bool, len(lhs))
 	out := lhs[:0]
 	var lb *labels.Builder
@@ -484,17 +496,12 @@ func (n setNode) eval(in map[string][]Sample) ([]isample, bool) {
 		}
 		return nil, true
 	}
-	var buf []byte
+	right, buf, _ := n.match.index(rhs)
 	var sig string
-	present := make(map[string]bool, len(rhs))
-	for _, s := range rhs {
-		buf, sig = n.match.signature(s.labels, buf)
-		present[sig] = true
-	}
 	out := lhs[:0]
 	for _, s := range lhs {
 		buf, sig = n.match.signature(s.labels, buf)
-		if present[sig] != n.unless {
+		if _, present := right[sig]; present != n.unless {
 			out = append(out, s)
 		}
 	}

@@ -166,7 +166,7 @@ func TestInstantPathMatchesPromQL(t *testing.T) {
 	t.Logf("%d expressions on the instant path, %d left to the engine", fast, fallback)
 	// The generator writes mostly planned shapes: a plan that refused
 	// everything would pass the comparison above without checking anything.
-	if fast < *instantCases/3 {
+	if fast < *instantCases/5 {
 		t.Errorf("only %d of %d expressions took the instant path", fast, *instantCases)
 	}
 }
