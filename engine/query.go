@@ -151,9 +151,8 @@ func (q *Querier) Query(ctx context.Context, e *dsl.Expr, ts time.Time) (Result,
 // outputs) from series, which may be nil.
 func (q *Querier) QueryWith(ctx context.Context, e *dsl.Expr, ts time.Time, seriesSrc SeriesSource) (Result, error) {
 	ts = ts.Truncate(time.Millisecond)
-	if ts.UnixNano()/1e6 != ts.UnixMilli() {
-		// PromQL's engine counts in nanoseconds: it would find no sample.
-		return Result{}, fmt.Errorf("evaluation time %s is out of range: callwatch evaluates between 1678 and 2262", ts.Format(time.RFC3339))
+	if err := evalTimeInRange(ts); err != nil {
+		return Result{}, err
 	}
 	lr := LeafResult{Vectors: make([][]Sample, len(e.Leaves))}
 	var plain []*dsl.Leaf
@@ -504,6 +503,16 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 	bq := &Querier{opts: q.opts, ng: q.ng, base: q.base, plans: q.plans}
 	bq.opts.Source = src
 	return bq.QueryWith, batchErr
+}
+
+// evalTimeInRange refuses a time PromQL's engine cannot evaluate at: it
+// counts in nanoseconds, which overflow before 1678 and after 2262, and
+// would find no sample there rather than fail.
+func evalTimeInRange(ts time.Time) error {
+	if ts.UnixNano()/1e6 != ts.UnixMilli() {
+		return fmt.Errorf("evaluation time %s is out of range: callwatch evaluates between 1678 and 2262", ts.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // isMetricName picks __name__ out of a sample's reserved labels

@@ -84,6 +84,9 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 	if n == 0 {
 		return RangeResult{}, errors.New("end is before start")
 	}
+	if err := errors.Join(evalTimeInRange(start), evalTimeInRange(end)); err != nil {
+		return RangeResult{}, err
+	}
 	times := make([]time.Time, n)
 	for k := range times {
 		times[k] = start.Add(time.Duration(k) * step)

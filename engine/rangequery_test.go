@@ -47,6 +47,17 @@ func TestQueryRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Unix(1000, 0)
+	t.Run("a range past 2262 is refused, not answered with no data", func(t *testing.T) {
+		src := &rangeSource{steps: -1}
+		far := time.Unix(1e10, 0) // 2286: PromQL's engine would overflow its nanoseconds
+		_, err := NewQuerier(QuerierOptions{Source: src}).QueryRange(context.Background(), e, far, far.Add(2*time.Minute), time.Minute)
+		if err == nil || !strings.Contains(err.Error(), "between 1678 and 2262") {
+			t.Fatalf("err = %v", err)
+		}
+		if src.ranged+src.instant != 0 {
+			t.Fatalf("the source was asked %d times", src.ranged+src.instant)
+		}
+	})
 	t.Run("a source with EvalLeavesRange is asked once for the whole range", func(t *testing.T) {
 		src := &rangeSource{steps: -1}
 		res, err := NewQuerier(QuerierOptions{Source: src}).QueryRange(context.Background(), e, start, start.Add(100*time.Second), 30*time.Second)
