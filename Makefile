@@ -86,6 +86,7 @@ fuzz:
 	$(GO) test ./config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./web -run '^$$' -fuzz FuzzAPI -fuzztime $(FUZZTIME)
 	$(GO) test ./web -run '^$$' -fuzz FuzzChartDraw -fuzztime $(FUZZTIME)
+	$(GO) test ./engine -run '^$$' -fuzz FuzzSimpleTemplate -fuzztime $(FUZZTIME)
 
 ## clean: remove build outputs
 clean:

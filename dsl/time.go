@@ -19,14 +19,39 @@ func ParseTime(s string) (time.Time, error) {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return time.Time{}, fmt.Errorf("time %q is not finite", s)
 		}
+		if math.Abs(f) > maxUnixSeconds {
+			return time.Time{}, fmt.Errorf("time %q is out of range: callwatch evaluates between 1678 and 2262", s)
+		}
 		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
+		t := time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC()
+		return t, TimeInRange(t)
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("time %q: write RFC 3339 (2025-11-24T16:00:00Z) or unix seconds", s)
 	}
-	return t.UTC(), nil
+	return t.UTC(), TimeInRange(t)
+}
+
+// maxUnixSeconds bounds unix seconds before they are converted: past it,
+// the conversion to int64 would wrap around.
+const maxUnixSeconds = 9.3e9
+
+// The times callwatch evaluates at: PromQL's engine counts evaluation
+// times in nanoseconds, which overflow int64 before 1678 and after 2262 (it
+// would find no sample there, rather than fail).
+var (
+	minTime = time.Unix(0, math.MinInt64).Truncate(time.Millisecond).Add(time.Millisecond)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// TimeInRange returns an error for a time outside the range callwatch
+// evaluates in (1678 to 2262), saying so.
+func TimeInRange(t time.Time) error {
+	if t.Before(minTime) || t.After(maxTime) {
+		return fmt.Errorf("time %s is out of range: callwatch evaluates between 1678 and 2262", t.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // ParseDuration reads a duration in Prometheus' notation (30s, 5m, 1h30m,

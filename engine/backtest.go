@@ -75,6 +75,11 @@ func Backtest(ctx context.Context, specs []*rulefmt.GroupSpec, opts BacktestOpti
 	if !opts.To.After(opts.From) {
 		return BacktestResult{}, fmt.Errorf("--to must be after --from")
 	}
+	for _, t := range []time.Time{opts.From, opts.To} {
+		if err := dsl.TimeInRange(t); err != nil {
+			return BacktestResult{}, fmt.Errorf("--from and --to: %w", err)
+		}
+	}
 	res, err := backtest(ctx, specs, opts)
 	if err != nil {
 		return res, err

@@ -509,8 +509,8 @@ func (q *Querier) batch(ctx context.Context, ts time.Time, exprs []*dsl.Expr) (Q
 // counts in nanoseconds, which overflow before 1678 and after 2262, and
 // would find no sample there rather than fail.
 func evalTimeInRange(ts time.Time) error {
-	if ts.UnixNano()/1e6 != ts.UnixMilli() {
-		return fmt.Errorf("evaluation time %s is out of range: callwatch evaluates between 1678 and 2262", ts.Format(time.RFC3339))
+	if err := dsl.TimeInRange(ts.Truncate(time.Millisecond)); err != nil {
+		return fmt.Errorf("evaluation %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -86,6 +87,9 @@ func (q *Querier) QueryRange(ctx context.Context, e *dsl.Expr, start, end time.T
 	}
 	if err := errors.Join(evalTimeInRange(start), evalTimeInRange(end)); err != nil {
 		return RangeResult{}, err
+	}
+	if end.Sub(start) == time.Duration(math.MaxInt64) {
+		return RangeResult{}, errors.New("the range is longer than 292 years: shorten it")
 	}
 	times := make([]time.Time, n)
 	for k := range times {
