@@ -19,23 +19,23 @@ func ParseTime(s string) (time.Time, error) {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return time.Time{}, fmt.Errorf("time %q is not finite", s)
 		}
-		if math.Abs(f) > maxUnixSeconds {
-			return time.Time{}, fmt.Errorf("time %q is out of range: callwatch evaluates between 1678 and 2262", s)
+		if math.Abs(f) >= maxUnixSeconds {
+			return time.Time{}, fmt.Errorf("time %q is out of range: write unix seconds below %g", s, maxUnixSeconds)
 		}
 		sec, frac := math.Modf(f)
-		t := time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC()
-		return t, TimeInRange(t)
+		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("time %q: write RFC 3339 (2025-11-24T16:00:00Z) or unix seconds", s)
 	}
-	return t.UTC(), TimeInRange(t)
+	return t.UTC(), nil
 }
 
-// maxUnixSeconds bounds unix seconds before they are converted: past it,
-// the conversion to int64 would wrap around.
-const maxUnixSeconds = 9.3e9
+// maxUnixSeconds bounds unix seconds before they are converted to int64,
+// which would wrap around past it. A time that parses may still be outside
+// the times callwatch evaluates at (TimeInRange): a silence may end in 9999.
+const maxUnixSeconds = 9e18
 
 // The times callwatch evaluates at: PromQL's engine counts evaluation
 // times in nanoseconds, which overflow int64 before 1678 and after 2262 (it

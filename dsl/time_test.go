@@ -21,6 +21,8 @@ func TestParseTime(t *testing.T) {
 		{"fractional unix seconds keep their nanoseconds", " 1764000000.25 ", time.Unix(1764000000, 250_000_000).UTC(), ""},
 		{"a time that is not finite is refused", "NaN", time.Time{}, `time "NaN" is not finite`},
 		{"anything else says what to write", "yesterday", time.Time{}, `time "yesterday": write RFC 3339`},
+		{"unix seconds past int64 are refused, not wrapped around", "1e19", time.Time{}, `time "1e19" is out of range`},
+		{"a far time parses (a silence may end in 9999)", "9999-12-31T23:59:59Z", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := dsl.ParseTime(tc.in)
@@ -34,6 +36,20 @@ func TestParseTime(t *testing.T) {
 				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestTimeInRange(t *testing.T) {
+	for in, ok := range map[time.Time]bool{
+		time.Date(2262, 4, 11, 23, 47, 16, 854_000_000, time.UTC): true,
+		time.Date(2262, 4, 11, 23, 47, 16, 855_000_000, time.UTC): false,
+		time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC):               true,
+		time.Date(1677, 1, 1, 0, 0, 0, 0, time.UTC):               false,
+		time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC):             false,
+	} {
+		if err := dsl.TimeInRange(in); (err == nil) != ok {
+			t.Errorf("%s: %v, want in range %v", in, err, ok)
+		}
 	}
 }
 

@@ -242,8 +242,11 @@ func TestEdgeEvalTimeWrapAround(t *testing.T) {
 		time.Unix(2*18446744073709551, 232_000_000), // 2·2^64 ms
 	}
 	for _, s := range []string{"18446744073709551.616", "1e19", "-1e19", "1e30", "9300000000", "2262-04-12T00:00:00Z"} {
-		if ts, err := dsl.ParseTime(s); err == nil || !strings.Contains(err.Error(), "between 1678 and 2262") {
-			t.Errorf("%s: ParseTime gives %s, %v; want the range refused", s, ts, err)
+		// Either the text is refused (past int64 seconds), or the time it
+		// gives is refused at evaluation.
+		ts, err := dsl.ParseTime(s)
+		if err == nil {
+			far = append(far, ts)
 		}
 	}
 	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
