@@ -25,20 +25,20 @@ import (
 // ---------------------------------------------------------------------
 // Part 1: simpleTemplate.
 
-func review3Prom(text string, lset labels.Labels, ext map[string]string, value float64) (string, error) {
+func expandAsPrometheus(text string, lset labels.Labels, ext map[string]string, value float64) (string, error) {
 	data := template.AlertTemplateData(lset.Map(), ext, "", promql.Sample{F: value})
 	return template.NewTemplateExpander(context.Background(), rulefmt.TemplateDefs+text, "__alert_x", data, model.Time(0), nil, nil, nil).Expand()
 }
 
-// review3Check fails when simpleTemplate answers and the expander fails or
+// checkTemplate fails when simpleTemplate answers and the expander fails or
 // gives another text.
-func review3Check(t *testing.T, text string, lset labels.Labels, ext map[string]string, value float64) (ok bool) {
+func checkTemplate(t *testing.T, text string, lset labels.Labels, ext map[string]string, value float64) (ok bool) {
 	t.Helper()
 	got, ok := simpleTemplate(text, lset, ext, value)
 	if !ok {
 		return false
 	}
-	want, err := review3Prom(text, lset, ext, value)
+	want, err := expandAsPrometheus(text, lset, ext, value)
 	if err != nil {
 		t.Errorf("%q (value %v): simpleTemplate answers %q, the expander fails: %v", text, value, got, err)
 		return true
@@ -49,7 +49,7 @@ func review3Check(t *testing.T, text string, lset labels.Labels, ext map[string]
 	return true
 }
 
-var review3Values = []float64{
+var templateValues = []float64{
 	0, math.Copysign(0, -1), 1, -1, 2.5, 1e21, 1e20, -1e21, 1e-5, 1e-4, 123456789, 0.1 + 0.2,
 	math.NaN(), math.Inf(1), math.Inf(-1), 5e-324, -5e-324, math.SmallestNonzeroFloat64 * 3,
 	2.2250738585072014e-308, math.MaxFloat64, -math.MaxFloat64, 1 << 53, 1<<53 + 1, float64(math.MaxInt64),
@@ -57,7 +57,7 @@ var review3Values = []float64{
 	math.Float64frombits(0xfff8000000000000), // a negative NaN
 }
 
-func review3Labels() []labels.Labels {
+func templateLabels() []labels.Labels {
 	return []labels.Labels{
 		labels.FromStrings("tenant_id", "acme", "empty", "", "if", "kw", "end", "kw2", "nil", "n", "true", "tr",
 			"range", "r", "break", "b", "with", "w", "define", "d", "block", "bl", "else", "e", "continue", "c", "template", "tp",
@@ -68,7 +68,7 @@ func review3Labels() []labels.Labels {
 	}
 }
 
-var review3Externals = []map[string]string{nil, {}, {"region": "eu", "empty": "", "if": "kw", "é": "u"}}
+var templateExternals = []map[string]string{nil, {}, {"region": "eu", "empty": "", "if": "kw", "é": "u"}}
 
 // TestEdgeSimpleTemplateCases runs hand-written texts through both.
 func TestEdgeSimpleTemplateCases(t *testing.T) {
@@ -111,14 +111,14 @@ func TestEdgeSimpleTemplateCases(t *testing.T) {
 	}
 	// Long texts once each: parsing them 600 times is slow.
 	for _, text := range []string{long, long + "{{", long + "{{ humanize $value }}", long + "{{ $value := 1 }}"} {
-		review3Check(t, text, review3Labels()[0], review3Externals[2], 1e21)
+		checkTemplate(t, text, templateLabels()[0], templateExternals[2], 1e21)
 	}
 	answered := 0
 	for _, text := range texts {
-		for _, lset := range review3Labels() {
-			for _, ext := range review3Externals {
-				for _, v := range review3Values {
-					if review3Check(t, text, lset, ext, v) {
+		for _, lset := range templateLabels() {
+			for _, ext := range templateExternals {
+				for _, v := range templateValues {
+					if checkTemplate(t, text, lset, ext, v) {
 						answered++
 					}
 				}
@@ -137,18 +137,14 @@ func TestEdgeSimpleTemplateFuzzRandom(t *testing.T) {
 		"tenant_id", "if", "end", "é", "1", "x", "-", ":=", "=", "/*", "*/", "\"", "`", "(", ")", "|", "$", "_",
 		"empty", "region", "a", "{{ $value }}", "{{ $labels.", "{{ $externalLabels.", " }}",
 	}
-	lsets, answered := review3Labels(), 0
+	lsets, answered := templateLabels(), 0
 	const cases = 300000
 	for range cases {
-		var sb strings.Builder
-		for range 1 + r.IntN(10) {
-			sb.WriteString(alpha[r.IntN(len(alpha))])
-		}
-		text := sb.String()
+		text := randomText(r, alpha, 10)
 		if !strings.Contains(text, "{{") {
 			continue
 		}
-		if review3Check(t, text, lsets[r.IntN(len(lsets))], review3Externals[r.IntN(len(review3Externals))], review3Values[r.IntN(len(review3Values))]) {
+		if checkTemplate(t, text, lsets[r.IntN(len(lsets))], templateExternals[r.IntN(len(templateExternals))], templateValues[r.IntN(len(templateValues))]) {
 			answered++
 		}
 		if t.Failed() {
@@ -167,7 +163,7 @@ func FuzzSimpleTemplate(f *testing.F) {
 		lb := labels.NewBuilder(labels.FromStrings("tenant_id", "t"))
 		lb.Set(name, val)
 		lset := lb.Labels()
-		review3Check(t, text, lset, map[string]string{"region": "eu", name: val}, value)
+		checkTemplate(t, text, lset, map[string]string{"region": "eu", name: val}, value)
 	})
 }
 
@@ -175,7 +171,7 @@ func FuzzSimpleTemplate(f *testing.F) {
 // is; the expander agrees for any such text (TemplateDefs prints nothing).
 func TestEdgeExpandWithoutBraces(t *testing.T) {
 	for _, text := range []string{"", "}}", "a } } b", "{ {", "{\n{", "%v", "\xff"} {
-		want, err := review3Prom(text, labels.EmptyLabels(), nil, 1)
+		want, err := expandAsPrometheus(text, labels.EmptyLabels(), nil, 1)
 		if err != nil || want != text {
 			t.Errorf("%q: expander %q, %v", text, want, err)
 		}
@@ -186,8 +182,8 @@ func TestEdgeExpandWithoutBraces(t *testing.T) {
 // Part 2: evalTimeInRange.
 
 var (
-	review3Max = time.Unix(0, math.MaxInt64).UTC() // 2262-04-11T23:47:16.854775807Z
-	review3Min = time.Unix(0, math.MinInt64).UTC() // 1677-09-21T00:12:43.145224192Z
+	edgeMax = time.Unix(0, math.MaxInt64).UTC() // 2262-04-11T23:47:16.854775807Z
+	edgeMin = time.Unix(0, math.MinInt64).UTC() // 1677-09-21T00:12:43.145224192Z
 )
 
 // TestEdgeEvalTimeBoundaries: the accepted range after QueryWith's
@@ -201,13 +197,13 @@ func TestEdgeEvalTimeBoundaries(t *testing.T) {
 		ts   time.Time
 		want bool // evaluates
 	}{
-		{review3Max, true},
-		{review3Max.Truncate(time.Millisecond), true},                           // .854
-		{review3Max.Add(1), true},                                               // .854775808 truncates to .854
-		{review3Max.Truncate(time.Millisecond).Add(time.Millisecond - 1), true}, // .854999999
-		{review3Max.Truncate(time.Millisecond).Add(time.Millisecond), false},    // .855
-		{review3Min.Truncate(time.Millisecond).Add(time.Millisecond), true},     // .146
-		{review3Min, false}, // inside int64 ns, but Truncate floors it to .145, which is not
+		{edgeMax, true},
+		{edgeMax.Truncate(time.Millisecond), true},                           // .854
+		{edgeMax.Add(1), true},                                               // .854775808 truncates to .854
+		{edgeMax.Truncate(time.Millisecond).Add(time.Millisecond - 1), true}, // .854999999
+		{edgeMax.Truncate(time.Millisecond).Add(time.Millisecond), false},    // .855
+		{edgeMin.Truncate(time.Millisecond).Add(time.Millisecond), true},     // .146
+		{edgeMin, false}, // inside int64 ns, but Truncate floors it to .145, which is not
 	} {
 		src := &rangeSource{steps: -1}
 		res, err := NewQuerier(QuerierOptions{Source: src}).Query(context.Background(), e, c.ts)

@@ -76,15 +76,11 @@ func fmtVec(r Result) string {
 	return sb.String()
 }
 
+// checkSame fails when query is not planned, or when the two ways differ.
 func checkSame(t *testing.T, query string, in namedSeries, maxSamples int) {
 	t.Helper()
-	fast, slow, planned, fe, se := instantBothWays(context.Background(), query, in, maxSamples)
-	if !planned {
-		t.Fatalf("%s: not planned: the probe checks nothing", query)
-	}
-	if d := diffResults(fast, slow, fe, se); d != "" {
-		t.Errorf("%s\n  input %v\n  %s", query, in, d)
-	}
+	mustPlanned(t, query)
+	checkAt(t, query, in, QuerierOptions{MaxSamples: maxSamples}, instantTS)
 }
 
 var negZero = math.Copysign(0, -1)
