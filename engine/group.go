@@ -367,19 +367,27 @@ func ruleKey(r *rulefmt.RuleSpec) string {
 	return r.Name() + "\x00" + string(r.Severity) + "\x00" + labels.FromMap(r.Labels).String()
 }
 
+// Sleep waits d, or less if ctx ends first; it reports whether all of d
+// passed. It waits on the wall clock: the injected clocks (ManagerOptions.Now,
+// notify's DispatcherOptions.Now) give times, not timers.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // run evaluates the group at every aligned timestamp until ctx ends.
 func (g *Group) run(ctx context.Context, now func() time.Time) {
 	next := g.EvalTimestamp(now()).Add(g.interval)
 	for {
 		wait := next.Sub(now())
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if wait > 0 && !Sleep(ctx, wait) {
+			return
 		}
 		if ctx.Err() != nil {
 			return

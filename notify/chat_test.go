@@ -96,16 +96,26 @@ func TestDingTalkAtAll(t *testing.T) {
 
 func TestDingTalkClassifiesErrcodes(t *testing.T) {
 	dt := fakeDingTalk(t, "", 1)
-	s := newSender(t, ChannelConfig{Name: "dt", Type: "dingtalk", URL: dt.URL + "/robot/send?access_token=dt-token"}, Options{})
+	checkLimitedThenRefused(t, ChannelConfig{Name: "dt", Type: "dingtalk", URL: dt.URL + "/robot/send?access_token=dt-token"},
+		"130101 send too fast", "retry after 1m0s", dt.URL+"/robot/send?access_token=nope", "300001 bad token")
+}
+
+// checkLimitedThenRefused sends twice with cfg to a fake that takes one
+// message: the first must pass and the second classify as wantLimited
+// (limited names the case in failures); then it sends once to badURL,
+// which must fail for good (bad names that case).
+func checkLimitedThenRefused(t *testing.T, cfg ChannelConfig, limited, wantLimited, badURL, bad string) {
+	t.Helper()
+	s := newSender(t, cfg, Options{})
 	if err := send(t, s, firingBatch()); err != nil {
 		t.Fatal(err)
 	}
-	if got := classify(send(t, s, firingBatch())); got != "retry after 1m0s" {
-		t.Errorf("130101 send too fast: %s, want retry after 1m0s", got)
+	if got := classify(send(t, s, firingBatch())); got != wantLimited {
+		t.Errorf("%s: %s, want %s", limited, got, wantLimited)
 	}
-	bad := newSender(t, ChannelConfig{Name: "dt", Type: "dingtalk", URL: dt.URL + "/robot/send?access_token=nope"}, Options{})
-	if got := classify(send(t, bad, firingBatch())); got != "permanent" {
-		t.Errorf("300001 bad token: %s, want permanent", got)
+	cfg.URL = badURL
+	if got := classify(send(t, newSender(t, cfg, Options{}), firingBatch())); got != "permanent" {
+		t.Errorf("%s: %s, want permanent", bad, got)
 	}
 }
 
@@ -179,18 +189,8 @@ func TestFeishuSignsAndSendsACard(t *testing.T) {
 
 func TestFeishuClassifiesAnswers(t *testing.T) {
 	fs := fakeFeishu(t, "", 1, false)
-	url := fs.URL + "/open-apis/bot/v2/hook/fs-hook"
-	s := newSender(t, ChannelConfig{Name: "fs", Type: "feishu", URL: url}, Options{})
-	if err := send(t, s, firingBatch()); err != nil {
-		t.Fatal(err)
-	}
-	if got := classify(send(t, s, firingBatch())); got != "retry" {
-		t.Errorf("11232 with HTTP 400: %s, want retry", got)
-	}
-	bad := newSender(t, ChannelConfig{Name: "fs", Type: "feishu", URL: fs.URL + "/open-apis/bot/v2/hook/other"}, Options{})
-	if got := classify(send(t, bad, firingBatch())); got != "permanent" {
-		t.Errorf("unknown hook: %s, want permanent", got)
-	}
+	checkLimitedThenRefused(t, ChannelConfig{Name: "fs", Type: "feishu", URL: fs.URL + "/open-apis/bot/v2/hook/fs-hook"},
+		"11232 with HTTP 400", "retry", fs.URL+"/open-apis/bot/v2/hook/other", "unknown hook")
 	old := fakeFeishu(t, "", 1, true)
 	if err := send(t, newSender(t, ChannelConfig{Name: "fs", Type: "feishu", URL: old.URL + "/open-apis/bot/v2/hook/fs-hook"}, Options{}), firingBatch()); err != nil {
 		t.Errorf("StatusCode 0 answer: %v", err)

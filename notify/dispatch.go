@@ -412,12 +412,8 @@ func (d *Dispatcher) deliver(ctx context.Context, ch *Channel, b Batch) {
 		}
 		wait := d.backoff(attempt, err)
 		d.opts.Logger.Warn("notification attempt failed, retrying", "channel", ch.Name, "attempt", attempt, "retry_in", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !engine.Sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }
