@@ -141,9 +141,7 @@ func sampleLoad(rep *report) (stop func()) {
 	done := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		var sum float64
 		n := 0
 		rep.loadMin = math.Inf(1)
@@ -160,7 +158,7 @@ func sampleLoad(rep *report) (stop func()) {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 	return func() {
 		once.Do(func() { close(done); wg.Wait() })
 	}

@@ -250,9 +250,7 @@ func TestInstantPathConcurrentSharedInput(t *testing.T) {
 	queries := []string{`a > 0`, `a + on(tenant_id, app) b`, `sum by (tenant_id) (a) / sum by (tenant_id) (b)`, `a unless b < 0`, `(a > 3) and on(app) (c < 10)`, `a * 2 > bool 3`}
 	var wg sync.WaitGroup
 	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 200 {
 				query := queries[(g+i)%len(queries)]
 				e := &dsl.Expr{Query: query, Series: []string{"a", "b", "c"}, Type: parser.ValueTypeVector}
@@ -261,7 +259,7 @@ func TestInstantPathConcurrentSharedInput(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for n, v := range in {
@@ -648,9 +646,7 @@ func TestInstantPathBatchConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	var fails []string
 	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 300 {
 				k := (g + i) % len(exprs)
 				if i%7 == 0 {
@@ -670,7 +666,7 @@ func TestInstantPathBatchConcurrent(t *testing.T) {
 					mu.Unlock()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for _, f := range fails[:min(len(fails), 5)] {

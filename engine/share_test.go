@@ -58,11 +58,9 @@ func TestSharedGroupMovesWithItsEpisode(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for _, m := range []*engine.Manager{a, b} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				m.Run(ctx)
-			}()
+			})
 		}
 		alerts := func(m *engine.Manager) string {
 			var out string

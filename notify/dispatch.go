@@ -306,11 +306,9 @@ func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) {
 	workCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, q := range d.channels {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
+		d.wg.Go(func() {
 			d.work(workCtx, ctx, q)
-		}()
+		})
 	}
 	<-ctx.Done()
 	done := make(chan struct{})

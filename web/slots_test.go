@@ -71,15 +71,13 @@ func TestHistoryReadsTakeQuerySlots(t *testing.T) {
 	var wg sync.WaitGroup
 	codes := make(chan int, 20)
 	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			path := "/api/v1/alerts/history?limit=100000"
 			if i%2 == 1 {
 				path = "/"
 			}
 			codes <- get(path)
-		}()
+		})
 	}
 	time.Sleep(100 * time.Millisecond)
 	if got := get("/api/v1/query?query=1"); got != http.StatusServiceUnavailable {

@@ -503,11 +503,9 @@ func (p *partials) readStep(ctx context.Context, s *Source, by []string, sel dsl
 		count() // one statement at a time
 		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
 	default:
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			count()
-		}()
+		})
 		sql, err = p.readValues(ctx, s, by, sel, w, true, plans)
 		wg.Wait()
 	}

@@ -136,9 +136,7 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 	)
 	var wg sync.WaitGroup
 	for range diffWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			memQ, memLeaves := recordingQuerier(mem)
 			chQ, chLeaves := recordingQuerier(ch)
 			for j := range jobs {
@@ -182,7 +180,7 @@ func differential(t *testing.T, conn clickhouse.ExecQuerier, db string, seed uin
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	for i := range exprs {
 		for _, ts := range data.EvalTimes {

@@ -230,9 +230,7 @@ func IncrementalConcurrent(t *testing.T, conn clickhouse.ExecQuerier, db string)
 		var wg sync.WaitGroup
 		errs := make([]string, 2)
 		for i, part := range [][]*dsl.Leaf{leaves[:half], leaves[half:]} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				got, err := inc.EvalLeaves(context.Background(), ts, part)
 				if err != nil {
 					errs[i] = err.Error()
@@ -249,7 +247,7 @@ func IncrementalConcurrent(t *testing.T, conn clickhouse.ExecQuerier, db string)
 						return
 					}
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		for _, e := range errs {

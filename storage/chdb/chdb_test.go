@@ -248,9 +248,7 @@ func TestConcurrentCallsAreSerialized(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 10 {
 				rows, err := c.Query(context.Background(), "SELECT toFloat64(?) * 2, ?", float64(g*100+i), "g")
 				if err != nil {
@@ -268,7 +266,7 @@ func TestConcurrentCallsAreSerialized(t *testing.T) {
 				}
 				rows.Close()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
