@@ -16,6 +16,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/managertest"
 )
 
 // alwaysAcme answers every query with {tenant_id="acme"} 1.
@@ -152,15 +153,7 @@ func TestManagerReload(t *testing.T) {
 		f := filepath.Join(dir, "rules.yaml")
 		writeFile(t, f, ruleFile("", twoRules+"\n- alert: C\n  expr: count_over_time(events[1m]) > 2\n  annotations:\n    summary: old"))
 		n := &notifications{}
-		m := engine.NewManager(engine.ManagerOptions{
-			GroupOptions:  engine.GroupOptions{Query: alwaysAcme, Notifier: n},
-			RuleFiles:     []string{f},
-			RestoreWindow: -1,
-			Now:           func() time.Time { return t0 },
-		})
-		if err := m.Load(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		m := managertest.Load(t, f, engine.GroupOptions{Query: alwaysAcme, Notifier: n}, func() time.Time { return t0 })
 		evalAll(m, t0)
 		evalAll(m, t0.Add(time.Minute))
 		n.take()

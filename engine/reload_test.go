@@ -16,6 +16,7 @@ import (
 
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/internal/audittest"
+	"github.com/callwatch/callwatch/internal/managertest"
 )
 
 // auditLog records what an engine writes to the audit trail.
@@ -78,15 +79,9 @@ func newReloadFixture(t *testing.T, files map[string]string) *reloadFixture {
 	for name, content := range files {
 		writeFile(t, filepath.Join(f.dir, name), content)
 	}
-	f.m = engine.NewManager(engine.ManagerOptions{
-		GroupOptions:  engine.GroupOptions{Query: q.QueryWith, Notifier: f.sent, Audit: f.audit, Metrics: engine.NewMetrics(f.reg)},
-		RuleFiles:     []string{filepath.Join(f.dir, "*.yaml")},
-		RestoreWindow: -1,
-		Now:           func() time.Time { return f.now },
-	})
-	if err := f.m.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	f.m = managertest.Load(t, filepath.Join(f.dir, "*.yaml"),
+		engine.GroupOptions{Query: q.QueryWith, Notifier: f.sent, Audit: f.audit, Metrics: engine.NewMetrics(f.reg)},
+		func() time.Time { return f.now })
 	return f
 }
 

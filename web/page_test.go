@@ -21,6 +21,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/managertest"
 )
 
 // memAudit is an in-memory audit trail.
@@ -116,14 +117,7 @@ func loadRules(t *testing.T, q *engine.Querier, audit engine.Auditor, rules stri
 	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mgr := engine.NewManager(engine.ManagerOptions{
-		GroupOptions: engine.GroupOptions{Query: q.QueryWith, Audit: audit},
-		RuleFiles:    []string{file}, RestoreWindow: -1, Now: now,
-	})
-	if err := mgr.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return mgr
+	return managertest.Load(t, file, engine.GroupOptions{Query: q.QueryWith, Audit: audit}, now)
 }
 
 // newPageFixture serves the fixture with token as the admin token;

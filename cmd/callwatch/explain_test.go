@@ -45,15 +45,8 @@ func TestExplain(t *testing.T) {
 		t.Errorf("--run: want two statements with rows and bytes read and 3 groups for the first, got %q\n%s", ran, got)
 	}
 
-	rules := filepath.Join(dir, "rules.yaml")
-	writeFile(t, rules, `groups:
-  - name: g
-    rules:
-      - alert: Ratio
-        expr: count_over_time(events{status="error"}[5m]) / count_over_time(events[5m]) > 0.05
-        severity: warning
-`)
-	code, out, errOut := runCLI("explain", "--rule", "Ratio", rules)
+	rules := writeErrorRatioRules(t, dir)
+	code, out, errOut := runCLI("explain", "--rule", "ErrorRatio", rules)
 	if code != 0 || !strings.Contains(out, "static checks: 1 findings") || !strings.Contains(out, "one group, labelled {status=\"error\"}") {
 		t.Errorf("explain --rule: exit %d\n%s%s", code, out, errOut)
 	}

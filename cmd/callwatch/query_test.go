@@ -82,11 +82,12 @@ func TestOneLimitCheckForRulesQueriesAndChecks(t *testing.T) {
 	}
 }
 
-// TestStaticChecksCatchAnAlwaysEmptyRule: the ungrouped error ratio,
-// {status="error"} divided by {}, never fires; check rules warns at its
-// position with what to write, --lint fatal fails, and query refuses it.
-func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
-	dir := t.TempDir()
+// writeErrorRatioRules writes dir/rules.yaml with two error ratios and
+// returns the file: ErrorRatio, ungrouped, whose sides never match
+// ({status="error"} against {}: a static check's finding at 5:15), and
+// ErrorRatioFixed, each side summed to one series.
+func writeErrorRatioRules(t *testing.T, dir string) string {
+	t.Helper()
 	rules := filepath.Join(dir, "rules.yaml")
 	writeFile(t, rules, `groups:
   - name: g
@@ -98,6 +99,15 @@ func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
         expr: sum(count_over_time(events{status="error"}[5m])) / sum(count_over_time(events[5m])) > 0.05
         severity: warning
 `)
+	return rules
+}
+
+// TestStaticChecksCatchAnAlwaysEmptyRule: the ungrouped error ratio,
+// {status="error"} divided by {}, never fires; check rules warns at its
+// position with what to write, --lint fatal fails, and query refuses it.
+func TestStaticChecksCatchAnAlwaysEmptyRule(t *testing.T) {
+	dir := t.TempDir()
+	rules := writeErrorRatioRules(t, dir)
 	if code, out, errOut := runCLI("check", "rules", rules); code != 0 ||
 		!strings.Contains(out, "SUCCESS: 2 rules found") || !strings.Contains(out, "WARNING: 1 findings") ||
 		!strings.Contains(out, rules+`:5:15: group "g", rule "ErrorRatio": expr: the two sides of / never match`) ||

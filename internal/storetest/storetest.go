@@ -23,6 +23,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/managertest"
 	"github.com/callwatch/callwatch/internal/proctest"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
@@ -30,9 +31,34 @@ import (
 // logBuffer collects a store's log lines.
 type logBuffer = proctest.Buffer
 
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, nil)), b
+// tableStore is what the audit and lease stores share here: a logger for the
+// re-creations they log, and the tables they create.
+type tableStore interface {
+	SetLogger(*slog.Logger)
+	Migrate(context.Context) error
+}
+
+// openStore opens a store on table of conn with open (chstore.NewAuditStore
+// or chstore.NewLeaseStore), its log lines going into the buffer returned.
+func openStore[S tableStore](t *testing.T, open func(clickhouse.ExecQuerier, string) (S, error), conn clickhouse.ExecQuerier, table string) (S, *logBuffer) {
+	t.Helper()
+	s, err := open(conn, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &logBuffer{}
+	s.SetLogger(slog.New(slog.NewTextHandler(log, nil)))
+	return s, log
+}
+
+// migratedStore is openStore with the store's table created.
+func migratedStore[S tableStore](t *testing.T, open func(clickhouse.ExecQuerier, string) (S, error), conn clickhouse.ExecQuerier, table string) (S, *logBuffer) {
+	t.Helper()
+	s, log := openStore(t, open, conn, table)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, log
 }
 
 // TablesRecreated checks, in database db of conn, that the audit and lease
@@ -48,16 +74,7 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 
 	newAudit := func(t *testing.T, table string) (*chstore.AuditStore, *logBuffer) {
 		t.Helper()
-		store, err := chstore.NewAuditStore(conn, table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logger, log := newLogger()
-		store.SetLogger(logger)
-		if err := store.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return store, log
+		return migratedStore(t, chstore.NewAuditStore, conn, table)
 	}
 	drop := func(t *testing.T, table string) {
 		t.Helper()
@@ -116,13 +133,8 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 	})
 
 	t.Run("a failure that is not a missing table is a store error and is not retried", func(t *testing.T) {
-		store, err := chstore.NewAuditStore(conn, "no_such_database_cw.audit")
-		if err != nil {
-			t.Fatal(err)
-		}
-		logger, log := newLogger()
-		store.SetLogger(logger)
-		err = store.Record(ctx, ack)
+		store, log := openStore(t, chstore.NewAuditStore, conn, "no_such_database_cw.audit")
+		err := store.Record(ctx, ack)
 		if !errors.Is(err, engine.ErrStore) {
 			t.Fatalf("write into a missing database: %v, want an error matching engine.ErrStore", err)
 		}
@@ -136,15 +148,7 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 
 	t.Run("a heartbeat after the lease table was dropped re-creates it and goes through", func(t *testing.T) {
 		table := db + ".replicas"
-		lease, err := chstore.NewLeaseStore(conn, table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logger, log := newLogger()
-		lease.SetLogger(logger)
-		if err := lease.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		lease, log := migratedStore(t, chstore.NewLeaseStore, conn, table)
 		if err := lease.Beat(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
@@ -178,15 +182,7 @@ func firingManager(t *testing.T, audit engine.Auditor) (*engine.Manager, uint64)
 	query := func(context.Context, *dsl.Expr, time.Time, engine.SeriesSource) (engine.Result, error) {
 		return engine.Result{Vector: []engine.Sample{{Value: 3}}}, nil
 	}
-	m := engine.NewManager(engine.ManagerOptions{
-		GroupOptions:  engine.GroupOptions{Query: query, Audit: audit},
-		RuleFiles:     []string{file},
-		RestoreWindow: -1,
-		Now:           func() time.Time { return now },
-	})
-	if err := m.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	m := managertest.Load(t, file, engine.GroupOptions{Query: query, Audit: audit}, func() time.Time { return now })
 	for _, g := range m.Groups() {
 		g.Eval(context.Background(), now)
 		for _, r := range g.Rules() {
