@@ -89,6 +89,19 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 
 func (r *recorder) Unregister(prometheus.Collector) bool { return false }
 
+// readDeployFile decodes the file at path (slash-separated, below
+// deployDir) into v with unmarshal.
+func readDeployFile(t *testing.T, path string, unmarshal func([]byte, any) error, v any) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, filepath.FromSlash(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
 // checkExpr parses a PromQL expression and checks that it reads only
 // metrics callwatch serves.
 func checkExpr(t *testing.T, where, expr string, known map[string]bool) {
@@ -108,10 +121,6 @@ func checkExpr(t *testing.T, where, expr string, known map[string]bool) {
 
 func TestAlertRulesReadMetricsCallwatchServes(t *testing.T) {
 	known := knownMetrics(t)
-	data, err := os.ReadFile(filepath.Join(deployDir, "prometheus", "callwatch-alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f struct {
 		Groups []struct {
 			Rules []struct {
@@ -120,9 +129,7 @@ func TestAlertRulesReadMetricsCallwatchServes(t *testing.T) {
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
+	readDeployFile(t, "prometheus/callwatch-alerts.yml", yaml.Unmarshal, &f)
 	n := 0
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
@@ -137,10 +144,6 @@ func TestAlertRulesReadMetricsCallwatchServes(t *testing.T) {
 
 func TestGrafanaDashboardQueriesParseAndReadMetricsCallwatchServes(t *testing.T) {
 	known := knownMetrics(t)
-	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", "callwatch.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dash struct {
 		UID        string `json:"uid"`
 		Title      string `json:"title"`
@@ -157,9 +160,7 @@ func TestGrafanaDashboardQueriesParseAndReadMetricsCallwatchServes(t *testing.T)
 			} `json:"targets"`
 		} `json:"panels"`
 	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatal(err)
-	}
+	readDeployFile(t, "grafana/callwatch.json", json.Unmarshal, &dash)
 	if dash.UID == "" || dash.Title == "" {
 		t.Fatal("the dashboard has no uid or title")
 	}

@@ -132,17 +132,9 @@ type descs struct {
 // New returns an Exporter, or an error when the options are incomplete or
 // the configuration is invalid. It does no I/O: call Update or Run.
 func New(opts Options) (*Exporter, error) {
-	if opts.Conn == nil {
-		return nil, errors.New("exporter: no connection")
-	}
-	if opts.Table == "" {
-		return nil, errors.New("exporter: no events table")
-	}
-	if opts.Schema.Time == "" {
-		opts.Schema = dsl.DefaultSchema()
-	}
-	if err := opts.Schema.Validate(); err != nil {
-		return nil, fmt.Errorf("exporter: %w", err)
+	var err error
+	if opts.Schema, err = clickhouse.CheckEvents("exporter", opts.Conn, opts.Table, opts.Schema); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -2,12 +2,12 @@ package exporter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/chtest"
 )
 
 // fakeConn answers the exporter's queries with canned rows, recognised by
@@ -43,66 +43,24 @@ func (f *fakeConn) Query(_ context.Context, sql string, args ...any) (clickhouse
 	}
 	switch {
 	case strings.Contains(sql, aliasPending):
-		return &fakeRows{rows: f.update}, nil
+		return &chtest.Rows{Rows: f.update}, nil
 	case strings.Contains(sql, "cw_value"):
 		for l, rows := range f.top {
 			if strings.Contains(sql, "`"+l+"` AS cw_value") {
-				return &fakeRows{rows: rows}, nil
+				return &chtest.Rows{Rows: rows}, nil
 			}
 		}
-		return &fakeRows{}, nil
+		return &chtest.Rows{}, nil
 	case strings.Contains(sql, "uniqExact"):
 		for l, n := range f.folded {
 			if strings.Contains(sql, "uniqExact(`"+l+"`)") || strings.Contains(sql, "uniqExactIf(`"+l+"`,") {
-				return &fakeRows{rows: [][]any{{n}}}, nil
+				return &chtest.Rows{Rows: [][]any{{n}}}, nil
 			}
 		}
-		return &fakeRows{rows: [][]any{{0.0}}}, nil
+		return &chtest.Rows{Rows: [][]any{{0.0}}}, nil
 	}
 	return nil, fmt.Errorf("fake: unexpected query %q", sql)
 }
-
-// fakeRows scans canned values into *string and *float64.
-type fakeRows struct {
-	rows [][]any
-	i    int
-}
-
-var _ clickhouse.Rows = (*fakeRows)(nil)
-
-func (r *fakeRows) Next() bool { r.i++; return r.i <= len(r.rows) }
-
-func (r *fakeRows) Scan(dest ...any) error {
-	row := r.rows[r.i-1]
-	if len(dest) != len(row) {
-		return fmt.Errorf("fake: scan %d columns of a row of %d", len(dest), len(row))
-	}
-	for i, d := range dest {
-		switch d := d.(type) {
-		case *string:
-			s, ok := row[i].(string)
-			if !ok {
-				return fmt.Errorf("fake: column %d is %T, not string", i, row[i])
-			}
-			*d = s
-		case *float64:
-			switch v := row[i].(type) {
-			case float64:
-				*d = v
-			case int:
-				*d = float64(v)
-			default:
-				return fmt.Errorf("fake: column %d is %T, not a number", i, row[i])
-			}
-		default:
-			return errors.New("fake: scan into an unsupported type")
-		}
-	}
-	return nil
-}
-
-func (r *fakeRows) Err() error   { return nil }
-func (r *fakeRows) Close() error { return nil }
 
 // updateRow is one canned row of the update query with the default schema
 // and labels: tenant, app, model, provider, status, then pending, failed,

@@ -108,6 +108,15 @@ func exposition(t *testing.T, e *Exporter) []byte {
 	return buf.Bytes()
 }
 
+// checkSum reports an error unless the series of family name that match
+// add up to want.
+func checkSum(t *testing.T, mfs []*dto.MetricFamily, name string, match map[string]string, want float64) {
+	t.Helper()
+	if v := sum(mfs, name, match); v != want {
+		t.Errorf("%s%s = %v, want %v", name, labels.FromMap(match), v, want)
+	}
+}
+
 func TestExpositionMatchesGoldenFile(t *testing.T) {
 	e, _ := goldenExporter(t)
 	golden.Compare(t, "testdata/exposition.golden.prom", exposition(t, e))
@@ -357,12 +366,9 @@ func TestRulesCollectorSkipsWhatItCannotExport(t *testing.T) {
 	if got := labelSets(mfs, "tenant:calls:count5m"); len(got) != 1 {
 		t.Errorf("tenant:calls:count5m series = %v, want one (the duplicate skipped)", got)
 	}
-	if v := sum(mfs, "callwatch_calls_total", nil); v != 0 {
-		t.Errorf("the recording rule named callwatch_calls_total was exported (value %v)", v)
-	}
-	if v := sum(mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}); v != 0 {
-		t.Errorf("collector_success{rules} = %v, want 0", v)
-	}
+	// The recording rule named callwatch_calls_total is not exported.
+	checkSum(t, mfs, "callwatch_calls_total", nil, 0)
+	checkSum(t, mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}, 0)
 }
 
 // TestSLOGaugesOfDifferentGroupingsAreExported: two SLOs grouped by
@@ -395,12 +401,8 @@ func TestSLOGaugesOfDifferentGroupingsAreExported(t *testing.T) {
 	e := newTestExporter(t, &fakeConn{}, "calls", config.Exporter{}, groups)
 	mfs := gather(t, e)
 	// 2 of 10 calls failed: the SLI is 0.8 for both.
-	for _, want := range []map[string]string{{"slo": "a", "tenant_id": "acme"}, {"slo": "b", "tenant_id": "acme", "app_code": "chat"}} {
-		if v := sum(mfs, "slo:sli:ratio", want); v != 0.8 {
-			t.Errorf("slo:sli:ratio%v = %v, want 0.8", want, v)
-		}
+	for _, match := range []map[string]string{{"slo": "a", "tenant_id": "acme"}, {"slo": "b", "tenant_id": "acme", "app_code": "chat"}} {
+		checkSum(t, mfs, "slo:sli:ratio", match, 0.8)
 	}
-	if v := sum(mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}); v != 1 {
-		t.Errorf("collector_success{rules} = %v, want 1", v)
-	}
+	checkSum(t, mfs, "callwatch_exporter_collector_success", map[string]string{"collector": "rules"}, 1)
 }

@@ -2,7 +2,6 @@ package clickhouse
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/docpage"
 	"github.com/callwatch/callwatch/internal/golden"
 )
 
@@ -182,21 +182,7 @@ func TestEventsDDLTypesTheDefaultSchema(t *testing.T) {
 // what EventsDDL writes (the DDL the tests create on 18.16 and 26.x), so
 // the page cannot drift from the code.
 func TestDocsShowTheEventsDDL(t *testing.T) {
-	page, err := os.ReadFile("../../docs/language.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(page)
-	i := strings.Index(text, "## The events table")
-	if i < 0 {
-		t.Fatal(`docs/language.md has no "## The events table" section`)
-	}
-	start := strings.Index(text[i:], "```sql\n")
-	end := strings.Index(text[i+start+7:], "```")
-	if start < 0 || end < 0 {
-		t.Fatal("the events table section has no sql block")
-	}
-	got := strings.TrimSpace(text[i+start+7 : i+start+7+end])
+	got := strings.TrimSpace(docpage.CodeBlock(t, "language.md", "## The events table", "sql"))
 	if want := EventsDDL("ai_call_events", dsl.DefaultSchema()); got != want {
 		t.Errorf("docs/language.md shows\n%s\nEventsDDL writes\n%s", got, want)
 	}

@@ -335,35 +335,48 @@ func bucketStatement(s *Source, by []string, width int64, rs []bucketRange, cols
 	}
 	bucket := q.Bucket(width)
 	q.Value("", bucket.SQL, bucket.Args...)
-	unfiltered := false
-	var conds []Expr
+	var conds []fragment
 	seen := map[string]bool{}
 	for _, c := range cols {
 		q.Value("", c.frag.sql, c.frag.args...)
 		// The column's selector, for the WHERE clause: the count column
 		// carries exactly its condition's arguments.
-		cond := c.cond
-		if cond.sql == "" {
-			unfiltered = true
-		} else if !seen[cond.key()] {
-			seen[cond.key()] = true
-			conds = append(conds, Expr{SQL: cond.sql, Args: cond.args})
+		if k := c.cond.key(); !seen[k] {
+			seen[k] = true
+			conds = append(conds, c.cond)
 		}
 	}
-	// One time range per run of buckets, ORed: the new buckets and those
-	// leaving a long window are read by one query.
+	// The new buckets and those leaving a long window are read by one
+	// query.
+	whereBuckets(q, width, rs)
+	whereAnyOf(q, conds)
+	q.GroupByLabels().GroupBy(bucket.SQL, bucket.Args...)
+	return Statement{SQL: q.String(), Args: q.Args(), By: by, Width: len(by) + 1 + len(cols), query: q}
+}
+
+// whereBuckets narrows q to the buckets of rs (width seconds each): one
+// time range per run of buckets, ORed.
+func whereBuckets(q *Select, width int64, rs []bucketRange) {
 	ranges := make([]Expr, len(rs))
 	for i, r := range rs {
 		ranges[i] = q.Window((r.lo-1)*width, r.hi*width)
 	}
 	w := AnyOf(ranges...)
 	q.Where(w.SQL, w.Args...)
-	if !unfiltered {
-		c := AnyOf(conds...)
-		q.Where(c.SQL, c.Args...)
+}
+
+// whereAnyOf narrows q to the rows one of the distinct conditions conds
+// selects, ORed, unless one of them selects every row (it is empty).
+func whereAnyOf(q *Select, conds []fragment) {
+	if slices.ContainsFunc(conds, func(c fragment) bool { return c.sql == "" }) {
+		return
 	}
-	q.GroupByLabels().GroupBy(bucket.SQL, bucket.Args...)
-	return Statement{SQL: q.String(), Args: q.Args(), By: by, Width: len(by) + 1 + len(cols), query: q}
+	selectors := make([]Expr, len(conds))
+	for i, c := range conds {
+		selectors[i] = Expr{SQL: c.sql, Args: c.args}
+	}
+	c := AnyOf(selectors...)
+	q.Where(c.SQL, c.Args...)
 }
 
 // bucketRange is the buckets lo..hi.

@@ -581,12 +581,7 @@ func (p *partials) countBuckets(ctx context.Context, s *Source, w int64, plans [
 	for _, c := range conds {
 		countOf(q, c)
 	}
-	var runs []Expr
-	for _, r := range mergeRanges(buckets) {
-		runs = append(runs, q.Window((r.lo-1)*w, r.hi*w))
-	}
-	in := AnyOf(runs...)
-	q.Where(in.SQL, in.Args...)
+	whereBuckets(q, w, mergeRanges(buckets))
 	q.GroupBy("cw_b")
 	events := make([]map[int64]float64, len(plans))
 	for i := range plans {
@@ -1107,7 +1102,6 @@ type valueRead struct {
 // readPieces runs the query of readValues over its pieces.
 func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel dsl.Selector, w int64, ordered bool, plans []*vcPlan, pieces []bucketRange, conds []fragment, condOf []int, role [][]int8) valueRead {
 	cols := s.opts.Columns
-	unfiltered := slices.ContainsFunc(conds, func(c fragment) bool { return c.sql == "" })
 	q := NewSelect(SelectOptions{Table: s.opts.Table, Time: s.opts.Schema.Time, Columns: cols})
 	for _, b := range by {
 		q.Label(b, "")
@@ -1144,20 +1138,8 @@ func (p *partials) readPieces(ctx context.Context, s *Source, by []string, sel d
 			countOf(q, c)
 		}
 	}
-	where := make([]Expr, len(runs))
-	for i, r := range runs {
-		where[i] = q.Window((r.lo-1)*w, r.hi*w)
-	}
-	in := AnyOf(where...)
-	q.Where(in.SQL, in.Args...)
-	if !unfiltered {
-		selectors := make([]Expr, len(conds))
-		for i, c := range conds {
-			selectors[i] = Expr{SQL: c.sql, Args: c.args}
-		}
-		c := AnyOf(selectors...)
-		q.Where(c.SQL, c.Args...)
-	}
+	whereBuckets(q, w, runs)
+	whereAnyOf(q, conds)
 	q.GroupByLabels().GroupBy("cw_v").GroupBy("cw_part")
 	if ordered {
 		q.OrderBy("cw_v")

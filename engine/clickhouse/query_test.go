@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/chtest"
 )
 
 func TestSelectWritesItsPiecesInOrderWithTheirValues(t *testing.T) {
@@ -130,35 +132,8 @@ func TestLimitsAreWrittenInTheSettingsClause(t *testing.T) {
 	}
 }
 
-// cannedRows scans canned label strings and float64 values.
-type cannedRows struct {
-	rows [][]any
-	i    int
-}
-
-var _ Rows = (*cannedRows)(nil)
-
-func (r *cannedRows) Next() bool   { r.i++; return r.i <= len(r.rows) }
-func (r *cannedRows) Err() error   { return nil }
-func (r *cannedRows) Close() error { return nil }
-
-func (r *cannedRows) Scan(dest ...any) error {
-	row := r.rows[r.i-1]
-	if len(dest) != len(row) {
-		return fmt.Errorf("%d destinations for %d columns", len(dest), len(row))
-	}
-	for i, d := range dest {
-		switch d := d.(type) {
-		case *string:
-			*d = row[i].(string)
-		case *float64:
-			*d = row[i].(float64)
-		default:
-			return fmt.Errorf("destination %d is %T", i, d)
-		}
-	}
-	return nil
-}
+// The tests' canned rows are Rows.
+var _ Rows = (*chtest.Rows)(nil)
 
 func TestRunScansLabelsThenValuesUnderItsLimits(t *testing.T) {
 	var gotSQL string
@@ -167,7 +142,7 @@ func TestRunScansLabelsThenValuesUnderItsLimits(t *testing.T) {
 	conn := ConnFunc(func(ctx context.Context, sql string, args ...any) (Rows, error) {
 		gotSQL, gotArgs = sql, args
 		_, deadline = ctx.Deadline()
-		return &cannedRows{rows: [][]any{{"acme", 1.0, 2.0}, {"beta", 3.0, 4.0}, {"gamma", 5.0, 6.0}}}, nil
+		return &chtest.Rows{Rows: [][]any{{"acme", 1.0, 2.0}, {"beta", 3.0, 4.0}, {"gamma", 5.0, 6.0}}}, nil
 	})
 	q := NewSelect(SelectOptions{Table: "t", Time: "ts", Columns: Columns{"tenant_id": "String"}}).
 		Label("tenant_id", "").Value("", "count()").Value("", "sum(x)")

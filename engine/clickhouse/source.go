@@ -87,17 +87,9 @@ var _ engine.LeafSource = (*Source)(nil)
 // New returns a Source, or an error when the options are incomplete or the
 // schema is invalid.
 func New(opts Options) (*Source, error) {
-	if opts.Conn == nil {
-		return nil, errors.New("clickhouse source: no connection")
-	}
-	if opts.Table == "" {
-		return nil, errors.New("clickhouse source: no events table")
-	}
-	if opts.Schema.Time == "" {
-		opts.Schema = dsl.DefaultSchema()
-	}
-	if err := opts.Schema.Validate(); err != nil {
-		return nil, fmt.Errorf("clickhouse source: %w", err)
+	var err error
+	if opts.Schema, err = CheckEvents("clickhouse source", opts.Conn, opts.Table, opts.Schema); err != nil {
+		return nil, err
 	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 30 * time.Second
@@ -114,6 +106,26 @@ func New(opts Options) (*Source, error) {
 		s.inc.dist = opts.Distributed
 	}
 	return s, nil
+}
+
+// CheckEvents checks what every reader of the events table needs: a
+// connection, the table and a valid schema. It returns the schema to read
+// the table with, dsl.DefaultSchema() for the zero one. Its errors start
+// with who, the reader ("clickhouse source: no connection").
+func CheckEvents(who string, conn Conn, table string, schema dsl.Schema) (dsl.Schema, error) {
+	if conn == nil {
+		return dsl.Schema{}, errors.New(who + ": no connection")
+	}
+	if table == "" {
+		return dsl.Schema{}, errors.New(who + ": no events table")
+	}
+	if schema.Time == "" {
+		schema = dsl.DefaultSchema()
+	}
+	if err := schema.Validate(); err != nil {
+		return dsl.Schema{}, fmt.Errorf("%s: %w", who, err)
+	}
+	return schema, nil
 }
 
 // IncrementalStats returns the work of the incremental path so far (zero

@@ -2,11 +2,11 @@ package chstore_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/callwatch/callwatch/engine/clickhouse"
+	"github.com/callwatch/callwatch/internal/docpage"
 	"github.com/callwatch/callwatch/internal/storetest"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
@@ -29,17 +29,7 @@ func TestReadmeAuditQueriesRun(t *testing.T) {
 	if err := store.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../../docs/notifications.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
-	start := strings.Index(text, "-- What fired today")
-	if start < 0 {
-		t.Fatal("docs/notifications.md has no audit SQL examples")
-	}
-	block := text[start:]
-	block = block[:strings.Index(block, "```")]
+	block := docpage.CodeBlock(t, "notifications.md", "## The audit table", "sql")
 	n := 0
 	for _, stmt := range strings.Split(block, ";") {
 		var lines []string
