@@ -395,11 +395,9 @@ func (m *Manager) startLocked() {
 	ctx, cancel := context.WithCancel(m.runCtx)
 	m.cancel = cancel
 	for _, g := range m.groups {
-		m.running.Add(1)
-		go func() {
-			defer m.running.Done()
+		m.running.Go(func() {
 			g.run(ctx, m.opts.Now)
-		}()
+		})
 	}
 }
 

@@ -101,15 +101,7 @@ func TestManagerReload(t *testing.T) {
 		a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
 		writeFile(t, a, ruleFile("", twoRules))
 		reg := prometheus.NewRegistry()
-		m := engine.NewManager(engine.ManagerOptions{
-			GroupOptions:  engine.GroupOptions{Query: alwaysAcme, Metrics: engine.NewMetrics(reg)},
-			RuleFiles:     []string{filepath.Join(dir, "*.yaml")},
-			RestoreWindow: -1,
-			Now:           func() time.Time { return t0 },
-		})
-		if err := m.Load(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		m := managertest.Load(t, filepath.Join(dir, "*.yaml"), engine.GroupOptions{Query: alwaysAcme, Metrics: engine.NewMetrics(reg)}, func() time.Time { return t0 })
 		reloadMetric(t, reg, "1")
 		before := m.Groups()
 		evalAll(m, t0)

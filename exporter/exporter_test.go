@@ -23,16 +23,14 @@ func TestScrapesDuringUpdatesSeeWholeUpdates(t *testing.T) {
 	}}
 	e := newTestExporter(t, conn, "calls", config.Exporter{LateWindow: new(dsl.Duration(0))}, nil)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for i := range 200 {
 			if err := e.Update(context.Background(), at(time.Duration(i+1)*time.Second)); err != nil {
 				t.Error(err)
 				return
 			}
 		}
-	}()
+	})
 	for range 200 {
 		v := sum(gather(t, e), "callwatch_calls_total", nil)
 		if int(v)%3 != 0 {

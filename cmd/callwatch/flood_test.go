@@ -90,9 +90,7 @@ rule_files: [rules.yaml]
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for c := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -108,7 +106,7 @@ rule_files: [rules.yaml]
 					query(`sum by (tenant_id) (count_over_time(events[5m]))`, url.Values{"time": {"4102444800"}}) // 2100-01-01
 				}
 			}
-		}()
+		})
 	}
 	time.Sleep(10 * time.Second)
 	close(stop)

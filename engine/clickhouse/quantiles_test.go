@@ -68,9 +68,7 @@ func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for g := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for step := range 20 {
 				res, err := src.EvalLeaves(context.Background(), ts, leaves)
 				if err != nil {
@@ -91,7 +89,7 @@ func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	var failed []string

@@ -210,13 +210,11 @@ func (s *Source) EvalLeaves(ctx context.Context, ts time.Time, leaves []*dsl.Lea
 		// (started first) never wait for a place held by a quantile step
 		// that waits for their counts.
 		run := func(f func()) {
-			wg.Add(1)
 			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-sem }()
 				f()
-			}()
+			})
 		}
 		gouts, counts := s.inc.evalGrids(ctx, s, ts, grids, byGrid, leaves, res.Vectors, run, len(quantiles) > 0)
 		for k, idx := range streams {
