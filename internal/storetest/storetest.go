@@ -83,13 +83,21 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 		}
 	}
 
-	t.Run("a write after the audit table was dropped re-creates it and goes through", func(t *testing.T) {
-		table := db + ".audit_write"
+	// droppedAfterARecord returns an audit store on table that recorded
+	// firing before its table was dropped.
+	droppedAfterARecord := func(t *testing.T, table string) (*chstore.AuditStore, *logBuffer) {
+		t.Helper()
 		store, log := newAudit(t, table)
 		if err := store.Record(ctx, firing); err != nil {
 			t.Fatal(err)
 		}
 		drop(t, table)
+		return store, log
+	}
+
+	t.Run("a write after the audit table was dropped re-creates it and goes through", func(t *testing.T) {
+		table := db + ".audit_write"
+		store, log := droppedAfterARecord(t, table)
 		if err := store.Record(ctx, ack); err != nil {
 			t.Fatalf("write after the drop: %v", err)
 		}
@@ -104,11 +112,7 @@ func TablesRecreated(t *testing.T, conn clickhouse.ExecQuerier, db string) {
 
 	t.Run("a read after the audit table was dropped re-creates it and finds nothing", func(t *testing.T) {
 		table := db + ".audit_read"
-		store, _ := newAudit(t, table)
-		if err := store.Record(ctx, firing); err != nil {
-			t.Fatal(err)
-		}
-		drop(t, table)
+		store, _ := droppedAfterARecord(t, table)
 		if got, err := store.History(ctx, engine.AuditQuery{}); err != nil || len(got) != 0 {
 			t.Fatalf("history after the drop = %+v, %v; want none, no error", got, err)
 		}
