@@ -1,12 +1,12 @@
 package dsl_test
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/docpage"
 )
 
 func mustZone(t *testing.T, name string) *time.Location {
@@ -109,12 +109,9 @@ func TestMonthToDateRejects(t *testing.T) {
 }
 
 func TestCalendarFunctionsAreDocumented(t *testing.T) {
-	page, err := os.ReadFile("../docs/language.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	page := docpage.Read(t, "language.md")
 	for _, f := range []string{"`month_to_date(f(x[31d]), \"zone\")`", "`month_progress(\"zone\")`"} {
-		if !strings.Contains(string(page), f) {
+		if !strings.Contains(page, f) {
 			t.Errorf("docs/language.md does not document %s", f)
 		}
 	}

@@ -3,7 +3,6 @@ package dsl_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/docpage"
 )
 
 // leaf is the comparable description of a planned dsl.Leaf.
@@ -652,15 +652,7 @@ func TestEveryRangeFunctionParses(t *testing.T) {
 // TestEveryRangeFunctionIsDocumented: each range function has a row in
 // the range-function table of docs/language.md (its first cell names it).
 func TestEveryRangeFunctionIsDocumented(t *testing.T) {
-	page, err := os.ReadFile("../docs/language.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(page), "\n### Range functions\n")
-	if !ok {
-		t.Fatal(`docs/language.md has no "### Range functions" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n### ")
+	section := docpage.Section(t, "language.md", "### Range functions")
 	var firstCells []string
 	for _, line := range strings.Split(section, "\n") {
 		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "| `") {

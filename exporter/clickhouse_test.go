@@ -72,9 +72,7 @@ func testLateRowsAreCountedOnce(t *testing.T, tb *backend) {
 		{"callwatch_exporter_watermark_timestamp_seconds", nil, float64(at(600 * time.Second).Unix())},
 		{"callwatch_datasource_up", nil, 1},
 	} {
-		if got := sum(mfs, c.name, c.match); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.match, got, c.want)
-		}
+		checkSum(t, mfs, c.name, c.match, c.want)
 	}
 	var durationSum float64
 	for _, m := range series(mfs, "callwatch_call_duration_seconds", nil) {
@@ -287,12 +285,8 @@ func testLabelsBeyondTheCapAreFoldedIntoOther(t *testing.T, tb *backend) {
 			t.Errorf("calls by tenant = %v, want %v", got, want)
 		}
 		// b, d and e are in the lookback (1h back from now) and folded.
-		if v := sum(mfs, "callwatch_label_values_folded", map[string]string{"label": "tenant_id"}); v != 3 {
-			t.Errorf("callwatch_label_values_folded{label=tenant_id} = %v, want 3", v)
-		}
-		if v := sum(mfs, "callwatch_label_values_folded", map[string]string{"label": "app_code"}); v != 0 {
-			t.Errorf("callwatch_label_values_folded{label=app_code} = %v, want 0", v)
-		}
+		checkSum(t, mfs, "callwatch_label_values_folded", map[string]string{"label": "tenant_id"}, 3)
+		checkSum(t, mfs, "callwatch_label_values_folded", map[string]string{"label": "app_code"}, 0)
 		if v := sum(mfs, "callwatch_call_errors_total", map[string]string{"tenant_id": "other"}); v != 0 || len(series(mfs, "callwatch_call_errors_total", map[string]string{"tenant_id": "other"})) != 1 {
 			t.Errorf("callwatch_call_errors_total{tenant_id=other} missing or not 0")
 		}
@@ -348,9 +342,7 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 		{"callwatch_exporter_watermark_timestamp_seconds", nil, float64(at(30 * time.Second).Unix())},
 		{"callwatch_exporter_last_update_timestamp_seconds", nil, float64(at(30 * time.Second).Unix())},
 	} {
-		if got := sum(after, c.name, c.match); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.match, got, c.want)
-		}
+		checkSum(t, after, c.name, c.match, c.want)
 	}
 	// The scrape still works and says nothing bad about the registry.
 	reg := prometheus.NewPedanticRegistry()

@@ -177,15 +177,9 @@ type builder struct {
 // filter narrows q to the rows some leaf of the statement reads: the
 // selectors' conditions ORed, or no condition when a leaf has no matchers.
 func (b *builder) filter(q *Select) {
-	if b.unfiltered {
-		return
+	if !b.unfiltered {
+		whereAnyOf(q, b.conds)
 	}
-	conds := make([]Expr, len(b.conds))
-	for i, c := range b.conds {
-		conds[i] = Expr{SQL: c.sql, Args: c.args}
-	}
-	or := AnyOf(conds...)
-	q.Where(or.SQL, or.Args...)
 }
 
 func (b *builder) add(i int, l *dsl.Leaf) {

@@ -2,7 +2,6 @@ package chstore_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/docpage"
 	"github.com/callwatch/callwatch/storage/chstore"
 )
 
@@ -167,13 +167,10 @@ func describe(recs []engine.AuditRecord) string {
 // users who create callwatch's tables on a cluster themselves are those
 // Migrate runs.
 func TestDocsShowTheClusterDDL(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := docpage.Read(t, "operations.md")
 	ddl := append(chstore.AuditClusterDDL("callwatch.callwatch_alert_log", "calls"), chstore.LeaseClusterDDL("callwatch.callwatch_replicas", "calls")...)
 	want := "```sql\n" + strings.Join(ddl, ";\n\n") + ";\n```"
-	if !strings.Contains(string(doc), want) {
+	if !strings.Contains(doc, want) {
 		t.Errorf("docs/operations.md does not show the cluster DDL; it should show\n%s", want)
 	}
 }
