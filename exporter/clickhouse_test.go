@@ -58,11 +58,7 @@ func testLateRowsAreCountedOnce(t *testing.T, tb *backend) {
 		}
 	}
 	mfs := gather(t, e)
-	for _, c := range []struct {
-		name  string
-		match map[string]string
-		want  float64
-	}{
+	checkSums(t, mfs, []wantSum{
 		{"callwatch_calls_total", map[string]string{"status": "error"}, 2},
 		{"callwatch_call_errors_total", nil, 2},
 		{"callwatch_input_tokens_total", nil, 600},
@@ -71,9 +67,7 @@ func testLateRowsAreCountedOnce(t *testing.T, tb *backend) {
 		{"callwatch_call_duration_seconds", nil, 6},
 		{"callwatch_exporter_watermark_timestamp_seconds", nil, float64(at(600 * time.Second).Unix())},
 		{"callwatch_datasource_up", nil, 1},
-	} {
-		checkSum(t, mfs, c.name, c.match, c.want)
-	}
+	})
 	var durationSum float64
 	for _, m := range series(mfs, "callwatch_call_duration_seconds", nil) {
 		durationSum += m.Histogram.GetSampleSum()
@@ -329,11 +323,7 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 	}
 	t.Logf("failed update took %v", time.Since(start))
 	after := gather(t, e)
-	for _, c := range []struct {
-		name  string
-		match map[string]string
-		want  float64
-	}{
+	checkSums(t, after, []wantSum{
 		{"callwatch_calls_total", nil, 1},
 		{"callwatch_call_duration_seconds", nil, 1},
 		{"callwatch_datasource_up", nil, 0},
@@ -341,9 +331,7 @@ func TestFailingClickHouseKeepsTheLastValues(t *testing.T) {
 		{"callwatch_exporter_collector_success", map[string]string{"collector": "events"}, 0},
 		{"callwatch_exporter_watermark_timestamp_seconds", nil, float64(at(30 * time.Second).Unix())},
 		{"callwatch_exporter_last_update_timestamp_seconds", nil, float64(at(30 * time.Second).Unix())},
-	} {
-		checkSum(t, after, c.name, c.match, c.want)
-	}
+	})
 	// The scrape still works and says nothing bad about the registry.
 	reg := prometheus.NewPedanticRegistry()
 	if err := e.Register(reg); err != nil {
@@ -387,24 +375,18 @@ func testNullLabelsAndNonFiniteValues(t *testing.T, tb *backend) {
 		}
 		mustUpdate(t, e, at(time.Minute))
 		mfs := gather(t, e)
-		for _, c := range []struct {
-			metric string
-			match  map[string]string
-			want   float64
-		}{
-			{"callwatch_calls_total", nil, 5},
-			{"callwatch_calls_total", map[string]string{"tenant_id": "acme"}, 2},
-			{"callwatch_cost_total", nil, 3.5},
-			{"callwatch_input_tokens_total", nil, 4.5e19},
-			{"callwatch_events_nonfinite_values_total", map[string]string{"field": "cost"}, 3},
-		} {
-			if got := sum(mfs, c.metric, c.match); got != c.want {
-				t.Errorf("%s: %s%v = %v, want %v", name, c.metric, c.match, got, c.want)
+		t.Run(name, func(t *testing.T) {
+			checkSums(t, mfs, []wantSum{
+				{"callwatch_calls_total", nil, 5},
+				{"callwatch_calls_total", map[string]string{"tenant_id": "acme"}, 2},
+				{"callwatch_cost_total", nil, 3.5},
+				{"callwatch_input_tokens_total", nil, 4.5e19},
+				{"callwatch_events_nonfinite_values_total", map[string]string{"field": "cost"}, 3},
+			})
+			if got := len(series(mfs, "callwatch_calls_total", nil)); got != 4 {
+				t.Errorf("%d call series, want 4 (acme/success, acme/error, no tenant/success, no tenant and no status): %v", got, labelSets(mfs, "callwatch_calls_total"))
 			}
-		}
-		if got := len(series(mfs, "callwatch_calls_total", nil)); got != 4 {
-			t.Errorf("%s: %d call series, want 4 (acme/success, acme/error, no tenant/success, no tenant and no status): %v", name, got, labelSets(mfs, "callwatch_calls_total"))
-		}
+		})
 	}
 }
 

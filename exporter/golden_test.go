@@ -117,6 +117,22 @@ func checkSum(t *testing.T, mfs []*dto.MetricFamily, name string, match map[stri
 	}
 }
 
+// wantSum is the sum checkSum expects of the series of family name that
+// match.
+type wantSum struct {
+	name  string
+	match map[string]string
+	want  float64
+}
+
+// checkSums is checkSum of each of wants.
+func checkSums(t *testing.T, mfs []*dto.MetricFamily, wants []wantSum) {
+	t.Helper()
+	for _, w := range wants {
+		checkSum(t, mfs, w.name, w.match, w.want)
+	}
+}
+
 func TestExpositionMatchesGoldenFile(t *testing.T) {
 	e, _ := goldenExporter(t)
 	golden.Compare(t, "testdata/exposition.golden.prom", exposition(t, e))
