@@ -7,6 +7,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/internal/docpage"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 func mustZone(t *testing.T, name string) *time.Location {
@@ -42,10 +43,7 @@ func TestMonthToDateWindow(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e, err := dsl.Parse(`month_to_date(sum_over_time(cost[31d]), "`+c.loc.String()+`")`, dsl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := testrules.Expr(t, `month_to_date(sum_over_time(cost[31d]), "`+c.loc.String()+`")`)
 			from, to := e.Leaves[0].Window(c.at)
 			if !from.Equal(c.from) || !to.Equal(c.at) {
 				t.Errorf("window (%s, %s], want (%s, %s]", from, to, c.from, c.at)

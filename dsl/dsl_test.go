@@ -13,6 +13,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/internal/docpage"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // leaf is the comparable description of a planned dsl.Leaf.
@@ -721,10 +722,7 @@ func TestInstantFunctionsAreKnownToPrometheus(t *testing.T) {
 }
 
 func TestLeafWindowIsHalfOpenAndShiftedByOffset(t *testing.T) {
-	e, err := dsl.Parse(`count_over_time(events[5m] offset 1h)`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `count_over_time(events[5m] offset 1h)`)
 	ts := time.Date(2025, 11, 24, 16, 10, 0, 0, time.UTC)
 	from, to := e.Leaves[0].Window(ts)
 	if want := ts.Add(-h1); !to.Equal(want) {

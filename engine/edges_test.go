@@ -189,10 +189,7 @@ var (
 // TestEdgeEvalTimeBoundaries: the accepted range after QueryWith's
 // truncation to the millisecond.
 func TestEdgeEvalTimeBoundaries(t *testing.T) {
-	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `max_over_time(latency_ms[5m])`)
 	for _, c := range []struct {
 		ts   time.Time
 		want bool // evaluates
@@ -245,10 +242,7 @@ func TestEdgeEvalTimeWrapAround(t *testing.T) {
 			far = append(far, ts)
 		}
 	}
-	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `max_over_time(latency_ms[5m])`)
 	for _, ts := range far {
 		if err := evalTimeInRange(ts.Truncate(time.Millisecond)); err == nil {
 			t.Errorf("%s (unix %d s): accepted by evalTimeInRange; UnixMilli %d", ts.Format(time.RFC3339), ts.Unix(), ts.UnixMilli())
@@ -269,14 +263,11 @@ func TestEdgeEvalTimeWrapAround(t *testing.T) {
 // while PromQL steps to end: the later steps come back empty, silently.
 // /api/v1/query_range lets it through (its points check saturates too).
 func TestEdgeRangeLongerThanDuration(t *testing.T) {
-	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `max_over_time(latency_ms[5m])`)
 	start := time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC)
 	end := time.Date(2250, 1, 1, 0, 0, 0, 0, time.UTC)
 	step := 24 * 365 * time.Hour * 10 // ~10 years
-	_, err = NewQuerier(QuerierOptions{Source: &rangeSource{steps: -1}}).QueryRange(context.Background(), e, start, end, step)
+	_, err := NewQuerier(QuerierOptions{Source: &rangeSource{steps: -1}}).QueryRange(context.Background(), e, start, end, step)
 	if err == nil || !strings.Contains(err.Error(), "longer than 292 years") {
 		t.Fatalf("err = %v, want the range refused (it was answered for its first 292 years)", err)
 	}
@@ -311,10 +302,7 @@ func TestEdgeBacktestAcrossTheEnd(t *testing.T) {
 // boundary): a step that is not a whole number of milliseconds. Steps and
 // the leaf times count in nanoseconds; PromQL truncates the step to ms.
 func TestEdgeRangeStepNotWholeMilliseconds(t *testing.T) {
-	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `max_over_time(latency_ms[5m])`)
 	start := time.Unix(1000, 0)
 	step := 1500 * time.Microsecond
 	end := start.Add(30 * time.Millisecond)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // fixedLeaves answers every leaf with the same groups: one per tenant.
@@ -48,10 +49,7 @@ func TestQuerierRunsPromQLAboveLeaves(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := dsl.Parse(tc.expr, dsl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := testrules.Expr(t, tc.expr)
 			res, err := q.Query(context.Background(), e, ts)
 			if err != nil {
 				t.Fatal(err)
@@ -99,10 +97,7 @@ func TestBatchComputesAGroupsLeavesInOneCall(t *testing.T) {
 		`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m]))`,
 		`max by (tenant_id) (p95(latency_ms[5m])) > 1000`, // the same leaf as the first
 	} {
-		e, err := dsl.Parse(in, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, in)
 		exprs = append(exprs, e)
 	}
 	qf := q.Batch(context.Background(), ts, exprs)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // rangeSource counts the calls of each kind and returns one group per
@@ -42,10 +43,7 @@ func (s *rangeSource) EvalLeavesRange(ctx context.Context, start, end time.Time,
 }
 
 func TestQueryRange(t *testing.T) {
-	e, err := dsl.Parse(`max_over_time(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `max_over_time(latency_ms[5m])`)
 	start := time.Unix(1000, 0)
 	t.Run("a range past 2262 is refused, not answered with no data", func(t *testing.T) {
 		src := &rangeSource{steps: -1}

@@ -17,6 +17,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 func TestLateRowsAreCountedOnce(t *testing.T) { forEachBackend(t, testLateRowsAreCountedOnce) }
@@ -451,10 +452,7 @@ func testOddColumnsReadAsTheRulesReadThem(t *testing.T, tb *backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	expr, err := dsl.Parse(`sum by (tenant_id, app_code, model, provider, status) (count_over_time(events[1m])) or sum(sum_over_time(cost[1m]))`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	expr := testrules.Expr(t, `sum by (tenant_id, app_code, model, provider, status) (count_over_time(events[1m])) or sum(sum_over_time(cost[1m]))`)
 	res, err := src.EvalLeaves(ctx, at(time.Minute), expr.Leaves)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, strings.Join(res.Statements, "\n\n"))

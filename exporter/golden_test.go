@@ -22,6 +22,7 @@ import (
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/memory"
 	"github.com/callwatch/callwatch/internal/golden"
+	"github.com/callwatch/callwatch/internal/testrules"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -191,10 +192,7 @@ func TestTheUpdateQueryReadsColumnsAsTheRulesDo(t *testing.T) {
 			update = q.sql
 		}
 	}
-	expr, err := dsl.Parse(`sum by (tenant_id, app_code, model, status) (sum_over_time(cost[5m]))`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	expr := testrules.Expr(t, `sum by (tenant_id, app_code, model, status) (sum_over_time(cost[5m]))`)
 	stmts := clickhouse.Compile(clickhouse.CompileOptions{Table: "analytics.calls", Columns: cols}, at(time.Minute), expr.Leaves)
 	if len(stmts) != 1 || update == "" {
 		t.Fatalf("%d statements for the leaf and update query %q", len(stmts), update)

@@ -12,6 +12,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/internal/docpage"
 	"github.com/callwatch/callwatch/internal/golden"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // goldenTS is the evaluation time of the golden files; its fraction of a
@@ -52,10 +53,7 @@ var goldenCases = []struct {
 func TestCompileMatchesGoldenFiles(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := dsl.Parse(tc.expr, dsl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := testrules.Expr(t, tc.expr)
 			cols := EventsColumns(dsl.DefaultSchema())
 			if tc.cols != nil {
 				cols = tc.cols()
@@ -100,10 +98,7 @@ func TestCompileFusesLeavesOfTheSameShape(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := dsl.Parse(tc.expr, dsl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := testrules.Expr(t, tc.expr)
 			stmts := Compile(CompileOptions{Table: "events"}, goldenTS, e.Leaves)
 			if len(stmts) != tc.statements {
 				t.Fatalf("got %d statements, want %d:\n%s", len(stmts), tc.statements, renderGolden(tc.expr, stmts, e.Leaves))
@@ -131,10 +126,7 @@ func TestCompiledSQLHoldsNoValueFromTheExpression(t *testing.T) {
 		`absent_over_time(events{app_code="?", status=~"\\?|x"}[1m])`,
 	}
 	for _, expr := range exprs {
-		e, err := dsl.Parse(expr, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, expr)
 		for _, st := range Compile(CompileOptions{Table: "events"}, goldenTS, e.Leaves) {
 			if got, want := strings.Count(st.SQL, "?"), len(st.Args); got != want {
 				t.Errorf("%d placeholders for %d args in\n%s", got, want, st.SQL)
@@ -193,10 +185,7 @@ func TestDocsShowTheEventsDDL(t *testing.T) {
 // (groupArray), never from varPopStable states, which 18.16 does not send
 // intact between servers; on one server it stays varPopStable.
 func TestADistributedTableSendsNoStableVarianceState(t *testing.T) {
-	e, err := dsl.Parse(`stddev_over_time(latency_ms{status="ok"}[5m]) + stddev_over_time(cost[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `stddev_over_time(latency_ms{status="ok"}[5m]) + stddev_over_time(cost[5m])`)
 	for _, distributed := range []bool{false, true} {
 		stmts := Compile(CompileOptions{Table: "events", Distributed: distributed}, goldenTS, e.Leaves)
 		var sql strings.Builder

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // TestFillReadsEachLeafsColdPartOnly: the background read of long
@@ -21,10 +22,7 @@ func TestFillReadsEachLeafsColdPartOnly(t *testing.T) {
 		rows = append(rows, map[string]any{"created_at": at.Format("2006-01-02 15:04:05"), "tenant_id": "acme", "status": "ok"})
 	}
 	src := incrementalSource(t, rows, func() time.Time { return ts })
-	e, err := dsl.Parse(`count_over_time(events[1d]) + count_over_time(events[1d] offset 30d)`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `count_over_time(events[1d]) + count_over_time(events[1d] offset 30d)`)
 	res, err := src.EvalLeaves(context.Background(), ts, e.Leaves)
 	if err != nil {
 		t.Fatal(err)
@@ -59,10 +57,7 @@ func TestThirtyDayWindowSlides(t *testing.T) {
 	}
 	now := ts
 	src := incrementalSource(t, rows, func() time.Time { return now })
-	e, err := dsl.Parse(`sum(count_over_time(events{status="error"}[30d]))`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `sum(count_over_time(events{status="error"}[30d]))`)
 	for step := range 30 {
 		at := ts.Add(time.Duration(step) * time.Minute)
 		now = at.Add(3 * time.Minute) // the late window (2m) has passed
@@ -133,10 +128,7 @@ func TestLongIntervalReadsWhatItMissed(t *testing.T) {
 	}
 	now := ts
 	src := incrementalSource(t, rows, func() time.Time { return now })
-	e, err := dsl.Parse(`count_over_time(events[1h])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `count_over_time(events[1h])`)
 	for step := range 4 {
 		at := ts.Add(time.Duration(step) * 10 * time.Minute)
 		now = at.Add(time.Second)
@@ -172,10 +164,7 @@ func TestLongIntervalReadsWhatItMissed(t *testing.T) {
 	// foreground stays small. Evaluated again every five hours, on its
 	// rhythm, it reads what it missed: a fill at each evaluation would be
 	// thrown away at the next.
-	e, err = dsl.Parse(`count_over_time(events[1d])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e = testrules.Expr(t, `count_over_time(events[1d])`)
 	for k, at := range []time.Time{ts.Add(time.Hour), ts.Add(3 * time.Hour), ts.Add(8 * time.Hour), ts.Add(13 * time.Hour), ts.Add(18 * time.Hour)} {
 		now = at.Add(time.Second)
 		before := src.IncrementalStats()

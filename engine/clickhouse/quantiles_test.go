@@ -13,6 +13,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // TestSharedFamilyStepsWhileAnotherEvaluationReadsIt: two rule groups
@@ -50,10 +51,7 @@ func TestSharedFamilyStepsWhileAnotherEvaluationReadsIt(t *testing.T) {
 	src, _ := liveSource(t, &Incremental{Bucket: 10 * time.Second, LateWindow: time.Minute, Reuse: -1, Now: clock}, rows...)
 	var leaves []*dsl.Leaf
 	for q := 1; q < 100; q++ {
-		e, err := dsl.Parse(fmt.Sprintf(`max by (tenant_id) (quantile_over_time(0.%02d, latency_ms[30m]))`, q), dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, fmt.Sprintf(`max by (tenant_id) (quantile_over_time(0.%02d, latency_ms[30m]))`, q))
 		if l := e.Leaves[0]; len(l.By) != 1 {
 			t.Fatalf("leaf %s is not grouped by tenant", l.Func)
 		}
@@ -150,10 +148,7 @@ func dayQuantileSource(t *testing.T, ts time.Time, n int) (eval func(at time.Tim
 	}
 	now := ts
 	src := incrementalSource(t, rows, func() time.Time { return now })
-	e, err := dsl.Parse(`p95(latency_ms[1d])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `p95(latency_ms[1d])`)
 	return func(at time.Time) (engine.LeafPath, IncrementalStats) {
 		t.Helper()
 		now = at.Add(3 * time.Minute)
@@ -579,10 +574,7 @@ func parseLeaves(t *testing.T, exprs ...string) []*dsl.Leaf {
 	t.Helper()
 	var out []*dsl.Leaf
 	for _, e := range exprs {
-		x, err := dsl.Parse(e, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		x := testrules.Expr(t, e)
 		out = append(out, x.Leaves[0])
 	}
 	return out

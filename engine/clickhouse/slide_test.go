@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/callwatch/callwatch/dsl"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // TestSlideTakesOffWhatItAdded: a row lands in a bucket after the bucket
@@ -28,10 +29,7 @@ func TestSlideTakesOffWhatItAdded(t *testing.T) {
 	src, insert := liveSource(t, &Incremental{Now: func() time.Time { return now }}, row(ts.Add(-230*time.Second)), row(ts.Add(-170*time.Second)))
 	leaf := func(q string) *dsl.Leaf {
 		t.Helper()
-		e, err := dsl.Parse(q, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, q)
 		return e.Leaves[0]
 	}
 	count := leaf(`count_over_time(events[5m])`)
@@ -96,10 +94,7 @@ func liveSource(t *testing.T, inc *Incremental, rows ...map[string]any) (*Source
 // grid at the next evaluation, so the sum is finite again once the bucket
 // leaves, not +Inf until the run's 60th step.
 func TestRunSumOverflowsLikeTheWindowSum(t *testing.T) {
-	e, err := dsl.Parse(`sum_over_time(cost[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `sum_over_time(cost[5m])`)
 	il := incLeaf{l: e.Leaves[0], parts: []leafSlots{{dsl.PartialCount, []int{0}}, {dsl.PartialSum, []int{1}}}, count: 0}
 	b := &gridBucket{groups: map[string]*gridGroup{"": {v: []float64{1, math.MaxFloat64}}}}
 	r := &runState{groups: map[string]*runGroup{}}
@@ -129,10 +124,7 @@ func TestSlideEqualsFoldingTheWindow(t *testing.T) {
 	var leaves []incLeaf
 	for _, q := range []string{`sum by (tenant_id) (count_over_time(events[90m]))`, `sum by (tenant_id) (sum_over_time(cost[90m]))`,
 		`sum by (tenant_id) (count_le_over_time(latency_ms[90m], 100))`, `max by (tenant_id) (max_over_time(latency_ms[90m]))`} {
-		e, err := dsl.Parse(q, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, q)
 		l := e.Leaves[0]
 		if slides(l) != (l.Agg != dsl.AggMax) {
 			t.Fatalf("%s: slides is %v", q, slides(l))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // The SQL-level tests of Source (windows, matchers, aggregates, the
@@ -112,10 +113,7 @@ func TestEvalLeavesReportsTheReadsThatRanBesideAFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := dsl.Parse(`count_over_time(events[5m]) + p95(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `count_over_time(events[5m]) + p95(latency_ms[5m])`)
 	res, err := src.EvalLeaves(context.Background(), ts, e.Leaves)
 	if !errors.Is(err, failed) {
 		t.Fatalf("err = %v, want the bucket read's", err)
@@ -168,10 +166,7 @@ func TestEvalLeavesRunsReadsOneAtATimeOnASerialConn(t *testing.T) {
 	native, db := oneEventTable(t, ts)
 	// The platform-wide stddev cannot be folded from the sums by tenant:
 	// two bucket reads.
-	e, err := dsl.Parse(`stddev_over_time(latency_ms[5m]) + on () group_left sum by (tenant_id) (count_over_time(events[5m])) + p95(latency_ms[5m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `stddev_over_time(latency_ms[5m]) + on () group_left sum by (tenant_id) (count_over_time(events[5m])) + p95(latency_ms[5m])`)
 	for _, serial := range []bool{false, true} {
 		conn := &serialConn{Conn: native, serial: serial}
 		now := ts.Add(-3 * time.Minute) // no bucket is final: every read runs now

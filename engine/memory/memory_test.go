@@ -10,6 +10,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 const sample = `{"created_at": 1000, "tenant_id": "acme", "app_code": "chat", "model": "gpt-4o", "status": "ok", "latency_ms": 100, "input_tokens": 10, "output_tokens": 5, "cost": 0.5}
@@ -66,10 +67,7 @@ func TestLeaves(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := dsl.Parse(tc.expr, dsl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := testrules.Expr(t, tc.expr)
 			res, err := q.Query(context.Background(), e, at)
 			if err != nil {
 				t.Fatal(err)

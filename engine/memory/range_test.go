@@ -12,6 +12,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // randomEvents returns n events over [from, from+span) for three tenants
@@ -82,10 +83,7 @@ func TestQueryRangeEqualsInstantQueriesAtEachStep(t *testing.T) {
 		q := engine.NewQuerier(engine.QuerierOptions{Source: src})
 		for _, expr := range exprs {
 			t.Run(name+" gives "+expr+" as instant queries do", func(t *testing.T) {
-				e, err := dsl.Parse(expr, dsl.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				e := testrules.Expr(t, expr)
 				start, end, step := from.Add(-10*time.Minute), from.Add(2*time.Hour+10*time.Minute), 40*time.Second
 				rr, err := q.QueryRange(context.Background(), e, start, end, step)
 				if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/chtest"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 var server = chtest.NewShared()
@@ -86,10 +87,7 @@ func TestInserterWritesIntoClickHouse(t *testing.T) {
 			t.Fatal(err)
 		}
 		q := engine.NewQuerier(engine.QuerierOptions{Source: src})
-		e, err := dsl.Parse(`sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m])) > 0.05`, dsl.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := testrules.Expr(t, `sum by (tenant_id) (count_over_time(events{status="error"}[5m])) / sum by (tenant_id) (count_over_time(events[5m])) > 0.05`)
 		res, err := q.Query(ctx, e, start.Add(2*time.Minute))
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/testrules"
 	"github.com/callwatch/callwatch/rulefmt"
 )
 
@@ -116,10 +117,7 @@ func TestSilentTenantIsAbsent(t *testing.T) {
 	}
 	store.Add(events...)
 	q := engine.NewQuerier(engine.QuerierOptions{Source: store})
-	e, err := dsl.Parse(`absent_over_time(events{tenant_id="initech"}[2m])`, dsl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testrules.Expr(t, `absent_over_time(events{tenant_id="initech"}[2m])`)
 	for _, tc := range []struct {
 		at     time.Duration
 		absent bool

@@ -1,4 +1,4 @@
-// Package testrules writes rule files for tests: the tests of rulefmt (the
+// Package testrules writes rule files and parses expressions for tests: the tests of rulefmt (the
 // format) and of engine (the runtime) build their files the same way, so
 // the helper exists once.
 package testrules
