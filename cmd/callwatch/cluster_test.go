@@ -32,7 +32,7 @@ func TestHAReplicasOnAClusterElectOneSender(t *testing.T) {
 
 	got := newHook(t)
 	dir := t.TempDir()
-	writeErrorsRule(t, dir, "30s", "")
+	writeErrorsRule(t, dir, "30s")
 	config := func(replica string, s *chtest.Server) string {
 		f := filepath.Join(dir, replica+".yaml")
 		writeFile(t, f, fmt.Sprintf(`clickhouse:

@@ -33,7 +33,7 @@ exporter:
   interval: 1s
 rule_files: [rules.yaml]
 `, dsn+"?dial_timeout=1s&read_timeout=2s", hookURL))
-	writeErrorsRule(t, dir, "10m", "")
+	writeErrorsRule(t, dir, "10m")
 	return cfgFile
 }
 

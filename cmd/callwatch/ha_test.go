@@ -28,7 +28,7 @@ func TestFaultSenderReplicaKilled(t *testing.T) {
 	got := newHook(t)
 
 	dir := t.TempDir()
-	writeErrorsRule(t, dir, "20s", "")
+	writeErrorsRule(t, dir, "20s")
 	config := func(replica string) string { return haConfig(t, dir, s.DSN(db), got.URL, replica, "") }
 
 	a := startProc(t, config("replica-a"))
@@ -75,7 +75,7 @@ func TestHAReplicasThroughAnAlertmanagerPair(t *testing.T) {
 	ams := amtest.StartCluster(t, 2, hook.URL)
 
 	dir := t.TempDir()
-	writeErrorsRule(t, dir, "10m", "")
+	writeErrorsRule(t, dir, "10m")
 	for _, replica := range []string{"a", "b"} {
 		f := filepath.Join(dir, replica+".yaml")
 		writeFile(t, f, fmt.Sprintf(`clickhouse:
@@ -110,7 +110,7 @@ func TestHAReplicasShareActions(t *testing.T) {
 	s := server.Get(t)
 	db := errorEvents(t, s, 5)
 	dir := t.TempDir()
-	writeErrorsRule(t, dir, "10m", "")
+	writeErrorsRule(t, dir, "10m")
 	var procs []*proc
 	for _, replica := range []string{"a", "b"} {
 		procs = append(procs, startProc(t, haConfig(t, dir, s.DSN(db), "", replica, "")))

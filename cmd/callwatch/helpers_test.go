@@ -104,16 +104,26 @@ func eventsTable(t *testing.T, s *chtest.Server, table string, schema dsl.Schema
 	return db
 }
 
-// writeErrorsRule writes dir/rules.yaml: one group evaluated every second
-// whose alert Errors fires for each tenant with more than 2 error events in
-// window; extra is one more key of the rule (notify: [pager]) or "".
-func writeErrorsRule(t *testing.T, dir, window, extra string) {
-	t.Helper()
+// errorsFile is a rule file of one group evaluated every second whose
+// alert Errors fires for each tenant with more than 2 error events in
+// window; extra are more lines of the rule (notify: [pager]), as they stand
+// below its expr.
+func errorsFile(window string, extra ...string) string {
 	rule := "- alert: Errors\n  expr: sum by (tenant_id) (count_over_time(events{status=\"error\"}[" + window + "])) > 2\n"
-	if extra != "" {
-		rule += "  " + extra + "\n"
+	for _, l := range extra {
+		rule += "  " + l + "\n"
 	}
-	writeFile(t, filepath.Join(dir, "rules.yaml"), testrules.File("interval: 1s", rule))
+	return testrules.File("interval: 1s", rule)
+}
+
+// serveRules is the rule file of most serve tests: errorsFile over 5m,
+// whose alerts say how many errors their tenant had.
+var serveRules = errorsFile("5m", "annotations:", `  summary: "{{ $labels.tenant_id }}: {{ $value }} errors"`)
+
+// writeErrorsRule writes errorsFile(window, extra...) to dir/rules.yaml.
+func writeErrorsRule(t *testing.T, dir, window string, extra ...string) {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, "rules.yaml"), errorsFile(window, extra...))
 }
 
 // serveOn runs `callwatch serve` on the events table of db.

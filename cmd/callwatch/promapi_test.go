@@ -13,6 +13,7 @@ import (
 
 	"github.com/callwatch/callwatch/dsl"
 	"github.com/callwatch/callwatch/internal/promtest"
+	"github.com/callwatch/callwatch/internal/testrules"
 )
 
 // spreadEvents writes n events over the two hours before now, three
@@ -46,15 +47,10 @@ func spreadEvents(t *testing.T, n int) (db string, now time.Time, jsonl string) 
 	return db, now, jsonl
 }
 
-const promAPIRules = `groups:
-- name: g
-  interval: 1s
-  rules:
-  - record: tenant:calls:5m
-    expr: sum by (tenant_id) (count_over_time(events[5m]))
-  - alert: TenantBusy
-    expr: tenant:calls:5m > 0
-`
+var promAPIRules = testrules.File("interval: 1s", `- record: tenant:calls:5m
+  expr: sum by (tenant_id) (count_over_time(events[5m]))
+- alert: TenantBusy
+  expr: tenant:calls:5m > 0`)
 
 type apiAnswer struct {
 	Status    string          `json:"status"`

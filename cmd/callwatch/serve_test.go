@@ -22,16 +22,6 @@ func startServeWith(t *testing.T, rules, clickhouseKeys string) (base, dir strin
 	return serveOn(t, s, errorEvents(t, s, 5), rules, clickhouseKeys)
 }
 
-const serveRules = `groups:
-  - name: e2e
-    interval: 1s
-    rules:
-      - alert: Errors
-        expr: sum by (tenant_id) (count_over_time(events{status="error"}[5m])) > 2
-        annotations:
-          summary: "{{ $labels.tenant_id }}: {{ $value }} errors"
-`
-
 // waitForErrorsAlert waits until serveRules' one Errors alert fires with
 // its summary.
 func waitForErrorsAlert(t *testing.T, base string) {
