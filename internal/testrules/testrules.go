@@ -1,6 +1,6 @@
-// Package testrules writes rule files and parses expressions for tests: the tests of rulefmt (the
-// format) and of engine (the runtime) build their files the same way, so
-// the helper exists once.
+// Package testrules writes rule files and parses expressions for tests:
+// the tests of rulefmt (the format), of engine (the runtime) and of the
+// backends build them the same way, so the helpers exist once.
 package testrules
 
 import "strings"
