@@ -616,10 +616,12 @@ func vcStream(l *dsl.Leaf) string {
 // does not hold is left alone, as is a family another evaluation holds:
 // they step on their own.
 func (p *partials) coFamilies(f *vcFamily, ts time.Time) (fams []*vcFamily, by []string) {
+	// In the order of their keys, so the grouping chosen among equals and
+	// the read's columns are the same from run to run.
 	p.mu.Lock()
 	var cands []*vcFamily
-	for _, o := range p.families {
-		if o != f {
+	for _, k := range slices.Sorted(maps.Keys(p.families)) {
+		if o := p.families[k]; o != f {
 			cands = append(cands, o)
 		}
 	}
