@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -216,6 +217,11 @@ type evalEnv struct {
 type AlertingRule struct {
 	ruleState
 	spec *rulefmt.RuleSpec
+	// labelKeys and annotationKeys are the names of spec's labels and
+	// annotations, sorted: their templates are expanded in that order (as
+	// Prometheus does), so the queries they make come in the same order at
+	// every evaluation.
+	labelKeys, annotationKeys []string
 
 	mu     sync.Mutex
 	active map[uint64]*Alert
@@ -237,7 +243,8 @@ type AlertingRule struct {
 
 // NewAlertingRule returns an alerting rule for spec.
 func NewAlertingRule(spec *rulefmt.RuleSpec) *AlertingRule {
-	return &AlertingRule{spec: spec, active: map[uint64]*Alert{}}
+	return &AlertingRule{spec: spec, active: map[uint64]*Alert{},
+		labelKeys: slices.Sorted(maps.Keys(spec.Labels)), annotationKeys: slices.Sorted(maps.Keys(spec.Annotations))}
 }
 
 // Spec returns the rule as written.
@@ -372,6 +379,8 @@ func (r *AlertingRule) keptWith(reason string) []Sample {
 			out = append(out, Sample{Labels: a.sample, Value: a.Value})
 		}
 	}
+	// By labels, as a query's vector: their templates expand in that order.
+	slices.SortFunc(out, func(a, b Sample) int { return labels.Compare(a.Labels, b.Labels) })
 	return append(out, Sample{Labels: labels.FromStrings(ReasonLabel, reason), Value: math.NaN()})
 }
 
@@ -390,13 +399,13 @@ func (r *AlertingRule) apply(ctx context.Context, env evalEnv, vec []Sample) err
 		if r.spec.Severity != "" {
 			lb.Set("severity", string(r.spec.Severity))
 		}
-		for k, v := range r.spec.Labels {
-			lb.Set(k, expand(v))
+		for _, k := range r.labelKeys {
+			lb.Set(k, expand(r.spec.Labels[k]))
 		}
 		lb.Set(labels.AlertName, r.Name())
 		sb := labels.NewScratchBuilder(len(r.spec.Annotations))
-		for k, v := range r.spec.Annotations {
-			sb.Add(k, expand(v))
+		for _, k := range r.annotationKeys {
+			sb.Add(k, expand(r.spec.Annotations[k]))
 		}
 		sb.Sort()
 		lset := lb.Labels()
@@ -711,6 +720,8 @@ func (r *AlertingRule) alertSamples(ts time.Time) []promql.Sample {
 		lb.Set(model.MetricNameLabel, "ALERTS_FOR_STATE")
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: float64(a.ActiveAt.Unix())})
 	}
+	// By labels, as Prometheus lists series: the alerts are kept in a map.
+	slices.SortFunc(out, func(a, b promql.Sample) int { return labels.Compare(a.Metric, b.Metric) })
 	return out
 }
 

@@ -1081,3 +1081,53 @@ func TestTemplateQuery(t *testing.T) {
 		}
 	})
 }
+
+// TestEvaluationsAreTheSameFromRunToRun: a rule's alerts are kept in a map.
+// The label and annotation templates of an evaluation expand in the order
+// of their names (a template's queries reach ClickHouse in that order), and
+// ALERTS series are listed by labels (/api/v1/series, whose limit keeps
+// the first); both once followed the map.
+func TestEvaluationsAreTheSameFromRunToRun(t *testing.T) {
+	file := ruleFile("interval: 1m", `- alert: A
+  expr: count_over_time(events[5m]) > 0
+  labels:
+    l2: '{{ with query "count_over_time(events{status=\"b\"}[1m])" }}x{{ end }}'
+    l1: '{{ with query "count_over_time(events{status=\"a\"}[1m])" }}x{{ end }}'
+  annotations:
+    a3: '{{ with query "count_over_time(events{status=\"e\"}[1m])" }}x{{ end }}'
+    a1: '{{ with query "count_over_time(events{status=\"c\"}[1m])" }}x{{ end }}'
+    a2: '{{ with query "count_over_time(events{status=\"d\"}[1m])" }}x{{ end }}'`)
+	tenants := []string{"d", "b", "a", "c"}
+	want := []string{"a", "b", "c", "d", "e"}
+	for run := range 20 {
+		var asked []string
+		q := func(_ context.Context, e *dsl.Expr, _ time.Time, _ engine.SeriesSource) (engine.Result, error) {
+			if e.Input == "count_over_time(events[5m]) > 0" {
+				var vec []engine.Sample
+				for _, tn := range tenants {
+					vec = append(vec, engine.Sample{Labels: labels.FromStrings("tenant_id", tn), Value: 1})
+				}
+				return engine.Result{Vector: vec}, nil
+			}
+			asked = append(asked, e.Input)
+			return engine.Result{Vector: []engine.Sample{{Value: 1}}}, nil
+		}
+		g := mustGroup(t, file, engine.GroupOptions{Query: q, Schema: dsl.DefaultSchema()})
+		g.Eval(context.Background(), t0)
+		if len(asked) != len(tenants)*len(want) {
+			t.Fatalf("run %d: %d template queries, want %d", run, len(asked), len(tenants)*len(want))
+		}
+		for i, in := range asked {
+			if status := want[i%len(want)]; !strings.Contains(in, `status="`+status+`"`) {
+				t.Fatalf("run %d: template query %d is %s, want the one of status %s (labels l1, l2, then annotations a1, a2, a3)", run, i, in, status)
+			}
+		}
+		var order []string
+		for _, s := range (engine.Outputs{Groups: func() []*engine.Group { return []*engine.Group{g} }}).Series("ALERTS", t0) {
+			order = append(order, s.Labels.Get("tenant_id"))
+		}
+		if got := strings.Join(order, ""); got != "abcd" {
+			t.Fatalf("run %d: ALERTS series of tenants %s, want abcd", run, got)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -79,13 +80,14 @@ func (c *Coalescer) batch(ctx context.Context, g *Group, ts time.Time) QueryFunc
 			}
 		}
 		c.entries[key] = e
-		for k := range c.entries {
-			if len(c.entries) <= maxCoalesced {
+		// The oldest go first: a group still evaluating the time before
+		// keeps its batch.
+		for len(c.entries) > maxCoalesced {
+			oldest := slices.Min(slices.Collect(maps.Keys(c.entries)))
+			if oldest >= key {
 				break
 			}
-			if k < key {
-				delete(c.entries, k)
-			}
+			delete(c.entries, oldest)
 		}
 	}
 	c.mu.Unlock()

@@ -104,3 +104,31 @@ func TestCoalescerComputesGroupsDueTogetherOnce(t *testing.T) {
 		t.Errorf("group b with a failing leaf: health %s, want %s", st.Health, engine.HealthBad)
 	}
 }
+
+// TestCoalescerDropsTheOldestBatchFirst: a coalescer keeps the batches of
+// the last few query times. A new time drops the oldest, so a slow group
+// still on the time before finds its batch; a random older one once went,
+// and with it, at times, that group's batch: another read of the source.
+func TestCoalescerDropsTheOldestBatchFirst(t *testing.T) {
+	start := time.Date(2025, 11, 24, 12, 0, 0, 0, time.UTC)
+	for run := range 200 {
+		store, _ := newMemory(everyMinute(start.Add(-time.Hour), start.Add(10*time.Minute), "t1", "ok")...)
+		src := &countingSource{inner: store}
+		q := engine.NewQuerier(engine.QuerierOptions{Source: src})
+		c := engine.NewCoalescer(q)
+		opts := engine.GroupOptions{Query: q.QueryWith, Batch: q.Batch, Coalescer: c}
+		group := func(name, expr string) *engine.Group {
+			return mustGroup(t, strings.Replace(ruleFile("interval: 1m", "- alert: A\n  expr: "+expr), "name: g", "name: "+name, 1), opts)
+		}
+		fast, slow := group("fast", "count_over_time(events[5m]) > 0"), group("slow", "count_over_time(events[1h]) > 0")
+		c.SetGroups([]*engine.Group{fast, slow})
+		for i := range 5 { // one more time than the coalescer keeps
+			fast.Eval(context.Background(), start.Add(time.Duration(i)*time.Minute))
+		}
+		src.take()
+		slow.Eval(context.Background(), start.Add(3*time.Minute))
+		if calls := src.take(); len(calls) != 0 {
+			t.Fatalf("run %d: the slow group read the source again (%v): its batch of the time before was dropped", run, calls)
+		}
+	}
+}

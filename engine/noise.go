@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -84,11 +85,17 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		}
 		out = append(out, Sample{Labels: withSeverity(s.Labels, q.Thresholds[t].Severity), Value: s.Value})
 	}
-	// Groups seen recently and missing now have no data.
-	for h, gs := range r.groups {
-		if seen[h] {
-			continue
+	// Groups seen recently and missing now have no data; by labels, as a
+	// query's vector, so their templates expand in the same order.
+	var missing []uint64
+	for h := range r.groups {
+		if !seen[h] {
+			missing = append(missing, h)
 		}
+	}
+	slices.SortFunc(missing, func(a, b uint64) int { return labels.Compare(r.groups[a].labels, r.groups[b].labels) })
+	for _, h := range missing {
+		gs := r.groups[h]
 		if ts.Sub(gs.lastSeen) > q.NoDataWindow {
 			delete(r.groups, h)
 			continue

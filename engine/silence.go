@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -133,7 +135,8 @@ func (s *Silences) Expire(ctx context.Context, id, by string) error {
 	return nil
 }
 
-// List returns the silences that have not ended at ts, by start time.
+// List returns the silences that have not ended at ts, by start time (and
+// ID among those that start together).
 func (s *Silences) List(ts time.Time) []Silence {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -143,20 +146,29 @@ func (s *Silences) List(ts time.Time) []Silence {
 			out = append(out, sil)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].StartsAt.Before(out[j].StartsAt) })
+	slices.SortFunc(out, func(a, b Silence) int {
+		return cmp.Or(a.StartsAt.Compare(b.StartsAt), cmp.Compare(a.ID, b.ID))
+	})
 	return out
 }
 
-// Match returns the active silence selecting lset at ts, if any.
+// Match returns the active silence selecting lset at ts, if any: of
+// several, the one that ends last (the lowest ID among those that end
+// together), which says how long the alert stays silenced.
 func (s *Silences) Match(lset labels.Labels, ts time.Time) (Silence, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	var best Silence
+	found := false
 	for _, sil := range s.m {
-		if sil.Active(ts) && sil.Matches(lset) {
-			return sil, true
+		if !sil.Active(ts) || !sil.Matches(lset) {
+			continue
+		}
+		if !found || cmp.Or(sil.EndsAt.Compare(best.EndsAt), cmp.Compare(best.ID, sil.ID)) > 0 {
+			best, found = sil, true
 		}
 	}
-	return Silence{}, false
+	return best, found
 }
 
 // Restore rebuilds the silences from audit records (any order).

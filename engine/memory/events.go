@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -63,7 +65,10 @@ func ReadJSONL(r io.Reader, schema dsl.Schema) ([]Event, error) {
 			return nil, fmt.Errorf("line %d: %s: %w", line, schema.Time, err)
 		}
 		ev.Time = ts
-		for k, v := range obj {
+		// By name, so a line with several bad columns names the same one
+		// at every read.
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			v := obj[k]
 			switch {
 			case k == schema.Time:
 			case k == schema.RequestID && k != "":

@@ -94,6 +94,14 @@ func TestReadJSONLReportsLineAndColumn(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "created_at") {
 		t.Fatalf("err = %v, want missing time column", err)
 	}
+	// Of several bad columns, the first by name, at every read (the line's
+	// columns are a map).
+	for range 30 {
+		_, err = ReadJSONL(strings.NewReader(`{"created_at": 1, "total_tokens": "x", "latency_ms": "y", "cost": "z", "input_tokens": "w"}`), dsl.DefaultSchema())
+		if err == nil || !strings.Contains(err.Error(), `column "cost"`) {
+			t.Fatalf("err = %v, want the column cost named", err)
+		}
+	}
 }
 
 func TestReadJSONLReadsTheRequestID(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -309,9 +311,10 @@ func (s *AuditStore) history(ctx context.Context, f engine.AuditQuery) ([]engine
 		}
 		where = append(where, "`kind` IN ("+strings.Join(ph, ", ")+")")
 	}
-	for k, v := range f.Labels {
+	// By name, so the same filters make the same statement.
+	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		// visitParamExtractString exists on 18.16 and, as an alias, on 26.x.
-		where, args = append(where, "visitParamExtractString(`labels`, ?) = ?"), append(args, k, v)
+		where, args = append(where, "visitParamExtractString(`labels`, ?) = ?"), append(args, k, f.Labels[k])
 	}
 	limit := f.Limit
 	if limit <= 0 || limit > 100000 {

@@ -2,9 +2,12 @@ package chstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/internal/docpage"
 	"github.com/callwatch/callwatch/internal/storetest"
@@ -52,5 +55,41 @@ func TestReadmeAuditQueriesRun(t *testing.T) {
 	}
 	if n < 4 {
 		t.Fatalf("ran %d README queries, want at least 4", n)
+	}
+}
+
+// statementConn records the statements and arguments of its queries and
+// fails each.
+type statementConn struct{ sent []string }
+
+func (c *statementConn) Query(_ context.Context, sql string, args ...any) (clickhouse.Rows, error) {
+	c.sent = append(c.sent, fmt.Sprint(sql, args))
+	return nil, errors.New("no server")
+}
+
+func (c *statementConn) Exec(context.Context, string, ...any) error { return nil }
+
+// TestHistoryLabelFiltersMakeOneStatement: the label filters of a history
+// read (a map) become conditions by label name, so the same read sends the
+// same statement every time; they once followed the map.
+func TestHistoryLabelFiltersMakeOneStatement(t *testing.T) {
+	c := &statementConn{}
+	s, err := chstore.NewAuditStore(c, "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		s.History(context.Background(), engine.AuditQuery{Labels: map[string]string{"tenant_id": "acme", "app_code": "chat", "model": "gpt"}})
+	}
+	if len(c.sent) != 30 {
+		t.Fatalf("%d statements sent, want 30", len(c.sent))
+	}
+	for _, st := range c.sent {
+		if st != c.sent[0] {
+			t.Fatalf("the same history read sent\n%s\nand\n%s", c.sent[0], st)
+		}
+	}
+	if !strings.Contains(c.sent[0], "app_code chat model gpt tenant_id acme") {
+		t.Errorf("the label conditions' arguments are not by name:\n%s", c.sent[0])
 	}
 }
