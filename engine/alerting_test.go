@@ -1131,3 +1131,48 @@ func TestEvaluationsAreTheSameFromRunToRun(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptAlertsExpandInLabelOrder: alerts kept without data come from
+// the rule's map of alerts or of groups: beside the alert of a failed query
+// or of an empty result, and a group's last alert when its group went
+// missing (no_data_state: keep_last with noise controls). Their templates
+// expand in the order of their labels, as a query's vector's do, so the
+// queries those templates make come in the same order every time.
+func TestKeptAlertsExpandInLabelOrder(t *testing.T) {
+	const template = `  annotations:
+    s: '{{ with query (printf "count_over_time(events{tenant_id=%q}[1m])" $labels.tenant_id) }}x{{ end }}'`
+	for _, tc := range []struct{ name, rule, step2, others, want string }{
+		{"a failed query, alerting", alertExpr + "\n  error_state: alerting", "err", "", "abcd"},
+		{"an empty result, alerting", alertExpr + "\n  no_data_state: alerting", "nodata", "", "abcd"},
+		{"groups gone missing, keep_last", "expr: sum by (tenant_id) (count_over_time(events{status=\"error\"}[1m]))\n  thresholds: [{severity: warning, op: \">\", value: 0}]\n  no_data_state: keep_last", "_", "_ 1", "eabcd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for run := range 20 {
+				values := map[string]string{}
+				for _, tn := range []string{"d", "b", "a", "c"} {
+					values["tenant_id="+tn] = "1 " + tc.step2
+				}
+				if tc.others != "" {
+					values["tenant_id=e"] = tc.others
+				}
+				sc := newScript(t0, time.Minute, values)
+				var asked []string
+				q := func(ctx context.Context, e *dsl.Expr, ts time.Time, src engine.SeriesSource) (engine.Result, error) {
+					if rest, ok := strings.CutPrefix(e.Input, `count_over_time(events{tenant_id="`); ok {
+						tn, _, _ := strings.Cut(rest, `"`)
+						asked = append(asked, tn)
+						return engine.Result{Vector: []engine.Sample{{Value: 1}}}, nil
+					}
+					return sc.Query(ctx, e, ts, src)
+				}
+				g := mustGroup(t, ruleFile("", "- alert: A\n  "+tc.rule+"\n"+template), engine.GroupOptions{Query: q})
+				g.Eval(context.Background(), t0)
+				asked = nil
+				g.Eval(context.Background(), t0.Add(time.Minute))
+				if got := strings.Join(asked, ""); got != tc.want {
+					t.Fatalf("run %d: the templates expanded for tenants %q, want %s", run, got, tc.want)
+				}
+			}
+		})
+	}
+}
