@@ -64,8 +64,6 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 	// quantile families go over it and take the full path, some stay. It
 	// keeps its cold states (no background read of their buckets), so the
 	// paths that take leaving buckets off and query extremes again run too.
-	// It keeps its cold states (no background read of their buckets), so
-	// the takeOff and requery paths are exercised too.
 	tight := tb.source(t, &clickhouse.Incremental{Bucket: bucket, LateWindow: late, Now: func() time.Time { return now }, MaxDistinctValues: 4, FillSettle: -1, KeepColdStates: true})
 	overflowed := 0
 
@@ -80,7 +78,11 @@ func incrementalSteps(t *testing.T, conn clickhouse.ExecQuerier, db string, seed
 		// cold state absorbs each final bucket and the grid keeps only
 		// the recent ones (an SLO's 30 days at 1m buckets).
 		"sum by (tenant_id) (count_over_time(events{status=\"error\"}[9h]))", "sum by (model) (sum_over_time(cost[10h] offset 20m))",
-		"stddev_over_time(latency_ms{tenant_id=\"acme\"}[9h])", "count_gt_over_time(latency_ms[12h], 2000)")
+		"stddev_over_time(latency_ms{tenant_id=\"acme\"}[9h])", "count_gt_over_time(latency_ms[12h], 2000)",
+		// A quantile whose groups (every label, 10s) hold a few events
+		// each: it stays within tight's budget of 4 distinct values
+		// whatever the seed's expressions are.
+		"max by (tenant_id, app_code, model, provider, status, error_code) (quantile_over_time(0.5, latency_ms[10s]))")
 
 	// Steps: every 30s over the second hour, then jumps (a restart, a
 	// backtest) and one time that is not on a bucket edge (full path).
