@@ -720,8 +720,6 @@ func (r *AlertingRule) alertSamples(ts time.Time) []promql.Sample {
 		lb.Set(model.MetricNameLabel, "ALERTS_FOR_STATE")
 		out = append(out, promql.Sample{Metric: lb.Labels(), T: ts.UnixMilli(), F: float64(a.ActiveAt.Unix())})
 	}
-	// By labels, as Prometheus lists series: the alerts are kept in a map.
-	slices.SortFunc(out, func(a, b promql.Sample) int { return labels.Compare(a.Metric, b.Metric) })
 	return out
 }
 

@@ -85,21 +85,22 @@ func (r *AlertingRule) judge(ts time.Time, vec []Sample, counts []Sample) ([]Sam
 		}
 		out = append(out, Sample{Labels: withSeverity(s.Labels, q.Thresholds[t].Severity), Value: s.Value})
 	}
-	// Groups seen recently and missing now have no data; by labels, as a
-	// query's vector, so their templates expand in the same order.
+	// Groups seen recently and missing now have no data (those missing
+	// for longer are forgotten); by labels, as a query's vector, so their
+	// templates expand in the same order.
 	var missing []uint64
-	for h := range r.groups {
-		if !seen[h] {
+	for h, gs := range r.groups {
+		switch {
+		case seen[h]:
+		case ts.Sub(gs.lastSeen) > q.NoDataWindow:
+			delete(r.groups, h)
+		default:
 			missing = append(missing, h)
 		}
 	}
 	slices.SortFunc(missing, func(a, b uint64) int { return labels.Compare(r.groups[a].labels, r.groups[b].labels) })
 	for _, h := range missing {
 		gs := r.groups[h]
-		if ts.Sub(gs.lastSeen) > q.NoDataWindow {
-			delete(r.groups, h)
-			continue
-		}
 		held[ReasonNoData]++
 		prev := active[h]
 		switch r.spec.NoDataState {

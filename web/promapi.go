@@ -567,7 +567,8 @@ func (s selector) exactName() string {
 }
 
 // outputSeries returns the rule outputs current at end that the
-// selectors select (every output without selectors).
+// selectors select (every output without selectors), by labels: a rule
+// keeps its alerts in a map, and a limit must keep the same series.
 func (a *api) outputSeries(sels []selector, end time.Time) []labels.Labels {
 	var out []labels.Labels
 	o := a.outputs()
@@ -585,6 +586,7 @@ func (a *api) outputSeries(sels []selector, end time.Time) []labels.Labels {
 			}
 		}
 	}
+	slices.SortFunc(out, labels.Compare)
 	return out
 }
 

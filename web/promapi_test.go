@@ -292,3 +292,19 @@ func TestLimitViolationsAreCountedOnMetrics(t *testing.T) {
 		t.Fatalf("/metrics lacks the counter:\n%s", body)
 	}
 }
+
+// TestSeriesAreListedByLabels: a rule keeps its alerts in a map; the
+// series endpoint lists rule outputs by labels, so limit keeps the same
+// ones at every call (Grafana's label browser sends limit).
+func TestSeriesAreListedByLabels(t *testing.T) {
+	for run := range 20 {
+		f := newPromFixture(t)
+		code, _, out := f.call(t, "GET", "/api/v1/series?match[]=ALERTS&match[]=ALERTS_FOR_STATE&limit=3", nil, nil)
+		want := `[{"__name__":"ALERTS","alertname":"TenantErrors","alertstate":"firing","tenant_id":"acme"},` +
+			`{"__name__":"ALERTS","alertname":"TenantErrors","alertstate":"firing","tenant_id":"beta"},` +
+			`{"__name__":"ALERTS_FOR_STATE","alertname":"TenantErrors","tenant_id":"acme"}]`
+		if got := dataJSON(out); code != 200 || got != want {
+			t.Fatalf("run %d: %d %s\nwant %s", run, code, got, want)
+		}
+	}
+}
