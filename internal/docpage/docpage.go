@@ -9,25 +9,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // Read returns the page docs/name of the repository the test runs in (the
 // folder of go.mod above the test's folder).
 func Read(t testing.TB, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := proctest.ModuleRoot()
 	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("reading docs/%s: no go.mod above the test's folder", name)
-		}
-		dir = parent
+		t.Fatalf("reading docs/%s: %v", name, err)
 	}
 	page, err := os.ReadFile(filepath.Join(dir, "docs", name))
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/callwatch/callwatch/engine"
 	"github.com/callwatch/callwatch/engine/clickhouse"
 	"github.com/callwatch/callwatch/engine/memory"
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // eventsTable is an events table of the default schema
@@ -380,15 +381,13 @@ func packageDir() string {
 	if err != nil {
 		return "."
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if rel, err := filepath.Rel(dir, wd); err == nil {
-				return "./" + filepath.ToSlash(rel)
-			}
-			return "."
-		}
-		if filepath.Dir(dir) == dir {
-			return "."
-		}
+	root, err := proctest.ModuleRoot()
+	if err != nil {
+		return "."
 	}
+	rel, err := filepath.Rel(root, wd)
+	if err != nil {
+		return "."
+	}
+	return "./" + filepath.ToSlash(rel)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callwatch/callwatch/internal/proctest"
 	"github.com/callwatch/callwatch/internal/storetest"
 )
 
@@ -54,7 +55,7 @@ func TestOpenNeedsADataDirectory(t *testing.T) {
 }
 
 func TestTheMakefilePinsThisVersion(t *testing.T) {
-	root, err := moduleRoot()
+	root, err := proctest.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

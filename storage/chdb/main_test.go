@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callwatch/callwatch/internal/proctest"
 )
 
 // The tests that need libchdb.so share one session (the engine serves one
@@ -45,7 +46,7 @@ func testLibrary(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv(LibraryEnv)
 	if p == "" {
-		if root, err := moduleRoot(); err == nil {
+		if root, err := proctest.ModuleRoot(); err == nil {
 			p = filepath.Join(root, DefaultLibrary)
 		}
 	}
@@ -58,24 +59,6 @@ func testLibrary(t testing.TB) string {
 	}
 	t.Skip(msg)
 	return ""
-}
-
-// moduleRoot is the directory of go.mod above the working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // session returns the shared session.
