@@ -3,7 +3,8 @@
 // ports, finding a server's binary, starting it with its log in its
 // directory and its life tied to the test binary's, waiting until it is
 // ready, retrying a start whose port was taken, and skipping a test whose
-// server is not installed.
+// server is not installed; and the module's root, where tests find the
+// repository's files.
 package proctest
 
 import (
